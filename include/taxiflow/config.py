@@ -1,0 +1,254 @@
+"""Names, sources and paths that every part of taxiflow agrees on.
+
+Everything on disk hangs off one data root, ``TAXIFLOW_DATA_DIR`` (default: the ``data/`` folder
+of the taxiflow checkout). DAG ids, task ids and conf keys that one DAG uses to address another
+live here too, so the trigger side and the target side cannot drift apart.
+
+No Airflow, pandas or DuckDB import here: DAG files import this module at parse time.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+
+# --- DAG and task ids shared between DAGs -------------------------------------------------------
+
+INGEST_DAG_ID = "ingest_taxi_trips"
+METRICS_DAG_ID = "create_metrics"
+REPORT_DAG_ID = "borough_report"
+REQUESTS_DAG_ID = "report_requests"
+DOWNLOAD_DAG_ID = "download_tlc_trips"
+
+
+def wait_task_id(source: str) -> str:
+    return f"wait_for_{source}"
+
+
+def copy_task_id(source: str) -> str:
+    return f"copy_to_raw_{source}"
+
+
+def process_task_id(source: str) -> str:
+    return f"process_{source}"
+
+
+def trigger_metrics_task_id(source: str) -> str:
+    """The ingest task whose success means "metrics for this source and month are done"."""
+    return f"trigger_create_metrics_{source}"
+
+
+# --- Sources --------------------------------------------------------------------------------------
+
+# The normalised trip schema every source is mapped onto: column -> DuckDB type.
+TRIP_SCHEMA: dict[str, str] = {
+    "pickup_at": "TIMESTAMP",
+    "dropoff_at": "TIMESTAMP",
+    "pickup_zone_id": "INTEGER",
+    "dropoff_zone_id": "INTEGER",
+    "passenger_count": "INTEGER",
+    "trip_distance": "DOUBLE",
+    "fare_amount": "DOUBLE",
+    "tip_amount": "DOUBLE",
+    "total_amount": "DOUBLE",
+    "vendor_id": "INTEGER",
+    "payment_type": "INTEGER",
+}
+
+# A row without these cannot be placed in time or space: it is counted as rejected, never guessed.
+REQUIRED_COLUMNS = ("pickup_at",)
+
+
+@dataclass(frozen=True)
+class Source:
+    """One TLC trip-record family and how its files' columns map onto ``TRIP_SCHEMA``.
+
+    ``columns`` maps each normalised column to the names it may carry in a file, in order of
+    preference; matching is case-insensitive. TLC renamed columns over the years and third parties
+    rename them again, so a column may have several names.
+    """
+
+    name: str
+    label: str
+    columns: dict[str, tuple[str, ...]] = field(default_factory=dict)
+
+
+SOURCES: dict[str, Source] = {
+    "yellow": Source(
+        name="yellow",
+        label="Yellow taxi",
+        columns={
+            "pickup_at": ("tpep_pickup_datetime", "pickup_datetime"),
+            "dropoff_at": ("tpep_dropoff_datetime", "dropoff_datetime"),
+            "pickup_zone_id": ("PULocationID", "pickup_location_id"),
+            "dropoff_zone_id": ("DOLocationID", "dropoff_location_id"),
+            "passenger_count": ("passenger_count",),
+            "trip_distance": ("trip_distance",),
+            "fare_amount": ("fare_amount",),
+            "tip_amount": ("tip_amount",),
+            "total_amount": ("total_amount",),
+            "vendor_id": ("VendorID", "vendor_id"),
+            "payment_type": ("payment_type",),
+        },
+    ),
+    "green": Source(
+        name="green",
+        label="Green taxi",
+        columns={
+            "pickup_at": ("lpep_pickup_datetime", "pickup_datetime"),
+            "dropoff_at": ("lpep_dropoff_datetime", "dropoff_datetime"),
+            "pickup_zone_id": ("PULocationID", "pickup_location_id"),
+            "dropoff_zone_id": ("DOLocationID", "dropoff_location_id"),
+            "passenger_count": ("passenger_count",),
+            "trip_distance": ("trip_distance",),
+            "fare_amount": ("fare_amount",),
+            "tip_amount": ("tip_amount",),
+            "total_amount": ("total_amount",),
+            "vendor_id": ("VendorID", "vendor_id"),
+            "payment_type": ("payment_type",),
+        },
+    ),
+}
+
+SOURCE_NAMES: tuple[str, ...] = tuple(SOURCES)
+
+# Boroughs a report can be asked for (the zone table also has EWR and Unknown).
+BOROUGHS: tuple[str, ...] = ("Manhattan", "Brooklyn", "Queens", "Bronx", "Staten Island")
+UNKNOWN_BOROUGH = "Unknown"
+
+# Day names as the report CSV writes them, in the order it writes them.
+DAY_NAMES: tuple[str, ...] = (
+    "Sunday", "Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday",
+)
+
+# TLC's trip records begin in January 2009; nothing earlier can ever be ingested.
+FIRST_MONTH = date(2009, 1, 1)
+
+DATA_FILE_SUFFIXES = (".parquet", ".csv", ".csv.gz")
+SUCCESS_MARKER = "_SUCCESS"
+
+# --- Months ---------------------------------------------------------------------------------------
+
+MONTH_PATTERN = r"^[0-9]{4}-(0[1-9]|1[0-2])$"
+_MONTH_RE = re.compile(MONTH_PATTERN)
+
+
+def parse_month(month: str) -> date:
+    """``"2024-01"`` -> ``date(2024, 1, 1)``; a ValueError naming the bad value otherwise."""
+    if not isinstance(month, str) or not _MONTH_RE.match(month):
+        raise ValueError(f"month must look like YYYY-MM (e.g. 2024-01), got {month!r}")
+    return date(int(month[:4]), int(month[5:7]), 1)
+
+
+def format_month(day: date) -> str:
+    return f"{day.year:04d}-{day.month:02d}"
+
+
+def months_covering(start: date, end: date) -> list[str]:
+    """The months ``YYYY-MM`` that the half-open date range ``[start, end)`` touches."""
+    if end <= start:
+        return []
+    months = []
+    year, month = start.year, start.month
+    last = end.toordinal() - 1  # the last day inside the range
+    while date(year, month, 1).toordinal() <= last:
+        months.append(f"{year:04d}-{month:02d}")
+        year, month = (year + 1, 1) if month == 12 else (year, month + 1)
+    return months
+
+
+# --- Paths ----------------------------------------------------------------------------------------
+
+DATA_DIR_ENV = "TAXIFLOW_DATA_DIR"
+
+
+def _checkout_data_dir() -> Path:
+    """The ``data/`` folder of the checkout this package was installed from (editable install)."""
+    for parent in Path(__file__).resolve().parents:
+        if (parent / "pyproject.toml").is_file() and (parent / "dags").is_dir():
+            return parent / "data"
+    return Path.home() / "taxiflow-data"
+
+
+@dataclass(frozen=True)
+class DataPaths:
+    """Every folder taxiflow reads or writes, below one root."""
+
+    root: Path
+
+    @property
+    def landing(self) -> Path:
+        return self.root / "landing"
+
+    @property
+    def raw(self) -> Path:
+        return self.root / "raw"
+
+    @property
+    def warehouse(self) -> Path:
+        return self.root / "warehouse"
+
+    @property
+    def reference(self) -> Path:
+        return self.root / "reference"
+
+    @property
+    def requests(self) -> Path:
+        return self.root / "requests"
+
+    @property
+    def outputs(self) -> Path:
+        return self.root / "outputs"
+
+    @property
+    def zone_table(self) -> Path:
+        return self.reference / "taxi_zone_lookup.csv"
+
+    def landing_dir(self, source: str, month: str) -> Path:
+        return self.landing / source / month
+
+    def raw_dir(self, source: str, month: str) -> Path:
+        return self.raw / source / month
+
+    def trips_dir(self, source: str, month: str) -> Path:
+        """One partition of normalised trips: ``trips.parquet`` plus ``_summary.json``."""
+        return self.warehouse / "trips" / f"source={source}" / f"month={month}"
+
+    def metrics_dir(self, table: str, source: str, month: str) -> Path:
+        """One partition of a metrics table (``hourly_zone`` or ``hourly_borough``)."""
+        return self.warehouse / "metrics" / table / f"source={source}" / f"month={month}"
+
+    def weekly_summary(self, source: str) -> Path:
+        return self.outputs / f"trips_by_week_{source}.csv"
+
+
+def data_paths() -> DataPaths:
+    """The data root from ``TAXIFLOW_DATA_DIR``, read on every call so tests can point it elsewhere."""
+    configured = os.environ.get(DATA_DIR_ENV)
+    root = Path(configured).expanduser() if configured else _checkout_data_dir()
+    return DataPaths(root.resolve())
+
+
+# --- Tunables (environment, read at call time) ----------------------------------------------------
+
+
+def env_seconds(name: str, default: float) -> float:
+    value = os.environ.get(name)
+    if value is None or value == "":
+        return default
+    try:
+        return float(value)
+    except ValueError as err:
+        raise ValueError(f"{name} must be a number of seconds, got {value!r}") from err
+
+
+def duckdb_settings() -> dict[str, str]:
+    """DuckDB limits for a task: bounded so Celery workers sharing a host cannot exhaust it."""
+    return {
+        "memory_limit": os.environ.get("TAXIFLOW_DUCKDB_MEMORY_LIMIT", "1GB"),
+        "threads": os.environ.get("TAXIFLOW_DUCKDB_THREADS", str(os.cpu_count() or 2)),
+        "preserve_insertion_order": "false",
+    }
