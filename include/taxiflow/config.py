@@ -252,3 +252,35 @@ def duckdb_settings() -> dict[str, str]:
         "threads": os.environ.get("TAXIFLOW_DUCKDB_THREADS", str(os.cpu_count() or 2)),
         "preserve_insertion_order": "false",
     }
+
+
+def month_of_logical_date(logical_date: object) -> str:
+    """The month an ``ingest_taxi_trips`` run ingests: its logical date must be a month's first day.
+
+    Manual runs without a logical date cannot say which month they mean, so they fail here with
+    the command that does the right thing.
+    """
+    if logical_date is None:
+        raise ValueError(
+            f"{INGEST_DAG_ID} needs a logical date (the first day of the month to ingest); this run "
+            f"has none. Trigger it as: airflow dags trigger {INGEST_DAG_ID} -l 2024-01-01T00:00:00+00:00"
+        )
+    day = getattr(logical_date, "day", None)
+    if day != 1 or (getattr(logical_date, "hour", 0), getattr(logical_date, "minute", 0)) != (0, 0):
+        raise ValueError(
+            f"{INGEST_DAG_ID} runs ingest whole months: the logical date must be the first day of a "
+            f"month at 00:00 UTC (e.g. 2024-01-01T00:00:00+00:00), got {logical_date}"
+        )
+    return format_month(logical_date)  # type: ignore[arg-type]
+
+
+def wait_settings(name: str, poke_interval: float, timeout: float) -> dict[str, float]:
+    """``poke_interval``/``timeout`` for a waiting task, overridable by environment.
+
+    ``TAXIFLOW_<NAME>_POKE_INTERVAL`` and ``TAXIFLOW_<NAME>_TIMEOUT`` (seconds), e.g.
+    ``TAXIFLOW_DROP_TIMEOUT=86400`` lets a drop arrive up to a day after its run starts.
+    """
+    return {
+        "poke_interval": env_seconds(f"TAXIFLOW_{name}_POKE_INTERVAL", poke_interval),
+        "timeout": env_seconds(f"TAXIFLOW_{name}_TIMEOUT", timeout),
+    }

@@ -1,0 +1,57 @@
+# taxiflow: two commands for a newcomer.
+#   make run    start Airflow locally (SQLite, LocalExecutor) with demo data; prints the UI and login
+#   make test   install what the tests need and run the whole suite (what CI runs)
+# More: make stop | make bench | make airflow ARGS="dags list" | make compose-check | make clean
+
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+PORT   ?= 8080
+HOME_DIR := $(CURDIR)/.airflow
+export TAXIFLOW_DATA_DIR ?= $(CURDIR)/data
+
+.PHONY: run stop status airflow test test-fast bench bench-quick compose-check clean venv dev
+
+venv: $(VENV)/.installed
+$(VENV)/.installed: requirements.txt pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -r requirements.txt
+	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
+	touch $@
+
+dev: $(VENV)/.dev-installed
+$(VENV)/.dev-installed: $(VENV)/.installed requirements-dev.txt
+	$(BIN)/python -m pip install --quiet -r requirements-dev.txt
+	touch $@
+
+run: venv
+	$(BIN)/python -m taxiflow.stack up --home $(HOME_DIR) --project-dir $(CURDIR) --port $(PORT) --demo
+
+stop:
+	$(BIN)/python -m taxiflow.stack down --home $(HOME_DIR) --project-dir $(CURDIR)
+
+status:
+	$(BIN)/python -m taxiflow.stack status --home $(HOME_DIR) --project-dir $(CURDIR)
+
+airflow:
+	. $(HOME_DIR)/env.sh && airflow $(ARGS)
+
+test: dev
+	bash scripts/services.sh
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+test-fast: dev
+	$(BIN)/python -m pytest -m "not e2e" $(PYTEST_ARGS)
+
+bench: venv
+	$(BIN)/python benchmarks/run.py
+
+bench-quick: venv
+	$(BIN)/python benchmarks/run.py --quick
+
+compose-check:
+	bash scripts/validate_compose.sh
+
+clean: stop
+	rm -rf $(HOME_DIR) data/raw data/warehouse data/landing/*/ data/outputs/*.png data/outputs/*.csv benchmarks/.work

@@ -1,0 +1,61 @@
+"""
+### Create metrics for one ingested partition
+
+Triggered by `ingest_taxi_trips` (one run per source and month, conf `{"source", "month"}`);
+`schedule=None`. Aggregates the normalised trips of that partition by pickup date × hour × pickup
+borough and zone (trips, passengers, distance, fare, tip, total) into
+`warehouse/metrics/hourly_zone/` and `warehouse/metrics/hourly_borough/`, replacing the partition
+(idempotent per source and month). Then refreshes the weekly summary of the source,
+`outputs/trips_by_week_<source>.csv` (week, trips, passengers, total_amount, distance).
+
+Trip counts are by **pickup date**: a trip filed in January's file that started on 31 December
+counts on 31 December. `borough_report` reads these metrics, never the raw trips.
+
+Re-compute a partition by hand:
+
+```bash
+airflow dags trigger create_metrics --conf '{"source": "green", "month": "2024-01"}'
+```
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pendulum
+from airflow.sdk import Param, dag, task
+
+from taxiflow.config import METRICS_DAG_ID
+from taxiflow.params import month_param_schemas
+
+
+@task
+def build_metrics(params=None) -> dict:
+    from taxiflow import metrics
+
+    return metrics.build_metrics(params["source"], params["month"])
+
+
+@task
+def write_weekly_summary(params=None) -> str:
+    from taxiflow import metrics
+
+    return str(metrics.write_weekly_summary(params["source"]))
+
+
+@dag(
+    dag_id=METRICS_DAG_ID,
+    schedule=None,
+    start_date=pendulum.datetime(2009, 1, 1, tz="UTC"),
+    catchup=False,
+    max_active_runs=4,
+    params={name: Param(**schema) for name, schema in month_param_schemas().items()},
+    default_args={"retries": 2, "retry_delay": timedelta(seconds=30)},
+    tags=["taxiflow", "metrics"],
+    doc_md=__doc__,
+)
+def create_metrics():
+    build_metrics() >> write_weekly_summary()
+
+
+create_metrics()

@@ -1,0 +1,115 @@
+"""
+### Ingest NYC taxi trips
+
+For each month and each source (`yellow`, `green`), waits for the source's drop in
+`landing/<source>/<YYYY-MM>/`: at least one data file (`.parquet`, `.csv`, `.csv.gz`) **and** a
+`_SUCCESS` marker, written last by whoever drops the files. Then:
+
+`wait_for_<source>` → `copy_to_raw_<source>` → `process_<source>` → `trigger_create_metrics_<source>`
+
+* **wait** is a sensor in `reschedule` mode: while it waits it holds no worker slot, so hundreds of
+  waiting months cannot starve the tasks that do work (`TAXIFLOW_DROP_POKE_INTERVAL`,
+  `TAXIFLOW_DROP_TIMEOUT` in seconds; default 60 s and 6 h).
+* **copy** copies the drop to `raw/<source>/<YYYY-MM>/`, replacing what raw held for that month.
+* **process** validates and normalises every file into the warehouse partition
+  `warehouse/trips/source=<source>/month=<YYYY-MM>/` (re-running replaces it, never duplicates).
+  Rows that cannot be parsed are counted in the log and in the partition's `_summary.json`.
+* **trigger** starts `create_metrics` for that source and month and waits (deferred, in the
+  triggerer) until it finishes, so its success means "metrics done": `borough_report` gates on it.
+
+Sources are independent: one that never arrives fails only its own branch, after its timeout.
+
+**Schedule.** `CronDataIntervalTimetable("0 0 1 * *")`: a run's logical date is the **first day of
+the month it ingests** and it starts when that month is over. `catchup=False`; ingest history with a
+backfill, or one month by hand (the logical date is required):
+
+```bash
+airflow backfill create --dag-id ingest_taxi_trips --from-date 2023-12-01 --to-date 2024-01-01
+airflow dags trigger ingest_taxi_trips -l 2024-01-01T00:00:00+00:00
+```
+
+**Re-ingesting a month** after a new drop: clear that month's run (UI: *Clear*, or
+`airflow tasks clear ingest_taxi_trips -s 2024-01-01 -e 2024-01-01 -y`).
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pendulum
+from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
+from airflow.sdk import CronDataIntervalTimetable, PokeReturnValue, dag, task
+from airflow.sdk.exceptions import AirflowFailException
+
+from taxiflow.config import (
+    INGEST_DAG_ID,
+    METRICS_DAG_ID,
+    SOURCE_NAMES,
+    copy_task_id,
+    month_of_logical_date,
+    process_task_id,
+    trigger_metrics_task_id,
+    wait_settings,
+    wait_task_id,
+)
+
+
+@task.sensor(mode="reschedule", **wait_settings("DROP", poke_interval=60, timeout=6 * 3600))
+def wait_for_drop(source: str, logical_date=None) -> PokeReturnValue:
+    """True once the month's drop has a data file and its `_SUCCESS` marker."""
+    from taxiflow import landing
+
+    try:
+        month = month_of_logical_date(logical_date)
+    except ValueError as err:  # a run for no month cannot succeed on retry
+        raise AirflowFailException(str(err)) from err
+    ready = landing.drop_is_ready(source, month)
+    return PokeReturnValue(is_done=ready, xcom_value=month if ready else None)
+
+
+@task
+def copy_to_raw(source: str, month: str) -> list[str]:
+    from taxiflow import ingest
+
+    return [path.name for path in ingest.copy_to_raw(source, month)]
+
+
+@task(max_active_tis_per_dag=1)  # one heavy normalisation per source at a time bounds memory
+def process(source: str, month: str, raw_files: list[str]) -> dict:
+    from taxiflow import ingest
+
+    return ingest.process_partition(source, month)
+
+
+@dag(
+    dag_id=INGEST_DAG_ID,
+    schedule=CronDataIntervalTimetable("0 0 1 * *", timezone="UTC"),
+    start_date=pendulum.datetime(2009, 1, 1, tz="UTC"),
+    catchup=False,
+    max_active_runs=3,
+    max_active_tasks=8,
+    default_args={"retries": 2, "retry_delay": timedelta(seconds=30)},
+    tags=["taxiflow", "ingest"],
+    doc_md=__doc__,
+)
+def ingest_taxi_trips():
+    for source in SOURCE_NAMES:
+        month = wait_for_drop.override(task_id=wait_task_id(source))(source)
+        raw_files = copy_to_raw.override(task_id=copy_task_id(source))(source, month)
+        summary = process.override(task_id=process_task_id(source))(source, month, raw_files)
+        summary >> TriggerDagRunOperator(
+            task_id=trigger_metrics_task_id(source),
+            trigger_dag_id=METRICS_DAG_ID,
+            trigger_run_id=f"ingest__{source}__{{{{ logical_date.strftime('%Y-%m') }}}}",
+            conf={"source": source, "month": "{{ logical_date.strftime('%Y-%m') }}"},
+            logical_date=None,
+            reset_dag_run=True,
+            wait_for_completion=True,
+            deferrable=True,
+            poke_interval=int(wait_settings("METRICS", poke_interval=10, timeout=3600)["poke_interval"]),
+            execution_timeout=timedelta(hours=1),
+            failed_states=["failed"],
+        )
+
+
+ingest_taxi_trips()

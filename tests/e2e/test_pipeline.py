@@ -1,0 +1,191 @@
+"""The whole pipeline on live Airflow processes, driven the way an operator drives it.
+
+Files are dropped in the landing folder, ingest runs are started by backfill and by the CLI,
+``create_metrics`` is triggered by the ingest DAG, and a report is asked for with
+``airflow dags trigger --conf``. Expected numbers are computed here, independently, with pandas
+straight on the dropped files and the zone table.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from datetime import date
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from PIL import Image
+
+from taxiflow.config import DAY_NAMES, INGEST_DAG_ID, METRICS_DAG_ID, REPORT_DAG_ID
+
+pytestmark = pytest.mark.e2e
+
+TLC_DIR = Path(__file__).resolve().parents[3] / "shared" / "data" / "tlc"
+PICKUP_COLUMNS = {"yellow": "tpep_pickup_datetime", "green": "lpep_pickup_datetime"}
+
+
+def drop(landing: Path, source: str, month: str, files: list[Path], success: bool = True) -> None:
+    """What an upstream system does: data files first, the _SUCCESS marker last."""
+    target = landing / source / month
+    target.mkdir(parents=True, exist_ok=True)
+    for file in files:
+        shutil.copy(file, target / file.name)
+    if success:
+        (target / "_SUCCESS").touch()
+
+
+def expected_counts(files: list[tuple[str, Path]], zone_table: Path, borough: str, start: str, end: str) -> pd.DataFrame:
+    zones = pd.read_csv(zone_table, keep_default_na=False)
+    frames = []
+    for source, path in files:
+        trips = pd.read_parquet(path, columns=[PICKUP_COLUMNS[source], "PULocationID"])
+        frames.append(trips.set_axis(["pickup_at", "zone"], axis=1))
+    trips = pd.concat(frames).merge(zones, left_on="zone", right_on="LocationID", how="left")
+    trips = trips[(trips["Borough"] == borough) & (trips["pickup_at"] >= start) & (trips["pickup_at"] < end)]
+    counts = (
+        trips.assign(hour_of_day=trips["pickup_at"].dt.hour, day_of_week=trips["pickup_at"].dt.day_name())
+        .groupby(["hour_of_day", "day_of_week"]).size().rename("num_trips").reset_index()
+    )
+    grid = pd.MultiIndex.from_product([range(24), DAY_NAMES], names=["hour_of_day", "day_of_week"]).to_frame(index=False)
+    return grid.merge(counts, how="left").fillna({"num_trips": 0}).astype({"num_trips": int})
+
+
+def task_log(stack, dag_id: str, run_id: str, task_id: str) -> str:
+    logs = stack.home / "logs" / f"dag_id={dag_id}" / f"run_id={run_id}" / f"task_id={task_id}"
+    return "\n".join(p.read_text(errors="replace") for p in sorted(logs.rglob("*.log")))
+
+
+@pytest.fixture(scope="module")
+def pipeline(airflow_stack, tmp_path_factory):
+    """Drop three months, ingest them (backfill + CLI), and wait for every ingest run to finish."""
+    from taxiflow.config import DataPaths
+    from taxiflow.demo import generate_month
+
+    stack = airflow_stack
+    landing = stack.data_dir / "landing"
+    staging = DataPaths(tmp_path_factory.mktemp("staging"))
+    shutil.copytree(stack.data_dir / "reference", staging.reference)
+
+    yellow = {m: generate_month("yellow", m, trips=6000, seed=7, paths=staging) for m in ("2023-12", "2024-01", "2024-02")}
+    green = {m: TLC_DIR / "green" / f"green_tripdata_{m}.parquet" for m in ("2023-12", "2024-01")}
+    for month, path in yellow.items():
+        drop(landing, "yellow", month, [path])
+    for month, path in green.items():
+        drop(landing, "green", month, [path])
+    # February's green files arrive without their _SUCCESS marker: that must not be ingested.
+    drop(landing, "green", "2024-02", [green["2024-01"]], success=False)
+
+    stack.airflow("backfill", "create", "--dag-id", INGEST_DAG_ID,
+                  "--from-date", "2023-12-01", "--to-date", "2024-01-01")
+    stack.airflow("dags", "trigger", INGEST_DAG_ID, "-l", "2024-02-01T00:00:00+00:00", "-r", "ingest_feb")
+
+    runs = {}
+    for logical in ("2023-12-01", "2024-01-01", "2024-02-01"):
+        runs[logical] = wait_for_run_at(stack, INGEST_DAG_ID, logical)
+    return {"stack": stack, "runs": runs, "yellow": yellow, "green": green}
+
+
+def wait_for_run_at(stack, dag_id: str, logical: str, timeout: float = 420) -> dict:
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        status, body = stack.api(
+            "GET", f"/api/v2/dags/{dag_id}/dagRuns?logical_date_gte={logical}T00:00:00Z&logical_date_lte={logical}T00:00:00Z"
+        )
+        if status == 200 and body["dag_runs"]:
+            return stack.wait_for_run(dag_id, body["dag_runs"][0]["dag_run_id"], timeout=max(deadline - time.monotonic(), 1))
+        time.sleep(2)
+    raise TimeoutError(f"no {dag_id} run at {logical}")
+
+
+def test_complete_months_are_ingested_and_metrics_triggered(pipeline):
+    stack, runs = pipeline["stack"], pipeline["runs"]
+    for logical in ("2023-12-01", "2024-01-01"):
+        assert runs[logical]["state"] == "success", stack.task_states(INGEST_DAG_ID, runs[logical]["dag_run_id"])
+    status, body = stack.api("GET", f"/api/v2/dags/{METRICS_DAG_ID}/dagRuns?limit=50")
+    confs = {(r["conf"]["source"], r["conf"]["month"]): r["state"] for r in body["dag_runs"]}
+    for source in ("yellow", "green"):
+        for month in ("2023-12", "2024-01"):
+            assert confs[(source, month)] == "success"
+    summary = json.loads((stack.data_dir / "warehouse/trips/source=green/month=2023-12/_summary.json").read_text())
+    assert summary["rows_written"] + summary["rows_rejected"] == 64215
+    assert (stack.data_dir / "outputs" / "trips_by_week_green.csv").exists()
+
+
+def test_a_drop_without_success_marker_is_not_ingested(pipeline):
+    stack, run = pipeline["stack"], pipeline["runs"]["2024-02-01"]
+    states = stack.task_states(INGEST_DAG_ID, run["dag_run_id"])
+    assert states["trigger_create_metrics_yellow"] == "success"  # the other source carries on
+    assert states["wait_for_green"] == "failed"  # timed out waiting for _SUCCESS
+    assert states["process_green"] == "upstream_failed"
+    assert not (stack.data_dir / "warehouse/trips/source=green/month=2024-02").exists()
+    assert not (stack.data_dir / "raw/green/2024-02").exists()
+    assert (stack.data_dir / "landing/green/2024-02" / "green_tripdata_2024-01.parquet").exists()  # nothing lost
+
+
+def test_report_by_cli_matches_an_independent_count(pipeline):
+    stack = pipeline["stack"]
+    conf = {"borough": "Manhattan", "start_date": "2023-12-18", "end_date": "2024-01-08"}
+    stack.airflow("dags", "trigger", REPORT_DAG_ID, "--conf", json.dumps(conf), "-r", "report_cli")
+    run = stack.wait_for_run(REPORT_DAG_ID, "report_cli", timeout=240)
+    assert run["state"] == "success", stack.task_states(REPORT_DAG_ID, "report_cli")
+
+    outputs = stack.data_dir / "outputs"
+    csv, png = outputs / "manhattan_2023-12-18_2024-01-08.csv", outputs / "manhattan_2023-12-18_2024-01-08.png"
+    with Image.open(png) as image:
+        image.verify()
+        assert image.format == "PNG" and image.size[0] >= 800
+    report = pd.read_csv(csv)
+    assert list(report.columns) == ["hour_of_day", "day_of_week", "num_trips"]
+    assert len(report) == 24 * 7
+
+    ingested = [("yellow", p) for p in pipeline["yellow"].values()] + [("green", p) for p in pipeline["green"].values()]
+    expected = expected_counts(ingested, stack.data_dir / "reference/taxi_zone_lookup.csv", "Manhattan", "2023-12-18", "2024-01-08")
+    merged = expected.merge(report, on=["hour_of_day", "day_of_week"], suffixes=("_expected", "_report"))
+    assert len(merged) == 168
+    assert (merged["num_trips_expected"] == merged["num_trips_report"]).all()
+    assert report["num_trips"].sum() > 1000
+    log = task_log(stack, REPORT_DAG_ID, "report_cli", "render_report")
+    assert str(csv) in log and str(png) in log
+
+
+def test_report_on_a_failed_ingest_fails_naming_month_and_source(pipeline):
+    stack = pipeline["stack"]
+    conf = {"borough": "Queens", "start_date": "2024-02-01", "end_date": "2024-02-15", "name": "queens_feb"}
+    stack.airflow("dags", "trigger", REPORT_DAG_ID, "--conf", json.dumps(conf), "-r", "report_failed_month")
+    run = stack.wait_for_run(REPORT_DAG_ID, "report_failed_month", timeout=180)
+    assert run["state"] == "failed"
+    assert stack.task_states(REPORT_DAG_ID, "report_failed_month")["wait_for_ingest"] == "failed"
+    assert "green 2024-02" in task_log(stack, REPORT_DAG_ID, "report_failed_month", "wait_for_ingest")
+    assert not (stack.data_dir / "outputs" / "queens_feb.png").exists()
+
+
+def test_a_second_drop_replaces_the_partition(pipeline):
+    stack = pipeline["stack"]
+    landing = stack.data_dir / "landing/green/2024-01"
+    first_rows = pd.read_parquet(pipeline["green"]["2024-01"]).head(1000)
+    (landing / "_SUCCESS").unlink()
+    (landing / "green_tripdata_2024-01.parquet").rename(landing.parent / "superseded-2024-01.parquet")
+    first_rows.to_parquet(landing / "green_tripdata_2024-01_v2.parquet")
+    (landing / "_SUCCESS").touch()
+
+    stack.airflow("tasks", "clear", INGEST_DAG_ID, "-s", "2024-01-01", "-e", "2024-01-01", "-y")
+    import time
+
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        summary_path = stack.data_dir / "warehouse/trips/source=green/month=2024-01/_summary.json"
+        run = wait_for_run_at(stack, INGEST_DAG_ID, "2024-01-01")
+        if run["state"] in ("success", "failed") and json.loads(summary_path.read_text())["rows_read"] == 1000:
+            break
+        time.sleep(3)
+    assert run["state"] == "success"
+    summary = json.loads(summary_path.read_text())
+    assert summary["rows_written"] + summary["rows_rejected"] == 1000
+    assert sorted(p.name for p in (stack.data_dir / "raw/green/2024-01").iterdir()) == ["green_tripdata_2024-01_v2.parquet"]
+    trips = pd.read_parquet(stack.data_dir / "warehouse/trips/source=green/month=2024-01")
+    assert len(trips) == summary["rows_written"]
+    metrics = pd.read_parquet(stack.data_dir / "warehouse/metrics/hourly_borough/source=green/month=2024-01")
+    assert metrics["trips"].sum() == summary["rows_written"]
