@@ -1,0 +1,82 @@
+"""
+### Download TLC trip records
+
+Once a month, for each source (yellow, green): wait until NYC TLC publishes the month's trip file,
+then download it into `landing/<source>/<YYYY-MM>/` and write `_SUCCESS` next to it. That marker
+is what the `ingest_taxi_trips` DAG waits for. The zone table in `reference/` is refreshed on the
+way when it is older than 30 days.
+
+**What a run means.** The schedule is a monthly *data-interval* timetable: the run whose logical
+date is `2024-01-01` covers January 2024 and downloads `*_tripdata_2024-01.parquet`. It is created
+when January ends; TLC publishes about two months later, so `wait_for_publication_<source>`
+re-checks (HTTP HEAD) every 6 hours, holding no worker slot, for up to 100 days.
+
+**Where from.** The Airflow connection `nyc_tlc` holds the base URL
+(`AIRFLOW_CONN_NYC_TLC=https://d37ci6vzurychx.cloudfront.net`, TLC's public host, is the default
+when the connection is not defined).
+
+**Trigger one month** (the logical date picks the month):
+
+    airflow dags trigger download_tlc_trips -l 2024-01-01T00:00:00+00:00
+
+or pass it as conf (a manual run without a logical date needs this):
+
+    airflow dags trigger download_tlc_trips -c '{"month": "2024-01"}'
+
+**Backfill** a range of months (one run per month, already-published months go straight through):
+
+    airflow backfill create --dag-id download_tlc_trips --from-date 2023-01-01 --to-date 2023-12-01
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pendulum
+from airflow.sdk import CronDataIntervalTimetable, Param, dag
+
+from taxiflow.config import DOWNLOAD_DAG_ID, MONTH_PATTERN, SOURCE_NAMES
+from taxiflow.operators import TlcDownloadOperator
+from taxiflow.sensors import TlcPublishedSensor
+
+# conf "month" wins; otherwise the month the run's data interval starts in.
+MONTH = "{{ params.month or logical_date.strftime('%Y-%m') }}"
+
+
+@dag(
+    dag_id=DOWNLOAD_DAG_ID,
+    doc_md=__doc__,
+    schedule=CronDataIntervalTimetable("0 0 1 * *", timezone="UTC"),
+    start_date=pendulum.datetime(2009, 1, 1, tz="UTC"),
+    catchup=False,
+    max_active_runs=3,
+    tags=["taxiflow", "download", "tlc"],
+    params={
+        "month": Param(
+            None,
+            type=["null", "string"],
+            pattern=MONTH_PATTERN,
+            description="YYYY-MM to download; empty = the month of the run's logical date.",
+        )
+    },
+    default_args={"retries": 3, "retry_delay": timedelta(minutes=10), "retry_exponential_backoff": True},
+)
+def download_tlc_trips():
+    for source in SOURCE_NAMES:
+        published = TlcPublishedSensor(
+            task_id=f"wait_for_publication_{source}",
+            source=source,
+            month=MONTH,
+            poke_interval=timedelta(hours=6),
+            timeout=timedelta(days=100),
+        )
+        download = TlcDownloadOperator(
+            task_id=f"download_{source}",
+            source=source,
+            month=MONTH,
+            execution_timeout=timedelta(hours=1),
+        )
+        published >> download
+
+
+download_tlc_trips()

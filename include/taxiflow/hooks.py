@@ -1,0 +1,234 @@
+"""``TlcHook``: ask NYC TLC whether a month is published and download its files safely.
+
+The base URL comes from the Airflow connection ``nyc_tlc`` (``AIRFLOW_CONN_NYC_TLC=http://host:port``);
+without that connection the hook uses TLC's public host. A download streams into a hidden
+``.<name>.part`` file next to its destination, is checked against ``Content-Length``, and is renamed
+to its final name only when complete, so readers never see half a file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import uuid
+from pathlib import Path
+from typing import Any
+
+import requests
+import tenacity
+from airflow.providers.http.hooks.http import HttpHook
+from airflow.sdk import Connection
+from airflow.sdk.exceptions import AirflowNotFoundException
+
+from taxiflow.tlc import (
+    PART_SUFFIX,
+    TLC_CONN_ID,
+    TLC_PUBLIC_BASE_URL,
+    ZONE_TABLE_ENDPOINT,
+    is_stale,
+    part_path,
+    trip_endpoint,
+    trip_file_name,
+)
+
+log = logging.getLogger(__name__)
+
+# Errors that a new attempt may cure: the network, a cut-off body, a busy server.
+_TRANSIENT_ERRORS = (
+    requests.ConnectionError,
+    requests.Timeout,
+    requests.exceptions.ChunkedEncodingError,
+)
+
+
+class TlcError(Exception):
+    """TLC answered in a way the hook cannot use."""
+
+
+class TlcNotPublishedError(TlcError):
+    """The requested file is not (yet) published: TLC answered 403 or 404."""
+
+
+class TlcTransientError(TlcError):
+    """A failure worth another attempt: a 5xx answer or a body shorter than announced."""
+
+
+class TlcHook(HttpHook):
+    """HTTP access to TLC's trip-record files, with one reused session and retried downloads.
+
+    :param tlc_conn_id: Airflow connection holding the base URL (default ``nyc_tlc``).
+    :param max_attempts: attempts per request before giving up (each download restarts from byte 0).
+    :param retry_wait_seconds: first wait between attempts; doubles each time, capped at 60 s.
+    :param timeout: ``(connect, read)`` timeouts in seconds for every request.
+    :param chunk_size: bytes read and written per step while streaming a download.
+    """
+
+    conn_name_attr = "tlc_conn_id"
+    default_conn_name = TLC_CONN_ID
+    conn_type = "http"
+    hook_name = "NYC TLC trip records"
+
+    def __init__(
+        self,
+        tlc_conn_id: str = TLC_CONN_ID,
+        *,
+        max_attempts: int = 3,
+        retry_wait_seconds: float = 2.0,
+        timeout: tuple[float, float] = (10.0, 60.0),
+        chunk_size: int = 1 << 20,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(method="GET", http_conn_id=tlc_conn_id, **kwargs)
+        if max_attempts < 1:
+            raise ValueError(f"max_attempts must be at least 1, got {max_attempts!r}")
+        self.tlc_conn_id = tlc_conn_id
+        self.max_attempts = max_attempts
+        self.retry_wait_seconds = retry_wait_seconds
+        self.timeout = timeout
+        self.chunk_size = chunk_size
+        self._session: requests.Session | None = None
+
+    # --- connection ------------------------------------------------------------------------------
+
+    @classmethod
+    def get_connection(cls, conn_id: str) -> Connection:
+        """The configured connection, or TLC's public host when ``conn_id`` is not defined."""
+        try:
+            return super().get_connection(conn_id)
+        except AirflowNotFoundException:
+            log.info("Connection %r is not defined; using %s", conn_id, TLC_PUBLIC_BASE_URL)
+            return Connection(conn_id=conn_id, conn_type="http", host=TLC_PUBLIC_BASE_URL)
+
+    def _set_base_url(self, connection: Connection) -> None:
+        super()._set_base_url(connection)
+        # A URI like ``https://host`` parses as conn_type "https" with no schema, which HttpHook
+        # would turn into plain http: keep the scheme the user wrote.
+        if (connection.conn_type or "").lower() == "https" and not connection.schema:
+            if self.base_url.startswith("http://"):
+                self.base_url = "https://" + self.base_url[len("http://") :]
+
+    @property
+    def session(self) -> requests.Session:
+        """One session per hook, so keep-alive connections are reused across requests."""
+        if self._session is None:
+            # identity: Content-Length must be the size of the bytes we store, not of a gzip body.
+            self._session = self.get_conn(headers={"Accept-Encoding": "identity"})
+        return self._session
+
+    def close(self) -> None:
+        if self._session is not None:
+            self._session.close()
+            self._session = None
+
+    def __enter__(self) -> TlcHook:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def url_for(self, endpoint: str) -> str:
+        self.session  # sets base_url from the connection
+        return self.url_from_endpoint(endpoint)
+
+    def _retrying(self) -> tenacity.Retrying:
+        return tenacity.Retrying(
+            stop=tenacity.stop_after_attempt(self.max_attempts),
+            wait=tenacity.wait_exponential(multiplier=self.retry_wait_seconds, max=60),
+            retry=tenacity.retry_if_exception_type((*_TRANSIENT_ERRORS, TlcTransientError)),
+            before_sleep=self._log_retry,
+            reraise=True,
+        )
+
+    def _log_retry(self, state: tenacity.RetryCallState) -> None:
+        error = state.outcome.exception() if state.outcome else None
+        self.log.warning(
+            "Attempt %d/%d failed (%s); retrying in %.1f s",
+            state.attempt_number,
+            self.max_attempts,
+            error,
+            state.next_action.sleep if state.next_action else 0.0,
+        )
+
+    # --- publication -----------------------------------------------------------------------------
+
+    def is_published(self, source: str, month: str) -> bool:
+        """True if TLC serves the month's trip file (HEAD 200), False on 403/404; raises otherwise."""
+        url = self.url_for(trip_endpoint(source, month))
+        for attempt in self._retrying():
+            with attempt:
+                response = self.session.head(url, timeout=self.timeout, allow_redirects=True)
+                status = response.status_code
+                if status >= 500:
+                    raise TlcTransientError(f"HEAD {url} answered {status} {response.reason}")
+        if status == 200:
+            self.log.info("%s is published (%s bytes)", url, response.headers.get("Content-Length", "?"))
+            return True
+        if status in (403, 404):
+            self.log.info("%s is not published yet (HTTP %d)", url, status)
+            return False
+        raise TlcError(f"HEAD {url} answered {status} {response.reason}; expected 200, 403 or 404")
+
+    # --- downloads -------------------------------------------------------------------------------
+
+    def download(self, source: str, month: str, dest_dir: str | os.PathLike[str]) -> Path:
+        """Download one month's trip file into ``dest_dir``; returns the final path."""
+        dest = Path(dest_dir) / trip_file_name(source, month)
+        return self.fetch(trip_endpoint(source, month), dest)
+
+    def download_zone_table(self, dest: str | os.PathLike[str], max_age_days: float = 30) -> Path:
+        """Refresh the zone table at ``dest`` when it is missing or older than ``max_age_days``."""
+        dest = Path(dest)
+        if not is_stale(dest, max_age_days):
+            self.log.info("Zone table %s is younger than %s days; keeping it", dest, max_age_days)
+            return dest
+        # Every source's download task may refresh it at the same moment: one temp file each.
+        part = dest.with_name(f".{dest.name}.{uuid.uuid4().hex[:12]}{PART_SUFFIX}")
+        return self.fetch(ZONE_TABLE_ENDPOINT, dest, part=part)
+
+    def fetch(self, endpoint: str, dest: Path, part: Path | None = None) -> Path:
+        """GET ``endpoint`` into ``dest`` atomically, retrying transient failures from scratch.
+
+        The body goes to ``part`` (default ``.<name>.part`` beside ``dest``) and is renamed when
+        complete. Raises ``TlcNotPublishedError`` on 403/404. On any failure the partial file is
+        removed and an existing ``dest`` is left untouched.
+        """
+        url = self.url_for(endpoint)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        part = part or part_path(dest)
+        try:
+            for attempt in self._retrying():
+                with attempt:
+                    size, sha256 = self._stream(url, part)
+            os.replace(part, dest)
+        finally:
+            part.unlink(missing_ok=True)
+        self.log.info("Downloaded %s -> %s (%d bytes, sha256 %s)", url, dest, size, sha256)
+        return dest
+
+    def _stream(self, url: str, part: Path) -> tuple[int, str]:
+        """One attempt: write the whole body to ``part`` (truncating it) and check its size."""
+        digest = hashlib.sha256()
+        written = 0
+        with self.session.get(url, stream=True, timeout=self.timeout) as response:
+            status = response.status_code
+            if status in (403, 404):
+                raise TlcNotPublishedError(f"GET {url} answered {status}: not published")
+            if status >= 500:
+                raise TlcTransientError(f"GET {url} answered {status} {response.reason}")
+            if status != 200:
+                raise TlcError(f"GET {url} answered {status} {response.reason}; expected 200")
+            announced = response.headers.get("Content-Length")
+            expected = int(announced) if announced is not None else None
+            with open(part, "wb") as out:
+                for chunk in response.iter_content(chunk_size=self.chunk_size):
+                    out.write(chunk)
+                    digest.update(chunk)
+                    written += len(chunk)
+                out.flush()
+                os.fsync(out.fileno())
+        if expected is not None and written != expected:
+            raise TlcTransientError(f"GET {url} delivered {written} of {expected} bytes")
+        if expected is None:
+            self.log.warning("GET %s sent no Content-Length; size %d not verified", url, written)
+        return written, digest.hexdigest()

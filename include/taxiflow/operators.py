@@ -1,0 +1,102 @@
+"""``TlcDownloadOperator``: download one month of TLC trips into the landing folder."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from airflow.sdk import BaseOperator
+from airflow.sdk.exceptions import AirflowFailException
+
+from taxiflow.config import SUCCESS_MARKER, data_paths
+from taxiflow.tlc import TLC_CONN_ID, part_path, trip_file_name
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+
+def write_success_marker(folder: Path, data_file: Path) -> Path:
+    """Write ``folder/_SUCCESS`` atomically, describing the complete ``data_file`` it vouches for."""
+    digest = hashlib.sha256()
+    with open(data_file, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    marker = folder / SUCCESS_MARKER
+    part = part_path(marker)
+    manifest = {"file": data_file.name, "bytes": data_file.stat().st_size, "sha256": digest.hexdigest()}
+    part.write_text(json.dumps(manifest) + "\n")
+    os.replace(part, marker)
+    return marker
+
+
+class TlcDownloadOperator(BaseOperator):
+    """Download ``<source>_tripdata_<month>.parquet`` into ``landing/<source>/<month>/``.
+
+    The data file appears under its final name only when complete; ``_SUCCESS`` is written after
+    it (and removed first, so a failed re-download never leaves a marker vouching for nothing new).
+    The ingest DAG's sensor waits for that marker. The zone table at ``reference/`` is refreshed
+    first when it is missing or older than ``zone_table_max_age_days``. Returns the data file path.
+
+    :param source: ``yellow`` or ``green`` (templated).
+    :param month: ``YYYY-MM`` (templated).
+    :param tlc_conn_id: connection with the TLC base URL; TLC's public host if undefined.
+    :param zone_table_max_age_days: refresh the zone table when older than this.
+    :param max_attempts: HTTP attempts per file before the task try fails.
+    :param retry_wait_seconds: first wait between HTTP attempts (doubles each time).
+    """
+
+    template_fields = ("source", "month")
+    ui_color = "#c6e2ff"
+
+    def __init__(
+        self,
+        *,
+        source: str,
+        month: str,
+        tlc_conn_id: str = TLC_CONN_ID,
+        zone_table_max_age_days: float = 30,
+        max_attempts: int = 3,
+        retry_wait_seconds: float = 5.0,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.source = source
+        self.month = month
+        self.tlc_conn_id = tlc_conn_id
+        self.zone_table_max_age_days = zone_table_max_age_days
+        self.max_attempts = max_attempts
+        self.retry_wait_seconds = retry_wait_seconds
+
+    def execute(self, context: Context) -> str:
+        try:
+            trip_file_name(self.source, self.month)
+        except ValueError as err:  # retrying cannot fix a bad source or month
+            raise AirflowFailException(str(err)) from err
+
+        from taxiflow.hooks import TlcHook  # the HTTP stack loads at run time, not at DAG parse time
+
+        paths = data_paths()
+        landing = paths.landing_dir(self.source, self.month)
+        landing.mkdir(parents=True, exist_ok=True)
+        (landing / SUCCESS_MARKER).unlink(missing_ok=True)
+
+        with TlcHook(
+            self.tlc_conn_id, max_attempts=self.max_attempts, retry_wait_seconds=self.retry_wait_seconds
+        ) as hook:
+            self._refresh_zone_table(hook, paths.zone_table)
+            data_file = hook.download(self.source, self.month, landing)
+        marker = write_success_marker(landing, data_file)
+        self.log.info("Landed %s and %s", data_file, marker.name)
+        return str(data_file)
+
+    def _refresh_zone_table(self, hook: Any, zone_table: Path) -> None:
+        try:
+            hook.download_zone_table(zone_table, max_age_days=self.zone_table_max_age_days)
+        except Exception:
+            if not zone_table.is_file():
+                raise
+            # Trips matter more than a fresh copy of a table that rarely changes.
+            self.log.warning("Could not refresh %s; keeping the old copy", zone_table, exc_info=True)

@@ -1,0 +1,57 @@
+"""Where NYC TLC publishes its files, and the local file names a download goes through.
+
+TLC serves every trip-record month as ``<base>/trip-data/<source>_tripdata_<YYYY-MM>.parquet`` and
+the zone table as ``<base>/misc/taxi_zone_lookup.csv``. Pure helpers: no Airflow, no network.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from taxiflow.config import SOURCE_NAMES, parse_month
+
+# Airflow connection whose host is the TLC base URL (e.g. AIRFLOW_CONN_NYC_TLC=http://127.0.0.1:8000).
+TLC_CONN_ID = "nyc_tlc"
+
+# Used when the ``nyc_tlc`` connection is not defined: TLC's public download host.
+TLC_PUBLIC_BASE_URL = "https://d37ci6vzurychx.cloudfront.net"
+
+ZONE_TABLE_ENDPOINT = "misc/taxi_zone_lookup.csv"
+
+# A download lands under this name first and is renamed only once complete.
+PART_SUFFIX = ".part"
+
+
+def check_source(source: str) -> str:
+    """``source`` itself, or a ValueError naming the bad value and the allowed ones."""
+    if source not in SOURCE_NAMES:
+        raise ValueError(f"source must be one of {', '.join(SOURCE_NAMES)}, got {source!r}")
+    return source
+
+
+def trip_file_name(source: str, month: str) -> str:
+    """``("green", "2024-01")`` -> ``"green_tripdata_2024-01.parquet"`` (both values validated)."""
+    check_source(source)
+    parse_month(month)
+    return f"{source}_tripdata_{month}.parquet"
+
+
+def trip_endpoint(source: str, month: str) -> str:
+    """The path of one month's trip file below the TLC base URL."""
+    return f"trip-data/{trip_file_name(source, month)}"
+
+
+def part_path(final: Path) -> Path:
+    """The hidden temporary name a download is written to: ``dir/.name.part``."""
+    return final.with_name(f".{final.name}{PART_SUFFIX}")
+
+
+def is_stale(path: Path, max_age_days: float, now: float | None = None) -> bool:
+    """True when ``path`` is missing or was last modified more than ``max_age_days`` ago."""
+    try:
+        modified = path.stat().st_mtime
+    except FileNotFoundError:
+        return True
+    current = time.time() if now is None else now
+    return current - modified > max_age_days * 86400

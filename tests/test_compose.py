@@ -1,0 +1,234 @@
+"""docker-compose.yaml, Dockerfile and .env.example: what taxiflow relies on in production.
+
+The YAML is read as compose would (anchors and ``<<`` merges resolved); the last test runs the real
+Compose v2 validator through scripts/validate_compose.sh when it is installed.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import tomllib
+from pathlib import Path
+from urllib.parse import urlparse
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+COMPOSE_FILE = ROOT / "docker-compose.yaml"
+ENV_EXAMPLE = ROOT / ".env.example"
+
+COMMANDS = {
+    "airflow-apiserver": "api-server",
+    "airflow-scheduler": "scheduler",
+    "airflow-dag-processor": "dag-processor",
+    "airflow-triggerer": "triggerer",
+    "airflow-worker": "celery worker",
+    "flower": "celery flower",
+}
+LONG_RUNNING = tuple(COMMANDS)
+AIRFLOW_SERVICES = (*LONG_RUNNING, "airflow-init", "airflow-cli")
+MOUNTS = ("dags", "plugins", "data", "logs", "config")
+SECRETS = (
+    "POSTGRES_PASSWORD",
+    "_AIRFLOW_WWW_USER_PASSWORD",
+    "AIRFLOW__CORE__FERNET_KEY",
+    "AIRFLOW__API_AUTH__JWT_SECRET",
+)
+# ${VAR}, ${VAR:-default}, ${VAR:?error}; $${VAR} is an escaped literal for the container's shell.
+INTERPOLATION = re.compile(r"(?<!\$)\$\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?[-?])([^}]*))?\}")
+
+
+@pytest.fixture(scope="module")
+def raw() -> str:
+    return COMPOSE_FILE.read_text()
+
+
+@pytest.fixture(scope="module")
+def compose(raw) -> dict:
+    return yaml.safe_load(raw)
+
+
+@pytest.fixture(scope="module")
+def services(compose) -> dict:
+    return compose["services"]
+
+
+@pytest.fixture(scope="module")
+def common(compose) -> dict:
+    return compose["x-airflow-common"]
+
+
+def env_value(service: dict, name: str) -> str:
+    return str(service["environment"][name])
+
+
+def test_services_present(services):
+    assert set(services) == {"postgres", "redis", *AIRFLOW_SERVICES}
+    assert services["postgres"]["image"] == "postgres:16"
+    assert services["redis"]["image"].startswith("redis:")
+    assert services["flower"]["profiles"] == ["flower"]
+
+
+@pytest.mark.parametrize("name", AIRFLOW_SERVICES)
+def test_airflow_services_share_image_env_and_volumes(services, common, name):
+    service = services[name]
+    assert service["image"] == common["image"] and service["build"] == "."
+    for key, value in common["environment"].items():
+        assert service["environment"].get(key) == value, f"{name} lacks {key} from x-airflow-common"
+    targets = {volume.rsplit(":", 1)[1] for volume in service["volumes"]}
+    assert {f"/opt/airflow/{mount}" for mount in MOUNTS} <= targets
+    assert "_PIP_ADDITIONAL_REQUIREMENTS" not in service["environment"]
+
+
+def test_image_is_built_here_and_tagged_with_project_version(common):
+    version = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+    assert common["image"] == f"taxiflow-airflow:${{TAXIFLOW_VERSION:-{version}}}"
+
+
+def test_no_runtime_pip_installs(raw):
+    assert "_PIP_ADDITIONAL_REQUIREMENTS" not in raw
+
+
+@pytest.mark.parametrize(("name", "command"), COMMANDS.items())
+def test_commands(services, name, command):
+    assert services[name]["command"] == command
+
+
+def test_executor_auth_and_execution_api(services, common):
+    env = common["environment"]
+    assert env["AIRFLOW__CORE__EXECUTOR"] == "CeleryExecutor"
+    assert env["AIRFLOW__CORE__AUTH_MANAGER"] == (
+        "airflow.providers.fab.auth_manager.fab_auth_manager.FabAuthManager"
+    )
+    assert env["AIRFLOW__CORE__LOAD_EXAMPLES"] == "false"
+    assert env["AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION"] == "false"
+    url = urlparse(env["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"])
+    assert url.hostname == "airflow-apiserver" and url.hostname in services
+    assert url.path == "/execution/"
+    published = [port.rsplit(":", 1)[1] for port in services["airflow-apiserver"]["ports"]]
+    assert str(url.port) in published
+
+
+def test_database_and_broker_point_at_services(services, common):
+    env = common["environment"]
+    for key in ("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", "AIRFLOW__CELERY__RESULT_BACKEND"):
+        assert "@postgres/airflow" in env[key] and "postgres" in services
+    assert urlparse(env["AIRFLOW__CELERY__BROKER_URL"]).hostname == "redis"
+
+
+def test_taxiflow_settings(services, common):
+    env = common["environment"]
+    assert env["TAXIFLOW_DATA_DIR"] == "/opt/airflow/data"
+    assert any(v.endswith("/data:/opt/airflow/data") for v in common["volumes"])
+    assert env["TAXIFLOW_DUCKDB_MEMORY_LIMIT"] == "${TAXIFLOW_DUCKDB_MEMORY_LIMIT:-2GB}"
+    assert env["TAXIFLOW_DUCKDB_THREADS"] == "${TAXIFLOW_DUCKDB_THREADS:-2}"
+    assert env["AIRFLOW_CONN_NYC_TLC"].startswith("${AIRFLOW_CONN_NYC_TLC:-https://")
+    assert "WORKER_CONCURRENCY" in str(services["airflow-worker"]["environment"])
+    assert common["user"] == "${AIRFLOW_UID:-50000}:0"
+
+
+def test_healthchecks(services):
+    for name in ("postgres", "redis", *LONG_RUNNING):
+        assert services[name]["healthcheck"]["test"], name
+    apiserver_check = services["airflow-apiserver"]["healthcheck"]["test"]
+    assert "http://localhost:8080/api/v2/monitor/health" in apiserver_check
+    assert "inspect ping" in " ".join(services["airflow-worker"]["healthcheck"]["test"])
+    assert "http://localhost:8974/health" in services["airflow-scheduler"]["healthcheck"]["test"]
+    for name, job in (("airflow-dag-processor", "DagProcessorJob"), ("airflow-triggerer", "TriggererJob")):
+        assert f"--job-type {job}" in " ".join(services[name]["healthcheck"]["test"])
+
+
+def test_start_order(services):
+    for name in LONG_RUNNING:
+        depends = services[name]["depends_on"]
+        assert depends["postgres"]["condition"] == "service_healthy", name
+        assert depends["redis"]["condition"] == "service_healthy", name
+        assert depends["airflow-init"]["condition"] == "service_completed_successfully", name
+    assert services["airflow-worker"]["depends_on"]["airflow-apiserver"]["condition"] == "service_healthy"
+
+
+def test_init_migrates_and_creates_admin_from_env(services):
+    init = services["airflow-init"]
+    env = init["environment"]
+    assert env["_AIRFLOW_DB_MIGRATE"] == "true" and env["_AIRFLOW_WWW_USER_CREATE"] == "true"
+    assert env["_AIRFLOW_WWW_USER_USERNAME"].startswith("${_AIRFLOW_WWW_USER_USERNAME")
+    assert env["_AIRFLOW_WWW_USER_PASSWORD"].startswith("${_AIRFLOW_WWW_USER_PASSWORD:?")
+    script = init["command"][-1]
+    for check in ("AIRFLOW_UID not set", "Not enough memory", "Not enough CPUS", "Not enough Disk space"):
+        assert check in script
+    assert "/opt/airflow/{logs,dags,plugins,config,data}" in script
+
+
+def test_no_secret_in_the_file(raw, common):
+    """Every secret is required from the environment: no literal value and no default."""
+    uses = {m.group(1): m.group(2) for m in INTERPOLATION.finditer(raw) if m.group(1) in SECRETS}
+    assert set(uses) == set(SECRETS)
+    for name in SECRETS:
+        for match in INTERPOLATION.finditer(raw):
+            if match.group(1) == name:
+                assert match.group(2) == ":?", f"{name} must be ${{{name}:?...}}, not {match.group(0)}"
+    for key, value in common["environment"].items():
+        if re.search(r"PASSWORD|SECRET|FERNET", key):
+            assert str(value).startswith("${") and ":?" in str(value), key
+    for url_key in ("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", "AIRFLOW__CELERY__RESULT_BACKEND"):
+        credentials = re.match(r"^[\w+]+://([^@]*)@", common["environment"][url_key]).group(1)
+        assert credentials.startswith("airflow:${POSTGRES_PASSWORD:?"), url_key
+
+
+def env_example() -> dict[str, str]:
+    documented = {}
+    for line in ENV_EXAMPLE.read_text().splitlines():
+        match = re.match(r"^#?\s*([A-Za-z_][A-Za-z0-9_]*)=(.*)$", line)
+        if match:
+            documented[match.group(1)] = match.group(2)
+    return documented
+
+
+def test_env_example_documents_every_variable(raw):
+    used = {m.group(1) for m in INTERPOLATION.finditer(raw)}
+    missing = used - set(env_example())
+    assert not missing, f".env.example does not document {sorted(missing)}"
+
+
+def test_env_example_commits_no_secret():
+    documented = env_example()
+    for name in SECRETS:
+        assert documented[name] == "", f"{name} must be empty in .env.example"
+    text = ENV_EXAMPLE.read_text()
+    assert "openssl rand" in text and "urlsafe_b64encode" in text  # says how to generate them
+
+
+def test_dockerfile_extends_official_image_as_upstream_recommends():
+    lines = [line.strip() for line in (ROOT / "Dockerfile").read_text().splitlines()]
+    instructions = [line for line in lines if line and not line.startswith("#")]
+    assert instructions[0] == "FROM apache/airflow:3.3.2-python3.11"
+    first_pip = next(i for i, line in enumerate(instructions) if "pip install" in line)
+    assert "USER airflow" in instructions[:first_pip]
+    pip_lines = [line for line in instructions if "pip install" in line]
+    assert any("-r /opt/taxiflow/requirements.txt" in line for line in pip_lines)
+    assert any("--no-deps /opt/taxiflow" in line for line in pip_lines)
+    assert not any("--constraint" in line or " -c " in line for line in pip_lines)
+    assert any(line.startswith("COPY") and "include/" in line for line in instructions)
+
+
+def test_dockerignore_keeps_env_and_data_out_of_the_image():
+    patterns = [p.strip() for p in (ROOT / ".dockerignore").read_text().splitlines()]
+    patterns = [p for p in patterns if p and not p.startswith("#")]
+    assert patterns[0] == "*"  # allow-list: only what the Dockerfile copies
+    allowed = {p[1:].rstrip("/") for p in patterns if p.startswith("!")}
+    assert {"requirements.txt", "pyproject.toml", "include"} <= allowed
+    assert not allowed & {".env", "data", "logs", ".git", ".venv"}
+
+
+def test_compose_v2_validates_the_file():
+    """scripts/validate_compose.sh: Docker Compose v2 `config` on the file, plus the secrets check."""
+    result = subprocess.run(
+        ["bash", str(ROOT / "scripts" / "validate_compose.sh"), "--no-install"],
+        capture_output=True, text=True, timeout=120, cwd=ROOT,
+    )
+    if result.returncode == 3:
+        pytest.skip(f"Docker Compose v2 not installed: {result.stderr.strip()}")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().endswith("validate_compose: OK")

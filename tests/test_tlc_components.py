@@ -1,0 +1,244 @@
+"""TlcHook, TlcPublishedSensor and TlcDownloadOperator against a real HTTP server on loopback.
+
+The server serves the real TLC files from ``../shared/data/tlc`` under TLC's URL layout; the hook
+reaches it through ``AIRFLOW_CONN_NYC_TLC`` like it would in production. Nothing is mocked.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from pathlib import Path
+
+import pytest
+from airflow.sdk.exceptions import AirflowFailException
+
+from taxiflow.config import SUCCESS_MARKER, data_paths
+from taxiflow.hooks import TlcError, TlcHook, TlcNotPublishedError
+from taxiflow.operators import TlcDownloadOperator
+from taxiflow.sensors import TlcPublishedSensor
+from taxiflow.tlc import TLC_PUBLIC_BASE_URL, is_stale, part_path, trip_endpoint, trip_file_name
+
+try:
+    from tlc_server import TlcServer, tlc_layout
+except ImportError:  # tests/ imported as a package
+    from tests.tlc_server import TlcServer, tlc_layout
+
+SAMPLES = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "tlc"
+GREEN_DEC = "/trip-data/green_tripdata_2023-12.parquet"
+ZONES = "/misc/taxi_zone_lookup.csv"
+
+pytestmark = [
+    pytest.mark.realdata,
+    pytest.mark.skipif(not (SAMPLES / "green").is_dir(), reason=f"TLC samples not found at {SAMPLES}"),
+]
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@pytest.fixture
+def tlc(monkeypatch):
+    """A TLC look-alike on a free loopback port, wired in through the ``nyc_tlc`` connection."""
+    with TlcServer(tlc_layout(SAMPLES)) as server:
+        monkeypatch.setenv("AIRFLOW_CONN_NYC_TLC", server.base_url)
+        yield server
+
+
+@pytest.fixture
+def data_root(tmp_path, monkeypatch):
+    monkeypatch.setenv("TAXIFLOW_DATA_DIR", str(tmp_path / "data"))
+    return data_paths()
+
+
+def leftovers(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.rglob("*") if p.name.endswith(".part"))
+
+
+# --- pure URL layout -------------------------------------------------------------------------------
+
+
+def test_trip_file_layout_matches_tlc():
+    assert trip_file_name("green", "2024-01") == "green_tripdata_2024-01.parquet"
+    assert trip_endpoint("yellow", "2009-01") == "trip-data/yellow_tripdata_2009-01.parquet"
+    final = Path("/x/green_tripdata_2024-01.parquet")
+    assert part_path(final) == Path("/x/.green_tripdata_2024-01.parquet.part")
+
+
+@pytest.mark.parametrize(
+    ("source", "month", "message"),
+    [
+        ("purple", "2024-01", "source must be one of yellow, green, got 'purple'"),
+        ("green", "2024-13", "YYYY-MM"),
+    ],
+)
+def test_bad_source_or_month_is_named(source, month, message):
+    with pytest.raises(ValueError, match=message):
+        trip_file_name(source, month)
+
+
+def test_is_stale_by_age(tmp_path):
+    table = tmp_path / "zones.csv"
+    assert is_stale(table, 30)  # missing
+    table.write_text("x")
+    assert not is_stale(table, 30)
+    assert is_stale(table, 30, now=time.time() + 31 * 86400)
+
+
+# --- connection ------------------------------------------------------------------------------------
+
+
+def test_hook_defaults_to_tlc_public_host_without_connection(monkeypatch):
+    monkeypatch.delenv("AIRFLOW_CONN_NYC_TLC", raising=False)
+    with TlcHook() as hook:
+        assert hook.url_for("misc/taxi_zone_lookup.csv") == f"{TLC_PUBLIC_BASE_URL}/misc/taxi_zone_lookup.csv"
+
+
+def test_https_connection_uri_keeps_https(monkeypatch):
+    monkeypatch.setenv("AIRFLOW_CONN_NYC_TLC", "https://mirror.example.org:8443")
+    with TlcHook() as hook:
+        url = hook.url_for(trip_endpoint("green", "2024-01"))
+    assert url.startswith("https://mirror.example.org:8443/trip-data/")
+
+
+# --- publication -----------------------------------------------------------------------------------
+
+
+def test_sensor_true_for_published_month(tlc):
+    sensor = TlcPublishedSensor(task_id="wait", source="green", month="2023-12")
+    assert sensor.mode == "reschedule"
+    assert sensor.poke({}) is True
+    assert tlc.count("HEAD", GREEN_DEC) == 1
+
+
+def test_sensor_keeps_waiting_for_unpublished_month(tlc):
+    sensor = TlcPublishedSensor(task_id="wait", source="green", month="2024-02")
+    assert sensor.poke({}) is False
+    assert tlc.requests[-1][:3] == ("HEAD", "/trip-data/green_tripdata_2024-02.parquet", 404)
+
+
+def test_forbidden_means_not_published_but_server_error_raises(tlc):
+    tlc.status_for["/trip-data/green_tripdata_2024-01.parquet"] = 403
+    tlc.status_for[GREEN_DEC] = 503
+    with TlcHook(max_attempts=2, retry_wait_seconds=0) as hook:
+        assert hook.is_published("green", "2024-01") is False
+        with pytest.raises(TlcError, match="503"):
+            hook.is_published("green", "2023-12")
+    assert tlc.count("HEAD", GREEN_DEC) == 2  # retried once, then gave up
+
+
+def test_sensor_fails_without_retry_on_bad_month(tlc):
+    sensor = TlcPublishedSensor(task_id="wait", source="green", month="2024-1")
+    with pytest.raises(AirflowFailException, match="YYYY-MM"):
+        sensor.poke({})
+    assert tlc.requests == []
+
+
+def test_hook_reuses_one_connection(tlc):
+    with TlcHook() as hook:
+        hook.is_published("green", "2023-12")
+        hook.is_published("green", "2024-01")
+        hook.is_published("green", "2024-02")
+    ports = {port for _, _, _, port in tlc.requests}
+    assert len(tlc.requests) == 3 and len(ports) == 1
+
+
+# --- downloads -------------------------------------------------------------------------------------
+
+
+def test_download_operator_lands_file_and_success_marker(tlc, data_root):
+    operator = TlcDownloadOperator(task_id="download", source="green", month="2023-12")
+    result = Path(operator.execute({}))
+
+    landing = data_root.landing_dir("green", "2023-12")
+    assert result == landing / "green_tripdata_2023-12.parquet"
+    assert sha256(result) == sha256(SAMPLES / "green" / "green_tripdata_2023-12.parquet")
+    manifest = json.loads((landing / SUCCESS_MARKER).read_text())
+    assert manifest == {"file": result.name, "bytes": result.stat().st_size, "sha256": sha256(result)}
+    assert sha256(data_root.zone_table) == sha256(SAMPLES / "taxi_zone_lookup.csv")
+    assert leftovers(data_root.root) == []
+
+
+def test_broken_transfer_is_retried_from_scratch(tlc, data_root):
+    tlc.drop_first[GREEN_DEC] = 2
+    operator = TlcDownloadOperator(
+        task_id="download", source="green", month="2023-12", max_attempts=3, retry_wait_seconds=0
+    )
+    result = Path(operator.execute({}))
+
+    assert tlc.count("GET", GREEN_DEC) == 3
+    assert sha256(result) == sha256(SAMPLES / "green" / "green_tripdata_2023-12.parquet")
+    assert (result.parent / SUCCESS_MARKER).is_file()
+    assert leftovers(data_root.root) == []
+
+
+def test_persistent_failure_leaves_no_file_and_no_marker(tlc, data_root):
+    landing = data_root.landing_dir("green", "2023-12")
+    landing.mkdir(parents=True)
+    (landing / SUCCESS_MARKER).write_text("{}")  # from an earlier run: must not outlive a failed one
+    tlc.drop_first[GREEN_DEC] = 100
+    operator = TlcDownloadOperator(
+        task_id="download", source="green", month="2023-12", max_attempts=3, retry_wait_seconds=0
+    )
+    with pytest.raises(Exception, match="Connection broken|IncompleteRead|delivered"):
+        operator.execute({})
+
+    assert tlc.count("GET", GREEN_DEC) == 3
+    assert sorted(p.name for p in landing.iterdir()) == []
+    assert leftovers(data_root.root) == []
+
+
+def test_unpublished_download_fails_at_once(tlc, data_root):
+    with TlcHook(max_attempts=3, retry_wait_seconds=0) as hook:
+        with pytest.raises(TlcNotPublishedError, match="404"):
+            hook.download("green", "2024-02", data_root.landing_dir("green", "2024-02"))
+    assert tlc.count("GET", "/trip-data/green_tripdata_2024-02.parquet") == 1
+    assert list(data_root.landing_dir("green", "2024-02").iterdir()) == []
+
+
+def test_zone_table_refreshed_only_when_old(tlc, data_root):
+    table = data_root.zone_table
+    table.parent.mkdir(parents=True)
+    table.write_text("stale copy\n")
+    with TlcHook() as hook:
+        hook.download_zone_table(table, max_age_days=30)  # fresh: kept
+        assert table.read_text() == "stale copy\n" and tlc.count("GET", ZONES) == 0
+
+        old = time.time() - 31 * 86400
+        os.utime(table, (old, old))
+        assert hook.download_zone_table(table, max_age_days=30) == table
+    assert tlc.count("GET", ZONES) == 1
+    assert sha256(table) == sha256(SAMPLES / "taxi_zone_lookup.csv")
+    assert time.time() - table.stat().st_mtime < 60
+
+
+def test_operator_keeps_old_zone_table_when_refresh_fails(tlc, data_root):
+    table = data_root.zone_table
+    table.parent.mkdir(parents=True)
+    table.write_text("old copy\n")
+    old = time.time() - 90 * 86400
+    os.utime(table, (old, old))
+    tlc.status_for[ZONES] = 404
+
+    TlcDownloadOperator(task_id="download", source="green", month="2024-01").execute({})
+
+    assert table.read_text() == "old copy\n"
+    assert (data_root.landing_dir("green", "2024-01") / SUCCESS_MARKER).is_file()
+
+
+def test_concurrent_zone_table_refreshes_do_not_collide(tlc, data_root):
+    """Each source's download task may refresh the zone table at once: both must succeed."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def refresh(_):
+        with TlcHook() as hook:
+            return hook.download_zone_table(data_root.zone_table, max_age_days=0)
+
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(refresh, range(4)))
+    assert results == [data_root.zone_table] * 4
+    assert sha256(data_root.zone_table) == sha256(SAMPLES / "taxi_zone_lookup.csv")
+    assert leftovers(data_root.root) == []
