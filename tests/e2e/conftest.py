@@ -23,6 +23,7 @@ FAST_WAITS = {
     "TAXIFLOW_METRICS_POKE_INTERVAL": "3",
     "TAXIFLOW_REPORT_WAIT_POKE_INTERVAL": "3",
     "TAXIFLOW_REPORT_WAIT_TIMEOUT": "120",
+    "TAXIFLOW_REQUESTS_POLL_SECONDS": "10",
     "TAXIFLOW_DUCKDB_MEMORY_LIMIT": "1GB",
     "AIRFLOW__SCHEDULER__TASK_QUEUED_TIMEOUT": "300",
 }
@@ -34,7 +35,7 @@ def make_data_root(root: Path) -> Path:
     return root
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def airflow_stack(tmp_path_factory):
     stack = AirflowStack(
         home=tmp_path_factory.mktemp("airflow-home"),

@@ -1,0 +1,108 @@
+"""The production shape, natively: the processes docker-compose.yaml starts, on this machine.
+
+No Docker engine runs here, so this starts the same Airflow commands the compose services run
+(read from docker-compose.yaml) against the PostgreSQL and Redis on 127.0.0.1, with
+CeleryExecutor and the FAB auth manager, in a fresh database that is dropped afterwards.
+"""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import uuid
+from pathlib import Path
+
+import pytest
+import yaml
+
+from taxiflow.config import INGEST_DAG_ID, METRICS_DAG_ID, REPORT_DAG_ID
+from taxiflow.stack import AirflowStack, free_port
+
+PROJECT_DIR = Path(__file__).resolve().parents[2]
+COMPOSE_FILE = PROJECT_DIR / "docker-compose.yaml"
+AIRFLOW_SERVICES = ("airflow-apiserver", "airflow-scheduler", "airflow-dag-processor", "airflow-triggerer", "airflow-worker")
+REDIS_DB = 11  # this test's own Redis database: its Celery queue cannot meet anyone else's
+
+
+def reachable(port: int) -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(1)
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+def compose_environment() -> dict[str, str]:
+    """The Airflow settings every compose service shares (x-airflow-common)."""
+    return yaml.safe_load(COMPOSE_FILE.read_text())["x-airflow-common"]["environment"]
+
+
+def compose_commands() -> tuple[str, ...]:
+    """The command of every long-running Airflow service in docker-compose.yaml."""
+    services = yaml.safe_load(COMPOSE_FILE.read_text())["services"]
+    commands = []
+    for name in AIRFLOW_SERVICES:
+        command = services[name]["command"]
+        commands.append(command if isinstance(command, str) else " ".join(command))
+    return tuple(commands)
+
+
+def psql(sql: str) -> None:
+    subprocess.run(
+        ["psql", "-h", "127.0.0.1", "-U", "postgres", "-d", "postgres", "-v", "ON_ERROR_STOP=1", "-c", sql],
+        check=True, capture_output=True, text=True,
+    )
+
+
+@pytest.fixture(scope="package")
+def celery_stack(tmp_path_factory):
+    if not (reachable(5432) and reachable(6379)):
+        pytest.skip("PostgreSQL (127.0.0.1:5432) and Redis (127.0.0.1:6379) are needed; scripts/services.sh starts them")
+    import redis
+
+    shared = compose_environment()
+    database = f"taxiflow_e2e_{uuid.uuid4().hex[:10]}"
+    psql(f'CREATE DATABASE "{database}"')
+    redis.Redis(host="127.0.0.1", port=6379, db=REDIS_DB).flushdb()
+    data_dir = tmp_path_factory.mktemp("prod-data")
+    (data_dir / "reference").mkdir()
+    (data_dir / "reference" / "taxi_zone_lookup.csv").write_bytes(
+        (PROJECT_DIR / "data" / "reference" / "taxi_zone_lookup.csv").read_bytes()
+    )
+    stack = AirflowStack(
+        home=tmp_path_factory.mktemp("prod-airflow-home"),
+        project_dir=PROJECT_DIR,
+        data_dir=data_dir,
+        port=free_port(),
+        users={"admin": "admin", "viewer": "viewer"},
+        components=compose_commands(),
+        extra_env={
+            # as compose sets them; only the hosts differ (127.0.0.1 instead of service names)
+            "AIRFLOW__CORE__EXECUTOR": shared["AIRFLOW__CORE__EXECUTOR"],
+            "AIRFLOW__CORE__AUTH_MANAGER": shared["AIRFLOW__CORE__AUTH_MANAGER"],
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"postgresql+psycopg2://postgres@127.0.0.1:5432/{database}",
+            "AIRFLOW__CELERY__BROKER_URL": f"redis://127.0.0.1:6379/{REDIS_DB}",
+            "AIRFLOW__CELERY__RESULT_BACKEND": f"db+postgresql+psycopg2://postgres@127.0.0.1:5432/{database}",
+            "AIRFLOW__CELERY__WORKER_CONCURRENCY": "4",
+            "AIRFLOW__CELERY__WORKER_LOG_SERVER_PORT": str(free_port()),
+            "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port()),
+            "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(free_port()),
+            "TAXIFLOW_DROP_POKE_INTERVAL": "3",
+            "TAXIFLOW_DROP_TIMEOUT": "120",
+            "TAXIFLOW_METRICS_POKE_INTERVAL": "3",
+            "TAXIFLOW_REPORT_WAIT_POKE_INTERVAL": "3",
+            "TAXIFLOW_DUCKDB_MEMORY_LIMIT": "1GB",
+            "TAXIFLOW_DUCKDB_THREADS": "2",
+        },
+    )
+    try:
+        stack.migrate()
+        for user, role in (("admin", "Admin"), ("viewer", "Viewer")):
+            stack.airflow("users", "create", "--username", user, "--password", user, "--role", role,
+                          "--email", f"{user}@example.com", "--firstname", user, "--lastname", "taxiflow")
+        stack.start()
+        stack.wait_until_healthy(timeout=240)
+        stack.wait_for_dags([INGEST_DAG_ID, METRICS_DAG_ID, REPORT_DAG_ID], timeout=240)
+        yield stack
+    finally:
+        stack.stop()
+        psql(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+        redis.Redis(host="127.0.0.1", port=6379, db=REDIS_DB).flushdb()
