@@ -1,0 +1,91 @@
+"""
+### Report requests: drop a JSON file, get a borough report
+
+Watches `<data root>/requests/*.json` (see `data/requests/README.md`). Each file asks for one
+`borough_report`:
+
+```json
+{"borough": "Staten Island", "start_date": "2024-01-01", "end_date": "2024-02-01"}
+```
+
+* A new file, or a file whose bytes changed, starts exactly one `borough_report` run with run id
+  `request__<file stem>__<sha256[:16]>` and conf `name=<file stem>`: its outputs are
+  `outputs/<file stem>.png` and `.csv`. The run id is the memory: the same bytes always ask for the
+  same run id and Airflow refuses a second run with it (`skip_when_already_exists`), so an
+  unchanged file never triggers twice, not after a restart, not after the metadata of this DAG's
+  own runs is cleaned. To run an unchanged request again, change its bytes (or trigger the report
+  by hand).
+* A bad file gets `outputs/<file stem>.error.json` (field, value, allowed values, sha256,
+  checked_at) with the message the trigger form, CLI and REST give for the same input; other files
+  proceed. Request files are only read, never modified, moved or deleted.
+
+Tasks: `scan_request_files` (validates every file, writes/removes error files, returns the requests
+whose run does not exist yet) → `trigger_report` (a `TriggerDagRunOperator` mapped over them; a
+duplicate run id is skipped, not failed).
+
+**Schedule.** `DeltaTriggerTimetable(every TAXIFLOW_REQUESTS_POLL_SECONDS, default 60 s)`: a run
+starts at the beginning of each period (not after a data interval has passed, as `timedelta`
+schedules do), and with `catchup=False` a scheduler that was down starts one poll on return instead
+of a backlog; `max_active_runs=1` keeps polls from overlapping. A poll is cheap (one task, a folder
+listing), but each is a DAG run row: keep them pruned with `airflow db clean`. An event-driven
+`AssetWatcher` would avoid polling, but the file triggers that qualify delete the file they see.
+
+Scan now instead of waiting for the next poll:
+
+```bash
+airflow dags trigger report_requests
+```
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pendulum
+from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
+from airflow.sdk import DeltaTriggerTimetable, dag, task
+
+from taxiflow.config import REPORT_DAG_ID, REQUESTS_DAG_ID, env_seconds
+
+POLL_SECONDS = env_seconds("TAXIFLOW_REQUESTS_POLL_SECONDS", 60)
+
+
+@task
+def scan_request_files(ti=None) -> list[dict]:
+    """Validate every request file; return trigger kwargs for those whose run does not exist yet."""
+    from taxiflow.requests import scan_requests, untriggered
+
+    scan = scan_requests()
+    for bad in scan.rejected:
+        print(f"Refused {bad.path.name}: {bad.error} -> {bad.error_file}")
+    for removed in scan.removed_error_files:
+        print(f"Removed stale {removed}")
+    new = untriggered(scan.valid, lambda run_ids: ti.get_dr_count(dag_id=REPORT_DAG_ID, run_ids=run_ids))
+    print(f"{len(scan.valid)} valid, {len(scan.rejected)} refused, {len(new)} new: "
+          f"{', '.join(r.run_id for r in new) or '-'}")
+    return [{"trigger_run_id": r.run_id, "conf": r.conf} for r in new]
+
+
+@dag(
+    dag_id=REQUESTS_DAG_ID,
+    schedule=DeltaTriggerTimetable(timedelta(seconds=POLL_SECONDS)),
+    start_date=pendulum.datetime(2023, 1, 1, tz="UTC"),
+    catchup=False,
+    max_active_runs=1,
+    dagrun_timeout=timedelta(minutes=10),
+    default_args={"retries": 1, "retry_delay": timedelta(seconds=10)},
+    tags=["taxiflow", "reports", "requests"],
+    doc_md=__doc__,
+)
+def report_requests():
+    TriggerDagRunOperator.partial(
+        task_id="trigger_report",
+        trigger_dag_id=REPORT_DAG_ID,
+        logical_date=None,
+        skip_when_already_exists=True,
+        wait_for_completion=False,
+        map_index_template="{{ task.trigger_run_id }}",
+    ).expand_kwargs(scan_request_files())
+
+
+report_requests()

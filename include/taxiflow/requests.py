@@ -1,0 +1,387 @@
+"""Request files: a JSON file in ``<data root>/requests/`` asks for one borough report.
+
+Dagster calls this a sensor with a cursor; here the "cursor" is the DAG run id. Each valid file
+maps to the run id ``request__<file stem>__<sha256 of its bytes, first 16 hex digits>``, so the same
+file always asks for the same run and Airflow itself refuses to create it twice, whatever state
+the watcher kept or lost. A changed file has a new hash, hence a new run id, hence exactly one new
+run. The report's outputs are ``outputs/<file stem>.png`` and ``.csv``.
+
+A bad file gets ``outputs/<file stem>.error.json`` naming the field, the bad value and what is
+allowed, with the same message the trigger form, the CLI and REST give for the same input: the
+``borough_report`` param JSON schemas (validated by Airflow's own ``ParamsDict``) first, then
+``ReportRequest.from_conf`` for what a schema cannot say. Request files are only ever read: never
+written, moved or deleted.
+
+No Airflow import at module level: the param check imports ``airflow.sdk`` when it first runs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import stat
+import tempfile
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from taxiflow import reports
+from taxiflow.config import DataPaths, data_paths
+from taxiflow.params import report_param_schemas
+from taxiflow.reports import InvalidRequest, ReportRequest
+
+log = logging.getLogger(__name__)
+
+REQUEST_SUFFIX = ".json"
+ERROR_SUFFIX = ".error.json"
+RUN_ID_PREFIX = "request"
+HASH_CHARS = 16  # of the sha256 in the run id: 64 bits, plenty for one file's edit history
+MAX_REQUEST_BYTES = 64 * 1024
+_CHUNK = 64 * 1024
+
+# What a person may put right, per field, when the JSON schema is what refused the value. The same
+# wording ``ReportRequest.from_conf`` uses, so "allowed" reads the same whichever check caught it.
+_ALLOWED: dict[str, Sequence[str] | str] = {
+    "borough": reports.BOROUGHS,
+    "start_date": getattr(reports, "DATE_ALLOWED", "a date as YYYY-MM-DD"),
+    "end_date": getattr(reports, "DATE_ALLOWED", "a date as YYYY-MM-DD"),
+    "sources": getattr(reports, "SOURCES_ALLOWED", ", ".join(reports.SOURCE_NAMES)),
+    "name": getattr(reports, "NAME_ALLOWED", "letters, digits, '-' and '_'"),
+}
+
+
+class RequestFileError(ValueError):
+    """Why one request file cannot become a report run: the field, its value, what is allowed."""
+
+    def __init__(self, field: str, value: Any, allowed: Sequence[str] | str, message: str) -> None:
+        self.field = field
+        self.value = value
+        self.allowed = allowed if isinstance(allowed, str) else list(allowed)
+        self.message = message
+        super().__init__(message)
+
+    @classmethod
+    def from_invalid_request(cls, err: InvalidRequest) -> RequestFileError:
+        allowed = getattr(err, "allowed", "")
+        return cls(getattr(err, "field", "conf"), getattr(err, "value", None), allowed, str(err))
+
+
+@dataclass(frozen=True)
+class RequestFile:
+    """A valid request file: which report it asks for and the run id that report gets."""
+
+    path: Path
+    sha256: str
+    request: ReportRequest
+
+    @property
+    def stem(self) -> str:
+        return self.path.name[: -len(REQUEST_SUFFIX)]
+
+    @property
+    def run_id(self) -> str:
+        return request_run_id(self.stem, self.sha256)
+
+    @property
+    def conf(self) -> dict[str, Any]:
+        """The ``borough_report`` conf: the validated request, named after the file."""
+        return self.request.to_conf()
+
+
+@dataclass(frozen=True)
+class RejectedFile:
+    """A request file that cannot become a run, and the error file that says why."""
+
+    path: Path
+    sha256: str
+    error: RequestFileError
+    error_file: Path | None  # None when no error file could be written (name too long, disk)
+
+
+@dataclass
+class ScanResult:
+    valid: list[RequestFile] = field(default_factory=list)
+    rejected: list[RejectedFile] = field(default_factory=list)
+    ignored: list[str] = field(default_factory=list)  # names skipped: hidden, not .json, links, folders
+    removed_error_files: list[Path] = field(default_factory=list)
+
+
+def request_run_id(stem: str, sha256: str) -> str:
+    """``request__<stem>__<first 16 hex digits of the content's sha256>``."""
+    return f"{RUN_ID_PREFIX}__{stem}__{sha256[:HASH_CHARS]}"
+
+
+def error_file_for(stem: str, outputs: Path) -> Path:
+    """``outputs/<stem>.error.json``, refusing any stem that would land outside ``outputs``."""
+    if not stem or stem.startswith(".") or "/" in stem or "\\" in stem or "\x00" in stem:
+        raise ValueError(f"not a plain file stem: {stem!r}")
+    target = outputs / f"{stem}{ERROR_SUFFIX}"
+    if target.parent.resolve() != outputs.resolve():
+        raise ValueError(f"{target} is not directly inside {outputs}")
+    return target
+
+
+# --- Validation -----------------------------------------------------------------------------------
+
+
+def _first_paragraph(message: str) -> str:
+    # Airflow appends jsonschema's dump of the whole schema; the first paragraph is the message.
+    return message.split("\n\n", 1)[0].strip()
+
+
+def _reject_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    keys = [key for key, _ in pairs]
+    duplicates = sorted({key for key in keys if keys.count(key) > 1})
+    if duplicates:
+        raise RequestFileError(
+            "file",
+            duplicates,
+            "a JSON object with each key once",
+            f"file: key {', '.join(repr(k) for k in duplicates)} appears more than once",
+        )
+    return dict(pairs)
+
+
+def check_params(conf: Mapping[str, Any]) -> None:
+    """Validate each present key against the ``borough_report`` param JSON schemas, as Airflow does.
+
+    Uses Airflow's own ``ParamsDict`` so the message is exactly the one the CLI and REST v2 give
+    (``Invalid input for param borough: 'Narnia' is not one of [...]``).
+    """
+    from airflow.sdk import Param, ParamsDict
+    from airflow.sdk.exceptions import ParamValidationError
+
+    schemas = report_param_schemas()
+    params = ParamsDict({name: Param(**schema) for name, schema in schemas.items()})
+    for key in schemas:
+        if key not in conf:
+            continue
+        try:
+            params[key] = conf[key]
+        except ParamValidationError as err:
+            raise RequestFileError(
+                key, conf[key], _ALLOWED.get(key, str(schemas[key].get("description", ""))),
+                _first_paragraph(str(err)),
+            ) from None
+
+
+def parse_request(stem: str, content: bytes) -> ReportRequest:
+    """The report a request file's bytes ask for, named ``stem``; ``RequestFileError`` otherwise."""
+    try:
+        text = content.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        raise RequestFileError(
+            "file", None, "UTF-8 JSON text", f"file: is not UTF-8 text ({err.reason} at byte {err.start})"
+        ) from None
+    try:
+        data = json.loads(text, object_pairs_hook=_reject_duplicate_keys)
+    except RequestFileError:
+        raise
+    except (ValueError, RecursionError) as err:
+        raise RequestFileError("file", None, "a JSON object", f"file: is not valid JSON ({err})") from None
+    if not isinstance(data, dict):
+        raise RequestFileError.from_invalid_request(
+            InvalidRequest(
+                "conf", data, reports.REQUEST_KEYS,
+                problem=f"{data!r} is not an object", allowed_label="allowed keys",
+            )
+        )
+    if "name" in data:
+        raise RequestFileError(
+            "name",
+            data["name"],
+            "leave 'name' out: the file name names the outputs",
+            f"name: a request file cannot set 'name'; its outputs are named after the file "
+            f"({stem}.png, {stem}.csv)",
+        )
+    conf = {**data, "name": stem}
+    check_params(conf)
+    try:
+        return ReportRequest.from_conf(conf)
+    except InvalidRequest as err:
+        raise RequestFileError.from_invalid_request(err) from None
+
+
+# --- Reading the folder ---------------------------------------------------------------------------
+
+
+def request_files(requests_dir: Path) -> tuple[list[Path], list[str]]:
+    """Regular ``*.json`` files directly in ``requests_dir``, by name; and the names ignored.
+
+    Hidden files, other suffixes, symlinks (whatever they point at), folders and special files
+    are ignored, so no file name or link can steer reading or writing elsewhere.
+    """
+    if not requests_dir.is_dir():
+        return [], []
+    found, ignored = [], []
+    with os.scandir(requests_dir) as entries:
+        for entry in entries:
+            name = entry.name
+            if (
+                name.startswith(".")
+                or not name.endswith(REQUEST_SUFFIX)
+                or len(name) == len(REQUEST_SUFFIX)
+                or entry.is_symlink()
+                or not entry.is_file(follow_symlinks=False)
+            ):
+                ignored.append(name)
+                continue
+            found.append(Path(entry.path))
+    return sorted(found), sorted(ignored)
+
+
+def read_request_file(path: Path, limit: int = MAX_REQUEST_BYTES) -> tuple[bytes | None, str, int]:
+    """``(content or None if larger than limit, sha256 of all of it, size)``; read-only, no links.
+
+    ``O_NOFOLLOW`` and the ``fstat`` check close the gap between listing the folder and opening
+    the file (a file swapped for a link or a FIFO in between is refused, not followed or blocked on).
+    """
+    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
+    fd = os.open(path, flags)
+    with os.fdopen(fd, "rb") as handle:
+        if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
+            raise OSError(f"{path} is not a regular file")
+        digest = hashlib.sha256()
+        head = bytearray()
+        size = 0
+        while chunk := handle.read(_CHUNK):
+            digest.update(chunk)
+            size += len(chunk)
+            if len(head) <= limit:
+                head += chunk[: limit + 1 - len(head)]
+    return (bytes(head) if size <= limit else None), digest.hexdigest(), size
+
+
+def _error_document(
+    path: Path, paths: DataPaths, sha256: str, error: RequestFileError, checked_at: str
+) -> dict[str, Any]:
+    value = error.value
+    if isinstance(value, (date, datetime)):
+        value = value.isoformat()
+    elif not isinstance(value, (str, int, float, bool, type(None), list, dict)):
+        value = repr(value)
+    try:
+        file = path.relative_to(paths.root).as_posix()
+    except ValueError:
+        file = str(path)
+    return {
+        "file": file,
+        "error": error.message,
+        "field": error.field,
+        "value": value,
+        "allowed": error.allowed,
+        "sha256": sha256,
+        "checked_at": checked_at,
+    }
+
+
+def _same_error_recorded(target: Path, document: Mapping[str, Any]) -> bool:
+    """True when ``target`` already reports this error for this content (keeps ``checked_at``)."""
+    try:
+        if not stat.S_ISREG(os.lstat(target).st_mode):
+            return False
+        existing = json.loads(target.read_bytes()[:MAX_REQUEST_BYTES])
+    except (OSError, ValueError):
+        return False
+    keys = ("file", "error", "field", "sha256")
+    return isinstance(existing, dict) and all(existing.get(k) == document.get(k) for k in keys)
+
+
+def write_json_atomically(target: Path, document: Mapping[str, Any]) -> None:
+    """Write to a hidden temporary file beside ``target``, then rename it over ``target``.
+
+    Readers never see half a file, and a link planted at ``target`` is replaced, not followed.
+    """
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            json.dump(document, handle, indent=2, ensure_ascii=False)
+            handle.write("\n")
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _remove_stale_error_file(target: Path) -> bool:
+    try:
+        mode = os.lstat(target).st_mode
+    except FileNotFoundError:
+        return False
+    if stat.S_ISDIR(mode):
+        return False
+    target.unlink(missing_ok=True)
+    return True
+
+
+def _utcnow() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def scan_requests(paths: DataPaths | None = None, now: Callable[[], str] = _utcnow) -> ScanResult:
+    """Check every request file: valid ones are returned, bad ones get ``outputs/<stem>.error.json``.
+
+    Idempotent: an error file that already reports the same error for the same content is left as
+    it is (its ``checked_at`` says when that content was first refused); a valid file's old error
+    file is removed. One bad or unreadable file never stops the others.
+    """
+    paths = paths or data_paths()
+    result = ScanResult()
+    files, result.ignored = request_files(paths.requests)
+    for path in files:
+        stem = path.name[: -len(REQUEST_SUFFIX)]
+        try:
+            target = error_file_for(stem, paths.outputs)
+        except ValueError:
+            result.ignored.append(path.name)
+            continue
+        try:
+            content, sha256, size = read_request_file(path)
+        except OSError as err:  # vanished, swapped for a link, unreadable: try again next poll
+            log.warning("Skipping request file %s: %s", path, err)
+            result.ignored.append(path.name)
+            continue
+        try:
+            if content is None:
+                raise RequestFileError(
+                    "file", size, f"at most {MAX_REQUEST_BYTES} bytes",
+                    f"file: is {size} bytes; request files may be at most {MAX_REQUEST_BYTES} bytes",
+                )
+            request = parse_request(stem, content)
+        except RequestFileError as err:
+            document = _error_document(path, paths, sha256, err, now())
+            written: Path | None = target
+            if not _same_error_recorded(target, document):
+                try:
+                    write_json_atomically(target, document)
+                except OSError as write_err:
+                    log.error("Cannot write %s for %s: %s", target, path, write_err)
+                    written = None
+            result.rejected.append(RejectedFile(path, sha256, err, written))
+            continue
+        if _remove_stale_error_file(target):
+            result.removed_error_files.append(target)
+        result.valid.append(RequestFile(path, sha256, request))
+    return result
+
+
+def untriggered(
+    valid: Iterable[RequestFile], count_existing: Callable[[list[str]], int]
+) -> list[RequestFile]:
+    """The valid requests whose run does not exist yet.
+
+    ``count_existing(run_ids)`` says how many of those run ids exist (in a task:
+    ``ti.get_dr_count(dag_id=..., run_ids=...)``). One call when nothing is new, which is almost
+    every poll. This only saves work: creating a run whose id exists is refused by Airflow anyway.
+    """
+    requests = list(valid)
+    run_ids = [r.run_id for r in requests]
+    if not run_ids or count_existing(run_ids) >= len(run_ids):
+        return []
+    return [r for r in requests if count_existing([r.run_id]) == 0]
