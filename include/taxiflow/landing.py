@@ -1,0 +1,66 @@
+"""What a drop in ``landing/<source>/<YYYY-MM>/`` holds, and whether it is complete.
+
+Whoever drops files writes them first and the ``_SUCCESS`` marker last, so a drop counts as ready
+only when both are there. Half-written files (``.tmp``, ``.part``) and hidden or ``_``-prefixed
+names are never data files. Also home of the source/month checks every pure-data function uses.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from taxiflow.config import (
+    DATA_FILE_SUFFIXES,
+    FIRST_MONTH,
+    SOURCES,
+    SUCCESS_MARKER,
+    DataPaths,
+    data_paths,
+    format_month,
+    parse_month,
+)
+
+_TEMP_SUFFIXES = (".tmp", ".part")
+
+
+def check_source(source: str) -> str:
+    """``source`` if it is a configured source; a ValueError naming the allowed ones otherwise."""
+    if source not in SOURCES:
+        allowed = ", ".join(repr(name) for name in SOURCES)
+        raise ValueError(f"source must be one of {allowed}, got {source!r}")
+    return source
+
+
+def check_month(month: str) -> str:
+    """``month`` if it is a ``YYYY-MM`` month TLC can have published; a ValueError otherwise."""
+    first_day = parse_month(month)
+    if first_day < FIRST_MONTH:
+        raise ValueError(
+            f"month must be {format_month(FIRST_MONTH)} or later (TLC records start then), got {month!r}"
+        )
+    return month
+
+
+def is_data_file(path: Path) -> bool:
+    """A finished, visible file with one of ``DATA_FILE_SUFFIXES``."""
+    name = path.name.lower()
+    if name.startswith((".", "_")) or name.endswith(_TEMP_SUFFIXES):
+        return False
+    return name.endswith(DATA_FILE_SUFFIXES) and path.is_file()
+
+
+def data_files(source: str, month: str, paths: DataPaths | None = None) -> list[Path]:
+    """The data files of one drop, sorted by name; empty if the folder does not exist."""
+    check_source(source)
+    check_month(month)
+    folder = (paths or data_paths()).landing_dir(source, month)
+    if not folder.is_dir():
+        return []
+    return sorted(path for path in folder.iterdir() if is_data_file(path))
+
+
+def drop_is_ready(source: str, month: str, paths: DataPaths | None = None) -> bool:
+    """True once the drop has at least one data file and its ``_SUCCESS`` marker."""
+    paths = paths or data_paths()
+    files = data_files(source, month, paths)
+    return bool(files) and (paths.landing_dir(source, month) / SUCCESS_MARKER).is_file()

@@ -1,0 +1,182 @@
+"""The warehouse: parquet partitions below ``warehouse/``, the zone table, and how to query both.
+
+Layout (every partition written whole, atomically, by one task)::
+
+    warehouse/trips/source=<source>/month=<YYYY-MM>/trips.parquet     (+ _summary.json)
+    warehouse/metrics/hourly_zone/source=<source>/month=<YYYY-MM>/part.parquet
+    warehouse/metrics/hourly_borough/source=<source>/month=<YYYY-MM>/part.parquet
+
+There is no ``.duckdb`` database file: every task opens an in-memory DuckDB connection and reads
+and writes parquet, so concurrent tasks never meet DuckDB's single-writer lock. ``connect()`` gives
+users (and the report) the same store as SQL views::
+
+    from taxiflow import warehouse
+    con = warehouse.connect()
+    con.sql("SELECT borough, sum(trips) FROM hourly_borough GROUP BY ALL").show()
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from taxiflow.config import UNKNOWN_BOROUGH, DataPaths, data_paths, duckdb_settings
+
+if TYPE_CHECKING:
+    import duckdb
+    import pandas as pd
+
+TRIPS_FILE = "trips.parquet"
+SUMMARY_FILE = "_summary.json"
+METRICS_FILE = "part.parquet"
+METRICS_TABLES = ("hourly_zone", "hourly_borough")
+
+# Snappy: cheaper to write than zstd for a file ~30% larger (measured with benchmarks/bench_ingest.py);
+# DuckDB's default row groups (~123k rows) keep the writer's buffers small and readers parallel.
+PARQUET_OPTIONS = "(FORMAT parquet, COMPRESSION snappy)"
+
+# The zone table as TLC publishes it (header "LocationID","Borough","Zone","service_zone"). Read as
+# text so the zones literally named "NA" or "N/A" stay strings; TLC marks "no borough" with "N/A"
+# (2024 edition) or leaves it empty, and both become "Unknown". Should an id ever appear twice, only
+# one row is kept: a duplicate would double every trip joined to it.
+_ZONES_SQL = """
+    SELECT TRY_CAST(trim("LocationID") AS INTEGER) AS zone_id,
+           CASE WHEN "Borough" IS NULL OR trim("Borough") IN ('', 'N/A') THEN ?
+                ELSE trim("Borough") END AS borough,
+           coalesce(nullif(trim("Zone"), ''), ?) AS zone,
+           "service_zone" AS service_zone
+    FROM read_csv(?, header = true, all_varchar = true, strict_mode = false,
+                  hive_partitioning = false)
+    WHERE zone_id IS NOT NULL
+    QUALIFY row_number() OVER (PARTITION BY zone_id ORDER BY borough, zone) = 1
+"""
+
+_HIVE_PARQUET_SQL = """
+    SELECT * FROM read_parquet(?, hive_partitioning = true,
+                               hive_types = {'source': 'VARCHAR', 'month': 'VARCHAR'})
+"""
+
+
+def duckdb_connection() -> duckdb.DuckDBPyConnection:
+    """A fresh in-memory DuckDB connection with the task limits of ``config.duckdb_settings()``."""
+    import duckdb
+
+    con = duckdb.connect(":memory:", config=duckdb_settings())
+    # DuckDB draws a progress bar on stdout for queries over 2 s, even when stdout is a task log.
+    con.execute("SET enable_progress_bar = false")
+    return con
+
+
+def zone_table_path(paths: DataPaths | None = None) -> Path:
+    """The zone CSV; a FileNotFoundError saying where it is expected if it is missing."""
+    path = (paths or data_paths()).zone_table
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"zone table not found at {path}: copy TLC's taxi_zone_lookup.csv there "
+            f"(the project ships one in data/reference/)"
+        )
+    return path
+
+
+def create_zones_table(con: duckdb.DuckDBPyConnection, paths: DataPaths | None = None) -> None:
+    """Create table ``zones (zone_id INTEGER, borough, zone, service_zone VARCHAR)`` in ``con``."""
+    params = [UNKNOWN_BOROUGH, UNKNOWN_BOROUGH, str(zone_table_path(paths))]
+    con.execute("DROP TABLE IF EXISTS zones")
+    con.sql(_ZONES_SQL, params=params).to_table("zones")
+
+
+def load_zones(paths: DataPaths | None = None) -> pd.DataFrame:
+    """The zone table as a DataFrame: zone_id, borough, zone, service_zone, sorted by zone_id."""
+    con = duckdb_connection()
+    try:
+        create_zones_table(con, paths)
+        return con.sql("SELECT * FROM zones ORDER BY zone_id").df()
+    finally:
+        con.close()
+
+
+def trips_file(source: str, month: str, paths: DataPaths | None = None) -> Path:
+    return (paths or data_paths()).trips_dir(source, month) / TRIPS_FILE
+
+
+def metrics_file(table: str, source: str, month: str, paths: DataPaths | None = None) -> Path:
+    return (paths or data_paths()).metrics_dir(table, source, month) / METRICS_FILE
+
+
+def _has_files(folder: Path, pattern: str) -> bool:
+    return folder.is_dir() and any(folder.glob(pattern))
+
+
+def connect(paths: DataPaths | None = None) -> duckdb.DuckDBPyConnection:
+    """An in-memory connection onto the warehouse, for people and reports to query.
+
+    Defines what exists on disk when it is called:
+
+    * table ``zones`` (zone_id, borough, zone, service_zone), if the zone CSV is there;
+    * view ``trips``: every trips partition, with ``source`` and ``month`` columns from the folders;
+    * views ``hourly_zone`` and ``hourly_borough``: the metrics partitions, also with source, month.
+
+    A view is only created once its table has at least one partition (DuckDB cannot bind a view
+    to a glob that matches nothing), so on an empty warehouse only ``zones`` exists. The views
+    re-read the folders at every query, so partitions written later show up without reconnecting.
+    """
+    paths = paths or data_paths()
+    con = duckdb_connection()
+    if paths.zone_table.is_file():
+        create_zones_table(con, paths)
+    trips_root = paths.warehouse / "trips"
+    if _has_files(trips_root, f"*/*/{TRIPS_FILE}"):
+        _create_parquet_view(con, "trips", trips_root / "*" / "*" / TRIPS_FILE)
+    for table in METRICS_TABLES:
+        table_root = paths.warehouse / "metrics" / table
+        if _has_files(table_root, f"*/*/{METRICS_FILE}"):
+            _create_parquet_view(con, table, table_root / "*" / "*" / METRICS_FILE)
+    return con
+
+
+def _create_parquet_view(con: duckdb.DuckDBPyConnection, name: str, glob: Path) -> None:
+    con.sql(_HIVE_PARQUET_SQL, params=[str(glob)]).create_view(name, replace=True)
+
+
+def write_parquet_atomically(
+    con: duckdb.DuckDBPyConnection,
+    query: str,
+    params: Sequence[Any],
+    target: Path,
+    expected_rows: int | None = None,
+) -> int:
+    """Write the result of ``query`` to ``target``; readers see the old file or the new, never half.
+
+    Streams through DuckDB's ``COPY``; the temporary file sits in the target's folder (same file
+    system, so ``os.replace`` is atomic) under a hidden name no partition glob matches. With
+    ``expected_rows``, a different row count leaves ``target`` untouched and raises. Returns the
+    number of rows written.
+    """
+    target.parent.mkdir(parents=True, exist_ok=True)
+    temp = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
+    try:
+        copy = f"COPY ({query}) TO ? {PARQUET_OPTIONS}"
+        (written,) = con.execute(copy, [*params, str(temp)]).fetchone()
+        if expected_rows is not None and written != expected_rows:
+            raise RuntimeError(
+                f"{target}: wrote {written} rows where {expected_rows} were expected (did the "
+                f"input files change while they were read?); the previous file was kept"
+            )
+        os.replace(temp, target)
+        return int(written)
+    finally:
+        temp.unlink(missing_ok=True)
+
+
+def write_text_atomically(text: str, target: Path) -> None:
+    """Replace ``target`` with ``text`` (temp file in the same folder, then ``os.replace``)."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    temp = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
+    try:
+        temp.write_text(text, encoding="utf-8")
+        os.replace(temp, target)
+    finally:
+        temp.unlink(missing_ok=True)

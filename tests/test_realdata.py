@@ -1,0 +1,159 @@
+"""The real TLC files (../shared/data/tlc) through copy, ingest and metrics, checked against pandas.
+
+The expected numbers are computed here independently, with pandas straight on the shared files and
+the zone CSV, and compared with what ``hourly_borough`` says.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from taxiflow import ingest, metrics, warehouse
+from taxiflow.config import SUCCESS_MARKER, DataPaths
+
+pytestmark = pytest.mark.realdata
+
+YELLOW_MONTHS = ["2018-12"] + [f"2019-{m:02d}" for m in range(1, 13)] + ["2020-01"]
+GREEN_MONTHS = ["2023-12", "2024-01"]
+
+# The pickup columns as each file family names them (written out here, not read from config).
+PICKUP_COLUMNS = {
+    "green": ("lpep_pickup_datetime", "PULocationID"),
+    "yellow": ("pickup_datetime", "pickup_location_id"),
+}
+
+
+def shared_file(tlc_dir: Path, source: str, month: str) -> Path:
+    if source == "green":
+        return tlc_dir / "green" / f"green_tripdata_{month}.parquet"
+    return tlc_dir / "yellow-samples" / f"yellow_tripdata_sample_{month}.csv"
+
+
+def read_pickups(path: Path, source: str) -> pd.DataFrame:
+    """pickup_at and pickup_zone_id of every row of one shared file, read with pandas alone."""
+    time_column, zone_column = PICKUP_COLUMNS[source]
+    if path.suffix == ".parquet":
+        frame = pd.read_parquet(path, columns=[time_column, zone_column])
+    else:
+        frame = pd.read_csv(path, usecols=[time_column, zone_column], dtype=str, keep_default_na=False)
+    return pd.DataFrame({
+        "pickup_at": pd.to_datetime(frame[time_column], errors="coerce"),
+        "pickup_zone_id": pd.to_numeric(frame[zone_column], errors="coerce").astype("Int64"),
+    })
+
+
+def boroughs_by_zone(tlc_dir: Path) -> dict[int, str]:
+    zones = pd.read_csv(tlc_dir / "taxi_zone_lookup.csv", keep_default_na=False, dtype=str)
+    return {
+        int(row.LocationID): "Unknown" if row.Borough in ("", "N/A") else row.Borough
+        for row in zones.itertuples()
+    }
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@pytest.fixture(scope="module")
+def ingested(tlc_dir, tmp_path_factory):
+    """Every shared month ingested into one private data root: (paths, summaries by (source, month))."""
+    paths = DataPaths(tmp_path_factory.mktemp("realdata").resolve())
+    paths.reference.mkdir(parents=True)
+    shutil.copyfile(tlc_dir / "taxi_zone_lookup.csv", paths.zone_table)
+    summaries = {}
+    for source, months in (("green", GREEN_MONTHS), ("yellow", YELLOW_MONTHS)):
+        for month in months:
+            landing = paths.landing_dir(source, month)
+            landing.mkdir(parents=True)
+            original = shared_file(tlc_dir, source, month)
+            shutil.copyfile(original, landing / original.name)
+            (landing / SUCCESS_MARKER).touch()
+            ingest.copy_to_raw(source, month, paths)
+            summaries[source, month] = ingest.process_partition(source, month, paths)
+            metrics.build_metrics(source, month, paths)
+    return paths, summaries
+
+
+def test_shared_files_are_unchanged(tlc_dir, ingested):
+    for line in (tlc_dir / "SHA256SUMS").read_text().splitlines():
+        if line.strip():
+            digest, name = line.split(maxsplit=1)
+            assert sha256(tlc_dir / name.lstrip("*")) == digest, f"{name} differs from SHA256SUMS"
+
+
+def test_every_row_is_written_or_rejected(tlc_dir, ingested):
+    _, summaries = ingested
+    assert len(summaries) == 16
+    for (source, month), summary in summaries.items():
+        rows_in_file = len(read_pickups(shared_file(tlc_dir, source, month), source))
+        assert summary["rows_written"] + summary["rows_rejected"] == rows_in_file, (source, month)
+        assert summary["rows_read"] == rows_in_file, (source, month)
+
+
+@pytest.mark.parametrize(
+    "source, month", [("green", m) for m in GREEN_MONTHS] + [("yellow", m) for m in YELLOW_MONTHS]
+)
+def test_hourly_borough_matches_pandas(tlc_dir, ingested, source, month):
+    paths, _ = ingested
+    trips = read_pickups(shared_file(tlc_dir, source, month), source).dropna(subset=["pickup_at"])
+    borough_of = boroughs_by_zone(tlc_dir)
+    trips["borough"] = [
+        borough_of.get(zone, "Unknown") if pd.notna(zone) else "Unknown" for zone in trips["pickup_zone_id"]
+    ]
+    trips["hour"] = trips["pickup_at"].dt.hour
+    trips["day"] = trips["pickup_at"].dt.date
+
+    con = warehouse.connect(paths)
+    by_hour = con.execute(
+        "SELECT borough, pickup_hour, pickup_date, sum(trips) FROM hourly_borough "
+        "WHERE source = ? AND month = ? GROUP BY ALL",
+        [source, month],
+    ).fetchall()
+
+    expected_borough = trips.groupby("borough").size().to_dict()
+    got_borough: dict[str, int] = {}
+    for borough, _, _, n in by_hour:
+        got_borough[borough] = got_borough.get(borough, 0) + n
+    assert got_borough == expected_borough
+
+    expected_hour = trips.groupby(["borough", "hour"]).size().to_dict()
+    got_hour: dict[tuple[str, int], int] = {}
+    for borough, hour, _, n in by_hour:
+        got_hour[borough, hour] = got_hour.get((borough, hour), 0) + n
+    assert got_hour == expected_hour
+
+    expected_day = trips.groupby("day").size().to_dict()
+    got_day: dict = {}
+    for _, _, day, n in by_hour:
+        got_day[day] = got_day.get(day, 0) + n
+    assert got_day == expected_day
+
+
+def test_green_december_keeps_its_november_pickups(tlc_dir, ingested):
+    paths, summaries = ingested
+    trips = read_pickups(shared_file(tlc_dir, "green", "2023-12"), "green")
+    november = trips[trips["pickup_at"] < pd.Timestamp("2023-12-01")]
+    assert len(november) > 0
+    con = warehouse.connect(paths)
+    (counted,) = con.execute(
+        "SELECT sum(trips) FROM hourly_borough WHERE source = ? AND month = ? AND pickup_date < ?",
+        ["green", "2023-12", pd.Timestamp("2023-12-01").date()],
+    ).fetchone()
+    assert counted == len(november)
+    assert summaries["green", "2023-12"]["rows_outside_month"] == len(november)
+    assert summaries["green", "2023-12"]["pickup_min"].startswith("2023-11-24")
+
+
+def test_yellow_2019_08_keeps_its_2008_pickup(ingested):
+    paths, summaries = ingested
+    assert summaries["yellow", "2019-08"]["pickup_min"] == "2008-12-31 23:49:36"
+    con = warehouse.connect(paths)
+    assert con.execute(
+        "SELECT sum(trips) FROM hourly_borough WHERE source = ? AND pickup_date < ?",
+        ["yellow", pd.Timestamp("2009-01-01").date()],
+    ).fetchone() == (1,)
