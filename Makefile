@@ -39,6 +39,7 @@ airflow:
 
 test: dev
 	bash scripts/services.sh
+	bash scripts/browser_deps.sh || echo "make test: the browser test will skip (see above)"
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 test-fast: dev

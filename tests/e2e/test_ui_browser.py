@@ -1,0 +1,127 @@
+"""A borough report asked for through the Airflow 3 web UI, in headless Chromium, on a live Airflow.
+
+``tests/browser/trigger_report.mjs`` (playwright-core driving Debian's /usr/bin/chromium) logs in,
+fills the trigger form, sees it refuse a garbage date and a path-like output name, triggers a Queens
+report for 2024-01-08..2024-01-15 and waits on the run page until the run succeeds. This side makes
+sure January 2024 is ingested first, then checks what the user would: the run's conf through
+REST v2, the PNG and CSV under the default name, and the screenshots.
+
+Needs chromium and node >= 20: ``scripts/browser_deps.sh`` installs whatever is missing; the test
+is skipped, saying why, only if they cannot be had.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+from datetime import date
+from pathlib import Path
+from urllib.parse import quote
+
+import pytest
+from PIL import Image
+
+from taxiflow.config import BOROUGHS, INGEST_DAG_ID, REPORT_DAG_ID, SOURCE_NAMES, SUCCESS_MARKER, DataPaths
+
+pytestmark = pytest.mark.e2e
+
+PROJECT_DIR = Path(__file__).resolve().parents[2]
+BROWSER_DIR = PROJECT_DIR / "tests" / "browser"
+REQUEST = {"borough": "Queens", "start_date": "2024-01-08", "end_date": "2024-01-15"}
+INGESTED_MONTH = "2024-01"
+DEMO_TRIPS = {"yellow": 6000, "green": 2000}
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Chromium and the pinned playwright-core, installed by scripts/browser_deps.sh if missing."""
+    try:
+        result = subprocess.run(
+            ["bash", str(PROJECT_DIR / "scripts" / "browser_deps.sh")],
+            capture_output=True, text=True, timeout=900,
+        )
+    except FileNotFoundError as err:
+        pytest.skip(f"cannot run scripts/browser_deps.sh: {err}")
+    if result.returncode != 0:
+        pytest.skip(f"no headless Chromium/node for the UI test: {result.stderr.strip()}")
+    return BROWSER_DIR / "trigger_report.mjs"
+
+
+def ingested_january(stack, timeout: float = 300) -> dict:
+    """The finished ingest run for January 2024: reuse one (test_pipeline makes it) or make it."""
+    logical = "2024-01-01T00:00:00Z"
+    query = f"/api/v2/dags/{INGEST_DAG_ID}/dagRuns?logical_date_gte={logical}&logical_date_lte={logical}"
+    status, body = stack.api("GET", query)
+    assert status == 200, body
+    if not body["dag_runs"]:
+        from taxiflow.demo import generate_month
+
+        paths = DataPaths(stack.data_dir)
+        for source in SOURCE_NAMES:
+            if not (paths.landing_dir(source, INGESTED_MONTH) / SUCCESS_MARKER).exists():
+                generate_month(source, INGESTED_MONTH, trips=DEMO_TRIPS[source], paths=paths)
+        stack.airflow("dags", "trigger", INGEST_DAG_ID, "-l", "2024-01-01T00:00:00+00:00")
+        deadline = time.monotonic() + 60
+        while not body["dag_runs"] and time.monotonic() < deadline:
+            time.sleep(1)
+            status, body = stack.api("GET", query)
+    return stack.wait_for_run(INGEST_DAG_ID, body["dag_runs"][0]["dag_run_id"], timeout=timeout)
+
+
+def test_report_triggered_from_the_web_ui(browser, airflow_stack, tmp_path):
+    stack = airflow_stack
+    ingest = ingested_january(stack)
+    assert ingest["state"] == "success", stack.task_states(INGEST_DAG_ID, ingest["dag_run_id"])
+
+    status, body = stack.api("GET", f"/api/v2/dags/{REPORT_DAG_ID}/dagRuns?limit=100")
+    runs_before = {run["dag_run_id"] for run in body["dag_runs"]}
+
+    shots = tmp_path / "screenshots"
+    proc = subprocess.run(
+        ["node", str(browser), "--base-url", stack.base_url, "--user", "admin", "--screenshots", str(shots),
+         "--borough", REQUEST["borough"], "--start", REQUEST["start_date"], "--end", REQUEST["end_date"]],
+        cwd=BROWSER_DIR,
+        env={**os.environ, "AIRFLOW_UI_PASSWORD": stack.users["admin"]},
+        capture_output=True, text=True, timeout=420,
+    )
+    assert proc.stdout.strip(), f"trigger_report.mjs printed nothing:\n{proc.stderr[-4000:]}"
+    seen = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert proc.returncode == 0 and not seen.get("error"), f"{seen}\n{proc.stderr[-4000:]}"
+
+    # What the form looked like and what it refused.
+    assert seen["borough_is_dropdown"] and seen["borough_options"] == list(BOROUGHS)
+    assert seen["borough_chosen"] == REQUEST["borough"]
+    assert seen["date_input_types"] == ["date", "date"]
+    assert seen["refused"]["typed_letters_kept_value"] == REQUEST["end_date"]
+    refused_date = seen["refused"]["impossible_date"]
+    assert refused_date == {"value": "", "message": "This field is required", "trigger_disabled": True}
+    assert seen["refused"]["bad_name"]["status"] == 400
+    assert "Invalid input for param name: '../../etc/passwd'" in seen["refused"]["bad_name"]["message"]
+    assert seen["trigger_status"] == 200 and seen["state"] == "success"
+
+    # Exactly one run was created (the refused attempt made none), with the form's conf.
+    status, body = stack.api("GET", f"/api/v2/dags/{REPORT_DAG_ID}/dagRuns?limit=100")
+    assert {run["dag_run_id"] for run in body["dag_runs"]} - runs_before == {seen["run_id"]}
+    status, run = stack.api("GET", f"/api/v2/dags/{REPORT_DAG_ID}/dagRuns/{quote(seen['run_id'], safe='')}")
+    assert status == 200 and run["state"] == "success" and run["triggered_by"] == "ui"
+    assert run["conf"] == {**REQUEST, "sources": list(SOURCE_NAMES), "name": None}
+
+    # The outputs, under the default name <borough>_<start>_<end>.
+    from taxiflow.reports import default_name
+
+    start, end = date.fromisoformat(REQUEST["start_date"]), date.fromisoformat(REQUEST["end_date"])
+    stem = default_name(REQUEST["borough"], start, end)
+    assert stem == "queens_2024-01-08_2024-01-15"
+    png, csv = stack.data_dir / "outputs" / f"{stem}.png", stack.data_dir / "outputs" / f"{stem}.csv"
+    with Image.open(png) as image:
+        image.verify()
+        assert image.format == "PNG"
+    rows = csv.read_text().splitlines()
+    assert rows[0] == "hour_of_day,day_of_week,num_trips" and len(rows) == 1 + 24 * 7
+    assert sum(int(row.rsplit(",", 1)[1]) for row in rows[1:]) > 0
+
+    for name in ("form", "form-refuses-bad-date", "form-refuses-bad-name", "success"):
+        with Image.open(shots / f"{name}.png") as image:
+            assert image.size == (1400, 1400)
