@@ -227,17 +227,6 @@ def test_param_schemas_cover_every_key_and_agree_with_python_validation():
             jsonschema.validate(bad, name_schema)
 
 
-def test_dag_params_module_agrees_with_reports_if_present():
-    params = pytest.importorskip("taxiflow.params")
-    ours = report_param_schemas()
-    theirs = params.report_param_schemas()
-    assert set(theirs) == set(ours)
-    for key in ours:
-        for field in ("type", "enum", "format", "pattern"):
-            if field in ours[key] and field != "type":
-                assert theirs[key].get(field) == ours[key][field], (key, field)
-
-
 def test_importing_reports_stays_light():
     """DAG files import reports at parse time: no pandas, DuckDB or matplotlib until a report runs."""
     code = (
@@ -433,3 +422,27 @@ def test_concurrent_reports_in_threads_agree(metrics):
     with ThreadPoolExecutor(max_workers=6) as pool:
         totals = list(pool.map(lambda r: int(report_counts(r, metrics).num_trips.sum()), requests))
     assert totals == [26, 40, 66] * 4
+
+
+def test_a_report_cannot_overwrite_a_weekly_summary():
+    jsonschema = pytest.importorskip("jsonschema")
+    with pytest.raises(InvalidRequest, match="reserved for the weekly summaries") as err:
+        ReportRequest.from_conf({"borough": "Queens", "start_date": "2024-01-01", "end_date": "2024-01-02",
+                                 "name": "trips_by_week_yellow"})
+    assert err.value.field == "name"
+    name_schema = {k: v for k, v in report_param_schemas()["name"].items() if k != "default"}
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate("trips_by_week_yellow", name_schema)
+    jsonschema.validate("trips_by_weekday", name_schema)
+
+
+def test_report_files_are_readable_by_others(tmp_path):
+    import stat
+
+    from taxiflow.config import DataPaths
+    from taxiflow.reports import empty_counts, write_report_files
+
+    request = ReportRequest.from_conf({"borough": "Bronx", "start_date": "2024-01-01", "end_date": "2024-01-02"})
+    outputs = write_report_files(request, empty_counts(), DataPaths(tmp_path))
+    for path in (outputs.png, outputs.csv):
+        assert stat.S_IMODE(path.stat().st_mode) & 0o044 == 0o044

@@ -14,7 +14,9 @@ from typing import Any
 
 from taxiflow.config import BOROUGHS, FIRST_MONTH, SOURCE_NAMES
 
-NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,79}$"
+# Output stems: no dots or slashes (cannot leave outputs/), and not the weekly summaries' prefix.
+RESERVED_NAME_PREFIX = "trips_by_week_"
+NAME_PATTERN = rf"^(?!{RESERVED_NAME_PREFIX})[A-Za-z0-9][A-Za-z0-9_-]{{0,79}}$"
 DATE_PATTERN = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"
 
 # The range the form opens with: fixed strings, never today(), so parsing is stable.
@@ -64,8 +66,8 @@ def report_param_schemas() -> dict[str, dict[str, Any]]:
             "pattern": NAME_PATTERN,
             "title": "Output name (optional)",
             "description": (
-                "File stem of the PNG and CSV in outputs/: letters, digits, '-' and '_' only. "
-                "Empty: <borough>_<start>_<end>."
+                "File stem of the PNG and CSV in outputs/: letters, digits, '-' and '_' only, "
+                f"not starting with '{RESERVED_NAME_PREFIX}'. Empty: <borough>_<start>_<end>."
             ),
         },
     }

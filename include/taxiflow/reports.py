@@ -6,7 +6,7 @@ validated once, here, into a ``ReportRequest``; every door reports a bad field w
 from raw trips, so a report costs the same whether the warehouse holds one month or ten years.
 
 Light at import time on purpose (no pandas, DuckDB or matplotlib until a report is computed): DAG
-files import this module at parse time for ``report_param_schemas``.
+files import ``taxiflow.params`` (the JSON-schema side of the same rules) at parse time.
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ from taxiflow.config import (
     duckdb_settings,
     months_covering,
 )
+from taxiflow.params import DATE_PATTERN, NAME_PATTERN, RESERVED_NAME_PREFIX, report_param_schemas  # noqa: F401  (re-exported)
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -47,22 +48,19 @@ HOURS = tuple(range(24))
 REQUEST_KEYS: tuple[str, ...] = ("borough", "start_date", "end_date", "sources", "name")
 
 # ``\Z``-anchored in Python (``$`` would accept a trailing newline); JSON schema anchors ``$`` at the end.
-NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,79}$"
-DATE_PATTERN = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"
 _NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,79}")
 _DATE_RE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 _MONTH_DIR_RE = re.compile(MONTH_PATTERN)
 
-NAME_ALLOWED = "1-80 letters, digits, '-' or '_', starting with a letter or digit (no dots or slashes)"
+NAME_ALLOWED = (
+    "1-80 letters, digits, '-' or '_', starting with a letter or digit (no dots or slashes), "
+    f"not starting with '{RESERVED_NAME_PREFIX}'"
+)
 DATE_ALLOWED = f"a date as YYYY-MM-DD, on or after {FIRST_MONTH.isoformat()}"
 SOURCES_ALLOWED = (
     f"a list of distinct values from {', '.join(SOURCE_NAMES)}; empty or null means all"
 )
 
-# Fixed defaults for the trigger form: never today(), so the serialized DAG is stable.
-DEFAULT_BOROUGH = "Manhattan"
-DEFAULT_START = "2024-01-01"
-DEFAULT_END = "2024-02-01"
 
 
 class InvalidRequest(ValueError):
@@ -162,6 +160,11 @@ def _parse_sources(value: Any) -> tuple[str, ...]:
 def _check_name(value: Any) -> str:
     if not isinstance(value, str) or not _NAME_RE.fullmatch(value):
         raise InvalidRequest("name", value, NAME_ALLOWED)
+    if value.startswith(RESERVED_NAME_PREFIX):
+        raise InvalidRequest(
+            "name", value, NAME_ALLOWED,
+            problem=f"{value!r} starts with {RESERVED_NAME_PREFIX!r}, reserved for the weekly summaries",
+        )
     return value
 
 
@@ -249,60 +252,6 @@ class ReportRequest:
         return date.fromordinal(self.end_date.toordinal() - 1)
 
 
-def report_param_schemas() -> dict[str, dict[str, Any]]:
-    """Keyword arguments for ``airflow.sdk.Param``, per request field: ``Param(**schemas["borough"])``.
-
-    JSON schema gives the trigger form a dropdown, date pickers and early rejection; what it cannot
-    express (start before end, start within TLC's history) ``ReportRequest.from_conf`` re-checks.
-    """
-    return {
-        "borough": {
-            "default": DEFAULT_BOROUGH,
-            "type": "string",
-            "enum": list(BOROUGHS),
-            "title": "Borough",
-            "description": "Count trips whose pickup zone is in this borough.",
-        },
-        "start_date": {
-            "default": DEFAULT_START,
-            "type": "string",
-            "format": "date",
-            "pattern": DATE_PATTERN,
-            "title": "Start date (included)",
-            "description": f"First pickup day counted, YYYY-MM-DD, on or after {FIRST_MONTH.isoformat()}.",
-        },
-        "end_date": {
-            "default": DEFAULT_END,
-            "type": "string",
-            "format": "date",
-            "pattern": DATE_PATTERN,
-            "title": "End date (excluded)",
-            "description": "First pickup day NOT counted, YYYY-MM-DD; must be after the start date.",
-        },
-        "sources": {
-            "default": list(SOURCE_NAMES),
-            "type": "array",
-            "items": {"type": "string", "enum": list(SOURCE_NAMES)},
-            "uniqueItems": True,
-            "minItems": 1,
-            "title": "Sources",
-            "description": f"Trip sources to count, any of: {', '.join(SOURCE_NAMES)}.",
-            "examples": list(SOURCE_NAMES),  # the trigger form turns these into a multi-select
-        },
-        "name": {
-            "default": None,
-            "type": ["null", "string"],
-            "pattern": NAME_PATTERN,
-            "title": "Output name (optional)",
-            "description": (
-                "File stem of the PNG and CSV in outputs/: letters, digits, '-' and '_' only. "
-                "Empty: <borough>_<start>_<end>."
-            ),
-        },
-    }
-
-
-PARAM_SCHEMAS: dict[str, dict[str, Any]] = report_param_schemas()
 
 
 # --- Counting -------------------------------------------------------------------------------------
@@ -527,6 +476,7 @@ def _replace_atomically(target: Path, write) -> None:
     try:
         with os.fdopen(handle, "wb") as file:
             write(file)
+        os.chmod(temp_name, 0o644)  # mkstemp makes 0600; reports are for whoever reads outputs/
         os.replace(temp_name, target)
     except BaseException:
         Path(temp_name).unlink(missing_ok=True)
