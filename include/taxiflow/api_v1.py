@@ -64,6 +64,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from taxiflow.config import REPORT_DAG_ID
+
 if TYPE_CHECKING:
     from airflow.api_fastapi.auth.managers.base_auth_manager import BaseAuthManager
     from airflow.api_fastapi.auth.managers.models.base_user import BaseUser
@@ -456,6 +458,28 @@ def _param_schemas(dag_id: str, session: Any) -> dict[str, Mapping[str, Any]]:
     return {name: {**param.schema, "description": param.description} for name, param in dag.params.items()}
 
 
+def check_report_conf(conf: Mapping[str, Any]) -> None:
+    """What JSON schema cannot say about a ``borough_report`` conf (start before end), as 400.
+
+    Runs after Airflow validated the params, so a schema error keeps Airflow's own wording (the
+    same as the CLI and /api/v2); this door, unlike those, can also refuse a reversed range before a
+    run exists, with the message ``validate_request`` would fail with.
+    """
+    from taxiflow.params import report_param_schemas
+    from taxiflow.reports import InvalidRequest, ReportRequest
+
+    merged = {name: schema.get("default") for name, schema in report_param_schemas().items()}
+    merged.update(conf)
+    try:
+        ReportRequest.from_conf(merged)
+    except InvalidRequest as err:
+        raise ApiV1Error(400, str(err)) from None
+
+
+# DAG-specific checks a conf must pass beyond its params' JSON schema, by dag_id.
+CONF_CHECKS: dict[str, Any] = {REPORT_DAG_ID: check_report_conf}
+
+
 def trigger_run(dag_id: str, request: TriggerRequest, user: BaseUser) -> dict[str, Any]:
     """Create a run through Airflow's trigger path; Airflow 2's DAGRun JSON, or ApiV1Error."""
     from sqlalchemy import select
@@ -509,6 +533,8 @@ def trigger_run(dag_id: str, request: TriggerRequest, user: BaseUser) -> dict[st
             raise ApiV1Error(400, str(err)) from None
         if run is None:  # trigger_dag's signature allows it; it never happens for a manual run
             raise ApiV1Error(500, f"Airflow created no run for DAG {dag_id!r}")
+        if dag_id in CONF_CHECKS:
+            CONF_CHECKS[dag_id](request.conf)  # raising rolls the session back: no run is kept
         if request.data_interval is not None:
             run.data_interval_start, run.data_interval_end = request.data_interval
         if request.note:

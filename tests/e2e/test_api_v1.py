@@ -159,6 +159,16 @@ def test_invalid_conf_is_400_naming_the_param_and_creates_no_run(v1, conf, field
     assert v1.v2_run_count() == before
 
 
+def test_reversed_range_is_400_naming_both_dates_and_creates_no_run(v1):
+    """JSON schema cannot compare two params; this door refuses the range before a run exists."""
+    before = v1.v2_run_count()
+    conf = {**GOOD_CONF, "start_date": "2019-03-15", "end_date": "2019-03-01"}
+    body = assert_problem(v1.trigger({"dag_run_id": "v1_reversed", "conf": conf}), 400, "end_date", "2019-03-15")
+    assert "start_date" in body["detail"]
+    assert v1.v2_run_count() == before
+    assert v1.v2_run("v1_reversed")[0] == 404
+
+
 def test_unknown_body_key_is_400(v1):
     assert_problem(v1.trigger({"conf": {}, "state": "running"}), 400, "state: Unknown field")
 
