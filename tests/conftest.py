@@ -1,9 +1,22 @@
-"""Fixtures shared by the package tests: a private data root, and the real TLC samples."""
+"""Fixtures shared by the package tests: a private data root, and the real TLC samples.
+
+Airflow reads ``AIRFLOW_HOME`` once, when first imported: the test process gets a throwaway one
+(removed at exit), so tests never touch a developer's ``~/airflow`` or a real deployment. The
+end-to-end tests' Airflow processes get their own homes from ``taxiflow.stack``.
+"""
 
 from __future__ import annotations
 
+import atexit
+import os
 import shutil
+import tempfile
 from pathlib import Path
+
+_AIRFLOW_HOME = tempfile.mkdtemp(prefix="taxiflow-tests-airflow-home-")
+atexit.register(shutil.rmtree, _AIRFLOW_HOME, ignore_errors=True)
+os.environ["AIRFLOW_HOME"] = _AIRFLOW_HOME
+os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
 
 import pytest
 
