@@ -15,7 +15,8 @@ For each month and each source (`yellow`, `green`), waits for the source's drop 
   `warehouse/trips/source=<source>/month=<YYYY-MM>/` (re-running replaces it, never duplicates).
   Rows that cannot be parsed are counted in the log and in the partition's `_summary.json`.
 * **trigger** starts `create_metrics` for that source and month and waits (deferred, in the
-  triggerer) until it finishes, so its success means "metrics done": `borough_report` gates on it.
+  triggerer; `TAXIFLOW_METRICS_POKE_INTERVAL`, default 10 s) until it finishes, so its success
+  means "metrics done": `borough_report` gates on it.
 
 Sources are independent: one that never arrives fails only its own branch, after its timeout.
 
@@ -46,6 +47,7 @@ from taxiflow.config import (
     METRICS_DAG_ID,
     SOURCE_NAMES,
     copy_task_id,
+    env_seconds,
     month_of_logical_date,
     process_task_id,
     trigger_metrics_task_id,
@@ -106,7 +108,7 @@ def ingest_taxi_trips():
             reset_dag_run=True,
             wait_for_completion=True,
             deferrable=True,
-            poke_interval=int(wait_settings("METRICS", poke_interval=10, timeout=3600)["poke_interval"]),
+            poke_interval=int(env_seconds("TAXIFLOW_METRICS_POKE_INTERVAL", 10)),
             execution_timeout=timedelta(hours=1),
             failed_states=["failed"],
         )
