@@ -43,7 +43,8 @@ from taxiflow.config import (
 DEFAULT_SEED = 20240101
 DEFAULT_MONTHS = ("2023-12", "2024-01")
 DEFAULT_SOURCES = ("yellow", "green")
-DEFAULT_TRIPS = {"yellow": 60_000, "green": 8_000}
+# A tenth of a real month: big enough for every borough to show a shape, small enough for seconds.
+DEFAULT_TRIPS = {"yellow": 300_000, "green": 40_000}
 
 # Zones 264 (NV) and 265 (NA) are TLC's "Unknown"; pickups there cannot be placed in a borough.
 UNKNOWN_ZONES = (264, 265)
