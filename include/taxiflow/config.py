@@ -160,6 +160,24 @@ def months_covering(start: date, end: date) -> list[str]:
     return months
 
 
+def check_source(source: str) -> str:
+    """``source`` if it is a configured source; a ValueError naming the allowed ones otherwise."""
+    if source not in SOURCES:
+        allowed = ", ".join(repr(name) for name in SOURCES)
+        raise ValueError(f"source must be one of {allowed}, got {source!r}")
+    return source
+
+
+def check_month(month: str) -> str:
+    """``month`` if it is a ``YYYY-MM`` month TLC can have published; a ValueError otherwise."""
+    first_day = parse_month(month)
+    if first_day < FIRST_MONTH:
+        raise ValueError(
+            f"month must be {format_month(FIRST_MONTH)} or later (TLC records start then), got {month!r}"
+        )
+    return month
+
+
 # --- Paths ----------------------------------------------------------------------------------------
 
 DATA_DIR_ENV = "TAXIFLOW_DATA_DIR"

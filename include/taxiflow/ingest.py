@@ -30,10 +30,12 @@ from taxiflow.config import (
     SOURCES,
     TRIP_SCHEMA,
     DataPaths,
+    check_month,
+    check_source,
     data_paths,
     parse_month,
 )
-from taxiflow.landing import check_month, check_source, data_files, is_data_file
+from taxiflow.landing import data_files, is_data_file
 
 if TYPE_CHECKING:
     import duckdb

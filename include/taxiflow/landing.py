@@ -2,7 +2,7 @@
 
 Whoever drops files writes them first and the ``_SUCCESS`` marker last, so a drop counts as ready
 only when both are there. Half-written files (``.tmp``, ``.part``) and hidden or ``_``-prefixed
-names are never data files. Also home of the source/month checks every pure-data function uses.
+names are never data files.
 """
 
 from __future__ import annotations
@@ -11,34 +11,14 @@ from pathlib import Path
 
 from taxiflow.config import (
     DATA_FILE_SUFFIXES,
-    FIRST_MONTH,
-    SOURCES,
     SUCCESS_MARKER,
     DataPaths,
+    check_month,
+    check_source,
     data_paths,
-    format_month,
-    parse_month,
 )
 
 _TEMP_SUFFIXES = (".tmp", ".part")
-
-
-def check_source(source: str) -> str:
-    """``source`` if it is a configured source; a ValueError naming the allowed ones otherwise."""
-    if source not in SOURCES:
-        allowed = ", ".join(repr(name) for name in SOURCES)
-        raise ValueError(f"source must be one of {allowed}, got {source!r}")
-    return source
-
-
-def check_month(month: str) -> str:
-    """``month`` if it is a ``YYYY-MM`` month TLC can have published; a ValueError otherwise."""
-    first_day = parse_month(month)
-    if first_day < FIRST_MONTH:
-        raise ValueError(
-            f"month must be {format_month(FIRST_MONTH)} or later (TLC records start then), got {month!r}"
-        )
-    return month
 
 
 def is_data_file(path: Path) -> bool:

@@ -21,8 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from taxiflow import warehouse
-from taxiflow.config import UNKNOWN_BOROUGH, DataPaths, data_paths
-from taxiflow.landing import check_month, check_source
+from taxiflow.config import UNKNOWN_BOROUGH, DataPaths, check_month, check_source, data_paths
 
 log = logging.getLogger(__name__)
 
