@@ -66,6 +66,7 @@ def wait_for_drop(source: str, logical_date=None) -> PokeReturnValue:
     except ValueError as err:  # a run for no month cannot succeed on retry
         raise AirflowFailException(str(err)) from err
     ready = landing.drop_is_ready(source, month)
+    print(landing.describe_drop(source, month))
     return PokeReturnValue(is_done=ready, xcom_value=month if ready else None)
 
 

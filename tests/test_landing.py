@@ -72,3 +72,13 @@ def test_bad_source_or_month_is_named_with_what_is_allowed(data_root, source, mo
         landing.drop_is_ready(source, month)
     for word in words:
         assert word in str(raised.value)
+
+
+def test_describe_drop_says_what_is_missing(data_root):
+    folder = data_root.landing_dir("green", "2024-02")
+    assert "waiting for data files and _SUCCESS (found nothing)" in landing.describe_drop("green", "2024-02", data_root)
+    folder.mkdir(parents=True)
+    (folder / "green_tripdata_2024-02.parquet").write_bytes(b"x")
+    assert "waiting for _SUCCESS (found 1 data file(s))" in landing.describe_drop("green", "2024-02", data_root)
+    (folder / "_SUCCESS").touch()
+    assert landing.describe_drop("green", "2024-02", data_root).endswith("ready (1 data file(s) and _SUCCESS)")

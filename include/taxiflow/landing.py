@@ -44,3 +44,16 @@ def drop_is_ready(source: str, month: str, paths: DataPaths | None = None) -> bo
     paths = paths or data_paths()
     files = data_files(source, month, paths)
     return bool(files) and (paths.landing_dir(source, month) / SUCCESS_MARKER).is_file()
+
+
+def describe_drop(source: str, month: str, paths: DataPaths | None = None) -> str:
+    """One line for a waiting sensor's log: where it looks and what is still missing."""
+    paths = paths or data_paths()
+    folder = paths.landing_dir(source, month)
+    files = data_files(source, month, paths)
+    has_marker = (folder / SUCCESS_MARKER).is_file()
+    missing = [what for what, there in (("data files", bool(files)), (SUCCESS_MARKER, has_marker)) if not there]
+    found = f"{len(files)} data file(s)" + (f" and {SUCCESS_MARKER}" if has_marker else "")
+    if not missing:
+        return f"{folder}: ready ({found})"
+    return f"{folder}: waiting for {' and '.join(missing)} (found {found if files or has_marker else 'nothing'})"

@@ -35,6 +35,12 @@ LOCAL_COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer")
 CELERY_COMPONENTS = (*LOCAL_COMPONENTS, "celery worker")
 PIDS_FILE = "taxiflow-stack.json"
 
+# SQLite allows one writer at a time; the scheduler, the api-server, the request poller and the CLI
+# all write. sqlite3 gives up after 5 s by default ("database is locked"): wait up to 30 s instead.
+# Read by Airflow through [database] sql_alchemy_connect_args(_async), for SQLite deployments only.
+SQLITE_CONNECT_ARGS = {"timeout": 30}
+SQLITE_CONNECT_ARGS_ASYNC = {"timeout": 30}
+
 
 def free_port() -> int:
     """A TCP port on loopback that nothing listens on right now."""
@@ -106,6 +112,11 @@ class AirflowStack:
             }
         )
         env.update(self.extra_env)
+        if env.get("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", "sqlite").startswith("sqlite"):
+            env.setdefault("AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS", "taxiflow.stack.SQLITE_CONNECT_ARGS")
+            env.setdefault(
+                "AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS_ASYNC", "taxiflow.stack.SQLITE_CONNECT_ARGS_ASYNC"
+            )
         return env
 
     def airflow(self, *args: str, check: bool = True, timeout: float = 300) -> subprocess.CompletedProcess:

@@ -19,7 +19,7 @@ PROJECT_DIR = Path(__file__).resolve().parents[2]
 # Short waits so the suite runs in minutes; production defaults are in the DAG docs.
 FAST_WAITS = {
     "TAXIFLOW_DROP_POKE_INTERVAL": "3",
-    "TAXIFLOW_DROP_TIMEOUT": "40",
+    "TAXIFLOW_DROP_TIMEOUT": "60",
     "TAXIFLOW_METRICS_POKE_INTERVAL": "3",
     "TAXIFLOW_REPORT_WAIT_POKE_INTERVAL": "3",
     "TAXIFLOW_REPORT_WAIT_TIMEOUT": "120",

@@ -189,3 +189,32 @@ def test_a_second_drop_replaces_the_partition(pipeline):
     assert len(trips) == summary["rows_written"]
     metrics = pd.read_parquet(stack.data_dir / "warehouse/metrics/hourly_borough/source=green/month=2024-01")
     assert metrics["trips"].sum() == summary["rows_written"]
+
+
+def test_files_landing_while_the_sensor_waits_are_picked_up(pipeline):
+    """The run starts first and waits (rescheduled, holding no slot); the drop lands later."""
+    import time
+
+    from taxiflow.config import DataPaths
+    from taxiflow.demo import generate_month
+
+    stack = pipeline["stack"]
+    stack.airflow("dags", "trigger", INGEST_DAG_ID, "-l", "2023-11-01T00:00:00+00:00", "-r", "ingest_nov")
+    deadline = time.monotonic() + 120
+    states = {}
+    while time.monotonic() < deadline:
+        states = stack.task_states(INGEST_DAG_ID, "ingest_nov")
+        if states.get("wait_for_yellow") == "up_for_reschedule" and states.get("wait_for_green") == "up_for_reschedule":
+            break
+        time.sleep(1)
+    assert states.get("wait_for_yellow") == "up_for_reschedule", states
+    assert "waiting for data files and _SUCCESS" in task_log(stack, INGEST_DAG_ID, "ingest_nov", "wait_for_yellow")
+
+    paths = DataPaths(stack.data_dir)
+    generate_month("yellow", "2023-11", trips=3000, seed=3, paths=paths)  # writes _SUCCESS last
+    generate_month("green", "2023-11", trips=800, seed=3, paths=paths)
+    run = stack.wait_for_run(INGEST_DAG_ID, "ingest_nov", timeout=240)
+    assert run["state"] == "success", stack.task_states(INGEST_DAG_ID, "ingest_nov")
+    for source, trips in (("yellow", 3000), ("green", 800)):
+        summary = json.loads((stack.data_dir / f"warehouse/trips/source={source}/month=2023-11/_summary.json").read_text())
+        assert summary["rows_written"] == trips
