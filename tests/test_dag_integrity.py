@@ -144,18 +144,3 @@ def test_parsing_is_cheap_and_offline():
     assert report["errors"] == {}
     assert report["heavy"] == [], f"DAG parsing imported {report['heavy']}"
 
-
-def test_local_stack_gives_sqlite_a_busy_timeout_and_postgres_none(tmp_path):
-    """`make run` (python -m taxiflow.stack) and the e2e stacks point Airflow at importable args."""
-    import importlib
-
-    from taxiflow.stack import AirflowStack
-
-    local = AirflowStack(home=tmp_path / "h", project_dir=tmp_path, data_dir=tmp_path / "d").env()
-    module, _, name = local["AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS"].rpartition(".")
-    assert getattr(importlib.import_module(module), name)["timeout"] >= 30
-    postgres = AirflowStack(
-        home=tmp_path / "h2", project_dir=tmp_path, data_dir=tmp_path / "d",
-        extra_env={"AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": "postgresql+psycopg2://postgres@127.0.0.1/x"},
-    ).env()
-    assert "AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS" not in postgres
