@@ -3,19 +3,20 @@
 from __future__ import annotations
 
 
-def test_local_stack_gives_sqlite_a_busy_timeout_and_postgres_none(tmp_path):
-    """`make run` (python -m taxiflow.stack) and the e2e stacks point Airflow at importable args."""
+def test_cli_commands_wait_for_sqlite_and_processes_keep_airflow_defaults(tmp_path):
+    """One-off commands get a longer SQLite busy timeout (an importable path); daemons and Postgres none."""
     import importlib
 
     from taxiflow.stack import AirflowStack
 
-    local = AirflowStack(home=tmp_path / "h", project_dir=tmp_path, data_dir=tmp_path / "d").env()
-    module, _, name = local["AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS"].rpartition(".")
+    local = AirflowStack(home=tmp_path / "h", project_dir=tmp_path, data_dir=tmp_path / "d")
+    module, _, name = local.env(cli=True)["AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS"].rpartition(".")
     assert getattr(importlib.import_module(module), name)["timeout"] >= 30
+    assert "AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS" not in local.env()
     postgres = AirflowStack(
         home=tmp_path / "h2", project_dir=tmp_path, data_dir=tmp_path / "d",
         extra_env={"AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": "postgresql+psycopg2://postgres@127.0.0.1/x"},
-    ).env()
+    ).env(cli=True)
     assert "AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS" not in postgres
 
 

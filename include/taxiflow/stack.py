@@ -35,11 +35,12 @@ LOCAL_COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer")
 CELERY_COMPONENTS = (*LOCAL_COMPONENTS, "celery worker")
 PIDS_FILE = "taxiflow-stack.json"
 
-# SQLite allows one writer at a time; the scheduler, the api-server, the request poller and the CLI
-# all write. sqlite3 gives up after 5 s by default ("database is locked"): wait up to 30 s instead.
-# Read by Airflow through [database] sql_alchemy_connect_args(_async), for SQLite deployments only.
-SQLITE_CONNECT_ARGS = {"timeout": 30}
-SQLITE_CONNECT_ARGS_ASYNC = {"timeout": 30}
+# SQLite allows one writer at a time. A one-off CLI command (`backfill create`, `dags trigger`)
+# competing with the scheduler and the api-server can hit sqlite3's 5 s default and fail with
+# "database is locked"; it holds nothing while it waits, so it may wait 30 s. The long-running
+# processes keep Airflow's default: a longer wait there only stretches stalls between them.
+# Read by Airflow through [database] sql_alchemy_connect_args, for SQLite deployments only.
+SQLITE_CLI_CONNECT_ARGS = {"timeout": 30}
 
 
 def free_port() -> int:
@@ -77,8 +78,8 @@ class AirflowStack:
     def logs_dir(self) -> Path:
         return self.home / "process-logs"
 
-    def env(self) -> dict[str, str]:
-        """The environment every Airflow command of this deployment runs with."""
+    def env(self, cli: bool = False) -> dict[str, str]:
+        """The environment every Airflow process (or, with ``cli``, one-off command) runs with."""
         secret_file = self.home / "jwt_secret"
         if not secret_file.exists():
             self.home.mkdir(parents=True, exist_ok=True)
@@ -112,18 +113,15 @@ class AirflowStack:
             }
         )
         env.update(self.extra_env)
-        if env.get("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", "sqlite").startswith("sqlite"):
-            env.setdefault("AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS", "taxiflow.stack.SQLITE_CONNECT_ARGS")
-            env.setdefault(
-                "AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS_ASYNC", "taxiflow.stack.SQLITE_CONNECT_ARGS_ASYNC"
-            )
+        if cli and env.get("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", "sqlite").startswith("sqlite"):
+            env.setdefault("AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS", "taxiflow.stack.SQLITE_CLI_CONNECT_ARGS")
         return env
 
     def airflow(self, *args: str, check: bool = True, timeout: float = 300) -> subprocess.CompletedProcess:
         """Run one ``airflow`` CLI command against this deployment and capture its output."""
         result = subprocess.run(
             [airflow_executable(), *args],
-            env=self.env(),
+            env=self.env(cli=True),
             cwd=self.home,
             capture_output=True,
             text=True,
@@ -145,7 +143,7 @@ class AirflowStack:
         """``<home>/env.sh``: ``source`` it to run the ``airflow`` CLI against this deployment."""
         import shlex
 
-        env = self.env()
+        env = self.env(cli=True)
         keep = sorted(k for k in env if k.startswith(("AIRFLOW", "TAXIFLOW")))
         lines = [f"export {k}={shlex.quote(env[k])}" for k in keep]
         lines.append(f"export PATH={shlex.quote(str(Path(airflow_executable()).parent))}:\"$PATH\"")
