@@ -41,6 +41,8 @@ PIDS_FILE = "taxiflow-stack.json"
 # processes keep Airflow's default: a longer wait there only stretches stalls between them.
 # Read by Airflow through [database] sql_alchemy_connect_args, for SQLite deployments only.
 SQLITE_CLI_CONNECT_ARGS = {"timeout": 30}
+SQLITE_LOCKED = "database is locked"
+ALREADY_DONE = ("already exists", "Another backfill is running")
 
 
 def free_port() -> int:
@@ -117,16 +119,33 @@ class AirflowStack:
             env.setdefault("AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS", "taxiflow.stack.SQLITE_CLI_CONNECT_ARGS")
         return env
 
-    def airflow(self, *args: str, check: bool = True, timeout: float = 300) -> subprocess.CompletedProcess:
-        """Run one ``airflow`` CLI command against this deployment and capture its output."""
-        result = subprocess.run(
-            [airflow_executable(), *args],
-            env=self.env(cli=True),
-            cwd=self.home,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-        )
+    def airflow(self, *args: str, check: bool = True, timeout: float = 300, attempts: int = 5) -> subprocess.CompletedProcess:
+        """Run one ``airflow`` CLI command against this deployment and capture its output.
+
+        On SQLite a command can lose a write race to the scheduler ("database is locked", at once in
+        WAL mode when its read snapshot went stale). Airflow rolls such a command back, so it is run
+        again; if an earlier attempt did commit, the retry's "already exists" counts as success.
+        """
+        lost_a_race = False
+        for attempt in range(1, attempts + 1):
+            result = subprocess.run(
+                [airflow_executable(), *args],
+                env=self.env(cli=True),
+                cwd=self.home,
+                capture_output=True,
+                text=True,
+                timeout=timeout,
+            )
+            output = result.stdout + result.stderr
+            if result.returncode == 0:
+                break
+            if lost_a_race and any(text in output for text in ALREADY_DONE):
+                result = subprocess.CompletedProcess(result.args, 0, result.stdout, result.stderr)
+                break
+            if SQLITE_LOCKED not in output or attempt == attempts:
+                break
+            lost_a_race = True
+            time.sleep(2 * attempt)
         if check and result.returncode != 0:
             raise RuntimeError(
                 f"airflow {' '.join(args)} exited {result.returncode}:\n{result.stdout}\n{result.stderr}"
