@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from taxiflow.config import BOROUGHS, FIRST_MONTH, SOURCE_NAMES
+from taxiflow.config import BOROUGHS, FIRST_MONTH, MONTH_PATTERN, SOURCE_NAMES
 
 # Output stems: no dots or slashes (cannot leave outputs/), and not the weekly summaries' prefix.
 RESERVED_NAME_PREFIX = "trips_by_week_"
@@ -75,8 +75,6 @@ def report_param_schemas() -> dict[str, dict[str, Any]]:
 
 def month_param_schemas() -> dict[str, dict[str, Any]]:
     """Params of ``create_metrics``: which partition to aggregate."""
-    from taxiflow.config import MONTH_PATTERN
-
     return {
         "source": {
             "default": SOURCE_NAMES[0],

@@ -30,7 +30,6 @@ from taxiflow.config import (
     SOURCES,
     DataPaths,
     data_paths,
-    duckdb_settings,
     months_covering,
 )
 from taxiflow.params import DATE_PATTERN, NAME_PATTERN, RESERVED_NAME_PREFIX, report_param_schemas  # noqa: F401  (re-exported)
@@ -306,11 +305,11 @@ _database_lock = threading.Lock()
 
 def _cursor():
     global _database, _database_pid
-    import duckdb
+    from taxiflow.warehouse import duckdb_connection
 
     with _database_lock:
         if _database is None or _database_pid != os.getpid():
-            _database = duckdb.connect(":memory:", config=duckdb_settings())
+            _database = duckdb_connection()
             _database_pid = os.getpid()
         return _database.cursor()
 

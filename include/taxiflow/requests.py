@@ -66,8 +66,7 @@ class RequestFileError(ValueError):
 
     @classmethod
     def from_invalid_request(cls, err: InvalidRequest) -> RequestFileError:
-        allowed = getattr(err, "allowed", "")
-        return cls(getattr(err, "field", "conf"), getattr(err, "value", None), allowed, str(err))
+        return cls(err.field, err.value, err.allowed, str(err))
 
 
 @dataclass(frozen=True)

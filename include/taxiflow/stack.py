@@ -80,14 +80,24 @@ class AirflowStack:
     def logs_dir(self) -> Path:
         return self.home / "process-logs"
 
-    def env(self, cli: bool = False) -> dict[str, str]:
-        """The environment every Airflow process (or, with ``cli``, one-off command) runs with."""
+    @property
+    def passwords_file(self) -> Path:
+        return self.home / "simple_auth_manager_passwords.json"
+
+    def _jwt_secret(self) -> str:
+        """One secret per home, shared by every process (tasks fail auth if each made its own)."""
         secret_file = self.home / "jwt_secret"
         if not secret_file.exists():
             self.home.mkdir(parents=True, exist_ok=True)
             secret_file.write_text(secrets.token_urlsafe(32))
-        passwords_file = self.home / "simple_auth_manager_passwords.json"
-        passwords_file.write_text(json.dumps(dict(self.users)))
+        return secret_file.read_text()
+
+    def _write_passwords_file(self) -> None:
+        self.home.mkdir(parents=True, exist_ok=True)
+        self.passwords_file.write_text(json.dumps(dict(self.users)))
+
+    def env(self, cli: bool = False) -> dict[str, str]:
+        """The environment every Airflow process (or, with ``cli``, one-off command) runs with."""
         env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW__")}
         env.update(
             {
@@ -101,12 +111,12 @@ class AirflowStack:
                 "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": ",".join(
                     f"{user}:{self.roles.get(user, 'admin')}" for user in self.users
                 ),
-                "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(passwords_file),
+                "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(self.passwords_file),
                 "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{self.base_url}/execution/",
                 "AIRFLOW__API__HOST": "127.0.0.1",
                 "AIRFLOW__API__PORT": str(self.port),
                 "AIRFLOW__API__BASE_URL": self.base_url,
-                "AIRFLOW__API_AUTH__JWT_SECRET": secret_file.read_text(),
+                "AIRFLOW__API_AUTH__JWT_SECRET": self._jwt_secret(),
                 "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "10",
                 "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "30",
                 "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "False",
@@ -155,6 +165,7 @@ class AirflowStack:
     def migrate(self) -> None:
         self.home.mkdir(parents=True, exist_ok=True)
         self.data_dir.mkdir(parents=True, exist_ok=True)
+        self._write_passwords_file()
         self.write_env_file()
         self.airflow("db", "migrate", timeout=600)
 
@@ -173,6 +184,7 @@ class AirflowStack:
     def start(self, components: Iterable[str] | None = None) -> None:
         """Start each component in its own process group and record the PIDs."""
         self.logs_dir.mkdir(parents=True, exist_ok=True)
+        self._write_passwords_file()
         env = self.env()
         for component in components or self.components:
             log = open(self.logs_dir / f"{component.replace(' ', '-')}.log", "ab")  # noqa: SIM115
