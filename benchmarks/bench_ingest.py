@@ -19,7 +19,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from taxiflow import ingest
+from taxiflow.data import ingest
 from taxiflow.config import DATA_DIR_ENV, DataPaths, data_paths
 
 SOURCE, MONTH = "yellow", "2024-01"
@@ -33,7 +33,7 @@ REPEATS = 3  # best of three: the host may be busy with other work, never faster
 _CHILD = """
 import json, resource, sys, time
 import duckdb  # imported up front: a per-process constant, not part of the throughput
-from taxiflow import ingest
+from taxiflow.data import ingest
 
 def cpu_seconds():
     usage = resource.getrusage(resource.RUSAGE_SELF)  # every thread of this process
@@ -55,7 +55,7 @@ def prepare_month(paths: DataPaths, rows: int) -> Path:
     existing = sorted(landing.glob("*.parquet")) if landing.is_dir() else []
     if not (len(existing) == 1 and pq.ParquetFile(existing[0]).metadata.num_rows == rows):
         shutil.rmtree(landing, ignore_errors=True)
-        from taxiflow.demo import generate_month
+        from taxiflow.local.demo import generate_month
 
         generate_month(SOURCE, MONTH, rows, paths=paths)
     ingest.copy_to_raw(SOURCE, MONTH, paths)

@@ -1,13 +1,13 @@
 """Benchmark: a borough report from the metrics table vs the seed's scan of every trip.
 
 Setup (not timed): 1, then 6, then 12 months of synthetic full-size yellow volume (~3M trips a
-month; ``quick``: 100k) generated with ``taxiflow.demo``, ingested with ``ingest.copy_to_raw`` and
+month; ``quick``: 100k) generated with ``taxiflow.local.demo``, ingested with ``ingest.copy_to_raw`` and
 ``ingest.process_partition`` and aggregated with ``metrics.build_metrics``; for the baseline, the
 same normalised trips appended to one ``trips`` table in a ``.duckdb`` file, with the zone table.
 
 Timed, one run each, at every history size, for a one-month range and for the whole history:
 
-* ours: ``reports.render_report`` (hourly_borough query, PNG and CSV), in-process;
+* ours: ``render.render_report`` (hourly_borough query, PNG and CSV), in-process;
 * baseline (the seed's way): join ``trips`` to ``zones``, group by hour and day of week for the
   borough and range, pivot in pandas, then the same chart and CSV.
 
@@ -29,7 +29,8 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-from taxiflow import demo, reports
+from taxiflow.local import demo
+from taxiflow.reports import query, render, request as reports_request
 from taxiflow.config import DAY_NAMES, DataPaths, data_paths, duckdb_settings, format_month, parse_month
 
 BENCHMARK = "report"
@@ -61,7 +62,7 @@ def months_back(last: str, count: int) -> list[str]:
     return months
 
 
-def baseline_counts(db_file: Path, request: reports.ReportRequest):
+def baseline_counts(db_file: Path, request: reports_request.ReportRequest):
     """The seed's query: scan and join every trip in range, then pivot in pandas to 168 rows."""
     import duckdb
 
@@ -82,13 +83,13 @@ def baseline_counts(db_file: Path, request: reports.ReportRequest):
     return counts[["hour_of_day", "day_of_week", "num_trips"]]
 
 
-def baseline_report(db_file: Path, request: reports.ReportRequest, paths: DataPaths) -> int:
+def baseline_report(db_file: Path, request: reports_request.ReportRequest, paths: DataPaths) -> int:
     """The seed's report: its query and pivot, then the same chart and CSV as ours."""
-    return reports.write_report_files(request, baseline_counts(db_file, request), paths).total_trips
+    return render.write_report_files(request, baseline_counts(db_file, request), paths).total_trips
 
 
 def _ingest_month(month: str, trips: int, paths: DataPaths) -> dict[str, float]:
-    from taxiflow import ingest, metrics
+    from taxiflow.data import ingest, metrics
 
     started = time.perf_counter()
     demo.generate_month("yellow", month, trips, paths=paths)
@@ -105,7 +106,7 @@ def _load_baseline(db_file: Path, months: list[str], paths: DataPaths) -> None:
     """Append the months' normalised trips to the baseline's one big table."""
     import duckdb
 
-    from taxiflow import warehouse
+    from taxiflow.data import warehouse
 
     con = duckdb.connect(str(db_file), config=duckdb_settings())
     try:
@@ -162,22 +163,22 @@ def run(work_dir: Path, quick: bool = False) -> list[dict]:
 
             oldest = parse_month(all_months[size - 1])
             ranges = {
-                "1_month_range": reports.ReportRequest.from_conf(
+                "1_month_range": reports_request.ReportRequest.from_conf(
                     {"borough": "Manhattan", "start_date": "2024-01-01", "end_date": "2024-02-01",
                      "sources": ["yellow"], "name": f"bench_month_{size}"}
                 ),
-                "full_history_range": reports.ReportRequest.from_conf(
+                "full_history_range": reports_request.ReportRequest.from_conf(
                     {"borough": "Manhattan", "start_date": oldest.isoformat(), "end_date": "2024-02-01",
                      "sources": ["yellow"], "name": f"bench_history_{size}"}
                 ),
             }
             # Warm imports, fonts and the page cache for both sides before anything is timed.
-            reports.render_report(ranges["1_month_range"], ours_paths)
+            render.render_report(ranges["1_month_range"], ours_paths)
             baseline_report(db_file, ranges["1_month_range"], base_paths)
 
             for range_name, request in ranges.items():
                 started = time.perf_counter()
-                ours_total = reports.render_report(request, ours_paths).total_trips
+                ours_total = render.render_report(request, ours_paths).total_trips
                 timings[("ours", range_name, size)] = time.perf_counter() - started
                 started = time.perf_counter()
                 base_total = baseline_report(db_file, request, base_paths)
@@ -190,7 +191,7 @@ def run(work_dir: Path, quick: bool = False) -> list[dict]:
 
                 # The counting alone (no chart, no files): the part that can grow with history.
                 started = time.perf_counter()
-                reports.report_counts(request, ours_paths)
+                query.report_counts(request, ours_paths)
                 timings[("ours_query", range_name, size)] = time.perf_counter() - started
                 started = time.perf_counter()
                 baseline_counts(db_file, request)

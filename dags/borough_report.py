@@ -31,14 +31,14 @@ from airflow.sdk import Param, dag, task
 from airflow.sdk.exceptions import AirflowFailException
 
 from taxiflow.config import REPORT_DAG_ID, wait_settings
-from taxiflow.gates import IngestGateSensor
-from taxiflow.params import report_param_schemas
+from taxiflow.components.gates import IngestGateSensor
+from taxiflow.reports.params import report_param_schemas
 
 
 @task
 def validate_request(params=None) -> dict:
     """Re-check what JSON schema cannot: start before end, dates within TLC's history."""
-    from taxiflow.reports import InvalidRequest, ReportRequest
+    from taxiflow.reports.request import InvalidRequest, ReportRequest
 
     try:
         request = ReportRequest.from_conf(dict(params))
@@ -51,7 +51,8 @@ def validate_request(params=None) -> dict:
 
 @task
 def render_report(request: dict) -> dict:
-    from taxiflow.reports import ReportRequest, render_report
+    from taxiflow.reports.render import render_report
+    from taxiflow.reports.request import ReportRequest
 
     outputs = render_report(ReportRequest.from_conf(request))
     print(f"Wrote {outputs.png} and {outputs.csv} ({outputs.total_trips} trips)")

@@ -26,19 +26,19 @@ import pendulum
 from airflow.sdk import Param, dag, task
 
 from taxiflow.config import METRICS_DAG_ID
-from taxiflow.params import month_param_schemas
+from taxiflow.reports.params import month_param_schemas
 
 
 @task
 def build_metrics(params=None) -> dict:
-    from taxiflow import metrics
+    from taxiflow.data import metrics
 
     return metrics.build_metrics(params["source"], params["month"])
 
 
 @task
 def write_weekly_summary(params=None) -> str:
-    from taxiflow import metrics
+    from taxiflow.data import metrics
 
     return str(metrics.write_weekly_summary(params["source"]))
 

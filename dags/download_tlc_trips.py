@@ -36,8 +36,8 @@ import pendulum
 from airflow.sdk import CronDataIntervalTimetable, Param, dag
 
 from taxiflow.config import DOWNLOAD_DAG_ID, MONTH_PATTERN, SOURCE_NAMES
-from taxiflow.operators import TlcDownloadOperator
-from taxiflow.sensors import TlcPublishedSensor
+from taxiflow.components.operators import TlcDownloadOperator
+from taxiflow.components.sensors import TlcPublishedSensor
 
 # conf "month" wins; otherwise the month the run's data interval starts in.
 MONTH = "{{ params.month or logical_date.strftime('%Y-%m') }}"

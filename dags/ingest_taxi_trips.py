@@ -59,7 +59,7 @@ from taxiflow.config import (
 @task.sensor(mode="reschedule", **wait_settings("DROP", poke_interval=60, timeout=6 * 3600))
 def wait_for_drop(source: str, logical_date=None) -> PokeReturnValue:
     """True once the month's drop has a data file and its `_SUCCESS` marker."""
-    from taxiflow import landing
+    from taxiflow.data import landing
 
     try:
         month = month_of_logical_date(logical_date)
@@ -72,14 +72,14 @@ def wait_for_drop(source: str, logical_date=None) -> PokeReturnValue:
 
 @task
 def copy_to_raw(source: str, month: str) -> list[str]:
-    from taxiflow import ingest
+    from taxiflow.data import ingest
 
     return [path.name for path in ingest.copy_to_raw(source, month)]
 
 
 @task(max_active_tis_per_dag=1)  # one heavy normalisation per source at a time bounds memory
 def process(source: str, month: str, raw_files: list[str]) -> dict:
-    from taxiflow import ingest
+    from taxiflow.data import ingest
 
     return ingest.process_partition(source, month)
 

@@ -53,7 +53,7 @@ POLL_SECONDS = env_seconds("TAXIFLOW_REQUESTS_POLL_SECONDS", 60)
 @task
 def scan_request_files(ti=None) -> list[dict]:
     """Validate every request file; return trigger kwargs for those whose run does not exist yet."""
-    from taxiflow.requests import scan_requests, untriggered
+    from taxiflow.reports.request_files import scan_requests, untriggered
 
     scan = scan_requests()
     for bad in scan.rejected:

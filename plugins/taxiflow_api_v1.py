@@ -1,13 +1,13 @@
 """Serve Airflow 2's REST ``/api/v1`` for DAG runs (trigger, poll, health) on Airflow 3.
 
-Thin registration: the endpoints, auth and Airflow 2 shapes live in ``taxiflow.api_v1``.
+Thin registration: the endpoints, auth and Airflow 2 shapes live in ``taxiflow.doors.api_v1``.
 """
 
 from __future__ import annotations
 
 from airflow.plugins_manager import AirflowPlugin
 
-from taxiflow.api_v1 import URL_PREFIX, create_app
+from taxiflow.doors.api_v1 import URL_PREFIX, create_app
 
 
 class TaxiflowApiV1Plugin(AirflowPlugin):

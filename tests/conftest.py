@@ -2,7 +2,7 @@
 
 Airflow reads ``AIRFLOW_HOME`` once, when first imported: the test process gets a throwaway one
 (removed at exit), so tests never touch a developer's ``~/airflow`` or a real deployment. The
-end-to-end tests' Airflow processes get their own homes from ``taxiflow.stack``.
+end-to-end tests' Airflow processes get their own homes from ``taxiflow.local.stack``.
 """
 
 from __future__ import annotations

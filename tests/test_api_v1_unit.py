@@ -13,7 +13,7 @@ from types import SimpleNamespace
 import pytest
 from fastapi.testclient import TestClient
 
-from taxiflow.api_v1 import (
+from taxiflow.doors.api_v1 import (
     ERRORS_DOC,
     PROBLEM_MEDIA_TYPE,
     ApiV1Error,
@@ -28,7 +28,7 @@ from taxiflow.api_v1 import (
     password_matches,
     problem,
 )
-from taxiflow.params import report_param_schemas
+from taxiflow.reports.params import report_param_schemas
 
 UTC = timezone.utc
 

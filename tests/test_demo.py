@@ -11,7 +11,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from taxiflow import demo
+from taxiflow.local import demo
 from taxiflow.config import SUCCESS_MARKER, DataPaths
 
 YELLOW_COLUMNS = [

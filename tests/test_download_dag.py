@@ -13,8 +13,8 @@ import pendulum
 import pytest
 
 from taxiflow.config import DOWNLOAD_DAG_ID, SOURCE_NAMES
-from taxiflow.operators import TlcDownloadOperator
-from taxiflow.sensors import TlcPublishedSensor
+from taxiflow.components.operators import TlcDownloadOperator
+from taxiflow.components.sensors import TlcPublishedSensor
 
 DAG_FILE = Path(__file__).resolve().parent.parent / "dags" / f"{DOWNLOAD_DAG_ID}.py"
 
@@ -93,4 +93,4 @@ def test_parsing_loads_no_http_stack_and_looks_up_no_connection(tmp_path):
     assert out.returncode == 0, out.stderr
     loaded = json.loads(out.stdout.strip().splitlines()[-1])
     assert not [m for m in loaded if not m.startswith("taxiflow")], loaded
-    assert "taxiflow.hooks" not in loaded
+    assert "taxiflow.components.hooks" not in loaded

@@ -10,7 +10,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from taxiflow import ingest, warehouse
+from taxiflow.data import ingest, warehouse
 from taxiflow.config import SUCCESS_MARKER, TRIP_SCHEMA
 
 YELLOW_CSV_HEADER = (

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from taxiflow import landing
+from taxiflow.data import landing
 
 
 def drop(data_root, names, source="green", month="2024-01"):

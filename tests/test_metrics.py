@@ -10,7 +10,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from taxiflow import ingest, metrics, warehouse
+from taxiflow.data import ingest, metrics, warehouse
 from taxiflow.config import SUCCESS_MARKER
 
 HOURLY_ZONE_TYPES = [

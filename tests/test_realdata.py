@@ -13,7 +13,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from taxiflow import ingest, metrics, warehouse
+from taxiflow.data import ingest, metrics, warehouse
 from taxiflow.config import SUCCESS_MARKER, DataPaths
 
 pytestmark = pytest.mark.realdata

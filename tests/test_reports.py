@@ -13,14 +13,10 @@ import pyarrow.parquet as pq
 import pytest
 
 from taxiflow.config import BOROUGHS, DAY_NAMES, SOURCE_NAMES, DataPaths
-from taxiflow.reports import (
-    REQUEST_KEYS,
-    InvalidRequest,
-    ReportRequest,
-    render_report,
-    report_counts,
-    report_param_schemas,
-)
+from taxiflow.reports.params import report_param_schemas
+from taxiflow.reports.query import report_counts
+from taxiflow.reports.render import render_report
+from taxiflow.reports.request import REQUEST_KEYS, InvalidRequest, ReportRequest
 
 JANUARY = {"borough": "Manhattan", "start_date": "2024-01-01", "end_date": "2024-02-01"}
 
@@ -230,7 +226,7 @@ def test_param_schemas_cover_every_key_and_agree_with_python_validation():
 def test_importing_reports_stays_light():
     """DAG files import reports at parse time: no pandas, DuckDB or matplotlib until a report runs."""
     code = (
-        "import sys, taxiflow.reports; "
+        "import sys, taxiflow.reports.request, taxiflow.reports.params; "
         "heavy = [m for m in ('pandas', 'duckdb', 'matplotlib', 'airflow') if m in sys.modules]; "
         "print(heavy); sys.exit(1 if heavy else 0)"
     )
@@ -440,7 +436,8 @@ def test_report_files_are_readable_by_others(tmp_path):
     import stat
 
     from taxiflow.config import DataPaths
-    from taxiflow.reports import empty_counts, write_report_files
+    from taxiflow.reports.query import empty_counts
+    from taxiflow.reports.render import write_report_files
 
     request = ReportRequest.from_conf({"borough": "Bronx", "start_date": "2024-01-01", "end_date": "2024-01-02"})
     outputs = write_report_files(request, empty_counts(), DataPaths(tmp_path))

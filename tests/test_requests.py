@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from taxiflow.config import DataPaths
-from taxiflow.requests import (
+from taxiflow.reports.request_files import (
     MAX_REQUEST_BYTES,
     error_file_for,
     request_run_id,

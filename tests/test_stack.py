@@ -7,7 +7,7 @@ def test_cli_commands_wait_for_sqlite_and_processes_keep_airflow_defaults(tmp_pa
     """One-off commands get a longer SQLite busy timeout (an importable path); daemons and Postgres none."""
     import importlib
 
-    from taxiflow.stack import AirflowStack
+    from taxiflow.local.stack import AirflowStack
 
     local = AirflowStack(home=tmp_path / "h", project_dir=tmp_path, data_dir=tmp_path / "d")
     module, _, name = local.env(cli=True)["AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS"].rpartition(".")
@@ -21,7 +21,7 @@ def test_cli_commands_wait_for_sqlite_and_processes_keep_airflow_defaults(tmp_pa
 
 
 def test_every_process_reaches_the_execution_api_on_the_chosen_port(tmp_path):
-    from taxiflow.stack import AirflowStack
+    from taxiflow.local.stack import AirflowStack
 
     env = AirflowStack(home=tmp_path / "h", project_dir=tmp_path, data_dir=tmp_path / "d", port=18234).env()
     assert env["AIRFLOW__API__PORT"] == "18234"
@@ -51,8 +51,8 @@ def _fake_airflow(tmp_path, outcomes):
 
 
 def test_cli_retries_a_lost_sqlite_race_and_accepts_an_earlier_commit(tmp_path, monkeypatch):
-    import taxiflow.stack as stack_module
-    from taxiflow.stack import AirflowStack
+    import taxiflow.local.stack as stack_module
+    from taxiflow.local.stack import AirflowStack
 
     script, calls = _fake_airflow(tmp_path, [
         [1, "sqlite3.OperationalError: database is locked"],
@@ -69,8 +69,8 @@ def test_cli_retries_a_lost_sqlite_race_and_accepts_an_earlier_commit(tmp_path, 
 def test_cli_does_not_retry_other_failures(tmp_path, monkeypatch):
     import pytest
 
-    import taxiflow.stack as stack_module
-    from taxiflow.stack import AirflowStack
+    import taxiflow.local.stack as stack_module
+    from taxiflow.local.stack import AirflowStack
 
     script, calls = _fake_airflow(tmp_path, [[1, "ParamValidationError: Invalid input for param borough"]] * 3)
     monkeypatch.setattr(stack_module, "airflow_executable", lambda: str(script))

@@ -16,10 +16,10 @@ import pytest
 from airflow.sdk.exceptions import AirflowFailException
 
 from taxiflow.config import SUCCESS_MARKER, data_paths
-from taxiflow.hooks import TlcError, TlcHook, TlcNotPublishedError
-from taxiflow.operators import TlcDownloadOperator
-from taxiflow.sensors import TlcPublishedSensor
-from taxiflow.tlc import TLC_PUBLIC_BASE_URL, is_stale, part_path, trip_endpoint, trip_file_name
+from taxiflow.components.hooks import TlcError, TlcHook, TlcNotPublishedError
+from taxiflow.components.operators import TlcDownloadOperator
+from taxiflow.components.sensors import TlcPublishedSensor
+from taxiflow.data.tlc import TLC_PUBLIC_BASE_URL, is_stale, part_path, trip_endpoint, trip_file_name
 
 try:
     from tlc_server import TlcServer, tlc_layout

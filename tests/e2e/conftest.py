@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from taxiflow.config import INGEST_DAG_ID, METRICS_DAG_ID, REPORT_DAG_ID
-from taxiflow.stack import AirflowStack, free_port
+from taxiflow.local.stack import AirflowStack, free_port
 
 PROJECT_DIR = Path(__file__).resolve().parents[2]
 

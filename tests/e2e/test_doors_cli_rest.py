@@ -22,7 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from taxiflow.config import BOROUGHS, REPORT_DAG_ID
-from taxiflow.params import DATE_PATTERN, NAME_PATTERN
+from taxiflow.reports.params import DATE_PATTERN, NAME_PATTERN
 
 pytestmark = pytest.mark.e2e
 

@@ -56,7 +56,7 @@ def ingested_january(stack, timeout: float = 300) -> dict:
     status, body = stack.api("GET", query)
     assert status == 200, body
     if not body["dag_runs"]:
-        from taxiflow.demo import generate_month
+        from taxiflow.local.demo import generate_month
 
         paths = DataPaths(stack.data_dir)
         for source in SOURCE_NAMES:
@@ -109,7 +109,7 @@ def test_report_triggered_from_the_web_ui(browser, airflow_stack, tmp_path):
     assert run["conf"] == {**REQUEST, "sources": list(SOURCE_NAMES), "name": None}
 
     # The outputs, under the default name <borough>_<start>_<end>.
-    from taxiflow.reports import default_name
+    from taxiflow.reports.request import default_name
 
     start, end = date.fromisoformat(REQUEST["start_date"]), date.fromisoformat(REQUEST["end_date"])
     stem = default_name(REQUEST["borough"], start, end)

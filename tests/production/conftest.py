@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from taxiflow.config import INGEST_DAG_ID, METRICS_DAG_ID, REPORT_DAG_ID
-from taxiflow.stack import AirflowStack, free_port
+from taxiflow.local.stack import AirflowStack, free_port
 
 PROJECT_DIR = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = PROJECT_DIR / "docker-compose.yaml"

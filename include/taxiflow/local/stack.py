@@ -7,8 +7,8 @@ the production-shape test uses it with PostgreSQL, Redis, CeleryExecutor and a C
 Every process is started in its own session and stopped by the PID this module recorded (the whole
 process group of that PID), never by a name pattern.
 
-    python -m taxiflow.stack up --home .airflow --port 8080      # start, wait until healthy
-    python -m taxiflow.stack down --home .airflow                # stop what `up` started
+    python -m taxiflow.local.stack up --home .airflow --port 8080      # start, wait until healthy
+    python -m taxiflow.local.stack down --home .airflow                # stop what `up` started
 """
 
 from __future__ import annotations
@@ -126,7 +126,7 @@ class AirflowStack:
         )
         env.update(self.extra_env)
         if cli and env.get("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", "sqlite").startswith("sqlite"):
-            env.setdefault("AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS", "taxiflow.stack.SQLITE_CLI_CONNECT_ARGS")
+            env.setdefault("AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS", "taxiflow.local.stack.SQLITE_CLI_CONNECT_ARGS")
         return env
 
     def airflow(self, *args: str, check: bool = True, timeout: float = 300, attempts: int = 5) -> subprocess.CompletedProcess:
@@ -352,7 +352,7 @@ def _signal_group(pid: int, sig: signal.Signals) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m taxiflow.stack", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m taxiflow.local.stack", description=__doc__.splitlines()[0])
     parser.add_argument("action", choices=["up", "down", "status"])
     parser.add_argument("--home", type=Path, required=True, help="AIRFLOW_HOME for this deployment")
     parser.add_argument("--project-dir", type=Path, default=Path.cwd(), help="folder holding dags/ and plugins/")
@@ -409,7 +409,7 @@ DEMO_MONTHS = ("2023-12", "2024-01")
 
 def bootstrap_demo(stack: AirflowStack) -> None:
     """Drop the demo months (unless already there) and backfill their ingest."""
-    from taxiflow import demo
+    from taxiflow.local import demo
     from taxiflow.config import DataPaths
 
     paths = DataPaths(stack.data_dir)

@@ -3,7 +3,7 @@
 The Airflow trigger form renders these (a dropdown for ``borough``, date pickers for the dates),
 and Airflow validates conf against them before it creates a run, whether the conf came from the
 UI, the CLI, REST v2, the /api/v1 plugin or a request file. What JSON schema cannot say (start
-before end, start within TLC's history) is re-checked by ``taxiflow.reports.ReportRequest``.
+before end, start within TLC's history) is re-checked by ``taxiflow.reports.request.ReportRequest``.
 
 Light on purpose: DAG files import it at parse time.
 """

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseSensorOperator
 from airflow.sdk.exceptions import AirflowFailException
 
-from taxiflow.tlc import TLC_CONN_ID, trip_file_name
+from taxiflow.data.tlc import TLC_CONN_ID, trip_file_name
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -50,7 +50,7 @@ class TlcPublishedSensor(BaseSensorOperator):
         except ValueError as err:  # a bad source or month will never be published: no retries
             raise AirflowFailException(str(err)) from err
 
-        from taxiflow.hooks import TlcHook  # the HTTP stack loads at run time, not at DAG parse time
+        from taxiflow.components.hooks import TlcHook  # the HTTP stack loads at run time, not at DAG parse time
 
         with TlcHook(self.tlc_conn_id) as hook:
             return hook.is_published(self.source, self.month)

@@ -465,8 +465,8 @@ def check_report_conf(conf: Mapping[str, Any]) -> None:
     same as the CLI and /api/v2); this door, unlike those, can also refuse a reversed range before a
     run exists, with the message ``validate_request`` would fail with.
     """
-    from taxiflow.params import report_param_schemas
-    from taxiflow.reports import InvalidRequest, ReportRequest
+    from taxiflow.reports.params import report_param_schemas
+    from taxiflow.reports.request import InvalidRequest, ReportRequest
 
     merged = {name: schema.get("default") for name, schema in report_param_schemas().items()}
     merged.update(conf)

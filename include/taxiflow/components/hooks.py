@@ -21,7 +21,7 @@ from airflow.providers.http.hooks.http import HttpHook
 from airflow.sdk import Connection
 from airflow.sdk.exceptions import AirflowNotFoundException
 
-from taxiflow.tlc import (
+from taxiflow.data.tlc import (
     PART_SUFFIX,
     TLC_CONN_ID,
     TLC_PUBLIC_BASE_URL,

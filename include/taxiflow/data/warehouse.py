@@ -10,7 +10,7 @@ There is no ``.duckdb`` database file: every task opens an in-memory DuckDB conn
 and writes parquet, so concurrent tasks never meet DuckDB's single-writer lock. ``connect()`` gives
 users (and the report) the same store as SQL views::
 
-    from taxiflow import warehouse
+    from taxiflow.data import warehouse
     con = warehouse.connect()
     con.sql("SELECT borough, sum(trips) FROM hourly_borough GROUP BY ALL").show()
 """

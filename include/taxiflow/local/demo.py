@@ -11,7 +11,7 @@ per borough from the real zone table, a few percent of rows with null passenger 
 "unknown" rows), a handful of Unknown zones 264/265 and a few pickups from the previous month's
 last day. The same seed gives the same trips, byte for byte.
 
-    python -m taxiflow.demo --months 2023-12 2024-01 [--data-dir D] [--trips N]
+    python -m taxiflow.local.demo --months 2023-12 2024-01 [--data-dir D] [--trips N]
 """
 
 from __future__ import annotations
@@ -446,7 +446,7 @@ def generate_demo(
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m taxiflow.demo", description="Write synthetic TLC months into landing/."
+        prog="python -m taxiflow.local.demo", description="Write synthetic TLC months into landing/."
     )
     parser.add_argument("--months", nargs="+", default=list(DEFAULT_MONTHS), metavar="YYYY-MM")
     parser.add_argument("--sources", nargs="+", default=list(DEFAULT_SOURCES), choices=list(SOURCES))

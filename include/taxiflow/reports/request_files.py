@@ -29,10 +29,16 @@ from datetime import date, datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from taxiflow import reports
-from taxiflow.config import DataPaths, data_paths
-from taxiflow.params import report_param_schemas
-from taxiflow.reports import InvalidRequest, ReportRequest
+from taxiflow.config import BOROUGHS, DataPaths, data_paths
+from taxiflow.reports.params import report_param_schemas
+from taxiflow.reports.request import (
+    DATE_ALLOWED,
+    NAME_ALLOWED,
+    REQUEST_KEYS,
+    SOURCES_ALLOWED,
+    InvalidRequest,
+    ReportRequest,
+)
 
 log = logging.getLogger(__name__)
 
@@ -46,11 +52,11 @@ _CHUNK = 64 * 1024
 # What a person may put right, per field, when the JSON schema is what refused the value. The same
 # wording ``ReportRequest.from_conf`` uses, so "allowed" reads the same whichever check caught it.
 _ALLOWED: dict[str, Sequence[str] | str] = {
-    "borough": reports.BOROUGHS,
-    "start_date": getattr(reports, "DATE_ALLOWED", "a date as YYYY-MM-DD"),
-    "end_date": getattr(reports, "DATE_ALLOWED", "a date as YYYY-MM-DD"),
-    "sources": getattr(reports, "SOURCES_ALLOWED", ", ".join(reports.SOURCE_NAMES)),
-    "name": getattr(reports, "NAME_ALLOWED", "letters, digits, '-' and '_'"),
+    "borough": BOROUGHS,
+    "start_date": DATE_ALLOWED,
+    "end_date": DATE_ALLOWED,
+    "sources": SOURCES_ALLOWED,
+    "name": NAME_ALLOWED,
 }
 
 
@@ -185,7 +191,7 @@ def parse_request(stem: str, content: bytes) -> ReportRequest:
     if not isinstance(data, dict):
         raise RequestFileError.from_invalid_request(
             InvalidRequest(
-                "conf", data, reports.REQUEST_KEYS,
+                "conf", data, REQUEST_KEYS,
                 problem=f"{data!r} is not an object", allowed_label="allowed keys",
             )
         )

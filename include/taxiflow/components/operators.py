@@ -12,7 +12,7 @@ from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowFailException
 
 from taxiflow.config import SUCCESS_MARKER, data_paths
-from taxiflow.tlc import TLC_CONN_ID, part_path, trip_file_name
+from taxiflow.data.tlc import TLC_CONN_ID, part_path, trip_file_name
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -76,7 +76,7 @@ class TlcDownloadOperator(BaseOperator):
         except ValueError as err:  # retrying cannot fix a bad source or month
             raise AirflowFailException(str(err)) from err
 
-        from taxiflow.hooks import TlcHook  # the HTTP stack loads at run time, not at DAG parse time
+        from taxiflow.components.hooks import TlcHook  # the HTTP stack loads at run time, not at DAG parse time
 
         paths = data_paths()
         landing = paths.landing_dir(self.source, self.month)

@@ -25,7 +25,7 @@ FAILED_STATES = ("failed", "upstream_failed")
 
 def requested_months_and_sources(params: Mapping[str, Any]) -> tuple[list[str], list[str]]:
     """The months (``YYYY-MM``) and sources a report's params ask for, validated."""
-    from taxiflow.reports import ReportRequest
+    from taxiflow.reports.request import ReportRequest
 
     request = ReportRequest.from_conf(dict(params))
     return list(request.months), list(request.sources)

@@ -20,7 +20,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from taxiflow import warehouse
+from taxiflow.data import warehouse
 from taxiflow.config import UNKNOWN_BOROUGH, DataPaths, check_month, check_source, data_paths
 
 log = logging.getLogger(__name__)

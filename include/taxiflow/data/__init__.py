@@ -1,0 +1,1 @@
+"""The data layer: landing drops, TLC file formats, the warehouse, ingest and metrics. No Airflow imports."""

@@ -1,0 +1,1 @@
+"""Local tooling the Docker image does not need: the local Airflow stack and the demo data generator."""

@@ -1,0 +1,1 @@
+"""Borough reports: request model, params schema, queries, rendering and request files."""

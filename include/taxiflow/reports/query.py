@@ -1,0 +1,121 @@
+"""Counting a report: trips by hour of day and day of week from the ``hourly_borough`` metrics.
+
+The counts come from the small metrics table, never from raw trips, so a report costs the same
+whether the warehouse holds one month or ten years.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import threading
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from taxiflow.config import DAY_NAMES, MONTH_PATTERN, SOURCES, DataPaths, data_paths
+from taxiflow.reports.request import SOURCES_ALLOWED, InvalidRequest, ReportRequest
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+METRICS_TABLE = "hourly_borough"
+METRICS_FILE = "part.parquet"
+CSV_COLUMNS = ("hour_of_day", "day_of_week", "num_trips")
+HOURS = tuple(range(24))
+
+_MONTH_DIR_RE = re.compile(MONTH_PATTERN)
+
+
+
+def metrics_partitions(source: str, paths: DataPaths, table: str = METRICS_TABLE) -> list[Path]:
+    """Every existing ``part.parquet`` of one source's metrics table, oldest month first.
+
+    Paths are built by ``DataPaths.metrics_dir`` from a validated source and month folder names that
+    match ``YYYY-MM``; nothing a user typed is ever joined into a path or a glob.
+    """
+    if source not in SOURCES:
+        raise InvalidRequest("sources", source, SOURCES_ALLOWED, problem=f"{source!r} is not a known source")
+    source_dir = paths.metrics_dir(table, source, "0000-01").parent  # config owns the layout
+    if not source_dir.is_dir():
+        return []
+    months = sorted(
+        entry.name.removeprefix("month=")
+        for entry in source_dir.iterdir()
+        if entry.name.startswith("month=") and _MONTH_DIR_RE.match(entry.name.removeprefix("month="))
+    )
+    files = (paths.metrics_dir(table, source, month) / METRICS_FILE for month in months)
+    return [file for file in files if file.is_file()]
+
+
+def empty_counts() -> pd.DataFrame:
+    """The 168-row grid (hour of day x day of week) with every count zero."""
+    return _counts_frame([0] * (len(HOURS) * len(DAY_NAMES)))
+
+
+def _counts_frame(num_trips) -> pd.DataFrame:
+    import numpy as np
+    import pandas as pd
+
+    return pd.DataFrame(
+        {
+            "hour_of_day": np.repeat(np.arange(len(HOURS), dtype=np.int64), len(DAY_NAMES)),
+            "day_of_week": list(DAY_NAMES) * len(HOURS),
+            "num_trips": np.asarray(num_trips, dtype=np.int64),
+        }
+    )
+
+
+# One in-memory DuckDB per process, opened on first use: creating a database costs more than a
+# report's whole query, and a process that renders several reports (the request DAG, tests, the
+# benchmark) should pay it once. Each query gets its own cursor (a connection of its own); a fork
+# gets a fresh database, since a DuckDB instance must not cross fork().
+_database: Any = None
+_database_pid: int | None = None
+_database_lock = threading.Lock()
+
+
+def _cursor():
+    global _database, _database_pid
+    from taxiflow.data.warehouse import duckdb_connection
+
+    with _database_lock:
+        if _database is None or _database_pid != os.getpid():
+            _database = duckdb_connection()
+            _database_pid = os.getpid()
+        return _database.cursor()
+
+
+_COUNT_SQL = """
+    SELECT pickup_hour::INTEGER AS hour_of_day,
+           dayofweek(pickup_date)::INTEGER AS day_index,  -- 0 = Sunday, as DAY_NAMES
+           sum(trips)::BIGINT AS num_trips
+    FROM read_parquet(?)
+    WHERE borough = ? AND pickup_date >= ? AND pickup_date < ?
+    GROUP BY ALL
+"""
+
+
+def report_counts(request: ReportRequest, paths: DataPaths | None = None) -> pd.DataFrame:
+    """Trips per hour of day and day of week: 168 rows, zeros included, hour then Sunday..Saturday.
+
+    Reads every ``hourly_borough`` partition of the requested sources (a month's partition may hold
+    late or early pickups of other days) and keeps pickup dates in ``[start_date, end_date)``.
+    Missing partitions count as zero trips.
+    """
+    paths = paths or data_paths()
+    files = [str(file) for source in request.sources for file in metrics_partitions(source, paths)]
+    if not files:
+        return empty_counts()
+    cursor = _cursor()
+    try:
+        rows = cursor.execute(
+            _COUNT_SQL, [files, request.borough, request.start_date, request.end_date]
+        ).fetchall()
+    finally:
+        cursor.close()
+    num_trips = [0] * (len(HOURS) * len(DAY_NAMES))
+    for hour, day, trips in rows:
+        num_trips[hour * len(DAY_NAMES) + day] = int(trips)
+    return _counts_frame(num_trips)
+
+

@@ -1,0 +1,234 @@
+"""A borough report request, validated once at the edge into a ``ReportRequest``.
+
+A request arrives as a mapping (Airflow conf, a JSON request file, a REST body, CLI flags); every
+door reports a bad field with the same ``InvalidRequest`` message. Light at import time on purpose
+(no pandas, DuckDB or matplotlib): DAG files import the params side of the same rules at parse time.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any
+
+from taxiflow.config import (
+    BOROUGHS,
+    FIRST_MONTH,
+    SOURCE_NAMES,
+    SOURCES,
+    months_covering,
+)
+from taxiflow.reports.params import RESERVED_NAME_PREFIX
+
+
+# The keys a request may carry, in the order forms and messages list them.
+REQUEST_KEYS: tuple[str, ...] = ("borough", "start_date", "end_date", "sources", "name")
+
+# ``\Z``-anchored in Python (``$`` would accept a trailing newline); JSON schema anchors ``$`` at the end.
+_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,79}")
+_DATE_RE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+
+NAME_ALLOWED = (
+    "1-80 letters, digits, '-' or '_', starting with a letter or digit (no dots or slashes), "
+    f"not starting with '{RESERVED_NAME_PREFIX}'"
+)
+DATE_ALLOWED = f"a date as YYYY-MM-DD, on or after {FIRST_MONTH.isoformat()}"
+SOURCES_ALLOWED = (
+    f"a list of distinct values from {', '.join(SOURCE_NAMES)}; empty or null means all"
+)
+
+
+
+class InvalidRequest(ValueError):
+    """A request field with a value that is not allowed; the one place report input errors are worded.
+
+    ``field`` names the field (``"conf"`` for the request as a whole), ``value`` is what arrived and
+    ``allowed`` the allowed values (a tuple) or a description of them (a string).
+    """
+
+    def __init__(
+        self,
+        field: str,
+        value: Any,
+        allowed: Sequence[str] | str,
+        problem: str | None = None,
+        allowed_label: str = "allowed values",
+    ) -> None:
+        self.field = field
+        self.value = value
+        self.allowed = allowed if isinstance(allowed, str) else tuple(allowed)
+        allowed_text = self.allowed if isinstance(self.allowed, str) else ", ".join(self.allowed)
+        problem = problem if problem is not None else f"{value!r} is not allowed"
+        self.message = f"{field}: {problem}; {allowed_label}: {allowed_text}"
+        super().__init__(self.message)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe form for REST error bodies."""
+        allowed = self.allowed if isinstance(self.allowed, str) else list(self.allowed)
+        value = self.value if isinstance(self.value, (str, int, float, bool, type(None))) else repr(self.value)
+        return {"field": self.field, "value": value, "allowed": allowed, "message": self.message}
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
+
+
+def default_name(borough: str, start_date: date, end_date: date) -> str:
+    """``staten-island_2024-01-01_2024-02-01``: the output stem when a request names none."""
+    return f"{_slug(borough)}_{start_date.isoformat()}_{end_date.isoformat()}"
+
+
+def _check_borough(value: Any) -> str:
+    if value is None:
+        raise InvalidRequest("borough", value, BOROUGHS, problem="is required")
+    if not isinstance(value, str) or value not in BOROUGHS:
+        raise InvalidRequest("borough", value, BOROUGHS)
+    return value
+
+
+def _parse_date(field: str, value: Any) -> date:
+    if value is None:
+        raise InvalidRequest(field, value, DATE_ALLOWED, problem="is required")
+    if isinstance(value, datetime):
+        # A timestamp would silently drop its time of day (and zone); make the caller say a day.
+        raise InvalidRequest(field, value, DATE_ALLOWED, problem=f"{value.isoformat()!r} is not a date")
+    if isinstance(value, date):
+        parsed = value
+    elif isinstance(value, str) and _DATE_RE.fullmatch(value):
+        try:
+            parsed = date.fromisoformat(value)
+        except ValueError:
+            raise InvalidRequest(
+                field, value, DATE_ALLOWED, problem=f"{value!r} is not a calendar date"
+            ) from None
+    else:
+        raise InvalidRequest(field, value, DATE_ALLOWED, problem=f"{value!r} is not a YYYY-MM-DD date")
+    if parsed < FIRST_MONTH:
+        raise InvalidRequest(
+            field,
+            value,
+            DATE_ALLOWED,
+            problem=f"{parsed.isoformat()!r} is before TLC's first trip records",
+        )
+    return parsed
+
+
+def _parse_sources(value: Any) -> tuple[str, ...]:
+    if value is None:
+        return SOURCE_NAMES
+    if isinstance(value, (str, bytes)) or not isinstance(value, Sequence):
+        raise InvalidRequest("sources", value, SOURCES_ALLOWED, problem=f"{value!r} is not a list")
+    if len(value) == 0:
+        return SOURCE_NAMES
+    seen: set[str] = set()
+    for item in value:
+        if not isinstance(item, str) or item not in SOURCES:
+            raise InvalidRequest(
+                "sources", value, SOURCES_ALLOWED, problem=f"{item!r} is not a known source"
+            )
+        if item in seen:
+            raise InvalidRequest("sources", value, SOURCES_ALLOWED, problem=f"{item!r} is listed twice")
+        seen.add(item)
+    # One canonical order, so equal requests compare equal and name the same sources the same way.
+    return tuple(name for name in SOURCE_NAMES if name in seen)
+
+
+def _check_name(value: Any) -> str:
+    if not isinstance(value, str) or not _NAME_RE.fullmatch(value):
+        raise InvalidRequest("name", value, NAME_ALLOWED)
+    if value.startswith(RESERVED_NAME_PREFIX):
+        raise InvalidRequest(
+            "name", value, NAME_ALLOWED,
+            problem=f"{value!r} starts with {RESERVED_NAME_PREFIX!r}, reserved for the weekly summaries",
+        )
+    return value
+
+
+@dataclass(frozen=True)
+class ReportRequest:
+    """A validated report request: trips starting in ``borough`` on days in ``[start_date, end_date)``.
+
+    Constructing one directly validates it too, so code holding a ``ReportRequest`` can trust it.
+    """
+
+    borough: str
+    start_date: date
+    end_date: date
+    sources: tuple[str, ...] = SOURCE_NAMES
+    name: str | None = None
+
+    def __post_init__(self) -> None:
+        _check_borough(self.borough)
+        start = _parse_date("start_date", self.start_date)
+        end = _parse_date("end_date", self.end_date)
+        if end <= start:
+            raise InvalidRequest(
+                "end_date",
+                self.end_date,
+                f"a date after start_date {start.isoformat()} (the end day is not included)",
+                problem=(
+                    f"{end.isoformat()!r} is not after start_date {start.isoformat()!r}"
+                ),
+            )
+        sources = _parse_sources(self.sources)
+        name = default_name(self.borough, start, end) if self.name is None else _check_name(self.name)
+        object.__setattr__(self, "start_date", start)
+        object.__setattr__(self, "end_date", end)
+        object.__setattr__(self, "sources", sources)
+        object.__setattr__(self, "name", name)
+
+    @classmethod
+    def from_conf(cls, conf: Mapping[str, Any] | None) -> ReportRequest:
+        """Validate a mapping as it arrives from conf/JSON; raises ``InvalidRequest`` naming the field."""
+        if conf is None:
+            conf = {}
+        if not isinstance(conf, Mapping):
+            raise InvalidRequest(
+                "conf", conf, REQUEST_KEYS, problem=f"{conf!r} is not an object", allowed_label="allowed keys"
+            )
+        unknown = [key for key in conf if key not in REQUEST_KEYS]
+        if unknown:
+            listed = ", ".join(repr(key) for key in unknown)
+            raise InvalidRequest(
+                "conf",
+                unknown[0] if len(unknown) == 1 else unknown,
+                REQUEST_KEYS,
+                problem=f"unknown key{'s' if len(unknown) > 1 else ''} {listed}",
+                allowed_label="allowed keys",
+            )
+        name = conf.get("name")
+        if name == "":
+            name = None  # an empty form field means "use the default name"
+        return cls(
+            borough=_check_borough(conf.get("borough")),
+            start_date=_parse_date("start_date", conf.get("start_date")),
+            end_date=_parse_date("end_date", conf.get("end_date")),
+            sources=_parse_sources(conf.get("sources")),
+            name=name,
+        )
+
+    def to_conf(self) -> dict[str, Any]:
+        """The JSON-safe mapping ``from_conf`` accepts; round-trips to an equal request."""
+        return {
+            "borough": self.borough,
+            "start_date": self.start_date.isoformat(),
+            "end_date": self.end_date.isoformat(),
+            "sources": list(self.sources),
+            "name": self.name,
+        }
+
+    @property
+    def months(self) -> list[str]:
+        """The months ``YYYY-MM`` the date range touches (what the ingest gate waits for)."""
+        return months_covering(self.start_date, self.end_date)
+
+    @property
+    def last_day(self) -> date:
+        """The last day included in the range (``end_date`` is excluded)."""
+        return date.fromordinal(self.end_date.toordinal() - 1)
+
+
+
+
