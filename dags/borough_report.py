@@ -36,13 +36,16 @@ from taxiflow.reports.params import report_param_schemas
 
 
 @task
-def validate_request(params=None) -> dict:
-    """Re-check what JSON schema cannot: start before end, dates within TLC's history."""
+def validate_request(params=None, run_id=None) -> dict:
+    """Re-check what JSON schema cannot: start before end, dates within TLC's history; and that a
+    ``request__`` run id was started by its request file."""
     from taxiflow.reports.request import InvalidRequest, ReportRequest
+    from taxiflow.reports.request_claims import RequestRunRefused, check_request_run
 
     try:
         request = ReportRequest.from_conf(dict(params))
-    except InvalidRequest as err:  # bad input never gets better on retry
+        check_request_run(run_id, dict(params))
+    except (InvalidRequest, RequestRunRefused) as err:  # bad input never gets better on retry
         raise AirflowFailException(str(err)) from err
     print(f"Report for {request.borough}, {request.start_date} to {request.end_date} (excluded), "
           f"sources {', '.join(request.sources)}, months {', '.join(request.months)}")

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from taxiflow.config import DATA_DIR_ENV, INGEST_DAG_ID, METRICS_DAG_ID, REPORT_DAG_ID, SOURCE_NAMES
+from taxiflow.local.tuning import LOCAL_AIRFLOW_SETTINGS
 
 LOCAL_COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer")
 CELERY_COMPONENTS = (*LOCAL_COMPONENTS, "celery worker")
@@ -124,6 +125,7 @@ class AirflowStack:
                 "PYTHONUNBUFFERED": "1",
             }
         )
+        env.update(LOCAL_AIRFLOW_SETTINGS)
         env.update(self.extra_env)
         if cli and env.get("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", "sqlite").startswith("sqlite"):
             env.setdefault("AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS", "taxiflow.local.stack.SQLITE_CLI_CONNECT_ARGS")
