@@ -83,10 +83,8 @@ def test_files_follow_tlc_schema_and_layout(demo_paths, source, columns):
     assert table.schema.field("fare_amount").type == pa.float64()
 
 
-def test_green_schema_matches_the_real_tlc_file(demo_paths, pytestconfig):
-    real = pytestconfig.rootpath.parent / "shared" / "data" / "tlc" / "green" / "green_tripdata_2024-01.parquet"
-    if not real.is_file():
-        pytest.skip(f"real TLC sample not at {real}")
+def test_green_schema_matches_the_real_tlc_file(demo_paths, tlc_dir):
+    real = tlc_dir / "green" / "green_tripdata_2024-01.parquet"
     ours = pq.read_schema(demo.generate_month("green", "2024-01", 1_000, paths=demo_paths))
     assert ours.names == pq.read_schema(real).names
     assert ours.types == pq.read_schema(real).types

@@ -1,6 +1,6 @@
 """TlcHook, TlcPublishedSensor and TlcDownloadOperator against a real HTTP server on loopback.
 
-The server serves the real TLC files from ``../shared/data/tlc`` under TLC's URL layout; the hook
+The server serves the real TLC files from ``tests/data/tlc`` under TLC's URL layout; the hook
 reaches it through ``AIRFLOW_CONN_NYC_TLC`` like it would in production. Nothing is mocked.
 """
 
@@ -26,7 +26,7 @@ try:
 except ImportError:  # tests/ imported as a package
     from tests.tlc_server import TlcServer, tlc_layout
 
-SAMPLES = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "tlc"
+SAMPLES = Path(__file__).resolve().parent / "data" / "tlc"  # shipped with the repository
 GREEN_DEC = "/trip-data/green_tripdata_2023-12.parquet"
 ZONES = "/misc/taxi_zone_lookup.csv"
 

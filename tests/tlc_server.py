@@ -118,7 +118,7 @@ def _handler_for(server: TlcServer) -> type[BaseHTTPRequestHandler]:
 
 
 def tlc_layout(samples: Path) -> dict[str, Path]:
-    """URL path -> file for the TLC samples in ``shared/data/tlc`` (green 2023-12, 2024-01, zones)."""
+    """URL path -> file for the TLC samples in ``tests/data/tlc`` (green 2023-12, 2024-01, zones)."""
     files = {"/misc/taxi_zone_lookup.csv": samples / "taxi_zone_lookup.csv"}
     for parquet in sorted((samples / "green").glob("green_tripdata_*.parquet")):
         files[f"/trip-data/{parquet.name}"] = parquet

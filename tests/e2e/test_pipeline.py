@@ -21,7 +21,6 @@ from taxiflow.config import DAY_NAMES, INGEST_DAG_ID, METRICS_DAG_ID, REPORT_DAG
 
 pytestmark = pytest.mark.e2e
 
-TLC_DIR = Path(__file__).resolve().parents[3] / "shared" / "data" / "tlc"
 PICKUP_COLUMNS = {"yellow": "tpep_pickup_datetime", "green": "lpep_pickup_datetime"}
 
 
@@ -57,7 +56,7 @@ def task_log(stack, dag_id: str, run_id: str, task_id: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def pipeline(airflow_stack, tmp_path_factory):
+def pipeline(airflow_stack, tmp_path_factory, tlc_dir):
     """Drop three months, ingest them (backfill + CLI), and wait for every ingest run to finish."""
     from taxiflow.config import DataPaths
     from taxiflow.local.demo import generate_month
@@ -68,7 +67,7 @@ def pipeline(airflow_stack, tmp_path_factory):
     shutil.copytree(stack.data_dir / "reference", staging.reference)
 
     yellow = {m: generate_month("yellow", m, trips=6000, seed=7, paths=staging) for m in ("2023-12", "2024-01", "2024-02")}
-    green = {m: TLC_DIR / "green" / f"green_tripdata_{m}.parquet" for m in ("2023-12", "2024-01")}
+    green = {m: tlc_dir / "green" / f"green_tripdata_{m}.parquet" for m in ("2023-12", "2024-01")}
     for month, path in yellow.items():
         drop(landing, "yellow", month, [path])
     for month, path in green.items():
