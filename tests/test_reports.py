@@ -374,7 +374,7 @@ def test_render_report_writes_csv_and_png(metrics):
         assert image.format == "PNG"
         width, height = image.size
         assert 1000 <= width <= 1600 and 600 <= height <= 1000
-        assert len(set(image.convert("RGB").resize((60, 35)).getdata())) > 10  # not blank
+        assert len(set(image.convert("RGB").resize((60, 35)).get_flattened_data())) > 10  # not blank
     assert sorted(p.name for p in metrics.outputs.iterdir()) == ["jan.csv", "jan.png"]  # no temp files
 
 
