@@ -11,9 +11,9 @@ date is `2024-01-01` covers January 2024 and downloads `*_tripdata_2024-01.parqu
 when January ends; TLC publishes about two months later, so `wait_for_publication_<source>`
 re-checks (HTTP HEAD) every 6 hours, holding no worker slot, for up to 100 days.
 
-**Where from.** The Airflow connection `nyc_tlc` holds the base URL
-(`AIRFLOW_CONN_NYC_TLC=https://d37ci6vzurychx.cloudfront.net`, TLC's public host, is the default
-when the connection is not defined).
+**Where from.** The Airflow connection `nyc_tlc` holds the base URL and must be defined
+(`AIRFLOW_CONN_NYC_TLC=https://d37ci6vzurychx.cloudfront.net` for TLC's public host, as compose sets
+it); without it the tasks fail naming the connection.
 
 **Trigger one month** (the logical date picks the month):
 

@@ -13,13 +13,14 @@ import time
 from pathlib import Path
 
 import pytest
-from airflow.sdk.exceptions import AirflowFailException
+from airflow.providers.http.sensors.http import HttpSensor
+from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowNotFoundException
 
 from taxiflow.config import SUCCESS_MARKER, data_paths
 from taxiflow.components.hooks import TlcError, TlcHook, TlcNotPublishedError
 from taxiflow.components.operators import TlcDownloadOperator
 from taxiflow.components.sensors import TlcPublishedSensor
-from taxiflow.data.tlc import TLC_PUBLIC_BASE_URL, is_stale, part_path, trip_endpoint, trip_file_name
+from taxiflow.data.tlc import is_stale, part_path, trip_endpoint, trip_file_name
 
 try:
     from tlc_server import TlcServer, tlc_layout
@@ -91,10 +92,18 @@ def test_is_stale_by_age(tmp_path):
 # --- connection ------------------------------------------------------------------------------------
 
 
-def test_hook_defaults_to_tlc_public_host_without_connection(monkeypatch):
+def test_missing_connection_is_an_error_naming_it(monkeypatch, data_root):
     monkeypatch.delenv("AIRFLOW_CONN_NYC_TLC", raising=False)
-    with TlcHook() as hook:
-        assert hook.url_for("misc/taxi_zone_lookup.csv") == f"{TLC_PUBLIC_BASE_URL}/misc/taxi_zone_lookup.csv"
+    with TlcHook() as hook, pytest.raises(AirflowNotFoundException, match="connection 'nyc_tlc' is not defined") as err:
+        hook.url_for(ZONES)
+    assert "AIRFLOW_CONN_NYC_TLC=" in str(err.value)
+    sensor = TlcPublishedSensor(task_id="wait", source="green", month="2023-12")
+    with pytest.raises(AirflowNotFoundException, match="AIRFLOW_CONN_NYC_TLC="):
+        sensor.poke({})
+    operator = TlcDownloadOperator(task_id="download", source="green", month="2023-12")
+    with pytest.raises(AirflowNotFoundException, match="'nyc_tlc'"):
+        operator.execute({})
+    assert not data_root.zone_table.exists()
 
 
 def test_https_connection_uri_keeps_https(monkeypatch):
@@ -123,11 +132,17 @@ def test_sensor_keeps_waiting_for_unpublished_month(tlc):
 def test_forbidden_means_not_published_but_server_error_raises(tlc):
     tlc.status_for["/trip-data/green_tripdata_2024-01.parquet"] = 403
     tlc.status_for[GREEN_DEC] = 503
-    with TlcHook(max_attempts=2, retry_wait_seconds=0) as hook:
-        assert hook.is_published("green", "2024-01") is False
-        with pytest.raises(TlcError, match="503"):
-            hook.is_published("green", "2023-12")
-    assert tlc.count("HEAD", GREEN_DEC) == 2  # retried once, then gave up
+    assert TlcPublishedSensor(task_id="wait", source="green", month="2024-01").poke({}) is False
+    with pytest.raises(AirflowException, match="503"):
+        TlcPublishedSensor(task_id="wait", source="green", month="2023-12").poke({})
+    assert tlc.count("HEAD", GREEN_DEC) == 1  # the task's retries, not the poke, try again
+
+
+def test_sensor_is_the_providers_http_sensor_with_head():
+    sensor = TlcPublishedSensor(task_id="wait", source="green", month="{{ params.month }}")
+    assert isinstance(sensor, HttpSensor)
+    assert (sensor.method, sensor.http_conn_id) == ("HEAD", "nyc_tlc")
+    assert {"source", "month", "endpoint"} <= set(sensor.template_fields)
 
 
 def test_sensor_fails_without_retry_on_bad_month(tlc):
@@ -137,11 +152,11 @@ def test_sensor_fails_without_retry_on_bad_month(tlc):
     assert tlc.requests == []
 
 
-def test_hook_reuses_one_connection(tlc):
+def test_hook_reuses_one_connection(tlc, data_root):
     with TlcHook() as hook:
-        hook.is_published("green", "2023-12")
-        hook.is_published("green", "2024-01")
-        hook.is_published("green", "2024-02")
+        hook.download_zone_table(data_root.zone_table, max_age_days=0)
+        hook.download("green", "2023-12", data_root.landing_dir("green", "2023-12"))
+        hook.download("green", "2024-01", data_root.landing_dir("green", "2024-01"))
     ports = {port for _, _, _, port in tlc.requests}
     assert len(tlc.requests) == 3 and len(ports) == 1
 

@@ -1,7 +1,7 @@
-"""``TlcHook``: ask NYC TLC whether a month is published and download its files safely.
+"""``TlcHook``: download NYC TLC's files safely (``TlcPublishedSensor`` asks whether a month is out).
 
-The base URL comes from the Airflow connection ``nyc_tlc`` (``AIRFLOW_CONN_NYC_TLC=http://host:port``);
-without that connection the hook uses TLC's public host. A download streams into a hidden
+The base URL comes from the Airflow connection ``nyc_tlc`` (``AIRFLOW_CONN_NYC_TLC=http://host:port``,
+TLC's public host in production); a missing connection is an error naming it. A download streams into a hidden
 ``.<name>.part`` file next to its destination, is checked against ``Content-Length``, and is renamed
 to its final name only when complete, so readers never see half a file.
 """
@@ -9,7 +9,6 @@ to its final name only when complete, so readers never see half a file.
 from __future__ import annotations
 
 import hashlib
-import logging
 import os
 import uuid
 from pathlib import Path
@@ -24,15 +23,13 @@ from airflow.sdk.exceptions import AirflowNotFoundException
 from taxiflow.data.tlc import (
     PART_SUFFIX,
     TLC_CONN_ID,
-    TLC_PUBLIC_BASE_URL,
     ZONE_TABLE_ENDPOINT,
     is_stale,
+    missing_connection_message,
     part_path,
     trip_endpoint,
     trip_file_name,
 )
-
-log = logging.getLogger(__name__)
 
 # Errors that a new attempt may cure: the network, a cut-off body, a busy server.
 _TRANSIENT_ERRORS = (
@@ -93,12 +90,11 @@ class TlcHook(HttpHook):
 
     @classmethod
     def get_connection(cls, conn_id: str) -> Connection:
-        """The configured connection, or TLC's public host when ``conn_id`` is not defined."""
+        """The configured connection; AirflowNotFoundException naming ``conn_id`` and how to define it."""
         try:
             return super().get_connection(conn_id)
-        except AirflowNotFoundException:
-            log.info("Connection %r is not defined; using %s", conn_id, TLC_PUBLIC_BASE_URL)
-            return Connection(conn_id=conn_id, conn_type="http", host=TLC_PUBLIC_BASE_URL)
+        except AirflowNotFoundException as err:
+            raise AirflowNotFoundException(missing_connection_message(conn_id)) from err
 
     def _set_base_url(self, connection: Connection) -> None:
         super()._set_base_url(connection)
@@ -149,25 +145,6 @@ class TlcHook(HttpHook):
             error,
             state.next_action.sleep if state.next_action else 0.0,
         )
-
-    # --- publication -----------------------------------------------------------------------------
-
-    def is_published(self, source: str, month: str) -> bool:
-        """True if TLC serves the month's trip file (HEAD 200), False on 403/404; raises otherwise."""
-        url = self.url_for(trip_endpoint(source, month))
-        for attempt in self._retrying():
-            with attempt:
-                response = self.session.head(url, timeout=self.timeout, allow_redirects=True)
-                status = response.status_code
-                if status >= 500:
-                    raise TlcTransientError(f"HEAD {url} answered {status} {response.reason}")
-        if status == 200:
-            self.log.info("%s is published (%s bytes)", url, response.headers.get("Content-Length", "?"))
-            return True
-        if status in (403, 404):
-            self.log.info("%s is not published yet (HTTP %d)", url, status)
-            return False
-        raise TlcError(f"HEAD {url} answered {status} {response.reason}; expected 200, 403 or 404")
 
     # --- downloads -------------------------------------------------------------------------------
 

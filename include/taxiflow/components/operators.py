@@ -42,7 +42,7 @@ class TlcDownloadOperator(BaseOperator):
 
     :param source: ``yellow`` or ``green`` (templated).
     :param month: ``YYYY-MM`` (templated).
-    :param tlc_conn_id: connection with the TLC base URL; TLC's public host if undefined.
+    :param tlc_conn_id: the HTTP connection holding TLC's base URL (``nyc_tlc``); it must exist.
     :param zone_table_max_age_days: refresh the zone table when older than this.
     :param max_attempts: HTTP attempts per file before the task try fails.
     :param retry_wait_seconds: first wait between HTTP attempts (doubles each time).
