@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from taxiflow.config import DATA_DIR_ENV, INGEST_DAG_ID, METRICS_DAG_ID, REPORT_DAG_ID, SOURCE_NAMES
+from taxiflow.data.tlc import TLC_PUBLIC_BASE_URL
 
 LOCAL_COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer")
 CELERY_COMPONENTS = (*LOCAL_COMPONENTS, "celery worker")
@@ -364,7 +365,9 @@ def main(argv: list[str] | None = None) -> int:
     home = args.home.resolve()
     project = args.project_dir.resolve()
     data_dir = (args.data_dir or Path(os.environ.get(DATA_DIR_ENV, project / "data"))).resolve()
-    stack = AirflowStack(home=home, project_dir=project, data_dir=data_dir, port=args.port)
+    # `make run` downloads from TLC's public host unless the user points nyc_tlc elsewhere.
+    tlc = {"AIRFLOW_CONN_NYC_TLC": os.environ.get("AIRFLOW_CONN_NYC_TLC", TLC_PUBLIC_BASE_URL)}
+    stack = AirflowStack(home=home, project_dir=project, data_dir=data_dir, port=args.port, extra_env=tlc)
 
     if args.action == "down":
         stack.stop()
