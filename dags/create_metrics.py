@@ -29,7 +29,7 @@ from taxiflow.config import METRICS_DAG_ID
 from taxiflow.reports.params import month_param_schemas
 
 
-@task
+@task(multiple_outputs=False)  # one dict for the next task, not one XCom per key
 def build_metrics(params=None) -> dict:
     from taxiflow.data import metrics
 

@@ -35,9 +35,9 @@ from datetime import timedelta
 import pendulum
 from airflow.sdk import CronDataIntervalTimetable, Param, dag
 
-from taxiflow.config import DOWNLOAD_DAG_ID, MONTH_PATTERN, SOURCE_NAMES
 from taxiflow.components.operators import TlcDownloadOperator
 from taxiflow.components.sensors import TlcPublishedSensor
+from taxiflow.config import DOWNLOAD_DAG_ID, MONTH_PATTERN, SOURCE_NAMES
 
 # conf "month" wins; otherwise the month the run's data interval starts in.
 MONTH = "{{ params.month or logical_date.strftime('%Y-%m') }}"

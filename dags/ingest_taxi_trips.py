@@ -77,7 +77,8 @@ def copy_to_raw(source: str, month: str) -> list[str]:
     return [path.name for path in ingest.copy_to_raw(source, month)]
 
 
-@task(max_active_tis_per_dag=1)  # one heavy normalisation per source at a time bounds memory
+# One heavy normalisation per source at a time bounds memory; the summary is one XCom, not one per key.
+@task(max_active_tis_per_dag=1, multiple_outputs=False)
 def process(source: str, month: str, raw_files: list[str]) -> dict:
     from taxiflow.data import ingest
 

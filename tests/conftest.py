@@ -18,9 +18,10 @@ atexit.register(shutil.rmtree, _AIRFLOW_HOME, ignore_errors=True)
 os.environ["AIRFLOW_HOME"] = _AIRFLOW_HOME
 os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
 
-import pytest
+# Imported only now: Airflow (which taxiflow may pull in) reads AIRFLOW_HOME once, at import.
+import pytest  # ruff: ignore[module-import-not-at-top-of-file]
 
-from taxiflow.config import DATA_DIR_ENV, DataPaths
+from taxiflow.config import DATA_DIR_ENV, DataPaths  # ruff: ignore[module-import-not-at-top-of-file]
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SHIPPED_ZONE_TABLE = REPO_ROOT / "data" / "reference" / "taxi_zone_lookup.csv"

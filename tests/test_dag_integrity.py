@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import subprocess
 import sys
@@ -67,8 +68,10 @@ def test_no_retries_exemptions_are_real(dagbag):
 def test_ingest_branches_per_source(dagbag):
     dag = dagbag.dags[INGEST_DAG_ID]
     for source in SOURCE_NAMES:
-        chain_ids = [f"wait_for_{source}", f"copy_to_raw_{source}", f"process_{source}", trigger_metrics_task_id(source)]
-        for upstream, downstream in zip(chain_ids, chain_ids[1:]):
+        chain_ids = [
+            f"wait_for_{source}", f"copy_to_raw_{source}", f"process_{source}", trigger_metrics_task_id(source)
+        ]
+        for upstream, downstream in itertools.pairwise(chain_ids):
             assert downstream in dag.get_task(upstream).downstream_task_ids
         sensor = dag.get_task(f"wait_for_{source}")
         assert sensor.mode == "reschedule"
@@ -160,4 +163,3 @@ def test_parsing_is_cheap_and_offline():
     report = json.loads(result.stdout.strip().splitlines()[-1])
     assert report["errors"] == {}
     assert report["heavy"] == [], f"DAG parsing imported {report['heavy']}"
-

@@ -12,9 +12,9 @@ from pathlib import Path
 import pendulum
 import pytest
 
-from taxiflow.config import DOWNLOAD_DAG_ID, SOURCE_NAMES
 from taxiflow.components.operators import TlcDownloadOperator
 from taxiflow.components.sensors import TlcPublishedSensor
+from taxiflow.config import DOWNLOAD_DAG_ID, SOURCE_NAMES
 
 DAG_FILE = Path(__file__).resolve().parent.parent / "dags" / f"{DOWNLOAD_DAG_ID}.py"
 

@@ -13,8 +13,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from taxiflow.data import ingest, metrics, warehouse
 from taxiflow.config import SUCCESS_MARKER, DataPaths
+from taxiflow.data import ingest, metrics, warehouse
 
 pytestmark = pytest.mark.realdata
 

@@ -16,10 +16,10 @@ import pytest
 from airflow.providers.http.sensors.http import HttpSensor
 from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowNotFoundException
 
-from taxiflow.config import SUCCESS_MARKER, data_paths
-from taxiflow.components.hooks import TlcError, TlcHook, TlcNotPublishedError
+from taxiflow.components.hooks import TlcHook, TlcNotPublishedError
 from taxiflow.components.operators import TlcDownloadOperator
 from taxiflow.components.sensors import TlcPublishedSensor
+from taxiflow.config import SUCCESS_MARKER, data_paths
 from taxiflow.data.tlc import is_stale, part_path, trip_endpoint, trip_file_name
 
 try:
@@ -198,7 +198,7 @@ def test_persistent_failure_leaves_no_file_and_no_marker(tlc, data_root):
     operator = TlcDownloadOperator(
         task_id="download", source="green", month="2023-12", max_attempts=3, retry_wait_seconds=0
     )
-    with pytest.raises(Exception, match="Connection broken|IncompleteRead|delivered"):
+    with pytest.raises(Exception, match=r"Connection broken|IncompleteRead|delivered"):
         operator.execute({})
 
     assert tlc.count("GET", GREEN_DEC) == 3
@@ -207,9 +207,8 @@ def test_persistent_failure_leaves_no_file_and_no_marker(tlc, data_root):
 
 
 def test_unpublished_download_fails_at_once(tlc, data_root):
-    with TlcHook(max_attempts=3, retry_wait_seconds=0) as hook:
-        with pytest.raises(TlcNotPublishedError, match="404"):
-            hook.download("green", "2024-02", data_root.landing_dir("green", "2024-02"))
+    with TlcHook(max_attempts=3, retry_wait_seconds=0) as hook, pytest.raises(TlcNotPublishedError, match="404"):
+        hook.download("green", "2024-02", data_root.landing_dir("green", "2024-02"))
     assert tlc.count("GET", "/trip-data/green_tripdata_2024-02.parquet") == 1
     assert list(data_root.landing_dir("green", "2024-02").iterdir()) == []
 

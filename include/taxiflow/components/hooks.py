@@ -100,9 +100,9 @@ class TlcHook(HttpHook):
         super()._set_base_url(connection)
         # A URI like ``https://host`` parses as conn_type "https" with no schema, which HttpHook
         # would turn into plain http: keep the scheme the user wrote.
-        if (connection.conn_type or "").lower() == "https" and not connection.schema:
-            if self.base_url.startswith("http://"):
-                self.base_url = "https://" + self.base_url[len("http://") :]
+        https_uri = (connection.conn_type or "").lower() == "https" and not connection.schema
+        if https_uri and self.base_url.startswith("http://"):
+            self.base_url = "https://" + self.base_url[len("http://") :]
 
     @property
     def session(self) -> requests.Session:
@@ -124,7 +124,8 @@ class TlcHook(HttpHook):
         self.close()
 
     def url_for(self, endpoint: str) -> str:
-        self.session  # sets base_url from the connection
+        """The full URL of ``endpoint`` below the connection's base URL."""
+        _ = self.session  # opening the session reads the connection and sets base_url
         return self.url_from_endpoint(endpoint)
 
     def _retrying(self) -> tenacity.Retrying:

@@ -11,9 +11,8 @@ from airflow.sdk.exceptions import AirflowFailException, AirflowNotFoundExceptio
 from taxiflow.data.tlc import TLC_CONN_ID, missing_connection_message, trip_endpoint
 
 if TYPE_CHECKING:
-    from requests import Response
-
     from airflow.sdk import Context
+    from requests import Response
 
 # TLC answers 403 (CloudFront) or 404 for a month it has not published yet: keep waiting.
 NOT_PUBLISHED_YET = ["403", "404"]

@@ -23,7 +23,6 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from taxiflow.data import warehouse
 from taxiflow.config import (
     DATA_FILE_SUFFIXES,
     REQUIRED_COLUMNS,
@@ -35,6 +34,7 @@ from taxiflow.config import (
     data_paths,
     parse_month,
 )
+from taxiflow.data import warehouse
 from taxiflow.data.landing import data_files, is_data_file
 
 if TYPE_CHECKING:

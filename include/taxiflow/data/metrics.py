@@ -20,8 +20,8 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from taxiflow.data import warehouse
 from taxiflow.config import UNKNOWN_BOROUGH, DataPaths, check_month, check_source, data_paths
+from taxiflow.data import warehouse
 
 log = logging.getLogger(__name__)
 

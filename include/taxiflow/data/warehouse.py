@@ -64,7 +64,8 @@ def duckdb_connection() -> duckdb.DuckDBPyConnection:
     """A fresh in-memory DuckDB connection with the task limits of ``config.duckdb_settings()``."""
     import duckdb
 
-    con = duckdb.connect(":memory:", config=duckdb_settings())
+    settings: dict[str, Any] = duckdb_settings()  # duckdb's stub wants a dict of its value union
+    con = duckdb.connect(":memory:", config=settings)
     # DuckDB draws a progress bar on stdout for queries over 2 s, even when stdout is a task log.
     con.execute("SET enable_progress_bar = false")
     return con
@@ -159,7 +160,9 @@ def write_parquet_atomically(
     temp = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
     try:
         copy = f"COPY ({query}) TO ? {PARQUET_OPTIONS}"
-        (written,) = con.execute(copy, [*params, str(temp)]).fetchone()
+        row = con.execute(copy, [*params, str(temp)]).fetchone()
+        assert row is not None  # COPY always answers one row: the number of rows written
+        (written,) = row
         if expected_rows is not None and written != expected_rows:
             raise RuntimeError(
                 f"{target}: wrote {written} rows where {expected_rows} were expected (did the "

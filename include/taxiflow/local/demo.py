@@ -59,7 +59,7 @@ def tlc_file_name(source: str, month: str) -> str:
 # --- Time shape -----------------------------------------------------------------------------------
 
 # Relative pickups per hour, 0-23, shaped after TLC's 2023 records.
-_HOURS = {
+_HOURS: dict[str, dict[str, list[float]]] = {
     "yellow": {
         "weekday": [2.6, 1.7, 1.1, 0.75, 0.55, 0.6, 1.5, 2.9, 3.9, 4.2, 4.4, 4.7,
                     5.0, 5.1, 5.5, 5.7, 5.8, 6.5, 6.9, 6.1, 5.2, 5.0, 4.7, 3.7],
@@ -115,11 +115,11 @@ def _hour_profile(source: str, day: date, holiday: bool) -> np.ndarray:
     profiles = _HOURS[source]
     weekday = day.weekday()
     if holiday or weekday >= 5:
-        profile = np.array(profiles["weekend"], dtype=float)
+        profile = np.array(profiles["weekend"], dtype=np.float64)
         if weekday == 6 or holiday:
             profile[19:] *= 0.75  # Sunday evening: the night out is over
     else:
-        profile = np.array(profiles["weekday"], dtype=float)
+        profile = np.array(profiles["weekday"], dtype=np.float64)
         if weekday == 4:
             profile[20:] *= 1.25  # Friday night
         if weekday == 0:
@@ -144,8 +144,8 @@ def _cell_weights(source: str, first: date, days: int) -> np.ndarray:
             _WEEKDAYS[source][day.weekday()] * (factor or 1.0)
             * _hour_profile(source, day, holiday=factor is not None and factor < 0.6)
         )
-    weights = weights.ravel()
-    return weights / weights.sum()
+    flat = weights.ravel()
+    return flat / flat.sum()
 
 
 # --- Place shape ----------------------------------------------------------------------------------

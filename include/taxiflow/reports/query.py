@@ -26,7 +26,6 @@ HOURS = tuple(range(24))
 _MONTH_DIR_RE = re.compile(MONTH_PATTERN)
 
 
-
 def metrics_partitions(source: str, paths: DataPaths, table: str = METRICS_TABLE) -> list[Path]:
     """Every existing ``part.parquet`` of one source's metrics table, oldest month first.
 
@@ -117,5 +116,3 @@ def report_counts(request: ReportRequest, paths: DataPaths | None = None) -> pd.
     for hour, day, trips in rows:
         num_trips[hour * len(DAY_NAMES) + day] = int(trips)
     return _counts_frame(num_trips)
-
-

@@ -25,7 +25,7 @@ import stat
 import tempfile
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -157,7 +157,8 @@ def check_params(conf: Mapping[str, Any]) -> None:
     Uses Airflow's own ``ParamsDict`` so the message is exactly the one the CLI and REST v2 give
     (``Invalid input for param borough: 'Narnia' is not one of [...]``).
     """
-    from airflow.sdk import Param, ParamsDict
+    # airflow.sdk exports ParamsDict (it is in its __all__), but its __init__.pyi stub omits it.
+    from airflow.sdk import Param, ParamsDict  # type: ignore[attr-defined]
     from airflow.sdk.exceptions import ParamValidationError
 
     schemas = report_param_schemas()
@@ -326,7 +327,7 @@ def _remove_stale_error_file(target: Path) -> bool:
 
 
 def _utcnow() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 def scan_requests(paths: DataPaths | None = None, now: Callable[[], str] = _utcnow) -> ScanResult:
