@@ -51,6 +51,7 @@ def validate_request(params=None) -> dict:
 
 @task(multiple_outputs=False)
 def render_report(request: dict) -> dict:
+    """Write `outputs/<name>.png` and `.csv` from the `hourly_borough` metrics (`taxiflow.reports.render`)."""
     from taxiflow.reports.render import render_report
     from taxiflow.reports.request import ReportRequest
 

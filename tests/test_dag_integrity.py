@@ -52,6 +52,14 @@ def test_every_dag_documents_itself(dagbag, attr):
 NO_RETRIES: dict[tuple[str, str], str] = {}
 
 
+def test_every_task_function_has_a_docstring(dagbag):
+    """@task functions are documented in the DAG file (Airflow shows the docstring as the task's doc)."""
+    for dag in dagbag.dags.values():
+        for t in dag.tasks:
+            if hasattr(t, "python_callable"):
+                assert t.doc_md, f"{dag.dag_id}.{t.task_id} has no docstring"
+
+
 def test_every_task_retries(dagbag):
     for dag in dagbag.dags.values():
         for t in dag.tasks:

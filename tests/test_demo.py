@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from datetime import date
 from pathlib import Path
@@ -95,7 +96,7 @@ def test_success_marker_is_written_last(demo_paths, monkeypatch):
     folder.mkdir(parents=True)
     (folder / SUCCESS_MARKER).touch()  # a stale marker from an earlier run
     events: list[tuple[str, str, bool]] = []
-    write_table, replace = demo.pq.write_table, demo.os.replace
+    write_table, replace = demo.pq.write_table, os.replace
 
     def recording_write(table, where, **kwargs):
         events.append(("write", Path(where).name, (folder / SUCCESS_MARKER).exists()))
@@ -106,7 +107,7 @@ def test_success_marker_is_written_last(demo_paths, monkeypatch):
         return replace(src, dst)
 
     monkeypatch.setattr(demo.pq, "write_table", recording_write)
-    monkeypatch.setattr(demo.os, "replace", recording_replace)
+    monkeypatch.setattr(os, "replace", recording_replace)  # what files.replacing renames with
     path = demo.generate_month("green", "2024-01", 1_000, paths=demo_paths)
 
     assert [kind for kind, _, _ in events] == ["write", "rename"]

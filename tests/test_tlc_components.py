@@ -20,7 +20,7 @@ from taxiflow.components.hooks import TlcHook, TlcNotPublishedError
 from taxiflow.components.operators import TlcDownloadOperator
 from taxiflow.components.sensors import TlcPublishedSensor
 from taxiflow.config import SUCCESS_MARKER, data_paths
-from taxiflow.data.tlc import is_stale, part_path, trip_endpoint, trip_file_name
+from taxiflow.data.tlc import is_stale, trip_endpoint, trip_file_name
 
 try:
     from tlc_server import TlcServer, tlc_layout
@@ -65,8 +65,6 @@ def leftovers(folder: Path) -> list[str]:
 def test_trip_file_layout_matches_tlc():
     assert trip_file_name("green", "2024-01") == "green_tripdata_2024-01.parquet"
     assert trip_endpoint("yellow", "2009-01") == "trip-data/yellow_tripdata_2009-01.parquet"
-    final = Path("/x/green_tripdata_2024-01.parquet")
-    assert part_path(final) == Path("/x/.green_tripdata_2024-01.parquet.part")
 
 
 @pytest.mark.parametrize(

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -20,13 +19,13 @@ from airflow.providers.http.hooks.http import HttpHook
 from airflow.sdk import Connection
 from airflow.sdk.exceptions import AirflowNotFoundException
 
+from taxiflow.data import files
 from taxiflow.data.tlc import (
     PART_SUFFIX,
     TLC_CONN_ID,
     ZONE_TABLE_ENDPOINT,
     is_stale,
     missing_connection_message,
-    part_path,
     trip_endpoint,
     trip_file_name,
 )
@@ -160,27 +159,21 @@ class TlcHook(HttpHook):
         if not is_stale(dest, max_age_days):
             self.log.info("Zone table %s is younger than %s days; keeping it", dest, max_age_days)
             return dest
-        # Every source's download task may refresh it at the same moment: one temp file each.
-        part = dest.with_name(f".{dest.name}.{uuid.uuid4().hex[:12]}{PART_SUFFIX}")
-        return self.fetch(ZONE_TABLE_ENDPOINT, dest, part=part)
+        # Every source's download task may refresh it at the same moment: each gets its own temp file.
+        return self.fetch(ZONE_TABLE_ENDPOINT, dest)
 
-    def fetch(self, endpoint: str, dest: Path, part: Path | None = None) -> Path:
+    def fetch(self, endpoint: str, dest: Path) -> Path:
         """GET ``endpoint`` into ``dest`` atomically, retrying transient failures from scratch.
 
-        The body goes to ``part`` (default ``.<name>.part`` beside ``dest``) and is renamed when
-        complete. Raises ``TlcNotPublishedError`` on 403/404. On any failure the partial file is
-        removed and an existing ``dest`` is left untouched.
+        The body goes to a hidden ``.<name>.<random>.part`` file beside ``dest`` (``files.replacing``)
+        and is renamed when complete. Raises ``TlcNotPublishedError`` on 403/404. On any failure the
+        partial file is removed and an existing ``dest`` is left untouched.
         """
         url = self.url_for(endpoint)
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        part = part or part_path(dest)
-        try:
+        with files.replacing(dest, suffix=PART_SUFFIX) as part:
             for attempt in self._retrying():
                 with attempt:
                     size, sha256 = self._stream(url, part)
-            os.replace(part, dest)
-        finally:
-            part.unlink(missing_ok=True)
         self.log.info("Downloaded %s -> %s (%d bytes, sha256 %s)", url, dest, size, sha256)
         return dest
 

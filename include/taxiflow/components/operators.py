@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -12,7 +11,8 @@ from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowFailException
 
 from taxiflow.config import SUCCESS_MARKER, data_paths
-from taxiflow.data.tlc import TLC_CONN_ID, part_path, trip_file_name
+from taxiflow.data import files
+from taxiflow.data.tlc import TLC_CONN_ID, trip_file_name
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -24,12 +24,8 @@ def write_success_marker(folder: Path, data_file: Path) -> Path:
     with open(data_file, "rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
-    marker = folder / SUCCESS_MARKER
-    part = part_path(marker)
     manifest = {"file": data_file.name, "bytes": data_file.stat().st_size, "sha256": digest.hexdigest()}
-    part.write_text(json.dumps(manifest) + "\n")
-    os.replace(part, marker)
-    return marker
+    return files.write_text_atomically(folder / SUCCESS_MARKER, json.dumps(manifest) + "\n")
 
 
 class TlcDownloadOperator(BaseOperator):

@@ -19,7 +19,7 @@ TLC_PUBLIC_BASE_URL = "https://d37ci6vzurychx.cloudfront.net"
 
 ZONE_TABLE_ENDPOINT = "misc/taxi_zone_lookup.csv"
 
-# A download lands under this name first and is renamed only once complete.
+# A download lands under a hidden ``.<name>.<random>.part`` name first, renamed only once complete.
 PART_SUFFIX = ".part"
 
 
@@ -49,11 +49,6 @@ def missing_connection_message(conn_id: str) -> str:
         f"e.g. AIRFLOW_CONN_{conn_id.upper()}='{TLC_PUBLIC_BASE_URL}' (TLC's public host) in the environment "
         f"of every Airflow process, or: airflow connections add {conn_id} --conn-uri '{TLC_PUBLIC_BASE_URL}'"
     )
-
-
-def part_path(final: Path) -> Path:
-    """The hidden temporary name a download is written to: ``dir/.name.part``."""
-    return final.with_name(f".{final.name}{PART_SUFFIX}")
 
 
 def is_stale(path: Path, max_age_days: float, now: float | None = None) -> bool:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
@@ -11,6 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from taxiflow.config import DAY_NAMES, SOURCES, DataPaths, data_paths
+from taxiflow.data import files
 from taxiflow.reports.query import CSV_COLUMNS, HOURS, report_counts
 from taxiflow.reports.request import ReportRequest
 
@@ -137,20 +136,6 @@ def render_borough_chart(request: ReportRequest, counts: pd.DataFrame) -> Figure
     return fig
 
 
-def _replace_atomically(target: Path, write) -> None:
-    """Write through ``write(file)`` to a temp file next to ``target``, then rename it into place."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as file:
-            write(file)
-        os.chmod(temp_name, 0o644)  # mkstemp makes 0600; reports are for whoever reads outputs/
-        os.replace(temp_name, target)
-    except BaseException:
-        Path(temp_name).unlink(missing_ok=True)
-        raise
-
-
 def write_report_files(
     request: ReportRequest, counts: pd.DataFrame, paths: DataPaths | None = None
 ) -> ReportOutputs:
@@ -169,11 +154,11 @@ def write_report_files(
     # Opaque RGB at a low zlib level: flat colours compress well, for a fraction of the default's time.
     image = Image.frombuffer("RGBA", canvas.get_width_height(), canvas.buffer_rgba(), "raw", "RGBA", 0, 1)
     image = image.convert("RGB")
-    _replace_atomically(png_path, lambda file: image.save(file, format="PNG", compress_level=1))
+    files.write_atomically(png_path, lambda file: image.save(file, format="PNG", compress_level=1))
 
     # The CSV goes last: once it is there, the chart beside it is complete too.
     csv_text = counts.loc[:, list(CSV_COLUMNS)].to_csv(index=False, lineterminator="\n")
-    _replace_atomically(csv_path, lambda file: file.write(csv_text.encode("utf-8")))
+    files.write_atomically(csv_path, lambda file: file.write(csv_text.encode("utf-8")))
     return ReportOutputs(png=png_path, csv=csv_path, total_trips=total)
 
 

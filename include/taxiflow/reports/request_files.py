@@ -22,7 +22,6 @@ import json
 import logging
 import os
 import stat
-import tempfile
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
@@ -30,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from taxiflow.config import BOROUGHS, DataPaths, data_paths
+from taxiflow.data.files import write_json_atomically
 from taxiflow.reports.params import report_param_schemas
 from taxiflow.reports.request import (
     DATE_ALLOWED,
@@ -295,24 +295,6 @@ def _same_error_recorded(target: Path, document: Mapping[str, Any]) -> bool:
         return False
     keys = ("file", "error", "field", "sha256")
     return isinstance(existing, dict) and all(existing.get(k) == document.get(k) for k in keys)
-
-
-def write_json_atomically(target: Path, document: Mapping[str, Any]) -> None:
-    """Write to a hidden temporary file beside ``target``, then rename it over ``target``.
-
-    Readers never see half a file, and a link planted at ``target`` is replaced, not followed.
-    """
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(document, handle, indent=2, ensure_ascii=False)
-            handle.write("\n")
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _remove_stale_error_file(target: Path) -> bool:
