@@ -20,10 +20,8 @@ if TYPE_CHECKING:
 
 def write_success_marker(folder: Path, data_file: Path) -> Path:
     """Write ``folder/_SUCCESS`` atomically, describing the complete ``data_file`` it vouches for."""
-    digest = hashlib.sha256()
     with open(data_file, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
+        digest = hashlib.file_digest(handle, "sha256")
     manifest = {"file": data_file.name, "bytes": data_file.stat().st_size, "sha256": digest.hexdigest()}
     return files.write_text_atomically(folder / SUCCESS_MARKER, json.dumps(manifest) + "\n")
 
