@@ -33,6 +33,12 @@ class TlcPublishedSensor(HttpSensor):
     :param source: ``yellow`` or ``green`` (templated).
     :param month: ``YYYY-MM`` (templated).
     :param tlc_conn_id: the HTTP connection holding TLC's base URL (``nyc_tlc``); it must exist.
+
+    The HEAD goes through the provider's ``HttpHook``, which reads a URI such as
+    ``https://d37ci6vzurychx.cloudfront.net`` (conn type ``https``, no schema) as plain http
+    (redirects are followed); ``TlcHook``, which downloads, keeps https. For https on both, define
+    the connection as JSON:
+    ``{"conn_type": "http", "host": "https://d37ci6vzurychx.cloudfront.net"}``.
     """
 
     template_fields = (*HttpSensor.template_fields, "source", "month")
