@@ -111,6 +111,17 @@ def test_https_connection_uri_keeps_https(monkeypatch):
     assert url.startswith("https://mirror.example.org:8443/trip-data/")
 
 
+def test_json_connection_keeps_https_for_the_sensors_hook_too(monkeypatch):
+    """The form the sensor's docstring recommends: HttpHook itself then builds https URLs."""
+    from airflow.providers.http.hooks.http import HttpHook
+
+    monkeypatch.setenv("AIRFLOW_CONN_NYC_TLC", '{"conn_type": "http", "host": "https://mirror.example.org:8443"}')
+    endpoint = trip_endpoint("green", "2024-01")
+    assert HttpHook(method="HEAD", http_conn_id="nyc_tlc").url_from_endpoint(endpoint).startswith("https://mirror")
+    with TlcHook() as hook:
+        assert hook.url_for(endpoint) == "https://mirror.example.org:8443/" + endpoint
+
+
 # --- publication -----------------------------------------------------------------------------------
 
 
