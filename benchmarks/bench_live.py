@@ -14,7 +14,6 @@ The deployment runs with ``taxiflow.local.tuning.LOCAL_AIRFLOW_SETTINGS`` (what 
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import statistics
 import sys
@@ -125,7 +124,7 @@ def run(work_dir: Path, quick: bool = False, tuned: bool = True, request_files: 
         stack.airflow("dags", "trigger", INGEST_DAG_ID, "-l", "2024-01-01T00:00:00+00:00")
         deadline = time.monotonic() + 300
         while time.monotonic() < deadline:
-            status, body = stack.api("GET", f"/api/v2/dags/{INGEST_DAG_ID}/dagRuns?state=success")
+            _, body = stack.api("GET", f"/api/v2/dags/{INGEST_DAG_ID}/dagRuns?state=success")
             if body.get("total_entries"):
                 break
             time.sleep(2)

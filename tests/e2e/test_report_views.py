@@ -142,7 +142,7 @@ def test_a_request_file_becomes_a_chart_and_its_tab_names_the_file(airflow_stack
     assert published is not None, stack.tail_logs("triggerer", lines=20)
     assert (requests_dir / "views-from-file.json").read_text() == content  # read, never changed
 
-    status, body = stack.api("GET", f"/api/v2/dags/{REPORT_DAG_ID}/dagRuns?limit=200")
+    _, body = stack.api("GET", f"/api/v2/dags/{REPORT_DAG_ID}/dagRuns?limit=200")
     run_id = next(r["dag_run_id"] for r in body["dag_runs"] if r["dag_run_id"].startswith("request__views-from-file__"))
     page = wait_for_text(stack, run_path(run_id), "id=chart", stack.token("admin"))
     assert "request file requests/views-from-file.json" in page

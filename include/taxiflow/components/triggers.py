@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from airflow.triggers.base import BaseEventTrigger, TriggerEvent
+from pydantic import JsonValue
 
 WATERMARK_KEY = "fired_fingerprints"
 
@@ -65,11 +66,13 @@ class RequestFilesTrigger(BaseEventTrigger):
         if self.asset_state_store is None:
             return {}
         stored = await self.asset_state_store.aget(WATERMARK_KEY, default={})
-        return dict(stored) if isinstance(stored, dict) else {}
+        if not isinstance(stored, dict):
+            return {}
+        return {str(name): str(fingerprint) for name, fingerprint in stored.items()}
 
     async def _save_watermark(self, fired: dict[str, str]) -> None:
         if self.asset_state_store is not None:
-            await self.asset_state_store.aset(WATERMARK_KEY, fired)
+            await self.asset_state_store.aset(WATERMARK_KEY, dict[str, JsonValue](fired))
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         folder = self._folder()

@@ -24,6 +24,8 @@ from pathlib import Path
 from typing import Any
 
 from taxiflow.config import REPORT_DAG_ID, DataPaths, data_paths
+from taxiflow.data.files import write_json_atomically
+from taxiflow.reports.request import ReportRequest
 from taxiflow.reports.request_files import (
     RUN_ID_PREFIX,
     RejectedFile,
@@ -32,9 +34,7 @@ from taxiflow.reports.request_files import (
     _error_document,
     _utcnow,
     error_file_for,
-    write_json_atomically,
 )
-from taxiflow.reports.request import ReportRequest
 
 CLAIMS_FOLDER = ("state", "request-claims")
 CLASH_ALLOWED = "a run id that no other door has used: edit the file (any change gives a new run id)"

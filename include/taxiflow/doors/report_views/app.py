@@ -138,8 +138,8 @@ def create_app() -> FastAPI:
     @app.get("/runs/{dag_id}/{run_id}/report.csv", dependencies=[_requires()])
     def numbers(dag_id: str, run_id: str) -> FileResponse:
         """The numbers behind the chart, as a download named after the report."""
-        run, outputs = _file(dag_id, run_id)
-        return FileResponse(outputs.csv, media_type="text/csv", filename=f"{run.request.name}.csv",
+        _, outputs = _file(dag_id, run_id)
+        return FileResponse(outputs.csv, media_type="text/csv", filename=outputs.csv.name,
                             headers=_NO_STORE)
 
     @app.get("/reports", response_class=HTMLResponse, dependencies=[_requires(REPORT_DAG_ID)])

@@ -65,7 +65,7 @@ def _numbers_table(numbers: ReportNumbers) -> str:
     for hour in range(24):
         row = [cells.get((hour, day), 0) for day in DAY_NAMES]
         body.append(f"<tr><th>{hour:02d}</th>" + "".join(
-            f"<td data-hour={hour} data-day={day}>{count}</td>" for day, count in zip(DAY_NAMES, row)
+            f"<td data-hour={hour} data-day={day}>{count}</td>" for day, count in zip(DAY_NAMES, row, strict=True)
         ) + f"<td>{sum(row)}</td></tr>")
     return f"<table id=numbers>{head}{''.join(body)}</table>"
 
@@ -145,7 +145,8 @@ def list_page(runs: list[ReportRun], total: int, borough: str | None, page: int,
     for label, target in (("newer", page - 1), ("older", page + 1)):
         if 1 <= target <= pages:
             query = urlencode({k: v for k, v in (("borough", borough or ""), ("page", target)) if v})
-            nav.append(f"<a rel={'prev' if label == 'newer' else 'next'} href='{escape(base)}?{escape(query)}'>{label}</a>")
+            rel = "prev" if label == "newer" else "next"
+            nav.append(f"<a rel={rel} href='{escape(base)}?{escape(query)}'>{label}</a>")
     body = (f"<h1>Borough reports</h1>{form}<p class=muted id=count>{total} report{'s' if total != 1 else ''}"
             f"{' for ' + escape(borough) if borough else ''}, page {page} of {pages}</p>"
             f"<ul class=cards id=reports>{''.join(cards) or '<li>No reports yet.</li>'}</ul><p>{' · '.join(nav)}</p>")

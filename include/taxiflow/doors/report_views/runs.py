@@ -108,7 +108,7 @@ def ingest_status(session: Any, months: Sequence[str], sources: Sequence[str]) -
             continue
         runs[month] = _enum_value(run_state) or "queued"
         if task_id:
-            states[(month, task_id)] = _enum_value(ti_state)
+            states[month, task_id] = _enum_value(ti_state)
     result = []
     for month in months:
         for source in sources:
