@@ -9,7 +9,8 @@ two dates?* Trigger this DAG with a borough and a date range `[start_date, end_d
 
 `name` defaults to `<borough>_<start>_<end>`, e.g. `manhattan_2023-12-18_2024-01-08`.
 
-Tasks: `validate_request` (checks what the form cannot: start before end, sources) →
+Tasks: `validate_request` (checks what the form cannot: start before end, sources; and refuses a
+`request__` run id that its request file did not start) →
 `wait_for_ingest` (an `ExternalTaskSensor` on `ingest_taxi_trips`, in reschedule mode: waits until
 every month the range touches has been ingested, with metrics, for every requested source, and fails
 at once, naming the month and source, if that ingest failed) → `render_report`.

@@ -2,9 +2,12 @@
 
 ``tests/browser/trigger_report.mjs`` (playwright-core driving Debian's /usr/bin/chromium) logs in,
 fills the trigger form, sees it refuse a garbage date and a path-like output name, triggers a Queens
-report for 2024-01-08..2024-01-15 and waits on the run page until the run succeeds. This side makes
-sure January 2024 is ingested first, then checks what the user would: the run's conf through
-REST v2, the PNG and CSV under the default name, and the screenshots.
+report for 2024-01-08..2024-01-15, waits on the run page until the run succeeds, then opens the
+run's **Report** tab (the plugin's view, in an iframe inside the UI): the chart image really loaded
+(natural size = the PNG's), the numbers shown are the CSV's, and the CSV downloads; and the
+**Reports** page lists the run first with a loaded thumbnail. This side makes sure January 2024 is
+ingested first, then checks what the user would: the run's conf through REST v2, the PNG and CSV
+under the default name. Screenshots are kept in ``test-results/ui/`` (git-ignored).
 
 Needs chromium and node >= 20: ``scripts/browser_deps.sh`` installs whatever is missing; the test
 is skipped, saying why, only if they cannot be had.
