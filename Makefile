@@ -26,13 +26,13 @@ $(VENV)/.dev-installed: $(VENV)/.installed requirements-dev.txt
 	touch $@
 
 run: venv
-	$(BIN)/python -m taxiflow.local.stack up --home $(HOME_DIR) --project-dir $(CURDIR) --port $(PORT) --demo
+	$(BIN)/python -m taxiflow.local.cli up --home $(HOME_DIR) --project-dir $(CURDIR) --port $(PORT) --demo
 
 stop:
-	$(BIN)/python -m taxiflow.local.stack down --home $(HOME_DIR) --project-dir $(CURDIR)
+	$(BIN)/python -m taxiflow.local.cli down --home $(HOME_DIR) --project-dir $(CURDIR)
 
 status:
-	$(BIN)/python -m taxiflow.local.stack status --home $(HOME_DIR) --project-dir $(CURDIR)
+	$(BIN)/python -m taxiflow.local.cli status --home $(HOME_DIR) --project-dir $(CURDIR)
 
 airflow:
 	. $(HOME_DIR)/env.sh && airflow $(ARGS)
