@@ -1,5 +1,6 @@
 # taxiflow: two commands for a newcomer.
-#   make run    start Airflow locally (SQLite, LocalExecutor) with demo data; prints the UI and login
+#   make run    start Airflow locally (embedded PostgreSQL, LocalExecutor) with demo data; prints the UI and login
+#               (again after a crash: restarts only what died)
 #   make test   install what the tests need and run the whole suite (what CI runs)
 # More: make stop | make bench | make airflow ARGS="dags list" | make compose-check | make clean
 

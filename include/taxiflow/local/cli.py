@@ -51,6 +51,21 @@ def print_status(stack: AirflowStack) -> int:
     return 0 if all(info["running"] for info in status.values()) else 1
 
 
+def wait_and_restart_the_fallen(stack: AirflowStack, rounds: int = 3) -> None:
+    """Wait until healthy; a component that falls meanwhile (e.g. it lost its database while that
+    restarted) is started again, up to ``rounds`` times."""
+    for attempt in range(1, rounds + 1):
+        try:
+            stack.wait_until_healthy()
+            return
+        except RuntimeError:
+            dead = [name for name, info in stack.status().items() if not info["running"]]
+            if attempt == rounds or not dead:
+                raise
+            print(f"taxiflow: {', '.join(dead)} exited while starting; starting again", flush=True)
+            stack.start(dead)
+
+
 def up(stack: AirflowStack, demo: bool) -> int:
     """Start the deployment, or restart only the components that died (no ``make stop`` needed)."""
     status = stack.status()
@@ -67,7 +82,7 @@ def up(stack: AirflowStack, demo: bool) -> int:
         stack.migrate()
         stack.start()
     try:
-        stack.wait_until_healthy()
+        wait_and_restart_the_fallen(stack)
         stack.wait_for_dags([INGEST_DAG_ID, METRICS_DAG_ID, REPORT_DAG_ID])
         if demo:
             bootstrap_demo(stack)

@@ -143,11 +143,17 @@ def burst(stack: AirflowStack, v2: int = 40, v1: int = 20, files: int = 10, thre
 
 
 def wait_for_charts(stack: AirflowStack, names: list[str], since: float, timeout: float = 900) -> float:
-    """Wait until ``outputs/<name>.png`` exists for every name; seconds from ``since`` to the last one."""
+    """Wait until ``outputs/<name>.png`` exists for every name; seconds from ``since`` to the last one.
+
+    Gives up early, saying so, when a component of the deployment has exited (nothing would land).
+    """
     outputs = DataPaths(stack.data_dir).outputs
     deadline = time.monotonic() + timeout
     missing = list(names)
     while missing and time.monotonic() < deadline:
+        dead = [name for name, info in stack.status().items() if not info["running"]]
+        if dead:
+            raise TimeoutError(f"{len(missing)} chart(s) missing and {', '.join(dead)} exited")
         missing = [n for n in missing if not ((outputs / f"{n}.png").exists() and (outputs / f"{n}.csv").exists())]
         if missing:
             time.sleep(1)
