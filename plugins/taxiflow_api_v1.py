@@ -6,6 +6,8 @@ Thin registration: the logic lives in ``taxiflow.doors.api_v1`` and ``taxiflow.d
 
 from __future__ import annotations
 
+from typing import Any, ClassVar
+
 from airflow.plugins_manager import AirflowPlugin
 
 from taxiflow.doors.api_v1 import URL_PREFIX, create_app
@@ -16,7 +18,7 @@ class TaxiflowApiV1Plugin(AirflowPlugin):
     """``/api/v1`` as a FastAPI sub-app; the ``/api/v2`` guard as a root middleware."""
 
     name = "taxiflow_api_v1"
-    fastapi_apps = [
+    fastapi_apps: ClassVar[list[dict[str, Any]]] = [
         {"app": create_app(), "url_prefix": URL_PREFIX, "name": "Airflow 2 REST API (/api/v1) for DAG runs"},
     ]
     fastapi_root_middlewares = [

@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 from taxiflow.config import DATA_DIR_ENV, INGEST_DAG_ID, METRICS_DAG_ID, REPORT_DAG_ID, SOURCE_NAMES
+from taxiflow.data.tlc import TLC_PUBLIC_BASE_URL
 from taxiflow.local.stack import PIDS_FILE, AirflowStack
 
 DEMO_MONTHS = ("2023-12", "2024-01")
@@ -121,8 +122,10 @@ def main(argv: list[str] | None = None) -> int:
 
     project = args.project_dir.resolve()
     data_dir = (args.data_dir or Path(os.environ.get(DATA_DIR_ENV, project / "data"))).resolve()
+    # `make run` downloads from TLC's public host unless the user points nyc_tlc elsewhere.
+    tlc = {"AIRFLOW_CONN_NYC_TLC": os.environ.get("AIRFLOW_CONN_NYC_TLC", TLC_PUBLIC_BASE_URL)}
     stack = AirflowStack(home=args.home.resolve(), project_dir=project, data_dir=data_dir, port=args.port,
-                         metadata_db=args.metadata_db)
+                         metadata_db=args.metadata_db, extra_env=tlc)
     if args.action == "down":
         stack.stop()
         print("taxiflow: stopped every process of the deployment recorded in", stack.home / PIDS_FILE)
