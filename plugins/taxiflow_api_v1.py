@@ -21,6 +21,6 @@ class TaxiflowApiV1Plugin(AirflowPlugin):
     fastapi_apps: ClassVar[list[dict[str, Any]]] = [
         {"app": create_app(), "url_prefix": URL_PREFIX, "name": "Airflow 2 REST API (/api/v1) for DAG runs"},
     ]
-    fastapi_root_middlewares = [
+    fastapi_root_middlewares: ClassVar[list[dict[str, Any]]] = [
         {"middleware": CoreApiGuard, "args": [], "kwargs": {}, "name": "taxiflow /api/v2 guard"},
     ]

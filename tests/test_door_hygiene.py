@@ -31,7 +31,7 @@ def test_api_v1_refuses_a_long_run_id_in_the_body():
 @pytest.fixture
 def signed_in(monkeypatch):
     """The /api/v1 app with auth passed, so a route's own failure can be provoked."""
-    async def authenticate(request):
+    async def authenticate(request):  # ruff: ignore[unused-async] - Starlette awaits it
         return object()
 
     monkeypatch.setattr(app_module, "authenticate", authenticate)
@@ -82,10 +82,10 @@ def call(guard, method, path, body: bytes = b""):
     sent = []
     messages = [{"type": "http.request", "body": body, "more_body": False}]
 
-    async def receive():
+    async def receive():  # ruff: ignore[unused-async] - the ASGI protocol awaits it
         return messages.pop(0) if messages else {"type": "http.disconnect"}
 
-    async def send(message):
+    async def send(message):  # ruff: ignore[unused-async] - the ASGI protocol awaits it
         sent.append(message)
 
     asyncio.run(guard({"type": "http", "method": method, "path": path, "headers": []}, receive, send))
@@ -123,7 +123,7 @@ def test_v2_other_errors_and_successes_are_untouched():
     app, seen = airflow_answering(500, {"detail": "something else"})
     assert call(CoreApiGuard(app), "GET", "/api/v2/dags", b"")[0] == 500
     app, seen = airflow_answering(200, {"dag_run_id": "ok"})
-    status, _, body = call(CoreApiGuard(app), "POST", "/api/v2/dags/d/dagRuns", b'{"dag_run_id": "ok"}')
+    status, _, _ = call(CoreApiGuard(app), "POST", "/api/v2/dags/d/dagRuns", b'{"dag_run_id": "ok"}')
     assert status == 200 and seen["body"] == b'{"dag_run_id": "ok"}'  # the body still reaches Airflow
 
 

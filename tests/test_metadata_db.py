@@ -156,13 +156,15 @@ try:
     cur.execute("explain analyze select count(*) from t")
     plan = " ".join(row[0] for row in cur.fetchall())
     cur.execute("select count(*) from t")
-    print("workers launched" if "Workers Launched: 2" in plan or "Workers Launched: 1" in plan else plan, cur.fetchone()[0])
+    launched = "Workers Launched: 2" in plan or "Workers Launched: 1" in plan
+    print("workers launched" if launched else plan, cur.fetchone()[0])
 finally:
     db.end_server(timeout=10)
 """
 
 
-@pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("unshare"), reason="needs root and unshare for a tiny /dev/shm")
+@pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("unshare"),
+                    reason="needs root and unshare for a tiny /dev/shm")
 def test_a_64k_dev_shm_does_not_stop_initdb_the_server_or_parallel_queries(db_root):
     script = db_root / "shm.py"
     script.write_text(SHM_SCRIPT)

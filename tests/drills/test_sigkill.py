@@ -8,6 +8,7 @@ numbers as a report run alone.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import time
@@ -17,7 +18,7 @@ import pytest
 from taxiflow.config import REPORT_DAG_ID
 from taxiflow.local import cli
 from taxiflow.local.drills import chart_numbers, report_alone, report_conf, run_states
-from taxiflow.local.processes import session_members
+from taxiflow.local.processes import alive, session_members
 from taxiflow.local.stack import DATABASE_COMPONENT
 
 pytestmark = [pytest.mark.e2e, pytest.mark.drills]
@@ -26,11 +27,9 @@ pytestmark = [pytest.mark.e2e, pytest.mark.drills]
 def wait_dead(pid: int, timeout: float = 30) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        try:
+        with contextlib.suppress(ChildProcessError):
             os.waitpid(pid, os.WNOHANG)  # reap it if it is our child
-        except ChildProcessError:
-            pass
-        if not os.path.exists(f"/proc/{pid}") or open(f"/proc/{pid}/stat").read().split(") ")[1][0] == "Z":
+        if not alive(pid):
             return
         time.sleep(0.2)
     raise TimeoutError(f"pid {pid} still alive after SIGKILL")
@@ -38,7 +37,7 @@ def wait_dead(pid: int, timeout: float = 30) -> None:
 
 def test_each_component_killed_is_named_dead_brought_back_and_leaves_nothing(drill_deployment, capsys):
     stack = drill_deployment
-    if "alone" not in os.listdir(stack.data_dir / "outputs") and not (stack.data_dir / "outputs" / "alone.csv").exists():
+    if not (stack.data_dir / "outputs" / "alone.csv").exists():
         report_alone(stack, "alone")
     alone = chart_numbers(stack.data_dir, "alone")
     in_flight = []

@@ -5,15 +5,20 @@ from __future__ import annotations
 import json
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Iterable, Mapping
+from typing import Any
 
 
 class AirflowApiMixin:
     """``/auth/token`` and ``/api/v2`` calls against ``self.base_url`` with ``self.users``."""
 
-    base_url: str
     users: Mapping[str, str]
+
+    @property
+    def base_url(self) -> str:  # provided by the stack
+        raise NotImplementedError
 
     def tail_logs(self, component: str | None = None, lines: int = 60) -> str:  # provided by the stack
         raise NotImplementedError
@@ -28,7 +33,7 @@ class AirflowApiMixin:
         with urllib.request.urlopen(request, timeout=30) as resp:
             return json.load(resp)["access_token"]
 
-    def api(self, method: str, path: str, body: object | None = None, token: str | None = None) -> tuple[int, object]:
+    def api(self, method: str, path: str, body: object | None = None, token: str | None = None) -> tuple[int, Any]:
         """Call ``/api/v2``; returns (status, decoded JSON body) without raising on HTTP errors."""
         request = urllib.request.Request(
             f"{self.base_url}{path}",
@@ -54,10 +59,10 @@ class AirflowApiMixin:
         while time.monotonic() < deadline:
             token = token or self.token()
             status, errors = self.api("GET", "/api/v2/importErrors", token=token)
-            if status == 200 and errors.get("total_entries"):  # type: ignore[union-attr]
+            if status == 200 and errors.get("total_entries"):
                 raise RuntimeError(f"DAG import errors: {json.dumps(errors, indent=1)}")
             status, body = self.api("GET", "/api/v2/dags?limit=100", token=token)
-            found = {d["dag_id"] for d in body.get("dags", [])} if status == 200 else set()  # type: ignore[union-attr]
+            found = {d["dag_id"] for d in body.get("dags", [])} if status == 200 else set()
             if wanted <= found:
                 return
             time.sleep(2)
@@ -68,7 +73,7 @@ class AirflowApiMixin:
         deadline = time.monotonic() + timeout
         token = self.token()
         run: dict = {}
-        quoted = urllib.request.quote(run_id, safe="")
+        quoted = urllib.parse.quote(run_id, safe="")
         while time.monotonic() < deadline:
             status, body = self.api("GET", f"/api/v2/dags/{dag_id}/dagRuns/{quoted}", token=token)
             if status == 200 and isinstance(body, dict):
@@ -80,6 +85,6 @@ class AirflowApiMixin:
 
     def task_states(self, dag_id: str, run_id: str) -> dict[str, str | None]:
         """task_id -> state for one run."""
-        quoted = urllib.request.quote(run_id, safe="")
+        quoted = urllib.parse.quote(run_id, safe="")
         status, body = self.api("GET", f"/api/v2/dags/{dag_id}/dagRuns/{quoted}/taskInstances?limit=100")
-        return {ti["task_id"]: ti["state"] for ti in body["task_instances"]} if status == 200 else {}  # type: ignore[index]
+        return {ti["task_id"]: ti["state"] for ti in body["task_instances"]} if status == 200 else {}

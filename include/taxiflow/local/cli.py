@@ -35,7 +35,8 @@ def bootstrap_demo(stack: AirflowStack) -> None:
         return
     stack.airflow("backfill", "create", "--dag-id", INGEST_DAG_ID,
                   "--from-date", f"{DEMO_MONTHS[0]}-01", "--to-date", f"{DEMO_MONTHS[-1]}-01")
-    print(f"taxiflow: backfilling {INGEST_DAG_ID} for {', '.join(DEMO_MONTHS)} (a few minutes; watch the UI)", flush=True)
+    print(f"taxiflow: backfilling {INGEST_DAG_ID} for {', '.join(DEMO_MONTHS)} (a few minutes; watch the UI)",
+          flush=True)
 
 
 def print_status(stack: AirflowStack) -> int:
@@ -92,12 +93,13 @@ def up(stack: AirflowStack, demo: bool) -> int:
             stack.stop()
         raise
     user, password = next(iter(stack.users.items()))
+    example = '{"borough": "Manhattan", "start_date": "2023-12-18", "end_date": "2024-01-08"}'
     print(
         f"""
 taxiflow is running.
   UI:      {stack.base_url}   (login: {user} / {password})
   Data:    {stack.data_dir}
-  Trigger: airflow dags trigger {REPORT_DAG_ID} --conf '{{"borough": "Manhattan", "start_date": "2023-12-18", "end_date": "2024-01-08"}}'
+  Trigger: airflow dags trigger {REPORT_DAG_ID} --conf '{example}'
            (run it as: make airflow ARGS="dags trigger ..."; outputs land in {stack.data_dir / 'outputs'})
   Status:  make status        Stop: make stop
 """,
@@ -112,7 +114,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("action", choices=["up", "down", "status"])
     parser.add_argument("--home", type=Path, required=True, help="AIRFLOW_HOME for this deployment")
     parser.add_argument("--project-dir", type=Path, default=Path.cwd(), help="folder holding dags/ and plugins/")
-    parser.add_argument("--data-dir", type=Path, default=None, help=f"data root (default: ${DATA_DIR_ENV} or <project>/data)")
+    parser.add_argument("--data-dir", type=Path, default=None,
+                        help=f"data root (default: ${DATA_DIR_ENV} or <project>/data)")
     parser.add_argument("--port", type=int, default=8080)
     parser.add_argument("--metadata-db", choices=["postgres", "sqlite"],
                         default=os.environ.get("TAXIFLOW_METADATA_DB", "postgres"),

@@ -25,12 +25,11 @@ import os
 import pwd
 import secrets
 import shutil
+import signal
 import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
-
-import signal
 
 from taxiflow.local.processes import alive, end_processes, processes_in, session_members
 
@@ -188,7 +187,7 @@ class EmbeddedPostgres:
 
     def wait_ready(self, proc: subprocess.Popen | None = None, log_path: Path | None = None) -> None:
         """Wait until the server accepts a login (crash recovery included), up to ``start_timeout``."""
-        import psycopg2
+        import psycopg2  # type: ignore[import-untyped]  # no stubs pinned; only connect() is used
 
         deadline = time.monotonic() + self.start_timeout
         last = ""

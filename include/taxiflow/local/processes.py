@@ -9,6 +9,7 @@ reading ``/proc`` for that session id, never by a name pattern.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import signal
@@ -80,11 +81,9 @@ def signal_session(session_id: int, sig: signal.Signals) -> int:
     """Send ``sig`` to every process of the session; returns how many were signalled."""
     count = 0
     for pid in session_members(session_id):
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.kill(pid, sig)
             count += 1
-        except ProcessLookupError:
-            pass
     return count
 
 
@@ -94,10 +93,8 @@ def end_sessions(session_ids: Iterable[int], timeout: float = 30, first: signal.
     sessions = [sid for sid in session_ids if sid]
     for sid in sessions:
         if alive(sid):
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(sid, first)
-            except ProcessLookupError:
-                pass
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and any(alive(sid) for sid in sessions):
         time.sleep(0.2)
@@ -144,10 +141,8 @@ def end_processes(pids_of: Callable[[], list[int]], timeout: float, first: signa
     """Signal what ``pids_of()`` finds with ``first``, then SIGKILL what is still there after timeout."""
     for sig, wait in ((first, timeout), (signal.SIGKILL, 10.0)):
         for pid in pids_of():
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, sig)
-            except ProcessLookupError:
-                pass
         deadline = time.monotonic() + wait
         while time.monotonic() < deadline and pids_of():
             time.sleep(0.2)

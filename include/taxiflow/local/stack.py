@@ -191,10 +191,13 @@ class AirflowStack(AirflowApiMixin):
         env.update(local_tuning())
         env.update(self.extra_env)
         if cli and env.get("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", "sqlite").startswith("sqlite"):
-            env.setdefault("AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS", "taxiflow.local.stack.SQLITE_CLI_CONNECT_ARGS")
+            env.setdefault("AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS",
+                           "taxiflow.local.stack.SQLITE_CLI_CONNECT_ARGS")
         return env
 
-    def airflow(self, *args: str, check: bool = True, timeout: float = 300, attempts: int = 5) -> subprocess.CompletedProcess:
+    def airflow(
+        self, *args: str, check: bool = True, timeout: float = 300, attempts: int = 5
+    ) -> subprocess.CompletedProcess:
         """Run one ``airflow`` CLI command against this deployment and capture its output.
 
         On SQLite a command can lose a write race to the scheduler ("database is locked"). Airflow
@@ -218,7 +221,8 @@ class AirflowStack(AirflowApiMixin):
             lost_a_race = True
             time.sleep(2 * attempt)
         if check and result.returncode != 0:
-            raise RuntimeError(f"airflow {' '.join(args)} exited {result.returncode}:\n{result.stdout}\n{result.stderr}")
+            raise RuntimeError(
+                f"airflow {' '.join(args)} exited {result.returncode}:\n{result.stdout}\n{result.stderr}")
         return result
 
     def migrate(self) -> None:
@@ -237,7 +241,8 @@ class AirflowStack(AirflowApiMixin):
         lines = [f"export {k}={shlex.quote(env[k])}" for k in keep]
         lines.append(f"export PATH={shlex.quote(str(Path(airflow_executable()).parent))}:\"$PATH\"")
         path = self.home / "env.sh"
-        write_secret(path, "# source this file to use the airflow CLI against taxiflow's local Airflow\n" + "\n".join(lines) + "\n")
+        header = "# source this file to use the airflow CLI against taxiflow's local Airflow\n"
+        write_secret(path, header + "\n".join(lines) + "\n")
         return path
 
     def _log_path(self, component: str) -> Path:
@@ -331,7 +336,7 @@ class AirflowStack(AirflowApiMixin):
 
     def recorded_pids(self) -> dict[str, int]:
         """Component -> PID (= session id) of this deployment, from memory or the PIDs file."""
-        return {name: proc.pid for name, proc in self.processes.items()} or self._read_pids()
+        return {**self._read_pids(), **{name: proc.pid for name, proc in self.processes.items()}}
 
     def status(self) -> dict[str, dict]:
         """Per component: pid, whether it runs, and how many processes of its session are left."""
@@ -361,7 +366,10 @@ class AirflowStack(AirflowApiMixin):
             (self.home / PIDS_FILE).unlink(missing_ok=True)
 
     def _write_pids(self, pids: Mapping[str, int] | None = None) -> None:
-        recorded = {**self._read_pids(), **{n: p.pid for n, p in self.processes.items()}} if pids is None else dict(pids)
+        if pids is None:
+            recorded = {**self._read_pids(), **{n: p.pid for n, p in self.processes.items()}}
+        else:
+            recorded = dict(pids)
         (self.home / PIDS_FILE).write_text(json.dumps({"port": self.port, "pids": recorded}))
 
     def _read_pids(self) -> dict[str, int]:

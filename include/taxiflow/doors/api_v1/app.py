@@ -60,7 +60,7 @@ def create_app() -> FastAPI:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, err: StarletteHTTPException) -> JSONResponse:
-        detail = err.detail if isinstance(err.detail, str) else json.dumps(err.detail)
+        detail: str | None = err.detail if isinstance(err.detail, str) else json.dumps(err.detail)
         if err.status_code == 404:
             detail = (f"{request.url.path} is not served here: this /api/v1 serves "
                       "POST/GET dags/{dag_id}/dagRuns[/{dag_run_id}] and GET health; use /api/v2 for the rest")

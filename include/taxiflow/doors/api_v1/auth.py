@@ -159,5 +159,3 @@ def authorize_runs(user: BaseUser, method: str, dag_id: str) -> None:
     if not allowed:
         action = "trigger" if method == "POST" else "read the runs of"
         raise ApiV1Error(403, f"User {user.get_name()!r} is not allowed to {action} DAG {dag_id!r}")
-
-

@@ -46,8 +46,6 @@ CONF_CHECKS: dict[str, Any] = {REPORT_DAG_ID: check_report_conf}
 
 def trigger_run(dag_id: str, request: TriggerRequest, user: BaseUser) -> dict[str, Any]:
     """Create a run through Airflow's trigger path; Airflow 2's DAGRun JSON, or ApiV1Error."""
-    from sqlalchemy import select
-
     from airflow.api.common.trigger_dag import trigger_dag
     from airflow.exceptions import DagNotFound, DagRunAlreadyExists, ParamValidationError
     from airflow.models.dag import DagModel
@@ -55,6 +53,7 @@ def trigger_run(dag_id: str, request: TriggerRequest, user: BaseUser) -> dict[st
     from airflow.models.log import Log
     from airflow.utils.session import create_session
     from airflow.utils.types import DagRunTriggeredByType
+    from sqlalchemy import select
 
     with create_session() as session:
         dag_model = session.scalar(select(DagModel).where(DagModel.dag_id == dag_id))
@@ -116,10 +115,9 @@ def trigger_run(dag_id: str, request: TriggerRequest, user: BaseUser) -> dict[st
 
 def get_run(dag_id: str, run_id: str) -> dict[str, Any]:
     """One run as Airflow 2's DAGRun JSON; ApiV1Error(404) if the DAG has no such run."""
-    from sqlalchemy import select
-
     from airflow.models.dagrun import DagRun
     from airflow.utils.session import create_session
+    from sqlalchemy import select
 
     with create_session() as session:
         run = session.scalar(select(DagRun).where(DagRun.dag_id == dag_id, DagRun.run_id == run_id))
@@ -134,5 +132,3 @@ def airflow_health() -> dict[str, Any]:
     from airflow.api.common.airflow_health import get_airflow_health
 
     return get_airflow_health()
-
-

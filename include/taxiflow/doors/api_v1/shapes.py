@@ -9,7 +9,7 @@ import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from fastapi.responses import JSONResponse
@@ -111,7 +111,7 @@ def parse_datetime(value: Any, name: str) -> datetime | None:
     except ValueError:
         raise ValueError(f"{name}: not a valid datetime, expected ISO 8601 such as "
                          f"2024-01-01T00:00:00+00:00, got {value!r}") from None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 def parse_trigger_body(raw: bytes | str | None) -> TriggerRequest:
@@ -255,8 +255,6 @@ def dag_run_v1(run: Any) -> dict[str, Any]:
         "conf": dict(run.conf or {}),
         "note": run.note,
     }
-
-
 
 
 RETRY_AFTER_SECONDS = 2
