@@ -38,5 +38,8 @@ def drill_deployment():
         stack.stop()
         left = [pid for sid in sessions for pid in session_members(sid)]
         left += processes_in(stack.home / "postgres" / "data") if (stack.home / "postgres" / "data").exists() else []
-        shutil.rmtree(root, ignore_errors=True)
+        if os.environ.get("TAXIFLOW_KEEP_DRILL_HOME"):
+            print(f"drill deployment kept in {root}")
+        else:
+            shutil.rmtree(root, ignore_errors=True)
         assert not left, f"processes of the deployment left after stop: {left}"

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from taxiflow.config import DATA_DIR_ENV, INGEST_DAG_ID, METRICS_DAG_ID, REPORT_DAG_ID, SOURCE_NAMES
 from taxiflow.data.tlc import TLC_PUBLIC_BASE_URL
-from taxiflow.local.stack import PIDS_FILE, AirflowStack
+from taxiflow.local.stack import DATABASE_COMPONENT, PIDS_FILE, AirflowStack
 
 DEMO_MONTHS = ("2023-12", "2024-01")
 
@@ -77,6 +77,14 @@ def up(stack: AirflowStack, demo: bool) -> int:
         return 0
     if status:
         print(f"taxiflow: restarting what is not running: {', '.join(dead)}", flush=True)
+        if DATABASE_COMPONENT in dead:
+            # Airflow's daemons do not all survive losing their database (the scheduler exits on
+            # "the database system is starting up" minutes later): restart them with it.
+            alive_airflow = [name for name in stack.components if name not in dead]
+            if alive_airflow:
+                print(f"taxiflow: restarting {', '.join(alive_airflow)} too: they lost their database", flush=True)
+                stack.stop(components=alive_airflow)
+            dead = list(stack.all_components())
         stack.prepare_home()
         stack.start(dead)
     else:
