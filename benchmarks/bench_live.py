@@ -66,8 +66,14 @@ def _run_seconds(stack, dag_id: str, run_id: str, started: float) -> float:
 def _trigger_and_time(stack, dag_id: str, run_id: str, conf: dict | None = None) -> float:
     body = {"logical_date": None, "dag_run_id": run_id, "conf": conf or {}}
     started = time.time()
-    status, answer = stack.api("POST", f"/api/v2/dags/{dag_id}/dagRuns", body)
-    if status != 200:
+    for attempt in range(5):  # SQLite under load can lose a write race (500, rolled back): ask again
+        status, answer = stack.api("POST", f"/api/v2/dags/{dag_id}/dagRuns", body)
+        if status == 200 or (attempt and status == 409):
+            break
+        if status != 500:
+            raise RuntimeError(f"trigger {dag_id}: {status} {answer}")
+        time.sleep(0.5)
+    else:
         raise RuntimeError(f"trigger {dag_id}: {status} {answer}")
     return _run_seconds(stack, dag_id, run_id, started)
 
