@@ -62,11 +62,13 @@ build_standin() {  # name tag [extra files for the context...]
   mkdir -p "$context/extra-ca"
   if compgen -G "$EXTRA_CA_DIR/*.crt" >/dev/null; then cp "$EXTRA_CA_DIR"/*.crt "$context/extra-ca/"; fi
   for extra in "$@"; do cp "$extra" "$context/"; done
-  log "building $tag (about 3 minutes for airflow on 2 cores)"
+  log "building $tag (airflow: about 4 minutes on 2 cores)"
   start=$SECONDS
-  if ! docker build --quiet --build-arg "BASE_IMAGE=$BASE_TAG" -t "$tag" "$context" >/dev/null; then
-    rm -rf "$context"; log "building $tag failed"; exit 1
+  if ! docker build --quiet --build-arg "BASE_IMAGE=$BASE_TAG" -t "$tag" "$context" \
+       >/dev/null 2>"$context.log"; then
+    cat "$context.log" >&2; rm -rf "$context" "$context.log"; log "building $tag failed"; exit 1
   fi
+  rm -f "$context.log"
   rm -rf "$context"
   log "built $tag in $((SECONDS - start)) s"
 }

@@ -8,6 +8,8 @@ Celery workers, and is removed with ``docker compose down -v`` at the end, whate
 
 from __future__ import annotations
 
+import json
+import os
 import shutil
 import subprocess
 import time
@@ -40,10 +42,16 @@ DEMO = (("yellow", "2024-01", 6000), ("green", "2024-01", 2000))
 
 @pytest.fixture(scope="package")
 def figures():
-    """Measured durations (seconds), printed at the end of the tier for the README's table."""
+    """Measured figures, printed at the end of the tier and kept in benchmarks/results/compose-tier.json
+    (figures for the README, never assertions)."""
     measured: dict[str, float] = {}
     yield measured
-    print("\ncompose tier figures: " + ", ".join(f"{k}={v:.0f}s" for k, v in measured.items()))
+    print("\ncompose tier figures: " + ", ".join(f"{k}={v:.0f}" for k, v in measured.items()))
+    results = PROJECT_DIR / "benchmarks" / "results"
+    results.mkdir(parents=True, exist_ok=True)
+    (results / "compose-tier.json").write_text(json.dumps(
+        {"measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "cpus": os.cpu_count(),
+         "load_average": os.getloadavg(), **measured}, indent=2) + "\n")
 
 
 @pytest.fixture(scope="package")
@@ -66,8 +74,31 @@ def _images(figures) -> dict[str, str]:
     return dict(line.split("=", 1) for line in result.stdout.split())
 
 
+OPT_IN_MONTH = "2023-09"
+
+
 @pytest.fixture(scope="package")
-def deployment(engine, tmp_path_factory, figures):
+def tlc(engine, tmp_path_factory):
+    """tests/tlc_server.py on Docker's host-side bridge address: reachable from the containers as
+    host.docker.internal, from nowhere else; serves OPT_IN_MONTH for both sources and the zone table."""
+    from taxiflow.local.demo import generate_month, tlc_file_name
+
+    from tlc_server import TlcServer  # tests/ is on sys.path (rootdir conftest)
+
+    gateway = subprocess.run(["docker", "network", "inspect", "bridge", "-f", "{{(index .IPAM.Config 0).Gateway}}"],
+                             check=True, capture_output=True, text=True).stdout.strip()
+    served = tmp_path_factory.mktemp("tlc-served")
+    files = {"/misc/taxi_zone_lookup.csv": PROJECT_DIR / "data/reference/taxi_zone_lookup.csv"}
+    for source in ("yellow", "green"):
+        generate_month(source, OPT_IN_MONTH, trips=1500, seed=7, paths=DataPaths(PROJECT_DIR / "data"), out_dir=served)
+        files[f"/trip-data/{tlc_file_name(source, OPT_IN_MONTH)}"] = served / source / OPT_IN_MONTH / tlc_file_name(
+            source, OPT_IN_MONTH)
+    with TlcServer(files, host=gateway) as server:
+        yield server
+
+
+@pytest.fixture(scope="package")
+def deployment(engine, tlc, tmp_path_factory, figures):
     """The deployment, healthy; removed with `down -v` (and its project folder) afterwards."""
     from taxiflow.local.demo import generate_month
 
@@ -77,8 +108,8 @@ def deployment(engine, tmp_path_factory, figures):
         "AIRFLOW_API_HOST": "127.0.0.1", "AIRFLOW_API_PORT": str(free_port()),
         "AIRFLOW_FLOWER_HOST": "127.0.0.1", "AIRFLOW_FLOWER_PORT": str(free_port()),
         "AIRFLOW_FLOWER_BASIC_AUTH": ":".join(FLOWER_AUTH),
-        # loopback inside each container: nothing answers there, so nothing can leave the machine
-        "AIRFLOW_CONN_NYC_TLC": "http://127.0.0.1:9",
+        # the test's TLC server (host side of Docker's bridge), never TLC's public host
+        "AIRFLOW_CONN_NYC_TLC": f"http://host.docker.internal:{tlc.base_url.rsplit(':', 1)[1]}",
         "TAXIFLOW_DUCKDB_MEMORY_LIMIT": "1GB", "TAXIFLOW_DUCKDB_THREADS": "2",
         "AIRFLOW__CELERY__WORKER_CONCURRENCY": "4",
         **images,

@@ -20,7 +20,9 @@ import pytest
 from taxiflow.config import DOWNLOAD_DAG_ID, INGEST_DAG_ID, METRICS_DAG_ID, REPORT_DAG_ID
 from taxiflow.reports.request_files import request_run_id
 
-from .conftest import FLOWER_AUTH, WORKERS
+from taxiflow.local.demo import tlc_file_name
+
+from .conftest import FLOWER_AUTH, OPT_IN_MONTH, WORKERS
 
 pytestmark = [pytest.mark.compose, pytest.mark.e2e]
 
@@ -109,12 +111,26 @@ def test_one_image_built_once_for_every_airflow_service(deployment):
     assert len(set(running) - {deployment.env["POSTGRES_IMAGE"], deployment.env["REDIS_IMAGE"]}) == 1
 
 
-def test_download_dag_stays_paused_until_the_operator_opts_in(deployment):
+def test_download_dag_stays_paused_until_the_operator_opts_in(deployment, tlc):
     status, dag = deployment.api("GET", f"/api/v2/dags/{DOWNLOAD_DAG_ID}")
     assert status == 200 and dag["is_paused"] is True
-    assert deployment.runs(DOWNLOAD_DAG_ID) == []
+    assert deployment.runs(DOWNLOAD_DAG_ID) == [] and tlc.requests == []  # nobody was called
     for dag_id in (INGEST_DAG_ID, METRICS_DAG_ID, REPORT_DAG_ID):
         assert deployment.api("GET", f"/api/v2/dags/{dag_id}")[1]["is_paused"] is False
+
+    # The operator opts in (README): unpause, then one month is downloaded from the mirror.
+    deployment.airflow("dags", "unpause", DOWNLOAD_DAG_ID)
+    status, run = deployment.api("POST", f"/api/v2/dags/{DOWNLOAD_DAG_ID}/dagRuns",
+                                 {"dag_run_id": "opt_in", "logical_date": None, "conf": {"month": OPT_IN_MONTH}})
+    assert status == 200, run
+    run = deployment.wait_for_run(DOWNLOAD_DAG_ID, "opt_in", timeout=300)
+    assert run["state"] == "success", deployment.task_instances(DOWNLOAD_DAG_ID, "opt_in")
+    for source in ("yellow", "green"):
+        name = tlc_file_name(source, OPT_IN_MONTH)
+        landed = deployment.data_dir / "landing" / source / OPT_IN_MONTH
+        assert (landed / name).read_bytes() == tlc.files[f"/trip-data/{name}"].read_bytes()
+        assert (landed / "_SUCCESS").exists()
+        assert tlc.count("GET", f"/trip-data/{name}") == 1
 
 
 def test_report_by_rest_v2(ingested, deployment):
