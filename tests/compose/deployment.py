@@ -21,7 +21,6 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from taxiflow.local.stack import free_port
 
 PROJECT_DIR = Path(__file__).resolve().parents[2]
 # What a clone holds that the deployment uses (no .venv, .git, outputs or .env of the checkout).
