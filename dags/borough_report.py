@@ -30,12 +30,12 @@ import pendulum
 from airflow.sdk import Param, dag, task
 from airflow.sdk.exceptions import AirflowFailException
 
-from taxiflow.config import REPORT_DAG_ID, wait_settings
 from taxiflow.components.gates import IngestGateSensor
+from taxiflow.config import REPORT_DAG_ID, wait_settings
 from taxiflow.reports.params import report_param_schemas
 
 
-@task
+@task(multiple_outputs=False)  # one dict for the next task, not one XCom per key
 def validate_request(params=None) -> dict:
     """Re-check what JSON schema cannot: start before end, dates within TLC's history."""
     from taxiflow.reports.request import InvalidRequest, ReportRequest
@@ -49,8 +49,9 @@ def validate_request(params=None) -> dict:
     return request.to_conf()
 
 
-@task
+@task(multiple_outputs=False)
 def render_report(request: dict) -> dict:
+    """Write `outputs/<name>.png` and `.csv` from the `hourly_borough` metrics (`taxiflow.reports.render`)."""
     from taxiflow.reports.render import render_report
     from taxiflow.reports.request import ReportRequest
 

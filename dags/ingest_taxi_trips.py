@@ -72,13 +72,16 @@ def wait_for_drop(source: str, logical_date=None) -> PokeReturnValue:
 
 @task
 def copy_to_raw(source: str, month: str) -> list[str]:
+    """Copy the drop's data files to `raw/<source>/<month>/`, replacing it whole (`taxiflow.data.ingest`)."""
     from taxiflow.data import ingest
 
     return [path.name for path in ingest.copy_to_raw(source, month)]
 
 
-@task(max_active_tis_per_dag=1)  # one heavy normalisation per source at a time bounds memory
+# One heavy normalisation per source at a time bounds memory; the summary is one XCom, not one per key.
+@task(max_active_tis_per_dag=1, multiple_outputs=False)
 def process(source: str, month: str, raw_files: list[str]) -> dict:
+    """Normalise the raw files into `warehouse/trips/.../trips.parquet`; returns the partition summary."""
     from taxiflow.data import ingest
 
     return ingest.process_partition(source, month)

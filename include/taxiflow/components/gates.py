@@ -12,7 +12,7 @@ It fails fast, naming the month and the source, when one of those ingests failed
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from airflow.providers.standard.sensors.external_task import ExternalTaskSensor
@@ -34,7 +34,7 @@ def requested_months_and_sources(params: Mapping[str, Any]) -> tuple[list[str], 
 def month_logical_date(month: str) -> datetime:
     """The logical date of the ingest run for ``month``: its first day, 00:00 UTC."""
     first = parse_month(month)
-    return datetime(first.year, first.month, 1, tzinfo=timezone.utc)
+    return datetime(first.year, first.month, 1, tzinfo=UTC)
 
 
 def ingest_logical_dates(logical_date: datetime, params: Mapping[str, Any], **_: Any) -> list[datetime]:
@@ -66,7 +66,9 @@ class IngestGateSensor(ExternalTaskSensor):
         if super().poke(context):
             self.log.info("Ingest done for %s", ", ".join(f"{s} {m}" for m, s in self._pairs))
             return True
-        waiting = [f"{source} {month}" for month, source in self._pairs if not self._pair_in(month, source, ["success"])]
+        waiting = [
+            f"{source} {month}" for month, source in self._pairs if not self._pair_in(month, source, ["success"])
+        ]
         self.log.info("Still waiting for the ingest of: %s", ", ".join(waiting) or "(runs being updated)")
         return False
 

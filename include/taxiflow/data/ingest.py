@@ -23,7 +23,6 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from taxiflow.data import warehouse
 from taxiflow.config import (
     DATA_FILE_SUFFIXES,
     REQUIRED_COLUMNS,
@@ -35,6 +34,8 @@ from taxiflow.config import (
     data_paths,
     parse_month,
 )
+from taxiflow.data import warehouse
+from taxiflow.data.files import write_text_atomically
 from taxiflow.data.landing import data_files, is_data_file
 
 if TYPE_CHECKING:
@@ -231,9 +232,7 @@ def process_partition(source: str, month: str, paths: DataPaths | None = None) -
         "path": str(target),
         "written_at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
-    warehouse.write_text_atomically(
-        json.dumps(summary, indent=2) + "\n", target.with_name(warehouse.SUMMARY_FILE)
-    )
+    write_text_atomically(target.with_name(warehouse.SUMMARY_FILE), json.dumps(summary, indent=2) + "\n")
     by_reason = summary["rows_rejected_by_reason"]
     log.info(
         "Ingested %s %s: %d file(s), %d rows read, %d written, %d rejected (%d without pickup time, "

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
@@ -11,6 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from taxiflow.config import DAY_NAMES, SOURCES, DataPaths, data_paths
+from taxiflow.data import files
 from taxiflow.reports.query import CSV_COLUMNS, HOURS, report_counts
 from taxiflow.reports.request import ReportRequest
 
@@ -97,7 +96,7 @@ def render_borough_chart(request: ReportRequest, counts: pd.DataFrame) -> Figure
     y_ticks = [tick for tick in MaxNLocator(nbins=7, integer=True).tick_values(0, y_max) if 0 <= tick <= y_max]
     ax.hlines(y_ticks[1:], -0.6, 23.6, colors="#DDDDDD", linewidths=0.8, zorder=0)
     ax.hlines([0], -0.6, 23.6, colors="#888888", linewidths=1.0, zorder=4)
-    for tick, label in zip(y_ticks, _count_labels(y_ticks)):
+    for tick, label in zip(y_ticks, _count_labels(y_ticks), strict=True):
         ax.text(-0.008, tick, label, transform=x_axes_y_data, ha="right", va="center", fontsize=10)
     for hour in HOURS:
         ax.text(hour, -0.012, f"{hour:02d}", transform=x_data_y_axes, ha="center", va="top", fontsize=10)
@@ -115,7 +114,7 @@ def render_borough_chart(request: ReportRequest, counts: pd.DataFrame) -> Figure
             axis=1,
         )
         ax.add_collection(
-            PolyCollection(verts, facecolors=colour, edgecolors="white", linewidths=0.4, zorder=3),
+            PolyCollection(list(verts), facecolors=colour, edgecolors="white", linewidths=0.4, zorder=3),
             autolim=False,
         )
     if total == 0:
@@ -127,7 +126,7 @@ def render_borough_chart(request: ReportRequest, counts: pd.DataFrame) -> Figure
     fig.text(left, top + 0.118, report_title(request), ha="left", va="baseline", fontsize=15, fontweight="bold")
     fig.text(left, top + 0.077, report_subtitle(request, total), ha="left", va="baseline", fontsize=11, color=muted)
     slot, key_w, key_h, legend_y = 0.105, 0.0117, 0.0157, top + 0.03
-    for index, (day, colour) in enumerate(zip(DAY_NAMES, DAY_COLOURS)):
+    for index, (day, colour) in enumerate(zip(DAY_NAMES, DAY_COLOURS, strict=True)):
         x0 = left + index * slot
         fig.patches.append(
             Rectangle((x0, legend_y - key_h / 2), key_w, key_h, transform=fig.transFigure, facecolor=colour,
@@ -135,20 +134,6 @@ def render_borough_chart(request: ReportRequest, counts: pd.DataFrame) -> Figure
         )
         fig.text(x0 + key_w + 0.006, legend_y, day, ha="left", va="center", fontsize=10)
     return fig
-
-
-def _replace_atomically(target: Path, write) -> None:
-    """Write through ``write(file)`` to a temp file next to ``target``, then rename it into place."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as file:
-            write(file)
-        os.chmod(temp_name, 0o644)  # mkstemp makes 0600; reports are for whoever reads outputs/
-        os.replace(temp_name, target)
-    except BaseException:
-        Path(temp_name).unlink(missing_ok=True)
-        raise
 
 
 def write_report_files(
@@ -169,11 +154,11 @@ def write_report_files(
     # Opaque RGB at a low zlib level: flat colours compress well, for a fraction of the default's time.
     image = Image.frombuffer("RGBA", canvas.get_width_height(), canvas.buffer_rgba(), "raw", "RGBA", 0, 1)
     image = image.convert("RGB")
-    _replace_atomically(png_path, lambda file: image.save(file, format="PNG", compress_level=1))
+    files.write_atomically(png_path, lambda file: image.save(file, format="PNG", compress_level=1))
 
     # The CSV goes last: once it is there, the chart beside it is complete too.
     csv_text = counts.loc[:, list(CSV_COLUMNS)].to_csv(index=False, lineterminator="\n")
-    _replace_atomically(csv_path, lambda file: file.write(csv_text.encode("utf-8")))
+    files.write_atomically(csv_path, lambda file: file.write(csv_text.encode("utf-8")))
     return ReportOutputs(png=png_path, csv=csv_path, total_trips=total)
 
 

@@ -22,7 +22,6 @@ from taxiflow.config import (
 )
 from taxiflow.reports.params import RESERVED_NAME_PREFIX
 
-
 # The keys a request may carry, in the order forms and messages list them.
 REQUEST_KEYS: tuple[str, ...] = ("borough", "start_date", "end_date", "sources", "name")
 
@@ -38,7 +37,6 @@ DATE_ALLOWED = f"a date as YYYY-MM-DD, on or after {FIRST_MONTH.isoformat()}"
 SOURCES_ALLOWED = (
     f"a list of distinct values from {', '.join(SOURCE_NAMES)}; empty or null means all"
 )
-
 
 
 class InvalidRequest(ValueError):
@@ -228,7 +226,3 @@ class ReportRequest:
     def last_day(self) -> date:
         """The last day included in the range (``end_date`` is excluded)."""
         return date.fromordinal(self.end_date.toordinal() - 1)
-
-
-
-
