@@ -12,7 +12,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "scripts" / "compose_env.py"
-SECRETS = ("_AIRFLOW_WWW_USER_PASSWORD", "POSTGRES_PASSWORD", "AIRFLOW__CORE__FERNET_KEY", "AIRFLOW__API_AUTH__JWT_SECRET")
+SECRETS = ("_AIRFLOW_WWW_USER_PASSWORD", "POSTGRES_PASSWORD", "AIRFLOW__CORE__FERNET_KEY",
+           "AIRFLOW__API_AUTH__JWT_SECRET")
 
 
 def run(env_file: Path, *args: str) -> subprocess.CompletedProcess:

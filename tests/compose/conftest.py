@@ -81,9 +81,9 @@ OPT_IN_MONTH = "2023-09"
 def tlc(engine, tmp_path_factory):
     """tests/tlc_server.py on Docker's host-side bridge address: reachable from the containers as
     host.docker.internal, from nowhere else; serves OPT_IN_MONTH for both sources and the zone table."""
-    from taxiflow.local.demo import generate_month, tlc_file_name
-
     from tlc_server import TlcServer  # tests/ is on sys.path (rootdir conftest)
+
+    from taxiflow.local.demo import generate_month, tlc_file_name
 
     gateway = subprocess.run(["docker", "network", "inspect", "bridge", "-f", "{{(index .IPAM.Config 0).Gateway}}"],
                              check=True, capture_output=True, text=True).stdout.strip()

@@ -21,7 +21,6 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-
 PROJECT_DIR = Path(__file__).resolve().parents[2]
 # What a clone holds that the deployment uses (no .venv, .git, outputs or .env of the checkout).
 SHIPPED = ("Dockerfile", ".dockerignore", "docker-compose.yaml", ".env.example", "requirements.txt",
@@ -119,7 +118,8 @@ class Deployment:
         entries = [json.loads(line) for line in rows.splitlines() if line.strip()]
         if len(entries) == 1 and isinstance(entries[0], list):
             entries = entries[0]
-        return [{"service": e["Service"], **p} for e in entries for p in e.get("Publishers") or [] if p.get("PublishedPort")]
+        return [{"service": e["Service"], **p}
+                for e in entries for p in e.get("Publishers") or [] if p.get("PublishedPort")]
 
     # --- REST doors on 127.0.0.1 ---------------------------------------------------------------------
     def request(self, method: str, path: str, body: object | None = None, headers: dict | None = None,

@@ -18,9 +18,8 @@ import pandas as pd
 import pytest
 
 from taxiflow.config import DOWNLOAD_DAG_ID, INGEST_DAG_ID, METRICS_DAG_ID, REPORT_DAG_ID
-from taxiflow.reports.request_files import request_run_id
-
 from taxiflow.local.demo import tlc_file_name
+from taxiflow.reports.request_files import request_run_id
 
 from .conftest import FLOWER_AUTH, OPT_IN_MONTH, WORKERS
 
@@ -143,7 +142,8 @@ def test_report_by_rest_v2(ingested, deployment):
 
 def test_report_by_rest_v1_with_basic_auth(ingested, deployment):
     conf = {"borough": "Queens", "start_date": "2024-01-01", "end_date": "2024-01-15", "name": "compose_v1"}
-    status, run = deployment.api_v1("POST", f"/dags/{REPORT_DAG_ID}/dagRuns", {"dag_run_id": "compose_v1", "conf": conf})
+    body = {"dag_run_id": "compose_v1", "conf": conf}
+    status, run = deployment.api_v1("POST", f"/dags/{REPORT_DAG_ID}/dagRuns", body)
     assert status == 200, run
     assert deployment.api_v1("POST", f"/dags/{REPORT_DAG_ID}/dagRuns", {"conf": conf},
                              auth=(deployment.admin[0], "wrong"))[0] == 401
@@ -167,7 +167,8 @@ def test_report_by_request_file(ingested, deployment):
     for path, borough, start in ((requests_dir / "january-staten-island.json", "Staten Island", "2024-01-01"),
                                  (dropped, "Bronx", "2024-01-15")):
         run_id = request_run_id(path.stem, hashlib.sha256(path.read_bytes()).hexdigest())
-        deployment.wait_for(lambda: deployment.run(REPORT_DAG_ID, run_id), f"run for {path.name}", timeout=240)
+        deployment.wait_for(lambda run_id=run_id: deployment.run(REPORT_DAG_ID, run_id), f"run for {path.name}",
+                            timeout=240)
         assert_report(deployment, run_id, path.stem, borough, start, "2024-02-01")
 
 
