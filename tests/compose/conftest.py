@@ -33,8 +33,8 @@ AIRFLOW_ENV = {
     "TAXIFLOW_DROP_TIMEOUT": "900",
     "TAXIFLOW_METRICS_POKE_INTERVAL": "3",
     "TAXIFLOW_REPORT_WAIT_POKE_INTERVAL": "3",
-    "TAXIFLOW_REQUESTS_POLL_SECONDS": "5",
-    "AIRFLOW__SCHEDULER__MIN_FILE_PROCESS_INTERVAL": "10",
+    # every poll is a Celery task (a Python start-up): polling faster costs a core on a 2-core host
+    "TAXIFLOW_REQUESTS_POLL_SECONDS": "20",
 }
 # Demo months made before `up`: (source, month, trips).
 DEMO = (("yellow", "2024-01", 6000), ("green", "2024-01", 2000))
