@@ -83,7 +83,8 @@ def tlc(engine, tmp_path_factory):
     host.docker.internal, from nowhere else; serves OPT_IN_MONTH for both sources and the zone table."""
     from tlc_server import TlcServer  # tests/ is on sys.path (rootdir conftest)
 
-    from taxiflow.local.demo import generate_month, tlc_file_name
+    from taxiflow.data.tlc import trip_file_name as tlc_file_name
+    from taxiflow.local.demo import generate_month
 
     gateway = subprocess.run(["docker", "network", "inspect", "bridge", "-f", "{{(index .IPAM.Config 0).Gateway}}"],
                              check=True, capture_output=True, text=True).stdout.strip()
