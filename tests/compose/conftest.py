@@ -35,6 +35,8 @@ AIRFLOW_ENV = {
     "TAXIFLOW_REPORT_WAIT_POKE_INTERVAL": "3",
     # every poll is a Celery task (a Python start-up): polling faster costs a core on a 2-core host
     "TAXIFLOW_REQUESTS_POLL_SECONDS": "20",
+    # a 2-core host shared with other work: one api-server worker process instead of four
+    "AIRFLOW__API__WORKERS": "1",
 }
 # Demo months made before `up`: (source, month, trips).
 DEMO = (("yellow", "2024-01", 6000), ("green", "2024-01", 2000))
@@ -112,7 +114,7 @@ def deployment(engine, tlc, tmp_path_factory, figures):
         # the test's TLC server (host side of Docker's bridge), never TLC's public host
         "AIRFLOW_CONN_NYC_TLC": f"http://host.docker.internal:{tlc.base_url.rsplit(':', 1)[1]}",
         "TAXIFLOW_DUCKDB_MEMORY_LIMIT": "1GB", "TAXIFLOW_DUCKDB_THREADS": "2",
-        "AIRFLOW__CELERY__WORKER_CONCURRENCY": "4",
+        "AIRFLOW__CELERY__WORKER_CONCURRENCY": "2",
         **images,
     }
     prepare_project(project_dir, env, AIRFLOW_ENV, EXTRA_CA_DIR)
@@ -126,7 +128,7 @@ def deployment(engine, tlc, tmp_path_factory, figures):
         deployment.compose("build")
         figures["build"] = time.monotonic() - start
         start = time.monotonic()
-        deployment.compose("up", "-d", "--build", "--wait", "--scale", f"airflow-worker={WORKERS}", timeout=900)
+        deployment.compose("up", "-d", "--build", "--wait", "--scale", f"airflow-worker={WORKERS}", timeout=2400)
         figures["up_to_healthy"] = time.monotonic() - start
         yield deployment
     finally:
