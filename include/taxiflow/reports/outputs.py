@@ -76,12 +76,18 @@ class PublishedReport:
 
 
 def read_report(name: str, paths: DataPaths | None = None) -> PublishedReport | None:
-    """Read a report's manifest, PNG and CSV from one folder handle (never a mix of two versions)."""
+    """Read a report's manifest, PNG and CSV through one folder handle (never a mix of two versions).
+
+    None if there is no report of that name. A publish that retires the folder while it is read
+    makes the read start over on the new folder.
+    """
     folder = report_dir(name, paths)
-    for _ in range(3):  # the no-RENAME_EXCHANGE fallback leaves the name absent for a moment
+    for _ in range(20):
         try:
             fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
         except FileNotFoundError:
+            if not any(folder.parent.glob(f".{name}.*")):
+                return None  # no report, and none being published
             continue
         try:
             def read(file: str) -> bytes:
@@ -92,6 +98,8 @@ def read_report(name: str, paths: DataPaths | None = None) -> PublishedReport | 
             manifest = json.loads(read(MANIFEST_FILE))
             return PublishedReport(manifest, read(manifest["files"]["png"]["name"]),
                                    read(manifest["files"]["csv"]["name"]))
+        except FileNotFoundError:
+            continue  # this version was retired while we read it: read the current one
         finally:
             os.close(fd)
     return None
