@@ -132,8 +132,9 @@ def test_report_by_cli_matches_an_independent_count(pipeline):
     run = stack.wait_for_run(REPORT_DAG_ID, "report_cli", timeout=240)
     assert run["state"] == "success", stack.task_states(REPORT_DAG_ID, "report_cli")
 
-    outputs = stack.data_dir / "outputs"
-    csv, png = outputs / "manhattan_2023-12-18_2024-01-08.csv", outputs / "manhattan_2023-12-18_2024-01-08.png"
+    folder = stack.data_dir / "outputs" / "manhattan_2023-12-18_2024-01-08_yellow-green"
+    csv, png = folder / f"{folder.name}.csv", folder / f"{folder.name}.png"
+    assert json.loads((folder / "manifest.json").read_text())["run_id"] == "report_cli"
     with Image.open(png) as image:
         image.verify()
         assert image.format == "PNG" and image.size[0] >= 800
@@ -159,7 +160,7 @@ def test_report_on_a_failed_ingest_fails_naming_month_and_source(pipeline):
     assert run["state"] == "failed"
     assert stack.task_states(REPORT_DAG_ID, "report_failed_month")["wait_for_ingest"] == "failed"
     assert "green 2024-02" in task_log(stack, REPORT_DAG_ID, "report_failed_month", "wait_for_ingest")
-    assert not (stack.data_dir / "outputs" / "queens_feb.png").exists()
+    assert not (stack.data_dir / "outputs" / "queens_feb").exists()
 
 
 def test_a_second_drop_replaces_the_partition(pipeline):

@@ -113,8 +113,9 @@ def test_report_triggered_from_the_web_ui(browser, airflow_stack, tmp_path):
 
     start, end = date.fromisoformat(REQUEST["start_date"]), date.fromisoformat(REQUEST["end_date"])
     stem = default_name(REQUEST["borough"], start, end)
-    assert stem == "queens_2024-01-08_2024-01-15"
-    png, csv = stack.data_dir / "outputs" / f"{stem}.png", stack.data_dir / "outputs" / f"{stem}.csv"
+    assert stem == "queens_2024-01-08_2024-01-15_yellow-green"
+    folder = stack.data_dir / "outputs" / stem
+    png, csv = folder / f"{stem}.png", folder / f"{stem}.csv"
     with Image.open(png) as image:
         image.verify()
         assert image.format == "PNG"
