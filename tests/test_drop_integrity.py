@@ -150,7 +150,7 @@ def test_a_process_retry_after_the_raw_swap_rebuilds_from_raw(data_root):
     (data_root.landing_dir("yellow", "2024-01") / "good.parquet").unlink()
     land(data_root, "yellow", "2024-01", {"new.parquet": lambda p: yellow_parquet(p, january(120), [5] * 120)})
     ingest.copy_to_raw("yellow", "2024-01")
-    ingest._promote_staged("yellow", "2024-01", data_root)  # the crash: raw swapped, partition not
+    ingest.promote_staged("yellow", "2024-01", data_root)  # the crash: raw swapped, partition not
 
     summary = ingest.process_partition("yellow", "2024-01")
 
