@@ -37,6 +37,10 @@ WAITING = ("2020-01", "2020-02", "2020-03", "2020-04")
 PICKUP = {"yellow": "tpep_pickup_datetime", "green": "lpep_pickup_datetime"}
 DRILL_WAITS = {
     **FAST_WAITS,
+    # Pokes every 10 s, not 3: under heavy load a 3 s reschedule can race the executor's event
+    # for the previous poke, and Airflow then marks the waiting sensor failed (not taxiflow's doing).
+    "TAXIFLOW_DROP_POKE_INTERVAL": "10",
+    "TAXIFLOW_REPORT_WAIT_POKE_INTERVAL": "10",
     "TAXIFLOW_DROP_TIMEOUT": "900",
     "TAXIFLOW_REPORT_WAIT_TIMEOUT": "900",
     "TAXIFLOW_REPORT_UNCOVERED_TIMEOUT": "20",

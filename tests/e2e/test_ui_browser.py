@@ -91,6 +91,7 @@ def test_report_triggered_from_the_web_ui(browser, airflow_stack, tmp_path):
     assert proc.returncode == 0 and not seen.get("error"), f"{seen}\n{proc.stderr[-4000:]}"
 
     # What the form looked like and what it refused.
+    assert seen["opens_empty"] == {"borough": "", "start": "", "end": "", "trigger_disabled": True}
     assert seen["borough_is_dropdown"] and seen["borough_options"] == list(BOROUGHS)
     assert seen["borough_chosen"] == REQUEST["borough"]
     assert seen["date_input_types"] == ["date", "date"]
