@@ -8,7 +8,7 @@ before end, nothing after the current month, at most ``MAX_RANGE_DAYS`` days) is
 and request-file doors).
 
 ``borough``, ``start_date`` and ``end_date`` have no default on purpose: Airflow then refuses a
-conf without them at every door ("No value passed and Param has no default value"), and the
+conf without them at every door ("Invalid input for param borough: No value passed"), and the
 trigger form marks them required (its fields are required when their type does not allow null).
 
 Light on purpose: DAG files import it at parse time.
