@@ -1,7 +1,7 @@
 # taxiflow: two commands for a newcomer.
 #   make run    start Airflow locally (SQLite, LocalExecutor) with demo data; prints the UI and login
-#   make test   install what the tests need and run the whole suite (what CI runs)
-# More: make stop | make bench | make airflow ARGS="dags list" | make compose-check | make clean
+#   make test   install what the tests need, lint, and run the whole suite (what CI runs)
+# More: make lint | make stop | make bench | make airflow ARGS="dags list" | make compose-check | make clean
 
 PYTHON ?= python3
 VENV   ?= .venv
@@ -10,7 +10,7 @@ PORT   ?= 8080
 HOME_DIR := $(CURDIR)/.airflow
 export TAXIFLOW_DATA_DIR ?= $(CURDIR)/data
 
-.PHONY: run stop status airflow test test-fast bench bench-quick compose-check clean venv dev
+.PHONY: run stop status airflow lint test test-fast bench bench-quick compose-check clean venv dev
 
 venv: $(VENV)/.installed
 $(VENV)/.installed: requirements.txt pyproject.toml
@@ -37,7 +37,13 @@ status:
 airflow:
 	. $(HOME_DIR)/env.sh && airflow $(ARGS)
 
-test: dev
+# ruff (pycodestyle, pyflakes, isort, bugbear, pyupgrade, simplify, RUF, Airflow's AIR) and mypy,
+# configured in pyproject.toml; `$(BIN)/ruff check --fix .` repairs most findings.
+lint: dev
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+
+test: lint
 	bash scripts/services.sh
 	bash scripts/browser_deps.sh || echo "make test: the browser test will skip (see above)"
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

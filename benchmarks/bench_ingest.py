@@ -19,8 +19,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-from taxiflow.data import ingest
 from taxiflow.config import DATA_DIR_ENV, DataPaths, data_paths
+from taxiflow.data import ingest
 
 SOURCE, MONTH = "yellow", "2024-01"
 FULL_ROWS, QUICK_ROWS = 3_000_000, 300_000

@@ -29,9 +29,10 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-from taxiflow.local import demo
-from taxiflow.reports import query, render, request as reports_request
 from taxiflow.config import DAY_NAMES, DataPaths, data_paths, duckdb_settings, format_month, parse_month
+from taxiflow.local import demo
+from taxiflow.reports import query, render
+from taxiflow.reports import request as reports_request
 
 BENCHMARK = "report"
 TARGET_RANGE = "full_history_range"
@@ -180,10 +181,10 @@ def run(work_dir: Path, quick: bool = False) -> list[dict]:
                 started = time.perf_counter()
                 ours = render.render_report(request, ours_paths)
                 ours_total = ours.total_trips
-                timings[("ours", range_name, size)] = time.perf_counter() - started
+                timings["ours", range_name, size] = time.perf_counter() - started
                 started = time.perf_counter()
                 base_total = baseline_report(db_file, request, base_paths)
-                timings[("baseline", range_name, size)] = time.perf_counter() - started
+                timings["baseline", range_name, size] = time.perf_counter() - started
 
                 same = ours.csv.read_bytes() == (
                     base_paths.outputs / f"{request.name}.csv"
@@ -193,10 +194,10 @@ def run(work_dir: Path, quick: bool = False) -> list[dict]:
                 # The counting alone (no chart, no files): the part that can grow with history.
                 started = time.perf_counter()
                 query.report_counts(request, ours_paths)
-                timings[("ours_query", range_name, size)] = time.perf_counter() - started
+                timings["ours_query", range_name, size] = time.perf_counter() - started
                 started = time.perf_counter()
                 baseline_counts(db_file, request)
-                timings[("baseline_query", range_name, size)] = time.perf_counter() - started
+                timings["baseline_query", range_name, size] = time.perf_counter() - started
                 rows.append(_row(f"total_trips {range_name} @{size}mo", ours_total, "trips", None,
                                  None if ours_total == base_total else False))
     finally:
@@ -210,24 +211,24 @@ def run(work_dir: Path, quick: bool = False) -> list[dict]:
     rows.append(_row("baseline_db_size", db_file.stat().st_size / 1e6, "MB"))
     for range_name in ("1_month_range", "full_history_range"):
         for size in HISTORY_SIZES:
-            ours = timings[("ours", range_name, size)]
-            base = timings[("baseline", range_name, size)]
+            ours = timings["ours", range_name, size]
+            base = timings["baseline", range_name, size]
             rows.append(_row(f"ours {range_name} @{size}mo", ours, "s"))
             rows.append(_row(f"baseline {range_name} @{size}mo", base, "s"))
         for size in HISTORY_SIZES:
-            rows.append(_row(f"ours query only {range_name} @{size}mo", timings[("ours_query", range_name, size)], "s"))
+            rows.append(_row(f"ours query only {range_name} @{size}mo", timings["ours_query", range_name, size], "s"))
             rows.append(_row(f"baseline query+pivot only {range_name} @{size}mo",
-                             timings[("baseline_query", range_name, size)], "s"))
+                             timings["baseline_query", range_name, size], "s"))
         largest = max(HISTORY_SIZES)
-        query_ratio = timings[("ours_query", range_name, largest)] / timings[("baseline_query", range_name, largest)]
+        query_ratio = timings["ours_query", range_name, largest] / timings["baseline_query", range_name, largest]
         rows.append(_row(f"ratio query only ours/baseline {range_name} @{largest}mo", query_ratio, "x"))
-        ratio = timings[("ours", range_name, largest)] / timings[("baseline", range_name, largest)]
+        ratio = timings["ours", range_name, largest] / timings["baseline", range_name, largest]
         if range_name == TARGET_RANGE:
             rows.append(_row(f"ratio ours/baseline {range_name} @{largest}mo", ratio, "x",
                              f"<= {RATIO_TARGET}", ratio <= RATIO_TARGET))
         else:  # both sides draw the same chart, which dominates once DuckDB prunes a short range
             rows.append(_row(f"ratio ours/baseline {range_name} @{largest}mo (info)", ratio, "x"))
-        flat = timings[("ours", range_name, largest)] / timings[("ours", range_name, min(HISTORY_SIZES))]
+        flat = timings["ours", range_name, largest] / timings["ours", range_name, min(HISTORY_SIZES)]
         rows.append(_row(f"flatness ours @{largest}mo/@{min(HISTORY_SIZES)}mo {range_name}", flat, "x",
                          f"<= {FLATNESS_TARGET}", flat <= FLATNESS_TARGET))
     return rows

@@ -11,6 +11,7 @@ they ran on. Scratch data goes to ``benchmarks/.work/`` (git-ignored), wiped at 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import json
 import os
@@ -57,13 +58,11 @@ def machine_info() -> dict:
         info["memory_gb"] = round(total_kb / 1024 / 1024, 1)
     except (OSError, StopIteration, ValueError):
         pass
-    try:
+    with contextlib.suppress(OSError, subprocess.SubprocessError):
         info["git_commit"] = subprocess.run(
             ["git", "-C", str(BENCHMARKS_DIR), "rev-parse", "--short", "HEAD"],
             capture_output=True, text=True, timeout=10, check=True,
         ).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        pass
     return info
 
 
@@ -73,7 +72,7 @@ def run_benchmark(name: str, quick: bool) -> list[dict]:
     try:
         module = importlib.import_module(name)
         rows = module.run(WORK_DIR / name, quick=quick)
-    except Exception as err:  # noqa: BLE001 - a broken benchmark must not hide the others' figures
+    except Exception as err:  # a broken benchmark must not hide the others' figures
         traceback.print_exc()
         rows = [{"benchmark": name.removeprefix("bench_"), "metric": "error",
                  "value": f"{type(err).__name__}: {err}", "unit": "", "target": None, "ok": False}]
@@ -96,7 +95,7 @@ def format_table(rows: list[dict]) -> str:
 
     cells = [list(COLUMNS)] + [[text(row.get(column)) for column in COLUMNS] for row in rows]
     widths = [max(len(line[i]) for line in cells) for i in range(len(COLUMNS))]
-    lines = [" | ".join(cell.ljust(width) for cell, width in zip(line, widths)) for line in cells]
+    lines = [" | ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)) for line in cells]
     lines.insert(1, "-+-".join("-" * width for width in widths))
     return "\n".join(lines)
 

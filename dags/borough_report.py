@@ -39,12 +39,12 @@ import pendulum
 from airflow.sdk import Param, dag, task
 from airflow.sdk.exceptions import AirflowFailException
 
-from taxiflow.config import REPORT_DAG_ID, wait_settings
 from taxiflow.components.gates import IngestGateSensor
+from taxiflow.config import REPORT_DAG_ID, wait_settings
 from taxiflow.reports.params import report_param_schemas
 
 
-@task
+@task(multiple_outputs=False)  # one dict for the next task, not one XCom per key
 def validate_request(params=None) -> dict:
     """Re-check what JSON schema cannot: start before end, not after this month, at most 1096 days."""
     from taxiflow.reports.request import InvalidRequest, ReportRequest, check_limits
@@ -58,7 +58,7 @@ def validate_request(params=None) -> dict:
     return request.to_conf()
 
 
-@task(max_active_tis_per_dag=4)  # bounds the drawing work, whatever number of reports wait
+@task(multiple_outputs=False, max_active_tis_per_dag=4)  # bounds the drawing work, whatever number of reports wait
 def render_report(request: dict, run_id=None) -> dict:
     """Count the trips and publish `outputs/<name>/` (PNG + CSV + manifest) in one swap."""
     from taxiflow.reports.render import render_report

@@ -29,8 +29,9 @@ from taxiflow.config import METRICS_DAG_ID
 from taxiflow.reports.params import month_param_schemas
 
 
-@task
+@task(multiple_outputs=False)  # one dict for the next task, not one XCom per key
 def build_metrics(params=None) -> dict:
+    """Replace this partition's `hourly_zone` and `hourly_borough` metrics (`taxiflow.data.metrics`)."""
     from taxiflow.data import metrics
 
     return metrics.build_metrics(params["source"], params["month"])
@@ -38,6 +39,7 @@ def build_metrics(params=None) -> dict:
 
 @task
 def write_weekly_summary(params=None) -> str:
+    """Recompute `outputs/trips_by_week_<source>.csv` from every `hourly_borough` partition of the source."""
     from taxiflow.data import metrics
 
     return str(metrics.write_weekly_summary(params["source"]))

@@ -11,9 +11,9 @@ date is `2024-01-01` covers January 2024 and downloads `*_tripdata_2024-01.parqu
 when January ends; TLC publishes about two months later, so `wait_for_publication_<source>`
 re-checks (HTTP HEAD) every 6 hours, holding no worker slot, for up to 100 days.
 
-**Where from.** The Airflow connection `nyc_tlc` holds the base URL
-(`AIRFLOW_CONN_NYC_TLC=https://d37ci6vzurychx.cloudfront.net`, TLC's public host, is the default
-when the connection is not defined).
+**Where from.** The Airflow connection `nyc_tlc` holds the base URL and must be defined
+(`AIRFLOW_CONN_NYC_TLC=https://d37ci6vzurychx.cloudfront.net` for TLC's public host, as compose sets
+it); without it the tasks fail naming the connection.
 
 **Trigger one month** (the logical date picks the month):
 
@@ -35,9 +35,9 @@ from datetime import timedelta
 import pendulum
 from airflow.sdk import CronDataIntervalTimetable, Param, dag
 
-from taxiflow.config import DOWNLOAD_DAG_ID, MONTH_PATTERN, SOURCE_NAMES
 from taxiflow.components.operators import TlcDownloadOperator
 from taxiflow.components.sensors import TlcPublishedSensor
+from taxiflow.config import DOWNLOAD_DAG_ID, MONTH_PATTERN, SOURCE_NAMES
 
 # conf "month" wins; otherwise the month the run's data interval starts in.
 MONTH = "{{ params.month or logical_date.strftime('%Y-%m') }}"

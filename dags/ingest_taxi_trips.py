@@ -91,7 +91,8 @@ def copy_to_raw(source: str, month: str) -> list[str]:
         raise AirflowFailException(str(err)) from None
 
 
-@task(max_active_tis_per_dag=1)  # one heavy normalisation per source at a time bounds memory
+# One heavy normalisation per source at a time bounds memory; the summary is one XCom, not one per key.
+@task(max_active_tis_per_dag=1, multiple_outputs=False)
 def process(source: str, month: str, raw_files: list[str]) -> dict:
     """Validate the staged drop; only if it passes, swap in raw and the warehouse partition."""
     from taxiflow.data import ingest

@@ -1,4 +1,4 @@
-"""Fixtures shared by the package tests: a private data root, and the real TLC samples.
+"""Fixtures shared by the package tests: a private data root, and the real TLC files in tests/data/tlc.
 
 Airflow reads ``AIRFLOW_HOME`` once, when first imported: the test process gets a throwaway one
 (removed at exit), so tests never touch a developer's ``~/airflow`` or a real deployment. The
@@ -18,13 +18,14 @@ atexit.register(shutil.rmtree, _AIRFLOW_HOME, ignore_errors=True)
 os.environ["AIRFLOW_HOME"] = _AIRFLOW_HOME
 os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
 
-import pytest
+# Imported only now: Airflow (which taxiflow may pull in) reads AIRFLOW_HOME once, at import.
+import pytest  # ruff: ignore[module-import-not-at-top-of-file]
 
-from taxiflow.config import DATA_DIR_ENV, DataPaths
+from taxiflow.config import DATA_DIR_ENV, DataPaths  # ruff: ignore[module-import-not-at-top-of-file]
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SHIPPED_ZONE_TABLE = REPO_ROOT / "data" / "reference" / "taxi_zone_lookup.csv"
-TLC_DIR = REPO_ROOT.parent / "shared" / "data" / "tlc"
+TLC_DIR = REPO_ROOT / "tests" / "data" / "tlc"  # shipped with the repository; see its README
 
 
 @pytest.fixture
@@ -39,7 +40,8 @@ def data_root(tmp_path, monkeypatch) -> DataPaths:
 
 @pytest.fixture(scope="session")
 def tlc_dir() -> Path:
-    """``../shared/data/tlc`` from the repository root: real TLC files nobody here wrote."""
+    """``tests/data/tlc``: real TLC files nobody here wrote, shipped with the repository."""
     if not (TLC_DIR / "SHA256SUMS").is_file():
-        pytest.skip(f"real TLC samples not found at {TLC_DIR} (../shared/data/tlc from the repo root)")
+        pytest.skip(f"real TLC files missing from {TLC_DIR}: they ship with the repository "
+                    "(restore them with `git checkout -- tests/data/tlc`)")
     return TLC_DIR

@@ -7,7 +7,7 @@ Airflow state is touched (no credentials, unknown route, health is not among the
 from __future__ import annotations
 
 import base64
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from types import SimpleNamespace
 
 import pytest
@@ -30,7 +30,7 @@ from taxiflow.doors.api_v1 import (
 )
 from taxiflow.reports.params import report_param_schemas
 
-UTC = timezone.utc
+UTC = UTC
 
 
 def basic(user: str, password: str) -> str:
@@ -71,7 +71,9 @@ def test_data_interval_needs_both_ends_and_a_logical_date():
     with pytest.raises(ApiV1Error, match="given together"):
         parse_trigger_body('{"logical_date": "2024-01-01T00:00:00Z", "data_interval_start": "2024-01-01T00:00:00Z"}')
     with pytest.raises(ApiV1Error, match="need a logical_date"):
-        parse_trigger_body('{"data_interval_start": "2024-01-01T00:00:00Z", "data_interval_end": "2024-01-02T00:00:00Z"}')
+        parse_trigger_body(
+            '{"data_interval_start": "2024-01-01T00:00:00Z", "data_interval_end": "2024-01-02T00:00:00Z"}'
+        )
 
 
 @pytest.mark.parametrize(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from datetime import date
 from pathlib import Path
@@ -11,8 +12,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from taxiflow.local import demo
 from taxiflow.config import SUCCESS_MARKER, DataPaths
+from taxiflow.local import demo
 
 YELLOW_COLUMNS = [
     "VendorID", "tpep_pickup_datetime", "tpep_dropoff_datetime", "passenger_count",
@@ -83,10 +84,8 @@ def test_files_follow_tlc_schema_and_layout(demo_paths, source, columns):
     assert table.schema.field("fare_amount").type == pa.float64()
 
 
-def test_green_schema_matches_the_real_tlc_file(demo_paths, pytestconfig):
-    real = pytestconfig.rootpath.parent / "shared" / "data" / "tlc" / "green" / "green_tripdata_2024-01.parquet"
-    if not real.is_file():
-        pytest.skip(f"real TLC sample not at {real}")
+def test_green_schema_matches_the_real_tlc_file(demo_paths, tlc_dir):
+    real = tlc_dir / "green" / "green_tripdata_2024-01.parquet"
     ours = pq.read_schema(demo.generate_month("green", "2024-01", 1_000, paths=demo_paths))
     assert ours.names == pq.read_schema(real).names
     assert ours.types == pq.read_schema(real).types
@@ -97,7 +96,7 @@ def test_success_marker_is_written_last(demo_paths, monkeypatch):
     folder.mkdir(parents=True)
     (folder / SUCCESS_MARKER).touch()  # a stale marker from an earlier run
     events: list[tuple[str, str, bool]] = []
-    write_table, replace = demo.pq.write_table, demo.os.replace
+    write_table, replace = demo.pq.write_table, os.replace
 
     def recording_write(table, where, **kwargs):
         events.append(("write", Path(where).name, (folder / SUCCESS_MARKER).exists()))
@@ -108,7 +107,7 @@ def test_success_marker_is_written_last(demo_paths, monkeypatch):
         return replace(src, dst)
 
     monkeypatch.setattr(demo.pq, "write_table", recording_write)
-    monkeypatch.setattr(demo.os, "replace", recording_replace)
+    monkeypatch.setattr(os, "replace", recording_replace)  # what files.replacing renames with
     path = demo.generate_month("green", "2024-01", 1_000, paths=demo_paths)
 
     assert [kind for kind, _, _ in events] == ["write", "rename"]
@@ -173,7 +172,7 @@ def test_every_zone_id_is_a_real_zone(december):
         [str(december["zones"])] * 2,
     ).fetchone()[0]
     assert unknown_ids == 0
-    assert 0 < con.execute("SELECT count(*) FROM trips WHERE PULocationID IN (264, 265)").fetchone()[0]
+    assert con.execute("SELECT count(*) FROM trips WHERE PULocationID IN (264, 265)").fetchone()[0] > 0
 
 
 def test_time_shape_trough_peak_weekend_and_holidays(december):
@@ -255,7 +254,8 @@ def test_cli_prints_what_it_wrote(demo_paths, capsys):
     assert code == 0
     out = capsys.readouterr().out
     assert "yellow_tripdata_2024-02.parquet" in out and "green_tripdata_2024-02.parquet" in out
-    assert pq.read_metadata(demo_paths.landing_dir("green", "2024-02") / "green_tripdata_2024-02.parquet").num_rows == 700
+    landed = demo_paths.landing_dir("green", "2024-02") / "green_tripdata_2024-02.parquet"
+    assert pq.read_metadata(landed).num_rows == 700
 
 
 def test_cli_rejects_a_bad_month(demo_paths, capsys):
@@ -266,5 +266,5 @@ def test_cli_rejects_a_bad_month(demo_paths, capsys):
 
 
 def test_missing_zone_table_is_explained(tmp_path):
-    with pytest.raises(FileNotFoundError, match="taxi_zone_lookup.csv"):
+    with pytest.raises(FileNotFoundError, match=r"taxi_zone_lookup\.csv"):
         demo.generate_month("yellow", "2024-01", 10, paths=DataPaths(tmp_path))

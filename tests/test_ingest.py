@@ -10,8 +10,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from taxiflow.data import ingest, warehouse
 from taxiflow.config import SUCCESS_MARKER, TRIP_SCHEMA
+from taxiflow.data import ingest, warehouse
 
 YELLOW_CSV_HEADER = (
     "vendor_id,pickup_datetime,dropoff_datetime,passenger_count,trip_distance,"

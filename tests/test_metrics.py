@@ -10,8 +10,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from taxiflow.data import ingest, metrics, warehouse
 from taxiflow.config import SUCCESS_MARKER
+from taxiflow.data import ingest, metrics, warehouse
 
 HOURLY_ZONE_TYPES = [
     ("pickup_date", "DATE"), ("pickup_hour", "TINYINT"), ("pickup_zone_id", "INTEGER"),
@@ -25,7 +25,7 @@ def green_month(data_root, month, trips):
     """Drop, copy and ingest one green month; ``trips`` are (pickup, zone id, passengers, total)."""
     folder = data_root.landing_dir("green", month)
     folder.mkdir(parents=True, exist_ok=True)
-    pickups, zones, passengers, totals = zip(*trips)
+    pickups, zones, passengers, totals = zip(*trips, strict=True)
     pq.write_table(pa.table({
         "lpep_pickup_datetime": pa.array(pickups, pa.timestamp("us")),
         "PULocationID": pa.array(zones, pa.int32()),
@@ -45,7 +45,7 @@ def rows(table, month="2024-01", source="green"):
     try:
         path = str(warehouse.metrics_file(table, source, month))
         relation = con.sql("SELECT * FROM read_parquet(?, hive_partitioning = false)", params=[path])
-        return list(zip(relation.columns, map(str, relation.types))), relation.fetchall()
+        return list(zip(relation.columns, map(str, relation.types), strict=True)), relation.fetchall()
     finally:
         con.close()
 
@@ -71,13 +71,13 @@ def test_hourly_zone_has_the_contract_columns_and_counts(data_root):
     columns, data = rows("hourly_zone")
     assert columns == HOURLY_ZONE_TYPES
     by_key = {(d, h, z): (b, name, t, p, total) for d, h, z, b, name, t, p, _, _, _, total in data}
-    assert by_key[(date(2024, 1, 8), 9, 74)] == ("Manhattan", "East Harlem North", 2, 1, 35.0)
-    assert by_key[(date(2024, 1, 8), 9, 75)] == ("Manhattan", "East Harlem South", 1, 2, 30.0)
-    assert by_key[(date(2024, 1, 8), 23, 7)] == ("Queens", "Astoria", 1, 1, 12.5)
-    assert by_key[(date(2024, 1, 31), 23, 74)][2] == 1
-    assert by_key[(date(2024, 1, 9), 0, 999)][:2] == ("Unknown", "Unknown")
-    assert by_key[(date(2024, 1, 9), 0, None)][:2] == ("Unknown", "Unknown")
-    assert by_key[(date(2024, 1, 9), 0, 265)][:2] == ("Unknown", "NA")
+    assert by_key[date(2024, 1, 8), 9, 74] == ("Manhattan", "East Harlem North", 2, 1, 35.0)
+    assert by_key[date(2024, 1, 8), 9, 75] == ("Manhattan", "East Harlem South", 1, 2, 30.0)
+    assert by_key[date(2024, 1, 8), 23, 7] == ("Queens", "Astoria", 1, 1, 12.5)
+    assert by_key[date(2024, 1, 31), 23, 74][2] == 1
+    assert by_key[date(2024, 1, 9), 0, 999][:2] == ("Unknown", "Unknown")
+    assert by_key[date(2024, 1, 9), 0, None][:2] == ("Unknown", "Unknown")
+    assert by_key[date(2024, 1, 9), 0, 265][:2] == ("Unknown", "NA")
     assert result["trips"] == len(JANUARY)
     assert result["boroughs"] == {"Manhattan": 4, "Queens": 1, "Unknown": 3}
 
@@ -90,9 +90,9 @@ def test_hourly_borough_sums_zones_per_hour(data_root):
 
     assert columns == HOURLY_BOROUGH_TYPES
     by_key = {(d, h, b): tuple(sums) for d, h, b, *sums in data}
-    assert by_key[(date(2024, 1, 8), 9, "Manhattan")] == (3, 3, 6.0, 30.0, 3.0, 65.0)
-    assert by_key[(date(2024, 1, 9), 0, "Unknown")] == (3, 3, 6.0, 30.0, 3.0, 27.0)
-    assert by_key[(date(2024, 1, 31), 23, "Manhattan")][0] == 1
+    assert by_key[date(2024, 1, 8), 9, "Manhattan"] == (3, 3, 6.0, 30.0, 3.0, 65.0)
+    assert by_key[date(2024, 1, 9), 0, "Unknown"] == (3, 3, 6.0, 30.0, 3.0, 27.0)
+    assert by_key[date(2024, 1, 31), 23, "Manhattan"][0] == 1
     assert sum(t for t, *_ in by_key.values()) == len(JANUARY)
 
 

@@ -1,6 +1,6 @@
 """TlcHook, TlcPublishedSensor and TlcDownloadOperator against a real HTTP server on loopback.
 
-The server serves the real TLC files from ``../shared/data/tlc`` under TLC's URL layout; the hook
+The server serves the real TLC files from ``tests/data/tlc`` under TLC's URL layout; the hook
 reaches it through ``AIRFLOW_CONN_NYC_TLC`` like it would in production. Nothing is mocked.
 """
 
@@ -13,20 +13,21 @@ import time
 from pathlib import Path
 
 import pytest
-from airflow.sdk.exceptions import AirflowFailException
+from airflow.providers.http.sensors.http import HttpSensor
+from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowNotFoundException
 
-from taxiflow.config import SUCCESS_MARKER, data_paths
-from taxiflow.components.hooks import TlcError, TlcHook, TlcNotPublishedError
+from taxiflow.components.hooks import TlcHook, TlcNotPublishedError
 from taxiflow.components.operators import TlcDownloadOperator
 from taxiflow.components.sensors import TlcPublishedSensor
-from taxiflow.data.tlc import TLC_PUBLIC_BASE_URL, is_stale, part_path, trip_endpoint, trip_file_name
+from taxiflow.config import SUCCESS_MARKER, data_paths
+from taxiflow.data.tlc import is_stale, trip_endpoint, trip_file_name
 
 try:
     from tlc_server import TlcServer, tlc_layout
 except ImportError:  # tests/ imported as a package
     from tests.tlc_server import TlcServer, tlc_layout
 
-SAMPLES = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "tlc"
+SAMPLES = Path(__file__).resolve().parent / "data" / "tlc"  # shipped with the repository
 GREEN_DEC = "/trip-data/green_tripdata_2023-12.parquet"
 ZONES = "/misc/taxi_zone_lookup.csv"
 
@@ -64,8 +65,6 @@ def leftovers(folder: Path) -> list[str]:
 def test_trip_file_layout_matches_tlc():
     assert trip_file_name("green", "2024-01") == "green_tripdata_2024-01.parquet"
     assert trip_endpoint("yellow", "2009-01") == "trip-data/yellow_tripdata_2009-01.parquet"
-    final = Path("/x/green_tripdata_2024-01.parquet")
-    assert part_path(final) == Path("/x/.green_tripdata_2024-01.parquet.part")
 
 
 @pytest.mark.parametrize(
@@ -91,10 +90,18 @@ def test_is_stale_by_age(tmp_path):
 # --- connection ------------------------------------------------------------------------------------
 
 
-def test_hook_defaults_to_tlc_public_host_without_connection(monkeypatch):
+def test_missing_connection_is_an_error_naming_it(monkeypatch, data_root):
     monkeypatch.delenv("AIRFLOW_CONN_NYC_TLC", raising=False)
-    with TlcHook() as hook:
-        assert hook.url_for("misc/taxi_zone_lookup.csv") == f"{TLC_PUBLIC_BASE_URL}/misc/taxi_zone_lookup.csv"
+    with TlcHook() as hook, pytest.raises(AirflowNotFoundException, match="connection 'nyc_tlc' is not defined") as err:
+        hook.url_for(ZONES)
+    assert "AIRFLOW_CONN_NYC_TLC=" in str(err.value)
+    sensor = TlcPublishedSensor(task_id="wait", source="green", month="2023-12")
+    with pytest.raises(AirflowNotFoundException, match="AIRFLOW_CONN_NYC_TLC="):
+        sensor.poke({})
+    operator = TlcDownloadOperator(task_id="download", source="green", month="2023-12")
+    with pytest.raises(AirflowNotFoundException, match="'nyc_tlc'"):
+        operator.execute({})
+    assert not data_root.zone_table.exists()
 
 
 def test_https_connection_uri_keeps_https(monkeypatch):
@@ -102,6 +109,17 @@ def test_https_connection_uri_keeps_https(monkeypatch):
     with TlcHook() as hook:
         url = hook.url_for(trip_endpoint("green", "2024-01"))
     assert url.startswith("https://mirror.example.org:8443/trip-data/")
+
+
+def test_json_connection_keeps_https_for_the_sensors_hook_too(monkeypatch):
+    """The form the sensor's docstring recommends: HttpHook itself then builds https URLs."""
+    from airflow.providers.http.hooks.http import HttpHook
+
+    monkeypatch.setenv("AIRFLOW_CONN_NYC_TLC", '{"conn_type": "http", "host": "https://mirror.example.org:8443"}')
+    endpoint = trip_endpoint("green", "2024-01")
+    assert HttpHook(method="HEAD", http_conn_id="nyc_tlc").url_from_endpoint(endpoint).startswith("https://mirror")
+    with TlcHook() as hook:
+        assert hook.url_for(endpoint) == "https://mirror.example.org:8443/" + endpoint
 
 
 # --- publication -----------------------------------------------------------------------------------
@@ -123,11 +141,17 @@ def test_sensor_keeps_waiting_for_unpublished_month(tlc):
 def test_forbidden_means_not_published_but_server_error_raises(tlc):
     tlc.status_for["/trip-data/green_tripdata_2024-01.parquet"] = 403
     tlc.status_for[GREEN_DEC] = 503
-    with TlcHook(max_attempts=2, retry_wait_seconds=0) as hook:
-        assert hook.is_published("green", "2024-01") is False
-        with pytest.raises(TlcError, match="503"):
-            hook.is_published("green", "2023-12")
-    assert tlc.count("HEAD", GREEN_DEC) == 2  # retried once, then gave up
+    assert TlcPublishedSensor(task_id="wait", source="green", month="2024-01").poke({}) is False
+    with pytest.raises(AirflowException, match="503"):
+        TlcPublishedSensor(task_id="wait", source="green", month="2023-12").poke({})
+    assert tlc.count("HEAD", GREEN_DEC) == 1  # the task's retries, not the poke, try again
+
+
+def test_sensor_is_the_providers_http_sensor_with_head():
+    sensor = TlcPublishedSensor(task_id="wait", source="green", month="{{ params.month }}")
+    assert isinstance(sensor, HttpSensor)
+    assert (sensor.method, sensor.http_conn_id) == ("HEAD", "nyc_tlc")
+    assert {"source", "month", "endpoint"} <= set(sensor.template_fields)
 
 
 def test_sensor_fails_without_retry_on_bad_month(tlc):
@@ -137,11 +161,11 @@ def test_sensor_fails_without_retry_on_bad_month(tlc):
     assert tlc.requests == []
 
 
-def test_hook_reuses_one_connection(tlc):
+def test_hook_reuses_one_connection(tlc, data_root):
     with TlcHook() as hook:
-        hook.is_published("green", "2023-12")
-        hook.is_published("green", "2024-01")
-        hook.is_published("green", "2024-02")
+        hook.download_zone_table(data_root.zone_table, max_age_days=0)
+        hook.download("green", "2023-12", data_root.landing_dir("green", "2023-12"))
+        hook.download("green", "2024-01", data_root.landing_dir("green", "2024-01"))
     ports = {port for _, _, _, port in tlc.requests}
     assert len(tlc.requests) == 3 and len(ports) == 1
 
@@ -183,7 +207,7 @@ def test_persistent_failure_leaves_no_file_and_no_marker(tlc, data_root):
     operator = TlcDownloadOperator(
         task_id="download", source="green", month="2023-12", max_attempts=3, retry_wait_seconds=0
     )
-    with pytest.raises(Exception, match="Connection broken|IncompleteRead|delivered"):
+    with pytest.raises(Exception, match=r"Connection broken|IncompleteRead|delivered"):
         operator.execute({})
 
     assert tlc.count("GET", GREEN_DEC) == 3
@@ -192,9 +216,8 @@ def test_persistent_failure_leaves_no_file_and_no_marker(tlc, data_root):
 
 
 def test_unpublished_download_fails_at_once(tlc, data_root):
-    with TlcHook(max_attempts=3, retry_wait_seconds=0) as hook:
-        with pytest.raises(TlcNotPublishedError, match="404"):
-            hook.download("green", "2024-02", data_root.landing_dir("green", "2024-02"))
+    with TlcHook(max_attempts=3, retry_wait_seconds=0) as hook, pytest.raises(TlcNotPublishedError, match="404"):
+        hook.download("green", "2024-02", data_root.landing_dir("green", "2024-02"))
     assert tlc.count("GET", "/trip-data/green_tripdata_2024-02.parquet") == 1
     assert list(data_root.landing_dir("green", "2024-02").iterdir()) == []
 

@@ -13,6 +13,7 @@ Every request is recorded in ``requests`` as ``(method, path, status, client_por
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -104,10 +105,8 @@ def _handler_for(server: TlcServer) -> type[BaseHTTPRequestHandler]:
                 self.wfile.write(body[: len(body) // 2])
                 self.wfile.flush()
                 self.close_connection = True
-                try:
+                with contextlib.suppress(OSError):
                     self.connection.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
                 return
             self.wfile.write(body)
 
@@ -118,7 +117,7 @@ def _handler_for(server: TlcServer) -> type[BaseHTTPRequestHandler]:
 
 
 def tlc_layout(samples: Path) -> dict[str, Path]:
-    """URL path -> file for the TLC samples in ``shared/data/tlc`` (green 2023-12, 2024-01, zones)."""
+    """URL path -> file for the TLC samples in ``tests/data/tlc`` (green 2023-12, 2024-01, zones)."""
     files = {"/misc/taxi_zone_lookup.csv": samples / "taxi_zone_lookup.csv"}
     for parquet in sorted((samples / "green").glob("green_tripdata_*.parquet")):
         files[f"/trip-data/{parquet.name}"] = parquet

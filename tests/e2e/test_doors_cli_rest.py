@@ -114,7 +114,7 @@ def cli_refusals(airflow_stack):
         return stack.airflow("dags", "trigger", REPORT_DAG_ID, "--conf", json.dumps(conf), check=False)
 
     with ThreadPoolExecutor(max_workers=3) as pool:  # each CLI start costs ~10 s; the machine has 2 cores
-        results = dict(zip(REFUSED, pool.map(trigger, REFUSED)))
+        results = dict(zip(REFUSED, pool.map(trigger, REFUSED), strict=True))
     return {"results": results, "before": before, "after": report_runs(stack)}
 
 
@@ -200,6 +200,6 @@ def test_rest_viewer_may_not_trigger_and_anonymous_is_not_let_in(airflow_stack):
     assert status == 403, answer
     status, answer = post_json(f"{stack.base_url}{RUNS}", body)
     assert status == 401, answer
-    status, listed = stack.api("GET", f"{RUNS}?limit=1", token=stack.token("viewer"))
+    status, _listed = stack.api("GET", f"{RUNS}?limit=1", token=stack.token("viewer"))
     assert status == 200  # the viewer can still read runs
     assert report_runs(stack) == before

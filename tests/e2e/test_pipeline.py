@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import shutil
-from datetime import date
 from pathlib import Path
 
 import pandas as pd
@@ -21,7 +20,6 @@ from taxiflow.config import DAY_NAMES, INGEST_DAG_ID, METRICS_DAG_ID, REPORT_DAG
 
 pytestmark = pytest.mark.e2e
 
-TLC_DIR = Path(__file__).resolve().parents[3] / "shared" / "data" / "tlc"
 PICKUP_COLUMNS = {"yellow": "tpep_pickup_datetime", "green": "lpep_pickup_datetime"}
 
 
@@ -35,7 +33,9 @@ def drop(landing: Path, source: str, month: str, files: list[Path], success: boo
         (target / "_SUCCESS").touch()
 
 
-def expected_counts(files: list[tuple[str, str, Path]], zone_table: Path, borough: str, start: str, end: str) -> pd.DataFrame:
+def expected_counts(
+    files: list[tuple[str, str, Path]], zone_table: Path, borough: str, start: str, end: str
+) -> pd.DataFrame:
     """Trips per hour and day, by pandas. Each month's partition keeps only that month's pickups
     (a file's few stray rows of other months are reported, not stored), so the same here."""
     zones = pd.read_csv(zone_table, keep_default_na=False)
@@ -50,7 +50,8 @@ def expected_counts(files: list[tuple[str, str, Path]], zone_table: Path, boroug
         trips.assign(hour_of_day=trips["pickup_at"].dt.hour, day_of_week=trips["pickup_at"].dt.day_name())
         .groupby(["hour_of_day", "day_of_week"]).size().rename("num_trips").reset_index()
     )
-    grid = pd.MultiIndex.from_product([range(24), DAY_NAMES], names=["hour_of_day", "day_of_week"]).to_frame(index=False)
+    grid = pd.MultiIndex.from_product([range(24), DAY_NAMES], names=["hour_of_day", "day_of_week"])
+    grid = grid.to_frame(index=False)
     return grid.merge(counts, how="left").fillna({"num_trips": 0}).astype({"num_trips": int})
 
 
@@ -60,7 +61,7 @@ def task_log(stack, dag_id: str, run_id: str, task_id: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def pipeline(airflow_stack, tmp_path_factory):
+def pipeline(airflow_stack, tmp_path_factory, tlc_dir):
     """Drop three months, ingest them (backfill + CLI), and wait for every ingest run to finish."""
     from taxiflow.config import DataPaths
     from taxiflow.local.demo import generate_month
@@ -70,8 +71,10 @@ def pipeline(airflow_stack, tmp_path_factory):
     staging = DataPaths(tmp_path_factory.mktemp("staging"))
     shutil.copytree(stack.data_dir / "reference", staging.reference)
 
-    yellow = {m: generate_month("yellow", m, trips=6000, seed=7, paths=staging) for m in ("2023-12", "2024-01", "2024-02")}
-    green = {m: TLC_DIR / "green" / f"green_tripdata_{m}.parquet" for m in ("2023-12", "2024-01")}
+    yellow = {
+        m: generate_month("yellow", m, trips=6000, seed=7, paths=staging) for m in ("2023-12", "2024-01", "2024-02")
+    }
+    green = {m: tlc_dir / "green" / f"green_tripdata_{m}.parquet" for m in ("2023-12", "2024-01")}
     for month, path in yellow.items():
         drop(landing, "yellow", month, [path])
     for month, path in green.items():
@@ -94,11 +97,11 @@ def wait_for_run_at(stack, dag_id: str, logical: str, timeout: float = 420) -> d
 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        status, body = stack.api(
-            "GET", f"/api/v2/dags/{dag_id}/dagRuns?logical_date_gte={logical}T00:00:00Z&logical_date_lte={logical}T00:00:00Z"
-        )
+        at = f"{logical}T00:00:00Z"
+        status, body = stack.api("GET", f"/api/v2/dags/{dag_id}/dagRuns?logical_date_gte={at}&logical_date_lte={at}")
         if status == 200 and body["dag_runs"]:
-            return stack.wait_for_run(dag_id, body["dag_runs"][0]["dag_run_id"], timeout=max(deadline - time.monotonic(), 1))
+            run_id = body["dag_runs"][0]["dag_run_id"]
+            return stack.wait_for_run(dag_id, run_id, timeout=max(deadline - time.monotonic(), 1))
         time.sleep(2)
     raise TimeoutError(f"no {dag_id} run at {logical}")
 
@@ -107,13 +110,14 @@ def test_complete_months_are_ingested_and_metrics_triggered(pipeline):
     stack, runs = pipeline["stack"], pipeline["runs"]
     for logical in ("2023-12-01", "2024-01-01"):
         assert runs[logical]["state"] == "success", stack.task_states(INGEST_DAG_ID, runs[logical]["dag_run_id"])
-    status, body = stack.api("GET", f"/api/v2/dags/{METRICS_DAG_ID}/dagRuns?limit=50")
+    _status, body = stack.api("GET", f"/api/v2/dags/{METRICS_DAG_ID}/dagRuns?limit=50")
     confs = {(r["conf"]["source"], r["conf"]["month"]): r["state"] for r in body["dag_runs"]}
     for source in ("yellow", "green"):
         for month in ("2023-12", "2024-01"):
-            assert confs[(source, month)] == "success"
+            assert confs[source, month] == "success"
     summary = json.loads((stack.data_dir / "warehouse/trips/source=green/month=2023-12/_summary.json").read_text())
-    assert summary["rows_written"] + summary["rows_rejected"] == 64215
+    assert summary["rows_written"] + summary["rows_rejected"] + summary["rows_outside_month"] == 64215
+    assert summary["rows_outside_month_by_month"] == {"2023-11": 4}  # TLC's stray rows: counted, not stored
     assert (stack.data_dir / "outputs" / "trips_by_week_green.csv").exists()
 
 
@@ -145,8 +149,10 @@ def test_report_by_cli_matches_an_independent_count(pipeline):
     assert list(report.columns) == ["hour_of_day", "day_of_week", "num_trips"]
     assert len(report) == 24 * 7
 
-    ingested = [("yellow", m, p) for m, p in pipeline["yellow"].items()] + [("green", m, p) for m, p in pipeline["green"].items()]
-    expected = expected_counts(ingested, stack.data_dir / "reference/taxi_zone_lookup.csv", "Manhattan", "2023-12-18", "2024-01-08")
+    ingested = [("yellow", m, p) for m, p in pipeline["yellow"].items()]
+    ingested += [("green", m, p) for m, p in pipeline["green"].items()]
+    zones = stack.data_dir / "reference/taxi_zone_lookup.csv"
+    expected = expected_counts(ingested, zones, "Manhattan", "2023-12-18", "2024-01-08")
     merged = expected.merge(report, on=["hour_of_day", "day_of_week"], suffixes=("_expected", "_report"))
     assert len(merged) == 168
     assert (merged["num_trips_expected"] == merged["num_trips_report"]).all()
@@ -187,8 +193,9 @@ def test_a_second_drop_replaces_the_partition(pipeline):
         time.sleep(3)
     assert run["state"] == "success"
     summary = json.loads(summary_path.read_text())
-    assert summary["rows_written"] + summary["rows_rejected"] == 1000
-    assert sorted(p.name for p in (stack.data_dir / "raw/green/2024-01").iterdir()) == ["green_tripdata_2024-01_v2.parquet"]
+    assert summary["rows_written"] + summary["rows_rejected"] + summary["rows_outside_month"] == 1000
+    raw = stack.data_dir / "raw/green/2024-01"
+    assert sorted(p.name for p in raw.iterdir()) == ["green_tripdata_2024-01_v2.parquet"]
     trips = pd.read_parquet(stack.data_dir / "warehouse/trips/source=green/month=2024-01")
     assert len(trips) == summary["rows_written"]
     metrics = pd.read_parquet(stack.data_dir / "warehouse/metrics/hourly_borough/source=green/month=2024-01")
@@ -220,5 +227,6 @@ def test_files_landing_while_the_sensor_waits_are_picked_up(pipeline):
     run = stack.wait_for_run(INGEST_DAG_ID, "ingest_nov", timeout=240)
     assert run["state"] == "success", stack.task_states(INGEST_DAG_ID, "ingest_nov")
     for source, trips in (("yellow", 3000), ("green", 800)):
-        summary = json.loads((stack.data_dir / f"warehouse/trips/source={source}/month=2023-11/_summary.json").read_text())
+        summary_file = stack.data_dir / f"warehouse/trips/source={source}/month=2023-11/_summary.json"
+        summary = json.loads(summary_file.read_text())
         assert summary["rows_written"] == trips

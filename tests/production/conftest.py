@@ -20,7 +20,9 @@ from taxiflow.local.stack import AirflowStack, free_port
 
 PROJECT_DIR = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = PROJECT_DIR / "docker-compose.yaml"
-AIRFLOW_SERVICES = ("airflow-apiserver", "airflow-scheduler", "airflow-dag-processor", "airflow-triggerer", "airflow-worker")
+AIRFLOW_SERVICES = (
+    "airflow-apiserver", "airflow-scheduler", "airflow-dag-processor", "airflow-triggerer", "airflow-worker"
+)
 REDIS_DB = 11  # this test's own Redis database: its Celery queue cannot meet anyone else's
 
 
@@ -55,7 +57,9 @@ def psql(sql: str) -> None:
 @pytest.fixture(scope="package")
 def celery_stack(tmp_path_factory):
     if not (reachable(5432) and reachable(6379)):
-        pytest.skip("PostgreSQL (127.0.0.1:5432) and Redis (127.0.0.1:6379) are needed; scripts/services.sh starts them")
+        pytest.skip(
+            "PostgreSQL (127.0.0.1:5432) and Redis (127.0.0.1:6379) are needed; scripts/services.sh starts them"
+        )
     import redis
 
     shared = compose_environment()

@@ -21,7 +21,7 @@ own to match on. In ``reschedule`` mode (the default) a waiting report holds no 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from airflow.sdk import BaseSensorOperator
@@ -45,7 +45,7 @@ def requested_months_and_sources(params: Mapping[str, Any]) -> tuple[list[str], 
 def month_logical_date(month: str) -> datetime:
     """The logical date of the ingest run for ``month``: its first day, 00:00 UTC."""
     first = parse_month(month)
-    return datetime(first.year, first.month, 1, tzinfo=timezone.utc)
+    return datetime(first.year, first.month, 1, tzinfo=UTC)
 
 
 def ingest_command(month: str) -> str:

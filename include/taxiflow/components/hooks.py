@@ -1,7 +1,7 @@
-"""``TlcHook``: ask NYC TLC whether a month is published and download its files safely.
+"""``TlcHook``: download NYC TLC's files safely (``TlcPublishedSensor`` asks whether a month is out).
 
-The base URL comes from the Airflow connection ``nyc_tlc`` (``AIRFLOW_CONN_NYC_TLC=http://host:port``);
-without that connection the hook uses TLC's public host. A download streams into a hidden
+The base URL comes from the Airflow connection ``nyc_tlc`` (``AIRFLOW_CONN_NYC_TLC=http://host:port``,
+TLC's public host in production); a missing connection is an error naming it. A download streams into a hidden
 ``.<name>.part`` file next to its destination, is checked against ``Content-Length``, and is renamed
 to its final name only when complete, so readers never see half a file.
 """
@@ -9,9 +9,7 @@ to its final name only when complete, so readers never see half a file.
 from __future__ import annotations
 
 import hashlib
-import logging
 import os
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -21,18 +19,16 @@ from airflow.providers.http.hooks.http import HttpHook
 from airflow.sdk import Connection
 from airflow.sdk.exceptions import AirflowNotFoundException
 
+from taxiflow.data import files
 from taxiflow.data.tlc import (
     PART_SUFFIX,
     TLC_CONN_ID,
-    TLC_PUBLIC_BASE_URL,
     ZONE_TABLE_ENDPOINT,
     is_stale,
-    part_path,
+    missing_connection_message,
     trip_endpoint,
     trip_file_name,
 )
-
-log = logging.getLogger(__name__)
 
 # Errors that a new attempt may cure: the network, a cut-off body, a busy server.
 _TRANSIENT_ERRORS = (
@@ -93,20 +89,19 @@ class TlcHook(HttpHook):
 
     @classmethod
     def get_connection(cls, conn_id: str) -> Connection:
-        """The configured connection, or TLC's public host when ``conn_id`` is not defined."""
+        """The configured connection; AirflowNotFoundException naming ``conn_id`` and how to define it."""
         try:
             return super().get_connection(conn_id)
-        except AirflowNotFoundException:
-            log.info("Connection %r is not defined; using %s", conn_id, TLC_PUBLIC_BASE_URL)
-            return Connection(conn_id=conn_id, conn_type="http", host=TLC_PUBLIC_BASE_URL)
+        except AirflowNotFoundException as err:
+            raise AirflowNotFoundException(missing_connection_message(conn_id)) from err
 
     def _set_base_url(self, connection: Connection) -> None:
         super()._set_base_url(connection)
         # A URI like ``https://host`` parses as conn_type "https" with no schema, which HttpHook
         # would turn into plain http: keep the scheme the user wrote.
-        if (connection.conn_type or "").lower() == "https" and not connection.schema:
-            if self.base_url.startswith("http://"):
-                self.base_url = "https://" + self.base_url[len("http://") :]
+        https_uri = (connection.conn_type or "").lower() == "https" and not connection.schema
+        if https_uri and self.base_url.startswith("http://"):
+            self.base_url = "https://" + self.base_url[len("http://") :]
 
     @property
     def session(self) -> requests.Session:
@@ -128,7 +123,8 @@ class TlcHook(HttpHook):
         self.close()
 
     def url_for(self, endpoint: str) -> str:
-        self.session  # sets base_url from the connection
+        """The full URL of ``endpoint`` below the connection's base URL."""
+        _ = self.session  # opening the session reads the connection and sets base_url
         return self.url_from_endpoint(endpoint)
 
     def _retrying(self) -> tenacity.Retrying:
@@ -150,25 +146,6 @@ class TlcHook(HttpHook):
             state.next_action.sleep if state.next_action else 0.0,
         )
 
-    # --- publication -----------------------------------------------------------------------------
-
-    def is_published(self, source: str, month: str) -> bool:
-        """True if TLC serves the month's trip file (HEAD 200), False on 403/404; raises otherwise."""
-        url = self.url_for(trip_endpoint(source, month))
-        for attempt in self._retrying():
-            with attempt:
-                response = self.session.head(url, timeout=self.timeout, allow_redirects=True)
-                status = response.status_code
-                if status >= 500:
-                    raise TlcTransientError(f"HEAD {url} answered {status} {response.reason}")
-        if status == 200:
-            self.log.info("%s is published (%s bytes)", url, response.headers.get("Content-Length", "?"))
-            return True
-        if status in (403, 404):
-            self.log.info("%s is not published yet (HTTP %d)", url, status)
-            return False
-        raise TlcError(f"HEAD {url} answered {status} {response.reason}; expected 200, 403 or 404")
-
     # --- downloads -------------------------------------------------------------------------------
 
     def download(self, source: str, month: str, dest_dir: str | os.PathLike[str]) -> Path:
@@ -182,27 +159,21 @@ class TlcHook(HttpHook):
         if not is_stale(dest, max_age_days):
             self.log.info("Zone table %s is younger than %s days; keeping it", dest, max_age_days)
             return dest
-        # Every source's download task may refresh it at the same moment: one temp file each.
-        part = dest.with_name(f".{dest.name}.{uuid.uuid4().hex[:12]}{PART_SUFFIX}")
-        return self.fetch(ZONE_TABLE_ENDPOINT, dest, part=part)
+        # Every source's download task may refresh it at the same moment: each gets its own temp file.
+        return self.fetch(ZONE_TABLE_ENDPOINT, dest)
 
-    def fetch(self, endpoint: str, dest: Path, part: Path | None = None) -> Path:
+    def fetch(self, endpoint: str, dest: Path) -> Path:
         """GET ``endpoint`` into ``dest`` atomically, retrying transient failures from scratch.
 
-        The body goes to ``part`` (default ``.<name>.part`` beside ``dest``) and is renamed when
-        complete. Raises ``TlcNotPublishedError`` on 403/404. On any failure the partial file is
-        removed and an existing ``dest`` is left untouched.
+        The body goes to a hidden ``.<name>.<random>.part`` file beside ``dest`` (``files.replacing``)
+        and is renamed when complete. Raises ``TlcNotPublishedError`` on 403/404. On any failure the
+        partial file is removed and an existing ``dest`` is left untouched.
         """
         url = self.url_for(endpoint)
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        part = part or part_path(dest)
-        try:
+        with files.replacing(dest, suffix=PART_SUFFIX) as part:
             for attempt in self._retrying():
                 with attempt:
                     size, sha256 = self._stream(url, part)
-            os.replace(part, dest)
-        finally:
-            part.unlink(missing_ok=True)
         self.log.info("Downloaded %s -> %s (%d bytes, sha256 %s)", url, dest, size, sha256)
         return dest
 

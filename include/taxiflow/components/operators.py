@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -12,7 +11,8 @@ from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowFailException
 
 from taxiflow.config import SUCCESS_MARKER, data_paths
-from taxiflow.data.tlc import TLC_CONN_ID, part_path, trip_file_name
+from taxiflow.data import files
+from taxiflow.data.tlc import TLC_CONN_ID, trip_file_name
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -20,16 +20,10 @@ if TYPE_CHECKING:
 
 def write_success_marker(folder: Path, data_file: Path) -> Path:
     """Write ``folder/_SUCCESS`` atomically, describing the complete ``data_file`` it vouches for."""
-    digest = hashlib.sha256()
     with open(data_file, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    marker = folder / SUCCESS_MARKER
-    part = part_path(marker)
+        digest = hashlib.file_digest(handle, "sha256")
     manifest = {"file": data_file.name, "bytes": data_file.stat().st_size, "sha256": digest.hexdigest()}
-    part.write_text(json.dumps(manifest) + "\n")
-    os.replace(part, marker)
-    return marker
+    return files.write_text_atomically(folder / SUCCESS_MARKER, json.dumps(manifest) + "\n")
 
 
 class TlcDownloadOperator(BaseOperator):
@@ -42,7 +36,7 @@ class TlcDownloadOperator(BaseOperator):
 
     :param source: ``yellow`` or ``green`` (templated).
     :param month: ``YYYY-MM`` (templated).
-    :param tlc_conn_id: connection with the TLC base URL; TLC's public host if undefined.
+    :param tlc_conn_id: the HTTP connection holding TLC's base URL (``nyc_tlc``); it must exist.
     :param zone_table_max_age_days: refresh the zone table when older than this.
     :param max_attempts: HTTP attempts per file before the task try fails.
     :param retry_wait_seconds: first wait between HTTP attempts (doubles each time).

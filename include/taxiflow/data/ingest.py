@@ -34,7 +34,6 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from taxiflow.data import warehouse
 from taxiflow.config import (
     DATA_FILE_SUFFIXES,
     REQUIRED_COLUMNS,
@@ -46,6 +45,8 @@ from taxiflow.config import (
     data_paths,
     parse_month,
 )
+from taxiflow.data import warehouse
+from taxiflow.data.files import write_text_atomically
 from taxiflow.data.landing import UnsafeDropError
 from taxiflow.data.raw import copy_to_raw, data_files_in, promote_staged, raw_files, staged_dir
 
@@ -255,9 +256,7 @@ def process_partition(source: str, month: str, paths: DataPaths | None = None) -
         "path": str(target),
         "written_at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
-    warehouse.write_text_atomically(
-        json.dumps(summary, indent=2) + "\n", target.with_name(warehouse.SUMMARY_FILE)
-    )
+    write_text_atomically(target.with_name(warehouse.SUMMARY_FILE), json.dumps(summary, indent=2) + "\n")
     by_reason = summary["rows_rejected_by_reason"]
     log.info(
         "Ingested %s %s%s: %d file(s), %d rows read, %d written, %d rejected (%d without pickup time, "

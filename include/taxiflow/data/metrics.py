@@ -20,13 +20,12 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from taxiflow.data import warehouse
 from taxiflow.config import UNKNOWN_BOROUGH, DataPaths, check_month, check_source, data_paths
+from taxiflow.data import files, warehouse
 
 log = logging.getLogger(__name__)
 
-HOURLY_ZONE = "hourly_zone"
-HOURLY_BOROUGH = "hourly_borough"
+HOURLY_ZONE, HOURLY_BOROUGH = warehouse.HOURLY_ZONE, warehouse.HOURLY_BOROUGH
 
 WEEKLY_COLUMNS = ("week", "trips", "passengers", "total_amount", "distance")
 
@@ -126,11 +125,7 @@ def build_metrics(source: str, month: str, paths: DataPaths | None = None) -> di
 
 def hourly_borough_files(source: str, paths: DataPaths | None = None) -> list[Path]:
     """Every ``hourly_borough`` partition file of one source, oldest month first."""
-    check_source(source)
-    source_dir = (paths or data_paths()).metrics_dir(HOURLY_BOROUGH, source, "2009-01").parent
-    if not source_dir.is_dir():
-        return []
-    return sorted(source_dir.glob(f"month=*/{warehouse.METRICS_FILE}"))
+    return warehouse.metrics_partitions(HOURLY_BOROUGH, source, paths)
 
 
 def write_weekly_summary(source: str, paths: DataPaths | None = None) -> Path:
@@ -155,7 +150,7 @@ def write_weekly_summary(source: str, paths: DataPaths | None = None) -> Path:
                 writer.writerow(
                     [week.isoformat(), trips, passengers, f"{total_amount:.2f}", f"{distance:.2f}"]
                 )
-            warehouse.write_text_atomically(buffer.getvalue(), target)
+            files.write_text_atomically(target, buffer.getvalue())
         finally:
             fcntl.flock(lock, fcntl.LOCK_UN)
     log.info("Weekly summary of %s: %d weeks -> %s", source, len(rows), target)

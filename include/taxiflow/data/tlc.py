@@ -14,12 +14,12 @@ from taxiflow.config import SOURCE_NAMES, parse_month
 # Airflow connection whose host is the TLC base URL (e.g. AIRFLOW_CONN_NYC_TLC=http://127.0.0.1:8000).
 TLC_CONN_ID = "nyc_tlc"
 
-# Used when the ``nyc_tlc`` connection is not defined: TLC's public download host.
+# TLC's public download host: what the ``nyc_tlc`` connection holds in production.
 TLC_PUBLIC_BASE_URL = "https://d37ci6vzurychx.cloudfront.net"
 
 ZONE_TABLE_ENDPOINT = "misc/taxi_zone_lookup.csv"
 
-# A download lands under this name first and is renamed only once complete.
+# A download lands under a hidden ``.<name>.<random>.part`` name first, renamed only once complete.
 PART_SUFFIX = ".part"
 
 
@@ -42,9 +42,13 @@ def trip_endpoint(source: str, month: str) -> str:
     return f"trip-data/{trip_file_name(source, month)}"
 
 
-def part_path(final: Path) -> Path:
-    """The hidden temporary name a download is written to: ``dir/.name.part``."""
-    return final.with_name(f".{final.name}{PART_SUFFIX}")
+def missing_connection_message(conn_id: str) -> str:
+    """What to tell an operator whose TLC connection is not defined: its id and how to define it."""
+    return (
+        f"Airflow connection {conn_id!r} is not defined; it holds the base URL of TLC's files. Define it, "
+        f"e.g. AIRFLOW_CONN_{conn_id.upper()}='{TLC_PUBLIC_BASE_URL}' (TLC's public host) in the environment "
+        f"of every Airflow process, or: airflow connections add {conn_id} --conn-uri '{TLC_PUBLIC_BASE_URL}'"
+    )
 
 
 def is_stale(path: Path, max_age_days: float, now: float | None = None) -> bool:

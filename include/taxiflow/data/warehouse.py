@@ -17,13 +17,13 @@ users (and the report) the same store as SQL views::
 
 from __future__ import annotations
 
-import os
-import uuid
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from taxiflow.config import UNKNOWN_BOROUGH, DataPaths, data_paths, duckdb_settings
+from taxiflow.config import MONTH_PATTERN, UNKNOWN_BOROUGH, DataPaths, check_source, data_paths, duckdb_settings
+from taxiflow.data import files
 
 if TYPE_CHECKING:
     import duckdb
@@ -32,11 +32,15 @@ if TYPE_CHECKING:
 TRIPS_FILE = "trips.parquet"
 SUMMARY_FILE = "_summary.json"
 METRICS_FILE = "part.parquet"
-METRICS_TABLES = ("hourly_zone", "hourly_borough")
+HOURLY_ZONE = "hourly_zone"
+HOURLY_BOROUGH = "hourly_borough"
+METRICS_TABLES = (HOURLY_ZONE, HOURLY_BOROUGH)
 
 # Snappy: cheaper to write than zstd for a file ~30% larger (measured with benchmarks/bench_ingest.py);
 # DuckDB's default row groups (~123k rows) keep the writer's buffers small and readers parallel.
 PARQUET_OPTIONS = "(FORMAT parquet, COMPRESSION snappy)"
+
+_MONTH_DIR_RE = re.compile(MONTH_PATTERN)
 
 # The zone table as TLC publishes it (header "LocationID","Borough","Zone","service_zone"). Read as
 # text so the zones literally named "NA" or "N/A" stay strings; TLC marks "no borough" with "N/A"
@@ -64,7 +68,8 @@ def duckdb_connection() -> duckdb.DuckDBPyConnection:
     """A fresh in-memory DuckDB connection with the task limits of ``config.duckdb_settings()``."""
     import duckdb
 
-    con = duckdb.connect(":memory:", config=duckdb_settings())
+    settings: dict[str, Any] = duckdb_settings()  # duckdb's stub wants a dict of its value union
+    con = duckdb.connect(":memory:", config=settings)
     # DuckDB draws a progress bar on stdout for queries over 2 s, even when stdout is a task log.
     con.execute("SET enable_progress_bar = false")
     return con
@@ -104,6 +109,27 @@ def trips_file(source: str, month: str, paths: DataPaths | None = None) -> Path:
 
 def metrics_file(table: str, source: str, month: str, paths: DataPaths | None = None) -> Path:
     return (paths or data_paths()).metrics_dir(table, source, month) / METRICS_FILE
+
+
+def metrics_partitions(table: str, source: str, paths: DataPaths | None = None) -> list[Path]:
+    """Every existing ``part.parquet`` of one source's metrics ``table``, oldest month first.
+
+    Only ``month=YYYY-MM`` folders count (a stray ``month=latest`` or a hidden temp folder does
+    not); paths are built by ``DataPaths.metrics_dir``, never from what a user typed.
+    """
+    if table not in METRICS_TABLES:
+        raise ValueError(f"table must be one of {', '.join(METRICS_TABLES)}, got {table!r}")
+    paths = paths or data_paths()
+    source_dir = paths.metrics_dir(table, check_source(source), "2009-01").parent  # config owns the layout
+    if not source_dir.is_dir():
+        return []
+    months = sorted(
+        entry.name.removeprefix("month=")
+        for entry in source_dir.iterdir()
+        if entry.name.startswith("month=") and _MONTH_DIR_RE.fullmatch(entry.name.removeprefix("month="))
+    )
+    found = (paths.metrics_dir(table, source, month) / METRICS_FILE for month in months)
+    return [file for file in found if file.is_file()]
 
 
 def _has_files(folder: Path, pattern: str) -> bool:
@@ -150,33 +176,18 @@ def write_parquet_atomically(
 ) -> int:
     """Write the result of ``query`` to ``target``; readers see the old file or the new, never half.
 
-    Streams through DuckDB's ``COPY``; the temporary file sits in the target's folder (same file
-    system, so ``os.replace`` is atomic) under a hidden name no partition glob matches. With
+    Streams through DuckDB's ``COPY`` into ``files.replacing``'s hidden temporary file. With
     ``expected_rows``, a different row count leaves ``target`` untouched and raises. Returns the
     number of rows written.
     """
-    target.parent.mkdir(parents=True, exist_ok=True)
-    temp = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
-    try:
+    with files.replacing(target) as temp:
         copy = f"COPY ({query}) TO ? {PARQUET_OPTIONS}"
-        (written,) = con.execute(copy, [*params, str(temp)]).fetchone()
+        row = con.execute(copy, [*params, str(temp)]).fetchone()
+        assert row is not None  # COPY always answers one row: the number of rows written
+        (written,) = row
         if expected_rows is not None and written != expected_rows:
             raise RuntimeError(
                 f"{target}: wrote {written} rows where {expected_rows} were expected (did the "
                 f"input files change while they were read?); the previous file was kept"
             )
-        os.replace(temp, target)
-        return int(written)
-    finally:
-        temp.unlink(missing_ok=True)
-
-
-def write_text_atomically(text: str, target: Path) -> None:
-    """Replace ``target`` with ``text`` (temp file in the same folder, then ``os.replace``)."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    temp = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
-    try:
-        temp.write_text(text, encoding="utf-8")
-        os.replace(temp, target)
-    finally:
-        temp.unlink(missing_ok=True)
+    return int(written)

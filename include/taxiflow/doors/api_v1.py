@@ -55,7 +55,7 @@ import logging
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI, Request
@@ -205,7 +205,7 @@ def parse_datetime(value: Any, name: str) -> datetime | None:
     except ValueError:
         raise ValueError(f"{name}: not a valid datetime, expected ISO 8601 such as "
                          f"2024-01-01T00:00:00+00:00, got {value!r}") from None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 def parse_trigger_body(raw: bytes | str | None) -> TriggerRequest:
@@ -482,8 +482,6 @@ CONF_CHECKS: dict[str, Any] = {REPORT_DAG_ID: check_report_conf}
 
 def trigger_run(dag_id: str, request: TriggerRequest, user: BaseUser) -> dict[str, Any]:
     """Create a run through Airflow's trigger path; Airflow 2's DAGRun JSON, or ApiV1Error."""
-    from sqlalchemy import select
-
     from airflow.api.common.trigger_dag import trigger_dag
     from airflow.exceptions import DagNotFound, DagRunAlreadyExists, ParamValidationError
     from airflow.models.dag import DagModel
@@ -491,6 +489,7 @@ def trigger_run(dag_id: str, request: TriggerRequest, user: BaseUser) -> dict[st
     from airflow.models.log import Log
     from airflow.utils.session import create_session
     from airflow.utils.types import DagRunTriggeredByType
+    from sqlalchemy import select
 
     with create_session() as session:
         dag_model = session.scalar(select(DagModel).where(DagModel.dag_id == dag_id))
@@ -552,10 +551,9 @@ def trigger_run(dag_id: str, request: TriggerRequest, user: BaseUser) -> dict[st
 
 def get_run(dag_id: str, run_id: str) -> dict[str, Any]:
     """One run as Airflow 2's DAGRun JSON; ApiV1Error(404) if the DAG has no such run."""
-    from sqlalchemy import select
-
     from airflow.models.dagrun import DagRun
     from airflow.utils.session import create_session
+    from sqlalchemy import select
 
     with create_session() as session:
         run = session.scalar(select(DagRun).where(DagRun.dag_id == dag_id, DagRun.run_id == run_id))

@@ -14,6 +14,7 @@ process group of that PID), never by a name pattern.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import secrets
@@ -24,12 +25,15 @@ import subprocess
 import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from taxiflow.config import DATA_DIR_ENV, INGEST_DAG_ID, METRICS_DAG_ID, REPORT_DAG_ID, SOURCE_NAMES
+from taxiflow.data.tlc import TLC_PUBLIC_BASE_URL
 
 LOCAL_COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer")
 CELERY_COMPONENTS = (*LOCAL_COMPONENTS, "celery worker")
@@ -126,10 +130,14 @@ class AirflowStack:
         )
         env.update(self.extra_env)
         if cli and env.get("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", "sqlite").startswith("sqlite"):
-            env.setdefault("AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS", "taxiflow.local.stack.SQLITE_CLI_CONNECT_ARGS")
+            env.setdefault(
+                "AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS", "taxiflow.local.stack.SQLITE_CLI_CONNECT_ARGS"
+            )
         return env
 
-    def airflow(self, *args: str, check: bool = True, timeout: float = 300, attempts: int = 5) -> subprocess.CompletedProcess:
+    def airflow(
+        self, *args: str, check: bool = True, timeout: float = 300, attempts: int = 5
+    ) -> subprocess.CompletedProcess:
         """Run one ``airflow`` CLI command against this deployment and capture its output.
 
         On SQLite a command can lose a write race to the scheduler ("database is locked", at once in
@@ -178,7 +186,8 @@ class AirflowStack:
         lines = [f"export {k}={shlex.quote(env[k])}" for k in keep]
         lines.append(f"export PATH={shlex.quote(str(Path(airflow_executable()).parent))}:\"$PATH\"")
         path = self.home / "env.sh"
-        path.write_text("# source this file to use the airflow CLI against taxiflow's local Airflow\n" + "\n".join(lines) + "\n")
+        header = "# source this file to use the airflow CLI against taxiflow's local Airflow\n"
+        path.write_text(header + "\n".join(lines) + "\n")
         return path
 
     def start(self, components: Iterable[str] | None = None) -> None:
@@ -187,17 +196,17 @@ class AirflowStack:
         self._write_passwords_file()
         env = self.env()
         for component in components or self.components:
-            log = open(self.logs_dir / f"{component.replace(' ', '-')}.log", "ab")  # noqa: SIM115
-            self.processes[component] = subprocess.Popen(
-                [airflow_executable(), *component.split()],
-                env=env,
-                cwd=self.home,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,
-            )
-            log.close()
+            # The child keeps its own copy of the descriptor: ours can close at once.
+            with open(self.logs_dir / f"{component.replace(' ', '-')}.log", "ab") as log:
+                self.processes[component] = subprocess.Popen(
+                    [airflow_executable(), *component.split()],
+                    env=env,
+                    cwd=self.home,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    stdin=subprocess.DEVNULL,
+                    start_new_session=True,
+                )
         self._write_pids()
 
     def wait_until_healthy(self, timeout: float = 180) -> None:
@@ -249,10 +258,8 @@ class AirflowStack:
             if _alive(pid, proc):
                 _signal_group(pid, signal.SIGKILL)
             if proc is not None:
-                try:
+                with contextlib.suppress(subprocess.TimeoutExpired):
                     proc.wait(timeout=5)
-                except subprocess.TimeoutExpired:
-                    pass
         self.processes.clear()
         (self.home / PIDS_FILE).unlink(missing_ok=True)
 
@@ -277,7 +284,7 @@ class AirflowStack:
         with urllib.request.urlopen(request, timeout=30) as resp:
             return json.load(resp)["access_token"]
 
-    def api(self, method: str, path: str, body: object | None = None, token: str | None = None) -> tuple[int, object]:
+    def api(self, method: str, path: str, body: object | None = None, token: str | None = None) -> tuple[int, Any]:
         """Call ``/api/v2``; returns (status, decoded JSON body) without raising on HTTP errors."""
         request = urllib.request.Request(
             f"{self.base_url}{path}",
@@ -317,7 +324,7 @@ class AirflowStack:
         deadline = time.monotonic() + timeout
         token = self.token()
         run: dict = {}
-        quoted = urllib.request.quote(run_id, safe="")
+        quoted = urllib.parse.quote(run_id, safe="")
         while time.monotonic() < deadline:
             status, run = self.api("GET", f"/api/v2/dags/{dag_id}/dagRuns/{quoted}", token=token)
             if status == 200 and run["state"] in ("success", "failed"):
@@ -326,7 +333,7 @@ class AirflowStack:
         raise TimeoutError(f"{dag_id} run {run_id} still {run.get('state')} after {timeout}s")
 
     def task_states(self, dag_id: str, run_id: str) -> dict[str, str | None]:
-        quoted = urllib.request.quote(run_id, safe="")
+        quoted = urllib.parse.quote(run_id, safe="")
         status, body = self.api("GET", f"/api/v2/dags/{dag_id}/dagRuns/{quoted}/taskInstances?limit=100")
         return {ti["task_id"]: ti["state"] for ti in body["task_instances"]} if status == 200 else {}
 
@@ -345,10 +352,8 @@ def _alive(pid: int, proc: subprocess.Popen | None) -> bool:
 
 def _signal_group(pid: int, sig: signal.Signals) -> None:
     """Signal the process group led by ``pid`` (each component runs in its own session)."""
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(pid, sig)
-    except ProcessLookupError:
-        pass
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -356,7 +361,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("action", choices=["up", "down", "status"])
     parser.add_argument("--home", type=Path, required=True, help="AIRFLOW_HOME for this deployment")
     parser.add_argument("--project-dir", type=Path, default=Path.cwd(), help="folder holding dags/ and plugins/")
-    parser.add_argument("--data-dir", type=Path, default=None, help=f"data root (default: ${DATA_DIR_ENV} or <project>/data)")
+    parser.add_argument(
+        "--data-dir", type=Path, default=None, help=f"data root (default: ${DATA_DIR_ENV} or <project>/data)"
+    )
     parser.add_argument("--port", type=int, default=8080)
     parser.add_argument("--demo", action="store_true", help="drop the demo months and backfill them")
     args = parser.parse_args(argv)
@@ -364,7 +371,9 @@ def main(argv: list[str] | None = None) -> int:
     home = args.home.resolve()
     project = args.project_dir.resolve()
     data_dir = (args.data_dir or Path(os.environ.get(DATA_DIR_ENV, project / "data"))).resolve()
-    stack = AirflowStack(home=home, project_dir=project, data_dir=data_dir, port=args.port)
+    # `make run` downloads from TLC's public host unless the user points nyc_tlc elsewhere.
+    tlc = {"AIRFLOW_CONN_NYC_TLC": os.environ.get("AIRFLOW_CONN_NYC_TLC", TLC_PUBLIC_BASE_URL)}
+    stack = AirflowStack(home=home, project_dir=project, data_dir=data_dir, port=args.port, extra_env=tlc)
 
     if args.action == "down":
         stack.stop()
@@ -390,12 +399,13 @@ def main(argv: list[str] | None = None) -> int:
         stack.stop()
         raise
     user, password = next(iter(stack.users.items()))
+    example_conf = '{"borough": "Manhattan", "start_date": "2023-12-18", "end_date": "2024-01-08"}'
     print(
         f"""
 taxiflow is running.
   UI:      {stack.base_url}   (login: {user} / {password})
   Data:    {data_dir}
-  Trigger: airflow dags trigger {REPORT_DAG_ID} --conf '{{"borough": "Manhattan", "start_date": "2023-12-18", "end_date": "2024-01-08"}}'
+  Trigger: airflow dags trigger {REPORT_DAG_ID} --conf '{example_conf}'
            (run it as: make airflow ARGS="dags trigger ..."; outputs land in {data_dir / 'outputs'})
   Stop:    make stop
 """,
@@ -409,8 +419,8 @@ DEMO_MONTHS = ("2023-12", "2024-01")
 
 def bootstrap_demo(stack: AirflowStack) -> None:
     """Drop the demo months (unless already there) and backfill their ingest."""
-    from taxiflow.local import demo
     from taxiflow.config import DataPaths
+    from taxiflow.local import demo
 
     paths = DataPaths(stack.data_dir)
     missing = [m for m in DEMO_MONTHS if not any((paths.landing / s / m / "_SUCCESS").exists() for s in SOURCE_NAMES)]
@@ -423,7 +433,8 @@ def bootstrap_demo(stack: AirflowStack) -> None:
         return
     stack.airflow("backfill", "create", "--dag-id", INGEST_DAG_ID,
                   "--from-date", f"{DEMO_MONTHS[0]}-01", "--to-date", f"{DEMO_MONTHS[-1]}-01")
-    print(f"taxiflow: backfilling {INGEST_DAG_ID} for {', '.join(DEMO_MONTHS)} (a few minutes; watch the UI)", flush=True)
+    months = ", ".join(DEMO_MONTHS)
+    print(f"taxiflow: backfilling {INGEST_DAG_ID} for {months} (a few minutes; watch the UI)", flush=True)
 
 
 if __name__ == "__main__":

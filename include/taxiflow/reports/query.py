@@ -7,44 +7,30 @@ whether the warehouse holds one month or ten years.
 from __future__ import annotations
 
 import os
-import re
 import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from taxiflow.config import DAY_NAMES, MONTH_PATTERN, SOURCES, DataPaths, data_paths
+from taxiflow.config import DAY_NAMES, SOURCES, DataPaths, data_paths
+from taxiflow.data import warehouse
 from taxiflow.reports.request import SOURCES_ALLOWED, InvalidRequest, ReportRequest
 
 if TYPE_CHECKING:
     import pandas as pd
 
-METRICS_TABLE = "hourly_borough"
-METRICS_FILE = "part.parquet"
+METRICS_TABLE = warehouse.HOURLY_BOROUGH
 CSV_COLUMNS = ("hour_of_day", "day_of_week", "num_trips")
 HOURS = tuple(range(24))
-
-_MONTH_DIR_RE = re.compile(MONTH_PATTERN)
-
 
 
 def metrics_partitions(source: str, paths: DataPaths, table: str = METRICS_TABLE) -> list[Path]:
     """Every existing ``part.parquet`` of one source's metrics table, oldest month first.
 
-    Paths are built by ``DataPaths.metrics_dir`` from a validated source and month folder names that
-    match ``YYYY-MM``; nothing a user typed is ever joined into a path or a glob.
+    ``warehouse.metrics_partitions``, with an unknown source reported as a bad request field.
     """
     if source not in SOURCES:
         raise InvalidRequest("sources", source, SOURCES_ALLOWED, problem=f"{source!r} is not a known source")
-    source_dir = paths.metrics_dir(table, source, "0000-01").parent  # config owns the layout
-    if not source_dir.is_dir():
-        return []
-    months = sorted(
-        entry.name.removeprefix("month=")
-        for entry in source_dir.iterdir()
-        if entry.name.startswith("month=") and _MONTH_DIR_RE.match(entry.name.removeprefix("month="))
-    )
-    files = (paths.metrics_dir(table, source, month) / METRICS_FILE for month in months)
-    return [file for file in files if file.is_file()]
+    return warehouse.metrics_partitions(table, source, paths)
 
 
 def empty_counts() -> pd.DataFrame:
@@ -76,11 +62,10 @@ _database_lock = threading.Lock()
 
 def _cursor():
     global _database, _database_pid
-    from taxiflow.data.warehouse import duckdb_connection
 
     with _database_lock:
         if _database is None or _database_pid != os.getpid():
-            _database = duckdb_connection()
+            _database = warehouse.duckdb_connection()
             _database_pid = os.getpid()
         return _database.cursor()
 
@@ -117,5 +102,3 @@ def report_counts(request: ReportRequest, paths: DataPaths | None = None) -> pd.
     for hour, day, trips in rows:
         num_trips[hour * len(DAY_NAMES) + day] = int(trips)
     return _counts_frame(num_trips)
-
-

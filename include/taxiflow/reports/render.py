@@ -105,7 +105,7 @@ def render_borough_chart(request: ReportRequest, counts: pd.DataFrame) -> Figure
     y_ticks = [tick for tick in MaxNLocator(nbins=7, integer=True).tick_values(0, y_max) if 0 <= tick <= y_max]
     ax.hlines(y_ticks[1:], -0.6, 23.6, colors="#DDDDDD", linewidths=0.8, zorder=0)
     ax.hlines([0], -0.6, 23.6, colors="#888888", linewidths=1.0, zorder=4)
-    for tick, label in zip(y_ticks, _count_labels(y_ticks)):
+    for tick, label in zip(y_ticks, _count_labels(y_ticks), strict=True):
         ax.text(-0.008, tick, label, transform=x_axes_y_data, ha="right", va="center", fontsize=10)
     for hour in HOURS:
         ax.text(hour, -0.012, f"{hour:02d}", transform=x_data_y_axes, ha="center", va="top", fontsize=10)
@@ -123,7 +123,7 @@ def render_borough_chart(request: ReportRequest, counts: pd.DataFrame) -> Figure
             axis=1,
         )
         ax.add_collection(
-            PolyCollection(verts, facecolors=colour, edgecolors="white", linewidths=0.4, zorder=3),
+            PolyCollection(list(verts), facecolors=colour, edgecolors="white", linewidths=0.4, zorder=3),
             autolim=False,
         )
     if total == 0:
@@ -135,7 +135,7 @@ def render_borough_chart(request: ReportRequest, counts: pd.DataFrame) -> Figure
     fig.text(left, top + 0.118, report_title(request), ha="left", va="baseline", fontsize=15, fontweight="bold")
     fig.text(left, top + 0.077, report_subtitle(request, total), ha="left", va="baseline", fontsize=11, color=muted)
     slot, key_w, key_h, legend_y = 0.105, 0.0117, 0.0157, top + 0.03
-    for index, (day, colour) in enumerate(zip(DAY_NAMES, DAY_COLOURS)):
+    for index, (day, colour) in enumerate(zip(DAY_NAMES, DAY_COLOURS, strict=True)):
         x0 = left + index * slot
         fig.patches.append(
             Rectangle((x0, legend_y - key_h / 2), key_w, key_h, transform=fig.transFigure, facecolor=colour,

@@ -22,7 +22,6 @@ from taxiflow.config import (
 )
 from taxiflow.reports.params import MAX_RANGE_DAYS, RESERVED_NAME_PREFIX
 
-
 # The keys a request may carry, in the order forms and messages list them.
 REQUEST_KEYS: tuple[str, ...] = ("borough", "start_date", "end_date", "sources", "name")
 
@@ -41,7 +40,6 @@ RANGE_ALLOWED = f"a range of at most {MAX_RANGE_DAYS} days (end_date - start_dat
 SOURCES_ALLOWED = (
     f"a list of distinct values from {', '.join(SOURCE_NAMES)}; empty or null means all"
 )
-
 
 
 class InvalidRequest(ValueError):
@@ -272,7 +270,3 @@ class ReportRequest:
     def last_day(self) -> date:
         """The last day included in the range (``end_date`` is excluded)."""
         return date.fromordinal(self.end_date.toordinal() - 1)
-
-
-
-

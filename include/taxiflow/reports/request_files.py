@@ -22,14 +22,14 @@ import json
 import logging
 import os
 import stat
-import tempfile
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
 from taxiflow.config import BOROUGHS, DataPaths, data_paths
+from taxiflow.data.files import write_json_atomically
 from taxiflow.reports.params import report_param_schemas
 from taxiflow.reports.request import (
     DATE_ALLOWED,
@@ -158,7 +158,8 @@ def check_params(conf: Mapping[str, Any]) -> None:
     Uses Airflow's own ``ParamsDict`` so the message is exactly the one the CLI and REST v2 give
     (``Invalid input for param borough: 'Narnia' is not one of [...]``).
     """
-    from airflow.sdk import Param, ParamsDict
+    # airflow.sdk exports ParamsDict (it is in its __all__), but its __init__.pyi stub omits it.
+    from airflow.sdk import Param, ParamsDict  # type: ignore[attr-defined]
     from airflow.sdk.exceptions import ParamValidationError
 
     schemas = report_param_schemas()
@@ -297,24 +298,6 @@ def _same_error_recorded(target: Path, document: Mapping[str, Any]) -> bool:
     return isinstance(existing, dict) and all(existing.get(k) == document.get(k) for k in keys)
 
 
-def write_json_atomically(target: Path, document: Mapping[str, Any]) -> None:
-    """Write to a hidden temporary file beside ``target``, then rename it over ``target``.
-
-    Readers never see half a file, and a link planted at ``target`` is replaced, not followed.
-    """
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(document, handle, indent=2, ensure_ascii=False)
-            handle.write("\n")
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _remove_stale_error_file(target: Path) -> bool:
     try:
         mode = os.lstat(target).st_mode
@@ -327,7 +310,7 @@ def _remove_stale_error_file(target: Path) -> bool:
 
 
 def _utcnow() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 def scan_requests(paths: DataPaths | None = None, now: Callable[[], str] = _utcnow) -> ScanResult:
