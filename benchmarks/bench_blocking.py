@@ -61,7 +61,8 @@ def run(work_dir: Path, quick: bool = False) -> list[dict]:
     work_dir.mkdir(parents=True, exist_ok=True)
     data = DataPaths(work_dir / "data")
     data.reference.mkdir(parents=True)
-    (data.reference / "taxi_zone_lookup.csv").write_bytes((PROJECT_DIR / "data/reference/taxi_zone_lookup.csv").read_bytes())
+    shipped = PROJECT_DIR / "data" / "reference" / "taxi_zone_lookup.csv"
+    (data.reference / "taxi_zone_lookup.csv").write_bytes(shipped.read_bytes())
     trips = 2_000 if quick else 20_000
     for source in ("yellow", "green"):
         generate_month(source, READY, trips, paths=data)

@@ -216,7 +216,8 @@ def test_viewer_may_poll_but_not_trigger(v1):
 
 def test_bearer_token_from_auth_token_works(v1):
     token = v1.stack.token("admin")
-    response = requests.post(v1.runs_url(), json={"conf": GOOD_CONF}, headers={"Authorization": f"Bearer {token}"}, timeout=60)
+    bearer = {"Authorization": f"Bearer {token}"}
+    response = requests.post(v1.runs_url(), json={"conf": GOOD_CONF}, headers=bearer, timeout=60)
     assert response.status_code == 200, response.text
     v1.created.append(response.json()["dag_run_id"])
     garbage = requests.post(v1.runs_url(), json={}, headers={"Authorization": "Bearer not-a-jwt"}, timeout=60)

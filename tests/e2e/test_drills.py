@@ -137,7 +137,7 @@ def request_file_error(stack, stem: str, conf: dict, timeout: float = 120) -> di
 
 
 def report_runs(stack) -> set[str]:
-    status, body = stack.api("GET", f"/api/v2/dags/{REPORT_DAG_ID}/dagRuns?limit=200")
+    _status, body = stack.api("GET", f"/api/v2/dags/{REPORT_DAG_ID}/dagRuns?limit=200")
     return {run["dag_run_id"] for run in body["dag_runs"]}
 
 
@@ -159,7 +159,8 @@ def drills(tmp_path_factory):
     for month in (READY, REDROP, "2021-05"):
         for source in ("yellow", "green"):
             drop(stack, source, month)
-    drop(stack, "yellow", "2021-05", lambda p: trips_file(p, "yellow", "2021-06"), name="yellow_tripdata_2021-06.parquet")
+    drop(stack, "yellow", "2021-05", lambda p: trips_file(p, "yellow", "2021-06"),
+         name="yellow_tripdata_2021-06.parquet")
     (stack.data_dir / "landing/yellow/2021-05/yellow_tripdata_2021-05.parquet").unlink()
     secret = tmp_path_factory.mktemp("outside") / "private.csv"
     secret.write_text(f"{SECRET}\n{SECRET}\n")
@@ -227,7 +228,8 @@ def test_a_corrupt_redrop_keeps_raw_and_partition_and_the_run_says_so(drills):
     landing_file.write_bytes(SECRET.encode() * 50)  # a broken re-drop, same name
 
     # Re-ingest the green branch while four other months still wait for their yellow drop.
-    stack.airflow("tasks", "clear", INGEST_DAG_ID, "-s", f"{REDROP}-01", "-e", f"{REDROP}-01", "-t", "_green", "-y")  # -t matches a substring in Airflow 3.3
+    # -t matches a substring of task ids in Airflow 3.3 (not a regex): the four green tasks.
+    stack.airflow("tasks", "clear", INGEST_DAG_ID, "-s", f"{REDROP}-01", "-e", f"{REDROP}-01", "-t", "_green", "-y")
     assert wait_task(stack, INGEST_DAG_ID, run_id, "process_green", {"failed"}, timeout=300) == "failed"
     log = task_log(stack, INGEST_DAG_ID, run_id, "process_green")
     assert "the new drop is refused: cannot read" in log

@@ -111,7 +111,7 @@ class IngestGateSensor(BaseSensorOperator):
     def _check_uncovered(self, context: Any, uncovered: list[str]) -> None:
         """Log the months no ingest run covers; fail once they stayed so past ``uncovered_timeout``."""
         first_poke = context["ti"].get_first_reschedule_date(context)
-        waited = (datetime.now(timezone.utc) - first_poke).total_seconds() if first_poke else 0.0
+        waited = (datetime.now(UTC) - first_poke).total_seconds() if first_poke else 0.0
         commands = "; ".join(ingest_command(month) for month in uncovered)
         if waited >= self.uncovered_timeout:
             raise AirflowFailException(

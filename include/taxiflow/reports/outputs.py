@@ -41,7 +41,7 @@ from taxiflow.config import DataPaths, data_paths
 from taxiflow.reports.request import NAME_ALLOWED, InvalidRequest
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Generator
 
     from taxiflow.reports.request import ReportRequest
 
@@ -90,14 +90,9 @@ def read_report(name: str, paths: DataPaths | None = None) -> PublishedReport | 
                 return None  # no report, and none being published
             continue
         try:
-            def read(file: str) -> bytes:
-                inner = os.open(file, os.O_RDONLY | os.O_NOFOLLOW, dir_fd=fd)
-                with os.fdopen(inner, "rb") as handle:
-                    return handle.read()
-
-            manifest = json.loads(read(MANIFEST_FILE))
-            return PublishedReport(manifest, read(manifest["files"]["png"]["name"]),
-                                   read(manifest["files"]["csv"]["name"]))
+            manifest = json.loads(_read_in(fd, MANIFEST_FILE))
+            return PublishedReport(manifest, _read_in(fd, manifest["files"]["png"]["name"]),
+                                   _read_in(fd, manifest["files"]["csv"]["name"]))
         except FileNotFoundError:
             continue  # this version was retired while we read it: read the current one
         finally:
@@ -105,8 +100,15 @@ def read_report(name: str, paths: DataPaths | None = None) -> PublishedReport | 
     return None
 
 
+def _read_in(folder_fd: int, file: str) -> bytes:
+    """The bytes of ``file`` inside the folder open as ``folder_fd`` (no links followed)."""
+    inner = os.open(file, os.O_RDONLY | os.O_NOFOLLOW, dir_fd=folder_fd)
+    with os.fdopen(inner, "rb") as handle:
+        return handle.read()
+
+
 @contextmanager
-def _locked(name: str, paths: DataPaths) -> Iterator[None]:
+def _locked(name: str, paths: DataPaths) -> Generator[None, None, None]:
     locks = paths.outputs / LOCKS_DIR
     locks.mkdir(parents=True, exist_ok=True)
     with open(locks / f"{name}.lock", "a+b") as handle:
