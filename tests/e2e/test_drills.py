@@ -109,8 +109,14 @@ def wait_task(stack, dag_id: str, run_id: str, task_id: str, states: set[str], t
 
 
 def v2_trigger(stack, conf: dict, run_id: str | None = None) -> tuple[int, dict]:
-    return stack.api("POST", f"/api/v2/dags/{REPORT_DAG_ID}/dagRuns",
-                     {"logical_date": None, "dag_run_id": run_id, "conf": conf})
+    """POST a run; again if SQLite lost a write race (500 "Database error": nothing was created)."""
+    for attempt in range(4):
+        status, body = stack.api("POST", f"/api/v2/dags/{REPORT_DAG_ID}/dagRuns",
+                                 {"logical_date": None, "dag_run_id": run_id, "conf": conf})
+        if status != 500 or "Database error" not in str(body):
+            break
+        time.sleep(2 * (attempt + 1))
+    return status, body
 
 
 def v1_trigger(stack, conf: dict, run_id: str | None = None) -> requests.Response:

@@ -46,11 +46,18 @@ def polls_after(stack, run_after: str) -> int:
 
 def trigger_tasks(stack) -> dict[str, str]:
     """``rendered_map_index`` (the run id it asked for) -> state, over every poll's trigger_report."""
-    path = f"/api/v2/dags/{REQUESTS_DAG_ID}/dagRuns/~/taskInstances?task_id=trigger_report&limit=100"
-    status, body = stack.api("GET", path)
-    assert status == 200, body
+    # Every page: a long session polls hundreds of times, more than one page of 100 holds.
+    found: list[dict] = []
+    while True:
+        path = (f"/api/v2/dags/{REQUESTS_DAG_ID}/dagRuns/~/taskInstances?task_id=trigger_report"
+                f"&limit=100&offset={len(found)}")
+        status, body = stack.api("GET", path)
+        assert status == 200, body
+        found += body["task_instances"]
+        if not body["task_instances"] or len(found) >= body["total_entries"]:
+            break
     # A poll with nothing new expands to no task at all (one skipped placeholder, map_index -1).
-    return {ti["rendered_map_index"]: ti["state"] for ti in body["task_instances"] if ti["map_index"] >= 0}
+    return {ti["rendered_map_index"]: ti["state"] for ti in found if ti["map_index"] >= 0}
 
 
 def wait_until(condition, timeout: float, what: str, stack, interval: float = 2):
