@@ -1,7 +1,8 @@
 # taxiflow: two commands for a newcomer.
-#   make run    start Airflow locally (SQLite, LocalExecutor) with demo data; prints the UI and login
+#   make run    start Airflow locally (embedded PostgreSQL, LocalExecutor) with demo data; prints the UI and login
+#               (again after a crash: restarts only what died)
 #   make test   install what the tests need, lint, and run the whole suite (what CI runs)
-# More: make lint | make stop | make bench | make airflow ARGS="dags list" | make compose-check | make clean
+# More: make lint | make status | make stop | make bench | make airflow ARGS="dags list" | make compose-check | make clean
 
 PYTHON ?= python3
 VENV   ?= .venv
@@ -26,13 +27,13 @@ $(VENV)/.dev-installed: $(VENV)/.installed requirements-dev.txt
 	touch $@
 
 run: venv
-	$(BIN)/python -m taxiflow.local.stack up --home $(HOME_DIR) --project-dir $(CURDIR) --port $(PORT) --demo
+	$(BIN)/python -m taxiflow.local.cli up --home $(HOME_DIR) --project-dir $(CURDIR) --port $(PORT) --demo
 
 stop:
-	$(BIN)/python -m taxiflow.local.stack down --home $(HOME_DIR) --project-dir $(CURDIR)
+	$(BIN)/python -m taxiflow.local.cli down --home $(HOME_DIR) --project-dir $(CURDIR)
 
 status:
-	$(BIN)/python -m taxiflow.local.stack status --home $(HOME_DIR) --project-dir $(CURDIR)
+	$(BIN)/python -m taxiflow.local.cli status --home $(HOME_DIR) --project-dir $(CURDIR)
 
 airflow:
 	. $(HOME_DIR)/env.sh && airflow $(ARGS)

@@ -45,9 +45,13 @@ from taxiflow.reports.params import report_param_schemas
 
 
 @task(multiple_outputs=False)  # one dict for the next task, not one XCom per key
-def validate_request(params=None) -> dict:
-    """Re-check what JSON schema cannot: start before end, not after this month, at most 1096 days."""
+def validate_request(params=None, run_id=None) -> dict:
+    """Re-check what JSON schema cannot: start before end, not after this month, at most 1096 days, run id length."""
+    from taxiflow.doors.limits import run_id_problem
     from taxiflow.reports.request import InvalidRequest, ReportRequest, check_limits
+
+    if run_id and run_id_problem(run_id):  # the CLI writes runs straight to the database: no door
+        raise AirflowFailException(run_id_problem(run_id))
 
     try:
         request = check_limits(ReportRequest.from_conf(dict(params)))

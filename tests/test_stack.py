@@ -9,7 +9,7 @@ def test_cli_commands_wait_for_sqlite_and_processes_keep_airflow_defaults(tmp_pa
 
     from taxiflow.local.stack import AirflowStack
 
-    local = AirflowStack(home=tmp_path / "h", project_dir=tmp_path, data_dir=tmp_path / "d")
+    local = AirflowStack(home=tmp_path / "h", project_dir=tmp_path, data_dir=tmp_path / "d", metadata_db="sqlite")
     module, _, name = local.env(cli=True)["AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS"].rpartition(".")
     assert getattr(importlib.import_module(module), name)["timeout"] >= 30
     assert "AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS" not in local.env()
@@ -23,7 +23,8 @@ def test_cli_commands_wait_for_sqlite_and_processes_keep_airflow_defaults(tmp_pa
 def test_every_process_reaches_the_execution_api_on_the_chosen_port(tmp_path):
     from taxiflow.local.stack import AirflowStack
 
-    env = AirflowStack(home=tmp_path / "h", project_dir=tmp_path, data_dir=tmp_path / "d", port=18234).env()
+    env = AirflowStack(home=tmp_path / "h", project_dir=tmp_path, data_dir=tmp_path / "d", port=18234,
+                       metadata_db="sqlite").env()
     assert env["AIRFLOW__API__PORT"] == "18234"
     assert env["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"] == "http://127.0.0.1:18234/execution/"
     assert env["AIRFLOW_HOME"] == str(tmp_path / "h")
@@ -60,7 +61,7 @@ def test_cli_retries_a_lost_sqlite_race_and_accepts_an_earlier_commit(tmp_path, 
     ])
     monkeypatch.setattr(stack_module, "airflow_executable", lambda: str(script))
     monkeypatch.setattr(stack_module.time, "sleep", lambda seconds: None)
-    stack = AirflowStack(home=tmp_path / "h", project_dir=tmp_path, data_dir=tmp_path / "d")
+    stack = AirflowStack(home=tmp_path / "h", project_dir=tmp_path, data_dir=tmp_path / "d", metadata_db="sqlite")
     (tmp_path / "h").mkdir()
     assert stack.airflow("backfill", "create").returncode == 0
     assert calls.read_text() == "2"
@@ -74,9 +75,59 @@ def test_cli_does_not_retry_other_failures(tmp_path, monkeypatch):
 
     script, calls = _fake_airflow(tmp_path, [[1, "ParamValidationError: Invalid input for param borough"]] * 3)
     monkeypatch.setattr(stack_module, "airflow_executable", lambda: str(script))
-    stack = AirflowStack(home=tmp_path / "h", project_dir=tmp_path, data_dir=tmp_path / "d")
+    stack = AirflowStack(home=tmp_path / "h", project_dir=tmp_path, data_dir=tmp_path / "d", metadata_db="sqlite")
     (tmp_path / "h").mkdir()
     with pytest.raises(RuntimeError, match="Invalid input for param borough"):
         stack.airflow("dags", "trigger", "borough_report")
     assert calls.read_text() == "1"
     assert stack.airflow("dags", "trigger", "x", check=False).returncode == 1
+
+
+def test_every_file_holding_a_secret_is_0600_and_ports_are_kept(tmp_path):
+    """Passwords, JWT secret, env.sh (database URL) and the database password: owner-only."""
+    import json
+    import shutil
+    import stat
+    import tempfile
+    from pathlib import Path
+
+    from taxiflow.local.stack import AirflowStack
+
+    root = Path(tempfile.mkdtemp(prefix="taxiflow-home-"))
+    root.chmod(0o711)
+    try:
+        stack = AirflowStack(home=root / "home", project_dir=tmp_path, data_dir=tmp_path / "d")
+        stack.prepare_home()
+        env_sh = (stack.home / "env.sh").read_text()
+        assert "postgresql+psycopg2://airflow:" in env_sh and "@127.0.0.1:" in env_sh
+        for path in (stack.passwords_file, stack.home / "jwt_secret", stack.home / "env.sh",
+                     stack.home / "postgres" / "password"):
+            assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
+        assert stat.S_IMODE(stack.home.stat().st_mode) & 0o044 == 0  # nobody else may list the home
+        ports = stack.ports()
+        assert json.loads((stack.home / "taxiflow-ports.json").read_text()) == ports
+        again = AirflowStack(home=root / "home", project_dir=tmp_path, data_dir=tmp_path / "d")
+        assert again.ports() == ports, "a restarted component must find the same ports"
+        env = again.env()
+        assert env["AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT"] == str(ports["TAXIFLOW_WORKER_LOG_PORT"])
+        assert env["AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT"] == str(ports["TAXIFLOW_TRIGGER_LOG_PORT"])
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def test_a_taken_log_server_port_is_a_clear_error_before_anything_starts(tmp_path):
+    import socket
+
+    import pytest
+
+    from taxiflow.local.stack import AirflowStack
+
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", 0))
+        squatter.listen()
+        taken = squatter.getsockname()[1]
+        stack = AirflowStack(home=tmp_path / "h", project_dir=tmp_path, data_dir=tmp_path / "d", metadata_db="sqlite",
+                             extra_env={"TAXIFLOW_WORKER_LOG_PORT": str(taken)})
+        with pytest.raises(RuntimeError, match=f"port {taken} \\(scheduler; set TAXIFLOW_WORKER_LOG_PORT\\)"):
+            stack.start()
+        assert not stack.processes

@@ -1,12 +1,14 @@
 """A real Airflow deployment for end-to-end tests: api-server, scheduler, dag-processor, triggerer.
 
-One per test session, on a free loopback port, with a temporary AIRFLOW_HOME and data root. The
-processes are stopped by their PIDs when the session ends, whatever happened.
+One per test session, on a free loopback port, with a temporary AIRFLOW_HOME and data root, on the
+same default as ``make run`` (the embedded PostgreSQL, LocalExecutor). The processes are stopped
+by their sessions when the session ends, whatever happened.
 """
 
 from __future__ import annotations
 
 import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -37,8 +39,10 @@ def make_data_root(root: Path) -> Path:
 
 @pytest.fixture(scope="package")
 def airflow_stack(tmp_path_factory):
+    home_root = Path(tempfile.mkdtemp(prefix="taxiflow-e2e-"))
+    home_root.chmod(0o711)  # as root, the embedded database runs as nobody and must enter its folder
     stack = AirflowStack(
-        home=tmp_path_factory.mktemp("airflow-home"),
+        home=home_root / "home",
         project_dir=PROJECT_DIR,
         data_dir=make_data_root(tmp_path_factory.mktemp("data")),
         port=free_port(),
@@ -54,3 +58,4 @@ def airflow_stack(tmp_path_factory):
         yield stack
     finally:
         stack.stop()
+        shutil.rmtree(home_root, ignore_errors=True)

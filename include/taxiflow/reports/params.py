@@ -78,7 +78,7 @@ def report_param_schemas() -> dict[str, dict[str, Any]]:
             "pattern": NAME_PATTERN,
             "title": "Output name (optional)",
             "description": (
-                "File stem of the PNG and CSV in outputs/: letters, digits, '-' and '_' only, "
+                "File stem of the PNG and CSV in outputs/: 1-80 letters, digits, '-' and '_' only, "
                 f"not starting with '{RESERVED_NAME_PREFIX}'. Empty: <borough>_<start>_<end>_<sources>."
             ),
         },

@@ -1,0 +1,150 @@
+"""``make run`` / ``make stop`` / ``make status``: the local deployment's command line.
+
+    python -m taxiflow.local.cli up --home .airflow --port 8080 [--demo]   # start, or bring back what died
+    python -m taxiflow.local.cli status --home .airflow                     # which component runs, which died
+    python -m taxiflow.local.cli down --home .airflow                       # stop every process of it
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from taxiflow.config import DATA_DIR_ENV, INGEST_DAG_ID, METRICS_DAG_ID, REPORT_DAG_ID, SOURCE_NAMES
+from taxiflow.data.tlc import TLC_PUBLIC_BASE_URL
+from taxiflow.local.stack import DATABASE_COMPONENT, PIDS_FILE, AirflowStack
+
+DEMO_MONTHS = ("2023-12", "2024-01")
+
+
+def bootstrap_demo(stack: AirflowStack) -> None:
+    """Drop the demo months (unless already there) and backfill their ingest."""
+    from taxiflow.config import DataPaths
+    from taxiflow.local import demo
+
+    paths = DataPaths(stack.data_dir)
+    missing = [m for m in DEMO_MONTHS if not any((paths.landing / s / m / "_SUCCESS").exists() for s in SOURCE_NAMES)]
+    if missing:
+        demo.generate_demo(months=tuple(missing), paths=paths)
+        print(f"taxiflow: dropped demo data for {', '.join(missing)} in {paths.landing}", flush=True)
+    status, body = stack.api("GET", f"/api/v2/dags/{INGEST_DAG_ID}/dagRuns?run_type=backfill&limit=1")
+    if status == 200 and isinstance(body, dict) and body.get("total_entries"):
+        print("taxiflow: demo months were backfilled before; skipping", flush=True)
+        return
+    stack.airflow("backfill", "create", "--dag-id", INGEST_DAG_ID,
+                  "--from-date", f"{DEMO_MONTHS[0]}-01", "--to-date", f"{DEMO_MONTHS[-1]}-01")
+    print(f"taxiflow: backfilling {INGEST_DAG_ID} for {', '.join(DEMO_MONTHS)} (a few minutes; watch the UI)",
+          flush=True)
+
+
+def print_status(stack: AirflowStack) -> int:
+    """One line per component; exit 0 only if every component runs."""
+    status = stack.status()
+    if not status:
+        print(f"taxiflow: not running (no {stack.home / PIDS_FILE})")
+        return 1
+    for name, info in status.items():
+        state = "running" if info["running"] else "DEAD"
+        left = "" if info["running"] or not info["processes"] else (
+            f"  ({info['processes']} leftover process(es) of its session; `make run` or `make stop` ends them)")
+        print(f"{name:15} pid {info['pid']:7} {state}{left}")
+    return 0 if all(info["running"] for info in status.values()) else 1
+
+
+def wait_and_restart_the_fallen(stack: AirflowStack, rounds: int = 3) -> None:
+    """Wait until healthy; a component that falls meanwhile (e.g. it lost its database while that
+    restarted) is started again, up to ``rounds`` times."""
+    for attempt in range(1, rounds + 1):
+        try:
+            stack.wait_until_healthy()
+            return
+        except RuntimeError:
+            dead = [name for name, info in stack.status().items() if not info["running"]]
+            if attempt == rounds or not dead:
+                raise
+            print(f"taxiflow: {', '.join(dead)} exited while starting; starting again", flush=True)
+            stack.start(dead)
+
+
+def up(stack: AirflowStack, demo: bool) -> int:
+    """Start the deployment, or restart only the components that died (no ``make stop`` needed)."""
+    status = stack.status()
+    dead = [name for name in stack.all_components() if not status.get(name, {}).get("running")]
+    if status and not dead:
+        print(f"taxiflow: already running at {stack.base_url} (`make status`, `make stop`)")
+        return 0
+    if status:
+        print(f"taxiflow: restarting what is not running: {', '.join(dead)}", flush=True)
+        if DATABASE_COMPONENT in dead:
+            # Airflow's daemons do not all survive losing their database (the scheduler exits on
+            # "the database system is starting up" minutes later): restart them with it.
+            alive_airflow = [name for name in stack.components if name not in dead]
+            if alive_airflow:
+                print(f"taxiflow: restarting {', '.join(alive_airflow)} too: they lost their database", flush=True)
+                stack.stop(components=alive_airflow)
+            dead = list(stack.all_components())
+        stack.prepare_home()
+        stack.start(dead)
+    else:
+        print(f"taxiflow: starting Airflow in {stack.home} (logs: {stack.logs_dir}) ...", flush=True)
+        stack.migrate()
+        stack.start()
+    try:
+        wait_and_restart_the_fallen(stack)
+        stack.wait_for_dags([INGEST_DAG_ID, METRICS_DAG_ID, REPORT_DAG_ID])
+        if demo:
+            bootstrap_demo(stack)
+    except Exception:
+        if not status:
+            stack.stop()
+        raise
+    user, password = next(iter(stack.users.items()))
+    example = '{"borough": "Manhattan", "start_date": "2023-12-18", "end_date": "2024-01-08"}'
+    print(
+        f"""
+taxiflow is running.
+  UI:      {stack.base_url}   (login: {user} / {password})
+  Data:    {stack.data_dir}
+  Trigger: airflow dags trigger {REPORT_DAG_ID} --conf '{example}'
+           (run it as: make airflow ARGS="dags trigger ..."; outputs land in {stack.data_dir / 'outputs'})
+  Status:  make status        Stop: make stop
+""",
+        flush=True,
+    )
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse the command line and run ``up``, ``down`` or ``status``."""
+    parser = argparse.ArgumentParser(prog="python -m taxiflow.local.cli", description=__doc__.splitlines()[0])
+    parser.add_argument("action", choices=["up", "down", "status"])
+    parser.add_argument("--home", type=Path, required=True, help="AIRFLOW_HOME for this deployment")
+    parser.add_argument("--project-dir", type=Path, default=Path.cwd(), help="folder holding dags/ and plugins/")
+    parser.add_argument("--data-dir", type=Path, default=None,
+                        help=f"data root (default: ${DATA_DIR_ENV} or <project>/data)")
+    parser.add_argument("--port", type=int, default=8080)
+    parser.add_argument("--metadata-db", choices=["postgres", "sqlite"],
+                        default=os.environ.get("TAXIFLOW_METADATA_DB", "postgres"),
+                        help="embedded PostgreSQL (default) or SQLite")
+    parser.add_argument("--demo", action="store_true", help="drop the demo months and backfill them")
+    args = parser.parse_args(argv)
+
+    project = args.project_dir.resolve()
+    data_dir = (args.data_dir or Path(os.environ.get(DATA_DIR_ENV, project / "data"))).resolve()
+    # `make run` downloads from TLC's public host unless the user points nyc_tlc elsewhere.
+    tlc = {"AIRFLOW_CONN_NYC_TLC": os.environ.get("AIRFLOW_CONN_NYC_TLC", TLC_PUBLIC_BASE_URL)}
+    stack = AirflowStack(home=args.home.resolve(), project_dir=project, data_dir=data_dir, port=args.port,
+                         metadata_db=args.metadata_db, extra_env=tlc)
+    if args.action == "down":
+        stack.stop()
+        print("taxiflow: stopped every process of the deployment recorded in", stack.home / PIDS_FILE)
+        return 0
+    if args.action == "status":
+        return print_status(stack)
+    return up(stack, args.demo)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,229 @@
+"""The embedded default's metadata database: PostgreSQL from the ``pgserver`` wheel, under ``.airflow/``.
+
+``pgserver`` ships PostgreSQL's binaries in a pip wheel; its Python API is not used because it waits
+only 10 s for a start (crash recovery after an unclean stop can take longer), creates a system user
+and chowns the data folder when run as root, and starts the server outside our process sessions.
+This module drives the wheel's ``initdb`` and ``postgres`` itself:
+
+* the server runs in the foreground as one more component of the deployment (its own session,
+  its PID recorded, its log in ``process-logs/postgres.log``), so ``make status`` shows it, a
+  ``kill -9`` of it is recovered by ``make run``, and ``make stop`` ends it like the others;
+* readiness is waited for as long as recovery needs (``start_timeout``), not 10 s;
+* as root (PostgreSQL refuses to run as root) the server runs as the existing unprivileged
+  ``nobody`` account: only its data folder is chowned to it, no user is created;
+* a stale ``postmaster.pid`` (left by a SIGKILL; its PID may belong to another process by now) is
+  removed when no process of our recorded server session is alive;
+* ``dynamic_shared_memory_type=mmap`` keeps shared memory in the data folder, so a small
+  ``/dev/shm`` (64 MB in containers) cannot fail parallel queries;
+* it listens on 127.0.0.1 only (no Unix socket), with a generated password (scram-sha-256) kept in
+  a 0600 file.
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import secrets
+import shutil
+import signal
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from taxiflow.local.processes import alive, end_processes, processes_in, session_members
+
+DB_NAME = "airflow"
+DB_USER = "airflow"
+UNPRIVILEGED_USER = "nobody"
+SERVER_SETTINGS = {
+    "listen_addresses": "127.0.0.1",
+    "unix_socket_directories": "",
+    "dynamic_shared_memory_type": "mmap",
+    "max_connections": "200",
+    "shared_buffers": "64MB",
+    "fsync": "on",
+    "logging_collector": "off",
+}
+
+
+def pg_bin_dir() -> Path:
+    """The folder holding the wheel's ``initdb``, ``postgres`` and ``pg_ctl``."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("pgserver")  # not imported: its __init__ sets up things we do not use
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError("the pgserver wheel is not installed: run `make venv` (it is in requirements.txt)")
+    return Path(next(iter(spec.submodule_search_locations))) / "pginstall" / "bin"
+
+
+@dataclass
+class EmbeddedPostgres:
+    """One PostgreSQL cluster in ``<root>/data``, served on 127.0.0.1:``port``."""
+
+    root: Path
+    port: int
+    start_timeout: float = 300
+
+    @property
+    def data_dir(self) -> Path:
+        return self.root / "data"
+
+    @property
+    def password_file(self) -> Path:
+        return self.root / "password"
+
+    @property
+    def pid_file(self) -> Path:
+        return self.data_dir / "postmaster.pid"
+
+    def password(self) -> str:
+        return self.password_file.read_text().strip()
+
+    def url(self, driver: str = "postgresql+psycopg2") -> str:
+        """The SQLAlchemy URL Airflow connects with."""
+        return f"{driver}://{DB_USER}:{self.password()}@127.0.0.1:{self.port}/{DB_NAME}"
+
+    def _run_as(self) -> pwd.struct_passwd | None:
+        """The account the server runs as: ourselves, or ``nobody`` when we are root."""
+        return pwd.getpwnam(UNPRIVILEGED_USER) if os.geteuid() == 0 else None
+
+    def demote(self) -> None:
+        """preexec_fn: become the server's account (``nobody`` when we are root)."""
+        account = self._run_as()
+        if account is not None:
+            os.setgroups([])
+            os.setgid(account.pw_gid)
+            os.setuid(account.pw_uid)
+
+    def _give_to_server(self, path: Path) -> None:
+        account = self._run_as()
+        if account is not None:
+            os.chown(path, account.pw_uid, account.pw_gid)
+
+    @property
+    def initialised(self) -> bool:
+        return (self.data_dir / "PG_VERSION").exists()
+
+    def init(self) -> None:
+        """``initdb`` once: superuser ``airflow`` with a generated password, database ``airflow``."""
+        if self.initialised:
+            return
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.root.chmod(0o711)  # the server's account may enter, not list
+        if not self.password_file.exists():
+            self.password_file.touch(mode=0o600)
+            self.password_file.write_text(secrets.token_urlsafe(24))
+        shutil.rmtree(self.data_dir, ignore_errors=True)
+        self.data_dir.mkdir(mode=0o700)
+        self._give_to_server(self.data_dir)
+        pwfile = self.root / ".initdb-password"  # 0600, owned by the server's account
+        pwfile.touch(mode=0o600)
+        pwfile.write_text(self.password())
+        self._give_to_server(pwfile)
+        try:
+            subprocess.run(
+                [str(pg_bin_dir() / "initdb"), "-D", str(self.data_dir), "-U", DB_USER, f"--pwfile={pwfile}",
+                 "--auth=scram-sha-256", "--encoding=UTF8", "--locale=C",
+                 "-c", "dynamic_shared_memory_type=mmap"],
+                check=True, capture_output=True, text=True, preexec_fn=self.demote, cwd=self.root,
+            )
+        except subprocess.CalledProcessError as err:
+            raise RuntimeError(f"initdb failed in {self.data_dir}:\n{err.stdout}\n{err.stderr}") from None
+        finally:
+            pwfile.unlink(missing_ok=True)
+
+    def command(self) -> list[str]:
+        """The foreground ``postgres`` command line."""
+        settings = {**SERVER_SETTINGS, "port": str(self.port)}
+        argv = [str(pg_bin_dir() / "postgres"), "-D", str(self.data_dir)]
+        for key, value in settings.items():
+            argv += ["-c", f"{key}={value}"]
+        return argv
+
+    def server_processes(self) -> list[int]:
+        """Every live process of this cluster (postmaster and children all work in its data folder)."""
+        return processes_in(self.data_dir) if self.data_dir.exists() else []
+
+    def end_server(self, timeout: float = 30) -> None:
+        """"Fast" shutdown (SIGINT to the postmaster), SIGKILL after timeout; also orphans of a killed one."""
+        postmaster = self._postmaster_pid()
+        if postmaster and postmaster in self.server_processes():
+            os.kill(postmaster, signal.SIGINT)
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline and self.server_processes():
+                time.sleep(0.2)
+        end_processes(self.server_processes, timeout=5, first=signal.SIGQUIT)
+
+    def _postmaster_pid(self) -> int:
+        try:
+            return int(self.pid_file.read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            return 0
+
+    def remove_stale_pid_file(self, recorded_session: int | None) -> bool:
+        """Delete ``postmaster.pid`` if no server of ours runs; True if one was removed.
+
+        After a SIGKILL the file stays and names a PID that may by now belong to any process;
+        PostgreSQL would then refuse to start ("lock file already exists").
+        """
+        if not self.pid_file.exists():
+            return False
+        if recorded_session and session_members(recorded_session):
+            return False
+        pid = self._postmaster_pid()
+        if pid and alive(pid) and _is_our_server(pid, self.data_dir):
+            return False
+        self.pid_file.unlink(missing_ok=True)
+        return True
+
+    def start(self, log_path: Path) -> subprocess.Popen:
+        """Start the server in its own session (stdout/stderr to ``log_path``)."""
+        with open(log_path, "ab") as log:
+            return subprocess.Popen(
+                self.command(), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                start_new_session=True, preexec_fn=self.demote, cwd=self.root,
+            )
+
+    def wait_ready(self, proc: subprocess.Popen | None = None, log_path: Path | None = None) -> None:
+        """Wait until the server accepts a login (crash recovery included), up to ``start_timeout``."""
+        import psycopg2  # type: ignore[import-untyped]  # no stubs pinned; only connect() is used
+
+        deadline = time.monotonic() + self.start_timeout
+        last = ""
+        while time.monotonic() < deadline:
+            if proc is not None and proc.poll() is not None:
+                tail = log_path.read_text(errors="replace")[-3000:] if log_path and log_path.exists() else ""
+                raise RuntimeError(f"postgres exited with {proc.returncode} on 127.0.0.1:{self.port}:\n{tail}")
+            try:
+                psycopg2.connect(host="127.0.0.1", port=self.port, user=DB_USER, password=self.password(),
+                                 dbname="postgres", connect_timeout=3).close()
+                break
+            except psycopg2.OperationalError as err:
+                last = str(err).strip()
+                time.sleep(0.5)
+        else:
+            raise TimeoutError(f"postgres on 127.0.0.1:{self.port} not ready after {self.start_timeout}s: {last}")
+        self._ensure_database()
+
+    def _ensure_database(self) -> None:
+        import psycopg2
+
+        conn = psycopg2.connect(host="127.0.0.1", port=self.port, user=DB_USER, password=self.password(),
+                                dbname="postgres")
+        conn.autocommit = True
+        try:
+            with conn.cursor() as cur:
+                cur.execute("SELECT 1 FROM pg_database WHERE datname = %s", (DB_NAME,))
+                if cur.fetchone() is None:
+                    cur.execute(f'CREATE DATABASE "{DB_NAME}"')  # fixed identifier, not user input
+        finally:
+            conn.close()
+
+
+def _is_our_server(pid: int, data_dir: Path) -> bool:
+    try:
+        cmdline = (Path("/proc") / str(pid) / "cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return False
+    return bool(cmdline) and cmdline[0].endswith(b"postgres") and str(data_dir).encode() in cmdline

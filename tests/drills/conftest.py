@@ -1,0 +1,45 @@
+"""A live deployment to drill on: the same default as ``make run`` (embedded PostgreSQL, LocalExecutor).
+
+``TAXIFLOW_DRILL_DB=sqlite`` runs the drills on SQLite instead (how the "before" figures were taken).
+One deployment for the package, in a temporary folder the server's account can enter, with one small
+month ingested; every process is stopped at the end by its session, and nothing of it may remain.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from taxiflow.config import INGEST_DAG_ID, METRICS_DAG_ID, REPORT_DAG_ID
+from taxiflow.local.drills import drill_stack, ingest_drill_month
+from taxiflow.local.processes import processes_in, session_members
+
+PROJECT_DIR = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="package")
+def drill_deployment():
+    root = Path(tempfile.mkdtemp(prefix="taxiflow-drills-"))
+    root.chmod(0o711)  # as root, the database runs as nobody and must enter its folder
+    stack = drill_stack(root, PROJECT_DIR, metadata_db=os.environ.get("TAXIFLOW_DRILL_DB", "postgres"))
+    try:
+        stack.migrate()
+        stack.start()
+        stack.wait_until_healthy(timeout=300)
+        stack.wait_for_dags([INGEST_DAG_ID, METRICS_DAG_ID, REPORT_DAG_ID], timeout=300)
+        ingest_drill_month(stack)
+        yield stack
+    finally:
+        sessions = list(stack.recorded_pids().values())
+        stack.stop()
+        left = [pid for sid in sessions for pid in session_members(sid)]
+        left += processes_in(stack.home / "postgres" / "data") if (stack.home / "postgres" / "data").exists() else []
+        if os.environ.get("TAXIFLOW_KEEP_DRILL_HOME"):
+            print(f"drill deployment kept in {root}")
+        else:
+            shutil.rmtree(root, ignore_errors=True)
+        assert not left, f"processes of the deployment left after stop: {left}"

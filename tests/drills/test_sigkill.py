@@ -1,0 +1,75 @@
+"""The SIGKILL drill: kill each component with SIGKILL while reports are in flight.
+
+``make status`` names the dead component; ``make run`` (``cli up``) brings it back without ``make
+stop``; nothing of the killed process's session is left (its LocalExecutor workers and task
+processes included); the runs in flight finish, retried where their task was killed, with the same
+numbers as a report run alone.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import time
+
+import pytest
+
+from taxiflow.config import REPORT_DAG_ID
+from taxiflow.local import cli
+from taxiflow.local.drills import chart_numbers, report_alone, report_conf, run_states
+from taxiflow.local.processes import alive, session_members
+from taxiflow.local.stack import DATABASE_COMPONENT
+
+pytestmark = [pytest.mark.e2e, pytest.mark.drills]
+
+
+def wait_dead(pid: int, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(pid, os.WNOHANG)  # reap it if it is our child
+        if not alive(pid):
+            return
+        time.sleep(0.2)
+    raise TimeoutError(f"pid {pid} still alive after SIGKILL")
+
+
+def test_each_component_killed_is_named_dead_brought_back_and_leaves_nothing(drill_deployment, capsys):
+    stack = drill_deployment
+    if not (stack.data_dir / "outputs" / "alone.csv").exists():
+        report_alone(stack, "alone")
+    alone = chart_numbers(stack.data_dir, "alone")
+    in_flight = []
+    only = os.environ.get("TAXIFLOW_DRILL_COMPONENTS")  # e.g. "postgres,scheduler" to drill just those
+    for component in [c for c in stack.all_components() if not only or c in only.split(",")]:
+        run_id = f"sigkill-{component.replace(' ', '-')}"
+        status, body = stack.api("POST", f"/api/v2/dags/{REPORT_DAG_ID}/dagRuns",
+                                 {"dag_run_id": run_id, "logical_date": None, "conf": report_conf(run_id)})
+        assert status == 200, body
+        in_flight.append(run_id)
+        time.sleep(3)  # let it get going
+
+        pid = stack.recorded_pids()[component]
+        os.kill(pid, signal.SIGKILL)
+        wait_dead(pid)
+        stack.processes.pop(component, None)
+
+        capsys.readouterr()
+        assert cli.print_status(stack) == 1
+        lines = {line.split()[0]: line for line in capsys.readouterr().out.splitlines()}
+        assert "DEAD" in lines[component.split()[0]], lines
+        if component != DATABASE_COMPONENT:  # without its database, others may fall too
+            assert [name for name, line in lines.items() if "DEAD" in line] == [component.split()[0]], lines
+
+        assert cli.up(stack, demo=False) == 0
+        assert all(info["running"] for info in stack.status().values()), stack.status()
+        if component != DATABASE_COMPONENT:
+            assert session_members(pid) == [], f"{component}'s session outlived it: {session_members(pid)}"
+        else:
+            assert all(p != pid for p in stack.embedded_db.server_processes())
+
+    states = run_states(stack, in_flight, timeout=600)
+    assert set(states.values()) == {"success"}, states
+    for run_id in in_flight:
+        assert chart_numbers(stack.data_dir, run_id) == alone, run_id

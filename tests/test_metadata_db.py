@@ -1,0 +1,179 @@
+"""The embedded PostgreSQL (pgserver's wheel, driven by taxiflow.local.metadata_db) and its known traps."""
+
+from __future__ import annotations
+
+import os
+import pwd
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import psycopg2
+import pytest
+
+from taxiflow.local.metadata_db import EmbeddedPostgres
+from taxiflow.local.processes import free_port
+
+
+@pytest.fixture
+def db_root():
+    """A folder the server's account can enter (pytest's tmp folders are 0700 root-only)."""
+    root = Path(tempfile.mkdtemp(prefix="taxiflow-pg-"))
+    root.chmod(0o711)
+    yield root
+    shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture
+def server(db_root):
+    db = EmbeddedPostgres(db_root / "postgres", port=free_port(), start_timeout=120)
+    db.init()
+    procs = []
+
+    def start():
+        proc = db.start(db_root / "postgres.log")
+        procs.append(proc)
+        db.wait_ready(proc, db_root / "postgres.log")
+        return proc
+
+    db.start_and_wait = start  # type: ignore[attr-defined]
+    yield db
+    db.end_server(timeout=10)
+    for proc in procs:
+        proc.poll()
+
+
+def query(db: EmbeddedPostgres, sql: str, *params):
+    conn = psycopg2.connect(host="127.0.0.1", port=db.port, user="airflow", password=db.password(), dbname="airflow")
+    conn.autocommit = True
+    try:
+        with conn.cursor() as cur:
+            cur.execute(sql, params)
+            return cur.fetchall() if cur.description else None
+    finally:
+        conn.close()
+
+
+def test_server_listens_on_loopback_with_a_password_kept_0600(server):
+    server.start_and_wait()
+    assert query(server, "select 1") == [[1]] or query(server, "select 1") == [(1,)]
+    assert oct(server.password_file.stat().st_mode & 0o777) == "0o600"
+    assert query(server, "show listen_addresses") == [("127.0.0.1",)]
+    with pytest.raises(psycopg2.OperationalError, match="password authentication failed"):
+        psycopg2.connect(host="127.0.0.1", port=server.port, user="airflow", password="wrong", dbname="airflow")
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="only as root does the server need another account")
+def test_as_root_the_server_runs_as_nobody_and_no_user_is_created(server):
+    users_before = Path("/etc/passwd").read_text()
+    server.start_and_wait()
+    nobody = pwd.getpwnam("nobody")
+    assert {os.stat(f"/proc/{pid}").st_uid for pid in server.server_processes()} == {nobody.pw_uid}
+    assert server.data_dir.stat().st_uid == nobody.pw_uid
+    assert server.password_file.stat().st_uid == 0  # the password stays root's
+    assert Path("/etc/passwd").read_text() == users_before
+
+
+def test_crash_recovery_after_sigkill_keeps_committed_data(server):
+    proc = server.start_and_wait()
+    query(server, "create table kept (n int)")
+    query(server, "insert into kept select generate_series(1, 50000)")
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    deadline = time.monotonic() + 30  # children leave on their own once the postmaster is gone
+    while server.server_processes() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    server.end_server(timeout=5)
+    assert server.pid_file.exists(), "a SIGKILLed postmaster leaves its postmaster.pid"
+    server.remove_stale_pid_file(recorded_session=proc.pid)
+    server.start_and_wait()
+    assert query(server, "select count(*) from kept") == [(50000,)]
+    assert "database system was interrupted" in (server.root.parent / "postgres.log").read_text()
+
+
+def test_a_stale_postmaster_pid_naming_a_live_process_is_removed(server):
+    proc = server.start_and_wait()
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    server.end_server(timeout=5)
+    # the dead postmaster's PID, reused by another process of the server's account
+    squatter = subprocess.Popen(["sleep", "60"], preexec_fn=server.demote)
+    try:
+        lines = server.pid_file.read_text().splitlines()
+        server.pid_file.write_text("\n".join([str(squatter.pid), *lines[1:]]) + "\n")
+        refused = server.start(server.root.parent / "refused.log")
+        assert refused.wait(timeout=60) != 0  # the trap is real: PostgreSQL alone refuses to start
+        assert "lock file" in (server.root.parent / "refused.log").read_text()
+        assert server.remove_stale_pid_file(recorded_session=proc.pid)
+        server.start_and_wait()
+        assert query(server, "select 1") == [(1,)]
+    finally:
+        squatter.kill()
+        squatter.wait()
+
+
+def test_readiness_is_waited_for_longer_than_pgservers_10_seconds(db_root):
+    db = EmbeddedPostgres(db_root / "postgres", port=free_port(), start_timeout=120)
+    db.init()
+    started: list = []
+
+    def start_late():
+        time.sleep(12)  # as long as a slow crash recovery: pgserver would have given up
+        started.append(db.start(db_root / "late.log"))
+
+    thread = threading.Thread(target=start_late)
+    thread.start()
+    try:
+        db.wait_ready()
+        assert query(db, "select 1") == [(1,)]
+    finally:
+        thread.join()
+        db.end_server(timeout=10)
+
+
+SHM_SCRIPT = """
+import sys
+from pathlib import Path
+import psycopg2
+from taxiflow.local.metadata_db import EmbeddedPostgres
+from taxiflow.local.processes import free_port
+db = EmbeddedPostgres(Path(sys.argv[1]), port=free_port(), start_timeout=60)
+db.init()
+proc = db.start(Path(sys.argv[1]).parent / "shm.log")
+try:
+    db.wait_ready(proc, Path(sys.argv[1]).parent / "shm.log")
+    conn = psycopg2.connect(host="127.0.0.1", port=db.port, user="airflow", password=db.password(), dbname="airflow")
+    cur = conn.cursor()
+    for sql in ("set debug_parallel_query = on", "set parallel_setup_cost = 0", "set parallel_tuple_cost = 0",
+                "set min_parallel_table_scan_size = 0",
+                "create table t as select g, md5(g::text) m from generate_series(1, 100000) g", "analyze t"):
+        cur.execute(sql)
+    cur.execute("explain analyze select count(*) from t")
+    plan = " ".join(row[0] for row in cur.fetchall())
+    cur.execute("select count(*) from t")
+    launched = "Workers Launched: 2" in plan or "Workers Launched: 1" in plan
+    print("workers launched" if launched else plan, cur.fetchone()[0])
+finally:
+    db.end_server(timeout=10)
+"""
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("unshare"),
+                    reason="needs root and unshare for a tiny /dev/shm")
+def test_a_64k_dev_shm_does_not_stop_initdb_the_server_or_parallel_queries(db_root):
+    script = db_root / "shm.py"
+    script.write_text(SHM_SCRIPT)
+    result = subprocess.run(
+        ["unshare", "-m", "sh", "-c",
+         f"mount -t tmpfs -o size=64k tmpfs /dev/shm && exec {sys.executable} {script} {db_root / 'postgres'}"],
+        capture_output=True, text=True, timeout=180,
+    )
+    if result.returncode != 0 and "mount" in result.stderr and "permission" in result.stderr.lower():
+        pytest.skip(f"cannot mount a tmpfs here: {result.stderr}")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "workers launched 100000" in result.stdout
