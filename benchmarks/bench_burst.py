@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from taxiflow.config import INGEST_DAG_ID, METRICS_DAG_ID, REPORT_DAG_ID
+from taxiflow.config import INGEST_DAG_ID, METRICS_DAG_ID, REPORT_DAG_ID, DataPaths
 from taxiflow.local.drills import (
     RssSampler,
     burst,
@@ -34,6 +34,7 @@ from taxiflow.local.drills import (
     run_states,
     wait_for_charts,
 )
+from taxiflow.reports.outputs import read_manifest
 
 PROJECT_DIR = Path(__file__).resolve().parents[1]
 BENCHMARK = "burst"
@@ -81,8 +82,7 @@ def measure(work_dir: Path, metadata_db: str, quick: bool) -> list[dict]:
         except TimeoutError:
             last_chart = None
         peak = sampler.stop()
-        outputs = stack.data_dir / "outputs"
-        landed = sum((outputs / f"{n}.png").exists() for n in names)
+        landed = sum(read_manifest(n, DataPaths(stack.data_dir)) is not None for n in names)
         accepted_ids = [a.name for a in result.answers if a.final == 200]
         try:
             states = run_states(stack, accepted_ids, timeout=60)

@@ -179,13 +179,14 @@ def run(work_dir: Path, quick: bool = False) -> list[dict]:
 
             for range_name, request in ranges.items():
                 started = time.perf_counter()
-                ours_total = render.render_report(request, ours_paths).total_trips
+                ours = render.render_report(request, ours_paths)
+                ours_total = ours.total_trips
                 timings["ours", range_name, size] = time.perf_counter() - started
                 started = time.perf_counter()
                 base_total = baseline_report(db_file, request, base_paths)
                 timings["baseline", range_name, size] = time.perf_counter() - started
 
-                same = (ours_paths.outputs / f"{request.name}.csv").read_bytes() == (
+                same = ours.csv.read_bytes() == (
                     base_paths.outputs / f"{request.name}.csv"
                 ).read_bytes()
                 rows.append(_row(f"csv_matches_baseline {range_name} @{size}mo", same, "bool", "True", same))

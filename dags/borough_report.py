@@ -4,16 +4,25 @@
 A stakeholder asks: *how many trips started in Manhattan, by hour of day and day of week, between
 two dates?* Trigger this DAG with a borough and a date range `[start_date, end_date)` and get:
 
-* `outputs/<name>.png`: a stacked bar chart, trips by hour of day (0-23), stacked by day of week;
-* `outputs/<name>.csv`: the numbers behind it, `hour_of_day,day_of_week,num_trips` (all 24 × 7 cells).
+* `outputs/<name>/<name>.png`: a stacked bar chart, trips by hour of day (0-23), stacked by day of week;
+* `outputs/<name>/<name>.csv`: the numbers behind it, `hour_of_day,day_of_week,num_trips` (all 24 × 7 cells);
+* `outputs/<name>/manifest.json`: the request, run id and checksums. The folder is swapped in
+  whole, so the PNG and CSV always belong together.
 
-`name` defaults to `<borough>_<start>_<end>`, e.g. `manhattan_2023-12-18_2024-01-08`.
+`borough`, `start_date` and `end_date` are required. `name` defaults to
+`<borough>_<start>_<end>_<sources>`, e.g. `manhattan_2023-12-18_2024-01-08_yellow-green`; a name
+already holding a *different* request's report is refused, never overwritten.
 
-Tasks: `validate_request` (checks what the form cannot: start before end, sources; and refuses a
-`request__` run id that its request file did not start) →
-`wait_for_ingest` (an `ExternalTaskSensor` on `ingest_taxi_trips`, in reschedule mode: waits until
-every month the range touches has been ingested, with metrics, for every requested source, and fails
-at once, naming the month and source, if that ingest failed) → `render_report`.
+Tasks: `validate_request` (checks what the form cannot: start before end, nothing after the current
+month, at most 1096 days; and refuses a `request__` run id that its request file did not start) →
+`wait_for_ingest` (`IngestGateSensor`, in reschedule mode: waits until
+every month the range touches has been ingested, with metrics, for every requested source; fails at
+once, naming the month and source, if that ingest failed; says so in its log when no ingest run
+covers a month, and gives up on such a month after `TAXIFLOW_REPORT_UNCOVERED_TIMEOUT`, default
+30 min) → `render_report`.
+
+Waiting reports do not delay ready ones: a waiting gate holds no worker slot between pokes, and
+`max_active_runs=256` is a fuse, not a queue (`render_report` runs at most 4 at a time).
 
 Trigger it from the form (*Trigger* button), or:
 
@@ -38,17 +47,17 @@ from taxiflow.reports.params import report_param_schemas
 
 @task(multiple_outputs=False)  # one dict for the next task, not one XCom per key
 def validate_request(params=None, run_id=None) -> dict:
-    """Re-check what JSON schema cannot: start before end, dates within TLC's history, run id length;
-    and that a ``request__`` run id was started by its request file."""
+    """Re-check what JSON schema cannot: start before end, not after this month, at most 1096 days,
+    run id length; and that a ``request__`` run id was started by its request file."""
     from taxiflow.doors.limits import run_id_problem
-    from taxiflow.reports.request import InvalidRequest, ReportRequest
+    from taxiflow.reports.request import InvalidRequest, ReportRequest, check_limits
     from taxiflow.reports.request_claims import RequestRunRefused, check_request_run
 
     if run_id and run_id_problem(run_id):  # the CLI writes runs straight to the database: no door
         raise AirflowFailException(run_id_problem(run_id))
 
     try:
-        request = ReportRequest.from_conf(dict(params))
+        request = check_limits(ReportRequest.from_conf(dict(params)))
         check_request_run(run_id, dict(params))
     except (InvalidRequest, RequestRunRefused) as err:  # bad input never gets better on retry
         raise AirflowFailException(str(err)) from err
@@ -57,15 +66,29 @@ def validate_request(params=None, run_id=None) -> dict:
     return request.to_conf()
 
 
-@task(multiple_outputs=False)
-def render_report(request: dict) -> dict:
-    """Write `outputs/<name>.png` and `.csv` from the `hourly_borough` metrics (`taxiflow.reports.render`)."""
+@task(multiple_outputs=False, max_active_tis_per_dag=4)  # bounds the drawing work, whatever number of reports wait
+def render_report(request: dict, run_id=None) -> dict:
+    """Count the trips and publish `outputs/<name>/` (PNG + CSV + manifest) in one swap."""
     from taxiflow.reports.render import render_report
-    from taxiflow.reports.request import ReportRequest
+    from taxiflow.reports.request import InvalidRequest, ReportRequest
 
-    outputs = render_report(ReportRequest.from_conf(request))
-    print(f"Wrote {outputs.png} and {outputs.csv} ({outputs.total_trips} trips)")
-    return {"png": str(outputs.png), "csv": str(outputs.csv), "total_trips": outputs.total_trips}
+    report = ReportRequest.from_conf(request)
+    try:
+        outputs = render_report(report, run_id=run_id, owner=request_file_owner(run_id, report.name))
+    except InvalidRequest as err:  # the name belongs to another request: retrying cannot help
+        raise AirflowFailException(str(err)) from err
+    print(f"Published {outputs.folder}: {outputs.png.name}, {outputs.csv.name} ({outputs.total_trips} trips)")
+    return {"folder": str(outputs.folder), "png": str(outputs.png), "csv": str(outputs.csv),
+            "total_trips": outputs.total_trips}
+
+
+def request_file_owner(run_id: str | None, name: str | None) -> str | None:
+    """``requests/<name>.json`` when the run came from that request file (so edits replace it)."""
+    from taxiflow.reports.request_files import RUN_ID_PREFIX
+
+    if run_id and name and run_id.startswith(f"{RUN_ID_PREFIX}__{name}__"):
+        return f"requests/{name}.json"
+    return None
 
 
 @dag(
@@ -73,7 +96,9 @@ def render_report(request: dict) -> dict:
     schedule=None,
     start_date=pendulum.datetime(2009, 1, 1, tz="UTC"),
     catchup=False,
-    max_active_runs=8,
+    # Waiting runs hold no slot (reschedule gate), so the limit only needs to exceed what can wait
+    # at once; render_report's max_active_tis_per_dag bounds the work.
+    max_active_runs=256,
     params={name: Param(**schema) for name, schema in report_param_schemas().items()},
     default_args={"retries": 1, "retry_delay": timedelta(seconds=20)},
     tags=["taxiflow", "reports"],

@@ -10,15 +10,22 @@ For each month and each source (`yellow`, `green`), waits for the source's drop 
 * **wait** is a sensor in `reschedule` mode: while it waits it holds no worker slot, so hundreds of
   waiting months cannot starve the tasks that do work (`TAXIFLOW_DROP_POKE_INTERVAL`,
   `TAXIFLOW_DROP_TIMEOUT` in seconds; default 60 s and 6 h).
-* **copy** copies the drop to `raw/<source>/<YYYY-MM>/`, replacing what raw held for that month.
-* **process** validates and normalises every file into the warehouse partition
-  `warehouse/trips/source=<source>/month=<YYYY-MM>/` (re-running replaces it, never duplicates).
-  Rows that cannot be parsed are counted in the log and in the partition's `_summary.json`.
+  A drop file that is a symbolic link, or reached through a folder leading outside `landing/`,
+  fails the source's branch at once, naming the file; nothing of it is read or copied.
+* **copy** stages the drop beside raw (`raw/<source>/.<YYYY-MM>.staged/`).
+* **process** validates the staged files (columns, readable, at most 1 % of rows outside the month)
+  and only then swaps them in as `raw/<source>/<YYYY-MM>/` together with the new warehouse
+  partition `warehouse/trips/source=<source>/month=<YYYY-MM>/` (re-running replaces it, never
+  duplicates). A refused re-drop fails the task, saying that the last good raw copy and partition
+  were kept. Only the month's own pickups are stored; stray rows of other months and rows that
+  cannot be parsed are counted in the log and in the partition's `_summary.json`.
 * **trigger** starts `create_metrics` for that source and month and waits (deferred, in the
   triggerer; `TAXIFLOW_METRICS_POKE_INTERVAL`, default 10 s) until it finishes, so its success
   means "metrics done": `borough_report` gates on it.
 
 Sources are independent: one that never arrives fails only its own branch, after its timeout.
+Months are independent too: runs waiting for a drop hold no slot and cannot use up
+`max_active_runs`, so another month's ingest or a cleared (re-ingest) run starts at once.
 
 **Schedule.** `CronDataIntervalTimetable("0 0 1 * *")`: a run's logical date is the **first day of
 the month it ingests** and it starts when that month is over. `catchup=False`; ingest history with a
@@ -65,26 +72,35 @@ def wait_for_drop(source: str, logical_date=None) -> PokeReturnValue:
         month = month_of_logical_date(logical_date)
     except ValueError as err:  # a run for no month cannot succeed on retry
         raise AirflowFailException(str(err)) from err
-    ready = landing.drop_is_ready(source, month)
-    print(landing.describe_drop(source, month))
+    try:
+        ready = landing.drop_is_ready(source, month)
+        print(landing.describe_drop(source, month))
+    except landing.UnsafeDropError as err:  # a link stays a link: fail this source's branch now
+        raise AirflowFailException(str(err)) from None
     return PokeReturnValue(is_done=ready, xcom_value=month if ready else None)
 
 
 @task
 def copy_to_raw(source: str, month: str) -> list[str]:
-    """Copy the drop's data files to `raw/<source>/<month>/`, replacing it whole (`taxiflow.data.ingest`)."""
+    """Stage the drop beside raw (`raw/<source>/.<month>.staged/`); raw itself is not touched yet."""
     from taxiflow.data import ingest
 
-    return [path.name for path in ingest.copy_to_raw(source, month)]
+    try:
+        return [path.name for path in ingest.copy_to_raw(source, month)]
+    except ingest.UnsafeDropError as err:
+        raise AirflowFailException(str(err)) from None
 
 
 # One heavy normalisation per source at a time bounds memory; the summary is one XCom, not one per key.
 @task(max_active_tis_per_dag=1, multiple_outputs=False)
 def process(source: str, month: str, raw_files: list[str]) -> dict:
-    """Normalise the raw files into `warehouse/trips/.../trips.parquet`; returns the partition summary."""
+    """Validate the staged drop; only if it passes, swap in raw and the warehouse partition."""
     from taxiflow.data import ingest
 
-    return ingest.process_partition(source, month)
+    try:
+        return ingest.process_partition(source, month)
+    except ingest.DropRefused as err:  # the same files fail the same way on retry
+        raise AirflowFailException(str(err)) from None
 
 
 @dag(
@@ -92,8 +108,11 @@ def process(source: str, month: str, raw_files: list[str]) -> dict:
     schedule=CronDataIntervalTimetable("0 0 1 * *", timezone="UTC"),
     start_date=pendulum.datetime(2009, 1, 1, tz="UTC"),
     catchup=False,
-    max_active_runs=3,
-    max_active_tasks=8,
+    # Waiting sensors hold no slot (reschedule), and no limit here may fill up with months that
+    # wait: 256 is more than every month TLC has published since 2009. The heavy step is bounded
+    # per task instead (process: one month per source at a time).
+    max_active_runs=256,
+    max_active_tasks=16,
     default_args={"retries": 2, "retry_delay": timedelta(seconds=30)},
     tags=["taxiflow", "ingest"],
     doc_md=__doc__,

@@ -121,11 +121,23 @@ def test_fire_and_forget_exemptions_are_real(dagbag):
 
 def test_report_gate_targets_exist(dagbag):
     gate = dagbag.dags[REPORT_DAG_ID].get_task("wait_for_ingest")
-    assert gate.external_dag_id in dagbag.dags
     assert gate.mode == "reschedule"
-    external = dagbag.dags[gate.external_dag_id]
-    for task_id in gate.external_task_ids:
-        assert external.has_task(task_id)
+    assert 0 < gate.uncovered_timeout < gate.timeout  # a month no run covers gives up sooner
+    for source in SOURCE_NAMES:
+        assert dagbag.dags[INGEST_DAG_ID].has_task(trigger_metrics_task_id(source))
+
+
+def test_waiting_runs_cannot_fill_the_run_limits(dagbag):
+    """Waiting sensors reschedule (no slot); the run limits exceed every month TLC has published."""
+    from datetime import date
+
+    from taxiflow.config import FIRST_MONTH, months_covering
+
+    months_so_far = len(months_covering(FIRST_MONTH, date.today()))
+    assert dagbag.dags[INGEST_DAG_ID].max_active_runs > months_so_far
+    assert dagbag.dags[REPORT_DAG_ID].max_active_runs >= 256
+    for source in SOURCE_NAMES:
+        assert dagbag.dags[INGEST_DAG_ID].get_task(f"wait_for_{source}").mode == "reschedule"
 
 
 def test_report_params_drive_the_form(dagbag):
@@ -133,6 +145,8 @@ def test_report_params_drive_the_form(dagbag):
     assert params.get_param("borough").schema["enum"] == ["Manhattan", "Brooklyn", "Queens", "Bronx", "Staten Island"]
     assert params.get_param("start_date").schema["format"] == "date"
     assert params.get_param("end_date").schema["format"] == "date"
+    for required in ("borough", "start_date", "end_date"):  # no default: every door must send them
+        assert not params.get_param(required).has_value
 
 
 def test_download_dag_present_if_shipped(dagbag):

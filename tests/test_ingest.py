@@ -73,30 +73,32 @@ def written_trips(data_root, source, month):
 # --- copy_to_raw -----------------------------------------------------------------------------------
 
 
-def test_copy_to_raw_copies_data_files_only_and_leaves_landing_alone(data_root):
+def test_copy_to_raw_stages_data_files_only_and_leaves_landing_alone(data_root):
     folder = land(data_root, "green", "2024-01", {"a.csv": b"1", "b.parquet": b"2", "notes.txt": b"3"})
     before = sorted((p.name, p.read_bytes()) for p in folder.iterdir())
 
     copied = ingest.copy_to_raw("green", "2024-01")
 
-    raw = data_root.raw_dir("green", "2024-01")
-    assert copied == [raw / "a.csv", raw / "b.parquet"]
-    assert sorted(p.name for p in raw.iterdir()) == ["a.csv", "b.parquet"]
+    staged = ingest.staged_dir("green", "2024-01", data_root)
+    assert copied == [staged / "a.csv", staged / "b.parquet"]
+    assert sorted(p.name for p in staged.iterdir()) == ["a.csv", "b.parquet"]
+    assert not data_root.raw_dir("green", "2024-01").exists()  # raw changes only once validated
     assert sorted((p.name, p.read_bytes()) for p in folder.iterdir()) == before
 
 
 def test_second_drop_replaces_raw_without_leftovers(data_root):
-    land(data_root, "green", "2024-01", {"old-1.csv": b"old", "old-2.csv": b"old"})
-    ingest.copy_to_raw("green", "2024-01")
-    for old in data_root.landing_dir("green", "2024-01").glob("old-*"):
-        old.unlink()
-    land(data_root, "green", "2024-01", {"new.parquet": b"new"})
+    old = b"lpep_pickup_datetime,PULocationID\n2024-01-02 10:00:00,4\n"
+    land(data_root, "green", "2024-01", {"old-1.csv": old, "old-2.csv": old})
+    ingest_month(data_root, "green", "2024-01")
+    for path in data_root.landing_dir("green", "2024-01").glob("old-*"):
+        path.unlink()
+    land(data_root, "green", "2024-01", {"new.csv": old})
 
-    ingest.copy_to_raw("green", "2024-01")
+    ingest_month(data_root, "green", "2024-01")
 
     raw = data_root.raw_dir("green", "2024-01")
-    assert [p.name for p in raw.iterdir()] == ["new.parquet"]
-    assert [p.name for p in raw.parent.iterdir()] == ["2024-01"]  # no temp or retired folders
+    assert [p.name for p in raw.iterdir()] == ["new.csv"]
+    assert [p.name for p in raw.parent.iterdir()] == ["2024-01"]  # no staged, temp or retired folders
 
 
 def test_copy_to_raw_without_data_files_names_the_folder(data_root):
@@ -111,11 +113,11 @@ def test_copy_to_raw_without_data_files_names_the_folder(data_root):
 def test_parquet_month_is_normalised_with_counts_in_summary(data_root):
     pickups = [
         datetime(2024, 1, 5, 8, 30), datetime(2024, 1, 31, 23, 59, 59),
-        datetime(2023, 12, 31, 23, 50),  # filed in January, started in December: kept
+        datetime(2023, 12, 31, 23, 50),  # filed in January, started in December: counted, not stored
         None,  # no pickup time: rejected
         datetime(2024, 1, 10, 12, 0),
-    ]
-    zones = [236, 132, 161, 236, 999]  # 999 is in no zone table: kept, counted
+    ] + [datetime(2024, 1, 20, 9, 0)] * 196  # so the stray row is under 1 % of the file, as in TLC's
+    zones = [236, 132, 161, 236, 999] + [4] * 196  # 999 is in no zone table: kept, counted
     land(data_root, "yellow", "2024-01", {
         "yellow_tripdata_2024-01.parquet": lambda path: yellow_parquet(path, pickups, zones),
     })
@@ -124,19 +126,25 @@ def test_parquet_month_is_normalised_with_counts_in_summary(data_root):
 
     trips = written_trips(data_root, "yellow", "2024-01")
     assert list(trips.columns) == list(TRIP_SCHEMA)
-    assert len(trips) == 4
-    assert trips["pickup_at"].min() == datetime(2023, 12, 31, 23, 50)
-    assert sorted(trips["pickup_zone_id"]) == [132, 161, 236, 999]
-    assert summary["rows_read"] == 5
-    assert summary["rows_written"] == 4
+    assert len(trips) == 199
+    assert trips["pickup_at"].min() == datetime(2024, 1, 5, 8, 30)  # only January is stored
+    assert sorted(set(trips["pickup_zone_id"])) == [4, 132, 236, 999]
+    assert summary["rows_read"] == 201
+    assert summary["rows_written"] == 199
     assert summary["rows_rejected"] == 1
     assert summary["rows_rejected_by_reason"] == {"pickup_at_missing": 1, "pickup_at_unparseable": 0}
     assert summary["rows_outside_month"] == 1
+    assert summary["rows_outside_month_by_month"] == {"2023-12": 1}
+    assert summary["rows_read"] == summary["rows_written"] + summary["rows_rejected"] + summary["rows_outside_month"]
     assert summary["rows_unknown_zone"] == 1
     assert summary["pickup_min"] == "2023-12-31 23:50:00"
     assert summary["pickup_max"] == "2024-01-31 23:59:59"
     assert summary["files"] == [
-        {"name": "yellow_tripdata_2024-01.parquet", "rows_read": 5, "rows_rejected": 1},
+        {"name": "yellow_tripdata_2024-01.parquet", "rows_read": 201, "rows_rejected": 1, "rows_outside_month": 1},
+    ]
+    assert summary["raw_files"] == [
+        {"name": "yellow_tripdata_2024-01.parquet",
+         "bytes": (data_root.raw_dir("yellow", "2024-01") / "yellow_tripdata_2024-01.parquet").stat().st_size},
     ]
     on_disk = json.loads((data_root.trips_dir("yellow", "2024-01") / "_summary.json").read_text())
     assert on_disk == summary
@@ -182,8 +190,8 @@ def test_several_files_of_one_month_are_read_together(data_root):
     summary = ingest_month(data_root, "green", "2024-01")
 
     assert summary["files"] == [
-        {"name": "part-1.csv.gz", "rows_read": 2, "rows_rejected": 0},
-        {"name": "part-2.parquet", "rows_read": 1, "rows_rejected": 0},
+        {"name": "part-1.csv.gz", "rows_read": 2, "rows_rejected": 0, "rows_outside_month": 0},
+        {"name": "part-2.parquet", "rows_read": 1, "rows_rejected": 0, "rows_outside_month": 0},
     ]
     trips = written_trips(data_root, "green", "2024-01")
     assert trips["pickup_zone_id"].tolist() == [4, 5, 74]

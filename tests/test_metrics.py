@@ -55,7 +55,8 @@ JANUARY = [
     (datetime(2024, 1, 8, 9, 55), 74, None, 20.0),  # unknown passenger count: trip still counts
     (datetime(2024, 1, 8, 9, 30), 75, 2, 30.0),  # East Harlem South, Manhattan
     (datetime(2024, 1, 8, 23, 59), 7, 1, 12.5),  # Astoria, Queens
-    (datetime(2023, 12, 31, 23, 40), 74, 3, 40.0),  # filed in January, counts on 31 December
+    (datetime(2024, 1, 31, 23, 40), 74, 3, 40.0),  # the month's last hour (a stray December pickup
+    # would be reported and not stored: see tests/test_drop_integrity.py)
     (datetime(2024, 1, 9, 0, 10), 999, 1, 9.0),  # not in the zone table
     (datetime(2024, 1, 9, 0, 20), None, 1, 9.0),  # no zone id at all
     (datetime(2024, 1, 9, 0, 30), 265, 1, 9.0),  # TLC's own "NA" zone
@@ -73,7 +74,7 @@ def test_hourly_zone_has_the_contract_columns_and_counts(data_root):
     assert by_key[date(2024, 1, 8), 9, 74] == ("Manhattan", "East Harlem North", 2, 1, 35.0)
     assert by_key[date(2024, 1, 8), 9, 75] == ("Manhattan", "East Harlem South", 1, 2, 30.0)
     assert by_key[date(2024, 1, 8), 23, 7] == ("Queens", "Astoria", 1, 1, 12.5)
-    assert by_key[date(2023, 12, 31), 23, 74][2] == 1
+    assert by_key[date(2024, 1, 31), 23, 74][2] == 1
     assert by_key[date(2024, 1, 9), 0, 999][:2] == ("Unknown", "Unknown")
     assert by_key[date(2024, 1, 9), 0, None][:2] == ("Unknown", "Unknown")
     assert by_key[date(2024, 1, 9), 0, 265][:2] == ("Unknown", "NA")
@@ -91,7 +92,7 @@ def test_hourly_borough_sums_zones_per_hour(data_root):
     by_key = {(d, h, b): tuple(sums) for d, h, b, *sums in data}
     assert by_key[date(2024, 1, 8), 9, "Manhattan"] == (3, 3, 6.0, 30.0, 3.0, 65.0)
     assert by_key[date(2024, 1, 9), 0, "Unknown"] == (3, 3, 6.0, 30.0, 3.0, 27.0)
-    assert by_key[date(2023, 12, 31), 23, "Manhattan"][0] == 1
+    assert by_key[date(2024, 1, 31), 23, "Manhattan"][0] == 1
     assert sum(t for t, *_ in by_key.values()) == len(JANUARY)
 
 
@@ -129,10 +130,11 @@ def test_weekly_summary_by_iso_week(data_root):
     with path.open(newline="") as handle:
         table = list(csv.DictReader(handle))
     assert list(table[0]) == ["week", "trips", "passengers", "total_amount", "distance"]
-    assert [row["week"] for row in table] == ["2023-12-25", "2024-01-08"]
-    assert table[0] == {"week": "2023-12-25", "trips": "3", "passengers": "6",
-                        "total_amount": "55.25", "distance": "6.00"}
+    assert [row["week"] for row in table] == ["2023-12-25", "2024-01-08", "2024-01-29"]
+    assert table[0] == {"week": "2023-12-25", "trips": "2", "passengers": "3",
+                        "total_amount": "15.25", "distance": "4.00"}
     assert table[1]["trips"] == str(len(JANUARY) - 1)
+    assert table[2]["trips"] == "1"
 
 
 def test_weekly_summary_without_metrics_is_just_a_header(data_root):
@@ -160,7 +162,7 @@ def test_concurrent_weekly_summaries_leave_one_whole_file(data_root):
     assert [worker.exitcode for worker in workers] == [0] * 4
     lines = data_root.weekly_summary("green").read_text().splitlines()
     assert lines[0] == "week,trips,passengers,total_amount,distance"
-    assert [line.split(",")[0] for line in lines[1:]] == ["2023-12-25", "2024-01-08"]
+    assert [line.split(",")[0] for line in lines[1:]] == ["2024-01-08", "2024-01-29"]
     assert sorted(p.name for p in data_root.outputs.iterdir() if not p.name.endswith(".lock")) == [
         "trips_by_week_green.csv",
     ]

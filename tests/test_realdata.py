@@ -1,7 +1,9 @@
 """The real TLC files (tests/data/tlc) through copy, ingest and metrics, checked against pandas.
 
-The expected numbers are computed here independently, with pandas straight on the TLC files and
-the zone CSV, and compared with what ``hourly_borough`` says.
+The expected numbers are computed here independently, with pandas straight on the shared files and
+the zone CSV, and compared with what ``hourly_borough`` says. A partition stores only its own month's
+pickups (the few stray rows of a real TLC file are counted in the summary, not stored), so the
+expected counts are the file's rows whose pickup falls in the file's month.
 """
 
 from __future__ import annotations
@@ -90,9 +92,13 @@ def test_every_row_is_written_or_rejected(tlc_dir, ingested):
     _, summaries = ingested
     assert len(summaries) == len(GREEN_MONTHS) + len(YELLOW_MONTHS)
     for (source, month), summary in summaries.items():
-        rows_in_file = len(read_pickups(tlc_file(tlc_dir, source, month), source))
-        assert summary["rows_written"] + summary["rows_rejected"] == rows_in_file, (source, month)
-        assert summary["rows_read"] == rows_in_file, (source, month)
+        pickups = read_pickups(tlc_file(tlc_dir, source, month), source)
+        outside = pickups["pickup_at"].notna() & (pickups["pickup_at"].dt.strftime("%Y-%m") != month)
+        assert summary["rows_read"] == len(pickups), (source, month)
+        assert summary["rows_outside_month"] == int(outside.sum()), (source, month)
+        assert (
+            summary["rows_written"] + summary["rows_rejected"] + summary["rows_outside_month"] == len(pickups)
+        ), (source, month)
 
 
 @pytest.mark.parametrize(
@@ -101,6 +107,7 @@ def test_every_row_is_written_or_rejected(tlc_dir, ingested):
 def test_hourly_borough_matches_pandas(tlc_dir, ingested, source, month):
     paths, _ = ingested
     trips = read_pickups(tlc_file(tlc_dir, source, month), source).dropna(subset=["pickup_at"])
+    trips = trips[trips["pickup_at"].dt.strftime("%Y-%m") == month].copy()
     borough_of = boroughs_by_zone(tlc_dir)
     trips["borough"] = [
         borough_of.get(zone, "Unknown") if pd.notna(zone) else "Unknown" for zone in trips["pickup_zone_id"]
@@ -134,26 +141,42 @@ def test_hourly_borough_matches_pandas(tlc_dir, ingested, source, month):
     assert got_day == expected_day
 
 
-def test_green_december_keeps_its_november_pickups(tlc_dir, ingested):
+def test_green_december_reports_its_november_pickups_and_does_not_store_them(tlc_dir, ingested):
     paths, summaries = ingested
     trips = read_pickups(tlc_file(tlc_dir, "green", "2023-12"), "green")
     november = trips[trips["pickup_at"] < pd.Timestamp("2023-12-01")]
-    assert len(november) > 0
+    assert len(november) == 4  # TLC's own file: a few stray rows, well under the 1 % refusal line
     con = warehouse.connect(paths)
     (counted,) = con.execute(
-        "SELECT sum(trips) FROM hourly_borough WHERE source = ? AND month = ? AND pickup_date < ?",
+        "SELECT count(*) FROM hourly_borough WHERE source = ? AND month = ? AND pickup_date < ?",
         ["green", "2023-12", pd.Timestamp("2023-12-01").date()],
     ).fetchone()
-    assert counted == len(november)
+    assert counted == 0
     assert summaries["green", "2023-12"]["rows_outside_month"] == len(november)
+    assert summaries["green", "2023-12"]["rows_outside_month_by_month"] == {"2023-11": len(november)}
     assert summaries["green", "2023-12"]["pickup_min"].startswith("2023-11-24")
 
 
-def test_yellow_2019_08_keeps_its_2008_pickup(ingested):
+def test_green_january_strays_into_december_are_not_counted_twice(tlc_dir, ingested):
+    """January's file holds two December pickups; December's report counts December's file only."""
+    paths, summaries = ingested
+    assert summaries["green", "2024-01"]["rows_outside_month_by_month"] == {"2023-12": 2}
+    december = read_pickups(tlc_file(tlc_dir, "green", "2023-12"), "green")
+    in_december = december["pickup_at"].dt.strftime("%Y-%m") == "2023-12"
+    con = warehouse.connect(paths)
+    (counted,) = con.execute(
+        "SELECT sum(trips) FROM hourly_borough WHERE source = 'green' AND pickup_date >= ? AND pickup_date < ?",
+        [pd.Timestamp("2023-12-01").date(), pd.Timestamp("2024-01-01").date()],
+    ).fetchone()
+    assert counted == int(in_december.sum())
+
+
+def test_yellow_2019_08_reports_its_2008_pickup_without_storing_it(ingested):
     paths, summaries = ingested
     assert summaries["yellow", "2019-08"]["pickup_min"] == "2008-12-31 23:49:36"
+    assert summaries["yellow", "2019-08"]["rows_outside_month_by_month"] == {"2008-12": 1}
     con = warehouse.connect(paths)
     assert con.execute(
-        "SELECT sum(trips) FROM hourly_borough WHERE source = ? AND pickup_date < ?",
+        "SELECT count(*) FROM hourly_borough WHERE source = ? AND pickup_date < ?",
         ["yellow", pd.Timestamp("2009-01-01").date()],
-    ).fetchone() == (1,)
+    ).fetchone() == (0,)

@@ -176,7 +176,10 @@ def test_default_name_slugs_the_borough(name):
     request = ReportRequest.from_conf(
         {"borough": "Staten Island", "start_date": "2024-01-01", "end_date": "2024-02-01", "name": name}
     )
-    assert request.name == "staten-island_2024-01-01_2024-02-01"
+    assert request.name == "staten-island_2024-01-01_2024-02-01_yellow-green"
+    green = ReportRequest.from_conf({"borough": "Staten Island", "start_date": "2024-01-01",
+                                     "end_date": "2024-02-01", "sources": ["green"]})
+    assert green.name == "staten-island_2024-01-01_2024-02-01_green"  # other numbers, other name
 
 
 def test_months_cover_the_half_open_range():
@@ -202,7 +205,7 @@ def test_direct_construction_is_validated_too():
     with pytest.raises(InvalidRequest, match=r"name: '\.\./x'"):
         ReportRequest("Manhattan", date(2024, 1, 1), date(2024, 2, 1), name="../x")
     request = ReportRequest("Queens", date(2024, 1, 1), date(2024, 1, 2))
-    assert request.name == "queens_2024-01-01_2024-01-02"
+    assert request.name == "queens_2024-01-01_2024-01-02_yellow-green"
     assert request.sources == SOURCE_NAMES
 
 
@@ -212,10 +215,19 @@ def test_param_schemas_cover_every_key_and_agree_with_python_validation():
     assert tuple(schemas) == REQUEST_KEYS
     assert schemas["borough"]["enum"] == list(BOROUGHS)
     assert schemas["start_date"]["format"] == schemas["end_date"]["format"] == "date"
-    for _key, schema in schemas.items():
-        body = {k: v for k, v in schema.items() if k != "default"}
-        jsonschema.validate(schema["default"], body)  # the form opens valid
-    ReportRequest.from_conf({key: schema["default"] for key, schema in schemas.items()})
+    for key in ("borough", "start_date", "end_date"):
+        assert "default" not in schemas[key], f"{key} is required: it must have no default"
+    for schema in schemas.values():
+        if "default" in schema:
+            body = {k: v for k, v in schema.items() if k != "default"}
+            jsonschema.validate(schema["default"], body)  # the optional fields open valid
+    checker = jsonschema.FormatChecker()
+    date_schema = {k: v for k, v in schemas["start_date"].items()}
+    jsonschema.validate("2009-01-01", date_schema, format_checker=checker)
+    jsonschema.validate("2024-02-29", date_schema, format_checker=checker)
+    for bad in ("2008-12-31", "0999-01-01", "2024-02-30", "24-01-01"):
+        with pytest.raises(jsonschema.ValidationError):
+            jsonschema.validate(bad, date_schema, format_checker=checker)
     name_schema = {k: v for k, v in schemas["name"].items() if k != "default"}
     for bad in ("../x", "a/b", "x.png", "Manhattan'; DROP TABLE trips;--"):
         with pytest.raises(jsonschema.ValidationError):
@@ -354,9 +366,10 @@ def test_render_report_writes_csv_and_png(metrics):
 
     request = ReportRequest.from_conf({**JANUARY, "name": "jan"})
     assert not metrics.outputs.exists()
-    outputs = render_report(request, metrics)
-    assert outputs.csv == metrics.outputs / "jan.csv"
-    assert outputs.png == metrics.outputs / "jan.png"
+    outputs = render_report(request, metrics, run_id="manual__1")
+    assert outputs.folder == metrics.outputs / "jan"
+    assert outputs.csv == metrics.outputs / "jan" / "jan.csv"
+    assert outputs.png == metrics.outputs / "jan" / "jan.png"
     assert outputs.total_trips == 66
 
     lines = outputs.csv.read_text().splitlines()
@@ -374,17 +387,100 @@ def test_render_report_writes_csv_and_png(metrics):
         width, height = image.size
         assert 1000 <= width <= 1600 and 600 <= height <= 1000
         assert len(set(image.convert("RGB").resize((60, 35)).get_flattened_data())) > 10  # not blank
-    assert sorted(p.name for p in metrics.outputs.iterdir()) == ["jan.csv", "jan.png"]  # no temp files
+    assert sorted(p.name for p in outputs.folder.iterdir()) == ["jan.csv", "jan.png", "manifest.json"]
+    assert sorted(p.name for p in metrics.outputs.iterdir() if not p.name.startswith(".locks")) == ["jan"]
+    manifest = json.loads(outputs.manifest.read_text())
+    assert manifest["request"] == request.to_conf() and manifest["run_id"] == "manual__1"
+    assert manifest["total_trips"] == 66
+    import hashlib
+
+    assert manifest["files"]["csv"]["sha256"] == hashlib.sha256(outputs.csv.read_bytes()).hexdigest()
+    assert manifest["files"]["png"]["sha256"] == hashlib.sha256(outputs.png.read_bytes()).hexdigest()
 
 
-def test_render_report_replaces_earlier_outputs_and_uses_default_name(metrics):
+def test_render_report_refreshes_the_same_request_and_uses_default_name(metrics):
     request = ReportRequest.from_conf({**JANUARY, "sources": ["yellow"]})
-    metrics.outputs.mkdir()
-    (metrics.outputs / f"{request.name}.csv").write_text("stale\n")
+    first = render_report(request, metrics)
+    first.csv.write_text("stale\n")  # as if an older version of the same report
     outputs = render_report(request, metrics)
-    assert outputs.csv.name == "manhattan_2024-01-01_2024-02-01.csv"
+    assert outputs.folder.name == outputs.csv.stem == "manhattan_2024-01-01_2024-02-01_yellow"
     assert outputs.csv.read_text().splitlines()[2] == "0,Monday,8"
     assert outputs.total_trips == 26
+    assert [p.name for p in metrics.outputs.iterdir() if p.name != ".locks"] == [outputs.folder.name]
+
+
+def test_a_name_holding_another_requests_report_is_refused_not_overwritten(metrics):
+    from taxiflow.reports.outputs import read_report
+
+    mine = render_report(ReportRequest.from_conf({**JANUARY, "name": "board"}), metrics)
+    before = read_report("board", metrics)
+    other = ReportRequest.from_conf({**JANUARY, "sources": ["green"], "name": "board"})
+    with pytest.raises(InvalidRequest) as caught:
+        render_report(other, metrics)
+    assert caught.value.field == "name"
+    assert "outputs/board/ already holds the report for a different request" in str(caught.value)
+    assert "Manhattan 2024-01-01 .. 2024-02-01 (yellow, green)" in str(caught.value)
+    assert read_report("board", metrics) == before and mine.total_trips == 66
+    assert [p.name for p in metrics.outputs.iterdir() if p.name != ".locks"] == ["board"]  # no leftovers
+
+
+def test_the_same_owner_may_replace_its_own_report(metrics):
+    owner = "requests/jan.json"
+    render_report(ReportRequest.from_conf({**JANUARY, "name": "jan"}), metrics, owner=owner)
+    edited = ReportRequest.from_conf({**JANUARY, "sources": ["green"], "name": "jan"})
+    assert render_report(edited, metrics, owner=owner).total_trips == 40
+    with pytest.raises(InvalidRequest):
+        render_report(ReportRequest.from_conf({**JANUARY, "name": "jan"}), metrics, owner="requests/other.json")
+
+
+def test_a_folder_that_is_not_a_report_is_left_alone(metrics):
+    (metrics.outputs / "mine").mkdir(parents=True)
+    (metrics.outputs / "mine" / "notes.txt").write_text("keep me")
+    with pytest.raises(InvalidRequest, match="not a taxiflow report folder"):
+        render_report(ReportRequest.from_conf({**JANUARY, "name": "mine"}), metrics)
+    assert (metrics.outputs / "mine" / "notes.txt").read_text() == "keep me"
+
+
+def test_readers_never_see_a_png_and_csv_of_two_versions(metrics):
+    """Publish two different versions of one report in a loop while a reader checks every pair."""
+    import threading
+
+    from taxiflow.reports.outputs import read_report
+
+    owner = "requests/live.json"
+    versions = [ReportRequest.from_conf({**JANUARY, "sources": s, "name": "live"}) for s in (["yellow"], ["green"])]
+    render_report(versions[0], metrics, owner=owner)
+    stop = threading.Event()
+    mismatches, reads = [], 0
+
+    def read_loop():
+        nonlocal reads
+        while not stop.is_set():
+            try:
+                seen = read_report("live", metrics)
+            except Exception as err:
+                mismatches.append(repr(err))
+                continue
+            if seen is None:
+                mismatches.append("missing")
+                continue
+            reads += 1
+            total = sum(int(line.rsplit(",", 1)[1]) for line in seen.csv.decode().splitlines()[1:])
+            files = seen.manifest["files"]
+            import hashlib
+
+            if total != seen.manifest["total_trips"] or hashlib.sha256(seen.png).hexdigest() != files["png"]["sha256"]:
+                mismatches.append((total, seen.manifest["total_trips"]))
+
+    reader = threading.Thread(target=read_loop)
+    reader.start()
+    try:
+        for i in range(8):
+            render_report(versions[i % 2], metrics, owner=owner)
+    finally:
+        stop.set()
+        reader.join()
+    assert reads > 0 and mismatches == []
 
 
 def test_render_report_with_no_trips(report_paths):
@@ -400,14 +496,14 @@ def test_render_report_with_no_trips(report_paths):
 
 def test_render_report_defaults_to_the_configured_data_root(metrics):
     outputs = render_report(ReportRequest.from_conf(JANUARY))  # TAXIFLOW_DATA_DIR -> tmp root
-    assert outputs.csv.parent == metrics.outputs
+    assert outputs.folder.parent == metrics.outputs
     assert outputs.total_trips == 66
 
 
 def test_outputs_stay_inside_outputs(metrics):
     outputs = render_report(ReportRequest.from_conf({**JANUARY, "name": "x"}), metrics)
     for path in (outputs.csv, outputs.png):
-        assert path.resolve().parent == metrics.outputs.resolve()
+        assert path.resolve().parent == (metrics.outputs / "x").resolve()
 
 
 def test_concurrent_reports_in_threads_agree(metrics):

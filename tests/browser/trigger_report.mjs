@@ -75,6 +75,15 @@ try {
   const dialog = page.getByRole('dialog');
   await dialog.getByText(`Trigger Dag - ${opts.dag}`, { exact: false }).waitFor();
 
+  // Borough and dates have no default: the form opens with them empty and Trigger disabled.
+  result.opens_empty = {
+    borough: await page.locator('input[name=element_borough]').inputValue(),
+    start: await page.locator('#element_start_date').inputValue(),
+    end: await page.locator('#element_end_date').inputValue(),
+    trigger_disabled: await page.getByTestId('trigger-dag-submit').isDisabled(),
+  };
+  await shot(page, 'form-opens-empty');
+
   const borough = page.locator('#element_borough');
   result.borough_is_dropdown = (await borough.getByRole('combobox').count()) === 1;
   await borough.click();

@@ -15,11 +15,12 @@ import time
 
 import pytest
 
-from taxiflow.config import REPORT_DAG_ID
+from taxiflow.config import REPORT_DAG_ID, DataPaths
 from taxiflow.local import cli
 from taxiflow.local.drills import chart_numbers, report_alone, report_conf, run_states
 from taxiflow.local.processes import alive, session_members
 from taxiflow.local.stack import DATABASE_COMPONENT
+from taxiflow.reports.outputs import read_manifest
 
 pytestmark = [pytest.mark.e2e, pytest.mark.drills]
 
@@ -37,7 +38,7 @@ def wait_dead(pid: int, timeout: float = 30) -> None:
 
 def test_each_component_killed_is_named_dead_brought_back_and_leaves_nothing(drill_deployment, capsys):
     stack = drill_deployment
-    if not (stack.data_dir / "outputs" / "alone.csv").exists():
+    if read_manifest("alone", DataPaths(stack.data_dir)) is None:
         report_alone(stack, "alone")
     alone = chart_numbers(stack.data_dir, "alone")
     in_flight = []

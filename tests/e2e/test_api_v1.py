@@ -150,17 +150,18 @@ def test_trigger_with_basic_auth_then_poll(v1):
 
 def test_curl_style_empty_body_and_airflow2_keys(v1):
     # curl -u admin:admin -H 'Content-Type: application/json' -X POST .../dagRuns -d '{}'
+    # borough_report's borough and dates are required: an empty body is refused, it never defaults.
+    before = v1.v2_run_count()
     response = requests.post(v1.runs_url(), data="{}", headers=JSON, auth=ADMIN, timeout=60)
-    assert response.status_code == 200, response.text
-    v1.created.append(response.json()["dag_run_id"])
-    assert response.json()["conf"] == {}
+    assert_problem(response, 400, "Invalid input for param borough", "no value given")
+    assert v1.v2_run_count() == before
 
-    dated = v1.trigger({"conf": {}, "execution_date": "2019-06-01T00:00:00+00:00", "dag_run_id": "v1-dated"})
+    dated = v1.trigger({"conf": GOOD_CONF, "execution_date": "2019-06-01T00:00:00+00:00", "dag_run_id": "v1-dated"})
     assert dated.status_code == 200, dated.text
     assert dated.json()["dag_run_id"] == "v1-dated"
     assert dated.json()["logical_date"] == dated.json()["execution_date"] == "2019-06-01T00:00:00+00:00"
 
-    again = v1.trigger({"execution_date": "2019-06-01T00:00:00Z"})
+    again = v1.trigger({"conf": GOOD_CONF, "execution_date": "2019-06-01T00:00:00Z"})
     assert_problem(again, 409, "logical date")
 
 
@@ -215,7 +216,8 @@ def test_viewer_may_poll_but_not_trigger(v1):
 
 def test_bearer_token_from_auth_token_works(v1):
     token = v1.stack.token("admin")
-    response = requests.post(v1.runs_url(), json={"conf": {}}, headers={"Authorization": f"Bearer {token}"}, timeout=60)
+    bearer = {"Authorization": f"Bearer {token}"}
+    response = requests.post(v1.runs_url(), json={"conf": GOOD_CONF}, headers=bearer, timeout=60)
     assert response.status_code == 200, response.text
     v1.created.append(response.json()["dag_run_id"])
     garbage = requests.post(v1.runs_url(), json={}, headers={"Authorization": "Bearer not-a-jwt"}, timeout=60)

@@ -144,7 +144,7 @@ def test_cli_reversed_range_fails_in_validate_request_naming_both_dates(airflow_
     log = task_log(stack, "cli_reversed", "validate_request")
     assert "end_date: '2024-01-08' is not after start_date '2024-01-15'" in log
     outputs = stack.data_dir / "outputs"
-    assert not (outputs / "cli_reversed.png").exists() and not (outputs / "cli_reversed.csv").exists()
+    assert not (outputs / "cli_reversed").exists()
 
 
 # --- REST v2: POST /auth/token, POST/GET /api/v2/dags/borough_report/dagRuns -------------------

@@ -44,11 +44,18 @@ def scan_now(stack, run_id: str) -> None:
 
 def trigger_tasks(stack, stem: str = STEM) -> dict[str, str]:
     """``rendered_map_index`` (the run id it asked for) -> state, over every scan's trigger_report for ``stem``."""
-    path = f"/api/v2/dags/{REQUESTS_DAG_ID}/dagRuns/~/taskInstances?task_id=trigger_report&limit=100"
-    status, body = stack.api("GET", path)
-    assert status == 200, body
+    # Every page: a long session scans many times, more than one page of 100 holds.
+    found: list[dict] = []
+    while True:
+        path = (f"/api/v2/dags/{REQUESTS_DAG_ID}/dagRuns/~/taskInstances?task_id=trigger_report"
+                f"&limit=100&offset={len(found)}")
+        status, body = stack.api("GET", path)
+        assert status == 200, body
+        found += body["task_instances"]
+        if not body["task_instances"] or len(found) >= body["total_entries"]:
+            break
     # A poll with nothing new expands to no task at all (one skipped placeholder, map_index -1).
-    return {ti["rendered_map_index"]: ti["state"] for ti in body["task_instances"]
+    return {ti["rendered_map_index"]: ti["state"] for ti in found
             if ti["map_index"] >= 0 and ti["rendered_map_index"].startswith(f"request__{stem}__")}
 
 
@@ -168,7 +175,7 @@ def test_a_pre_claimed_request_run_id_is_refused_and_reported(airflow_stack):
     run = stack.wait_for_run(REPORT_DAG_ID, run_id, timeout=120)
     assert run["state"] == "failed"
     assert stack.task_states(REPORT_DAG_ID, run_id)["validate_request"] == "failed"
-    assert not (stack.data_dir / "outputs" / "e2e-claimed.png").exists()
+    assert not (stack.data_dir / "outputs" / "e2e-claimed").exists()
     assert path.read_text() == content
 
     # Editing the file gives a new run id, which the file's door claims and starts.

@@ -98,6 +98,7 @@ def test_report_triggered_from_the_web_ui(browser, airflow_stack):
     assert proc.returncode == 0 and not seen.get("error"), f"{seen}\n{proc.stderr[-4000:]}"
 
     # What the form looked like and what it refused.
+    assert seen["opens_empty"] == {"borough": "", "start": "", "end": "", "trigger_disabled": True}
     assert seen["borough_is_dropdown"] and seen["borough_options"] == list(BOROUGHS)
     assert seen["borough_chosen"] == REQUEST["borough"]
     assert seen["date_input_types"] == ["date", "date"]
@@ -120,8 +121,9 @@ def test_report_triggered_from_the_web_ui(browser, airflow_stack):
 
     start, end = date.fromisoformat(REQUEST["start_date"]), date.fromisoformat(REQUEST["end_date"])
     stem = default_name(REQUEST["borough"], start, end)
-    assert stem == "queens_2024-01-08_2024-01-15"
-    png, csv = stack.data_dir / "outputs" / f"{stem}.png", stack.data_dir / "outputs" / f"{stem}.csv"
+    assert stem == "queens_2024-01-08_2024-01-15_yellow-green"
+    folder = stack.data_dir / "outputs" / stem
+    png, csv = folder / f"{stem}.png", folder / f"{stem}.csv"
     with Image.open(png) as image:
         image.verify()
         assert image.format == "PNG"

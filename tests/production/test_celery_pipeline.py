@@ -44,10 +44,11 @@ def expected_total(stack, borough: str, start: str, end: str) -> int:
 def assert_report(stack, run_id: str, name: str, borough: str, start: str, end: str) -> None:
     run = stack.wait_for_run(REPORT_DAG_ID, run_id, timeout=240)
     assert run["state"] == "success", stack.task_states(REPORT_DAG_ID, run_id)
-    report = pd.read_csv(stack.data_dir / "outputs" / f"{name}.csv")
+    folder = stack.data_dir / "outputs" / name  # one folder per report: <name>.png, <name>.csv, manifest
+    report = pd.read_csv(folder / f"{name}.csv")
     assert len(report) == 168
     assert report["num_trips"].sum() == expected_total(stack, borough, start, end) > 0
-    assert (stack.data_dir / "outputs" / f"{name}.png").stat().st_size > 10_000
+    assert (folder / f"{name}.png").stat().st_size > 10_000
 
 
 def test_tasks_ran_on_celery_workers(ingested):

@@ -1,12 +1,21 @@
 """The gate between a report and the ingest runs it depends on.
 
-``IngestGateSensor`` is an ``ExternalTaskSensor`` on ``ingest_taxi_trips`` that waits until, for
-every month a report's date range touches, the ``trigger_create_metrics_<source>`` task of every
-requested source succeeded (that task waits for ``create_metrics``, so its success means the
-metrics are written). The months come from the report's params through ``execution_date_fn``:
-a manually triggered report has no logical date of its own to match on.
+``IngestGateSensor`` waits until, for every month a report's date range touches, the
+``trigger_create_metrics_<source>`` task of every requested source succeeded in the
+``ingest_taxi_trips`` run for that month (that task waits for ``create_metrics``, so its success
+means the metrics are written). It is a plain ``BaseSensorOperator`` built on the task instance's
+public look-ups (``get_task_states``, ``get_dr_count``, ``get_first_reschedule_date``), so an
+Airflow minor release cannot change it underneath us. At every poke it:
 
-It fails fast, naming the month and the source, when one of those ingests failed.
+* succeeds once every (month, source) pair's task succeeded;
+* fails at once, naming the month and source, when one of them failed (or its upstream did);
+* logs what it still waits for, and says so when **no ingest run covers a month** (no run with
+  that month's logical date exists yet: nothing will ever arrive unless someone starts one);
+* fails after ``uncovered_timeout`` seconds (``TAXIFLOW_REPORT_UNCOVERED_TIMEOUT``, default 30 min,
+  far shorter than the sensor's own timeout) when some month is still covered by no run.
+
+The months come from the report's params: a manually triggered report has no logical date of its
+own to match on. In ``reschedule`` mode (the default) a waiting report holds no worker slot.
 """
 
 from __future__ import annotations
@@ -15,12 +24,14 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from airflow.providers.standard.sensors.external_task import ExternalTaskSensor
+from airflow.sdk import BaseSensorOperator
 from airflow.sdk.exceptions import AirflowFailException
 
-from taxiflow.config import INGEST_DAG_ID, SOURCE_NAMES, parse_month, trigger_metrics_task_id
+from taxiflow.config import INGEST_DAG_ID, env_seconds, parse_month, trigger_metrics_task_id
 
-FAILED_STATES = ("failed", "upstream_failed")
+FAILED_STATES = frozenset({"failed", "upstream_failed"})
+UNCOVERED_TIMEOUT_ENV = "TAXIFLOW_REPORT_UNCOVERED_TIMEOUT"
+DEFAULT_UNCOVERED_TIMEOUT = 30 * 60
 
 
 def requested_months_and_sources(params: Mapping[str, Any]) -> tuple[list[str], list[str]]:
@@ -37,61 +48,82 @@ def month_logical_date(month: str) -> datetime:
     return datetime(first.year, first.month, 1, tzinfo=UTC)
 
 
-def ingest_logical_dates(logical_date: datetime, params: Mapping[str, Any], **_: Any) -> list[datetime]:
-    """``execution_date_fn``: the ingest runs a report needs, from its params (not its own date)."""
-    months, _sources = requested_months_and_sources(params)
-    return [month_logical_date(month) for month in months]
+def ingest_command(month: str) -> str:
+    """The command that starts the ingest run for ``month``."""
+    return f"airflow dags trigger {INGEST_DAG_ID} -l {month_logical_date(month).isoformat()}"
 
 
-class IngestGateSensor(ExternalTaskSensor):
+class IngestGateSensor(BaseSensorOperator):
     """Wait for the ingest (and metrics) of every month and source a report asks for."""
 
-    def __init__(self, **kwargs: Any) -> None:
+    def __init__(self, *, uncovered_timeout: float | None = None, **kwargs: Any) -> None:
         kwargs.setdefault("mode", "reschedule")
-        super().__init__(
-            external_dag_id=INGEST_DAG_ID,
-            external_task_ids=[trigger_metrics_task_id(source) for source in SOURCE_NAMES],
-            execution_date_fn=ingest_logical_dates,
-            allowed_states=["success"],
-            failed_states=list(FAILED_STATES),
-            **kwargs,
+        super().__init__(**kwargs)
+        self.uncovered_timeout = (
+            env_seconds(UNCOVERED_TIMEOUT_ENV, DEFAULT_UNCOVERED_TIMEOUT)
+            if uncovered_timeout is None
+            else uncovered_timeout
         )
 
     def poke(self, context: Any) -> bool:
+        """True once every requested (month, source) ingest succeeded; fails fast on a failed one."""
         months, sources = requested_months_and_sources(context["params"])
-        # Only the requested sources gate the report: a source nobody asked for may never arrive.
-        self.external_task_ids = [trigger_metrics_task_id(source) for source in sources]
-        self._pairs = [(month, source) for month in months for source in sources]
-        self._ti = context["ti"]
-        if super().poke(context):
-            self.log.info("Ingest done for %s", ", ".join(f"{s} {m}" for m, s in self._pairs))
+        ti = context["ti"]
+        waiting: list[str] = []
+        failed: list[str] = []
+        uncovered: list[str] = []
+        for month in months:
+            # One look-up per month: {run_id: {task_id: state}}, at most one run per logical date.
+            runs = ti.get_task_states(
+                dag_id=INGEST_DAG_ID,
+                task_ids=[trigger_metrics_task_id(source) for source in sources],
+                logical_dates=[month_logical_date(month)],
+            )
+            states: dict[str, Any] = {}
+            for task_states in runs.values():
+                states.update(task_states)
+            if not states and not ti.get_dr_count(
+                dag_id=INGEST_DAG_ID, logical_dates=[month_logical_date(month)]
+            ):
+                uncovered.append(month)
+                continue
+            for source in sources:
+                state = states.get(trigger_metrics_task_id(source))
+                if state in FAILED_STATES:
+                    failed.append(f"{source} {month} (task {trigger_metrics_task_id(source)}: {state})")
+                elif state != "success":
+                    waiting.append(f"{source} {month} ({state or 'not started'})")
+        if failed:
+            raise AirflowFailException(
+                f"The ingest this report needs failed: {'; '.join(failed)}. Fix the drop in "
+                f"landing/<source>/<month>/, clear that {INGEST_DAG_ID} run so it re-runs, then "
+                "trigger this report again."
+            )
+        if uncovered:
+            self._check_uncovered(context, uncovered)
+        if not waiting and not uncovered:
+            self.log.info("Ingest done for %s", ", ".join(f"{s} {m}" for m in months for s in sources))
             return True
-        waiting = [
-            f"{source} {month}" for month, source in self._pairs if not self._pair_in(month, source, ["success"])
-        ]
-        self.log.info("Still waiting for the ingest of: %s", ", ".join(waiting) or "(runs being updated)")
+        if waiting:
+            self.log.info("Still waiting for the ingest of: %s", ", ".join(waiting))
         return False
 
-    def _pair_in(self, month: str, source: str, states: list[str]) -> bool:
-        count = self._ti.get_ti_count(
-            dag_id=INGEST_DAG_ID,
-            task_ids=[trigger_metrics_task_id(source)],
-            logical_dates=[month_logical_date(month)],
-            states=states,
-        )
-        return bool(count)
-
-    def _handle_failed_states(self, count_failed: float | int) -> None:
-        if count_failed <= 0:
-            return
-        failed = [(m, s) for m, s in self._pairs if self._pair_in(m, s, list(FAILED_STATES))]
-        described = "; ".join(
-            f"{source} {month} (run with logical date {month_logical_date(month).date()}, "
-            f"task {trigger_metrics_task_id(source)})"
-            for month, source in failed
-        )
-        raise AirflowFailException(
-            f"The ingest this report needs failed: {described or 'see ' + INGEST_DAG_ID}. "
-            f"Fix the drop in landing/<source>/<month>/, clear that {INGEST_DAG_ID} run so it re-runs, "
-            "then trigger this report again."
+    def _check_uncovered(self, context: Any, uncovered: list[str]) -> None:
+        """Log the months no ingest run covers; fail once they stayed so past ``uncovered_timeout``."""
+        first_poke = context["ti"].get_first_reschedule_date(context)
+        waited = (datetime.now(UTC) - first_poke).total_seconds() if first_poke else 0.0
+        commands = "; ".join(ingest_command(month) for month in uncovered)
+        if waited >= self.uncovered_timeout:
+            raise AirflowFailException(
+                f"No {INGEST_DAG_ID} run covers {', '.join(uncovered)} after {waited:.0f} s (the limit "
+                f"for months no run covers is {self.uncovered_timeout:.0f} s, "
+                f"{UNCOVERED_TIMEOUT_ENV}): nothing would ever arrive. Start the ingest ({commands}) "
+                "or backfill those months, then trigger this report again."
+            )
+        self.log.warning(
+            "No %s run covers %s: no run with that logical date exists, so this report would wait "
+            "forever. Start one (%s) or backfill; this report gives up after %.0f s "
+            "(waited %.0f s so far, %s).",
+            INGEST_DAG_ID, ", ".join(uncovered), commands, self.uncovered_timeout, waited,
+            UNCOVERED_TIMEOUT_ENV,
         )

@@ -1,14 +1,25 @@
-"""From a landing drop to one normalised warehouse partition of trips.
+"""From a landing drop to one normalised warehouse partition of trips, validated before it replaces anything.
 
-``copy_to_raw`` freezes the drop into ``raw/<source>/<month>/``; ``process_partition`` reads every raw
-file, maps its columns onto ``config.TRIP_SCHEMA`` and writes
-``warehouse/trips/source=<source>/month=<month>/trips.parquet`` plus ``_summary.json``.
+``copy_to_raw`` copies the drop into a **staged** copy beside raw (``raw/<source>/.<month>.staged/``);
+``process_partition`` validates the staged files, writes the new partition under a hidden name and
+only then swaps both in: the staged copy becomes ``raw/<source>/<month>/`` and the new file becomes
+``warehouse/trips/source=<source>/month=<month>/trips.parquet`` (plus ``_summary.json``, which lists
+the raw files it was built from). A refused drop (``DropRefused``) leaves the previous raw copy and
+partition exactly as they were, and its message says so. With nothing staged, ``process_partition``
+rebuilds the partition from the current raw copy.
 
-A row is rejected (counted, not written) only when its pickup time is missing or unparseable: it
-cannot be placed in time. Everything else is kept as TLC published it: pickups outside the file's
-month count on their real date (``rows_outside_month``), and pickup zone ids that are NULL or
-missing from the zone table are kept too (``rows_unknown_zone``; metrics file them as "Unknown").
-A value that does not fit its type (``abc`` as a fare) becomes NULL on that row only.
+A file is refused whole when a column a row needs is missing, or when more than
+``MAX_OUTSIDE_MONTH_SHARE`` (1 %) of its rows have pickups outside the folder's month: it was
+dropped under the wrong month (the message says how many rows and which months they belong to).
+Real TLC months have a few stray rows (at most 0.02 % in the files we test with); those are counted
+per month in ``rows_outside_month_by_month`` and **not stored**: a partition holds only its own
+month's pickups, so no trip can be counted by two partitions.
+
+A row is rejected (counted, not written) when its pickup time is missing or unparseable: it cannot
+be placed in time. Pickup zone ids that are NULL or missing from the zone table are kept
+(``rows_unknown_zone``; metrics file them as "Unknown"). A value that does not fit its type (``abc``
+as a fare) becomes NULL on that row only. ``rows_read = rows_written + rows_rejected +
+rows_outside_month``. Error messages name files and columns, never a file's contents.
 """
 
 from __future__ import annotations
@@ -16,7 +27,7 @@ from __future__ import annotations
 import json
 import logging
 import os
-import shutil
+import re
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
@@ -36,7 +47,8 @@ from taxiflow.config import (
 )
 from taxiflow.data import warehouse
 from taxiflow.data.files import write_text_atomically
-from taxiflow.data.landing import data_files, is_data_file
+from taxiflow.data.landing import UnsafeDropError
+from taxiflow.data.raw import copy_to_raw, data_files_in, promote_staged, raw_files, staged_dir
 
 if TYPE_CHECKING:
     import duckdb
@@ -49,49 +61,18 @@ FILE_REQUIRED_COLUMNS = (*REQUIRED_COLUMNS, "pickup_zone_id")
 REJECT_PICKUP_MISSING = "pickup_at_missing"
 REJECT_PICKUP_UNPARSEABLE = "pickup_at_unparseable"
 
+# A file with more of its (placeable) rows outside its folder's month than this was dropped under
+# the wrong month and is refused whole. Real TLC months stay far below (0.02 % at most here).
+MAX_OUTSIDE_MONTH_SHARE = 0.01
+
+__all__ = ["DropRefused", "UnsafeDropError", "copy_to_raw", "process_partition", "raw_files", "staged_dir"]
+
+
+class DropRefused(ValueError):
+    """A staged drop failed validation; the previous raw copy and partition were kept."""
+
 
 # --- raw -------------------------------------------------------------------------------------------
-
-
-def copy_to_raw(source: str, month: str, paths: DataPaths | None = None) -> list[Path]:
-    """Copy the drop's data files to ``raw/<source>/<month>/``, replacing whatever raw held.
-
-    The files are copied into a hidden sibling folder first and swapped in with renames, so raw
-    never holds a mix of two drops. Landing is only read, never modified.
-    """
-    check_source(source)
-    check_month(month)
-    paths = paths or data_paths()
-    files = data_files(source, month, paths)
-    if not files:
-        raise FileNotFoundError(
-            f"no data files ({', '.join(DATA_FILE_SUFFIXES)}) in {paths.landing_dir(source, month)} "
-            f"for source {source!r}, month {month!r}"
-        )
-    raw_dir = paths.raw_dir(source, month)
-    raw_dir.parent.mkdir(parents=True, exist_ok=True)
-    token = uuid.uuid4().hex
-    incoming = raw_dir.with_name(f".{month}.{token}.incoming")
-    retired = raw_dir.with_name(f".{month}.{token}.retired")
-    incoming.mkdir()
-    try:
-        for file in files:
-            shutil.copy2(file, incoming / file.name)
-        if raw_dir.exists():
-            os.rename(raw_dir, retired)
-        os.rename(incoming, raw_dir)
-    finally:
-        shutil.rmtree(incoming, ignore_errors=True)
-        shutil.rmtree(retired, ignore_errors=True)
-    return raw_files(source, month, paths)
-
-
-def raw_files(source: str, month: str, paths: DataPaths | None = None) -> list[Path]:
-    """The data files in ``raw/<source>/<month>/``, sorted by name."""
-    folder = (paths or data_paths()).raw_dir(source, month)
-    if not folder.is_dir():
-        return []
-    return sorted(path for path in folder.iterdir() if is_data_file(path))
 
 
 # --- reading one raw file --------------------------------------------------------------------------
@@ -134,6 +115,20 @@ class RawFile:
         return f"({_quote(name)} IS NOT NULL)"
 
 
+_COLUMN_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_ ]{0,63}")
+
+
+def _describe_columns(names: list[str]) -> str:
+    """The header for an error message, only if it looks like column names, never raw text.
+
+    A file that is not what its name says (a key, a log, a password file linked in) has a "header"
+    that is really its first line: that must not reach a task log, which every viewer can read.
+    """
+    if names and all(_COLUMN_NAME_RE.fullmatch(name) for name in names) and len(names) <= 64:
+        return f"columns: {', '.join(names)}"
+    return f"{len(names)} column(s) whose names do not look like a TLC header (not shown)"
+
+
 def _quote(identifier: str) -> str:
     """A double-quoted SQL identifier (only ever a column name DuckDB itself reported)."""
     return '"' + identifier.replace('"', '""') + '"'
@@ -171,7 +166,7 @@ def inspect_raw_file(con: duckdb.DuckDBPyConnection, source: str, path: Path) ->
             looked_for = ", ".join(SOURCES[source].columns.get(column, ()))
             raise ValueError(
                 f"{path.name}: no column for {column!r} (looked for, case-insensitively: "
-                f"{looked_for}); the file has: {', '.join(name for name, _ in described)}"
+                f"{looked_for}); the file has {_describe_columns([name for name, _ in described])}"
             )
     return RawFile(path=path, reader=reader, columns=columns)
 
@@ -180,15 +175,17 @@ def inspect_raw_file(con: duckdb.DuckDBPyConnection, source: str, path: Path) ->
 
 
 def process_partition(source: str, month: str, paths: DataPaths | None = None) -> dict[str, Any]:
-    """Normalise every raw file of one month into ``trips.parquet``; return the partition summary.
+    """Validate the staged drop (or the current raw copy), then swap in raw and partition; return the summary.
 
-    Re-running replaces the partition (atomic ``os.replace``), never appends. The summary (also
-    written as ``_summary.json`` beside the parquet) counts what was read, written and rejected.
+    Raises ``DropRefused`` (nothing replaced, the message says what was kept) when a file lacks a
+    column, cannot be read, or belongs mostly to another month. Re-running replaces the partition,
+    never appends.
     """
     check_source(source)
     first_day = parse_month(check_month(month))
     paths = paths or data_paths()
-    files = raw_files(source, month, paths)
+    staged = data_files_in(staged_dir(source, month, paths))
+    files = staged or raw_files(source, month, paths)
     if not files:
         raise FileNotFoundError(
             f"no raw files for source {source!r}, month {month!r} in {paths.raw_dir(source, month)}: "
@@ -196,28 +193,54 @@ def process_partition(source: str, month: str, paths: DataPaths | None = None) -
         )
     month_start, month_end = _month_bounds(first_day)
     target = warehouse.trips_file(source, month, paths)
+    pending = target.with_name(f".{target.name}.{uuid.uuid4().hex}.pending")
 
     con = warehouse.duckdb_connection()
     try:
         warehouse.create_zones_table(con, paths)
-        raws = [inspect_raw_file(con, source, path) for path in files]
-        stats = _file_stats(con, raws, month_start, month_end)
+        try:
+            raws = [inspect_raw_file(con, source, path) for path in files]
+            stats = _file_stats(con, raws, month_start, month_end)
+        except ValueError as err:
+            raise DropRefused(_refusal(source, month, str(err), bool(staged), paths)) from None
+        except Exception as err:  # DuckDB's own messages may quote the file's bytes: never pass them on
+            raise DropRefused(_refusal(
+                source, month, f"cannot read {', '.join(f.name for f in files)} as "
+                f"{'/'.join(DATA_FILE_SUFFIXES)} ({type(err).__name__})", bool(staged), paths,
+            )) from None
+        misplaced = [_misplaced(s, month) for s in stats if _is_misplaced(s)]
+        if misplaced:
+            raise DropRefused(_refusal(source, month, "; ".join(misplaced), bool(staged), paths))
         rows_read = sum(s["rows_read"] for s in stats)
         rows_rejected = sum(s["rows_rejected"] for s in stats)
-        trips_sql, trips_params = _trips_query(raws)
+        rows_outside = sum(s["rows_outside_month"] for s in stats)
+        trips_sql, trips_params = _trips_query(raws, month_start, month_end)
         written = warehouse.write_parquet_atomically(
-            con, trips_sql, trips_params, target, expected_rows=rows_read - rows_rejected
+            con, trips_sql, trips_params, pending, expected_rows=rows_read - rows_rejected - rows_outside
         )
     finally:
         con.close()
 
+    try:
+        if staged:
+            promote_staged(source, month, paths)
+            files = raw_files(source, month, paths)
+        os.replace(pending, target)
+    finally:
+        pending.unlink(missing_ok=True)
+    outside_by_month: dict[str, int] = {}
+    for s in stats:
+        for other, count in s["outside_by_month"].items():
+            outside_by_month[other] = outside_by_month.get(other, 0) + count
     summary: dict[str, Any] = {
         "source": source,
         "month": month,
         "files": [
-            {"name": s["name"], "rows_read": s["rows_read"], "rows_rejected": s["rows_rejected"]}
+            {"name": s["name"], "rows_read": s["rows_read"], "rows_rejected": s["rows_rejected"],
+             "rows_outside_month": s["rows_outside_month"]}
             for s in stats
         ],
+        "raw_files": [{"name": f.name, "bytes": f.stat().st_size} for f in files],
         "rows_read": rows_read,
         "rows_written": written,
         "rows_rejected": rows_rejected,
@@ -225,7 +248,8 @@ def process_partition(source: str, month: str, paths: DataPaths | None = None) -
             REJECT_PICKUP_MISSING: sum(s[REJECT_PICKUP_MISSING] for s in stats),
             REJECT_PICKUP_UNPARSEABLE: sum(s[REJECT_PICKUP_UNPARSEABLE] for s in stats),
         },
-        "rows_outside_month": sum(s["rows_outside_month"] for s in stats),
+        "rows_outside_month": rows_outside,
+        "rows_outside_month_by_month": dict(sorted(outside_by_month.items())),
         "rows_unknown_zone": sum(s["rows_unknown_zone"] for s in stats),
         "pickup_min": _iso(min((s["pickup_min"] for s in stats if s["pickup_min"]), default=None)),
         "pickup_max": _iso(max((s["pickup_max"] for s in stats if s["pickup_max"]), default=None)),
@@ -235,14 +259,47 @@ def process_partition(source: str, month: str, paths: DataPaths | None = None) -
     write_text_atomically(target.with_name(warehouse.SUMMARY_FILE), json.dumps(summary, indent=2) + "\n")
     by_reason = summary["rows_rejected_by_reason"]
     log.info(
-        "Ingested %s %s: %d file(s), %d rows read, %d written, %d rejected (%d without pickup time, "
-        "%d unparseable), %d outside the month, %d with an unknown pickup zone, pickups %s .. %s",
-        source, month, len(files), rows_read, written, rows_rejected,
-        by_reason[REJECT_PICKUP_MISSING], by_reason[REJECT_PICKUP_UNPARSEABLE],
-        summary["rows_outside_month"], summary["rows_unknown_zone"],
-        summary["pickup_min"], summary["pickup_max"],
+        "Ingested %s %s%s: %d file(s), %d rows read, %d written, %d rejected (%d without pickup time, "
+        "%d unparseable), %d outside the month and not stored (%s), %d with an unknown pickup zone",
+        source, month, " (new drop validated and swapped in)" if staged else " (rebuilt from raw)",
+        len(files), rows_read, written, rows_rejected,
+        by_reason[REJECT_PICKUP_MISSING], by_reason[REJECT_PICKUP_UNPARSEABLE], rows_outside,
+        ", ".join(f"{n} in {m}" for m, n in summary["rows_outside_month_by_month"].items()) or "none",
+        summary["rows_unknown_zone"],
     )
     return summary
+
+
+def _is_misplaced(stats: dict[str, Any]) -> bool:
+    placeable = stats["rows_read"] - stats["rows_rejected"]
+    return placeable > 0 and stats["rows_outside_month"] > MAX_OUTSIDE_MONTH_SHARE * placeable
+
+
+def _misplaced(stats: dict[str, Any], month: str) -> str:
+    placeable = stats["rows_read"] - stats["rows_rejected"]
+    outside = stats["rows_outside_month"]
+    where = ", ".join(f"{count:,} in {other}" for other, count in stats["outside_by_month"].items())
+    return (
+        f"{stats['name']}: {outside:,} of its {placeable:,} rows ({outside / placeable:.1%}) have "
+        f"pickups outside {month} ({where}); more than {MAX_OUTSIDE_MONTH_SHARE:.0%} means it was "
+        f"dropped under the wrong month: drop it in the folder of the month its trips belong to"
+    )
+
+
+def _refusal(source: str, month: str, problem: str, staged: bool, paths: DataPaths) -> str:
+    """The refusal message: what is wrong, and what the warehouse still holds."""
+    if not staged:
+        return f"{source} {month}: {problem}. Nothing was replaced."
+    kept_raw = raw_files(source, month, paths)
+    target = warehouse.trips_file(source, month, paths)
+    if kept_raw or target.exists():
+        kept = (
+            f"the last good raw copy (raw/{source}/{month}/: {', '.join(f.name for f in kept_raw) or 'empty'}) "
+            f"and warehouse partition ({'present' if target.exists() else 'none'}) are kept as they were"
+        )
+    else:
+        kept = "nothing had been ingested for this month before, and nothing was written"
+    return f"{source} {month}: the new drop is refused: {problem}. {kept}."
 
 
 def read_summary(source: str, month: str, paths: DataPaths | None = None) -> dict[str, Any]:
@@ -251,8 +308,10 @@ def read_summary(source: str, month: str, paths: DataPaths | None = None) -> dic
     return json.loads(path.with_name(warehouse.SUMMARY_FILE).read_text(encoding="utf-8"))
 
 
-def _trips_query(raws: list[RawFile]) -> tuple[str, list[Any]]:
-    """Every file's rows with a parseable pickup, in ``TRIP_SCHEMA`` order and types."""
+def _trips_query(
+    raws: list[RawFile], month_start: datetime, month_end: datetime
+) -> tuple[str, list[Any]]:
+    """Every file's rows with a pickup inside the month, in ``TRIP_SCHEMA`` order and types."""
     selects = []
     for raw in raws:
         expressions = ", ".join(
@@ -260,7 +319,10 @@ def _trips_query(raws: list[RawFile]) -> tuple[str, list[Any]]:
         )
         selects.append(f"SELECT {expressions} FROM {raw.reader}")
     union = " UNION ALL ".join(selects)
-    return f"SELECT * FROM ({union}) WHERE pickup_at IS NOT NULL", [str(r.path) for r in raws]
+    return (
+        f"SELECT * FROM ({union}) WHERE pickup_at >= ? AND pickup_at < ?",
+        [*(str(r.path) for r in raws), month_start, month_end],
+    )
 
 
 def _file_stats(
@@ -296,6 +358,18 @@ def _file_stats(
         [month_start, month_end, *params],
     ).fetchall()
     by_index = {row[0]: row for row in rows}
+    outside_by_month: dict[int, dict[str, int]] = {index: {} for index in range(len(raws))}
+    if any(row[4] for row in rows):
+        for index, other, count in con.execute(
+            f"""
+            SELECT file_index, strftime(pickup_at, '%Y-%m') AS other_month, count(*)
+            FROM ({union}) AS rows
+            WHERE pickup_at < ? OR pickup_at >= ?
+            GROUP BY ALL ORDER BY 1, 3 DESC, 2
+            """,
+            [*params, month_start, month_end],
+        ).fetchall():
+            outside_by_month[index][other] = count
     stats = []
     for index, raw in enumerate(raws):
         _, read, missing, unparseable, outside, unknown, first, last = by_index.get(
@@ -309,6 +383,7 @@ def _file_stats(
                 REJECT_PICKUP_MISSING: missing,
                 REJECT_PICKUP_UNPARSEABLE: unparseable,
                 "rows_outside_month": outside,
+                "outside_by_month": outside_by_month[index],
                 "rows_unknown_zone": unknown,
                 "pickup_min": first,
                 "pickup_max": last,

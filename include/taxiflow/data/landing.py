@@ -3,10 +3,16 @@
 Whoever drops files writes them first and the ``_SUCCESS`` marker last, so a drop counts as ready
 only when both are there. Half-written files (``.tmp``, ``.part``) and hidden or ``_``-prefixed
 names are never data files.
+
+A data file must be a regular file inside the landing root: a symbolic link (wherever it points),
+or a file reached through a linked folder that leads outside ``landing/``, raises
+``UnsafeDropError`` naming the file, and nothing of it is read, copied or printed.
 """
 
 from __future__ import annotations
 
+import os
+import stat
 from pathlib import Path
 
 from taxiflow.config import (
@@ -21,22 +27,63 @@ from taxiflow.config import (
 _TEMP_SUFFIXES = (".tmp", ".part")
 
 
-def is_data_file(path: Path) -> bool:
-    """A finished, visible file with one of ``DATA_FILE_SUFFIXES``."""
-    name = path.name.lower()
+class UnsafeDropError(ValueError):
+    """A drop holds a file that must not be read: a link, or a path leading outside landing/."""
+
+
+def has_data_file_name(name: str) -> bool:
+    """A visible, finished name with one of ``DATA_FILE_SUFFIXES`` (says nothing about the file)."""
+    name = name.lower()
     if name.startswith((".", "_")) or name.endswith(_TEMP_SUFFIXES):
         return False
-    return name.endswith(DATA_FILE_SUFFIXES) and path.is_file()
+    return name.endswith(DATA_FILE_SUFFIXES)
+
+
+def is_data_file(path: Path) -> bool:
+    """A regular file (not a link) with a data file name."""
+    try:
+        mode = os.lstat(path).st_mode
+    except FileNotFoundError:
+        return False
+    return has_data_file_name(path.name) and stat.S_ISREG(mode)
 
 
 def data_files(source: str, month: str, paths: DataPaths | None = None) -> list[Path]:
-    """The data files of one drop, sorted by name; empty if the folder does not exist."""
+    """The data files of one drop, sorted by name; empty if the folder does not exist.
+
+    Raises ``UnsafeDropError`` naming the file when a data file name is a symbolic link or is not
+    a regular file inside the landing root (the folder itself may not lead outside it either).
+    """
     check_source(source)
     check_month(month)
-    folder = (paths or data_paths()).landing_dir(source, month)
+    paths = paths or data_paths()
+    folder = paths.landing_dir(source, month)
     if not folder.is_dir():
         return []
-    return sorted(path for path in folder.iterdir() if is_data_file(path))
+    root = paths.landing.resolve()
+    shown = f"landing/{source}/{month}"
+    if not folder.resolve().is_relative_to(root):
+        raise UnsafeDropError(
+            f"refused {shown}/: the folder leads outside the landing root {root} (a symbolic link); "
+            "drops must be real folders inside it. Nothing was read or copied."
+        )
+    found = []
+    for path in sorted(folder.iterdir()):
+        if not has_data_file_name(path.name):
+            continue
+        mode = os.lstat(path).st_mode
+        if stat.S_ISLNK(mode):
+            raise UnsafeDropError(
+                f"refused {shown}/{path.name}: it is a symbolic link; drop the file itself (a regular "
+                "file inside landing/). Nothing of it was read or copied."
+            )
+        if not stat.S_ISREG(mode) or not path.resolve().is_relative_to(root):
+            raise UnsafeDropError(
+                f"refused {shown}/{path.name}: not a regular file inside {root}. Nothing of it was "
+                "read or copied."
+            )
+        found.append(path)
+    return found
 
 
 def drop_is_ready(source: str, month: str, paths: DataPaths | None = None) -> bool:

@@ -143,18 +143,20 @@ def burst(stack: AirflowStack, v2: int = 40, v1: int = 20, files: int = 10, thre
 
 
 def wait_for_charts(stack: AirflowStack, names: list[str], since: float, timeout: float = 900) -> float:
-    """Wait until ``outputs/<name>.png`` exists for every name; seconds from ``since`` to the last one.
+    """Wait until report ``<name>`` is published for every name; seconds from ``since`` to the last one.
 
     Gives up early, saying so, when a component of the deployment has exited (nothing would land).
     """
-    outputs = DataPaths(stack.data_dir).outputs
+    from taxiflow.reports.outputs import read_manifest
+
+    paths = DataPaths(stack.data_dir)
     deadline = time.monotonic() + timeout
     missing = list(names)
     while missing and time.monotonic() < deadline:
         dead = [name for name, info in stack.status().items() if not info["running"]]
         if dead:
             raise TimeoutError(f"{len(missing)} chart(s) missing and {', '.join(dead)} exited")
-        missing = [n for n in missing if not ((outputs / f"{n}.png").exists() and (outputs / f"{n}.csv").exists())]
+        missing = [n for n in missing if read_manifest(n, paths) is None]
         if missing:
             time.sleep(1)
     if missing:
@@ -164,7 +166,12 @@ def wait_for_charts(stack: AirflowStack, names: list[str], since: float, timeout
 
 def chart_numbers(data_dir: Path, name: str) -> str:
     """The CSV behind a chart, as text (what 'the same numbers' compares)."""
-    return (DataPaths(data_dir).outputs / f"{name}.csv").read_text()
+    from taxiflow.reports.outputs import read_report
+
+    report = read_report(name, DataPaths(data_dir))
+    if report is None:
+        raise FileNotFoundError(f"no published report {name!r} in {data_dir}/outputs")
+    return report.csv.decode("utf-8")
 
 
 # --- a small deployment to drill on ------------------------------------------------------------------

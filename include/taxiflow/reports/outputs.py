@@ -1,28 +1,119 @@
-"""Where a report's published files are, and reading them back: the one place readers look.
+"""Where a report's outputs live, and how they are published so nobody sees half of them.
 
-The report views (``taxiflow.doors.report_views``), the benchmarks and the tests find a report's
-chart and numbers through :func:`published_report`, never by building paths themselves, so the
-output layout can change in one place. Every path comes from a validated ``ReportRequest`` (whose
-``name`` cannot hold a separator or a dot) and is checked to lie directly inside ``outputs/``.
+Layout (the one place it is defined; readers such as UI views use the functions below)::
+
+    outputs/<name>/                 one folder per report, replaced whole
+        <name>.png                  the chart
+        <name>.csv                  the numbers behind it (hour_of_day,day_of_week,num_trips)
+        manifest.json               what produced them: name, request (conf), run_id, owner,
+                                    total_trips, written_at, and each file's bytes and sha256
+
+Publishing writes a complete new folder under a hidden name (``outputs/.<name>.<token>.new``)
+and swaps it in with one ``renameat2(RENAME_EXCHANGE)`` (two renames where the kernel lacks it),
+so ``outputs/<name>/`` always holds one report's PNG, CSV and manifest together. A reader that
+wants a consistent pair opens the folder once and reads inside it: ``read_report`` does, and
+``published_report`` (what the report views, benchmarks and tests use) adds that the folder must
+hold *this* request's report.
+
+A name belongs to one request: a folder whose manifest records a different request is never
+replaced (``InvalidRequest`` on ``name``); the same request is refreshed in place. Request files
+pass an ``owner`` (the file), so editing a request file replaces its own report. Default names
+contain every field that changes the numbers, so they can only clash with the same request.
+
+Pure data: no Airflow import.
 """
 
 from __future__ import annotations
 
 import csv
+import ctypes
+import ctypes.util
+import fcntl
+import hashlib
 import io
+import json
+import os
+import shutil
+import uuid
+from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from taxiflow.config import DataPaths, data_paths
-from taxiflow.reports.request import ReportRequest
+from taxiflow.reports.request import NAME_ALLOWED, InvalidRequest
+
+if TYPE_CHECKING:
+    from collections.abc import Generator
+
+    from taxiflow.reports.request import ReportRequest
+
+MANIFEST_FILE = "manifest.json"
+LOCKS_DIR = ".locks"
+
+
+def report_dir(name: str, paths: DataPaths | None = None) -> Path:
+    """``outputs/<name>/``: the folder one report is published as."""
+    return (paths or data_paths()).outputs / name
+
+
+def manifest_path(name: str, paths: DataPaths | None = None) -> Path:
+    return report_dir(name, paths) / MANIFEST_FILE
+
+
+def read_manifest(name: str, paths: DataPaths | None = None) -> dict[str, Any] | None:
+    """The manifest of ``outputs/<name>/``, or None if there is no published report of that name."""
+    try:
+        return json.loads(manifest_path(name, paths).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
 
 
 @dataclass(frozen=True)
 class PublishedReport:
-    """A report's chart and the CSV behind it, both present on disk."""
+    """One report as ``read_report`` saw it: the manifest and the bytes of its files, together."""
 
-    png: Path
-    csv: Path
+    manifest: dict[str, Any]
+    png: bytes
+    csv: bytes
+
+
+def read_report(name: str, paths: DataPaths | None = None) -> PublishedReport | None:
+    """Read a report's manifest, PNG and CSV through one folder handle (never a mix of two versions).
+
+    None if there is no report of that name. A publish that retires the folder while it is read
+    makes the read start over on the new folder.
+    """
+    folder = report_dir(name, paths)
+    for _ in range(20):
+        try:
+            fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+        except FileNotFoundError:
+            if not any(folder.parent.glob(f".{name}.*")):
+                return None  # no report, and none being published
+            continue
+        try:
+            manifest = json.loads(_read_in(fd, MANIFEST_FILE))
+            return PublishedReport(manifest, _read_in(fd, manifest["files"]["png"]["name"]),
+                                   _read_in(fd, manifest["files"]["csv"]["name"]))
+        except FileNotFoundError:
+            continue  # this version was retired while we read it: read the current one
+        finally:
+            os.close(fd)
+    return None
+
+
+def published_report(request: ReportRequest, paths: DataPaths | None = None) -> PublishedReport | None:
+    """The request's published report (manifest, PNG and CSV read together), or None.
+
+    None too when ``outputs/<name>/`` holds some other request's report: a reader never shows a
+    chart for a request it was not made for.
+    """
+    report = read_report(str(request.name), paths)
+    if report is None or report.manifest.get("request") != request.to_conf():
+        return None
+    return report
 
 
 @dataclass(frozen=True)
@@ -36,24 +127,127 @@ class ReportNumbers:
         return sum(count for _, _, count in self.rows)
 
 
-def _inside(path: Path, folder: Path) -> bool:
-    return path.resolve().parent == folder.resolve()
-
-
-def published_report(request: ReportRequest, paths: DataPaths | None = None) -> PublishedReport | None:
-    """The request's PNG and CSV if both are published, else ``None``; never a path outside outputs."""
-    paths = paths or data_paths()
-    png = paths.outputs / f"{request.name}.png"
-    csv_path = paths.outputs / f"{request.name}.csv"
-    for path in (png, csv_path):
-        if path.is_symlink() or not path.is_file() or not _inside(path, paths.outputs):
-            return None
-    return PublishedReport(png=png, csv=csv_path)
-
-
 def read_numbers(report: PublishedReport) -> ReportNumbers:
     """The report's CSV as typed rows (``hour_of_day,day_of_week,num_trips``)."""
-    reader = csv.DictReader(io.StringIO(report.csv.read_text(encoding="utf-8")))
+    reader = csv.DictReader(io.StringIO(report.csv.decode("utf-8")))
     return ReportNumbers(
         rows=[(int(row["hour_of_day"]), row["day_of_week"], int(row["num_trips"])) for row in reader]
     )
+
+
+def _read_in(folder_fd: int, file: str) -> bytes:
+    """The bytes of ``file`` inside the folder open as ``folder_fd`` (no links followed)."""
+    inner = os.open(file, os.O_RDONLY | os.O_NOFOLLOW, dir_fd=folder_fd)
+    with os.fdopen(inner, "rb") as handle:
+        return handle.read()
+
+
+@contextmanager
+def _locked(name: str, paths: DataPaths) -> Generator[None, None, None]:
+    locks = paths.outputs / LOCKS_DIR
+    locks.mkdir(parents=True, exist_ok=True)
+    with open(locks / f"{name}.lock", "a+b") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _describe(conf: dict[str, Any]) -> str:
+    sources = ", ".join(conf.get("sources") or [])
+    return f"{conf.get('borough')} {conf.get('start_date')} .. {conf.get('end_date')} ({sources})"
+
+
+def _check_not_taken(request: ReportRequest, folder: Path, owner: str | None) -> None:
+    """Refuse to replace a folder that is not this request's report."""
+    name = str(request.name)
+    if not folder.exists() and not folder.is_symlink():
+        return
+    if folder.is_symlink() or not folder.is_dir() or not (folder / MANIFEST_FILE).is_file():
+        raise InvalidRequest(
+            "name", name, NAME_ALLOWED,
+            problem=f"outputs/{name} exists and is not a taxiflow report folder (no {MANIFEST_FILE}); "
+                    "it is left alone: choose another name or move it away",
+        )
+    existing = json.loads((folder / MANIFEST_FILE).read_text(encoding="utf-8"))
+    if existing.get("request") == request.to_conf():
+        return
+    if owner is not None and existing.get("owner") == owner:
+        return
+    raise InvalidRequest(
+        "name", name, "a name no other request's report uses",
+        problem=(
+            f"outputs/{name}/ already holds the report for a different request "
+            f"({_describe(existing.get('request') or {})}, run {existing.get('run_id')}); it is not "
+            f"overwritten: choose another name, or remove outputs/{name}/ to reuse this one"
+        ),
+    )
+
+
+def _file_entry(folder: Path, file: str, content: bytes) -> dict[str, Any]:
+    path = folder / file
+    path.write_bytes(content)
+    os.chmod(path, 0o644)
+    return {"name": file, "bytes": len(content), "sha256": hashlib.sha256(content).hexdigest()}
+
+
+_RENAME_EXCHANGE = 2
+_AT_FDCWD = -100
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Atomically swap two paths (Linux ``renameat2``); False where the system cannot."""
+    libc_name = ctypes.util.find_library("c")
+    if not libc_name:
+        return False
+    libc = ctypes.CDLL(libc_name, use_errno=True)
+    renameat2 = getattr(libc, "renameat2", None)
+    if renameat2 is None:
+        return False
+    result = renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE)
+    return result == 0
+
+
+def publish_report(
+    request: ReportRequest,
+    png: bytes,
+    csv: bytes,
+    total_trips: int,
+    paths: DataPaths | None = None,
+    run_id: str | None = None,
+    owner: str | None = None,
+) -> Path:
+    """Publish the PNG and CSV of ``request`` as ``outputs/<name>/``, whole; returns the folder."""
+    paths = paths or data_paths()
+    name = str(request.name)
+    folder = report_dir(name, paths)
+    paths.outputs.mkdir(parents=True, exist_ok=True)
+    token = uuid.uuid4().hex
+    staged = paths.outputs / f".{name}.{token}.new"
+    staged.mkdir()
+    try:
+        files = {"png": _file_entry(staged, f"{name}.png", png), "csv": _file_entry(staged, f"{name}.csv", csv)}
+        manifest = {
+            "name": name,
+            "request": request.to_conf(),
+            "run_id": run_id,
+            "owner": owner,
+            "total_trips": total_trips,
+            "files": files,
+            "written_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        }
+        (staged / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+        os.chmod(staged, 0o755)
+        with _locked(name, paths):
+            _check_not_taken(request, folder, owner)
+            if folder.exists() and _exchange(staged, folder):
+                pass  # staged now holds the previous report; removed below
+            else:
+                if folder.exists():
+                    os.rename(folder, paths.outputs / f".{name}.{token}.old")
+                os.rename(staged, folder)
+    finally:
+        shutil.rmtree(staged, ignore_errors=True)
+        shutil.rmtree(paths.outputs / f".{name}.{token}.old", ignore_errors=True)
+    return folder

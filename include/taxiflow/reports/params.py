@@ -3,7 +3,13 @@
 The Airflow trigger form renders these (a dropdown for ``borough``, date pickers for the dates),
 and Airflow validates conf against them before it creates a run, whether the conf came from the
 UI, the CLI, REST v2, the /api/v1 plugin or a request file. What JSON schema cannot say (start
-before end, start within TLC's history) is re-checked by ``taxiflow.reports.request.ReportRequest``.
+before end, nothing after the current month, at most ``MAX_RANGE_DAYS`` days) is re-checked by
+``taxiflow.reports.request`` in the report's first task (and before any run exists at the /api/v1
+and request-file doors).
+
+``borough``, ``start_date`` and ``end_date`` have no default on purpose: Airflow then refuses a
+conf without them at every door ("Invalid input for param borough: No value passed"), and the
+trigger form marks them required (its fields are required when their type does not allow null).
 
 Light on purpose: DAG files import it at parse time.
 """
@@ -17,38 +23,44 @@ from taxiflow.config import BOROUGHS, FIRST_MONTH, MONTH_PATTERN, SOURCE_NAMES
 # Output stems: no dots or slashes (cannot leave outputs/), and not the weekly summaries' prefix.
 RESERVED_NAME_PREFIX = "trips_by_week_"
 NAME_PATTERN = rf"^(?!{RESERVED_NAME_PREFIX})[A-Za-z0-9][A-Za-z0-9_-]{{0,79}}$"
-DATE_PATTERN = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"
+# YYYY-MM-DD with a year from 2009 (TLC's first records, ``config.FIRST_MONTH``) to 2999: the
+# static half of the date limits; "not after the current month" moves, so the first task checks it.
+DATE_PATTERN = r"^(2009|20[1-9][0-9]|2[1-9][0-9]{2})-[0-9]{2}-[0-9]{2}$"
 
-# The range the form opens with: fixed strings, never today(), so parsing is stable.
-DEFAULT_START = "2024-01-01"
-DEFAULT_END = "2024-02-01"
+# The longest range a report may span, end_date - start_date in days (three years). It bounds the
+# months the ingest gate looks up at every poke (at most 37 months x the sources) and the report's
+# query; a longer history is a few reports, or a query on the warehouse itself.
+MAX_RANGE_DAYS = 1096
 
 
 def report_param_schemas() -> dict[str, dict[str, Any]]:
     """Keyword arguments for ``airflow.sdk.Param``, one entry per report param."""
     return {
         "borough": {
-            "default": "Manhattan",
             "type": "string",
             "enum": list(BOROUGHS),
             "title": "Borough",
             "description": "Count trips whose pickup zone is in this borough.",
         },
         "start_date": {
-            "default": DEFAULT_START,
             "type": "string",
             "format": "date",
             "pattern": DATE_PATTERN,
             "title": "Start date (included)",
-            "description": f"First pickup day counted, YYYY-MM-DD, on or after {FIRST_MONTH.isoformat()}.",
+            "description": (
+                f"First pickup day counted, YYYY-MM-DD, on or after {FIRST_MONTH.isoformat()} and "
+                "not after the current month."
+            ),
         },
         "end_date": {
-            "default": DEFAULT_END,
             "type": "string",
             "format": "date",
             "pattern": DATE_PATTERN,
             "title": "End date (excluded)",
-            "description": "First pickup day NOT counted, YYYY-MM-DD; must be after the start date.",
+            "description": (
+                "First pickup day NOT counted, YYYY-MM-DD: after the start date, at most "
+                f"{MAX_RANGE_DAYS} days after it, and at most the first day of next month."
+            ),
         },
         "sources": {
             "default": list(SOURCE_NAMES),
@@ -67,7 +79,7 @@ def report_param_schemas() -> dict[str, dict[str, Any]]:
             "title": "Output name (optional)",
             "description": (
                 "File stem of the PNG and CSV in outputs/: 1-80 letters, digits, '-' and '_' only, "
-                f"not starting with '{RESERVED_NAME_PREFIX}'. Empty: <borough>_<start>_<end>."
+                f"not starting with '{RESERVED_NAME_PREFIX}'. Empty: <borough>_<start>_<end>_<sources>."
             ),
         },
     }

@@ -1,7 +1,12 @@
-"""Rendering a report: the stacked bar chart (PNG) and the numbers behind it (CSV)."""
+"""Rendering a report: the stacked bar chart (PNG) and the numbers behind it (CSV).
+
+Where a report lands is defined in ``taxiflow.reports.outputs`` (one folder per report,
+``outputs/<name>/`` with ``<name>.png``, ``<name>.csv`` and ``manifest.json``, published whole).
+"""
 
 from __future__ import annotations
 
+import io
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
@@ -9,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from taxiflow.config import DAY_NAMES, SOURCES, DataPaths, data_paths
-from taxiflow.data import files
+from taxiflow.reports.outputs import MANIFEST_FILE, publish_report
 from taxiflow.reports.query import CSV_COLUMNS, HOURS, report_counts
 from taxiflow.reports.request import ReportRequest
 
@@ -32,9 +37,13 @@ DAY_COLOURS: tuple[str, ...] = (
 
 @dataclass(frozen=True)
 class ReportOutputs:
+    """Where one published report's files are (all inside ``folder``)."""
+
     png: Path
     csv: Path
     total_trips: int
+    folder: Path | None = None
+    manifest: Path | None = None
 
 
 def _day_words(day: date) -> str:
@@ -137,32 +146,46 @@ def render_borough_chart(request: ReportRequest, counts: pd.DataFrame) -> Figure
 
 
 def write_report_files(
-    request: ReportRequest, counts: pd.DataFrame, paths: DataPaths | None = None
+    request: ReportRequest,
+    counts: pd.DataFrame,
+    paths: DataPaths | None = None,
+    run_id: str | None = None,
+    owner: str | None = None,
 ) -> ReportOutputs:
-    """Write ``outputs/<name>.csv`` and ``outputs/<name>.png`` from a 168-row counts frame."""
+    """Publish ``outputs/<name>/`` (PNG, CSV, manifest) from a 168-row counts frame, all at once.
+
+    Refuses (``InvalidRequest`` on ``name``) to replace a folder that holds a different request's
+    report, unless both have the same non-empty ``owner`` (a request file edited in place).
+    """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from PIL import Image  # matplotlib's own PNG writer
 
     paths = paths or data_paths()
-    csv_path = paths.outputs / f"{request.name}.csv"
-    png_path = paths.outputs / f"{request.name}.png"
     total = int(counts["num_trips"].sum())
-
     fig = render_borough_chart(request, counts)
     canvas = FigureCanvasAgg(fig)  # Agg for this figure only; pyplot and the global backend stay untouched
     canvas.draw()
     # Opaque RGB at a low zlib level: flat colours compress well, for a fraction of the default's time.
     image = Image.frombuffer("RGBA", canvas.get_width_height(), canvas.buffer_rgba(), "raw", "RGBA", 0, 1)
-    image = image.convert("RGB")
-    files.write_atomically(png_path, lambda file: image.save(file, format="PNG", compress_level=1))
-
-    # The CSV goes last: once it is there, the chart beside it is complete too.
+    png = io.BytesIO()
+    image.convert("RGB").save(png, format="PNG", compress_level=1)
     csv_text = counts.loc[:, list(CSV_COLUMNS)].to_csv(index=False, lineterminator="\n")
-    files.write_atomically(csv_path, lambda file: file.write(csv_text.encode("utf-8")))
-    return ReportOutputs(png=png_path, csv=csv_path, total_trips=total)
+    folder = publish_report(
+        request, png.getvalue(), csv_text.encode("utf-8"), total, paths, run_id=run_id, owner=owner
+    )
+    name = str(request.name)
+    return ReportOutputs(
+        png=folder / f"{name}.png", csv=folder / f"{name}.csv", total_trips=total,
+        folder=folder, manifest=folder / MANIFEST_FILE,
+    )
 
 
-def render_report(request: ReportRequest, paths: DataPaths | None = None) -> ReportOutputs:
-    """Count the request's trips and write its CSV and PNG into ``outputs/``."""
+def render_report(
+    request: ReportRequest,
+    paths: DataPaths | None = None,
+    run_id: str | None = None,
+    owner: str | None = None,
+) -> ReportOutputs:
+    """Count the request's trips and publish its PNG and CSV as ``outputs/<name>/``."""
     paths = paths or data_paths()
-    return write_report_files(request, report_counts(request, paths), paths)
+    return write_report_files(request, report_counts(request, paths), paths, run_id=run_id, owner=owner)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from taxiflow.config import (
@@ -20,7 +20,7 @@ from taxiflow.config import (
     SOURCES,
     months_covering,
 )
-from taxiflow.reports.params import RESERVED_NAME_PREFIX
+from taxiflow.reports.params import MAX_RANGE_DAYS, RESERVED_NAME_PREFIX
 
 # The keys a request may carry, in the order forms and messages list them.
 REQUEST_KEYS: tuple[str, ...] = ("borough", "start_date", "end_date", "sources", "name")
@@ -33,7 +33,10 @@ NAME_ALLOWED = (
     "1-80 letters, digits, '-' or '_', starting with a letter or digit (no dots or slashes), "
     f"not starting with '{RESERVED_NAME_PREFIX}'"
 )
-DATE_ALLOWED = f"a date as YYYY-MM-DD, on or after {FIRST_MONTH.isoformat()}"
+DATE_ALLOWED = (
+    f"a date as YYYY-MM-DD, on or after {FIRST_MONTH.isoformat()} and not after the current month"
+)
+RANGE_ALLOWED = f"a range of at most {MAX_RANGE_DAYS} days (end_date - start_date)"
 SOURCES_ALLOWED = (
     f"a list of distinct values from {', '.join(SOURCE_NAMES)}; empty or null means all"
 )
@@ -73,9 +76,50 @@ def _slug(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
 
 
-def default_name(borough: str, start_date: date, end_date: date) -> str:
-    """``staten-island_2024-01-01_2024-02-01``: the output stem when a request names none."""
-    return f"{_slug(borough)}_{start_date.isoformat()}_{end_date.isoformat()}"
+def default_name(
+    borough: str, start_date: date, end_date: date, sources: Sequence[str] = SOURCE_NAMES
+) -> str:
+    """``staten-island_2024-01-01_2024-02-01_yellow-green``: the output stem when a request names none.
+
+    Everything that changes the numbers is in the name (borough, dates, sources), so two different
+    requests never share a default name.
+    """
+    return f"{_slug(borough)}_{start_date.isoformat()}_{end_date.isoformat()}_{'-'.join(sources)}"
+
+
+def first_day_after_current_month(today: date | None = None) -> date:
+    """The first day of next month (UTC): no report range may reach past it."""
+    today = today or datetime.now(UTC).date()
+    return date(today.year + 1, 1, 1) if today.month == 12 else date(today.year, today.month + 1, 1)
+
+
+def check_limits(request: ReportRequest, today: date | None = None) -> ReportRequest:
+    """Refuse a range reaching past the current month or longer than ``MAX_RANGE_DAYS``.
+
+    Not part of ``ReportRequest`` itself: "the current month" moves, and a request accepted last
+    month must stay readable (by the gate, the renderer) after it. Every door calls this once.
+    """
+    limit = first_day_after_current_month(today)
+    if request.start_date >= limit:
+        raise InvalidRequest(
+            "start_date", request.start_date.isoformat(), DATE_ALLOWED,
+            problem=f"{request.start_date.isoformat()!r} is after the current month (no trips "
+                    f"recorded yet; the latest allowed start is {(limit - timedelta(days=1)).isoformat()})",
+        )
+    if request.end_date > limit:
+        raise InvalidRequest(
+            "end_date", request.end_date.isoformat(), DATE_ALLOWED,
+            problem=f"{request.end_date.isoformat()!r} is after the current month (the latest "
+                    f"allowed end_date is {limit.isoformat()}, excluded)",
+        )
+    days = (request.end_date - request.start_date).days
+    if days > MAX_RANGE_DAYS:
+        raise InvalidRequest(
+            "end_date", request.end_date.isoformat(), RANGE_ALLOWED,
+            problem=f"the range {request.start_date.isoformat()} .. {request.end_date.isoformat()} "
+                    f"is {days} days, more than the maximum of {MAX_RANGE_DAYS}",
+        )
+    return request
 
 
 def _check_borough(value: Any) -> str:
@@ -171,7 +215,7 @@ class ReportRequest:
                 ),
             )
         sources = _parse_sources(self.sources)
-        name = default_name(self.borough, start, end) if self.name is None else _check_name(self.name)
+        name = default_name(self.borough, start, end, sources) if self.name is None else _check_name(self.name)
         object.__setattr__(self, "start_date", start)
         object.__setattr__(self, "end_date", end)
         object.__setattr__(self, "sources", sources)

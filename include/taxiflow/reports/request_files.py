@@ -38,6 +38,7 @@ from taxiflow.reports.request import (
     SOURCES_ALLOWED,
     InvalidRequest,
     ReportRequest,
+    check_limits,
 )
 
 log = logging.getLogger(__name__)
@@ -207,7 +208,7 @@ def parse_request(stem: str, content: bytes) -> ReportRequest:
     conf = {**data, "name": stem}
     check_params(conf)
     try:
-        return ReportRequest.from_conf(conf)
+        return check_limits(ReportRequest.from_conf(conf))
     except InvalidRequest as err:
         raise RequestFileError.from_invalid_request(err) from None
 

@@ -23,19 +23,19 @@ def _param_schemas(dag_id: str, session: Any) -> dict[str, Mapping[str, Any]]:
 
 
 def check_report_conf(conf: Mapping[str, Any]) -> None:
-    """What JSON schema cannot say about a ``borough_report`` conf (start before end), as 400.
+    """What JSON schema cannot say about a ``borough_report`` conf (start before end, range limits), as 400.
 
     Runs after Airflow validated the params, so a schema error keeps Airflow's own wording (the
     same as the CLI and /api/v2); this door, unlike those, can also refuse a reversed range before a
     run exists, with the message ``validate_request`` would fail with.
     """
     from taxiflow.reports.params import report_param_schemas
-    from taxiflow.reports.request import InvalidRequest, ReportRequest
+    from taxiflow.reports.request import InvalidRequest, ReportRequest, check_limits
 
     merged = {name: schema.get("default") for name, schema in report_param_schemas().items()}
     merged.update(conf)
     try:
-        ReportRequest.from_conf(merged)
+        check_limits(ReportRequest.from_conf(merged))
     except InvalidRequest as err:
         raise ApiV1Error(400, str(err)) from None
 

@@ -18,12 +18,11 @@ from __future__ import annotations
 import io
 import threading
 from collections import OrderedDict
-from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlparse
 
 from fastapi import Depends, FastAPI, HTTPException, Query
-from fastapi.responses import FileResponse, HTMLResponse, Response
+from fastapi.responses import HTMLResponse, Response
 
 from taxiflow.config import BOROUGHS, REPORT_DAG_ID
 from taxiflow.doors.report_views import pages
@@ -77,19 +76,19 @@ def run_urls(run: ReportRun) -> dict[str, str]:
             "csv": f"{base}/report.csv", "ui": pages.run_ui_url(_ui_base(), run)}
 
 
-_thumbs: OrderedDict[tuple[str, int], bytes] = OrderedDict()
+_thumbs: OrderedDict[str, bytes] = OrderedDict()
 _thumbs_lock = threading.Lock()
 
 
-def _thumbnail(png: Path) -> bytes:
-    """A small copy of the chart for the reports page, cached by file and modification time."""
+def _thumbnail(report: PublishedReport) -> bytes:
+    """A small copy of the chart for the reports page, cached by the chart's checksum."""
     from PIL import Image
 
-    key = (str(png), png.stat().st_mtime_ns)
+    key = report.manifest["files"]["png"]["sha256"]
     with _thumbs_lock:
         if key in _thumbs:
             return _thumbs[key]
-    with Image.open(png) as image:
+    with Image.open(io.BytesIO(report.png)) as image:
         image.thumbnail(THUMB_SIZE)
         buffer = io.BytesIO()
         image.save(buffer, format="PNG", optimize=True)
@@ -124,23 +123,24 @@ def create_app() -> FastAPI:
         return run, outputs
 
     @app.get("/runs/{dag_id}/{run_id}/chart.png", dependencies=[_requires()])
-    def chart(dag_id: str, run_id: str) -> FileResponse:
+    def chart(dag_id: str, run_id: str) -> Response:
         """The run's chart."""
         _, outputs = _file(dag_id, run_id)
-        return FileResponse(outputs.png, media_type="image/png", headers=_NO_STORE)
+        return Response(outputs.png, media_type="image/png", headers=_NO_STORE)
 
     @app.get("/runs/{dag_id}/{run_id}/thumb.png", dependencies=[_requires()])
     def thumb(dag_id: str, run_id: str) -> Response:
         """A thumbnail of the run's chart."""
         _, outputs = _file(dag_id, run_id)
-        return Response(_thumbnail(outputs.png), media_type="image/png", headers=_NO_STORE)
+        return Response(_thumbnail(outputs), media_type="image/png", headers=_NO_STORE)
 
     @app.get("/runs/{dag_id}/{run_id}/report.csv", dependencies=[_requires()])
-    def numbers(dag_id: str, run_id: str) -> FileResponse:
+    def numbers(dag_id: str, run_id: str) -> Response:
         """The numbers behind the chart, as a download named after the report."""
         _, outputs = _file(dag_id, run_id)
-        return FileResponse(outputs.csv, media_type="text/csv", filename=outputs.csv.name,
-                            headers=_NO_STORE)
+        filename = outputs.manifest["files"]["csv"]["name"]
+        return Response(outputs.csv, media_type="text/csv", headers={
+            **_NO_STORE, "Content-Disposition": f'attachment; filename="{filename}"'})
 
     @app.get("/reports", response_class=HTMLResponse, dependencies=[_requires(REPORT_DAG_ID)])
     def reports(borough: str | None = Query(None), page: int = Query(1, ge=1, le=100_000)) -> HTMLResponse:

@@ -1,0 +1,159 @@
+"""Drops that must not corrupt the numbers: links, files under the wrong month, corrupt re-drops.
+
+Each case checks what a user sees (the error names the file and says what was kept) and what the
+warehouse still holds afterwards (byte for byte), never that a function was called.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+import pytest
+
+from taxiflow.data import ingest, landing, warehouse
+from tests.test_ingest import land, written_trips, yellow_parquet
+
+SECRET = "s3cr3t-password-line"
+
+
+def january(n: int, start=datetime(2024, 1, 3, 8)) -> list[datetime]:
+    return [start + timedelta(minutes=7 * i) for i in range(n)]
+
+
+def snapshot(data_root, source, month):
+    """Every byte of the month's raw copy and partition, to compare before and after."""
+    folders = [data_root.raw_dir(source, month), data_root.trips_dir(source, month)]
+    return {p: p.read_bytes() for folder in folders if folder.exists() for p in sorted(folder.iterdir())}
+
+
+def ingest_good_january(data_root):
+    land(data_root, "yellow", "2024-01", {"good.parquet": lambda p: yellow_parquet(p, january(300), [4] * 300)})
+    ingest.copy_to_raw("yellow", "2024-01")
+    return ingest.process_partition("yellow", "2024-01")
+
+
+# --- links and paths outside landing --------------------------------------------------------------
+
+
+def test_a_symlinked_drop_file_is_refused_naming_it_and_never_read(data_root, tmp_path):
+    outside = tmp_path / "private.csv"
+    outside.write_text(f"{SECRET}\n{SECRET}\n")
+    folder = land(data_root, "green", "2024-01", {})
+    (folder / "trips.csv").symlink_to(outside)
+
+    with pytest.raises(landing.UnsafeDropError) as caught:
+        landing.drop_is_ready("green", "2024-01")
+    assert "landing/green/2024-01/trips.csv" in str(caught.value) and "symbolic link" in str(caught.value)
+    with pytest.raises(landing.UnsafeDropError):
+        ingest.copy_to_raw("green", "2024-01")
+
+    assert SECRET not in str(caught.value)
+    assert not data_root.raw.exists()  # nothing staged, nothing copied
+    assert outside.read_text() == f"{SECRET}\n{SECRET}\n"
+
+
+def test_a_symlink_inside_landing_is_refused_too(data_root):
+    folder = land(data_root, "green", "2024-01", {"real.csv": b"lpep_pickup_datetime,PULocationID\n"})
+    (folder / "alias.csv").symlink_to(folder / "real.csv")
+    with pytest.raises(landing.UnsafeDropError, match=r"alias\.csv: it is a symbolic link"):
+        ingest.copy_to_raw("green", "2024-01")
+
+
+def test_a_month_folder_leading_outside_landing_is_refused(data_root, tmp_path):
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "trips.parquet").write_bytes(SECRET.encode())
+    (elsewhere / "_SUCCESS").touch()
+    (data_root.landing / "green").mkdir(parents=True)
+    (data_root.landing / "green" / "2024-01").symlink_to(elsewhere)
+
+    with pytest.raises(landing.UnsafeDropError, match="landing/green/2024-01/: the folder leads outside"):
+        landing.drop_is_ready("green", "2024-01")
+    assert not data_root.raw.exists()
+
+
+# --- the month check ------------------------------------------------------------------------------
+
+
+def test_a_month_dropped_under_the_wrong_folder_is_refused_with_counts(data_root):
+    february = january(250, start=datetime(2024, 2, 2, 6))
+    land(data_root, "yellow", "2024-01", {"yellow_tripdata_2024-02.parquet":
+                                          lambda p: yellow_parquet(p, february + january(2), [4] * 252)})
+    ingest.copy_to_raw("yellow", "2024-01")
+
+    with pytest.raises(ingest.DropRefused) as caught:
+        ingest.process_partition("yellow", "2024-01")
+
+    message = str(caught.value)
+    assert "yellow_tripdata_2024-02.parquet: 250 of its 252 rows (99.2%) have pickups outside 2024-01" in message
+    assert "(250 in 2024-02)" in message and "wrong month" in message
+    assert "nothing had been ingested for this month before" in message
+    assert not warehouse.trips_file("yellow", "2024-01", data_root).exists()
+    assert not data_root.raw_dir("yellow", "2024-01").exists()
+
+
+def test_stray_rows_are_reported_and_not_stored(data_root):
+    pickups = [*january(400), datetime(2023, 12, 31, 23, 58), datetime(2024, 2, 1, 0, 3)]
+    land(data_root, "yellow", "2024-01", {"y.parquet": lambda p: yellow_parquet(p, pickups, [4] * 402)})
+    ingest.copy_to_raw("yellow", "2024-01")
+    summary = ingest.process_partition("yellow", "2024-01")
+
+    assert summary["rows_outside_month_by_month"] == {"2023-12": 1, "2024-02": 1}
+    assert summary["rows_written"] == 400
+    trips = written_trips(data_root, "yellow", "2024-01")
+    assert trips["pickup_at"].min() >= datetime(2024, 1, 1) and trips["pickup_at"].max() < datetime(2024, 2, 1)
+
+
+# --- re-drops are validated before they replace anything ------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "bad_file, expected",
+    [
+        ({"good.parquet": SECRET.encode() * 20}, "cannot read good.parquet"),
+        ({"good.parquet": lambda p: yellow_parquet(p, january(100, datetime(2024, 3, 1)), [4] * 100)},
+         "100 of its 100 rows (100.0%) have pickups outside 2024-01 (100 in 2024-03)"),
+    ],
+    ids=["corrupt-bytes", "wrong-month"],
+)
+def test_a_failed_redrop_keeps_raw_and_partition_and_says_so(data_root, bad_file, expected):
+    ingest_good_january(data_root)
+    before = snapshot(data_root, "yellow", "2024-01")
+    (data_root.landing_dir("yellow", "2024-01") / "good.parquet").unlink()
+    land(data_root, "yellow", "2024-01", bad_file)
+    ingest.copy_to_raw("yellow", "2024-01")
+
+    with pytest.raises(ingest.DropRefused) as caught:
+        ingest.process_partition("yellow", "2024-01")
+
+    message = str(caught.value)
+    assert expected in message
+    assert "the new drop is refused" in message
+    kept = "last good raw copy (raw/yellow/2024-01/: good.parquet) and warehouse partition (present) are kept"
+    assert kept in message
+    assert SECRET not in message
+    assert snapshot(data_root, "yellow", "2024-01") == before
+    assert len(written_trips(data_root, "yellow", "2024-01")) == 300
+
+
+def test_a_csv_whose_first_line_is_not_a_header_is_not_echoed(data_root):
+    land(data_root, "green", "2024-01", {"notes.csv": f"{SECRET}:x:0:0:/root\nmore secret text\n".encode()})
+    ingest.copy_to_raw("green", "2024-01")
+    with pytest.raises(ingest.DropRefused) as caught:
+        ingest.process_partition("green", "2024-01")
+    assert "notes.csv: no column for 'pickup_at'" in str(caught.value)
+    assert "not shown" in str(caught.value) and SECRET not in str(caught.value)
+
+
+def test_a_process_retry_after_the_raw_swap_rebuilds_from_raw(data_root):
+    """A crash between swapping raw and the partition heals on retry: raw is then the truth."""
+    ingest_good_january(data_root)
+    (data_root.landing_dir("yellow", "2024-01") / "good.parquet").unlink()
+    land(data_root, "yellow", "2024-01", {"new.parquet": lambda p: yellow_parquet(p, january(120), [5] * 120)})
+    ingest.copy_to_raw("yellow", "2024-01")
+    ingest.promote_staged("yellow", "2024-01", data_root)  # the crash: raw swapped, partition not
+
+    summary = ingest.process_partition("yellow", "2024-01")
+
+    assert summary["rows_written"] == 120 and [f["name"] for f in summary["raw_files"]] == ["new.parquet"]
+    assert set(written_trips(data_root, "yellow", "2024-01")["pickup_zone_id"]) == {5}
