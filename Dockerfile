@@ -1,8 +1,20 @@
 # taxiflow's Airflow image: the official Airflow 3.3.2 image plus taxiflow and its pinned dependencies.
 # DAGs, plugins, data, logs and config are mounted by docker-compose.yaml, not baked in.
 #
-#   docker compose build          (tags taxiflow-airflow:${TAXIFLOW_VERSION})
-FROM apache/airflow:3.3.2-python3.11
+#   docker compose build          (airflow-init builds it; tags taxiflow-airflow:${TAXIFLOW_VERSION})
+#
+# AIRFLOW_IMAGE is the official image unless .env names a stand-in (scripts/standin-images/).
+# Extra CA certificates (PEM, *.crt) in docker/ca-certificates/ are trusted by pip during the build and
+# by the running tasks (requests, curl): behind an HTTPS-intercepting proxy, put its CA there.
+ARG AIRFLOW_IMAGE=apache/airflow:3.3.2-python3.11
+FROM ${AIRFLOW_IMAGE}
+
+USER root
+COPY docker/ca-certificates/ /usr/local/share/ca-certificates/taxiflow/
+RUN update-ca-certificates >/dev/null
+ENV PIP_CERT=/etc/ssl/certs/ca-certificates.crt \
+    REQUESTS_CA_BUNDLE=/etc/ssl/certs/ca-certificates.crt \
+    SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt
 
 # The official image installs packages as the airflow user (pip refuses to run as root there).
 USER airflow
@@ -12,7 +24,8 @@ USER airflow
 COPY --chown=airflow:root requirements.txt /opt/taxiflow/requirements.txt
 RUN pip install --no-cache-dir "apache-airflow==${AIRFLOW_VERSION}" -r /opt/taxiflow/requirements.txt
 
-# The taxiflow package itself; its dependencies came from requirements.txt above.
+# The taxiflow package itself (without taxiflow.local, the `make run` tooling the image never
+# uses); its dependencies came from requirements.txt above.
 COPY --chown=airflow:root pyproject.toml README.md /opt/taxiflow/
 COPY --chown=airflow:root include/ /opt/taxiflow/include/
 RUN pip install --no-cache-dir --no-deps /opt/taxiflow

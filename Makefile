@@ -2,7 +2,7 @@
 #   make run    start Airflow locally (embedded PostgreSQL, LocalExecutor) with demo data; prints the UI and login
 #               (again after a crash: restarts only what died)
 #   make test   install what the tests need, lint, and run the whole suite (what CI runs)
-# More: make lint | make status | make stop | make bench | make airflow ARGS="dags list" | make compose-check | make clean
+# More: make lint | make status | make stop | make bench | make airflow ARGS="dags list" | make compose-env | make compose-check | make clean
 
 PYTHON ?= python3
 VENV   ?= .venv
@@ -11,7 +11,7 @@ PORT   ?= 8080
 HOME_DIR := $(CURDIR)/.airflow
 export TAXIFLOW_DATA_DIR ?= $(CURDIR)/data
 
-.PHONY: run stop status airflow lint test test-fast bench bench-quick compose-check clean venv dev
+.PHONY: run stop status airflow lint test test-fast test-compose bench bench-quick compose-env compose-images compose-check clean venv dev
 
 venv: $(VENV)/.installed
 $(VENV)/.installed: requirements.txt pyproject.toml
@@ -60,6 +60,18 @@ bench-quick: venv
 
 compose-check:
 	bash scripts/validate_compose.sh
+
+# .env for docker compose from .env.example: your uid, generated secrets; idempotent (ARGS="KEY=VALUE ...").
+compose-env:
+	$(PYTHON) scripts/compose_env.py $(ARGS)
+
+# Where no image registry answers: build (once) the stand-in images and name them in .env.
+compose-images: compose-env
+	$(PYTHON) scripts/compose_env.py $$(bash scripts/standin-images/ensure.sh)
+
+# Only the docker compose tier (installs Docker if missing; see tests/compose/).
+test-compose: dev
+	$(BIN)/python -m pytest -m compose $(PYTEST_ARGS)
 
 clean: stop
 	rm -rf $(HOME_DIR) data/raw data/warehouse data/landing/*/ data/outputs/*.png data/outputs/*.csv benchmarks/.work

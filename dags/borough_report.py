@@ -9,7 +9,8 @@ two dates?* Trigger this DAG with a borough and a date range `[start_date, end_d
 
 `name` defaults to `<borough>_<start>_<end>`, e.g. `manhattan_2023-12-18_2024-01-08`.
 
-Tasks: `validate_request` (checks what the form cannot: start before end, sources) →
+Tasks: `validate_request` (checks what the form cannot: start before end, sources; and refuses a
+`request__` run id that its request file did not start) →
 `wait_for_ingest` (an `ExternalTaskSensor` on `ingest_taxi_trips`, in reschedule mode: waits until
 every month the range touches has been ingested, with metrics, for every requested source, and fails
 at once, naming the month and source, if that ingest failed) → `render_report`.
@@ -37,16 +38,19 @@ from taxiflow.reports.params import report_param_schemas
 
 @task(multiple_outputs=False)  # one dict for the next task, not one XCom per key
 def validate_request(params=None, run_id=None) -> dict:
-    """Re-check what JSON schema cannot: start before end, dates within TLC's history, run id length."""
+    """Re-check what JSON schema cannot: start before end, dates within TLC's history, run id length;
+    and that a ``request__`` run id was started by its request file."""
     from taxiflow.doors.limits import run_id_problem
     from taxiflow.reports.request import InvalidRequest, ReportRequest
+    from taxiflow.reports.request_claims import RequestRunRefused, check_request_run
 
     if run_id and run_id_problem(run_id):  # the CLI writes runs straight to the database: no door
         raise AirflowFailException(run_id_problem(run_id))
 
     try:
         request = ReportRequest.from_conf(dict(params))
-    except InvalidRequest as err:  # bad input never gets better on retry
+        check_request_run(run_id, dict(params))
+    except (InvalidRequest, RequestRunRefused) as err:  # bad input never gets better on retry
         raise AirflowFailException(str(err)) from err
     print(f"Report for {request.borough}, {request.start_date} to {request.end_date} (excluded), "
           f"sources {', '.join(request.sources)}, months {', '.join(request.months)}")

@@ -15,6 +15,11 @@ re-checks (HTTP HEAD) every 6 hours, holding no worker slot, for up to 100 days.
 (`AIRFLOW_CONN_NYC_TLC=https://d37ci6vzurychx.cloudfront.net` for TLC's public host, as compose sets
 it); without it the tasks fail naming the connection.
 
+**Paused until you opt in.** This is the one DAG that reaches outside the deployment, so it is
+created paused (`is_paused_upon_creation=True`): a fresh or offline server makes no call to TLC.
+Point the `nyc_tlc` connection where you want, then unpause it (UI toggle, or
+`airflow dags unpause download_tlc_trips`). A run triggered while it is paused waits, queued.
+
 **Trigger one month** (the logical date picks the month):
 
     airflow dags trigger download_tlc_trips -l 2024-01-01T00:00:00+00:00
@@ -50,6 +55,8 @@ MONTH = "{{ params.month or logical_date.strftime('%Y-%m') }}"
     start_date=pendulum.datetime(2009, 1, 1, tz="UTC"),
     catchup=False,
     max_active_runs=3,
+    # It calls TLC's public host: the operator opts in by unpausing it (see above).
+    is_paused_upon_creation=True,
     tags=["taxiflow", "download", "tlc"],
     params={
         "month": Param(

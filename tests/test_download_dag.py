@@ -37,6 +37,12 @@ def test_documented_tagged_and_retried(dag):
         assert task.retries >= 1, task.task_id
 
 
+def test_paused_until_the_operator_opts_in(dag):
+    """The one DAG that calls the internet: created paused even where others start unpaused."""
+    assert dag.is_paused_upon_creation is True
+    assert "airflow dags unpause download_tlc_trips" in dag.doc_md
+
+
 def test_each_source_waits_for_publication_then_downloads(dag):
     expected = {f"wait_for_publication_{s}" for s in SOURCE_NAMES} | {f"download_{s}" for s in SOURCE_NAMES}
     assert set(dag.task_ids) == expected

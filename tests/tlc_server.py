@@ -21,13 +21,14 @@ from pathlib import Path
 
 
 class TlcServer:
-    def __init__(self, files: dict[str, Path]) -> None:
+    def __init__(self, files: dict[str, Path], host: str = "127.0.0.1") -> None:
+        """Serve ``files`` on ``host`` (loopback; the compose tier uses Docker's host-side bridge)."""
         self.files = dict(files)
         self.drop_first: dict[str, int] = {}
         self.status_for: dict[str, int] = {}
         self.requests: list[tuple[str, str, int, int]] = []
         self._lock = threading.Lock()
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
+        self._httpd = ThreadingHTTPServer((host, 0), _handler_for(self))
         self._httpd.daemon_threads = True
         self._thread = threading.Thread(
             target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, name="tlc-server", daemon=True

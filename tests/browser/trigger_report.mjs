@@ -29,6 +29,7 @@ const { values: opts } = parseArgs({
     end: { type: 'string', default: '2024-01-15' },
     timeout: { type: 'string', default: '240' }, // seconds to wait for the run to finish
     chromium: { type: 'string', default: process.env.CHROMIUM ?? '/usr/bin/chromium' },
+    'report-tab': { type: 'boolean', default: false }, // then open the run's Report tab and the Reports page
   },
 });
 
@@ -148,6 +149,47 @@ try {
   }
   await page.getByRole('row', { name: /render_report/ }).waitFor().catch(() => {});
   await shot(page, result.state === 'success' ? 'success' : 'run-finished');
+
+  if (opts['report-tab'] && result.state === 'success') {
+    // 6. The run's Report tab (the plugin's external view, an iframe inside the UI).
+    await page.getByRole('link', { name: 'Report', exact: true }).click();
+    await page.waitForURL(/\/plugin\/report$/);
+    const frame = page.frameLocator('iframe[title="Report"]');
+    const chart = frame.locator('#chart');
+    await chart.waitFor();
+    await chart.evaluate((img) => img.complete || new Promise((ok) => img.addEventListener('load', ok, { once: true })));
+    const tab = { url: page.url() };
+    tab.natural_width = await chart.evaluate((img) => img.naturalWidth);
+    tab.natural_height = await chart.evaluate((img) => img.naturalHeight);
+    tab.total = await frame.locator('#total').innerText();
+    tab.state = await frame.locator('#state').innerText();
+    tab.request = await frame.locator('dl').innerText();
+    tab.cells = await frame.locator('#numbers td[data-hour]').evaluateAll(
+      (tds) => tds.map((td) => [Number(td.dataset.hour), td.dataset.day, Number(td.textContent)]),
+    );
+    const download = page.waitForEvent('download');
+    await frame.locator('#csv').click();
+    const file = await download;
+    const csvPath = path.join(shotDir, 'downloaded-report.csv');
+    await file.saveAs(csvPath);
+    tab.csv_download = { suggested: file.suggestedFilename(), path: csvPath };
+    await shot(page, 'report-tab');
+    result.report_tab = tab;
+
+    // 7. The Reports page in the navigation: this run listed, its thumbnail loaded.
+    await page.goto(`${baseUrl}/plugin/reports`);
+    const list = page.frameLocator('iframe[title="Reports"]');
+    const card = list.locator(`li.report[data-run-id="${result.run_id}"]`);
+    await card.waitFor();
+    const thumb = card.locator('img');
+    await thumb.evaluate((img) => img.complete || new Promise((ok) => img.addEventListener('load', ok, { once: true })));
+    result.reports_page = {
+      natural_width: await thumb.evaluate((img) => img.naturalWidth),
+      text: await card.innerText(),
+      first_run_id: await list.locator('li.report').first().getAttribute('data-run-id'),
+    };
+    await shot(page, 'reports-page');
+  }
 } catch (err) {
   result.error = String(err?.stack ?? err);
   log('error', result.error);

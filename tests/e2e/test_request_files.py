@@ -1,8 +1,9 @@
 """Request files on live Airflow: drop JSON files in ``requests/``, get exactly one report run each.
 
-The stack polls every 10 s (``TAXIFLOW_REQUESTS_POLL_SECONDS`` in conftest). No trips are ingested
-here, so each report run waits in its ingest gate: the test checks the runs Airflow created and their
-conf, not the reports themselves (tests/e2e/test_pipeline.py renders reports).
+The folder is watched by the ``AssetWatcher`` alone: conftest sets the safety-net poll to an hour.
+No trips are ingested here, so each report run waits in its ingest gate: the test checks the runs
+Airflow created and their conf, not the reports themselves (test_report_views.py renders one from
+a request file).
 """
 
 from __future__ import annotations
@@ -11,7 +12,6 @@ import hashlib
 import json
 import os
 import time
-import urllib.parse
 from pathlib import Path
 
 import pytest
@@ -36,21 +36,20 @@ def request_runs(stack, stem: str) -> list[dict]:
     return [run for run in body["dag_runs"] if run["dag_run_id"].startswith(f"request__{stem}__")]
 
 
-def polls_after(stack, run_after: str) -> int:
-    """Finished ``report_requests`` runs scheduled after ``run_after`` (an ISO timestamp)."""
-    query = urllib.parse.urlencode({"state": "success", "run_after_gt": run_after, "limit": 1})
-    status, body = stack.api("GET", f"/api/v2/dags/{REQUESTS_DAG_ID}/dagRuns?{query}")
-    assert status == 200, body
-    return body["total_entries"]
+def scan_now(stack, run_id: str) -> None:
+    """``airflow dags trigger report_requests`` (the README's "scan now"), until that scan is done."""
+    stack.airflow("dags", "trigger", REQUESTS_DAG_ID, "-r", run_id)
+    assert stack.wait_for_run(REQUESTS_DAG_ID, run_id, timeout=120)["state"] == "success"
 
 
-def trigger_tasks(stack) -> dict[str, str]:
-    """``rendered_map_index`` (the run id it asked for) -> state, over every poll's trigger_report."""
+def trigger_tasks(stack, stem: str = STEM) -> dict[str, str]:
+    """``rendered_map_index`` (the run id it asked for) -> state, over every scan's trigger_report for ``stem``."""
     path = f"/api/v2/dags/{REQUESTS_DAG_ID}/dagRuns/~/taskInstances?task_id=trigger_report&limit=100"
     status, body = stack.api("GET", path)
     assert status == 200, body
     # A poll with nothing new expands to no task at all (one skipped placeholder, map_index -1).
-    return {ti["rendered_map_index"]: ti["state"] for ti in body["task_instances"] if ti["map_index"] >= 0}
+    return {ti["rendered_map_index"]: ti["state"] for ti in body["task_instances"]
+            if ti["map_index"] >= 0 and ti["rendered_map_index"].startswith(f"request__{stem}__")}
 
 
 def wait_until(condition, timeout: float, what: str, stack, interval: float = 2):
@@ -80,7 +79,7 @@ def test_request_files_trigger_one_report_run_per_content(airflow_stack):
     first_id = expected_run_id(good)
     stack.wait_for_dags([REQUESTS_DAG_ID])
 
-    # Picked up within a poll or two (10 s each), however long the DAG takes to be parsed first.
+    # Picked up by the watcher (no poll runs in this deployment), however long parsing takes first.
     runs = wait_until(lambda: request_runs(stack, STEM), 90, "a borough_report run for the request", stack)
     assert [run["dag_run_id"] for run in runs] == [first_id]
     assert runs[0]["conf"]["name"] == STEM
@@ -94,10 +93,11 @@ def test_request_files_trigger_one_report_run_per_content(airflow_stack):
     assert error["sha256"] == hashlib.sha256(bad.read_bytes()).hexdigest()
     assert request_runs(stack, "e2e-narnia") == []
 
-    # Two more polls, scheduled after the run was created, see the same bytes: still exactly one run.
-    wait_until(lambda: polls_after(stack, runs[0]["run_after"]) >= 2, 60, "two more polls", stack)
+    # Two more scans see the same bytes: still exactly one run.
+    scan_now(stack, "rescan-1")
+    scan_now(stack, "rescan-2")
     assert [run["dag_run_id"] for run in request_runs(stack, STEM)] == [first_id]
-    assert trigger_tasks(stack) == {first_id: "success"}  # later polls did not even try again
+    assert trigger_tasks(stack) == {first_id: "success"}  # later scans did not even try again
     assert {path: fingerprint(path) for path in before} == before
 
     # New content: exactly one more run, with a new id.
@@ -115,3 +115,65 @@ def test_request_files_trigger_one_report_run_per_content(airflow_stack):
 
     assert fingerprint(good) == changed
     assert fingerprint(bad) == before[bad]
+
+
+def test_ten_request_files_at_once_give_ten_runs(airflow_stack):
+    stack = airflow_stack
+    requests_dir = stack.data_dir / "requests"
+    requests_dir.mkdir(exist_ok=True)
+    files = []
+    for day in range(1, 11):
+        path = requests_dir / f"e2e-burst-{day:02d}.json"
+        path.write_text(json.dumps({**REQUEST, "start_date": f"2015-03-{day:02d}", "end_date": "2015-03-20"}))
+        files.append(path)
+    before = {path: fingerprint(path) for path in files}
+    wanted = {expected_run_id(path) for path in files}
+
+    def created() -> set[str]:
+        _, body = stack.api("GET", f"/api/v2/dags/{REPORT_DAG_ID}/dagRuns?limit=200")
+        return {run["dag_run_id"] for run in body["dag_runs"]} & wanted
+
+    wait_until(lambda: created() == wanted, 120, "ten borough_report runs for ten files", stack)
+    assert {path: fingerprint(path) for path in files} == before  # never moved, changed or deleted
+
+
+def test_a_pre_claimed_request_run_id_is_refused_and_reported(airflow_stack):
+    stack = airflow_stack
+    requests_dir = stack.data_dir / "requests"
+    requests_dir.mkdir(exist_ok=True)
+    content = json.dumps({"borough": "Queens", "start_date": "2015-04-01", "end_date": "2015-04-08"})
+    path = requests_dir / "e2e-claimed.json"
+    run_id = f"request__e2e-claimed__{hashlib.sha256(content.encode()).hexdigest()[:16]}"
+    # Someone who can trigger runs takes the id first, asking for something else under the file's name.
+    other = {"borough": "Manhattan", "start_date": "2015-04-01", "end_date": "2015-05-01", "name": "e2e-claimed"}
+    body = {"logical_date": None, "dag_run_id": run_id, "conf": other}
+    retried = False
+    for _ in range(3):  # SQLite under load can lose a write race (500, rolled back): ask again
+        status, answer = stack.api("POST", f"/api/v2/dags/{REPORT_DAG_ID}/dagRuns", body)
+        if status != 500:
+            break
+        retried = True
+        time.sleep(2)
+    assert status == 200 or (retried and status == 409), answer
+    path.write_text(content)
+
+    error_file = stack.data_dir / "outputs" / "e2e-claimed.error.json"
+    wait_until(error_file.exists, 60, "the clash's error file", stack)
+    error = json.loads(error_file.read_text())
+    assert error["field"] == "run_id" and error["value"] == run_id
+    assert "this request file did not start it" in error["error"] and "Edit the file" in error["error"]
+    assert error["sha256"] == hashlib.sha256(content.encode()).hexdigest()
+
+    # The pre-claimed run renders nothing: it fails at once, saying why.
+    run = stack.wait_for_run(REPORT_DAG_ID, run_id, timeout=120)
+    assert run["state"] == "failed"
+    assert stack.task_states(REPORT_DAG_ID, run_id)["validate_request"] == "failed"
+    assert not (stack.data_dir / "outputs" / "e2e-claimed.png").exists()
+    assert path.read_text() == content
+
+    # Editing the file gives a new run id, which the file's door claims and starts.
+    path.write_text(content + "\n")
+    new_id = expected_run_id(path)
+    wait_until(lambda: [r for r in request_runs(stack, "e2e-claimed") if r["dag_run_id"] == new_id], 60,
+               "a run for the edited file", stack)
+    wait_until(lambda: not error_file.exists(), 30, "the stale clash error file removed", stack)

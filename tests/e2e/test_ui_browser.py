@@ -2,9 +2,12 @@
 
 ``tests/browser/trigger_report.mjs`` (playwright-core driving Debian's /usr/bin/chromium) logs in,
 fills the trigger form, sees it refuse a garbage date and a path-like output name, triggers a Queens
-report for 2024-01-08..2024-01-15 and waits on the run page until the run succeeds. This side makes
-sure January 2024 is ingested first, then checks what the user would: the run's conf through
-REST v2, the PNG and CSV under the default name, and the screenshots.
+report for 2024-01-08..2024-01-15, waits on the run page until the run succeeds, then opens the
+run's **Report** tab (the plugin's view, in an iframe inside the UI): the chart image really loaded
+(natural size = the PNG's), the numbers shown are the CSV's, and the CSV downloads; and the
+**Reports** page lists the run first with a loaded thumbnail. This side makes sure January 2024 is
+ingested first, then checks what the user would: the run's conf through REST v2, the PNG and CSV
+under the default name. Screenshots are kept in ``test-results/ui/`` (git-ignored).
 
 Needs chromium and node >= 20: ``scripts/browser_deps.sh`` installs whatever is missing; the test
 is skipped, saying why, only if they cannot be had.
@@ -14,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import time
 from datetime import date
@@ -29,6 +33,7 @@ pytestmark = pytest.mark.e2e
 
 PROJECT_DIR = Path(__file__).resolve().parents[2]
 BROWSER_DIR = PROJECT_DIR / "tests" / "browser"
+SCREENSHOTS = PROJECT_DIR / "test-results" / "ui"
 REQUEST = {"borough": "Queens", "start_date": "2024-01-08", "end_date": "2024-01-15"}
 INGESTED_MONTH = "2024-01"
 DEMO_TRIPS = {"yellow": 6000, "green": 2000}
@@ -70,7 +75,7 @@ def ingested_january(stack, timeout: float = 300) -> dict:
     return stack.wait_for_run(INGEST_DAG_ID, body["dag_runs"][0]["dag_run_id"], timeout=timeout)
 
 
-def test_report_triggered_from_the_web_ui(browser, airflow_stack, tmp_path):
+def test_report_triggered_from_the_web_ui(browser, airflow_stack):
     stack = airflow_stack
     ingest = ingested_january(stack)
     assert ingest["state"] == "success", stack.task_states(INGEST_DAG_ID, ingest["dag_run_id"])
@@ -78,9 +83,11 @@ def test_report_triggered_from_the_web_ui(browser, airflow_stack, tmp_path):
     status, body = stack.api("GET", f"/api/v2/dags/{REPORT_DAG_ID}/dagRuns?limit=100")
     runs_before = {run["dag_run_id"] for run in body["dag_runs"]}
 
-    shots = tmp_path / "screenshots"
+    shots = SCREENSHOTS  # kept after the run: the test's artefacts (git-ignored)
+    shutil.rmtree(shots, ignore_errors=True)
     proc = subprocess.run(
         ["node", str(browser), "--base-url", stack.base_url, "--user", "admin", "--screenshots", str(shots),
+         "--report-tab",
          "--borough", REQUEST["borough"], "--start", REQUEST["start_date"], "--end", REQUEST["end_date"]],
         cwd=BROWSER_DIR,
         env={**os.environ, "AIRFLOW_UI_PASSWORD": stack.users["admin"]},
@@ -122,6 +129,24 @@ def test_report_triggered_from_the_web_ui(browser, airflow_stack, tmp_path):
     assert rows[0] == "hour_of_day,day_of_week,num_trips" and len(rows) == 1 + 24 * 7
     assert sum(int(row.rsplit(",", 1)[1]) for row in rows[1:]) > 0
 
-    for name in ("form", "form-refuses-bad-date", "form-refuses-bad-name", "success"):
+    for name in ("form", "form-refuses-bad-date", "form-refuses-bad-name", "success", "report-tab", "reports-page"):
         with Image.open(shots / f"{name}.png") as image:
             assert image.size == (1400, 1400)
+
+    # The run's Report tab, inside the UI: the chart really loaded, and its numbers are the CSV's.
+    tab = seen["report_tab"]
+    assert tab["url"].endswith("/plugin/report") and tab["state"] == "success"
+    with Image.open(png) as image:
+        assert (tab["natural_width"], tab["natural_height"]) == image.size
+    csv_cells = [(int(h), d, int(n)) for h, d, n in (row.split(",") for row in rows[1:])]
+    assert sorted(map(tuple, tab["cells"])) == sorted(csv_cells)
+    assert int(tab["total"].replace(",", "")) == sum(n for _, _, n in csv_cells)
+    for text in ("Queens", "yellow, green", "trigger form (UI) by admin"):
+        assert text in tab["request"]
+    assert tab["csv_download"]["suggested"] == f"{stem}.csv"
+    assert Path(tab["csv_download"]["path"]).read_text() == csv.read_text()
+
+    # The Reports page lists the run first, with a loaded thumbnail.
+    listed = seen["reports_page"]
+    assert listed["first_run_id"] == seen["run_id"] and listed["natural_width"] > 0
+    assert "Queens" in listed["text"] and "success" in listed["text"]

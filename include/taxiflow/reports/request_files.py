@@ -308,6 +308,12 @@ def _remove_stale_error_file(target: Path) -> bool:
     return True
 
 
+def _records_clash(target: Path, sha256: str) -> bool:
+    from taxiflow.reports.request_claims import records_clash  # the claims module builds on this one
+
+    return records_clash(target, sha256)
+
+
 def _utcnow() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
@@ -353,7 +359,7 @@ def scan_requests(paths: DataPaths | None = None, now: Callable[[], str] = _utcn
                     written = None
             result.rejected.append(RejectedFile(path, sha256, err, written))
             continue
-        if _remove_stale_error_file(target):
+        if not _records_clash(target, sha256) and _remove_stale_error_file(target):
             result.removed_error_files.append(target)
         result.valid.append(RequestFile(path, sha256, request))
     return result

@@ -1,0 +1,198 @@
+"""Live latency on the embedded default: one real Airflow (SQLite, LocalExecutor) on loopback.
+
+Rows:
+* ``trigger -> success`` of an empty one-task DAG (the floor) and of ``borough_report`` on an
+  ingested month (median of N CLI triggers each, measured from the trigger command's return to the
+  run's ``end_date`` as Airflow records it), and their ratio (goal <= 1.25x);
+* ``request file -> chart``: a request file written into ``requests/`` until its PNG is on disk
+  (median and max over several drops, one at a time, then ten at once).
+
+The deployment is ``make run``'s default (embedded PostgreSQL, LocalExecutor) and runs with
+``taxiflow.local.tuning.LOCAL_AIRFLOW_SETTINGS``;
+``--untuned`` measures Airflow's defaults instead, for the before/after table in the README.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import statistics
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+
+PROJECT_DIR = Path(__file__).resolve().parents[1]
+EMPTY_DAG_ID = "bench_empty"
+EMPTY_DAG = f'''"""An empty one-task DAG: the floor any trigger -> success latency is compared with."""
+import pendulum
+from airflow.sdk import dag, task
+
+
+@task
+def noop():
+    """Does nothing."""
+
+
+@dag(dag_id="{EMPTY_DAG_ID}", schedule=None, start_date=pendulum.datetime(2023, 1, 1, tz="UTC"),
+     catchup=False, tags=["bench"], default_args={{"retries": 0}})
+def bench_empty():
+    noop()
+
+
+bench_empty()
+'''
+
+
+def _project_copy(work: Path) -> Path:
+    """A project folder whose dags/ holds the real DAG files plus the empty DAG; plugins shared."""
+    project = work / "project"
+    (project / "dags").mkdir(parents=True)
+    for dag_file in (PROJECT_DIR / "dags").glob("*.py"):
+        (project / "dags" / dag_file.name).symlink_to(dag_file)
+    (project / "dags" / f"{EMPTY_DAG_ID}.py").write_text(EMPTY_DAG)
+    (project / "plugins").symlink_to(PROJECT_DIR / "plugins")
+    return project
+
+
+def _run_seconds(stack, dag_id: str, run_id: str, started: float) -> float:
+    run = stack.wait_for_run(dag_id, run_id, timeout=300)
+    if run["state"] != "success":
+        raise RuntimeError(f"{dag_id} {run_id} ended {run['state']}: {stack.task_states(dag_id, run_id)}")
+    end = datetime.fromisoformat(run["end_date"].replace("Z", "+00:00")).timestamp()
+    return end - started
+
+
+def _trigger_and_time(stack, dag_id: str, run_id: str, conf: dict | None = None) -> float:
+    body = {"logical_date": None, "dag_run_id": run_id, "conf": conf or {}}
+    started = time.time()
+    for attempt in range(5):  # SQLite under load can lose a write race (500, rolled back): ask again
+        status, answer = stack.api("POST", f"/api/v2/dags/{dag_id}/dagRuns", body)
+        if status == 200 or (attempt and status == 409):
+            break
+        if status != 500:
+            raise RuntimeError(f"trigger {dag_id}: {status} {answer}")
+        time.sleep(0.5)
+    else:
+        raise RuntimeError(f"trigger {dag_id}: {status} {answer}")
+    return _run_seconds(stack, dag_id, run_id, started)
+
+
+def _wait_for_report(request, paths, timeout: float = 180) -> float:
+    """When the request's chart and CSV are both published (``reports.outputs.published_report``)."""
+    from taxiflow.reports.outputs import published_report
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if published_report(request, paths) is not None:
+            return time.time()
+        time.sleep(0.05)
+    raise TimeoutError(f"no published report {request.name} within {timeout}s")
+
+
+def airflow_defaults(settings: dict[str, str]) -> dict[str, str]:
+    """Airflow's shipped default for each ``AIRFLOW__SECTION__KEY`` in ``settings``."""
+    from airflow.configuration import conf
+
+    defaults = {}
+    for name in settings:
+        _, section, key = name.split("__", 2)
+        value = conf.get_default_value(section.lower(), key.lower())
+        if value is not None:
+            defaults[name] = str(value)
+    return defaults
+
+
+def run(work_dir: Path, quick: bool = False, tuned: bool = True, request_files: bool = True) -> list[dict]:
+    from taxiflow.config import INGEST_DAG_ID, METRICS_DAG_ID, REPORT_DAG_ID, REQUESTS_DAG_ID, DataPaths
+    from taxiflow.local import demo
+    from taxiflow.local.stack import AirflowStack, free_port
+    from taxiflow.local.tuning import LOCAL_AIRFLOW_SETTINGS
+    from taxiflow.reports.request import ReportRequest
+
+    work_dir.mkdir(parents=True, exist_ok=True)
+    for folder in (work_dir, *work_dir.parents):  # as root, the embedded database runs as nobody
+        if folder == Path(folder.anchor) or folder.stat().st_mode & 0o011 == 0o011:
+            break
+        folder.chmod(folder.stat().st_mode | 0o011)
+    data = work_dir / "data"
+    (data / "reference").mkdir(parents=True)
+    shutil.copy(PROJECT_DIR / "data" / "reference" / "taxi_zone_lookup.csv", data / "reference")
+    paths = DataPaths(data)
+    extra = {"TAXIFLOW_DROP_POKE_INTERVAL": "3", "TAXIFLOW_METRICS_POKE_INTERVAL": "3"}
+    if not tuned:  # Airflow's own defaults for every setting the tuning module sets
+        extra.update(airflow_defaults(LOCAL_AIRFLOW_SETTINGS))
+    stack = AirflowStack(home=work_dir / "home", project_dir=_project_copy(work_dir), data_dir=data,
+                         port=free_port(), extra_env=extra)
+    runs = 3 if quick else 7
+    label = "" if tuned else " (Airflow defaults)"
+    rows: list[dict] = []
+    stack.migrate()
+    stack.start()
+    try:
+        stack.wait_until_healthy()
+        stack.wait_for_dags([INGEST_DAG_ID, METRICS_DAG_ID, REPORT_DAG_ID, REQUESTS_DAG_ID, EMPTY_DAG_ID])
+        demo.generate_month("yellow", "2024-01", trips=2000, paths=paths)
+        demo.generate_month("green", "2024-01", trips=500, paths=paths)
+        stack.airflow("dags", "trigger", INGEST_DAG_ID, "-l", "2024-01-01T00:00:00+00:00")
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline:
+            _, body = stack.api("GET", f"/api/v2/dags/{INGEST_DAG_ID}/dagRuns?state=success")
+            if body.get("total_entries"):
+                break
+            time.sleep(2)
+        _trigger_and_time(stack, EMPTY_DAG_ID, "warm-up")
+        floor = [_trigger_and_time(stack, EMPTY_DAG_ID, f"floor-{i}") for i in range(runs)]
+        conf = {"borough": "Queens", "start_date": "2024-01-01", "end_date": "2024-01-15"}
+        report = [_trigger_and_time(stack, REPORT_DAG_ID, f"bench-{i}", {**conf, "name": f"bench-{i}"})
+                  for i in range(runs)]
+        floor_median, report_median = statistics.median(floor), statistics.median(report)
+        rows += [
+            {"benchmark": "live", "metric": f"empty DAG trigger -> success, median{label}",
+             "value": round(floor_median, 2), "unit": "s", "target": None, "ok": None},
+            {"benchmark": "live", "metric": f"{REPORT_DAG_ID} trigger -> success, median{label}",
+             "value": round(report_median, 2), "unit": "s", "target": None, "ok": None},
+            {"benchmark": "live", "metric": f"report / empty DAG{label}",
+             "value": round(report_median / floor_median, 2), "unit": "x", "target": "<= 1.25",
+             "ok": report_median / floor_median <= 1.25},
+        ]
+
+        if not request_files:
+            return rows
+        requests = paths.requests
+        requests.mkdir(exist_ok=True)
+        single = []
+        for i in range(runs):
+            stem = f"bench-request-{i}"
+            request = ReportRequest.from_conf({**conf, "name": stem})
+            started = time.time()
+            (requests / f"{stem}.json").write_text(json.dumps(conf))
+            single.append(_wait_for_report(request, paths) - started)
+        burst_started = time.time()
+        stems = [f"bench-burst-{i}" for i in range(10)]
+        for stem in stems:
+            (requests / f"{stem}.json").write_text(json.dumps(conf))
+        burst = [_wait_for_report(ReportRequest.from_conf({**conf, "name": stem}), paths) - burst_started
+                 for stem in stems]
+        rows += [
+            {"benchmark": "live", "metric": f"request file -> chart, median of {runs}{label}",
+             "value": round(statistics.median(single), 2), "unit": "s", "target": "<= 10",
+             "ok": statistics.median(single) <= 10},
+            {"benchmark": "live", "metric": f"request file -> chart, max of {runs}{label}",
+             "value": round(max(single), 2), "unit": "s", "target": None, "ok": None},
+            {"benchmark": "live", "metric": f"10 request files at once -> 10 charts, last{label}",
+             "value": round(max(burst), 2), "unit": "s", "target": None, "ok": None},
+        ]
+    finally:
+        stack.stop()
+    return rows
+
+
+if __name__ == "__main__":
+    import tempfile
+
+    untuned = "--untuned" in sys.argv
+    with tempfile.TemporaryDirectory() as tmp:
+        for row in run(Path(tmp) / "live", quick="--quick" in sys.argv, tuned=not untuned,
+                       request_files="--no-request-files" not in sys.argv):
+            print(row)

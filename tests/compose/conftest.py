@@ -1,0 +1,136 @@
+"""The compose tier's deployment: `docker compose up -d --build --wait`, shared by its tests.
+
+Engine and Compose come from :mod:`tests.compose.engine`; images are the real ones when a registry
+answers, else stand-ins (scripts/standin-images/ensure.sh, built once per recipe). The project runs
+from a temporary copy under a unique project name, on free ports bound to 127.0.0.1, with two
+Celery workers, and is removed with ``docker compose down -v`` at the end, whatever happened.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from taxiflow.config import DataPaths
+from taxiflow.local.stack import free_port
+
+from .deployment import PROJECT_DIR, Deployment, prepare_project, read_env
+from .engine import compose_binary, ensure_engine, unavailable_reason
+
+EXTRA_CA_DIR = Path("/usr/local/share/ca-certificates")
+WORKERS = 2
+FLOWER_AUTH = ("flower", uuid.uuid4().hex[:12])
+# Short waits so the tier runs in minutes (production defaults are in the DAG docs).
+AIRFLOW_ENV = {
+    "TAXIFLOW_DROP_POKE_INTERVAL": "3",
+    "TAXIFLOW_DROP_TIMEOUT": "900",
+    "TAXIFLOW_METRICS_POKE_INTERVAL": "3",
+    "TAXIFLOW_REPORT_WAIT_POKE_INTERVAL": "3",
+    # every poll is a Celery task (a Python start-up): polling faster costs a core on a 2-core host
+    "TAXIFLOW_REQUESTS_POLL_SECONDS": "20",
+    # a 2-core host shared with other work: one api-server worker process instead of four
+    "AIRFLOW__API__WORKERS": "1",
+}
+# Demo months made before `up`: (source, month, trips).
+DEMO = (("yellow", "2024-01", 6000), ("green", "2024-01", 2000))
+
+
+@pytest.fixture(scope="package")
+def figures():
+    """Measured figures, printed at the end of the tier and kept in benchmarks/results/compose-tier.json
+    (figures for the README, never assertions)."""
+    measured: dict[str, float] = {}
+    yield measured
+    print("\ncompose tier figures: " + ", ".join(f"{k}={v:.0f}" for k, v in measured.items()))
+    results = PROJECT_DIR / "benchmarks" / "results"
+    results.mkdir(parents=True, exist_ok=True)
+    (results / "compose-tier.json").write_text(json.dumps(
+        {"measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "cpus": os.cpu_count(),
+         "load_average": os.getloadavg(), **measured}, indent=2) + "\n")
+
+
+@pytest.fixture(scope="package")
+def engine(tmp_path_factory):
+    reason = unavailable_reason()
+    if reason:
+        pytest.skip(reason)
+    engine = ensure_engine(tmp_path_factory.mktemp("dockerd"))
+    yield engine
+    engine.stop_if_started()
+
+
+def _images(figures) -> dict[str, str]:
+    start = time.monotonic()
+    result = subprocess.run(["bash", str(PROJECT_DIR / "scripts" / "standin-images" / "ensure.sh")],
+                            capture_output=True, text=True, timeout=1800)
+    if result.returncode != 0:
+        raise RuntimeError(f"scripts/standin-images/ensure.sh failed:\n{result.stderr[-4000:]}")
+    figures["images"] = time.monotonic() - start
+    return dict(line.split("=", 1) for line in result.stdout.split())
+
+
+OPT_IN_MONTH = "2023-09"
+
+
+@pytest.fixture(scope="package")
+def tlc(engine, tmp_path_factory):
+    """tests/tlc_server.py on Docker's host-side bridge address: reachable from the containers as
+    host.docker.internal, from nowhere else; serves OPT_IN_MONTH for both sources and the zone table."""
+    from tlc_server import TlcServer  # tests/ is on sys.path (rootdir conftest)
+
+    from taxiflow.data.tlc import trip_file_name as tlc_file_name
+    from taxiflow.local.demo import generate_month
+
+    gateway = subprocess.run(["docker", "network", "inspect", "bridge", "-f", "{{(index .IPAM.Config 0).Gateway}}"],
+                             check=True, capture_output=True, text=True).stdout.strip()
+    served = tmp_path_factory.mktemp("tlc-served")
+    files = {"/misc/taxi_zone_lookup.csv": PROJECT_DIR / "data/reference/taxi_zone_lookup.csv"}
+    for source in ("yellow", "green"):
+        generate_month(source, OPT_IN_MONTH, trips=1500, seed=7, paths=DataPaths(PROJECT_DIR / "data"), out_dir=served)
+        files[f"/trip-data/{tlc_file_name(source, OPT_IN_MONTH)}"] = served / source / OPT_IN_MONTH / tlc_file_name(
+            source, OPT_IN_MONTH)
+    with TlcServer(files, host=gateway) as server:
+        yield server
+
+
+@pytest.fixture(scope="package")
+def deployment(engine, tlc, tmp_path_factory, figures):
+    """The deployment, healthy; removed with `down -v` (and its project folder) afterwards."""
+    from taxiflow.local.demo import generate_month
+
+    images = _images(figures)
+    project_dir = tmp_path_factory.mktemp("compose-project")
+    env = {
+        "AIRFLOW_API_HOST": "127.0.0.1", "AIRFLOW_API_PORT": str(free_port()),
+        "AIRFLOW_FLOWER_HOST": "127.0.0.1", "AIRFLOW_FLOWER_PORT": str(free_port()),
+        "AIRFLOW_FLOWER_BASIC_AUTH": ":".join(FLOWER_AUTH),
+        # the test's TLC server (host side of Docker's bridge), never TLC's public host
+        "AIRFLOW_CONN_NYC_TLC": f"http://host.docker.internal:{tlc.base_url.rsplit(':', 1)[1]}",
+        "TAXIFLOW_DUCKDB_MEMORY_LIMIT": "1GB", "TAXIFLOW_DUCKDB_THREADS": "2",
+        "AIRFLOW__CELERY__WORKER_CONCURRENCY": "2",
+        **images,
+    }
+    prepare_project(project_dir, env, AIRFLOW_ENV, EXTRA_CA_DIR)
+    paths = DataPaths(project_dir / "data")
+    for source, month, trips in DEMO:
+        generate_month(source, month, trips=trips, seed=13, paths=paths)
+    deployment = Deployment(compose_binary(), project_dir, f"tfcompose{uuid.uuid4().hex[:8]}",
+                            read_env(project_dir / ".env"))
+    try:
+        start = time.monotonic()
+        deployment.compose("build")
+        figures["build"] = time.monotonic() - start
+        start = time.monotonic()
+        deployment.compose("up", "-d", "--build", "--wait", "--scale", f"airflow-worker={WORKERS}", timeout=2400)
+        figures["up_to_healthy"] = time.monotonic() - start
+        yield deployment
+    finally:
+        deployment.compose("down", "-v", "--remove-orphans", "--timeout", "20", check=False, timeout=300)
+        shutil.rmtree(project_dir, ignore_errors=True)
