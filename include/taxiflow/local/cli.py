@@ -78,13 +78,14 @@ def up(stack: AirflowStack, demo: bool) -> int:
     if status:
         print(f"taxiflow: restarting what is not running: {', '.join(dead)}", flush=True)
         if DATABASE_COMPONENT in dead:
-            # Airflow's daemons do not all survive losing their database (the scheduler exits on
-            # "the database system is starting up" minutes later): restart them with it.
-            alive_airflow = [name for name in stack.components if name not in dead]
+            # The scheduler, dag-processor and triggerer do not survive losing their database (they
+            # exit on "the database system is starting up", some minutes later): restart them with it.
+            # The api-server reconnects on its own (pre-ping) and keeps serving running tasks.
+            alive_airflow = [name for name in stack.components if name not in dead and name != "api-server"]
             if alive_airflow:
                 print(f"taxiflow: restarting {', '.join(alive_airflow)} too: they lost their database", flush=True)
                 stack.stop(components=alive_airflow)
-            dead = list(stack.all_components())
+            dead = [name for name in stack.all_components() if name in dead or name in alive_airflow]
         stack.prepare_home()
         stack.start(dead)
     else:

@@ -89,7 +89,7 @@ class RssSampler(threading.Thread):
         super().__init__(daemon=True)
         self.stack = stack
         self.peak = 0
-        self._stop = threading.Event()
+        self._done = threading.Event()
 
     def deployment_pids(self) -> list[int]:
         pids = []
@@ -101,12 +101,12 @@ class RssSampler(threading.Thread):
         return pids
 
     def run(self) -> None:
-        while not self._stop.is_set():
+        while not self._done.is_set():
             self.peak = max(self.peak, rss_bytes(self.deployment_pids()))
-            self._stop.wait(0.5)
+            self._done.wait(0.5)
 
     def stop(self) -> int:
-        self._stop.set()
+        self._done.set()
         self.join(timeout=5)
         return self.peak
 

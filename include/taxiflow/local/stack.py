@@ -269,10 +269,18 @@ class AirflowStack(AirflowApiMixin):
         self._write_pids()
         db.wait_ready(proc, self._log_path(DATABASE_COMPONENT))
 
+    def log_server_ports(self) -> dict[str, tuple[int, str]]:
+        """Component -> (port its log server listens on, variable that sets it), as the processes see it."""
+        env = self.env()
+        ports = {component: (int(env[setting]), env_name)
+                 for env_name, (setting, component) in LOG_SERVER_PORTS.items()}
+        if env["AIRFLOW__CORE__EXECUTOR"] != "LocalExecutor":
+            ports.pop("scheduler")  # only a LocalExecutor scheduler serves its workers' logs
+        return ports
+
     def _check_ports_free(self, components: Iterable[str]) -> None:
-        ports = self.ports()
         needed = [(self.port, "api-server", "PORT (make run PORT=...)")] if "api-server" in components else []
-        needed += [(ports[env_name], component, env_name) for env_name, (_s, component) in LOG_SERVER_PORTS.items()
+        needed += [(port, component, how) for component, (port, how) in self.log_server_ports().items()
                    if component in components]
         taken = [f"port {port} ({component}; set {how})" for port, component, how in needed if port_in_use(port)]
         if taken:
@@ -299,8 +307,7 @@ class AirflowStack(AirflowApiMixin):
         """Wait for the api-server to answer, the daemons to heartbeat and the log servers to listen."""
         deadline = time.monotonic() + timeout
         last = "no answer yet"
-        ports = self.ports()
-        log_ports = {component: ports[env_name] for env_name, (_s, component) in LOG_SERVER_PORTS.items()
+        log_ports = {component: port for component, (port, _how) in self.log_server_ports().items()
                      if component in self.components}
         while time.monotonic() < deadline:
             self._raise_if_any_died()
