@@ -48,10 +48,11 @@ def assert_report(deployment, run_id: str, name: str, borough: str, start: str, 
     """The run succeeded and its CSV holds every cell, summing to the independent count."""
     run = deployment.wait_for_run(REPORT_DAG_ID, run_id, timeout=300)
     assert run["state"] == "success", deployment.task_instances(REPORT_DAG_ID, run_id)
-    report = pd.read_csv(deployment.data_dir / "outputs" / f"{name}.csv")
+    folder = deployment.data_dir / "outputs" / name  # one folder per report: PNG, CSV, manifest
+    report = pd.read_csv(folder / f"{name}.csv")
     assert len(report) == 24 * 7
     assert int(report["num_trips"].sum()) == expected_trips(deployment.data_dir, borough, start, end, **kw) > 0
-    assert (deployment.data_dir / "outputs" / f"{name}.png").stat().st_size > 10_000
+    assert (folder / f"{name}.png").stat().st_size > 10_000
 
 
 @pytest.fixture(scope="module")

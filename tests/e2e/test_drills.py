@@ -13,6 +13,7 @@ ingest run at all. The README's drill table is this module, row by row.
 from __future__ import annotations
 
 import json
+import tempfile
 import time
 import urllib.parse
 from concurrent.futures import ThreadPoolExecutor
@@ -152,8 +153,10 @@ def report_runs(stack) -> set[str]:
 
 @pytest.fixture(scope="module")
 def drills(tmp_path_factory):
+    home_root = Path(tempfile.mkdtemp(prefix="taxiflow-drills-"))
+    home_root.chmod(0o711)  # as root, the embedded database runs as nobody and must enter its folder
     stack = AirflowStack(
-        home=tmp_path_factory.mktemp("drills-home"),
+        home=home_root / "home",
         project_dir=PROJECT_DIR,
         data_dir=make_data_root(tmp_path_factory.mktemp("drills-data")),
         port=free_port(),
