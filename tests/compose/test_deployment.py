@@ -40,6 +40,8 @@ def expected_trips(data_dir, borough: str, start: str, end: str, months: tuple[s
             if not folder.is_dir():
                 continue
             trips = pd.read_parquet(folder).merge(zones, left_on="PULocationID", right_on="LocationID")
+            first = pd.Timestamp(f"{month}-01")  # a month's file counts only its own month's pickups
+            trips = trips[(trips[column] >= first) & (trips[column] < first + pd.offsets.MonthBegin(1))]
             total += int(((trips["Borough"] == borough) & (trips[column] >= start) & (trips[column] < end)).sum())
     return total
 

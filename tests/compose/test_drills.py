@@ -21,7 +21,7 @@ from taxiflow.config import INGEST_DAG_ID, METRICS_DAG_ID, REPORT_DAG_ID, DataPa
 from taxiflow.data.ingest import read_summary
 
 from .conftest import WORKERS
-from .test_deployment import assert_report
+from .test_deployment import PICKUP, assert_report
 
 pytestmark = [pytest.mark.compose, pytest.mark.e2e]
 
@@ -42,11 +42,14 @@ def trigger_ingest(deployment, month: str, run_id: str) -> None:
 
 
 def assert_month_equals_its_files(deployment, source: str, month: str) -> None:
-    """The partition holds exactly the landing file's rows (what a clean run writes)."""
+    """The partition holds exactly the landing file's rows of its own month (what a clean run writes)."""
     landing = pd.read_parquet(deployment.data_dir / f"landing/{source}/{month}")
     summary = read_summary(source, month, DataPaths(deployment.data_dir))
     assert summary["rows_read"] == len(landing)
-    assert summary["rows_written"] == len(landing) - summary["rows_rejected"]
+    pickups = landing[PICKUP[source]]
+    first = pd.Timestamp(f"{month}-01")
+    in_month = int(((pickups >= first) & (pickups < first + pd.offsets.MonthBegin(1))).sum())
+    assert summary["rows_written"] == in_month - summary["rows_rejected"]
     written = pd.read_parquet(deployment.data_dir / f"warehouse/trips/source={source}/month={month}")
     assert len(written) == summary["rows_written"]
 
