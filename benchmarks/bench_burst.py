@@ -24,12 +24,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-from taxiflow.config import INGEST_DAG_ID, METRICS_DAG_ID, REPORT_DAG_ID, DataPaths
+from taxiflow.config import DataPaths
 from taxiflow.local.drills import (
     RssSampler,
+    bring_up,
     burst,
     drill_stack,
-    ingest_drill_month,
     report_alone,
     run_states,
     wait_for_charts,
@@ -57,11 +57,7 @@ def measure(work_dir: Path, metadata_db: str, quick: bool) -> list[dict]:
     v2, v1, files = (10, 5, 3) if quick else (40, 20, 10)
     db = f"[{metadata_db}] "
     try:
-        stack.migrate()
-        stack.start()
-        stack.wait_until_healthy(timeout=300)
-        stack.wait_for_dags([INGEST_DAG_ID, METRICS_DAG_ID, REPORT_DAG_ID], timeout=300)
-        ingest_drill_month(stack)
+        bring_up(stack)
         report_alone(stack, "warm-up")
         alone = [report_alone(stack, f"alone-{i}") for i in range(3)]
         sampler = RssSampler(stack)

@@ -14,8 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from taxiflow.config import INGEST_DAG_ID, METRICS_DAG_ID, REPORT_DAG_ID
-from taxiflow.local.drills import drill_stack, ingest_drill_month
+from taxiflow.local.drills import bring_up, drill_stack
 from taxiflow.local.processes import processes_in, session_members
 
 PROJECT_DIR = Path(__file__).resolve().parents[2]
@@ -27,11 +26,7 @@ def drill_deployment():
     root.chmod(0o711)  # as root, the database runs as nobody and must enter its folder
     stack = drill_stack(root, PROJECT_DIR, metadata_db=os.environ.get("TAXIFLOW_DRILL_DB", "postgres"))
     try:
-        stack.migrate()
-        stack.start()
-        stack.wait_until_healthy(timeout=300)
-        stack.wait_for_dags([INGEST_DAG_ID, METRICS_DAG_ID, REPORT_DAG_ID], timeout=300)
-        ingest_drill_month(stack)
+        bring_up(stack)
         yield stack
     finally:
         sessions = list(stack.recorded_pids().values())

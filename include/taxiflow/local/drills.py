@@ -17,7 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from taxiflow.config import REPORT_DAG_ID, DataPaths
+from taxiflow.config import INGEST_DAG_ID, METRICS_DAG_ID, REPORT_DAG_ID, DataPaths
 from taxiflow.local.processes import rss_bytes, session_members
 from taxiflow.local.stack import DATABASE_COMPONENT, AirflowStack
 
@@ -215,6 +215,15 @@ def ingest_drill_month(stack: AirflowStack) -> None:
     run = stack.wait_for_run(INGEST_DAG_ID, "drill_ingest", timeout=600)
     if run["state"] != "success":
         raise RuntimeError(f"the drill's ingest failed: {stack.task_states(INGEST_DAG_ID, 'drill_ingest')}")
+
+
+def bring_up(stack: AirflowStack) -> None:
+    """Migrate and start a drill deployment, wait until it is healthy and parsed, ingest its month."""
+    stack.migrate()
+    stack.start()
+    stack.wait_until_healthy(timeout=300)
+    stack.wait_for_dags([INGEST_DAG_ID, METRICS_DAG_ID, REPORT_DAG_ID], timeout=300)
+    ingest_drill_month(stack)
 
 
 def report_alone(stack: AirflowStack, name: str, timeout: float = 600) -> float:
