@@ -29,3 +29,6 @@ RUN pip install --no-cache-dir "apache-airflow==${AIRFLOW_VERSION}" -r /opt/taxi
 COPY --chown=airflow:root pyproject.toml README.md /opt/taxiflow/
 COPY --chown=airflow:root include/ /opt/taxiflow/include/
 RUN pip install --no-cache-dir --no-deps /opt/taxiflow
+
+# Health checks that do not import Airflow (docker-compose.yaml runs them every 10 s).
+COPY --chown=airflow:root docker/healthcheck.py /opt/taxiflow/healthcheck.py

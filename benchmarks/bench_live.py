@@ -63,9 +63,12 @@ def _run_seconds(stack, dag_id: str, run_id: str, started: float) -> float:
     return end - started
 
 
-def _trigger_and_time(stack, dag_id: str, run_id: str, conf: dict | None = None) -> float:
+def _trigger_and_time(stack, dag_id: str, run_id: str, conf: dict | None = None,
+                      starts: list | None = None) -> float:
     body = {"logical_date": None, "dag_run_id": run_id, "conf": conf or {}}
     started = time.time()
+    if starts is not None:
+        starts.append((run_id, started))
     for attempt in range(5):  # SQLite under load can lose a write race (500, rolled back): ask again
         status, answer = stack.api("POST", f"/api/v2/dags/{dag_id}/dagRuns", body)
         if status == 200 or (attempt and status == 409):
@@ -88,6 +91,38 @@ def _wait_for_report(request, paths, timeout: float = 180) -> float:
             return time.time()
         time.sleep(0.05)
     raise TimeoutError(f"no published report {request.name} within {timeout}s")
+
+
+def _stamp(value: str | None) -> float | None:
+    return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp() if value else None
+
+
+def phases(stack, dag_id: str, run_id: str, started: float) -> dict[str, float]:
+    """Where one run's time went, from the times Airflow recorded: trigger -> run running, then per
+    task (in the order they ran) waiting to be queued, queued -> running (executor and task start),
+    running -> done (the task itself, in its own process), and last task done -> run done."""
+    _, run = stack.api("GET", f"/api/v2/dags/{dag_id}/dagRuns/{run_id}")
+    _, body = stack.api("GET", f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances")
+    tis = sorted(body["task_instances"], key=lambda ti: _stamp(ti["start_date"]) or 0)
+    out = {"trigger -> run running": _stamp(run["start_date"]) - started}
+    previous = _stamp(run["start_date"])
+    for ti in tis:
+        queued, start, end = _stamp(ti["queued_when"]), _stamp(ti["start_date"]), _stamp(ti["end_date"])
+        if queued is not None:
+            out[f"{ti['task_id']}: until queued"] = queued - previous
+            out[f"{ti['task_id']}: queued -> running"] = start - queued
+        out[f"{ti['task_id']}: running -> done"] = end - start
+        previous = end
+    out["last task -> run done"] = _stamp(run["end_date"]) - previous
+    return out
+
+
+def breakdown_rows(stack, dag_id: str, timed: list[tuple[str, float]], label: str) -> list[dict]:
+    """Median of each phase over the timed runs, one row each (information, no target)."""
+    per_run = [phases(stack, dag_id, run_id, started) for run_id, started in timed]
+    return [{"benchmark": "live", "metric": f"{dag_id} {phase}, median{label}",
+             "value": round(statistics.median(run[phase] for run in per_run if phase in run), 2),
+             "unit": "s", "target": None, "ok": None} for phase in per_run[0]]
 
 
 def airflow_defaults(settings: dict[str, str]) -> dict[str, str]:
@@ -142,9 +177,12 @@ def run(work_dir: Path, quick: bool = False, tuned: bool = True, request_files: 
                 break
             time.sleep(2)
         _trigger_and_time(stack, EMPTY_DAG_ID, "warm-up")
-        floor = [_trigger_and_time(stack, EMPTY_DAG_ID, f"floor-{i}") for i in range(runs)]
+        floor_starts: list[tuple[str, float]] = []
+        report_starts: list[tuple[str, float]] = []
+        floor = [_trigger_and_time(stack, EMPTY_DAG_ID, f"floor-{i}", starts=floor_starts) for i in range(runs)]
         conf = {"borough": "Queens", "start_date": "2024-01-01", "end_date": "2024-01-15"}
-        report = [_trigger_and_time(stack, REPORT_DAG_ID, f"bench-{i}", {**conf, "name": f"bench-{i}"})
+        report = [_trigger_and_time(stack, REPORT_DAG_ID, f"bench-{i}", {**conf, "name": f"bench-{i}"},
+                                    starts=report_starts)
                   for i in range(runs)]
         floor_median, report_median = statistics.median(floor), statistics.median(report)
         rows += [
@@ -155,6 +193,8 @@ def run(work_dir: Path, quick: bool = False, tuned: bool = True, request_files: 
             {"benchmark": "live", "metric": f"report / empty DAG{label}",
              "value": round(report_median / floor_median, 2), "unit": "x", "target": "<= 1.25",
              "ok": report_median / floor_median <= 1.25},
+            *breakdown_rows(stack, EMPTY_DAG_ID, floor_starts, label),
+            *breakdown_rows(stack, REPORT_DAG_ID, report_starts, label),
         ]
 
         if not request_files:

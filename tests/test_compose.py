@@ -177,10 +177,14 @@ def test_healthchecks(services):
         assert services[name]["healthcheck"]["test"], name
     apiserver_check = services["airflow-apiserver"]["healthcheck"]["test"]
     assert "http://localhost:8080/api/v2/monitor/health" in apiserver_check
-    assert "inspect ping" in " ".join(services["airflow-worker"]["healthcheck"]["test"])
     assert "http://localhost:8974/health" in services["airflow-scheduler"]["healthcheck"]["test"]
+    # No check imports Airflow (docker/healthcheck.py), so each can run every 10 s.
+    script = ["python", "/opt/taxiflow/healthcheck.py"]
+    assert services["airflow-worker"]["healthcheck"]["test"] == ["CMD", *script, "worker"]
     for name, job in (("airflow-dag-processor", "DagProcessorJob"), ("airflow-triggerer", "TriggererJob")):
-        assert f"--job-type {job}" in " ".join(services[name]["healthcheck"]["test"])
+        assert services[name]["healthcheck"]["test"] == ["CMD", *script, "job", job]
+    for name in LONG_RUNNING:
+        assert services[name]["healthcheck"]["interval"] == "10s", name
 
 
 def test_start_order(services):

@@ -90,3 +90,22 @@ def test_report_by_rest_v1_with_basic_auth(ingested):
     assert requests.post(url, auth=("admin", "wrong"), json={"conf": conf}, timeout=60).status_code == 401
     assert requests.post(url, auth=("viewer", "viewer"), json={"conf": conf}, timeout=60).status_code == 403
     assert_report(ingested, "prod_v1", "prod_v1", "Queens", "2024-01-01", "2024-01-15")
+
+
+def run_healthcheck(stack, *args: str):
+    """docker/healthcheck.py as docker-compose.yaml runs it, with the deployment's settings."""
+    import subprocess
+    import sys
+
+    return subprocess.run([sys.executable, str(stack.project_dir / "docker" / "healthcheck.py"), *args],
+                          env=stack.env(), capture_output=True, text=True, timeout=60, check=False)
+
+
+def test_compose_healthchecks_see_the_live_components_without_airflow(celery_stack):
+    """The compose file's checks for the triggerer, dag-processor and worker, against the real ones."""
+    for args in (("job", "TriggererJob"), ("job", "DagProcessorJob"), ("worker",)):
+        result = run_healthcheck(celery_stack, *args)
+        assert result.returncode == 0, (args, result.stderr)
+    # and they can say no: a heartbeat younger than 0 s does not exist
+    stale = run_healthcheck(celery_stack, "job", "TriggererJob", "--max-age", "0")
+    assert stale.returncode == 1 and "no running TriggererJob" in stale.stderr, stale.stderr
