@@ -146,10 +146,9 @@ def run(work_dir: Path, quick: bool = False, tuned: bool = True, request_files: 
     from taxiflow.reports.request import ReportRequest
 
     work_dir.mkdir(parents=True, exist_ok=True)
-    for folder in (work_dir, *work_dir.parents):  # as root, the embedded database runs as nobody
-        if folder == Path(folder.anchor) or folder.stat().st_mode & 0o011 == 0o011:
-            break
-        folder.chmod(folder.stat().st_mode | 0o011)
+    for folder in (work_dir, *work_dir.parents):  # as root, the embedded database runs as nobody:
+        if folder.stat().st_mode & 0o011 != 0o011:  # it must be able to enter every folder above its own
+            folder.chmod(folder.stat().st_mode | 0o011)
     data = work_dir / "data"
     (data / "reference").mkdir(parents=True)
     shutil.copy(PROJECT_DIR / "data" / "reference" / "taxi_zone_lookup.csv", data / "reference")

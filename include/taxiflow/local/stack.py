@@ -56,6 +56,15 @@ def airflow_executable() -> str:
     return str(beside) if beside.exists() else (shutil.which("airflow") or "airflow")
 
 
+def component_command(component: str, env: dict[str, str]) -> list[str]:
+    """The command line of one component: ``airflow <component>``, except that a LocalExecutor
+    scheduler starts warm (:mod:`taxiflow.local.warm_scheduler`), so its workers fork with the
+    tasks' libraries already imported."""
+    if component == "scheduler" and env.get("AIRFLOW__CORE__EXECUTOR") == "LocalExecutor":
+        return [sys.executable, "-m", "taxiflow.local.warm_scheduler", "scheduler"]
+    return [airflow_executable(), *component.split()]
+
+
 def write_secret(path: Path, text: str) -> None:
     """Write a file only its owner can read (0600), also when it existed with wider permissions."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -298,7 +307,7 @@ class AirflowStack(AirflowApiMixin):
         for component in wanted:
             with open(self._log_path(component), "ab") as log:
                 self.processes[component] = subprocess.Popen(
-                    [airflow_executable(), *component.split()], env=env, cwd=self.home, stdout=log,
+                    component_command(component, env), env=env, cwd=self.home, stdout=log,
                     stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
                 )
         self._write_pids()
