@@ -131,3 +131,32 @@ def test_a_taken_log_server_port_is_a_clear_error_before_anything_starts(tmp_pat
         with pytest.raises(RuntimeError, match=f"port {taken} \\(scheduler; set TAXIFLOW_WORKER_LOG_PORT\\)"):
             stack.start()
         assert not stack.processes
+
+
+def test_a_local_executor_scheduler_starts_warm_and_others_start_as_airflow():
+    import sys
+
+    from taxiflow.local.stack import component_command
+
+    local = {"AIRFLOW__CORE__EXECUTOR": "LocalExecutor"}
+    assert component_command("scheduler", local) == [sys.executable, "-m", "taxiflow.local.warm_scheduler", "scheduler"]
+    assert component_command("scheduler", {"AIRFLOW__CORE__EXECUTOR": "CeleryExecutor"})[1:] == ["scheduler"]
+    assert component_command("celery worker", local)[1:] == ["celery", "worker"]
+    assert component_command("dag-processor", local)[1:] == ["dag-processor"]
+
+
+def test_the_warm_launcher_runs_airflows_own_command_line_after_importing(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "AIRFLOW_HOME": str(tmp_path)}
+    probe = ("import sys; from taxiflow.local import warm_scheduler as w; "
+             "w.WARM_MODULES = ('pandas', 'no_such_module_here'); "
+             "sys.argv = ['x', 'version']; w.main(); "
+             "print('pandas' in sys.modules)")
+    result = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    version, warmed = result.stdout.split()[-2:]
+    assert version.startswith("3.3.") and warmed == "True", result.stdout
+    assert "not pre-imported no_such_module_here" in result.stderr

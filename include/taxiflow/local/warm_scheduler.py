@@ -44,9 +44,10 @@ WARM_MODULES: tuple[str, ...] = (
 )
 
 
-def warm_up(modules: tuple[str, ...] = WARM_MODULES) -> None:
-    """Import ``modules``; a missing one is skipped (warming is an optimisation, never a failure)."""
-    for name in modules:
+def warm_up(modules: tuple[str, ...] | None = None) -> None:
+    """Import ``modules`` (default :data:`WARM_MODULES`); a missing one is skipped with a line on
+    stderr (warming is an optimisation, never a reason not to start)."""
+    for name in WARM_MODULES if modules is None else modules:
         try:
             importlib.import_module(name)
         except ImportError as err:
