@@ -100,7 +100,10 @@ def request_file_owner(run_id: str | None, name: str | None) -> str | None:
     # at once; render_report's max_active_tis_per_dag bounds the work.
     max_active_runs=256,
     params={name: Param(**schema) for name, schema in report_param_schemas().items()},
-    default_args={"retries": 1, "retry_delay": timedelta(seconds=20)},
+    # A crash of the metadata database or of a component kills the task in flight, which then costs a
+    # try (or two, when a retry lands while the database is still coming back: tests/drills/
+    # test_sigkill.py). Every task is safe to run again; bad input fails at once, never retried.
+    default_args={"retries": 3, "retry_delay": timedelta(seconds=10), "retry_exponential_backoff": True},
     tags=["taxiflow", "reports"],
     doc_md=__doc__,
 )

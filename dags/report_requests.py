@@ -97,7 +97,7 @@ def scan_request_files(ti=None) -> list[dict]:
     catchup=False,
     max_active_runs=1,
     dagrun_timeout=timedelta(minutes=10),
-    default_args={"retries": 1, "retry_delay": timedelta(seconds=10)},
+    default_args={"retries": 2, "retry_delay": timedelta(seconds=10)},
     tags=["taxiflow", "reports", "requests"],
     doc_md=__doc__,
 )

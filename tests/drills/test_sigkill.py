@@ -3,9 +3,9 @@
 ``make status`` names the dead component; ``make run`` (``cli up``) brings it back without ``make
 stop``; nothing of the killed process's session is left (its LocalExecutor workers and task
 processes included); the runs in flight finish, retried where their task was killed, with the same
-numbers as a report run alone. Killing PostgreSQL also restarts the scheduler, dag-processor and
-triggerer (they do not survive losing it); the run in flight then may fail outright and is cleared,
-as a user would, which must give the same numbers.
+numbers as a report run alone, with no hand: a killed task is retried (``borough_report`` gives
+each task 3 retries). Killing PostgreSQL also restarts the scheduler, dag-processor and triggerer
+(they do not survive losing it).
 """
 
 from __future__ import annotations
@@ -46,12 +46,14 @@ def test_each_component_killed_is_named_dead_brought_back_and_leaves_nothing(dri
     in_flight = []
     only = os.environ.get("TAXIFLOW_DRILL_COMPONENTS")  # e.g. "postgres,scheduler" to drill just those
     for component in [c for c in stack.all_components() if not only or c in only.split(",")]:
-        run_id = f"sigkill-{component.replace(' ', '-')}"
-        status, body = stack.api("POST", f"/api/v2/dags/{REPORT_DAG_ID}/dagRuns",
-                                 {"dag_run_id": run_id, "logical_date": None, "conf": report_conf(run_id)})
-        assert status == 200, body
-        in_flight.append(run_id)
-        time.sleep(3)  # let it get going
+        for n in range(3):  # a few runs a moment apart, so the kill meets them at different tasks
+            run_id = f"sigkill-{component.replace(' ', '-')}-{n}"
+            status, body = stack.api("POST", f"/api/v2/dags/{REPORT_DAG_ID}/dagRuns",
+                                     {"dag_run_id": run_id, "logical_date": None, "conf": report_conf(run_id)})
+            assert status == 200, body
+            in_flight.append(run_id)
+            time.sleep(0.4)
+        time.sleep(1)  # let them get going
 
         pid = stack.recorded_pids()[component]
         os.kill(pid, signal.SIGKILL)
@@ -73,13 +75,11 @@ def test_each_component_killed_is_named_dead_brought_back_and_leaves_nothing(dri
             assert all(p != pid for p in stack.embedded_db.server_processes())
 
     states = run_states(stack, in_flight, timeout=600)
-    if states.get("sigkill-postgres") == "failed":
-        # A run in flight when the database itself died may fail outright (its task could not record
-        # its own end); clearing its failed tasks, as a user would, must then give the same numbers.
-        status, body = stack.api("POST", f"/api/v2/dags/{REPORT_DAG_ID}/clearTaskInstances", {
-            "dag_run_id": "sigkill-postgres", "only_failed": True, "dry_run": False, "reset_dag_runs": True})
-        assert status == 200, body
-        states.update(run_states(stack, ["sigkill-postgres"], timeout=300))
-    assert set(states.values()) == {"success"}, states
+    tries = {run_id: max(ti["try_number"] for ti in stack.api(
+        "GET", f"/api/v2/dags/{REPORT_DAG_ID}/dagRuns/{run_id}/taskInstances")[1]["task_instances"])
+        for run_id in in_flight}
+    print(f"most tries a task of each in-flight run took: {tries}")
+    # No hand: every run in flight finishes on its own (a killed task is retried).
+    assert set(states.values()) == {"success"}, (states, tries)
     for run_id in in_flight:
         assert chart_numbers(stack.data_dir, run_id) == alone, run_id
