@@ -139,7 +139,7 @@ def test_a_local_executor_scheduler_starts_warm_and_others_start_as_airflow():
     from taxiflow.local.stack import component_command
 
     local = {"AIRFLOW__CORE__EXECUTOR": "LocalExecutor"}
-    assert component_command("scheduler", local) == [sys.executable, "-m", "taxiflow.local.warm_scheduler", "scheduler"]
+    assert component_command("scheduler", local) == [sys.executable, "-m", "taxiflow.local.warm_start", "scheduler"]
     assert component_command("scheduler", {"AIRFLOW__CORE__EXECUTOR": "CeleryExecutor"})[1:] == ["scheduler"]
     assert component_command("celery worker", local)[1:] == ["celery", "worker"]
     assert component_command("dag-processor", local)[1:] == ["dag-processor"]
@@ -151,7 +151,7 @@ def test_the_warm_launcher_runs_airflows_own_command_line_after_importing(tmp_pa
     import sys
 
     env = {**os.environ, "AIRFLOW_HOME": str(tmp_path)}
-    probe = ("import sys; from taxiflow.local import warm_scheduler as w; "
+    probe = ("import sys; from taxiflow.local import warm_start as w; "
              "w.WARM_MODULES = ('pandas', 'no_such_module_here'); "
              "sys.argv = ['x', 'version']; w.main(); "
              "print('pandas' in sys.modules)")

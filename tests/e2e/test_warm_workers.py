@@ -1,4 +1,4 @@
-"""The embedded default's LocalExecutor workers fork from a warm scheduler (taxiflow.local.warm_scheduler)."""
+"""The embedded default's LocalExecutor workers fork from a warm scheduler (taxiflow.local.warm_start)."""
 
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ def mapped_libraries(pid: int) -> str:
 def test_local_executor_workers_hold_the_tasks_libraries_before_any_task_runs(airflow_stack):
     scheduler = airflow_stack.recorded_pids()["scheduler"]
     cmdline = (Path("/proc") / str(scheduler) / "cmdline").read_bytes().split(b"\0")
-    assert b"taxiflow.local.warm_scheduler" in cmdline, cmdline
+    assert b"taxiflow.local.warm_start" in cmdline, cmdline
     workers = [pid for pid in children(scheduler)
                if b"LocalExecutor" in (Path("/proc") / str(pid) / "cmdline").read_bytes()]
     assert workers, f"no LocalExecutor worker under scheduler {scheduler}"

@@ -58,10 +58,10 @@ def airflow_executable() -> str:
 
 def component_command(component: str, env: dict[str, str]) -> list[str]:
     """The command line of one component: ``airflow <component>``, except that a LocalExecutor
-    scheduler starts warm (:mod:`taxiflow.local.warm_scheduler`), so its workers fork with the
+    scheduler starts warm (:mod:`taxiflow.local.warm_start`), so its workers fork with the
     tasks' libraries already imported."""
     if component == "scheduler" and env.get("AIRFLOW__CORE__EXECUTOR") == "LocalExecutor":
-        return [sys.executable, "-m", "taxiflow.local.warm_scheduler", "scheduler"]
+        return [sys.executable, "-m", "taxiflow.local.warm_start", "scheduler"]
     return [airflow_executable(), *component.split()]
 
 

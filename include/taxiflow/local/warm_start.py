@@ -3,16 +3,18 @@
 LocalExecutor forks its workers from the scheduler process when it starts, and each worker forks
 every task process from itself. A module the scheduler imported before that is one no task ever
 imports again: the task process inherits it. taxiflow's tasks spend most of their own time
-importing pandas, matplotlib, DuckDB and PyArrow (about 0.8 s of the 1 s ``render_report`` took
-on a quiet 2-core machine, for 0.15 s of querying and drawing), so the embedded default starts its
-scheduler through this module instead of the ``airflow`` script:
+importing pandas, matplotlib, DuckDB and PyArrow (0.8 s of the 1 s ``render_report`` took on a
+quiet 2-core machine, for 0.15 s of querying and drawing), so the embedded default starts its
+scheduler through this module instead of the ``airflow`` script::
 
-    python -m taxiflow.local.warm_scheduler scheduler [airflow scheduler options]
+    python -m taxiflow.local.warm_start scheduler [airflow scheduler options]
 
-It imports :data:`WARM_MODULES`, then runs Airflow's own command line unchanged. The cost is
-paid once per scheduler start (about 1 s) and in the scheduler's memory (about 100 MB, shared
-copy-on-write with the workers). Measured with ``benchmarks/bench_live.py`` (README, Benchmarks).
-The compose deployment's CeleryExecutor workers are separate programs and do not use this.
+It imports :data:`WARM_MODULES`, then runs Airflow's own command line unchanged. Only third-party
+libraries and Airflow's own modules are warmed, never taxiflow's: an edit of ``include/taxiflow``
+takes effect at the next task, as it does without this. The cost is paid once per scheduler start
+(about 1 s) and in its memory (about 100 MB, shared copy-on-write with the workers). Measured with
+``benchmarks/bench_live.py`` (README, Benchmarks). The compose deployment runs Airflow's own
+commands (its CeleryExecutor workers are separate programs).
 """
 
 from __future__ import annotations
@@ -20,27 +22,15 @@ from __future__ import annotations
 import importlib
 import sys
 
-# Heavy libraries first (what the tasks import lazily), then the modules the DAG files import,
-# which every task process runs again when it loads its DAG file.
 WARM_MODULES: tuple[str, ...] = (
-    "numpy",
-    "pandas",
-    "pyarrow",
-    "pyarrow.parquet",
-    "duckdb",
-    "matplotlib",
-    "matplotlib.figure",
-    "matplotlib.backends.backend_agg",
-    "PIL.Image",
+    # what the tasks import lazily (ingest, metrics, render)
+    "numpy", "pandas", "pyarrow", "pyarrow.parquet", "duckdb",
+    "matplotlib", "matplotlib.figure", "matplotlib.backends.backend_agg", "PIL.Image",
+    # what the DAG files import through taxiflow.components (each task process runs its DAG file)
     "airflow.configuration",  # Airflow's first import, as its own command line does (import cycles)
-    "taxiflow.data.ingest",
-    "taxiflow.data.metrics",
-    "taxiflow.reports.render",
-    "taxiflow.components.gates",
-    "taxiflow.components.operators",
-    "taxiflow.components.sensors",
-    "taxiflow.components.triggers",
+    "airflow.sdk",
     "airflow.providers.standard.operators.trigger_dagrun",
+    "airflow.providers.http.sensors.http",
 )
 
 
@@ -51,7 +41,7 @@ def warm_up(modules: tuple[str, ...] | None = None) -> None:
         try:
             importlib.import_module(name)
         except ImportError as err:
-            print(f"taxiflow.local.warm_scheduler: not pre-imported {name}: {err}", file=sys.stderr)
+            print(f"taxiflow.local.warm_start: not pre-imported {name}: {err}", file=sys.stderr)
 
 
 def main(argv: list[str] | None = None) -> None:
