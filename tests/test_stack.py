@@ -100,8 +100,8 @@ def test_every_file_holding_a_secret_is_0600_and_ports_are_kept(tmp_path):
         stack.prepare_home()
         env_sh = (stack.home / "env.sh").read_text()
         assert "postgresql+psycopg2://airflow:" in env_sh and "@127.0.0.1:" in env_sh
-        for path in (stack.passwords_file, stack.home / "jwt_secret", stack.home / "env.sh",
-                     stack.home / "postgres" / "password"):
+        for path in (stack.passwords_file, stack.home / "jwt_secret", stack.home / "api_secret_key",
+                     stack.home / "env.sh", stack.home / "postgres" / "password"):
             assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
         assert stat.S_IMODE(stack.home.stat().st_mode) & 0o044 == 0  # nobody else may list the home
         ports = stack.ports()
@@ -109,8 +109,9 @@ def test_every_file_holding_a_secret_is_0600_and_ports_are_kept(tmp_path):
         again = AirflowStack(home=root / "home", project_dir=tmp_path, data_dir=tmp_path / "d")
         assert again.ports() == ports, "a restarted component must find the same ports"
         env = again.env()
+        # one log server on loopback serves task and trigger logs (taxiflow.local.stack.LOG_SERVER_COMPONENT)
         assert env["AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT"] == str(ports["TAXIFLOW_WORKER_LOG_PORT"])
-        assert env["AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT"] == str(ports["TAXIFLOW_TRIGGER_LOG_PORT"])
+        assert env["AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT"] == str(ports["TAXIFLOW_WORKER_LOG_PORT"])
     finally:
         shutil.rmtree(root, ignore_errors=True)
 
@@ -128,7 +129,7 @@ def test_a_taken_log_server_port_is_a_clear_error_before_anything_starts(tmp_pat
         taken = squatter.getsockname()[1]
         stack = AirflowStack(home=tmp_path / "h", project_dir=tmp_path, data_dir=tmp_path / "d", metadata_db="sqlite",
                              extra_env={"TAXIFLOW_WORKER_LOG_PORT": str(taken)})
-        with pytest.raises(RuntimeError, match=f"port {taken} \\(scheduler; set TAXIFLOW_WORKER_LOG_PORT\\)"):
+        with pytest.raises(RuntimeError, match=f"port {taken} \\(log-server; set TAXIFLOW_WORKER_LOG_PORT\\)"):
             stack.start()
         assert not stack.processes
 
@@ -138,11 +139,19 @@ def test_a_local_executor_scheduler_starts_warm_and_others_start_as_airflow():
 
     from taxiflow.local.stack import component_command
 
-    local = {"AIRFLOW__CORE__EXECUTOR": "LocalExecutor"}
+    local = {"AIRFLOW__CORE__EXECUTOR": "LocalExecutor", "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": "8901"}
     assert component_command("scheduler", local) == [sys.executable, "-m", "taxiflow.local.warm_start", "scheduler"]
     assert component_command("scheduler", {"AIRFLOW__CORE__EXECUTOR": "CeleryExecutor"})[1:] == ["scheduler"]
     assert component_command("celery worker", local)[1:] == ["celery", "worker"]
     assert component_command("dag-processor", local)[1:] == ["dag-processor"]
+    # the embedded default: Airflow's log server app on loopback instead of one per component on every interface
+    own = {"own_log_server": True}
+    assert component_command("scheduler", local, **own)[-2:] == ["scheduler", "--skip-serve-logs"]
+    assert component_command("triggerer", local, **own)[1:] == ["triggerer", "--skip-serve-logs"]
+    assert component_command("dag-processor", local, **own)[1:] == ["dag-processor"]
+    server = component_command("log-server", local, **own)
+    assert server[server.index("--host") + 1] == "127.0.0.1" and server[server.index("--port") + 1] == "8901"
+    assert "airflow.utils.serve_logs.log_server:get_app" in server
 
 
 def test_the_warm_launcher_runs_airflows_own_command_line_after_importing(tmp_path):

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from taxiflow.config import DATA_DIR_ENV, INGEST_DAG_ID, METRICS_DAG_ID, REPORT_DAG_ID, SOURCE_NAMES
 from taxiflow.data.tlc import TLC_PUBLIC_BASE_URL
-from taxiflow.local.stack import DATABASE_COMPONENT, PIDS_FILE, AirflowStack
+from taxiflow.local.stack import DATABASE_COMPONENT, LOG_SERVER_COMPONENT, PIDS_FILE, AirflowStack
 
 DEMO_MONTHS = ("2023-12", "2024-01")
 
@@ -80,8 +80,10 @@ def up(stack: AirflowStack, demo: bool) -> int:
         if DATABASE_COMPONENT in dead:
             # The scheduler, dag-processor and triggerer do not survive losing their database (they
             # exit on "the database system is starting up", some minutes later): restart them with it.
-            # The api-server reconnects on its own (pre-ping) and keeps serving running tasks.
-            alive_airflow = [name for name in stack.components if name not in dead and name != "api-server"]
+            # The api-server reconnects on its own (pre-ping) and keeps serving running tasks; the
+            # log server never uses the database.
+            alive_airflow = [name for name in stack.components
+                             if name not in dead and name not in ("api-server", LOG_SERVER_COMPONENT)]
             if alive_airflow:
                 print(f"taxiflow: restarting {', '.join(alive_airflow)} too: they lost their database", flush=True)
                 stack.stop(components=alive_airflow)

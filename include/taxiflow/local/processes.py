@@ -21,6 +21,13 @@ from pathlib import Path
 PROC = Path("/proc")
 
 
+def loopback_hostname() -> str:
+    """``[core] hostname_callable`` of the embedded default: every component and log server listens
+    on 127.0.0.1, so that is the address other components reach them at (the machine's own name
+    may resolve to a LAN address, or to Debian's 127.0.1.1, where nothing listens)."""
+    return "127.0.0.1"
+
+
 def free_port() -> int:
     """A TCP port on loopback that nothing listens on right now."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:

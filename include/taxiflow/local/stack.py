@@ -31,8 +31,11 @@ from taxiflow.local.airflow_api import AirflowApiMixin
 from taxiflow.local.metadata_db import EmbeddedPostgres
 from taxiflow.local.processes import alive, end_sessions, free_port, listening, port_in_use, session_members
 
-LOCAL_COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer")
-CELERY_COMPONENTS = (*LOCAL_COMPONENTS, "celery worker")
+# The log server is Airflow's own (airflow.utils.serve_logs) started on 127.0.0.1: the scheduler
+# and triggerer would each start one on every interface, which Airflow does not let us configure.
+LOG_SERVER_COMPONENT = "log-server"
+LOCAL_COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer", LOG_SERVER_COMPONENT)
+CELERY_COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer", "celery worker")
 DATABASE_COMPONENT = "postgres"
 PIDS_FILE = "taxiflow-stack.json"
 PORTS_FILE = "taxiflow-ports.json"
@@ -56,13 +59,23 @@ def airflow_executable() -> str:
     return str(beside) if beside.exists() else (shutil.which("airflow") or "airflow")
 
 
-def component_command(component: str, env: dict[str, str]) -> list[str]:
-    """The command line of one component: ``airflow <component>``, except that a LocalExecutor
-    scheduler starts warm (:mod:`taxiflow.local.warm_start`), so its workers fork with the
-    tasks' libraries already imported."""
+def component_command(component: str, env: dict[str, str], own_log_server: bool = False) -> list[str]:
+    """The command line of one component: ``airflow <component>``, except that
+
+    * a LocalExecutor scheduler starts warm (:mod:`taxiflow.local.warm_start`), so its workers fork
+      with the tasks' libraries already imported;
+    * with ``own_log_server`` (the embedded default), the scheduler and triggerer serve no logs
+      (``--skip-serve-logs``) and ``log-server`` is Airflow's log server app on 127.0.0.1, at
+      ``[logging] worker_log_server_port`` (the trigger log port is set to the same).
+    """
+    if component == LOG_SERVER_COMPONENT:
+        return [sys.executable, "-m", "uvicorn", "--factory", "airflow.utils.serve_logs.log_server:get_app",
+                "--host", "127.0.0.1", "--port", env["AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT"],
+                "--no-access-log", "--log-level", "warning"]
+    skip = ["--skip-serve-logs"] if own_log_server and component in ("scheduler", "triggerer") else []
     if component == "scheduler" and env.get("AIRFLOW__CORE__EXECUTOR") == "LocalExecutor":
-        return [sys.executable, "-m", "taxiflow.local.warm_start", "scheduler"]
-    return [airflow_executable(), *component.split()]
+        return [sys.executable, "-m", "taxiflow.local.warm_start", "scheduler", *skip]
+    return [airflow_executable(), *component.split(), *skip]
 
 
 def write_secret(path: Path, text: str) -> None:
@@ -148,6 +161,15 @@ class AirflowStack(AirflowApiMixin):
             write_secret(secret_file, secrets.token_urlsafe(32))
         return secret_file.read_text()
 
+    def _api_secret_key(self) -> str:
+        """``[api] secret_key``, one per home: it signs the api-server's requests to the log server
+        (64 bytes: HS512 wants at least that; Airflow's generated default is shorter)."""
+        key_file = self.home / "api_secret_key"
+        if not key_file.exists():
+            self.home.mkdir(parents=True, exist_ok=True)
+            write_secret(key_file, secrets.token_urlsafe(64))
+        return key_file.read_text()
+
     def prepare_home(self) -> None:
         """Create the home (enterable, not listable, by others) and write its files, secrets 0600."""
         self.home.mkdir(parents=True, exist_ok=True)
@@ -184,6 +206,7 @@ class AirflowStack(AirflowApiMixin):
                 "AIRFLOW__API__PORT": str(self.port),
                 "AIRFLOW__API__BASE_URL": self.base_url,
                 "AIRFLOW__API_AUTH__JWT_SECRET": self._jwt_secret(),
+                "AIRFLOW__API__SECRET_KEY": self._api_secret_key(),
                 "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "10",
                 "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "30",
                 "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "False",
@@ -195,6 +218,10 @@ class AirflowStack(AirflowApiMixin):
         )
         for env_name, (setting, _component) in LOG_SERVER_PORTS.items():
             env[setting] = str(ports[env_name])
+        if LOG_SERVER_COMPONENT in self.components:  # one loopback log server serves task and trigger logs
+            env["AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT"] = env["AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT"]
+            # the address the api-server fetches a running task's log from: that server, on loopback
+            env["AIRFLOW__CORE__HOSTNAME_CALLABLE"] = "taxiflow.local.processes.loopback_hostname"
         if self.embedded_db:
             env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = self.embedded_db.url()
         env.update(local_tuning())
@@ -281,6 +308,9 @@ class AirflowStack(AirflowApiMixin):
     def log_server_ports(self) -> dict[str, tuple[int, str]]:
         """Component -> (port its log server listens on, variable that sets it), as the processes see it."""
         env = self.env()
+        if LOG_SERVER_COMPONENT in self.components:
+            return {LOG_SERVER_COMPONENT: (int(env["AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT"]),
+                                           "TAXIFLOW_WORKER_LOG_PORT")}
         ports = {component: (int(env[setting]), env_name)
                  for env_name, (setting, component) in LOG_SERVER_PORTS.items()}
         if env["AIRFLOW__CORE__EXECUTOR"] != "LocalExecutor":
@@ -307,7 +337,8 @@ class AirflowStack(AirflowApiMixin):
         for component in wanted:
             with open(self._log_path(component), "ab") as log:
                 self.processes[component] = subprocess.Popen(
-                    component_command(component, env), env=env, cwd=self.home, stdout=log,
+                    component_command(component, env, own_log_server=LOG_SERVER_COMPONENT in self.components),
+                    env=env, cwd=self.home, stdout=log,
                     stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
                 )
         self._write_pids()
