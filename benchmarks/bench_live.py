@@ -207,6 +207,7 @@ def run(work_dir: Path, quick: bool = False, tuned: bool = True, request_files: 
             started = time.time()
             (requests / f"{stem}.json").write_text(json.dumps(conf))
             single.append(_wait_for_report(request, paths) - started)
+            print(f"bench_live: {stem}.json -> chart in {single[-1]:.2f} s", flush=True)
         burst_started = time.time()
         stems = [f"bench-burst-{i}" for i in range(10)]
         for stem in stems:
