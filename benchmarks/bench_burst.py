@@ -7,7 +7,8 @@ Timed: three reports one at a time (seconds each, from trigger to success), then
 ``/api/v2`` + 20 ``/api/v1`` triggers from 12 threads and 10 request files at once, with a client that
 retries only 503/429 + Retry-After. Rows: triggers sent, accepted (final 200), 500 answers, 503/429
 answers, Airflow processes that exited, runs succeeded, charts landed, seconds to the last chart,
-peak RSS of the deployment (every process of every component's session, the database's too), and
+peak RSS and PSS of the deployment (every process of every component's session, the database's
+too; RSS summed counts shared pages once per process, PSS shares them out), and
 the burst's time to the last chart as a ratio to the same reports run one at a time (70 x the mean
 time of one report alone).
 
@@ -92,7 +93,8 @@ def measure(work_dir: Path, metadata_db: str, quick: bool) -> list[dict]:
             row(db + "REST runs succeeded", succeeded, target=v2 + v1, ok=succeeded == v2 + v1),
             row(db + "charts landed", landed, target=v2 + v1 + files, ok=landed == v2 + v1 + files),
             row(db + "seconds to the last chart", round(last_chart, 1) if last_chart else "not all landed", "s"),
-            row(db + "peak RSS of the deployment", round(peak / 2**20), "MiB"),
+            row(db + "peak RSS of the deployment (sum: shared pages once per process)", round(peak / 2**20), "MiB"),
+            row(db + "peak PSS of the deployment (what it really holds)", round(sampler.peak_pss / 2**20), "MiB"),
             row(db + "one report alone (mean of 3)", round(one, 1), "s"),
             row(db + "burst time / same reports one at a time",
                 round(last_chart / ((v2 + v1 + files) * one), 3) if last_chart else None, "x"),

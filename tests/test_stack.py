@@ -169,3 +169,29 @@ def test_the_warm_launcher_runs_airflows_own_command_line_after_importing(tmp_pa
     version, warmed = result.stdout.split()[-2:]
     assert version.startswith("3.3.") and warmed == "True", result.stdout
     assert "not pre-imported no_such_module_here" in result.stderr
+
+
+def test_proportional_memory_shares_pages_out_and_resident_memory_does_not():
+    import os
+    import subprocess
+    import sys
+
+    from taxiflow.local.processes import pss_bytes, rss_bytes
+
+    # a parent and a forked child holding the same 200 MB: RSS counts it twice, PSS once
+    child = subprocess.Popen([sys.executable, "-c", (
+        "import os, sys, time; block = bytearray(200 * 2**20); pid = os.fork()\n"
+        "if pid == 0: time.sleep(60)\n"
+        "else: print(pid, flush=True); time.sleep(60)")], stdout=subprocess.PIPE, text=True)
+    try:
+        grandchild = int(child.stdout.readline())
+        pids = [child.pid, grandchild]
+        rss, pss = rss_bytes(pids), pss_bytes(pids)
+        assert rss > 400 * 2**20, rss
+        assert 200 * 2**20 < pss < 300 * 2**20, pss
+    finally:
+        for pid in (child.pid, locals().get("grandchild")):
+            if pid:
+                os.kill(pid, 9)
+        child.wait()
+    assert pss_bytes([os.getpid()]) > 0

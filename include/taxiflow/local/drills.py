@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from taxiflow.config import INGEST_DAG_ID, METRICS_DAG_ID, REPORT_DAG_ID, DataPaths
-from taxiflow.local.processes import rss_bytes, session_members
+from taxiflow.local.processes import pss_bytes, rss_bytes, session_members
 from taxiflow.local.stack import DATABASE_COMPONENT, AirflowStack
 
 RETRYABLE = (429, 503)
@@ -83,12 +83,15 @@ class BurstResult:
 
 
 class RssSampler(threading.Thread):
-    """Samples the deployment's total resident memory (every process of every session) twice a second."""
+    """Samples the deployment's memory (every process of every session) twice a second: the sum of
+    resident sizes (``peak``, counts shared pages once per process) and of proportional sizes
+    (``peak_pss``, what the deployment really holds)."""
 
     def __init__(self, stack: AirflowStack) -> None:
         super().__init__(daemon=True)
         self.stack = stack
         self.peak = 0
+        self.peak_pss = 0
         self._done = threading.Event()
 
     def deployment_pids(self) -> list[int]:
@@ -102,7 +105,9 @@ class RssSampler(threading.Thread):
 
     def run(self) -> None:
         while not self._done.is_set():
-            self.peak = max(self.peak, rss_bytes(self.deployment_pids()))
+            pids = self.deployment_pids()
+            self.peak = max(self.peak, rss_bytes(pids))
+            self.peak_pss = max(self.peak_pss, pss_bytes(pids))
             self._done.wait(0.5)
 
     def stop(self) -> int:

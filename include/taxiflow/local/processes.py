@@ -126,6 +126,23 @@ def rss_bytes(pids: Iterable[int]) -> int:
     return total
 
 
+def pss_bytes(pids: Iterable[int]) -> int:
+    """Proportional memory of these processes together (``Pss`` of ``/proc/<pid>/smaps_rollup``, in
+    bytes): a page shared by n processes counts 1/n in each, so the sum is what they really hold
+    (``rss_bytes`` counts a shared page once per process: forked workers and their libraries many
+    times over)."""
+    total = 0
+    for pid in pids:
+        try:
+            for line in (PROC / str(pid) / "smaps_rollup").read_text().splitlines():
+                if line.startswith("Pss:"):
+                    total += int(line.split()[1]) * 1024
+                    break
+        except OSError:
+            pass
+    return total
+
+
 def processes_in(folder: Path) -> list[int]:
     """PIDs of live processes whose working directory is ``folder``.
 
