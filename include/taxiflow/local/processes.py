@@ -113,17 +113,24 @@ def end_sessions(session_ids: Iterable[int], timeout: float = 30, first: signal.
             time.sleep(0.1)
 
 
-def rss_bytes(pids: Iterable[int]) -> int:
-    """Resident memory of these processes together (VmRSS), in bytes."""
+def _summed_kb_field(pids: Iterable[int], file: str, field: str) -> int:
+    """Sum over ``pids`` of the ``<field>: <n> kB`` line of ``/proc/<pid>/<file>``, in bytes (a
+    process that is gone counts 0)."""
     total = 0
     for pid in pids:
         try:
-            for line in (PROC / str(pid) / "status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
+            for line in (PROC / str(pid) / file).read_text().splitlines():
+                if line.startswith(f"{field}:"):
                     total += int(line.split()[1]) * 1024
+                    break
         except OSError:
             pass
     return total
+
+
+def rss_bytes(pids: Iterable[int]) -> int:
+    """Resident memory of these processes together (VmRSS), in bytes."""
+    return _summed_kb_field(pids, "status", "VmRSS")
 
 
 def pss_bytes(pids: Iterable[int]) -> int:
@@ -131,16 +138,7 @@ def pss_bytes(pids: Iterable[int]) -> int:
     bytes): a page shared by n processes counts 1/n in each, so the sum is what they really hold
     (``rss_bytes`` counts a shared page once per process: forked workers and their libraries many
     times over)."""
-    total = 0
-    for pid in pids:
-        try:
-            for line in (PROC / str(pid) / "smaps_rollup").read_text().splitlines():
-                if line.startswith("Pss:"):
-                    total += int(line.split()[1]) * 1024
-                    break
-        except OSError:
-            pass
-    return total
+    return _summed_kb_field(pids, "smaps_rollup", "Pss")
 
 
 def processes_in(folder: Path) -> list[int]:
