@@ -109,7 +109,7 @@ def test_every_file_holding_a_secret_is_0600_and_ports_are_kept(tmp_path):
         again = AirflowStack(home=root / "home", project_dir=tmp_path, data_dir=tmp_path / "d")
         assert again.ports() == ports, "a restarted component must find the same ports"
         env = again.env()
-        # one log server on loopback serves task and trigger logs (taxiflow.local.stack.LOG_SERVER_COMPONENT)
+        # one log server on loopback serves task and trigger logs (taxiflow.local.commands.LOG_SERVER_COMPONENT)
         assert env["AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT"] == str(ports["TAXIFLOW_WORKER_LOG_PORT"])
         assert env["AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT"] == str(ports["TAXIFLOW_WORKER_LOG_PORT"])
     finally:
@@ -137,7 +137,7 @@ def test_a_taken_log_server_port_is_a_clear_error_before_anything_starts(tmp_pat
 def test_a_local_executor_scheduler_starts_warm_and_others_start_as_airflow():
     import sys
 
-    from taxiflow.local.stack import component_command
+    from taxiflow.local.commands import component_command
 
     local = {"AIRFLOW__CORE__EXECUTOR": "LocalExecutor", "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": "8901"}
     assert component_command("scheduler", local) == [sys.executable, "-m", "taxiflow.local.warm_start", "scheduler"]

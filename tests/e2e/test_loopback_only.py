@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from taxiflow.local.commands import LOG_SERVER_COMPONENT
 from taxiflow.local.processes import session_members
-from taxiflow.local.stack import DATABASE_COMPONENT, LOG_SERVER_COMPONENT
+from taxiflow.local.stack import DATABASE_COMPONENT
 
 pytestmark = pytest.mark.e2e
 

@@ -14,7 +14,8 @@ from pathlib import Path
 
 from taxiflow.config import DATA_DIR_ENV, INGEST_DAG_ID, METRICS_DAG_ID, REPORT_DAG_ID, SOURCE_NAMES
 from taxiflow.data.tlc import TLC_PUBLIC_BASE_URL
-from taxiflow.local.stack import DATABASE_COMPONENT, LOG_SERVER_COMPONENT, PIDS_FILE, AirflowStack
+from taxiflow.local.commands import LOG_SERVER_COMPONENT
+from taxiflow.local.stack import DATABASE_COMPONENT, PIDS_FILE, AirflowStack
 
 DEMO_MONTHS = ("2023-12", "2024-01")
 

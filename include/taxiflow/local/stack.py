@@ -1,4 +1,4 @@
-"""Run a real Airflow 3 deployment on this machine: api-server, scheduler, dag-processor, triggerer.
+"""Run a real Airflow 3 deployment on this machine (commands: :mod:`taxiflow.local.commands`).
 
 ``make run`` uses it for the embedded default (PostgreSQL from a pip wheel, LocalExecutor,
 SimpleAuthManager; see :mod:`taxiflow.local.metadata_db`), the end-to-end tests use it on a free
@@ -16,9 +16,7 @@ import json
 import os
 import secrets
 import shlex
-import shutil
 import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -28,12 +26,10 @@ from pathlib import Path
 
 from taxiflow.config import DATA_DIR_ENV
 from taxiflow.local.airflow_api import AirflowApiMixin
+from taxiflow.local.commands import LOG_SERVER_COMPONENT, airflow_executable, component_command
 from taxiflow.local.metadata_db import EmbeddedPostgres
 from taxiflow.local.processes import alive, end_sessions, free_port, listening, port_in_use, session_members
 
-# The log server is Airflow's own (airflow.utils.serve_logs) started on 127.0.0.1: the scheduler
-# and triggerer would each start one on every interface, which Airflow does not let us configure.
-LOG_SERVER_COMPONENT = "log-server"
 LOCAL_COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer", LOG_SERVER_COMPONENT)
 CELERY_COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer", "celery worker")
 DATABASE_COMPONENT = "postgres"
@@ -51,31 +47,6 @@ LOG_SERVER_PORTS = {
 SQLITE_CLI_CONNECT_ARGS = {"timeout": 30}
 SQLITE_LOCKED = "database is locked"
 ALREADY_DONE = ("already exists", "Another backfill is running")
-
-
-def airflow_executable() -> str:
-    """The ``airflow`` script of the interpreter running this code (the project's venv)."""
-    beside = Path(sys.executable).with_name("airflow")
-    return str(beside) if beside.exists() else (shutil.which("airflow") or "airflow")
-
-
-def component_command(component: str, env: dict[str, str], own_log_server: bool = False) -> list[str]:
-    """The command line of one component: ``airflow <component>``, except that
-
-    * a LocalExecutor scheduler starts warm (:mod:`taxiflow.local.warm_start`), so its workers fork
-      with the tasks' libraries already imported;
-    * with ``own_log_server`` (the embedded default), the scheduler and triggerer serve no logs
-      (``--skip-serve-logs``) and ``log-server`` is Airflow's log server app on 127.0.0.1, at
-      ``[logging] worker_log_server_port`` (the trigger log port is set to the same).
-    """
-    if component == LOG_SERVER_COMPONENT:
-        return [sys.executable, "-m", "uvicorn", "--factory", "airflow.utils.serve_logs.log_server:get_app",
-                "--host", "127.0.0.1", "--port", env["AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT"],
-                "--no-access-log", "--log-level", "warning"]
-    skip = ["--skip-serve-logs"] if own_log_server and component in ("scheduler", "triggerer") else []
-    if component == "scheduler" and env.get("AIRFLOW__CORE__EXECUTOR") == "LocalExecutor":
-        return [sys.executable, "-m", "taxiflow.local.warm_start", "scheduler", *skip]
-    return [airflow_executable(), *component.split(), *skip]
 
 
 def write_secret(path: Path, text: str) -> None:
