@@ -140,7 +140,8 @@ def test_a_local_executor_scheduler_starts_warm_and_others_start_as_airflow():
     from taxiflow.local.commands import component_command
 
     local = {"AIRFLOW__CORE__EXECUTOR": "LocalExecutor", "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": "8901"}
-    assert component_command("scheduler", local) == [sys.executable, "-m", "taxiflow.local.warm_start", "scheduler"]
+    assert component_command("scheduler", local) == [sys.executable, "-m", "taxiflow.local.warm_start",
+                                                     "--restart-on-crash", "scheduler"]
     assert component_command("scheduler", {"AIRFLOW__CORE__EXECUTOR": "CeleryExecutor"})[1:] == ["scheduler"]
     assert component_command("celery worker", local)[1:] == ["celery", "worker"]
     assert component_command("dag-processor", local)[1:] == ["dag-processor"]
@@ -195,3 +196,29 @@ def test_proportional_memory_shares_pages_out_and_resident_memory_does_not():
                 os.kill(pid, 9)
         child.wait()
     assert pss_bytes([os.getpid()]) > 0
+
+
+def test_the_warm_launcher_starts_a_crashed_component_again_and_stops_on_sigterm(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    env = {**os.environ, "AIRFLOW_HOME": str(tmp_path)}
+    launcher = [sys.executable, "-m", "taxiflow.local.warm_start", "--restart-on-crash"]
+    done = subprocess.run([*launcher, "version"], env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and done.stdout.strip().startswith("3.3."), done.stderr
+    assert "starting it again" not in done.stderr  # a clean exit is not a crash
+
+    crashing = subprocess.Popen([*launcher, "no-such-command"], env=env, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        restarts = 0
+        while restarts < 2 and time.monotonic() < deadline:
+            line = crashing.stderr.readline()
+            restarts += "starting it again" in line
+        assert restarts >= 2, "the crashed command was not started again"
+    finally:
+        crashing.send_signal(signal.SIGTERM)
+        assert crashing.wait(timeout=30) == 0

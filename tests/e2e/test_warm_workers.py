@@ -1,12 +1,19 @@
-"""The embedded default's LocalExecutor workers fork from a warm scheduler (taxiflow.local.warm_start)."""
+"""The embedded default's scheduler starts warm and again after a crash (taxiflow.local.warm_start):
+its LocalExecutor workers fork with the tasks' libraries imported, and a scheduler that dies is
+forked again, still warm, by the launcher whose PID the deployment records."""
 
 from __future__ import annotations
 
+import os
+import signal
+import time
 from pathlib import Path
 
 import pytest
 
 pytestmark = pytest.mark.e2e
+
+LIBRARIES = ("/pandas/_libs/", "/matplotlib/", "/_duckdb.", "/pyarrow/")
 
 
 def children(pid: int) -> list[int]:
@@ -16,23 +23,50 @@ def children(pid: int) -> list[int]:
             fields = stat.read_text().rsplit(")", 1)[1].split()
         except OSError:
             continue
-        if int(fields[1]) == pid:
+        if int(fields[1]) == pid and fields[0] != "Z":
             found.append(int(stat.parent.name))
     return found
 
 
-def mapped_libraries(pid: int) -> str:
-    return (Path("/proc") / str(pid) / "maps").read_text()
+def cmdline(pid: int) -> bytes:
+    try:
+        return (Path("/proc") / str(pid) / "cmdline").read_bytes()
+    except OSError:
+        return b""
 
 
-def test_local_executor_workers_hold_the_tasks_libraries_before_any_task_runs(airflow_stack):
-    scheduler = airflow_stack.recorded_pids()["scheduler"]
-    cmdline = (Path("/proc") / str(scheduler) / "cmdline").read_bytes().split(b"\0")
-    assert b"taxiflow.local.warm_start" in cmdline, cmdline
-    workers = [pid for pid in children(scheduler)
-               if b"LocalExecutor" in (Path("/proc") / str(pid) / "cmdline").read_bytes()]
-    assert workers, f"no LocalExecutor worker under scheduler {scheduler}"
+def scheduler_and_workers(launcher: int) -> tuple[int | None, list[int]]:
+    """The scheduler the launcher forked, and that scheduler's LocalExecutor workers."""
+    for child in children(launcher):
+        workers = [pid for pid in children(child) if b"LocalExecutor" in cmdline(pid)]
+        if workers:
+            return child, workers
+    return None, []
+
+
+def assert_warm(workers: list[int]) -> None:
     for pid in workers:
-        maps = mapped_libraries(pid)
-        for library in ("/pandas/_libs/", "/matplotlib/", "/_duckdb.", "/pyarrow/"):
+        maps = (Path("/proc") / str(pid) / "maps").read_text()
+        for library in LIBRARIES:
             assert library in maps, (pid, library)
+
+
+def test_local_executor_workers_hold_the_tasks_libraries_and_a_killed_scheduler_comes_back(airflow_stack):
+    launcher = airflow_stack.recorded_pids()["scheduler"]
+    assert b"taxiflow.local.warm_start" in cmdline(launcher).split(b"\0"), cmdline(launcher)
+    scheduler, workers = scheduler_and_workers(launcher)
+    assert scheduler and workers, f"no scheduler with LocalExecutor workers under {launcher}"
+    assert_warm(workers)
+
+    os.kill(scheduler, signal.SIGKILL)  # what an upstream crash (apache/airflow#71923) amounts to
+    deadline = time.monotonic() + 180
+    again, workers = None, []
+    while time.monotonic() < deadline:
+        again, workers = scheduler_and_workers(launcher)
+        if again and again != scheduler:
+            break
+        time.sleep(1)
+    assert again and again != scheduler, "the killed scheduler was not started again"
+    assert_warm(workers)
+    airflow_stack.wait_until_healthy(timeout=180)  # and it heartbeats again
+    assert airflow_stack.status()["scheduler"]["running"]

@@ -3,7 +3,7 @@
 Airflow's own ``airflow <component>``, except where the embedded default does better:
 
 * the LocalExecutor scheduler starts warm (:mod:`taxiflow.local.warm_start`): its workers fork with
-  the tasks' libraries already imported;
+  the tasks' libraries already imported, and it is started again if it crashes;
 * the log server is Airflow's own app (``airflow.utils.serve_logs``) started once on 127.0.0.1: the
   scheduler and triggerer would each start one on every interface, which Airflow does not let us
   configure, so they run with ``--skip-serve-logs``.
@@ -39,5 +39,5 @@ def component_command(component: str, env: dict[str, str], own_log_server: bool 
                 "--no-access-log", "--log-level", "warning"]
     skip = ["--skip-serve-logs"] if own_log_server and component in ("scheduler", "triggerer") else []
     if component == "scheduler" and env.get("AIRFLOW__CORE__EXECUTOR") == "LocalExecutor":
-        return [sys.executable, "-m", "taxiflow.local.warm_start", "scheduler", *skip]
+        return [sys.executable, "-m", "taxiflow.local.warm_start", "--restart-on-crash", "scheduler", *skip]
     return [airflow_executable(), *component.split(), *skip]

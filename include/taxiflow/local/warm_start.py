@@ -7,9 +7,11 @@ importing pandas, matplotlib, DuckDB and PyArrow (0.8 s of the 1 s ``render_repo
 quiet 2-core machine, for 0.15 s of querying and drawing), so the embedded default starts its
 scheduler through this module instead of the ``airflow`` script::
 
-    python -m taxiflow.local.warm_start scheduler [airflow scheduler options]
+    python -m taxiflow.local.warm_start [--restart-on-crash] scheduler [airflow scheduler options]
 
-It imports :data:`WARM_MODULES`, then runs Airflow's own command line unchanged. Only third-party
+It imports :data:`WARM_MODULES`, then runs Airflow's own command line unchanged; with
+``--restart-on-crash`` (what ``make run`` uses) in a forked child that is forked again, still
+warm, if it dies (:func:`supervise`). Only third-party
 libraries and Airflow's own modules are warmed, never taxiflow's: an edit of ``include/taxiflow``
 takes effect at the next task, as it does without this. The cost is paid once per scheduler start
 (about 1 s) and in its memory (about 100 MB, shared copy-on-write with the workers). Measured with
@@ -54,5 +56,65 @@ def main(argv: list[str] | None = None) -> None:
     airflow_main()
 
 
+RESTART_FLAG = "--restart-on-crash"
+CALM_SECONDS = 60  # a run this long resets the back-off
+
+
+def supervise(args: list[str]) -> int:
+    """Warm up once, then run ``airflow <args>`` in a forked child, and fork it again (warm) when it
+    dies of anything but our own stop: the scheduler exits on some database errors (an upstream race,
+    apache/airflow#71923, crashes it on a rescheduled sensor's failure) and nothing else restarts it.
+    SIGTERM/SIGINT go to the child and end the loop; restarts back off from 1 s to 30 s."""
+    import contextlib
+    import os
+    import signal
+    import time
+
+    warm_up()
+    from airflow.__main__ import main as airflow_main
+
+    stopping: list[int] = []
+    child = 0
+
+    def forward(signum: int, _frame: object) -> None:
+        stopping.append(signum)
+        if child:
+            with contextlib.suppress(ProcessLookupError):  # between a crash and the next start
+                os.kill(child, signum)
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    delay = 1.0
+    while True:
+        started = time.monotonic()
+        child = os.fork()
+        if child == 0:  # the component itself, warm
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+            sys.argv = ["airflow", *args]
+            try:
+                airflow_main()
+            except SystemExit as done:
+                os._exit(done.code if isinstance(done.code, int) else 1)
+            except BaseException:
+                import traceback
+
+                traceback.print_exc()
+                os._exit(1)
+            os._exit(0)
+        status = os.waitpid(child, 0)[1]
+        code = os.waitstatus_to_exitcode(status)
+        if stopping or code == 0:
+            return 0 if code == 0 or stopping else code
+        delay = 1.0 if time.monotonic() - started > CALM_SECONDS else min(delay * 2, 30.0)
+        print(f"taxiflow.local.warm_start: airflow {' '.join(args)} exited with {code}; "
+              f"starting it again in {delay:.0f} s", file=sys.stderr, flush=True)
+        time.sleep(delay)
+        if stopping:
+            return 0
+
+
 if __name__ == "__main__":
+    if sys.argv[1:2] == [RESTART_FLAG]:
+        sys.exit(supervise(sys.argv[2:]))
     main()
