@@ -124,22 +124,16 @@ class AirflowStack(AirflowApiMixin):
             path.write_text(json.dumps(ports))
         return ports
 
-    def _jwt_secret(self) -> str:
-        """One secret per home, shared by every process (tasks fail auth if each made its own)."""
-        secret_file = self.home / "jwt_secret"
+    def _home_secret(self, name: str, nbytes: int) -> str:
+        """``<home>/<name>``: a secret made once per home (0600) and shared by every process; each
+        making its own would break what it signs. ``jwt_secret`` signs task tokens, ``api_secret_key``
+        the api-server's requests to the log server (64 bytes: HS512 wants that many; Airflow's
+        generated default is shorter)."""
+        secret_file = self.home / name
         if not secret_file.exists():
             self.home.mkdir(parents=True, exist_ok=True)
-            write_secret(secret_file, secrets.token_urlsafe(32))
+            write_secret(secret_file, secrets.token_urlsafe(nbytes))
         return secret_file.read_text()
-
-    def _api_secret_key(self) -> str:
-        """``[api] secret_key``, one per home: it signs the api-server's requests to the log server
-        (64 bytes: HS512 wants at least that; Airflow's generated default is shorter)."""
-        key_file = self.home / "api_secret_key"
-        if not key_file.exists():
-            self.home.mkdir(parents=True, exist_ok=True)
-            write_secret(key_file, secrets.token_urlsafe(64))
-        return key_file.read_text()
 
     def prepare_home(self) -> None:
         """Create the home (enterable, not listable, by others) and write its files, secrets 0600."""
@@ -148,7 +142,7 @@ class AirflowStack(AirflowApiMixin):
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.logs_dir.mkdir(parents=True, exist_ok=True)
         write_secret(self.passwords_file, json.dumps(dict(self.users)))
-        self._jwt_secret()
+        self._home_secret("jwt_secret", 32)
         if self.embedded_db:
             self.embedded_db.init()
         self.write_env_file()
@@ -176,8 +170,8 @@ class AirflowStack(AirflowApiMixin):
                 "AIRFLOW__API__HOST": "127.0.0.1",
                 "AIRFLOW__API__PORT": str(self.port),
                 "AIRFLOW__API__BASE_URL": self.base_url,
-                "AIRFLOW__API_AUTH__JWT_SECRET": self._jwt_secret(),
-                "AIRFLOW__API__SECRET_KEY": self._api_secret_key(),
+                "AIRFLOW__API_AUTH__JWT_SECRET": self._home_secret("jwt_secret", 32),
+                "AIRFLOW__API__SECRET_KEY": self._home_secret("api_secret_key", 64),
                 "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "10",
                 "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "30",
                 "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "False",
