@@ -46,7 +46,8 @@ from airflow.sdk import CronDataIntervalTimetable, Param, dag
 
 from taxiflow.components.operators import TlcDownloadOperator
 from taxiflow.components.sensors import TlcPublishedSensor
-from taxiflow.config import DOWNLOAD_DAG_ID, MONTH_PATTERN, SOURCE_NAMES
+from taxiflow.config import DOWNLOAD_DAG_ID, SOURCE_NAMES
+from taxiflow.reports.params import download_param_schemas
 
 # conf "month" wins; otherwise the month the run's data interval starts in.
 MONTH = "{{ params.month or logical_date.strftime('%Y-%m') }}"
@@ -62,14 +63,7 @@ MONTH = "{{ params.month or logical_date.strftime('%Y-%m') }}"
     # It calls TLC's public host: the operator opts in by unpausing it (see above).
     is_paused_upon_creation=True,
     tags=["taxiflow", "download", "tlc"],
-    params={
-        "month": Param(
-            None,
-            type=["null", "string"],
-            pattern=MONTH_PATTERN,
-            description="YYYY-MM to download; empty = the month of the run's logical date.",
-        )
-    },
+    params={name: Param(**schema) for name, schema in download_param_schemas().items()},
     default_args={"retries": 3, "retry_delay": timedelta(minutes=10), "retry_exponential_backoff": True},
 )
 def download_tlc_trips():
