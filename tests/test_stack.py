@@ -172,6 +172,51 @@ def test_the_warm_launcher_runs_airflows_own_command_line_after_importing(tmp_pa
     assert "not pre-imported no_such_module_here" in result.stderr
 
 
+def test_a_task_parsing_its_dag_file_in_a_warm_worker_imports_only_taxiflows_own_modules(tmp_path):
+    """Each task process parses its DAG file first: in a process forked from the warm launcher (as
+    LocalExecutor's workers are, and their tasks from them), that imports taxiflow's modules and the
+    DAG file and nothing else (what Airflow resolves lazily, e.g. ``@task``, is in WARM_MODULES)."""
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    dags = Path(__file__).resolve().parents[1] / "dags"
+    probe = f"""
+import json, os, sys
+from pathlib import Path
+from taxiflow.local.warm_start import warm_up
+warm_up()
+import airflow.executors.local_executor, airflow.sdk.execution_time.supervisor
+from airflow.dag_processing.dagbag import BundleDagBag
+found = {{}}
+for path in sorted(Path({str(dags)!r}).glob("*.py")):
+    read, write = os.pipe()
+    if os.fork() == 0:
+        before = set(sys.modules)
+        import airflow.sdk.execution_time.task_runner
+        bag = BundleDagBag(dag_folder=str(path), bundle_path=path.parent, bundle_name="dags-folder",
+                           load_op_links=False)
+        new = sorted(m for m in set(sys.modules) - before
+                     if not m.startswith(("taxiflow", "unusual_prefix_")))
+        os.write(write, json.dumps([len(bag.dags), bag.import_errors, new]).encode())
+        os._exit(0)
+    os.close(write)
+    found[path.name] = json.loads(os.fdopen(read).read())
+    os.wait()
+print(json.dumps(found))
+"""
+    env = {**os.environ, "AIRFLOW_HOME": str(tmp_path / "home"), "TAXIFLOW_DATA_DIR": str(tmp_path / "data")}
+    result = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    found = json.loads(result.stdout.strip().splitlines()[-1])
+    assert len(found) == 5, found
+    for name, (dag_count, errors, imported) in found.items():
+        assert dag_count == 1 and not errors, (name, errors)
+        assert imported == [], f"{name}: a task parsing it still imports {imported}; add them to WARM_MODULES"
+
+
 def test_proportional_memory_shares_pages_out_and_resident_memory_does_not():
     import os
     import subprocess

@@ -7,6 +7,10 @@ Airflow's own ``airflow <component>``, except where the embedded default does be
 * the log server is Airflow's own app (``airflow.utils.serve_logs``) started once on 127.0.0.1: the
   scheduler and triggerer would each start one on every interface, which Airflow does not let us
   configure, so they run with ``--skip-serve-logs``.
+
+Before the components start, :func:`compile_sources` byte-compiles the DAG files, the plugins and
+the taxiflow package: every parse and every task imports them, and where ``PYTHONDONTWRITEBYTECODE``
+is set (many machines and images) Python would compile them from source each time.
 """
 
 from __future__ import annotations
@@ -16,6 +20,21 @@ import sys
 from pathlib import Path
 
 LOG_SERVER_COMPONENT = "log-server"
+
+
+def compile_sources(project_dir: Path) -> None:
+    """Write ``__pycache__`` for ``dags/``, ``plugins/`` and the taxiflow package (only what changed).
+
+    A file edited later is still read from source (Python checks each ``.pyc`` against its source's
+    time stamp): compiling is an optimisation, so a folder that cannot be written is skipped.
+    """
+    import compileall
+
+    import taxiflow
+
+    for folder in (project_dir / "dags", project_dir / "plugins", Path(taxiflow.__file__).parent):
+        if folder.is_dir():
+            compileall.compile_dir(folder, quiet=2, workers=1)
 
 
 def airflow_executable() -> str:

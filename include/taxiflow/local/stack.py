@@ -26,7 +26,7 @@ from pathlib import Path
 
 from taxiflow.config import DATA_DIR_ENV
 from taxiflow.local.airflow_api import AirflowApiMixin
-from taxiflow.local.commands import LOG_SERVER_COMPONENT, airflow_executable, component_command
+from taxiflow.local.commands import LOG_SERVER_COMPONENT, airflow_executable, compile_sources, component_command
 from taxiflow.local.metadata_db import EmbeddedPostgres
 from taxiflow.local.processes import alive, end_sessions, free_port, listening, port_in_use, session_members
 
@@ -298,6 +298,7 @@ class AirflowStack(AirflowApiMixin):
         recorded = self._read_pids()
         end_sessions([recorded[c] for c in wanted if c in recorded], timeout=10)  # what a dead one left
         self._check_ports_free(wanted)
+        compile_sources(self.project_dir)
         env = self.env()
         for component in wanted:
             with open(self._log_path(component), "ab") as log:

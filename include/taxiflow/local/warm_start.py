@@ -28,20 +28,35 @@ WARM_MODULES: tuple[str, ...] = (
     # what the tasks import lazily (ingest, metrics, render)
     "numpy", "pandas", "pyarrow", "pyarrow.parquet", "duckdb",
     "matplotlib", "matplotlib.figure", "matplotlib.backends.backend_agg", "PIL.Image",
-    # what the DAG files import through taxiflow.components (each task process runs its DAG file)
+    # what parsing the DAG files imports (each task process parses its DAG file before it runs):
     "airflow.configuration",  # Airflow's first import, as its own command line does (import cycles)
     "airflow.sdk",
     "airflow.providers.standard.operators.trigger_dagrun",
     "airflow.providers.http.sensors.http",
+    # ... and what Airflow resolves lazily on the way: ``airflow.sdk.task`` (``@task``) imports the
+    # standard provider's decorators, PythonOperator and ``packaging`` (55 ms of each task's start),
+    # ``@task.sensor`` its sensor, and a few more. tests/test_stack.py checks nothing else is left.
+    "airflow.sdk.definitions.decorators",
+    "airflow.providers.standard.decorators.sensor",
+    "airflow.providers.standard.sensors.python",
+    "airflow.providers.standard.operators.empty",
+    "airflow.utils.operator_helpers",
+    "airflow.version",
 )
 
 
 def warm_up(modules: tuple[str, ...] | None = None) -> None:
     """Import ``modules`` (default :data:`WARM_MODULES`); a missing one is skipped with a line on
-    stderr (warming is an optimisation, never a reason not to start)."""
+    stderr (warming is an optimisation, never a reason not to start). Deprecation warnings that
+    Airflow's own modules raise about each other while importing are not ours to show."""
+    import warnings
+
     for name in WARM_MODULES if modules is None else modules:
         try:
-            importlib.import_module(name)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", DeprecationWarning)
+                warnings.simplefilter("ignore", FutureWarning)  # Airflow's DeprecatedImportWarning
+                importlib.import_module(name)
         except ImportError as err:
             print(f"taxiflow.local.warm_start: not pre-imported {name}: {err}", file=sys.stderr)
 
