@@ -5,7 +5,8 @@ Rows:
   ingested month (median of N CLI triggers each, measured from the trigger command's return to the
   run's ``end_date`` as Airflow records it), and their ratio (goal <= 1.25x);
 * ``request file -> chart``: a request file written into ``requests/`` until its PNG is on disk
-  (median and max over several drops, one at a time, then ten at once).
+  (median and max over several drops, one at a time, then ten at once); a drop slower than 10 s
+  prints what the runs behind it did (tries, queue and run times).
 
 The deployment is ``make run``'s default (embedded PostgreSQL, LocalExecutor) and runs with
 ``taxiflow.local.tuning.LOCAL_AIRFLOW_SETTINGS``;
@@ -125,6 +126,26 @@ def breakdown_rows(stack, dag_id: str, timed: list[tuple[str, float]], label: st
              "unit": "s", "target": None, "ok": None} for phase in per_run[0]]
 
 
+def explain_slow_drop(stack, stem: str, dropped: float) -> None:
+    """Print what the runs behind one slow request file did: each report task's tries and times,
+    and the ``report_requests`` runs around it (relative to the drop), to tell a retry from a wait."""
+    from taxiflow.config import REPORT_DAG_ID, REQUESTS_DAG_ID
+
+    def at(value: str | None) -> str:
+        return f"{_stamp(value) - dropped:+.1f}s" if value else "-"
+
+    _, runs = stack.api("GET", f"/api/v2/dags/{REPORT_DAG_ID}/dagRuns?run_id_pattern=request__{stem}__%25")
+    for run in runs.get("dag_runs", []):
+        _, body = stack.api("GET", f"/api/v2/dags/{REPORT_DAG_ID}/dagRuns/{run['dag_run_id']}/taskInstances")
+        for ti in body.get("task_instances", []):
+            print(f"bench_live:   {ti['task_id']}: try {ti['try_number']}, {ti['state']}, queued "
+                  f"{at(ti['queued_when'])}, start {at(ti['start_date'])}, end {at(ti['end_date'])}", flush=True)
+    _, scans = stack.api("GET", f"/api/v2/dags/{REQUESTS_DAG_ID}/dagRuns?order_by=-start_date&limit=5")
+    for run in scans.get("dag_runs", []):
+        print(f"bench_live:   {REQUESTS_DAG_ID} {run['run_type']} {run['state']}: queued {at(run.get('queued_at'))}, "
+              f"start {at(run['start_date'])}, end {at(run['end_date'])}", flush=True)
+
+
 def airflow_defaults(settings: dict[str, str]) -> dict[str, str]:
     """Airflow's shipped default for each ``AIRFLOW__SECTION__KEY`` in ``settings``."""
     from airflow.configuration import conf
@@ -208,6 +229,8 @@ def run(work_dir: Path, quick: bool = False, tuned: bool = True, request_files: 
             (requests / f"{stem}.json").write_text(json.dumps(conf))
             single.append(_wait_for_report(request, paths) - started)
             print(f"bench_live: {stem}.json -> chart in {single[-1]:.2f} s", flush=True)
+            if single[-1] > 10:
+                explain_slow_drop(stack, stem, started)
         burst_started = time.time()
         stems = [f"bench-burst-{i}" for i in range(10)]
         for stem in stems:
@@ -223,6 +246,7 @@ def run(work_dir: Path, quick: bool = False, tuned: bool = True, request_files: 
             {"benchmark": "live", "metric": f"10 request files at once -> 10 charts, last{label}",
              "value": round(max(burst), 2), "unit": "s", "target": None, "ok": None},
         ]
+
     finally:
         stack.stop()
     return rows
