@@ -217,6 +217,52 @@ print(json.dumps(found))
         assert imported == [], f"{name}: a task parsing it still imports {imported}; add them to WARM_MODULES"
 
 
+def test_the_launcher_inherits_a_dead_schedulers_workers_and_ends_them_once_idle(tmp_path):
+    """A scheduler that dies leaves its LocalExecutor workers behind: the launcher (a subreaper)
+    inherits them and SIGKILLs those idle at two looks in a row; a busy one is left to finish."""
+    import json
+    import subprocess
+    import sys
+
+    probe = """
+import json, os, time
+from taxiflow.local import warm_start as w
+assert w.become_subreaper()
+scheduler = os.fork()
+if scheduler == 0:  # a scheduler with one idle and one busy worker, then a crash
+    for title in ("airflow worker -- LocalExecutor: <idle>", "airflow worker -- LocalExecutor: dag/run/task"):
+        if os.fork() == 0:
+            from setproctitle import setproctitle
+            setproctitle(title)
+            time.sleep(60)
+            os._exit(0)
+    time.sleep(0.5)
+    os._exit(1)
+os.waitpid(scheduler, 0)
+time.sleep(0.5)
+first = w.end_idle_orphans(keep=0, seen_idle=set())  # seen idle once: not yet ended
+alive_after_first = [pid for pid in first if os.path.exists(f"/proc/{pid}")]
+second = w.end_idle_orphans(keep=0, seen_idle=first)
+time.sleep(0.5)
+while True:  # reap what was killed, as wait_for does
+    pid, _ = os.waitpid(-1, os.WNOHANG)
+    if not pid:
+        break
+left = sorted(int(e) for e in os.listdir("/proc") if e.isdigit()
+              and int(open(f"/proc/{e}/stat", "rb").read().rsplit(b")", 1)[1].split()[1]) == os.getpid())
+print(json.dumps({"first": sorted(first), "alive_after_first": alive_after_first, "second": sorted(second),
+                  "left": [open(f"/proc/{pid}/cmdline", "rb").read().split(b"\\0")[0].decode() for pid in left]}))
+for pid in left:
+    os.kill(pid, 9)
+"""
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    found = json.loads(result.stdout.strip().splitlines()[-1])
+    assert len(found["first"]) == 1 and found["alive_after_first"] == found["first"], found
+    assert found["second"] == [], found  # ended, not idle again
+    assert found["left"] == ["airflow worker -- LocalExecutor: dag/run/task"], found
+
+
 def test_proportional_memory_shares_pages_out_and_resident_memory_does_not():
     import os
     import subprocess

@@ -51,13 +51,16 @@ def assert_warm(workers: list[int]) -> None:
             assert library in maps, (pid, library)
 
 
-def test_local_executor_workers_hold_the_tasks_libraries_and_a_killed_scheduler_comes_back(airflow_stack):
+def test_local_executor_workers_hold_the_tasks_libraries_and_a_killed_scheduler_comes_back_without_leaks(
+    airflow_stack,
+):
     launcher = airflow_stack.recorded_pids()["scheduler"]
     assert b"taxiflow.local.warm_start" in cmdline(launcher).split(b"\0"), cmdline(launcher)
     scheduler, workers = scheduler_and_workers(launcher)
     assert scheduler and workers, f"no scheduler with LocalExecutor workers under {launcher}"
     assert_warm(workers)
 
+    orphans = workers
     os.kill(scheduler, signal.SIGKILL)  # what an upstream crash (apache/airflow#71923) amounts to
     deadline = time.monotonic() + 180
     again, workers = None, []
@@ -68,5 +71,10 @@ def test_local_executor_workers_hold_the_tasks_libraries_and_a_killed_scheduler_
         time.sleep(1)
     assert again and again != scheduler, "the killed scheduler was not started again"
     assert_warm(workers)
+    # the dead scheduler's idle workers were inherited by the launcher and ended, not leaked
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and any(os.path.exists(f"/proc/{pid}") for pid in orphans):
+        time.sleep(1)
+    assert not [pid for pid in orphans if os.path.exists(f"/proc/{pid}")], "the dead scheduler's workers leaked"
     airflow_stack.wait_until_healthy(timeout=180)  # and it heartbeats again
     assert airflow_stack.status()["scheduler"]["running"]
