@@ -21,4 +21,9 @@ LOCAL_AIRFLOW_SETTINGS: dict[str, str] = {
     # LocalExecutor forks `parallelism` workers when it starts (default 32). Eight run more tasks
     # at once than two cores can use, and start (and stop) in a fraction of the time and memory.
     "AIRFLOW__CORE__PARALLELISM": "8",
+    # A scheduler that crashes (and is started again by taxiflow.local.warm_start within seconds) can
+    # leave a task queued that no executor holds any more. The new scheduler resets such tasks at its
+    # orphan check, once the dead one has missed heartbeats for 30 s: every 30 s instead of every
+    # 300 s, so a lost task (and report_requests behind it, max_active_runs=1) waits under a minute.
+    "AIRFLOW__SCHEDULER__ORPHANED_TASKS_CHECK_INTERVAL": "30",
 }
