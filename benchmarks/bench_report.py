@@ -33,6 +33,7 @@ from taxiflow.config import DAY_NAMES, DataPaths, data_paths, duckdb_settings, f
 from taxiflow.local import demo
 from taxiflow.reports import query, render
 from taxiflow.reports import request as reports_request
+from taxiflow.reports.render import ReportOutputs
 
 BENCHMARK = "report"
 TARGET_RANGE = "full_history_range"
@@ -84,9 +85,9 @@ def baseline_counts(db_file: Path, request: reports_request.ReportRequest):
     return counts[["hour_of_day", "day_of_week", "num_trips"]]
 
 
-def baseline_report(db_file: Path, request: reports_request.ReportRequest, paths: DataPaths) -> int:
-    """The seed's report: its query and pivot, then the same chart and CSV as ours."""
-    return render.write_report_files(request, baseline_counts(db_file, request), paths).total_trips
+def baseline_report(db_file: Path, request: reports_request.ReportRequest, paths: DataPaths) -> ReportOutputs:
+    """The seed's report: its query and pivot, then the same chart and CSV as ours (published the same way)."""
+    return render.write_report_files(request, baseline_counts(db_file, request), paths)
 
 
 def _ingest_month(month: str, trips: int, paths: DataPaths) -> dict[str, float]:
@@ -183,12 +184,11 @@ def run(work_dir: Path, quick: bool = False) -> list[dict]:
                 ours_total = ours.total_trips
                 timings["ours", range_name, size] = time.perf_counter() - started
                 started = time.perf_counter()
-                base_total = baseline_report(db_file, request, base_paths)
+                base = baseline_report(db_file, request, base_paths)
+                base_total = base.total_trips
                 timings["baseline", range_name, size] = time.perf_counter() - started
 
-                same = ours.csv.read_bytes() == (
-                    base_paths.outputs / f"{request.name}.csv"
-                ).read_bytes()
+                same = ours.csv.read_bytes() == base.csv.read_bytes()
                 rows.append(_row(f"csv_matches_baseline {range_name} @{size}mo", same, "bool", "True", same))
 
                 # The counting alone (no chart, no files): the part that can grow with history.
