@@ -246,7 +246,6 @@ def run(work_dir: Path, quick: bool = False, tuned: bool = True, request_files: 
             {"benchmark": "live", "metric": f"10 request files at once -> 10 charts, last{label}",
              "value": round(max(burst), 2), "unit": "s", "target": None, "ok": None},
         ]
-
     finally:
         stack.stop()
     return rows

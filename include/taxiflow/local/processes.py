@@ -66,16 +66,26 @@ def _stat_fields(pid: int) -> list[str] | None:
     return text[text.rindex(")") + 2:].split()  # state, ppid, pgrp, session, ...
 
 
-def session_members(session_id: int) -> list[int]:
-    """PIDs of the live (not zombie) processes in this session."""
-    members = []
+def _live_processes(field: int, value: int) -> list[int]:
+    """PIDs of the live (not zombie) processes whose ``stat`` field ``field`` (after the name) is ``value``."""
+    found = []
     for entry in PROC.iterdir():
         if not entry.name.isdigit():
             continue
         fields = _stat_fields(int(entry.name))
-        if fields and fields[0] != "Z" and int(fields[3]) == session_id:
-            members.append(int(entry.name))
-    return members
+        if fields and fields[0] != "Z" and int(fields[field]) == value:
+            found.append(int(entry.name))
+    return found
+
+
+def session_members(session_id: int) -> list[int]:
+    """PIDs of the live (not zombie) processes in this session."""
+    return _live_processes(3, session_id)
+
+
+def children(parent: int) -> list[int]:
+    """PIDs of the live (not zombie) processes whose parent is ``parent``."""
+    return _live_processes(1, parent)
 
 
 def alive(pid: int) -> bool:

@@ -92,19 +92,17 @@ def idle_orphans(keep: int) -> set[int]:
     """The children of this process, other than ``keep``, that are idle LocalExecutor workers."""
     import os
 
-    me, found = os.getpid(), set()
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit() or int(entry) == keep:
-            continue
+    from taxiflow.local.processes import children  # stdlib only; Airflow imports it anyway (hostname_callable)
+
+    found = set()
+    for pid in children(os.getpid()):
         try:
-            with open(f"/proc/{entry}/stat", "rb") as stat:
-                parent = int(stat.read().rsplit(b")", 1)[1].split()[1])
-            with open(f"/proc/{entry}/cmdline", "rb") as command:
+            with open(f"/proc/{pid}/cmdline", "rb") as command:
                 title = command.read()
-        except (OSError, ValueError, IndexError):  # gone meanwhile
+        except OSError:  # gone meanwhile
             continue
-        if parent == me and IDLE_WORKER_TITLE in title:
-            found.add(int(entry))
+        if pid != keep and IDLE_WORKER_TITLE in title:
+            found.add(pid)
     return found
 
 
