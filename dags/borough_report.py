@@ -15,7 +15,7 @@ already holding a *different* request's report is refused, never overwritten.
 
 Tasks: `validate_request` (checks what the form cannot: start before end, nothing after the current
 month, at most 1096 days; and refuses a `request__` run id that its request file did not start) →
-`wait_for_ingest` (`IngestGateSensor`, in reschedule mode: waits until
+`wait_for_ingest` (`IngestGateSensor`, an `ExternalTaskSensor` in reschedule mode: waits until
 every month the range touches has been ingested, with metrics, for every requested source; fails at
 once, naming the month and source, if that ingest failed; says so in its log when no ingest run
 covers a month, and gives up on such a month after `TAXIFLOW_REPORT_UNCOVERED_TIMEOUT`, default

@@ -1,21 +1,22 @@
 """The gate between a report and the ingest runs it depends on.
 
-``IngestGateSensor`` waits until, for every month a report's date range touches, the
-``trigger_create_metrics_<source>`` task of every requested source succeeded in the
-``ingest_taxi_trips`` run for that month (that task waits for ``create_metrics``, so its success
-means the metrics are written). It is a plain ``BaseSensorOperator`` built on the task instance's
-public look-ups (``get_task_states``, ``get_dr_count``, ``get_first_reschedule_date``), so an
-Airflow minor release cannot change it underneath us. At every poke it:
+``IngestGateSensor`` is an ``ExternalTaskSensor`` on ``ingest_taxi_trips``: it waits until, for
+every month a report's date range touches, the ``trigger_create_metrics_<source>`` task of every
+requested source succeeded in the ingest run for that month (that task waits for ``create_metrics``,
+so its success means the metrics are written). The months come from the report's params through
+``execution_date_fn``: a manually triggered report has no logical date of its own to match on.
+Only the requested sources gate it: a source nobody asked for may never arrive.
 
-* succeeds once every (month, source) pair's task succeeded;
-* fails at once, naming the month and source, when one of them failed (or its upstream did);
-* logs what it still waits for, and says so when **no ingest run covers a month** (no run with
+``ExternalTaskSensor`` counts the tasks in the success and failed states; when the count says "not
+yet", the gate looks at each month to say why, at every poke:
+
+* it fails at once, naming the month and source, when one of them failed (or its upstream did);
+* it logs what it still waits for, and says so when **no ingest run covers a month** (no run with
   that month's logical date exists yet: nothing will ever arrive unless someone starts one);
-* fails after ``uncovered_timeout`` seconds (``TAXIFLOW_REPORT_UNCOVERED_TIMEOUT``, default 30 min,
-  far shorter than the sensor's own timeout) when some month is still covered by no run.
+* it fails after ``uncovered_timeout`` seconds (``TAXIFLOW_REPORT_UNCOVERED_TIMEOUT``, default 30
+  min, far shorter than the sensor's own timeout) when some month is still covered by no run.
 
-The months come from the report's params: a manually triggered report has no logical date of its
-own to match on. In ``reschedule`` mode (the default) a waiting report holds no worker slot.
+In ``reschedule`` mode (the default) a waiting report holds no worker slot.
 """
 
 from __future__ import annotations
@@ -24,10 +25,17 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from airflow.sdk import BaseSensorOperator
+from airflow.providers.standard.exceptions import ExternalTaskFailedError
+from airflow.providers.standard.sensors.external_task import ExternalTaskSensor
 from airflow.sdk.exceptions import AirflowFailException
 
-from taxiflow.config import INGEST_DAG_ID, env_seconds, parse_month, trigger_metrics_task_id
+from taxiflow.config import (
+    INGEST_DAG_ID,
+    SOURCE_NAMES,
+    env_seconds,
+    parse_month,
+    trigger_metrics_task_id,
+)
 
 FAILED_STATES = frozenset({"failed", "upstream_failed"})
 UNCOVERED_TIMEOUT_ENV = "TAXIFLOW_REPORT_UNCOVERED_TIMEOUT"
@@ -48,17 +56,32 @@ def month_logical_date(month: str) -> datetime:
     return datetime(first.year, first.month, 1, tzinfo=UTC)
 
 
+def ingest_logical_dates(logical_date: datetime, params: Mapping[str, Any], **_: Any) -> list[datetime]:
+    """``execution_date_fn``: the ingest runs a report needs, from its params (not its own date)."""
+    months, _sources = requested_months_and_sources(params)
+    return [month_logical_date(month) for month in months]
+
+
 def ingest_command(month: str) -> str:
     """The command that starts the ingest run for ``month``."""
     return f"airflow dags trigger {INGEST_DAG_ID} -l {month_logical_date(month).isoformat()}"
 
 
-class IngestGateSensor(BaseSensorOperator):
+class IngestGateSensor(ExternalTaskSensor):
     """Wait for the ingest (and metrics) of every month and source a report asks for."""
 
     def __init__(self, *, uncovered_timeout: float | None = None, **kwargs: Any) -> None:
         kwargs.setdefault("mode", "reschedule")
-        super().__init__(**kwargs)
+        super().__init__(
+            external_dag_id=INGEST_DAG_ID,
+            # every source at parse time; each poke narrows them to the requested ones
+            external_task_ids=[trigger_metrics_task_id(source) for source in SOURCE_NAMES],
+            execution_date_fn=ingest_logical_dates,
+            allowed_states=["success"],
+            failed_states=sorted(FAILED_STATES),
+            deferrable=False,  # reschedule: a wait costs one short task start per poke, no triggerer
+            **kwargs,
+        )
         self.uncovered_timeout = (
             env_seconds(UNCOVERED_TIMEOUT_ENV, DEFAULT_UNCOVERED_TIMEOUT)
             if uncovered_timeout is None
@@ -68,6 +91,20 @@ class IngestGateSensor(BaseSensorOperator):
     def poke(self, context: Any) -> bool:
         """True once every requested (month, source) ingest succeeded; fails fast on a failed one."""
         months, sources = requested_months_and_sources(context["params"])
+        self.external_task_ids = [trigger_metrics_task_id(source) for source in sources]
+        try:
+            done = super().poke(context)
+        except ExternalTaskFailedError:
+            done = False  # the look-up below names the month and source
+        # The counts said "not yet": look at each month to say why (and to see an ingest that
+        # finished between the two looks, rather than wait a poke interval for it).
+        if done or self._all_done(context, months, sources):
+            self.log.info("Ingest done for %s", ", ".join(f"{s} {m}" for m in months for s in sources))
+            return True
+        return False
+
+    def _all_done(self, context: Any, months: list[str], sources: list[str]) -> bool:
+        """Whether every (month, source) succeeded; fails on a failed ingest, logs what is missing."""
         ti = context["ti"]
         waiting: list[str] = []
         failed: list[str] = []
@@ -101,12 +138,9 @@ class IngestGateSensor(BaseSensorOperator):
             )
         if uncovered:
             self._check_uncovered(context, uncovered)
-        if not waiting and not uncovered:
-            self.log.info("Ingest done for %s", ", ".join(f"{s} {m}" for m in months for s in sources))
-            return True
         if waiting:
             self.log.info("Still waiting for the ingest of: %s", ", ".join(waiting))
-        return False
+        return not waiting and not uncovered
 
     def _check_uncovered(self, context: Any, uncovered: list[str]) -> None:
         """Log the months no ingest run covers; fail once they stayed so past ``uncovered_timeout``."""

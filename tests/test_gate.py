@@ -1,0 +1,125 @@
+"""``IngestGateSensor``: an ``ExternalTaskSensor`` on the ingest runs, against a fake metadata API.
+
+The fake task instance answers the look-ups a task makes through Airflow's execution API
+(``get_ti_count``, ``get_task_states``, ``get_dr_count``, ``get_first_reschedule_date``) from a
+table of ingest runs, so each poke below goes through ``ExternalTaskSensor``'s own counting.
+The live gate is exercised by tests/e2e/test_pipeline.py and tests/e2e/test_drills.py.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from airflow.providers.standard.sensors.external_task import ExternalTaskSensor
+from airflow.sdk.exceptions import AirflowFailException
+
+from taxiflow.components.gates import IngestGateSensor, month_logical_date
+from taxiflow.config import INGEST_DAG_ID, trigger_metrics_task_id
+
+# December 2023 and January 2024, both sources (the default)
+TWO_MONTHS = {"borough": "Manhattan", "start_date": "2023-12-18", "end_date": "2024-01-08"}
+
+
+class FakeIngestRuns:
+    """The ``ti`` of a report's gate, over ``runs``: {month: {source: state}} (a month absent: no run)."""
+
+    def __init__(self, runs: dict[str, dict[str, str]], first_poke: datetime | None = None,
+                 stale_counts: bool = False) -> None:
+        self.runs = runs
+        self.first_poke = first_poke
+        self.stale_counts = stale_counts  # the counts miss a task that finished a moment later
+        self.calls: list[str] = []
+
+    def _states(self, dag_id: str, logical_dates: list[datetime]) -> dict[str, dict[str, str]]:
+        assert dag_id == INGEST_DAG_ID
+        return {
+            f"scheduled__{month}": {trigger_metrics_task_id(source): state for source, state in tasks.items()}
+            for month, tasks in self.runs.items()
+            if month_logical_date(month) in logical_dates
+        }
+
+    def get_ti_count(self, *, dag_id, task_ids, logical_dates, states, **_):
+        self.calls.append("get_ti_count")
+        if self.stale_counts:
+            return 0
+        runs = self._states(dag_id, logical_dates)
+        return sum(state in states for run in runs.values() for task, state in run.items() if task in task_ids)
+
+    def get_task_states(self, *, dag_id, task_ids, logical_dates, **_):
+        self.calls.append("get_task_states")
+        return {run_id: {task: state for task, state in run.items() if task in task_ids}
+                for run_id, run in self._states(dag_id, logical_dates).items()}
+
+    def get_dr_count(self, *, dag_id, logical_dates, **_):
+        self.calls.append("get_dr_count")
+        return len(self._states(dag_id, logical_dates))
+
+    def get_first_reschedule_date(self, context):
+        return self.first_poke
+
+
+def poke(ti: FakeIngestRuns, params: dict | None = None, **gate_kwargs) -> bool:
+    gate = IngestGateSensor(task_id="wait_for_ingest", **gate_kwargs)
+    run_after = datetime(2026, 12, 2, tzinfo=UTC)  # a manual run: no logical date of its own
+    context = {"ti": ti, "params": params or TWO_MONTHS, "logical_date": None,
+               "dag_run": type("DagRun", (), {"run_after": run_after})()}
+    return gate.poke(context)
+
+
+def test_the_gate_is_an_external_task_sensor_in_reschedule_mode():
+    gate = IngestGateSensor(task_id="wait_for_ingest")
+    assert isinstance(gate, ExternalTaskSensor)
+    assert gate.mode == "reschedule" and not gate.deferrable
+    assert gate.external_dag_id == INGEST_DAG_ID
+    assert gate.allowed_states == ["success"]
+    assert set(gate.failed_states) == {"failed", "upstream_failed"}
+
+
+def test_opens_when_every_month_and_source_succeeded(capsys):
+    ti = FakeIngestRuns({month: {"green": "success", "yellow": "success"} for month in ("2023-12", "2024-01")})
+    assert poke(ti) is True
+    assert "Ingest done for yellow 2023-12, green 2023-12, yellow 2024-01, green 2024-01" in capsys.readouterr().out
+    assert "get_task_states" not in ti.calls  # ExternalTaskSensor's counts alone decided
+
+
+def test_waits_while_a_month_is_still_running_and_says_for_what(capsys):
+    ti = FakeIngestRuns({"2023-12": {"green": "success", "yellow": "success"},
+                         "2024-01": {"green": "success", "yellow": "running"}})
+    assert poke(ti) is False
+    assert "Still waiting for the ingest of: yellow 2024-01 (running)" in capsys.readouterr().out
+
+
+def test_only_the_requested_sources_gate_the_report():
+    ti = FakeIngestRuns({month: {"green": "success"} for month in ("2023-12", "2024-01")})
+    assert poke(ti, {**TWO_MONTHS, "sources": ["green"]}) is True
+    assert poke(ti) is False  # both sources asked for: yellow never ran
+
+
+@pytest.mark.parametrize("state", ["failed", "upstream_failed"])
+def test_a_failed_ingest_fails_the_report_at_once_naming_month_and_source(state):
+    ti = FakeIngestRuns({"2023-12": {"green": "success", "yellow": "success"},
+                         "2024-01": {"green": state, "yellow": "success"}})
+    with pytest.raises(AirflowFailException) as caught:  # never retried: clearing the ingest fixes it
+        poke(ti)
+    message = str(caught.value)
+    assert f"green 2024-01 (task {trigger_metrics_task_id('green')}: {state})" in message
+    assert "yellow" not in message and "2023-12" not in message
+
+
+def test_a_month_no_run_covers_is_logged_then_given_up_on(capsys):
+    runs = {"2023-12": {"green": "success", "yellow": "success"}}  # no run for 2024-01
+    assert poke(FakeIngestRuns(runs, first_poke=datetime.now(UTC))) is False
+    log = capsys.readouterr().out
+    assert "No ingest_taxi_trips run covers 2024-01" in log
+    assert "airflow dags trigger ingest_taxi_trips -l 2024-01-01T00:00:00+00:00" in log
+
+    long_ago = datetime.now(UTC) - timedelta(seconds=120)
+    with pytest.raises(AirflowFailException, match=r"No ingest_taxi_trips run covers 2024-01 after 1[12]\d s"):
+        poke(FakeIngestRuns(runs, first_poke=long_ago), uncovered_timeout=60)
+
+
+def test_an_ingest_that_finished_between_the_looks_opens_the_gate_now():
+    ti = FakeIngestRuns({month: {"green": "success", "yellow": "success"} for month in ("2023-12", "2024-01")},
+                        stale_counts=True)
+    assert poke(ti) is True  # not one more poke interval later
