@@ -123,3 +123,11 @@ def test_an_ingest_that_finished_between_the_looks_opens_the_gate_now():
     ti = FakeIngestRuns({month: {"green": "success", "yellow": "success"} for month in ("2023-12", "2024-01")},
                         stale_counts=True)
     assert poke(ti) is True  # not one more poke interval later
+
+
+def test_the_gate_links_to_the_ingest_runs_not_to_a_run_that_cannot_exist(monkeypatch):
+    monkeypatch.setenv("AIRFLOW__API__BASE_URL", "http://127.0.0.1:8080")
+    gate = IngestGateSensor(task_id="wait_for_ingest")
+    assert [link.name for link in gate.operator_extra_links] == ["Ingest runs"]
+    url = gate.operator_extra_links[0].get_link(gate, ti_key=None)
+    assert url == f"http://127.0.0.1:8080/dags/{INGEST_DAG_ID}/runs"

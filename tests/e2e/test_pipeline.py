@@ -159,6 +159,14 @@ def test_report_by_cli_matches_an_independent_count(pipeline):
     assert report["num_trips"].sum() > 1000
     log = task_log(stack, REPORT_DAG_ID, "report_cli", "render_report")
     assert str(csv) in log and str(png) in log
+    gate_log = task_log(stack, REPORT_DAG_ID, "report_cli", "wait_for_ingest")  # ExternalTaskSensor's poke
+    assert "Poking for tasks" in gate_log and "2023-12-01T00:00:00+00:00,2024-01-01T00:00:00+00:00" in gate_log
+
+    # The gate's button in the UI opens the ingest DAG's runs, not a run with the report's run id.
+    status, links = stack.api("GET", f"/api/v2/dags/{REPORT_DAG_ID}/dagRuns/report_cli/taskInstances/"
+                                     "wait_for_ingest/links")
+    assert status == 200, links
+    assert links["extra_links"] == {"Ingest runs": f"{stack.base_url}/dags/ingest_taxi_trips/runs"}, links
 
 
 def test_report_on_a_failed_ingest_fails_naming_month_and_source(pipeline):

@@ -11,21 +11,11 @@ from pathlib import Path
 
 import pytest
 
+from taxiflow.local.processes import alive, children
+
 pytestmark = pytest.mark.e2e
 
 LIBRARIES = ("/pandas/_libs/", "/matplotlib/", "/_duckdb.", "/pyarrow/")
-
-
-def children(pid: int) -> list[int]:
-    found = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[1]) == pid and fields[0] != "Z":
-            found.append(int(stat.parent.name))
-    return found
 
 
 def cmdline(pid: int) -> bytes:
@@ -73,8 +63,52 @@ def test_local_executor_workers_hold_the_tasks_libraries_and_a_killed_scheduler_
     assert_warm(workers)
     # the dead scheduler's idle workers were inherited by the launcher and ended, not leaked
     deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and any(os.path.exists(f"/proc/{pid}") for pid in orphans):
+    while time.monotonic() < deadline and any(alive(pid) for pid in orphans):
         time.sleep(1)
-    assert not [pid for pid in orphans if os.path.exists(f"/proc/{pid}")], "the dead scheduler's workers leaked"
+    assert not [pid for pid in orphans if alive(pid)], "the dead scheduler's workers leaked"
     airflow_stack.wait_until_healthy(timeout=180)  # and it heartbeats again
     assert airflow_stack.status()["scheduler"]["running"]
+
+
+def test_a_task_a_dead_scheduler_had_queued_runs_after_the_orphan_check(airflow_stack):
+    """The scheduler dies after queueing a task and before a worker took it: the database says
+    "queued", no executor holds it. The new scheduler resets it at its orphan check (every 30 s on
+    the embedded default, ``LOCAL_AIRFLOW_SETTINGS``; Airflow's own 300 s would fail this test) and
+    it runs. The old workers are stopped first, so the task cannot be taken before the crash."""
+    from taxiflow.config import INGEST_DAG_ID, wait_task_id
+
+    launcher = airflow_stack.recorded_pids()["scheduler"]
+    airflow_stack.wait_until_healthy(timeout=180)
+    scheduler, workers = scheduler_and_workers(launcher)
+    assert scheduler and workers
+    for pid in workers:
+        os.kill(pid, signal.SIGSTOP)
+    run_id = "drill_orphaned_queued"
+    status, body = airflow_stack.api("POST", f"/api/v2/dags/{INGEST_DAG_ID}/dagRuns",
+                                     {"dag_run_id": run_id, "logical_date": "2022-05-01T00:00:00Z"})
+    assert status == 200, body
+    task_id = wait_task_id("yellow")
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and airflow_stack.task_states(INGEST_DAG_ID, run_id).get(task_id) != "queued":
+        time.sleep(0.5)
+    assert airflow_stack.task_states(INGEST_DAG_ID, run_id).get(task_id) == "queued"
+    time.sleep(2)  # handed to the (stopped) workers' queue, still queued in the database
+    assert airflow_stack.task_states(INGEST_DAG_ID, run_id).get(task_id) == "queued"
+
+    os.kill(scheduler, signal.SIGKILL)
+    killed = time.monotonic()
+    deadline = killed + 150
+    state = "queued"
+    while time.monotonic() < deadline:
+        state = airflow_stack.task_states(INGEST_DAG_ID, run_id).get(task_id)
+        if state in ("up_for_reschedule", "running", "success", "failed"):
+            break
+        time.sleep(2)
+    assert state in ("up_for_reschedule", "running", "success", "failed"), (
+        f"{task_id} still {state} {time.monotonic() - killed:.0f} s after the crash")
+    # the stopped workers of the dead scheduler are ended too (SIGKILL ends a stopped process)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and any(alive(pid) for pid in workers):
+        time.sleep(1)
+    assert not [pid for pid in workers if alive(pid)], "the dead scheduler's workers leaked"
+    airflow_stack.api("PATCH", f"/api/v2/dags/{INGEST_DAG_ID}/dagRuns/{run_id}", {"state": "failed"})

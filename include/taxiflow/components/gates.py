@@ -27,6 +27,7 @@ from typing import Any
 
 from airflow.providers.standard.exceptions import ExternalTaskFailedError
 from airflow.providers.standard.sensors.external_task import ExternalTaskSensor
+from airflow.sdk import BaseOperatorLink
 from airflow.sdk.exceptions import AirflowFailException
 
 from taxiflow.config import (
@@ -67,8 +68,28 @@ def ingest_command(month: str) -> str:
     return f"airflow dags trigger {INGEST_DAG_ID} -l {month_logical_date(month).isoformat()}"
 
 
+class IngestRunsLink(BaseOperatorLink):
+    """The gate's button in the UI: the ingest DAG's runs, where the months it waits for show.
+
+    It replaces ``ExternalTaskSensor``'s own "External DAG" link, which opens the ingest run with
+    the *report's* run id: a run that never exists, since one report waits on one run per month.
+    """
+
+    name = "Ingest runs"
+
+    def get_link(self, operator: Any, *, ti_key: Any) -> str:
+        from urllib.parse import urljoin
+
+        from airflow.sdk.configuration import conf
+
+        base_url = conf.get("api", "base_url", fallback="/")
+        return urljoin(base_url.rstrip("/") + "/", f"dags/{INGEST_DAG_ID}/runs")
+
+
 class IngestGateSensor(ExternalTaskSensor):
     """Wait for the ingest (and metrics) of every month and source a report asks for."""
+
+    operator_extra_links = (IngestRunsLink(),)
 
     def __init__(self, *, uncovered_timeout: float | None = None, **kwargs: Any) -> None:
         kwargs.setdefault("mode", "reschedule")
