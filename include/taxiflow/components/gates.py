@@ -89,7 +89,7 @@ class IngestRunsLink(BaseOperatorLink):
 class IngestGateSensor(ExternalTaskSensor):
     """Wait for the ingest (and metrics) of every month and source a report asks for."""
 
-    operator_extra_links = (IngestRunsLink(),)
+    operator_extra_links = [IngestRunsLink()]  # ruff: ignore[mutable-class-default]  (the base class declares a list)
 
     def __init__(self, *, uncovered_timeout: float | None = None, **kwargs: Any) -> None:
         kwargs.setdefault("mode", "reschedule")
