@@ -113,7 +113,7 @@ def process(source: str, month: str, raw_files: list[str]) -> dict:
     # per task instead (process: one month per source at a time).
     max_active_runs=256,
     max_active_tasks=16,
-    default_args={"retries": 2, "retry_delay": timedelta(seconds=30)},
+    default_args={"retries": 2, "retry_delay": timedelta(seconds=10)},
     tags=["taxiflow", "ingest"],
     doc_md=__doc__,
 )

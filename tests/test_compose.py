@@ -124,7 +124,12 @@ def test_flower_never_runs_without_basic_auth(services):
 
 def test_lost_worker_is_noticed_within_a_minute(common):
     env = common["environment"]
-    assert env["AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT"] == "${AIRFLOW_TASK_HEARTBEAT_TIMEOUT:-60}"
+    # kill -> retry start = timeout + detection interval + the ingest tasks' retry delay (+ a scheduler loop)
+    assert env["AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT"] == "${AIRFLOW_TASK_HEARTBEAT_TIMEOUT:-30}"
+    assert float(env["AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT_DETECTION_INTERVAL"]) <= 5
+    example = dict(line.split("=", 1) for line in (ROOT / ".env.example").read_text().splitlines()
+                   if line and not line.startswith("#"))
+    assert example["AIRFLOW_TASK_HEARTBEAT_TIMEOUT"] == "30"  # what `make compose-env` writes into .env
     assert env["AIRFLOW__CELERY__TASK_ACKS_LATE"] == "true"
     # longer than the longest task (download: execution_timeout 1 h), or a running task is redelivered
     assert int(env["AIRFLOW__CELERY_BROKER_TRANSPORT_OPTIONS__VISIBILITY_TIMEOUT"]) >= 3600
