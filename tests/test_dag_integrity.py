@@ -13,6 +13,7 @@ import pytest
 from taxiflow.config import (
     DOWNLOAD_DAG_ID,
     INGEST_DAG_ID,
+    INGEST_SOURCES_ENV,
     METRICS_DAG_ID,
     REPORT_DAG_ID,
     REQUESTS_DAG_ID,
@@ -28,7 +29,10 @@ HEAVY_MODULES = ("pandas", "duckdb", "matplotlib", "pyarrow", "numpy")
 def dagbag():
     from airflow.dag_processing.dagbag import DagBag
 
-    return DagBag(dag_folder=str(DAGS_DIR))
+    # Parsed with every source ingested, so every source's branch is checked (the default is the taxis).
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv(INGEST_SOURCES_ENV, "all")
+        return DagBag(dag_folder=str(DAGS_DIR))
 
 
 def test_no_import_errors(dagbag):

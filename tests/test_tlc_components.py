@@ -70,7 +70,7 @@ def test_trip_file_layout_matches_tlc():
 @pytest.mark.parametrize(
     ("source", "month", "message"),
     [
-        ("purple", "2024-01", "source must be one of yellow, green, got 'purple'"),
+        ("purple", "2024-01", "source must be one of yellow, green, fhv, fhvhv, got 'purple'"),
         ("green", "2024-13", "YYYY-MM"),
     ],
 )
