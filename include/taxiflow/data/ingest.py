@@ -118,8 +118,14 @@ class RawFile:
         # Surrounding spaces and quotes are not part of a value (", "-separated and quoted CSVs).
         text = f"nullif(trim({quoted}, ' \"'), '')"
         if target == "TIMESTAMP":
-            # ISO first; then the "01/15/2019 03:36:12 PM" of TLC's own CSV exports (NYC Open Data).
-            return f"coalesce(TRY_CAST({text} AS TIMESTAMP), try_strptime({text}, '%m/%d/%Y %I:%M:%S %p'))"
+            # TLC's "2019-01-15 15:36:12" first; then the "01/15/2019 03:36:12 PM" of TLC's own CSV
+            # exports (NYC Open Data); then other ISO forms (fractions, a "T"), only when as long as a
+            # whole timestamp: a value cut short ("2019-02-01 00:") is unparseable, not midnight.
+            return (
+                f"coalesce(try_strptime({text}, '%Y-%m-%d %H:%M:%S'), "
+                f"try_strptime({text}, '%m/%d/%Y %I:%M:%S %p'), "
+                f"CASE WHEN length({text}) >= 19 THEN TRY_CAST({text} AS TIMESTAMP) END)"
+            )
         codes = self.era.codes.get(column) if self.era else None
         if codes:  # CSH/CRD, VTS/CMT, HV0003: TLC's numeric codes (see taxiflow.data.eras)
             cases = " ".join(f"WHEN {_sql_text(code)} THEN {int(number)}" for code, number in codes.items())
