@@ -307,3 +307,7 @@ def test_fhv_and_fhvhv_heads_ingest_and_report(tlc_dir, paths, monkeypatch):
         assert int(cell["num_trips"].iloc[0]) == n
     assert outputs.total_trips == len(picked) > 0
     assert request.name.endswith("_fhv-fhvhv")
+    # the weekly summary covers the for-hire sources too
+    for source, frame in zip(("fhv", "fhvhv"), frames, strict=True):
+        weekly = pd.read_csv(metrics.write_weekly_summary(source, paths))
+        assert weekly["trips"].sum() == len(frame), source

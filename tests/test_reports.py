@@ -580,3 +580,17 @@ def test_a_report_on_a_source_this_deployment_does_not_ingest_is_refused(monkeyp
     assert raised.value.field == "sources"
     monkeypatch.setenv(INGEST_SOURCES_ENV, "all")
     assert check_limits(request, today=date(2024, 3, 1)) is request
+
+
+def test_the_chart_subtitle_says_which_families_it_counts():
+    from taxiflow.reports.render import report_subtitle
+
+    taxis = ReportRequest.from_conf(JANUARY)
+    assert report_subtitle(taxis, 1234) == (
+        "Yellow taxi + green taxi records (for-hire vehicles, Uber and Lyft included, not counted)  ·  "
+        "1,234 trips in total"
+    )
+    everything = ReportRequest.from_conf({**JANUARY, "sources": list(SOURCE_NAMES)})
+    assert report_subtitle(everything, 1).startswith(
+        "Yellow taxi + green taxi + for-hire vehicle + high-volume for-hire vehicle records (every TLC trip family)"
+    )

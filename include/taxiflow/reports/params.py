@@ -45,6 +45,17 @@ def _with_dialect(schemas: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any
     return {name: {"$schema": JSON_SCHEMA_DIALECT, **schema} for name, schema in schemas.items()}
 
 
+def families_counted(sources: tuple[str, ...] | list[str]) -> str:
+    """Which trip families a report counts, in words: ``yellow taxi + green taxi (for-hire vehicles not counted)``."""
+    labels = " + ".join(SOURCES[source].label.lower() for source in sources)
+    missing = [name for name in SOURCE_NAMES if name not in sources]
+    if not missing:
+        return f"{labels} (every TLC trip family)"
+    if set(missing) >= {"fhv", "fhvhv"}:
+        return f"{labels} (for-hire vehicles, Uber and Lyft included, not counted)"
+    return f"{labels} (not counted: {', '.join(SOURCES[name].label.lower() for name in missing)})"
+
+
 def sources_help() -> str:
     """The form's help for ``sources``: which trip families exist and what the default counts."""
     families = "; ".join(f"{name}: {source.description}" for name, source in SOURCES.items())
