@@ -203,7 +203,8 @@ ERAS: tuple[Era, ...] = (
         {"pickup_at": "Pickup_date", "pickup_zone_id": "locationID"},
         note="pickup time and zone only"),
     Era("fhv", "fhv-2017-01", "2017-01", "2017-06", _split(
-        "Dispatching_base_num,Pickup_DateTime,DropOff_datetime,PUlocationID,DOlocationID"), _FHV_2017),
+        "Dispatching_base_num,Pickup_DateTime,DropOff_datetime,PUlocationID,DOlocationID"), _FHV_2017,
+        note="drop-off time and pickup/drop-off zones added"),
     Era("fhv", "fhv-2017-07", "2017-07", "2017-12", _split(
         "Dispatching_base_num,Pickup_DateTime,DropOff_datetime,PUlocationID,DOlocationID,SR_Flag"), _FHV_2017,
         note="quoted header and values; SR_Flag"),
