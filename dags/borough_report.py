@@ -9,7 +9,11 @@ two dates?* Trigger this DAG with a borough and a date range `[start_date, end_d
 * `outputs/<name>/manifest.json`: the request, run id and checksums. The folder is swapped in
   whole, so the PNG and CSV always belong together.
 
-`borough`, `start_date` and `end_date` are required. `name` defaults to
+`borough`, `start_date` and `end_date` are required. `sources` says which trip families are
+counted: `yellow`, `green` (the default: taxis only, as reports always counted), `fhv` (for-hire
+vehicles dispatched by bases) and `fhvhv` (high-volume for-hire: Uber, Lyft, Via, Juno); a source
+must be ingested by this deployment (`TAXIFLOW_INGEST_SOURCES`). The chart's subtitle says which
+families it counts. `name` defaults to
 `<borough>_<start>_<end>_<sources>`, e.g. `manhattan_2023-12-18_2024-01-08_yellow-green`; a name
 already holding a *different* request's report is refused, never overwritten.
 

@@ -1,7 +1,9 @@
 """
 ### Download TLC trip records
 
-Once a month, for each source (yellow, green): wait until NYC TLC publishes the month's trip file,
+Once a month, for each ingested source (`TAXIFLOW_INGEST_SOURCES`: yellow and green by default,
+fhv and fhvhv too when listed): wait until NYC TLC publishes the month's trip file
+(`<source>_tripdata_<YYYY-MM>.parquet`),
 then download it into `landing/<source>/<YYYY-MM>/` and write `_SUCCESS` next to it. That marker
 is what the `ingest_taxi_trips` DAG waits for. The zone table in `reference/` is refreshed on the
 way when it is older than 30 days.
@@ -46,7 +48,7 @@ from airflow.sdk import CronDataIntervalTimetable, Param, dag
 
 from taxiflow.components.operators import TlcDownloadOperator
 from taxiflow.components.sensors import TlcPublishedSensor
-from taxiflow.config import DOWNLOAD_DAG_ID, SOURCE_NAMES
+from taxiflow.config import DOWNLOAD_DAG_ID, ingest_sources
 from taxiflow.reports.params import download_param_schemas
 
 # conf "month" wins; otherwise the month the run's data interval starts in.
@@ -67,7 +69,7 @@ MONTH = "{{ params.month or logical_date.strftime('%Y-%m') }}"
     default_args={"retries": 3, "retry_delay": timedelta(minutes=10), "retry_exponential_backoff": True},
 )
 def download_tlc_trips():
-    for source in SOURCE_NAMES:
+    for source in ingest_sources():
         published = TlcPublishedSensor(
             task_id=f"wait_for_publication_{source}",
             source=source,

@@ -1,7 +1,8 @@
 """
 ### Ingest NYC taxi trips
 
-For each month and each source (`yellow`, `green`), waits for the source's drop in
+For each month and each ingested source (`TAXIFLOW_INGEST_SOURCES`: `yellow`, `green` by default;
+add `fhv` and `fhvhv` for the for-hire vehicles, or say `all`), waits for the source's drop in
 `landing/<source>/<YYYY-MM>/`: at least one data file (`.parquet`, `.csv`, `.csv.gz`) **and** a
 `_SUCCESS` marker, written last by whoever drops the files. Then:
 
@@ -22,6 +23,10 @@ For each month and each source (`yellow`, `green`), waits for the source's drop 
 * **trigger** starts `create_metrics` for that source and month and waits (deferred, in the
   triggerer; `TAXIFLOW_METRICS_POKE_INTERVAL`, default 10 s) until it finishes, so its success
   means "metrics done": `borough_report` gates on it.
+
+Every column-name era TLC has published since 2009 is read (yellow and green trips before 2016-07
+carry coordinates, placed in their taxi zone on the way). A month before TLC published a source
+(green before 2013-08, fhv before 2015-01, fhvhv before 2019-02) skips that source's branch at once.
 
 Sources are independent: one that never arrives fails only its own branch, after its timeout.
 Months are independent too: runs waiting for a drop hold no slot and cannot use up
@@ -47,16 +52,17 @@ from datetime import timedelta
 import pendulum
 from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
 from airflow.sdk import CronDataIntervalTimetable, PokeReturnValue, dag, task
-from airflow.sdk.exceptions import AirflowFailException
+from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from taxiflow.config import (
     INGEST_DAG_ID,
     METRICS_DAG_ID,
-    SOURCE_NAMES,
     copy_task_id,
     env_seconds,
+    ingest_sources,
     month_of_logical_date,
     process_task_id,
+    published_from,
     trigger_metrics_task_id,
     wait_settings,
     wait_task_id,
@@ -72,6 +78,10 @@ def wait_for_drop(source: str, logical_date=None) -> PokeReturnValue:
         month = month_of_logical_date(logical_date)
     except ValueError as err:  # a run for no month cannot succeed on retry
         raise AirflowFailException(str(err)) from err
+    if month < published_from(source):  # "YYYY-MM" strings order as months
+        raise AirflowSkipException(
+            f"TLC publishes {source} trips from {published_from(source)} on: nothing to ingest for {month}"
+        )
     try:
         ready = landing.drop_is_ready(source, month)
         print(landing.describe_drop(source, month))
@@ -118,7 +128,7 @@ def process(source: str, month: str, raw_files: list[str]) -> dict:
     doc_md=__doc__,
 )
 def ingest_taxi_trips():
-    for source in SOURCE_NAMES:
+    for source in ingest_sources():
         month = wait_for_drop.override(task_id=wait_task_id(source))(source)
         raw_files = copy_to_raw.override(task_id=copy_task_id(source))(source, month)
         summary = process.override(task_id=process_task_id(source))(source, month, raw_files)

@@ -136,7 +136,9 @@ def test_param_error_for_a_date_says_the_format():
 
 def test_describe_schema_of_each_report_param():
     schemas = report_param_schemas()
-    assert describe_schema(schemas["sources"]) == "array, items from 'yellow', 'green', at least 1 item(s), no repeats"
+    assert describe_schema(schemas["sources"]) == (
+        "array, items from 'yellow', 'green', 'fhv', 'fhvhv', at least 1 item(s), no repeats"
+    )
     assert describe_schema(schemas["name"]).startswith("null or string, matching ^(?!trips_by_week_)[A-Za-z0-9]")
 
 

@@ -13,6 +13,7 @@ import pytest
 from taxiflow.config import (
     DOWNLOAD_DAG_ID,
     INGEST_DAG_ID,
+    INGEST_SOURCES_ENV,
     METRICS_DAG_ID,
     REPORT_DAG_ID,
     REQUESTS_DAG_ID,
@@ -28,7 +29,10 @@ HEAVY_MODULES = ("pandas", "duckdb", "matplotlib", "pyarrow", "numpy")
 def dagbag():
     from airflow.dag_processing.dagbag import DagBag
 
-    return DagBag(dag_folder=str(DAGS_DIR))
+    # Parsed with every source ingested, so every source's branch is checked (the default is the taxis).
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv(INGEST_SOURCES_ENV, "all")
+        return DagBag(dag_folder=str(DAGS_DIR))
 
 
 def test_no_import_errors(dagbag):
@@ -185,3 +189,22 @@ def test_parsing_is_cheap_and_offline():
     report = json.loads(result.stdout.strip().splitlines()[-1])
     assert report["errors"] == {}
     assert report["heavy"] == [], f"DAG parsing imported {report['heavy']}"
+
+
+def test_a_month_before_tlc_published_a_source_skips_its_branch(tmp_path, monkeypatch):
+    """green 2012-06 never existed: its wait skips at once (the gate counts a skip as done)."""
+    import importlib.util
+
+    import pendulum
+    from airflow.sdk.exceptions import AirflowSkipException
+
+    monkeypatch.setenv("TAXIFLOW_DATA_DIR", str(tmp_path))
+    spec = importlib.util.spec_from_file_location("ingest_dag_for_test", DAGS_DIR / f"{INGEST_DAG_ID}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    with pytest.raises(AirflowSkipException, match="TLC publishes green trips from 2013-08 on"):
+        module.wait_for_drop.function("green", logical_date=pendulum.datetime(2012, 6, 1, tz="UTC"))
+    with pytest.raises(AirflowSkipException, match="TLC publishes fhvhv trips from 2019-02 on"):
+        module.wait_for_drop.function("fhvhv", logical_date=pendulum.datetime(2019, 1, 1, tz="UTC"))
+    waiting = module.wait_for_drop.function("fhvhv", logical_date=pendulum.datetime(2019, 2, 1, tz="UTC"))
+    assert waiting.is_done is False  # published from that month on: it waits for the drop

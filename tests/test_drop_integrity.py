@@ -141,7 +141,8 @@ def test_a_csv_whose_first_line_is_not_a_header_is_not_echoed(data_root):
     ingest.copy_to_raw("green", "2024-01")
     with pytest.raises(ingest.DropRefused) as caught:
         ingest.process_partition("green", "2024-01")
-    assert "notes.csv: no column for 'pickup_at'" in str(caught.value)
+    assert "notes.csv: its header matches no green era" in str(caught.value)
+    assert "it lacks 'pickup_at'" in str(caught.value)
     assert "not shown" in str(caught.value) and SECRET not in str(caught.value)
 
 

@@ -72,8 +72,14 @@ def test_the_gate_is_an_external_task_sensor_in_reschedule_mode():
     assert isinstance(gate, ExternalTaskSensor)
     assert gate.mode == "reschedule" and not gate.deferrable
     assert gate.external_dag_id == INGEST_DAG_ID
-    assert gate.allowed_states == ["success"]
+    assert gate.allowed_states == ["success", "skipped"]
     assert set(gate.failed_states) == {"failed", "upstream_failed"}
+
+
+def test_a_source_skipped_for_a_month_before_tlc_published_it_counts_as_done():
+    """green before 2013-08 has no file: its branch skips, and a default (yellow, green) report goes on."""
+    ti = FakeIngestRuns({month: {"green": "skipped", "yellow": "success"} for month in ("2023-12", "2024-01")})
+    assert poke(ti) is True
 
 
 def test_opens_when_every_month_and_source_succeeded(capsys):

@@ -140,7 +140,8 @@ def test_parquet_month_is_normalised_with_counts_in_summary(data_root):
     assert summary["pickup_min"] == "2023-12-31 23:50:00"
     assert summary["pickup_max"] == "2024-01-31 23:59:59"
     assert summary["files"] == [
-        {"name": "yellow_tripdata_2024-01.parquet", "rows_read": 201, "rows_rejected": 1, "rows_outside_month": 1},
+        {"name": "yellow_tripdata_2024-01.parquet", "rows_read": 201, "rows_rejected": 1, "rows_outside_month": 1,
+         "era": "yellow-2016-07"},
     ]
     assert summary["raw_files"] == [
         {"name": "yellow_tripdata_2024-01.parquet",
@@ -178,7 +179,7 @@ def test_csv_with_mixed_line_endings_bad_values_and_renamed_columns(data_root):
 
 
 def test_several_files_of_one_month_are_read_together(data_root):
-    csv_text = "PICKUP_DATETIME,Pickup_Location_ID\n2024-01-02 10:00:00,4\n2024-01-03 11:00:00,5\n"
+    csv_text = "LPEP_PICKUP_DATETIME,PULocationID\n2024-01-02 10:00:00,4\n2024-01-03 11:00:00,5\n"
     land(data_root, "green", "2024-01", {
         "part-1.csv.gz": gzip.compress(csv_text.encode()),
         "part-2.parquet": lambda p: pq.write_table(pa.table({
@@ -190,12 +191,28 @@ def test_several_files_of_one_month_are_read_together(data_root):
     summary = ingest_month(data_root, "green", "2024-01")
 
     assert summary["files"] == [
-        {"name": "part-1.csv.gz", "rows_read": 2, "rows_rejected": 0, "rows_outside_month": 0},
-        {"name": "part-2.parquet", "rows_read": 1, "rows_rejected": 0, "rows_outside_month": 0},
+        {"name": "part-1.csv.gz", "rows_read": 2, "rows_rejected": 0, "rows_outside_month": 0,
+         "era": "green-2016-07"},
+        {"name": "part-2.parquet", "rows_read": 1, "rows_rejected": 0, "rows_outside_month": 0,
+         "era": "green-2016-07"},
     ]
     trips = written_trips(data_root, "green", "2024-01")
     assert trips["pickup_zone_id"].tolist() == [4, 5, 74]
     assert trips["total_amount"].isna().all()  # columns the files lack are NULL
+
+
+def test_files_of_two_eras_in_one_drop_are_refused_naming_both(data_root):
+    land(data_root, "green", "2024-01", {
+        "a.csv": b"pickup_datetime,pickup_location_id\n2024-01-02 10:00:00,4\n",
+        "b.csv": b"lpep_pickup_datetime,PULocationID\n2024-01-02 10:00:00,4\n",
+    })
+    ingest.copy_to_raw("green", "2024-01")
+    with pytest.raises(ingest.DropRefused) as raised:
+        ingest.process_partition("green", "2024-01")
+    message = str(raised.value)
+    for word in ("a.csv: era green-snake-case", "b.csv: era green-2016-07", "2 column eras"):
+        assert word in message
+    assert not data_root.trips_dir("green", "2024-01").exists()
 
 
 def test_rerun_replaces_the_partition(data_root):

@@ -11,7 +11,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from taxiflow.config import BOROUGHS, DAY_NAMES, SOURCE_NAMES, DataPaths
+from taxiflow.config import BOROUGHS, DAY_NAMES, DEFAULT_REPORT_SOURCES, SOURCE_NAMES, DataPaths
 from taxiflow.reports.params import report_param_schemas
 from taxiflow.reports.query import report_counts
 from taxiflow.reports.render import render_report
@@ -135,8 +135,21 @@ def test_bad_sources_are_named(sources, problem):
 
 
 @pytest.mark.parametrize("sources", [None, [], ()])
-def test_no_sources_means_all(sources):
-    assert ReportRequest.from_conf({**JANUARY, "sources": sources}).sources == SOURCE_NAMES
+def test_no_sources_means_the_taxis_as_before_fhv(sources):
+    request = ReportRequest.from_conf({**JANUARY, "sources": sources})
+    assert request.sources == DEFAULT_REPORT_SOURCES == ("yellow", "green")
+    assert request.name.endswith("_yellow-green")  # the names reports had before fhv existed
+
+
+def test_every_source_can_be_asked_for_and_names_the_report():
+    request = ReportRequest.from_conf({**JANUARY, "sources": ["fhvhv", "yellow", "fhv", "green"]})
+    assert request.sources == SOURCE_NAMES == ("yellow", "green", "fhv", "fhvhv")
+    assert request.name.endswith("_yellow-green-fhv-fhvhv")
+    schema = report_param_schemas()["sources"]
+    assert schema["default"] == ["yellow", "green"]
+    assert schema["items"]["enum"] == ["yellow", "green", "fhv", "fhvhv"]
+    for word in ("Uber", "Lyft", "taxis only", "fhvhv"):
+        assert word in schema["description"]
 
 
 def test_sources_keep_one_canonical_order():
@@ -206,7 +219,7 @@ def test_direct_construction_is_validated_too():
         ReportRequest("Manhattan", date(2024, 1, 1), date(2024, 2, 1), name="../x")
     request = ReportRequest("Queens", date(2024, 1, 1), date(2024, 1, 2))
     assert request.name == "queens_2024-01-01_2024-01-02_yellow-green"
-    assert request.sources == SOURCE_NAMES
+    assert request.sources == DEFAULT_REPORT_SOURCES
 
 
 def test_param_schemas_cover_every_key_and_agree_with_python_validation():
@@ -540,3 +553,57 @@ def test_report_files_are_readable_by_others(tmp_path):
     outputs = write_report_files(request, empty_counts(), DataPaths(tmp_path))
     for path in (outputs.png, outputs.csv):
         assert stat.S_IMODE(path.stat().st_mode) & 0o044 == 0o044
+
+
+def test_ingested_sources_come_from_the_environment(monkeypatch):
+    from taxiflow.config import INGEST_SOURCES_ENV, ingest_sources
+
+    monkeypatch.delenv(INGEST_SOURCES_ENV, raising=False)
+    assert ingest_sources() == ("yellow", "green")
+    monkeypatch.setenv(INGEST_SOURCES_ENV, "fhvhv, yellow")
+    assert ingest_sources() == ("yellow", "fhvhv")
+    monkeypatch.setenv(INGEST_SOURCES_ENV, "all")
+    assert ingest_sources() == SOURCE_NAMES
+    monkeypatch.setenv(INGEST_SOURCES_ENV, "yellow,uber")
+    with pytest.raises(ValueError, match=r"TAXIFLOW_INGEST_SOURCES must be .* got 'yellow,uber'"):
+        ingest_sources()
+
+
+def test_a_report_on_a_source_this_deployment_does_not_ingest_is_refused(monkeypatch):
+    from taxiflow.config import INGEST_SOURCES_ENV
+    from taxiflow.reports.request import check_limits
+
+    request = ReportRequest.from_conf({**JANUARY, "sources": ["yellow", "fhvhv"]})
+    monkeypatch.delenv(INGEST_SOURCES_ENV, raising=False)
+    with pytest.raises(InvalidRequest, match="sources: fhvhv is not ingested by this deployment") as raised:
+        check_limits(request, today=date(2024, 3, 1))
+    assert raised.value.field == "sources"
+    monkeypatch.setenv(INGEST_SOURCES_ENV, "all")
+    assert check_limits(request, today=date(2024, 3, 1)) is request
+
+
+def test_the_chart_subtitle_says_which_families_it_counts():
+    from taxiflow.reports.render import report_subtitle
+
+    taxis = ReportRequest.from_conf(JANUARY)
+    assert report_subtitle(taxis, 1234) == (
+        "Yellow taxi + green taxi records (for-hire vehicles, Uber and Lyft included, not counted)  ·  "
+        "1,234 trips in total"
+    )
+    everything = ReportRequest.from_conf({**JANUARY, "sources": list(SOURCE_NAMES)})
+    assert report_subtitle(everything, 1).startswith(
+        "Yellow taxi + green taxi + for-hire vehicle + high-volume for-hire vehicle records (every TLC trip family)"
+    )
+
+
+def test_the_report_tab_says_which_families_the_report_counts():
+    from taxiflow.doors.report_views.pages import run_page
+    from taxiflow.doors.report_views.runs import ReportRun
+
+    request = ReportRequest.from_conf({**JANUARY, "sources": ["yellow", "fhvhv"]})
+    run = ReportRun(dag_id="borough_report", run_id="r1", state="running", run_after=None, start_date=None,
+                    end_date=None, conf=request.to_conf(), triggered_by="cli", triggering_user=None,
+                    request=request)
+    page = run_page(run, None, {})
+    assert "<dt>Sources</dt><dd>yellow, fhvhv: counts yellow taxi + high-volume for-hire vehicle (not counted: " \
+           "green taxi, for-hire vehicle)</dd>" in page

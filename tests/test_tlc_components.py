@@ -65,12 +65,50 @@ def leftovers(folder: Path) -> list[str]:
 def test_trip_file_layout_matches_tlc():
     assert trip_file_name("green", "2024-01") == "green_tripdata_2024-01.parquet"
     assert trip_endpoint("yellow", "2009-01") == "trip-data/yellow_tripdata_2009-01.parquet"
+    assert trip_endpoint("fhv", "2015-01") == "trip-data/fhv_tripdata_2015-01.parquet"
+    assert trip_endpoint("fhvhv", "2019-02") == "trip-data/fhvhv_tripdata_2019-02.parquet"
+
+
+@pytest.mark.parametrize(
+    ("source", "month", "first"), [("green", "2013-07", "2013-08"), ("fhvhv", "2019-01", "2019-02")]
+)
+def test_a_month_before_tlc_published_the_source_is_named(source, month, first):
+    with pytest.raises(ValueError, match=f"TLC publishes {source} trips from {first} on"):
+        trip_file_name(source, month)
+
+
+def test_an_fhvhv_month_downloads_under_tlcs_name_and_ingests(monkeypatch, data_root, tmp_path):
+    """A for-hire month through the same door: HEAD, download, _SUCCESS, then the ingest reads it."""
+    import pandas as pd
+
+    from taxiflow.data import ingest
+
+    head = pd.read_csv(SAMPLES / "eras" / "fhvhv_tripdata_2019-02.csv", dtype=str).iloc[:-1]  # last row is cut
+    parquet = tmp_path / "fhvhv_tripdata_2019-02.parquet"
+    pd.DataFrame({
+        "hvfhs_license_num": head["hvfhs_license_num"], "dispatching_base_num": head["dispatching_base_num"],
+        "pickup_datetime": pd.to_datetime(head["pickup_datetime"]),
+        "dropoff_datetime": pd.to_datetime(head["dropoff_datetime"]),
+        "PULocationID": head["PULocationID"].astype("int32"), "DOLocationID": head["DOLocationID"].astype("int32"),
+    }).to_parquet(parquet)
+    layout = {**tlc_layout(SAMPLES), "/trip-data/fhvhv_tripdata_2019-02.parquet": parquet}
+    with TlcServer(layout) as server:
+        monkeypatch.setenv("AIRFLOW_CONN_NYC_TLC", server.base_url)
+        sensor = TlcPublishedSensor(task_id="wait", source="fhvhv", month="2019-02", poke_interval=1)
+        assert sensor.poke({}) is True
+        landed = Path(TlcDownloadOperator(task_id="download", source="fhvhv", month="2019-02").execute({}))
+    assert landed == data_root.landing_dir("fhvhv", "2019-02") / "fhvhv_tripdata_2019-02.parquet"
+    assert sha256(landed) == sha256(parquet)
+    ingest.copy_to_raw("fhvhv", "2019-02")
+    summary = ingest.process_partition("fhvhv", "2019-02")
+    assert summary["rows_written"] == len(head)
+    assert summary["files"][0]["era"] == "fhvhv-2019-csv"
 
 
 @pytest.mark.parametrize(
     ("source", "month", "message"),
     [
-        ("purple", "2024-01", "source must be one of yellow, green, got 'purple'"),
+        ("purple", "2024-01", "source must be one of yellow, green, fhv, fhvhv, got 'purple'"),
         ("green", "2024-13", "YYYY-MM"),
     ],
 )

@@ -1,6 +1,7 @@
 """A real HTTP server on loopback that serves files under NYC TLC's URL layout, for tests.
 
-``/trip-data/<source>_tripdata_<YYYY-MM>.parquet`` and ``/misc/taxi_zone_lookup.csv`` map to real
+``/trip-data/<source>_tripdata_<YYYY-MM>.parquet`` (yellow, green, fhv, fhvhv) and
+``/misc/taxi_zone_lookup.csv`` map to real
 files on disk; anything else answers 404, as TLC's host does for unpublished months. HEAD and GET
 send ``Content-Length``; connections are kept alive (HTTP/1.1). Failures can be injected:
 
@@ -118,8 +119,9 @@ def _handler_for(server: TlcServer) -> type[BaseHTTPRequestHandler]:
 
 
 def tlc_layout(samples: Path) -> dict[str, Path]:
-    """URL path -> file for the TLC samples in ``tests/data/tlc`` (green 2023-12, 2024-01, zones)."""
+    """URL path -> file for the TLC samples in ``tests/data/tlc``: the zone table and every
+    ``<source>_tripdata_<YYYY-MM>.parquet`` (any source) in its sub-folders, under TLC's names."""
     files = {"/misc/taxi_zone_lookup.csv": samples / "taxi_zone_lookup.csv"}
-    for parquet in sorted((samples / "green").glob("green_tripdata_*.parquet")):
+    for parquet in sorted(samples.glob("*/*_tripdata_*.parquet")):
         files[f"/trip-data/{parquet.name}"] = parquet
     return files

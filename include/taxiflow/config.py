@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
@@ -64,56 +64,68 @@ REQUIRED_COLUMNS = ("pickup_at",)
 
 @dataclass(frozen=True)
 class Source:
-    """One TLC trip-record family and how its files' columns map onto ``TRIP_SCHEMA``.
+    """One TLC trip-record family.
 
-    ``columns`` maps each normalised column to the names it may carry in a file, in order of
-    preference; matching is case-insensitive. TLC renamed columns over the years and third parties
-    rename them again, so a column may have several names.
+    How its files' columns map onto ``TRIP_SCHEMA``, for every column-name era TLC has used, is
+    data in ``taxiflow.data.eras`` (one entry per source and era). ``first_month`` is the first
+    month TLC published for the family: no drop can exist before it.
     """
 
     name: str
     label: str
-    columns: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    first_month: str
+    description: str = ""
 
 
 SOURCES: dict[str, Source] = {
-    "yellow": Source(
-        name="yellow",
-        label="Yellow taxi",
-        columns={
-            "pickup_at": ("tpep_pickup_datetime", "pickup_datetime"),
-            "dropoff_at": ("tpep_dropoff_datetime", "dropoff_datetime"),
-            "pickup_zone_id": ("PULocationID", "pickup_location_id"),
-            "dropoff_zone_id": ("DOLocationID", "dropoff_location_id"),
-            "passenger_count": ("passenger_count",),
-            "trip_distance": ("trip_distance",),
-            "fare_amount": ("fare_amount",),
-            "tip_amount": ("tip_amount",),
-            "total_amount": ("total_amount",),
-            "vendor_id": ("VendorID", "vendor_id"),
-            "payment_type": ("payment_type",),
-        },
+    "yellow": Source("yellow", "Yellow taxi", "2009-01", "street-hail taxis (medallion cabs), since 2009"),
+    "green": Source("green", "Green taxi", "2013-08", "boro taxis serving the outer boroughs, since 2013-08"),
+    "fhv": Source(
+        "fhv", "For-hire vehicle", "2015-01",
+        "for-hire vehicles dispatched by bases (black cars, liveries, luxury limousines), since 2015",
     ),
-    "green": Source(
-        name="green",
-        label="Green taxi",
-        columns={
-            "pickup_at": ("lpep_pickup_datetime", "pickup_datetime"),
-            "dropoff_at": ("lpep_dropoff_datetime", "dropoff_datetime"),
-            "pickup_zone_id": ("PULocationID", "pickup_location_id"),
-            "dropoff_zone_id": ("DOLocationID", "dropoff_location_id"),
-            "passenger_count": ("passenger_count",),
-            "trip_distance": ("trip_distance",),
-            "fare_amount": ("fare_amount",),
-            "tip_amount": ("tip_amount",),
-            "total_amount": ("total_amount",),
-            "vendor_id": ("VendorID", "vendor_id"),
-            "payment_type": ("payment_type",),
-        },
+    "fhvhv": Source(
+        "fhvhv", "High-volume for-hire vehicle", "2019-02",
+        "high-volume for-hire services (Uber, Lyft, Via, Juno), since 2019-02",
     ),
 }
 
 SOURCE_NAMES: tuple[str, ...] = tuple(SOURCES)
+
+# What a report counts when its request names no sources: the taxi families, as before for-hire
+# vehicles became sources, so existing reports keep their names and numbers.
+DEFAULT_REPORT_SOURCES: tuple[str, ...] = ("yellow", "green")
+
+# Which sources this deployment ingests (and downloads): a comma-separated list, or "all". The
+# for-hire families are opt-in: an FHVHV month is ~20 million trips (~0.5 GB to download).
+INGEST_SOURCES_ENV = "TAXIFLOW_INGEST_SOURCES"
+
+
+def ingest_sources() -> tuple[str, ...]:
+    """The sources ``TAXIFLOW_INGEST_SOURCES`` names (default: yellow, green), in canonical order.
+
+    Read at DAG parse time (one ingest and one download branch per source) and by the report's
+    checks (a report may only count what is ingested). A ValueError names a bad value.
+    """
+    value = os.environ.get(INGEST_SOURCES_ENV, "").strip()
+    if not value:
+        return DEFAULT_REPORT_SOURCES
+    if value.lower() == "all":
+        return SOURCE_NAMES
+    names = {name.strip() for name in value.split(",") if name.strip()}
+    unknown = sorted(names - set(SOURCE_NAMES))
+    if unknown or not names:
+        raise ValueError(
+            f"{INGEST_SOURCES_ENV} must be 'all' or a comma-separated list of {', '.join(SOURCE_NAMES)}, "
+            f"got {value!r}"
+        )
+    return tuple(name for name in SOURCE_NAMES if name in names)
+
+
+def published_from(source: str) -> str:
+    """The first month TLC published for ``source`` (``YYYY-MM``): no drop can exist before it."""
+    return SOURCES[check_source(source)].first_month
+
 
 # Boroughs a report can be asked for (the zone table also has EWR and Unknown).
 BOROUGHS: tuple[str, ...] = ("Manhattan", "Brooklyn", "Queens", "Bronx", "Staten Island")

@@ -27,7 +27,7 @@ from urllib.parse import quote
 import pytest
 from PIL import Image
 
-from taxiflow.config import BOROUGHS, INGEST_DAG_ID, REPORT_DAG_ID, SOURCE_NAMES, SUCCESS_MARKER, DataPaths
+from taxiflow.config import BOROUGHS, DEFAULT_REPORT_SOURCES, INGEST_DAG_ID, REPORT_DAG_ID, SUCCESS_MARKER, DataPaths
 
 pytestmark = pytest.mark.e2e
 
@@ -64,7 +64,7 @@ def ingested_january(stack, timeout: float = 300) -> dict:
         from taxiflow.local.demo import generate_month
 
         paths = DataPaths(stack.data_dir)
-        for source in SOURCE_NAMES:
+        for source in DEFAULT_REPORT_SOURCES:
             if not (paths.landing_dir(source, INGESTED_MONTH) / SUCCESS_MARKER).exists():
                 generate_month(source, INGESTED_MONTH, trips=DEMO_TRIPS[source], paths=paths)
         stack.airflow("dags", "trigger", INGEST_DAG_ID, "-l", "2024-01-01T00:00:00+00:00")
@@ -114,7 +114,7 @@ def test_report_triggered_from_the_web_ui(browser, airflow_stack):
     assert {run["dag_run_id"] for run in body["dag_runs"]} - runs_before == {seen["run_id"]}
     status, run = stack.api("GET", f"/api/v2/dags/{REPORT_DAG_ID}/dagRuns/{quote(seen['run_id'], safe='')}")
     assert status == 200 and run["state"] == "success" and run["triggered_by"] == "ui"
-    assert run["conf"] == {**REQUEST, "sources": list(SOURCE_NAMES), "name": None}
+    assert run["conf"] == {**REQUEST, "sources": list(DEFAULT_REPORT_SOURCES), "name": None}
 
     # The outputs, under the default name <borough>_<start>_<end>.
     from taxiflow.reports.request import default_name

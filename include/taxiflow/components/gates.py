@@ -5,7 +5,8 @@ every month a report's date range touches, the ``trigger_create_metrics_<source>
 requested source succeeded in the ingest run for that month (that task waits for ``create_metrics``,
 so its success means the metrics are written). The months come from the report's params through
 ``execution_date_fn``: a manually triggered report has no logical date of its own to match on.
-Only the requested sources gate it: a source nobody asked for may never arrive.
+Only the requested sources gate it: a source nobody asked for may never arrive. A source's branch
+that was skipped (a month before TLC published that source) counts as done, with no trips.
 
 ``ExternalTaskSensor`` counts the tasks in the success and failed states; when the count says "not
 yet", the gate looks at each month to say why, at every poke:
@@ -32,13 +33,14 @@ from airflow.sdk.exceptions import AirflowFailException
 
 from taxiflow.config import (
     INGEST_DAG_ID,
-    SOURCE_NAMES,
     env_seconds,
+    ingest_sources,
     parse_month,
     trigger_metrics_task_id,
 )
 
 FAILED_STATES = frozenset({"failed", "upstream_failed"})
+DONE_STATES = ("success", "skipped")  # skipped: nothing published for that source and month
 UNCOVERED_TIMEOUT_ENV = "TAXIFLOW_REPORT_UNCOVERED_TIMEOUT"
 DEFAULT_UNCOVERED_TIMEOUT = 30 * 60
 
@@ -96,9 +98,9 @@ class IngestGateSensor(ExternalTaskSensor):
         super().__init__(
             external_dag_id=INGEST_DAG_ID,
             # every source at parse time; each poke narrows them to the requested ones
-            external_task_ids=[trigger_metrics_task_id(source) for source in SOURCE_NAMES],
+            external_task_ids=[trigger_metrics_task_id(source) for source in ingest_sources()],
             execution_date_fn=ingest_logical_dates,
-            allowed_states=["success"],
+            allowed_states=list(DONE_STATES),
             failed_states=sorted(FAILED_STATES),
             deferrable=False,  # reschedule: a wait costs one short task start per poke, no triggerer
             **kwargs,
@@ -149,7 +151,7 @@ class IngestGateSensor(ExternalTaskSensor):
                 state = states.get(trigger_metrics_task_id(source))
                 if state in FAILED_STATES:
                     failed.append(f"{source} {month} (task {trigger_metrics_task_id(source)}: {state})")
-                elif state != "success":
+                elif state not in DONE_STATES:
                     waiting.append(f"{source} {month} ({state or 'not started'})")
         if failed:
             raise AirflowFailException(

@@ -8,6 +8,11 @@ the raw files it was built from). A refused drop (``DropRefused``) leaves the pr
 partition exactly as they were, and its message says so. With nothing staged, ``process_partition``
 rebuilds the partition from the current raw copy.
 
+Each file's header is matched to one of its source's column eras (``taxiflow.data.eras``: every
+header TLC has used since 2009, as data); trips of a longitude/latitude era (yellow and green
+before 2016-07) are placed in their taxi zones by point in polygon (``taxiflow.data.geo``). A file
+whose header matches no era is refused, naming what it lacks; so is a drop mixing files of two eras.
+
 A file is refused whole when a column a row needs is missing, or when more than
 ``MAX_OUTSIDE_MONTH_SHARE`` (1 %) of its rows have pickups outside the folder's month: it was
 dropped under the wrong month (the message says how many rows and which months they belong to).
@@ -36,8 +41,6 @@ from typing import TYPE_CHECKING, Any
 
 from taxiflow.config import (
     DATA_FILE_SUFFIXES,
-    REQUIRED_COLUMNS,
-    SOURCES,
     TRIP_SCHEMA,
     DataPaths,
     check_month,
@@ -45,7 +48,7 @@ from taxiflow.config import (
     data_paths,
     parse_month,
 )
-from taxiflow.data import warehouse
+from taxiflow.data import eras, warehouse
 from taxiflow.data.files import write_text_atomically
 from taxiflow.data.landing import UnsafeDropError
 from taxiflow.data.raw import copy_to_raw, data_files_in, promote_staged, raw_files, staged_dir
@@ -54,9 +57,6 @@ if TYPE_CHECKING:
     import duckdb
 
 log = logging.getLogger(__name__)
-
-# Without these a row cannot be placed in time or space, so a file lacking one is refused whole.
-FILE_REQUIRED_COLUMNS = (*REQUIRED_COLUMNS, "pickup_zone_id")
 
 REJECT_PICKUP_MISSING = "pickup_at_missing"
 REJECT_PICKUP_UNPARSEABLE = "pickup_at_unparseable"
@@ -80,53 +80,78 @@ class DropRefused(ValueError):
 
 @dataclass(frozen=True)
 class RawFile:
-    """One raw file, how DuckDB reads it, and which of its columns feeds each trip column."""
+    """One raw file, its era, how DuckDB reads it, and which of its columns feeds each trip column.
+
+    ``read_path`` is what DuckDB reads: the file itself, or for a file of a lon/lat era, once
+    ``_file_stats`` has placed its points in zones, a local Parquet copy of its trips with zone
+    ids (``pickup_present`` then names the column that says whether the row had a pickup value).
+    """
 
     path: Path
     reader: str  # a table function with one ``?`` for the path
     columns: dict[str, tuple[str, str] | None]  # trip column -> (file column, its DuckDB type)
+    era: eras.Era | None = None
+    read_path: Path | None = None
+    present_column: str | None = None
+    zone_counts: dict[str, int] | None = None  # rows placed by coordinates, and those in no zone
+
+    @property
+    def source_path(self) -> Path:
+        return self.read_path or self.path
+
+    @property
+    def needs_zones(self) -> bool:
+        return self.columns.get(eras.PICKUP_LON) is not None and self.columns.get("pickup_zone_id") is None
 
     def expression(self, column: str) -> str:
         """SQL for one trip column, cast to ``TRIP_SCHEMA``; NULL when the file lacks the column."""
-        target = TRIP_SCHEMA[column]
-        found = self.columns[column]
+        target = COLUMN_TYPES[column]
+        found = self.columns.get(column)
         if found is None:
             return f"CAST(NULL AS {target})"
         name, file_type = found
         quoted = _quote(name)
         if file_type == target:
             return quoted
-        if target == "TIMESTAMP" and file_type == "VARCHAR":
-            # ISO first; then the "01/15/2019 03:36:12 PM" of TLC's own CSV exports (NYC Open Data).
-            text = f"nullif(trim({quoted}), '')"
+        if file_type != "VARCHAR":
+            return f"TRY_CAST({quoted} AS {target})"
+        # Surrounding spaces and quotes are not part of a value (", "-separated and quoted CSVs).
+        text = f"nullif(trim({quoted}, ' \"'), '')"
+        if target == "TIMESTAMP":
+            # TLC's "2019-01-15 15:36:12" first; then the "01/15/2019 03:36:12 PM" of TLC's own CSV
+            # exports (NYC Open Data); then other ISO forms (fractions, a "T"), only when as long as a
+            # whole timestamp: a value cut short ("2019-02-01 00:") is unparseable, not midnight.
             return (
-                f"coalesce(TRY_CAST({text} AS TIMESTAMP), "
-                f"try_strptime({text}, '%m/%d/%Y %I:%M:%S %p'))"
+                f"coalesce(try_strptime({text}, '%Y-%m-%d %H:%M:%S'), "
+                f"try_strptime({text}, '%m/%d/%Y %I:%M:%S %p'), "
+                f"CASE WHEN length({text}) >= 19 THEN TRY_CAST({text} AS TIMESTAMP) END)"
             )
-        if file_type == "VARCHAR":
-            return f"TRY_CAST(nullif(trim({quoted}), '') AS {target})"
-        return f"TRY_CAST({quoted} AS {target})"
+        codes = self.era.codes.get(column) if self.era else None
+        if codes:  # CSH/CRD, VTS/CMT, HV0003: TLC's numeric codes (see taxiflow.data.eras)
+            cases = " ".join(f"WHEN {_sql_text(code)} THEN {int(number)}" for code, number in codes.items())
+            return f"coalesce(TRY_CAST({text} AS {target}), CASE upper({text}) {cases} END)"
+        return f"TRY_CAST({text} AS {target})"
 
     def pickup_present(self) -> str:
         """SQL that is true when the file has *some* pickup value on the row, parseable or not."""
+        if self.present_column:
+            return f"({_quote(self.present_column)})"
         name, file_type = self.columns["pickup_at"]  # type: ignore[misc]
         if file_type == "VARCHAR":
-            return f"(nullif(trim({_quote(name)}), '') IS NOT NULL)"
+            return f"(nullif(trim({_quote(name)}, ' \"'), '') IS NOT NULL)"
         return f"({_quote(name)} IS NOT NULL)"
 
 
-_COLUMN_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_ ]{0,63}")
+# Trip columns and the coordinate pseudo-columns of lon/lat eras (read, placed in zones, not stored).
+COLUMN_TYPES: dict[str, str] = {**TRIP_SCHEMA, **dict.fromkeys(eras.COORDINATE_COLUMNS, "DOUBLE")}
+PICKUP_PRESENT = "pickup_present"
 
 
-def _describe_columns(names: list[str]) -> str:
-    """The header for an error message, only if it looks like column names, never raw text.
-
-    A file that is not what its name says (a key, a log, a password file linked in) has a "header"
-    that is really its first line: that must not reach a task log, which every viewer can read.
-    """
-    if names and all(_COLUMN_NAME_RE.fullmatch(name) for name in names) and len(names) <= 64:
-        return f"columns: {', '.join(names)}"
-    return f"{len(names)} column(s) whose names do not look like a TLC header (not shown)"
+def _sql_text(value: str) -> str:
+    """A SQL string literal of one of our own code names (``taxiflow.data.eras``), never input."""
+    if not re.fullmatch(r"[A-Z0-9 ]{1,16}", value):
+        raise ValueError(f"code {value!r} is not a plain code name")
+    return f"'{value}'"
 
 
 def _quote(identifier: str) -> str:
@@ -139,36 +164,92 @@ def _reader_for(path: Path) -> str:
     if name.endswith(".parquet"):
         return "read_parquet(?, hive_partitioning = false)"
     # Text for every column so one bad value is a NULL on one row, not a failed file; mixed
-    # CRLF/LF line endings (TLC's 2019 yellow CSVs) need strict_mode off. No hive columns: a
-    # "key=value" folder somewhere above the data root must not turn into a column.
+    # CRLF/LF line endings (TLC's 2019 yellow CSVs) need strict_mode off; null_padding reads a row
+    # cut short (or a blank line after the header) as one row, not as a shifted one. TLC's files are
+    # always comma-separated (given, so the sniffer cannot guess otherwise on a quoted header).
+    # No hive columns: a "key=value" folder somewhere above the data root must not turn into a column.
     return (
-        "read_csv(?, header = true, all_varchar = true, strict_mode = false, "
-        "hive_partitioning = false)"
+        "read_csv(?, header = true, all_varchar = true, strict_mode = false, null_padding = true, "
+        "delim = ',', hive_partitioning = false)"
     )
 
 
 def inspect_raw_file(con: duckdb.DuckDBPyConnection, source: str, path: Path) -> RawFile:
-    """Map a file's columns onto the trip schema; a ValueError if a column a row needs is missing."""
+    """Find a file's era and map its columns onto the trip schema.
+
+    A ``ValueError`` naming the file, what it lacks and the eras tried when its header matches no
+    era of ``source`` (a pickup time, and a pickup zone id or longitude/latitude, are required).
+    """
     reader = _reader_for(path)
     described = con.execute(
         f"SELECT column_name, column_type FROM (DESCRIBE SELECT * FROM {reader})", [str(path)]
     ).fetchall()
-    by_lower_name: dict[str, tuple[str, str]] = {}
-    for name, column_type in described:
-        by_lower_name.setdefault(name.lower(), (name, column_type))
-    columns: dict[str, tuple[str, str] | None] = {}
-    for column, candidates in SOURCES[source].columns.items():
-        columns[column] = next(
-            (by_lower_name[c.lower()] for c in candidates if c.lower() in by_lower_name), None
+    types = {name: column_type for name, column_type in described}
+    era, mapping = eras.match_era(source, path.name, [name for name, _ in described])
+    columns: dict[str, tuple[str, str] | None] = {
+        column: (mapping[column], types[mapping[column]]) if column in mapping else None
+        for column in COLUMN_TYPES
+    }
+    return RawFile(path=path, reader=reader, columns=columns, era=era)
+
+
+def _check_one_era(raws: list[RawFile]) -> None:
+    """Refuse a drop whose files belong to different eras: one of them is not what it claims."""
+    by_era: dict[str, list[str]] = {}
+    for raw in raws:
+        if raw.era is not None:
+            by_era.setdefault(raw.era.name, []).append(raw.path.name)
+    if len(by_era) > 1:
+        listed = "; ".join(f"{', '.join(names)}: era {era}" for era, names in by_era.items())
+        raise ValueError(
+            f"the drop mixes files of {len(by_era)} column eras ({listed}); a month's files come from "
+            "one TLC publication: drop only the files of one era"
         )
-    for column in FILE_REQUIRED_COLUMNS:
-        if columns.get(column) is None:
-            looked_for = ", ".join(SOURCES[source].columns.get(column, ()))
-            raise ValueError(
-                f"{path.name}: no column for {column!r} (looked for, case-insensitively: "
-                f"{looked_for}); the file has {_describe_columns([name for name, _ in described])}"
-            )
-    return RawFile(path=path, reader=reader, columns=columns)
+
+
+def _place_in_zones(con: duckdb.DuckDBPyConnection, raw: RawFile) -> RawFile:
+    """A lon/lat-era file's trips with pickup and dropoff zone ids, as a local Parquet copy.
+
+    The copy lives in a temporary folder that is removed when the returned ``RawFile`` is
+    garbage-collected (at the latest when the process exits).
+    """
+    import shutil
+    import tempfile
+    import weakref
+
+    from taxiflow.data import geo
+
+    expressions = [f"{raw.expression(column)} AS {_quote(column)}" for column in TRIP_SCHEMA]
+    expressions.append(f"{raw.pickup_present()} AS {PICKUP_PRESENT}")
+    expressions += [f"{raw.expression(column)} AS {_quote(column)}" for column in eras.COORDINATE_COLUMNS]
+    folder = Path(tempfile.mkdtemp(prefix="taxiflow-zones-"))
+    try:
+        target = folder / "trips.parquet"
+        counts = geo.write_zoned_parquet(
+            con, f"SELECT {', '.join(expressions)} FROM {raw.reader}", [str(raw.path)], target,
+            coordinates={
+                "pickup_zone_id": (eras.PICKUP_LON, eras.PICKUP_LAT),
+                "dropoff_zone_id": (eras.DROPOFF_LON, eras.DROPOFF_LAT),
+            },
+        )
+    except BaseException:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
+    columns: dict[str, tuple[str, str] | None] = {column: (column, COLUMN_TYPES[column]) for column in TRIP_SCHEMA}
+    zoned = RawFile(
+        path=raw.path,
+        reader="read_parquet(?, hive_partitioning = false)",
+        columns=columns,
+        era=raw.era,
+        read_path=target,
+        present_column=PICKUP_PRESENT,
+        zone_counts={
+            "rows_placed_by_coordinates": counts["rows"],
+            "rows_in_no_zone": counts["pickup_zone_id_outside"],
+        },
+    )
+    weakref.finalize(zoned, shutil.rmtree, folder, True)
+    return zoned
 
 
 # --- processing ------------------------------------------------------------------------------------
@@ -237,7 +318,7 @@ def process_partition(source: str, month: str, paths: DataPaths | None = None) -
         "month": month,
         "files": [
             {"name": s["name"], "rows_read": s["rows_read"], "rows_rejected": s["rows_rejected"],
-             "rows_outside_month": s["rows_outside_month"]}
+             "rows_outside_month": s["rows_outside_month"], **_file_details(s)}
             for s in stats
         ],
         "raw_files": [{"name": f.name, "bytes": f.stat().st_size} for f in files],
@@ -321,7 +402,7 @@ def _trips_query(
     union = " UNION ALL ".join(selects)
     return (
         f"SELECT * FROM ({union}) WHERE pickup_at >= ? AND pickup_at < ?",
-        [*(str(r.path) for r in raws), month_start, month_end],
+        [*(str(r.source_path) for r in raws), month_start, month_end],
     )
 
 
@@ -330,8 +411,14 @@ def _file_stats(
 ) -> list[dict[str, Any]]:
     """Per file: rows read, rejected by reason, outside the month, unknown zone, pickup range.
 
-    Reads only the pickup time and zone columns, so it costs a fraction of the write.
+    Reads only the pickup time and zone columns, so it costs a fraction of the write. First
+    refuses a drop mixing column eras, and places the trips of lon/lat-era files in their zones:
+    their entries in ``raws`` are replaced by the zoned copies, which ``_trips_query`` then reads.
     """
+    _check_one_era(raws)
+    for index, raw in enumerate(raws):
+        if raw.needs_zones:
+            raws[index] = _place_in_zones(con, raw)
     selects, params = [], []
     for index, raw in enumerate(raws):
         selects.append(
@@ -339,7 +426,7 @@ def _file_stats(
             f"{raw.expression('pickup_at')} AS pickup_at, "
             f"{raw.expression('pickup_zone_id')} AS pickup_zone_id FROM {raw.reader}"
         )
-        params += [index, str(raw.path)]
+        params += [index, str(raw.source_path)]
     union = " UNION ALL ".join(selects)
     rows = con.execute(
         f"""
@@ -387,9 +474,18 @@ def _file_stats(
                 "rows_unknown_zone": unknown,
                 "pickup_min": first,
                 "pickup_max": last,
+                "era": raw.era.name if raw.era else None,
+                **(raw.zone_counts or {}),
             }
         )
     return stats
+
+
+def _file_details(stats: dict[str, Any]) -> dict[str, Any]:
+    """What a summary says of a file beyond its counts: its column era, and for a lon/lat era how
+    many rows were placed in zones by their coordinates and how many of those fell in no zone."""
+    keys = ("era", "rows_placed_by_coordinates", "rows_in_no_zone")
+    return {key: stats[key] for key in keys if stats.get(key) is not None}
 
 
 def _month_bounds(first_day: date) -> tuple[datetime, datetime]:

@@ -1,7 +1,10 @@
 """Where NYC TLC publishes its files, and the local file names a download goes through.
 
-TLC serves every trip-record month as ``<base>/trip-data/<source>_tripdata_<YYYY-MM>.parquet`` and
-the zone table as ``<base>/misc/taxi_zone_lookup.csv``. Pure helpers: no Airflow, no network.
+TLC serves every trip-record month of every family as
+``<base>/trip-data/<source>_tripdata_<YYYY-MM>.parquet`` (``yellow`` from 2009-01, ``green`` from
+2013-08, ``fhv`` from 2015-01, ``fhvhv`` from 2019-02; TLC converted its former CSV files to Parquet
+and kept each era's column names) and the zone table as ``<base>/misc/taxi_zone_lookup.csv``.
+Pure helpers: no Airflow, no network.
 """
 
 from __future__ import annotations
@@ -9,7 +12,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from taxiflow.config import SOURCE_NAMES, parse_month
+from taxiflow.config import SOURCE_NAMES, SOURCES, parse_month
 
 # Airflow connection whose host is the TLC base URL (e.g. AIRFLOW_CONN_NYC_TLC=http://127.0.0.1:8000).
 TLC_CONN_ID = "nyc_tlc"
@@ -31,9 +34,17 @@ def check_source(source: str) -> str:
 
 
 def trip_file_name(source: str, month: str) -> str:
-    """``("green", "2024-01")`` -> ``"green_tripdata_2024-01.parquet"`` (both values validated)."""
+    """``("green", "2024-01")`` -> ``"green_tripdata_2024-01.parquet"`` (both values validated).
+
+    A month before TLC published the source is a ValueError saying from when it exists.
+    """
     check_source(source)
     parse_month(month)
+    if month < SOURCES[source].first_month:  # "YYYY-MM" strings order as months
+        raise ValueError(
+            f"TLC publishes {source} trips from {SOURCES[source].first_month} on: there is no {source} "
+            f"file for {month}"
+        )
     return f"{source}_tripdata_{month}.parquet"
 
 

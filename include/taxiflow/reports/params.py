@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from taxiflow.config import BOROUGHS, FIRST_MONTH, MONTH_PATTERN, SOURCE_NAMES
+from taxiflow.config import BOROUGHS, DEFAULT_REPORT_SOURCES, FIRST_MONTH, MONTH_PATTERN, SOURCE_NAMES, SOURCES
 
 # Output stems: no dots or slashes (cannot leave outputs/), and not the weekly summaries' prefix.
 RESERVED_NAME_PREFIX = "trips_by_week_"
@@ -43,6 +43,27 @@ JSON_SCHEMA_DIALECT = "http://json-schema.org/draft-07/schema#"
 
 def _with_dialect(schemas: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
     return {name: {"$schema": JSON_SCHEMA_DIALECT, **schema} for name, schema in schemas.items()}
+
+
+def families_counted(sources: tuple[str, ...] | list[str]) -> str:
+    """Which trip families a report counts, in words: ``yellow taxi + green taxi (for-hire vehicles not counted)``."""
+    labels = " + ".join(SOURCES[source].label.lower() for source in sources)
+    missing = [name for name in SOURCE_NAMES if name not in sources]
+    if not missing:
+        return f"{labels} (every TLC trip family)"
+    if set(missing) >= {"fhv", "fhvhv"}:
+        return f"{labels} (for-hire vehicles, Uber and Lyft included, not counted)"
+    return f"{labels} (not counted: {', '.join(SOURCES[name].label.lower() for name in missing)})"
+
+
+def sources_help() -> str:
+    """The form's help for ``sources``: which trip families exist and what the default counts."""
+    families = "; ".join(f"{name}: {source.description}" for name, source in SOURCES.items())
+    return (
+        f"Trip families to count, any of {', '.join(SOURCE_NAMES)} ({families}). Default: "
+        f"{', '.join(DEFAULT_REPORT_SOURCES)} (taxis only); add fhv and fhvhv to count for-hire "
+        "vehicles, Uber and Lyft included."
+    )
 
 
 def report_param_schemas() -> dict[str, dict[str, Any]]:
@@ -75,13 +96,13 @@ def report_param_schemas() -> dict[str, dict[str, Any]]:
             ),
         },
         "sources": {
-            "default": list(SOURCE_NAMES),
+            "default": list(DEFAULT_REPORT_SOURCES),
             "type": "array",
             "items": {"type": "string", "enum": list(SOURCE_NAMES)},
             "uniqueItems": True,
             "minItems": 1,
-            "title": "Sources",
-            "description": f"Trip sources to count, any of: {', '.join(SOURCE_NAMES)}.",
+            "title": "Sources (trip families counted)",
+            "description": sources_help(),
             "examples": list(SOURCE_NAMES),
         },
         "name": {

@@ -13,8 +13,9 @@ from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from taxiflow.config import DAY_NAMES, SOURCES, DataPaths, data_paths
+from taxiflow.config import DAY_NAMES, DataPaths, data_paths
 from taxiflow.reports.outputs import MANIFEST_FILE, publish_report
+from taxiflow.reports.params import families_counted
 from taxiflow.reports.query import CSV_COLUMNS, HOURS, report_counts
 from taxiflow.reports.request import ReportRequest
 
@@ -58,9 +59,10 @@ def report_title(request: ReportRequest) -> str:
 
 
 def report_subtitle(request: ReportRequest, total_trips: int) -> str:
-    labels = " + ".join(SOURCES[source].label.lower() for source in request.sources)
+    """``Yellow taxi + green taxi records (for-hire vehicles ... not counted)  ·  1,234 trips in total``."""
+    counted = families_counted(request.sources).replace(" (", " records (", 1)
     noun = "trip" if total_trips == 1 else "trips"
-    return f"{labels[0].upper()}{labels[1:]} records  ·  {total_trips:,} {noun} in total"
+    return f"{counted[0].upper()}{counted[1:]}  ·  {total_trips:,} {noun} in total"
 
 
 def _count_labels(ticks: Sequence[float]) -> list[str]:

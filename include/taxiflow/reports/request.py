@@ -15,9 +15,12 @@ from typing import Any
 
 from taxiflow.config import (
     BOROUGHS,
+    DEFAULT_REPORT_SOURCES,
     FIRST_MONTH,
+    INGEST_SOURCES_ENV,
     SOURCE_NAMES,
     SOURCES,
+    ingest_sources,
     months_covering,
 )
 from taxiflow.reports.params import MAX_RANGE_DAYS, RESERVED_NAME_PREFIX
@@ -38,7 +41,8 @@ DATE_ALLOWED = (
 )
 RANGE_ALLOWED = f"a range of at most {MAX_RANGE_DAYS} days (end_date - start_date)"
 SOURCES_ALLOWED = (
-    f"a list of distinct values from {', '.join(SOURCE_NAMES)}; empty or null means all"
+    f"a list of distinct values from {', '.join(SOURCE_NAMES)}; empty or null means "
+    f"{', '.join(DEFAULT_REPORT_SOURCES)} (the taxis)"
 )
 
 
@@ -77,7 +81,7 @@ def _slug(text: str) -> str:
 
 
 def default_name(
-    borough: str, start_date: date, end_date: date, sources: Sequence[str] = SOURCE_NAMES
+    borough: str, start_date: date, end_date: date, sources: Sequence[str] = DEFAULT_REPORT_SOURCES
 ) -> str:
     """``staten-island_2024-01-01_2024-02-01_yellow-green``: the output stem when a request names none.
 
@@ -94,7 +98,8 @@ def first_day_after_current_month(today: date | None = None) -> date:
 
 
 def check_limits(request: ReportRequest, today: date | None = None) -> ReportRequest:
-    """Refuse a range reaching past the current month or longer than ``MAX_RANGE_DAYS``.
+    """Refuse a range reaching past the current month or longer than ``MAX_RANGE_DAYS``, and sources
+    this deployment does not ingest (``TAXIFLOW_INGEST_SOURCES``).
 
     Not part of ``ReportRequest`` itself: "the current month" moves, and a request accepted last
     month must stay readable (by the gate, the renderer) after it. Every door calls this once.
@@ -111,6 +116,15 @@ def check_limits(request: ReportRequest, today: date | None = None) -> ReportReq
             "end_date", request.end_date.isoformat(), DATE_ALLOWED,
             problem=f"{request.end_date.isoformat()!r} is after the current month (the latest "
                     f"allowed end_date is {limit.isoformat()}, excluded)",
+        )
+    not_ingested = [source for source in request.sources if source not in ingest_sources()]
+    if not_ingested:
+        raise InvalidRequest(
+            "sources", list(request.sources), list(ingest_sources()),
+            problem=f"{', '.join(not_ingested)} {'is' if len(not_ingested) == 1 else 'are'} not ingested by "
+                    f"this deployment ({INGEST_SOURCES_ENV} lists {', '.join(ingest_sources())}): the report "
+                    "would wait for data that never comes",
+            allowed_label="sources ingested here",
         )
     days = (request.end_date - request.start_date).days
     if days > MAX_RANGE_DAYS:
@@ -159,11 +173,11 @@ def _parse_date(field: str, value: Any) -> date:
 
 def _parse_sources(value: Any) -> tuple[str, ...]:
     if value is None:
-        return SOURCE_NAMES
+        return DEFAULT_REPORT_SOURCES
     if isinstance(value, (str, bytes)) or not isinstance(value, Sequence):
         raise InvalidRequest("sources", value, SOURCES_ALLOWED, problem=f"{value!r} is not a list")
     if len(value) == 0:
-        return SOURCE_NAMES
+        return DEFAULT_REPORT_SOURCES
     seen: set[str] = set()
     for item in value:
         if not isinstance(item, str) or item not in SOURCES:
@@ -198,7 +212,7 @@ class ReportRequest:
     borough: str
     start_date: date
     end_date: date
-    sources: tuple[str, ...] = SOURCE_NAMES
+    sources: tuple[str, ...] = DEFAULT_REPORT_SOURCES
     name: str | None = None
 
     def __post_init__(self) -> None:

@@ -12,6 +12,7 @@ from urllib.parse import quote, urlencode
 from taxiflow.config import BOROUGHS, DAY_NAMES
 from taxiflow.doors.report_views.runs import ReportRun
 from taxiflow.reports.outputs import ReportNumbers
+from taxiflow.reports.params import families_counted
 
 STYLE = """
 body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:16px;color:#1a1a1a;background:#fff}
@@ -50,7 +51,8 @@ def _request_list(run: ReportRun) -> str:
     if request is not None:
         rows = [("Borough", request.borough),
                 ("Dates", f"{request.start_date} to {request.last_day} (end date {request.end_date} excluded)"),
-                ("Sources", ", ".join(request.sources)), ("Output name", request.name or "")]
+                ("Sources", f"{', '.join(request.sources)}: counts {families_counted(request.sources)}"),
+                ("Output name", request.name or "")]
     else:
         rows = [(key, str(value)) for key, value in run.conf.items()]
     rows += [("Asked by", run.trigger_source), ("Run", run.run_id), ("Asked at", _when(run.run_after)),
