@@ -27,7 +27,8 @@ from pathlib import Path
 BENCHMARKS_DIR = Path(__file__).resolve().parent
 WORK_DIR = BENCHMARKS_DIR / ".work"
 RESULTS_DIR = BENCHMARKS_DIR / "results"
-BENCHMARKS = ("bench_ingest", "bench_report", "bench_burst", "bench_blocking", "bench_parse", "bench_live")
+BENCHMARKS = ("bench_ingest", "bench_report", "bench_burst", "bench_blocking", "bench_parse", "bench_live",
+              "bench_warm")
 COLUMNS = ("benchmark", "metric", "value", "unit", "target", "ok")
 
 
