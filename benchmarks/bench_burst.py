@@ -1,7 +1,7 @@
 """Benchmark: the burst on a live local deployment, per metadata database (SQLite, embedded PostgreSQL).
 
 Setup (not timed): a deployment like ``make run``'s on free loopback ports in a scratch folder, one
-small month ingested (``taxiflow.local.drills``), then one report alone.
+small month ingested (``tests/drills/tooling.py``), then one report alone.
 
 Timed: three reports one at a time (seconds each, from trigger to success), then the burst: 40
 ``/api/v2`` + 20 ``/api/v1`` triggers from 12 threads and 10 request files at once, with a client that
@@ -26,7 +26,8 @@ from pathlib import Path
 from typing import Any
 
 from taxiflow.config import DataPaths
-from taxiflow.local.drills import (
+from taxiflow.reports.outputs import read_manifest
+from tests.drills.tooling import (  # the project root is on sys.path (benchmarks/run.py)
     RssSampler,
     bring_up,
     burst,
@@ -35,7 +36,6 @@ from taxiflow.local.drills import (
     run_states,
     wait_for_charts,
 )
-from taxiflow.reports.outputs import read_manifest
 
 PROJECT_DIR = Path(__file__).resolve().parents[1]
 BENCHMARK = "burst"

@@ -1,7 +1,7 @@
 """Benchmark: what the warm scheduler (``taxiflow.local.warm_start``) saves a report on a live deployment.
 
 Setup (not timed): ``make run``'s default on free loopback ports in a scratch folder (embedded
-PostgreSQL, LocalExecutor, supervisord), one small month ingested (``taxiflow.local.drills``), one
+PostgreSQL, LocalExecutor, supervisord), one small month ingested (``tests/drills/tooling.py``), one
 report as a warm-up. Timed: N reports one at a time (``/api/v2`` trigger until the run is a success),
 once with the scheduler started warm (its LocalExecutor workers fork with pandas, DuckDB, PyArrow and
 matplotlib imported) and once as the plain ``airflow scheduler`` (``TAXIFLOW_WARM_START=0``).
@@ -16,7 +16,7 @@ import statistics
 from pathlib import Path
 from typing import Any
 
-from taxiflow.local.drills import DRILL_ENV, bring_up, drill_stack, report_alone
+from tests.drills.tooling import DRILL_ENV, bring_up, drill_stack, report_alone  # root on sys.path: run.py
 
 PROJECT_DIR = Path(__file__).resolve().parents[1]
 BENCHMARK = "warm"

@@ -110,6 +110,7 @@ def main(argv: list[str] | None = None) -> int:
     shutil.rmtree(WORK_DIR, ignore_errors=True)
     WORK_DIR.mkdir(parents=True)
     sys.path.insert(0, str(BENCHMARKS_DIR))  # the bench_* modules sit beside this script
+    sys.path.insert(1, str(BENCHMARKS_DIR.parent))  # and tests.drills.tooling, the drills' client and deployment
 
     started_at = datetime.now(UTC)
     rows: list[dict] = []

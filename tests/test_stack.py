@@ -274,5 +274,5 @@ def test_supervisord_restarts_a_killed_program_ends_what_it_left_and_stop_leaves
         assert not pid_alive(orphans[0]), "the dead program's child was left running"
         assert "started" in (tmp_path / "logs" / "first.log").read_text()  # one log per program
     finally:
-        sup.shutdown()
+        sup.shutdown(first=["first", "second"])
     assert not session_processes(sid), "processes of the deployment left after stop"

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from taxiflow.local.drills import bring_up, drill_stack
 from taxiflow.local.supervisor import session_processes
+from tests.drills.tooling import bring_up, drill_stack
 
 PROJECT_DIR = Path(__file__).resolve().parents[2]
 

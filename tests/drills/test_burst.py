@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from taxiflow.local.drills import burst, chart_numbers, report_alone, run_states, wait_for_charts
+from tests.drills.tooling import burst, chart_numbers, report_alone, run_states, wait_for_charts
 
 pytestmark = [pytest.mark.e2e, pytest.mark.drills]
 

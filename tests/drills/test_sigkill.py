@@ -20,10 +20,10 @@ import pytest
 
 from taxiflow.config import REPORT_DAG_ID, DataPaths
 from taxiflow.local import cli
-from taxiflow.local.drills import chart_numbers, report_alone, report_conf, run_states
 from taxiflow.local.stack import DATABASE_COMPONENT
 from taxiflow.local.supervisor import pid_alive
 from taxiflow.reports.outputs import read_manifest
+from tests.drills.tooling import chart_numbers, report_alone, report_conf, run_states
 
 pytestmark = [pytest.mark.e2e, pytest.mark.drills]
 

@@ -15,6 +15,7 @@ command lines and when the deployment is healthy.
 from __future__ import annotations
 
 import compileall
+import contextlib
 import json
 import os
 import secrets
@@ -25,6 +26,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+import xmlrpc.client
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -361,7 +363,8 @@ class AirflowStack(AirflowApiMixin):
         sup.update()
         for name, info in sup.processes().items():
             if name in wanted and info["statename"] not in RUNNING_STATES:
-                sup.rpc().startProcess(name, False)
+                with contextlib.suppress(xmlrpc.client.Fault):  # supervisord started it meanwhile
+                    sup.rpc().startProcess(name, False)
 
     def _end_leftovers(self) -> None:
         """What a supervisord that was killed left running: every process of its session (unless
@@ -444,10 +447,10 @@ class AirflowStack(AirflowApiMixin):
         pids = session_processes(sid) if sid else []
         return sorted(set(pids) | set(self.embedded_db.server_processes() if self.embedded_db else []))
 
-    def stop(self, timeout: float = 60) -> None:
+    def stop(self, timeout: float = 120) -> None:
         """Stop every program (each as a process group; Airflow before the database) and supervisord,
         then end what is left of its session and of the database's processes."""
-        sid = self.supervisord.shutdown(timeout)
+        sid = self.supervisord.shutdown([c for c in self.all_components() if c != DATABASE_COMPONENT], timeout)
         if sid:
             end_session(sid)
         self._end_leftovers()

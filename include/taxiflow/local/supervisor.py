@@ -122,14 +122,22 @@ class Supervisord:
             return {}
         return {info["name"]: info for info in self.rpc().getAllProcessInfo() if info["group"] != LISTENER}
 
-    def shutdown(self, timeout: float = 60) -> int | None:
-        """Stop every program (each as a group) and supervisord; returns its session id."""
+    def shutdown(self, first: list[str], timeout: float = 120) -> int | None:
+        """Stop the ``first`` programs together, then the rest and supervisord (which stops one
+        program at a time); returns supervisord's session id."""
         sid = self.pid()
         if sid is None:
             return None
-        with contextlib.suppress(OSError, xmlrpc.client.Fault):
-            self.rpc().shutdown()
         deadline = time.monotonic() + timeout
+        with contextlib.suppress(OSError, xmlrpc.client.Fault):
+            server = self.rpc()
+            for name in first:
+                with contextlib.suppress(xmlrpc.client.Fault):  # one that is not running
+                    server.stopProcess(name, False)
+            while time.monotonic() < deadline and any(
+                    self.processes().get(name, {}).get("statename") == "STOPPING" for name in first):
+                time.sleep(0.2)
+            server.shutdown()
         while time.monotonic() < deadline and pid_alive(sid):
             time.sleep(0.2)
         return sid

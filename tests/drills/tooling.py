@@ -1,4 +1,5 @@
-"""Load and crash drills against a live local deployment (the ``drills`` tests and ``make bench``).
+"""Load and crash drills against a live local deployment (the ``drills`` tests and ``make bench``: test
+tooling, not shipped in the package).
 
 The burst: many ``/api/v2`` and ``/api/v1`` triggers from several threads plus request files dropped
 at the same moment, sent by a client that retries only what the server asks it to retry (503/429
