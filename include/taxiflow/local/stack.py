@@ -1,15 +1,11 @@
-"""Run a real Airflow 3 deployment on this machine, supervised by supervisord (command line:
-:mod:`taxiflow.local.cli`).
+"""A real Airflow 3 deployment on this machine, its processes run by supervisord (command line:
+:mod:`taxiflow.local.cli`; supervision: :mod:`taxiflow.local.supervisor`).
 
 ``make run`` uses it for the embedded default (PostgreSQL from a pip wheel, LocalExecutor,
-SimpleAuthManager; see :mod:`taxiflow.local.metadata_db`), the end-to-end tests use it on a free
-loopback port with a temporary ``AIRFLOW_HOME`` and data root, and the production-shape test uses it
-with an external PostgreSQL, Redis, CeleryExecutor and a Celery worker.
-
-Each component is one supervisord program (:mod:`taxiflow.local.supervisor`): the config is
-generated in ``<home>/supervisord.conf``, the logs are ``<home>/process-logs/<component>.log``.
-This module knows what is Airflow's and taxiflow's: the environment, the ports, the secrets, the
-command lines and when the deployment is healthy.
+SimpleAuthManager; :mod:`taxiflow.local.metadata_db`), the end-to-end tests on a free loopback port
+with a temporary home and data root, the production-shape test with an external PostgreSQL, Redis
+and CeleryExecutor. This module knows what is Airflow's and taxiflow's: the environment, ports,
+secrets and command lines, and when the deployment is healthy.
 """
 
 from __future__ import annotations
@@ -46,12 +42,12 @@ from taxiflow.local.supervisor import (
     render_config,
     session_processes,
 )
+from taxiflow.local.tuning import LOCAL_AIRFLOW_SETTINGS
 
 __all__ = ["AirflowStack", "free_port"]
 
 LOG_SERVER_COMPONENT = "log-server"
 LOCAL_COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer", LOG_SERVER_COMPONENT)
-CELERY_COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer", "celery worker")
 DATABASE_COMPONENT = "postgres"
 PORTS_FILE = "taxiflow-ports.json"
 # env var -> (Airflow setting it becomes, component that must listen on it)
@@ -117,15 +113,6 @@ def component_command(component: str, env: Mapping[str, str], own_log_server: bo
 def program_name(component: str) -> str:
     """supervisord's name for a component (``celery worker`` -> ``celery-worker``)."""
     return component.replace(" ", "-")
-
-
-def local_tuning() -> dict[str, str]:
-    """``taxiflow.local.tuning.LOCAL_AIRFLOW_SETTINGS``: Airflow settings for the embedded default."""
-    try:
-        from taxiflow.local import tuning
-    except ImportError:
-        return {}
-    return dict(getattr(tuning, "LOCAL_AIRFLOW_SETTINGS", {}))
 
 
 @dataclass
@@ -254,7 +241,7 @@ class AirflowStack(AirflowApiMixin):
             env["AIRFLOW__CORE__HOSTNAME_CALLABLE"] = "taxiflow.local.ports.loopback_hostname"
         if self.embedded_db:
             env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = self.embedded_db.url()
-        env.update(local_tuning())
+        env.update(LOCAL_AIRFLOW_SETTINGS)
         env.update(self.extra_env)
         if cli and env.get("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", "sqlite").startswith("sqlite"):
             env.setdefault("AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS",
@@ -336,7 +323,8 @@ class AirflowStack(AirflowApiMixin):
             raise RuntimeError("cannot start: already in use by another program: " + ", ".join(taken))
 
     def programs(self, components: Iterable[str]) -> list[Program]:
-        """The supervisord programs for these components (and the embedded database)."""
+        """The supervisord programs for these components (and the embedded database). One more
+        program (e.g. an object store) is one more :class:`Program` appended here."""
         env, own_log_server = self.env(), LOG_SERVER_COMPONENT in self.components
         programs = [Program(program_name(c), component_command(c, env, own_log_server), self.home)
                     for c in self.components if program_name(c) in components]

@@ -188,7 +188,8 @@ def end_session(sid: int, timeout: float = 10) -> None:
 
 def reap(rules: str) -> None:
     """supervisord event listener: on PROCESS_STATE_EXITED, SIGKILL what is left of the dead
-    program's process group, and SIGTERM the programs ``rules`` ("db:a,b;...") restart with it."""
+    program's process group, and SIGKILL the programs ``rules`` ("db:a,b;...") restart with it
+    (supervisord starts them again, backing off until the database answers)."""
     from supervisor import childutils
 
     restart = {dead: others.split(",") for dead, _, others in
@@ -202,7 +203,7 @@ def reap(rules: str) -> None:
             server = childutils.getRPCInterface(os.environ).supervisor
             for name in restart[fields["processname"]]:
                 with contextlib.suppress(xmlrpc.client.Fault):  # one that is not running is left alone
-                    server.signalProcess(name, "TERM")
+                    server.signalProcess(name, "KILL")  # one stuck on its lost database would not stop on TERM
                     print(f"{name}: restarted, {fields['processname']} died", file=sys.stderr, flush=True)
         childutils.listener.ok(sys.stdout)
 
