@@ -233,8 +233,10 @@ def test_supervisord_restarts_a_killed_program_ends_what_it_left_and_stop_leaves
     leaves its workers) is ended by the listener, and a shutdown leaves no process of the session."""
     import os
     import signal
+    import subprocess
     import sys
     import time
+    from pathlib import Path
 
     import psutil
 
@@ -273,6 +275,9 @@ def test_supervisord_restarts_a_killed_program_ends_what_it_left_and_stop_leaves
             time.sleep(0.2)
         assert not pid_alive(orphans[0]), "the dead program's child was left running"
         assert "started" in (tmp_path / "logs" / "first.log").read_text()  # one log per program
+        ctl = subprocess.run([str(Path(sys.executable).with_name("supervisorctl")), "-c", str(sup.config), "status"],
+                             capture_output=True, text=True, timeout=60)
+        assert "first" in ctl.stdout and "RUNNING" in ctl.stdout, ctl.stdout + ctl.stderr
     finally:
         sup.shutdown(first=["first", "second"])
     assert not session_processes(sid), "processes of the deployment left after stop"

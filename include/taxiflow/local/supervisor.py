@@ -64,6 +64,7 @@ def render_config(home: Path, logs_dir: Path, programs: list[Program], restart_w
         f"[supervisord]\nlogfile = {logs_dir / 'supervisord.log'}\npidfile = {home / 'supervisord.pid'}\n"
         f"directory = {home}\nchildlogdir = {logs_dir}\nidentifier = taxiflow\n\n"
         f"[unix_http_server]\nfile = {home / 'supervisor.sock'}\nchmod = 0700\n\n"
+        f"[supervisorctl]\nserverurl = unix://{home / 'supervisor.sock'}\n\n"
         "[rpcinterface:supervisor]\n"
         "supervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface\n\n"
         + "\n".join(p.section(logs_dir) for p in programs)
