@@ -55,6 +55,18 @@ class Program:
         return f"[program:{self.name}]\n" + "".join(f"{k} = {v}\n" for k, v in settings.items())
 
 
+def socket_path(home: Path) -> Path:
+    """``<home>/supervisor.sock``, or one named after the home in the temp folder where that path
+    would pass the ~100 bytes a Unix socket's path may have."""
+    path = home / "supervisor.sock"
+    if len(str(path)) <= 100:
+        return path
+    import hashlib
+    import tempfile
+
+    return Path(tempfile.gettempdir()) / f"taxiflow-{hashlib.sha256(str(home).encode()).hexdigest()[:16]}.sock"
+
+
 def render_config(home: Path, logs_dir: Path, programs: list[Program], restart_with: dict[str, list[str]]) -> str:
     """supervisord.conf: the daemon, its socket, the programs and the listener (:func:`reap`).
     ``restart_with``: program -> programs to restart when it exits unexpectedly."""
@@ -63,8 +75,8 @@ def render_config(home: Path, logs_dir: Path, programs: list[Program], restart_w
     return (
         f"[supervisord]\nlogfile = {logs_dir / 'supervisord.log'}\npidfile = {home / 'supervisord.pid'}\n"
         f"directory = {home}\nchildlogdir = {logs_dir}\nidentifier = taxiflow\n\n"
-        f"[unix_http_server]\nfile = {home / 'supervisor.sock'}\nchmod = 0700\n\n"
-        f"[supervisorctl]\nserverurl = unix://{home / 'supervisor.sock'}\n\n"
+        f"[unix_http_server]\nfile = {socket_path(home)}\nchmod = 0700\n\n"
+        f"[supervisorctl]\nserverurl = unix://{socket_path(home)}\n\n"
         "[rpcinterface:supervisor]\n"
         "supervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface\n\n"
         + "\n".join(p.section(logs_dir) for p in programs)
@@ -80,7 +92,7 @@ class Supervisord:
     def __init__(self, home: Path) -> None:
         self.home = home
         self.config = home / "supervisord.conf"
-        self.socket = home / "supervisor.sock"
+        self.socket = socket_path(home)
 
     def rpc(self) -> Any:
         from supervisor.xmlrpc import SupervisorTransport
