@@ -23,8 +23,8 @@ from taxiflow.local.ports import free_port
 def start(db: EmbeddedPostgres, log: Path) -> subprocess.Popen:
     """What supervisord does with the database program: run its command as the server's account."""
     with open(log, "ab") as out:
-        return subprocess.Popen(db.serve_command(), stdout=out, stderr=subprocess.STDOUT, preexec_fn=db.demote,
-                                cwd=db.root, start_new_session=True)
+        return subprocess.Popen(db.serve_command(), stdout=out, stderr=subprocess.STDOUT, cwd=db.root,
+                                start_new_session=True)
 
 
 def end(db: EmbeddedPostgres, proc: subprocess.Popen | None = None, timeout: float = 30) -> None:
@@ -161,7 +161,7 @@ import signal, subprocess
 from taxiflow.local.ports import free_port
 db = EmbeddedPostgres(Path(sys.argv[1]), port=free_port(), start_timeout=60)
 db.init()
-proc = subprocess.Popen(db.serve_command(), preexec_fn=db.demote, cwd=db.root)
+proc = subprocess.Popen(db.serve_command(), cwd=db.root)
 try:
     db.wait_ready(lambda: proc.poll() is not None and "exited" or None)
     conn = psycopg2.connect(host="127.0.0.1", port=db.port, user="airflow", password=db.password(), dbname="airflow")

@@ -83,11 +83,6 @@ class EmbeddedPostgres:
         """The SQLAlchemy URL Airflow connects with."""
         return f"{driver}://{DB_USER}:{self.password()}@127.0.0.1:{self.port}/{DB_NAME}"
 
-    @property
-    def account(self) -> str | None:
-        """The account supervisord runs the server as: ``nobody`` when we are root, else ourselves."""
-        return UNPRIVILEGED_USER if os.geteuid() == 0 else None
-
     def _run_as(self) -> pwd.struct_passwd | None:
         """The account the server runs as: ourselves, or ``nobody`` when we are root."""
         return pwd.getpwnam(UNPRIVILEGED_USER) if os.geteuid() == 0 else None
@@ -178,9 +173,11 @@ class EmbeddedPostgres:
         return True
 
     def serve(self) -> None:
-        """Remove a stale ``postmaster.pid``, then become the server (``exec postgres``)."""
+        """Remove a stale ``postmaster.pid``, then become the server (``exec postgres``) as its
+        account (``nobody`` when we are root: it may not run this interpreter, under /root)."""
         self.remove_stale_pid_file()
         command = self.command()
+        self.demote()
         os.execv(command[0], command)
 
     def serve_command(self) -> list[str]:

@@ -330,8 +330,8 @@ class AirflowStack(AirflowApiMixin):
                     for c in self.components if program_name(c) in components]
         db = self.embedded_db
         if db is not None:
-            programs.insert(0, Program(DATABASE_COMPONENT, db.serve_command(), db.root, user=db.account,
-                                       stopsignal="INT", priority=10))  # INT: PostgreSQL's "fast" shutdown
+            programs.insert(0, Program(DATABASE_COMPONENT, db.serve_command(), db.root, stopsignal="INT",
+                                       priority=10))  # INT: PostgreSQL's "fast" shutdown
         return programs
 
     def _supervise(self, components: Iterable[str]) -> None:
