@@ -383,13 +383,15 @@ class AirflowStack(AirflowApiMixin):
         self._supervise(program_name(c) for c in (components or self.components))
 
     def wait_until_healthy(self, timeout: float = 180) -> None:
-        """Wait for the api-server to answer, the daemons to heartbeat and the log servers to listen."""
+        """Wait for every program to run, the api-server to answer, the daemons to heartbeat and the
+        log servers to listen."""
         deadline = time.monotonic() + timeout
         last = "no answer yet"
         log_ports = {component: port for component, (port, _how) in self.log_server_ports().items()
                      if component in self.all_components()}
         while time.monotonic() < deadline:
-            fatal = [name for name, info in self.status().items() if info["state"] == "FATAL"]
+            status = self.status()
+            fatal = [name for name, info in status.items() if info["state"] == "FATAL"]
             if fatal:
                 raise RuntimeError(f"{', '.join(fatal)} kept exiting; supervisord gave up\n"
                                    + "\n".join(self.tail_logs(name) for name in fatal))
@@ -399,6 +401,7 @@ class AirflowStack(AirflowApiMixin):
                 expected = {"metadatabase", "scheduler", "triggerer", "dag_processor"}
                 unhealthy = [k for k in expected if health.get(k, {}).get("status") != "healthy"]
                 unhealthy += [f"{c} log server on :{p}" for c, p in log_ports.items() if not listening(p)]
+                unhealthy += [f"{name} {info['state']}" for name, info in status.items() if not info["running"]]
                 if not unhealthy:
                     return
                 last = f"not healthy yet: {unhealthy}"
