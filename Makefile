@@ -1,6 +1,6 @@
 # taxiflow: two commands for a newcomer.
 #   make run    start Airflow locally (embedded PostgreSQL, LocalExecutor) with demo data; prints the UI and login
-#               (again after a crash: restarts only what died)
+#               (supervisord runs the processes and restarts one that crashes; logs in .airflow/process-logs/)
 #   make test   install what the tests need, lint, and run the whole suite (what CI runs)
 # More: make lint | make status | make stop | make bench | make airflow ARGS="dags list" | make compose-env | make compose-check | make clean
 

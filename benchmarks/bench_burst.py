@@ -1,14 +1,14 @@
 """Benchmark: the burst on a live local deployment, per metadata database (SQLite, embedded PostgreSQL).
 
 Setup (not timed): a deployment like ``make run``'s on free loopback ports in a scratch folder, one
-small month ingested (``taxiflow.local.drills``), then one report alone.
+small month ingested (``tests/drills/tooling.py``), then one report alone.
 
 Timed: three reports one at a time (seconds each, from trigger to success), then the burst: 40
 ``/api/v2`` + 20 ``/api/v1`` triggers from 12 threads and 10 request files at once, with a client that
 retries only 503/429 + Retry-After. Rows: triggers sent, accepted (final 200), 500 answers, 503/429
 answers, Airflow processes that exited, runs succeeded, charts landed, seconds to the last chart,
-peak RSS and PSS of the deployment (every process of every component's session, the database's
-too; RSS summed counts shared pages once per process, PSS shares them out), and
+peak RSS and PSS of the deployment (every process of supervisord's session, the database's too;
+RSS summed counts shared pages once per process, PSS shares them out), and
 the burst's time to the last chart as a ratio to the same reports run one at a time (70 x the mean
 time of one report alone).
 
@@ -26,7 +26,8 @@ from pathlib import Path
 from typing import Any
 
 from taxiflow.config import DataPaths
-from taxiflow.local.drills import (
+from taxiflow.reports.outputs import read_manifest
+from tests.drills.tooling import (  # the project root is on sys.path (benchmarks/run.py)
     RssSampler,
     bring_up,
     burst,
@@ -35,7 +36,6 @@ from taxiflow.local.drills import (
     run_states,
     wait_for_charts,
 )
-from taxiflow.reports.outputs import read_manifest
 
 PROJECT_DIR = Path(__file__).resolve().parents[1]
 BENCHMARK = "burst"
@@ -61,6 +61,7 @@ def measure(work_dir: Path, metadata_db: str, quick: bool) -> list[dict]:
         bring_up(stack)
         report_alone(stack, "warm-up")
         alone = [report_alone(stack, f"alone-{i}") for i in range(3)]
+        pids = stack.recorded_pids()
         sampler = RssSampler(stack)
         sampler.start()
         result = burst(stack, v2=v2, v1=v1, files=files)
@@ -86,7 +87,8 @@ def measure(work_dir: Path, metadata_db: str, quick: bool) -> list[dict]:
         except TimeoutError:
             states = {}
         succeeded = sum(s == "success" for s in states.values())
-        exited = [name for name, info in stack.status().items() if not info["running"]]
+        # supervisord restarts a program that exits: a changed pid is one that exited
+        exited = [name for name, pid in pids.items() if stack.recorded_pids().get(name) != pid]
         one = statistics.mean(alone)
         rows += [
             row(db + "Airflow processes that exited", len(exited), target=0, ok=not exited),

@@ -5,7 +5,7 @@ Parsed the way ``make run``'s dag-processor parses: the parent holds what a runn
 ``airflow.*`` modules each DAG file names (``[dag_processor] parsing_pre_import_modules``; after its
 first pass over the folder a dag-processor holds those of every file) and has frozen its heap
 (``gc.freeze()``, as ``DagFileProcessorManager.before_run`` does), with the sources byte-compiled
-(``taxiflow.local.commands.compile_sources``, as the stack does before it starts); then a forked
+(``taxiflow.local.stack.compile_sources``, as the stack does before it starts); then a forked
 child runs the dag-processor's own ``_parse_file`` on that one file (build the DagBag, serialize its
 DAGs). The child's CPU time counts (``time.process_time``: what parsing costs, and steady on a busy
 machine, where wall time mostly measures the neighbours). Files are parsed round-robin, each in a
@@ -134,7 +134,7 @@ def run(work_dir: Path, quick: bool = False, live: bool = True) -> list[dict]:
 
     import airflow.dag_processing.manager  # ruff: ignore[unused-import]  (what the dag-processor runs)
 
-    from taxiflow.local.commands import compile_sources
+    from taxiflow.local.stack import compile_sources
 
     work_dir.mkdir(parents=True, exist_ok=True)
     empty = work_dir / "bench_empty.py"

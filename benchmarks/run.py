@@ -29,6 +29,7 @@ WORK_DIR = BENCHMARKS_DIR / ".work"
 RESULTS_DIR = BENCHMARKS_DIR / "results"
 BENCHMARKS = (
     "bench_ingest", "bench_eras", "bench_report", "bench_burst", "bench_blocking", "bench_parse", "bench_live",
+    "bench_warm",
 )
 COLUMNS = ("benchmark", "metric", "value", "unit", "target", "ok")
 
@@ -111,6 +112,7 @@ def main(argv: list[str] | None = None) -> int:
     shutil.rmtree(WORK_DIR, ignore_errors=True)
     WORK_DIR.mkdir(parents=True)
     sys.path.insert(0, str(BENCHMARKS_DIR))  # the bench_* modules sit beside this script
+    sys.path.insert(1, str(BENCHMARKS_DIR.parent))  # and tests.drills.tooling, the drills' client and deployment
 
     started_at = datetime.now(UTC)
     rows: list[dict] = []

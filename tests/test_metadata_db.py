@@ -17,7 +17,26 @@ import psycopg2
 import pytest
 
 from taxiflow.local.metadata_db import EmbeddedPostgres
-from taxiflow.local.processes import free_port
+from taxiflow.local.ports import free_port
+
+
+def start(db: EmbeddedPostgres, log: Path) -> subprocess.Popen:
+    """What supervisord does with the database program: run its command as the server's account."""
+    with open(log, "ab") as out:
+        return subprocess.Popen(db.serve_command(), stdout=out, stderr=subprocess.STDOUT, cwd=db.root,
+                                start_new_session=True)
+
+
+def end(db: EmbeddedPostgres, proc: subprocess.Popen | None = None, timeout: float = 30) -> None:
+    """PostgreSQL's fast shutdown (SIGINT), then SIGKILL what is left of the cluster."""
+    if proc is not None and proc.poll() is None:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=timeout)
+    deadline = time.monotonic() + timeout
+    while db.server_processes() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    for pid in db.server_processes():
+        os.kill(pid, signal.SIGKILL)
 
 
 @pytest.fixture
@@ -35,17 +54,16 @@ def server(db_root):
     db.init()
     procs = []
 
-    def start():
-        proc = db.start(db_root / "postgres.log")
+    def start_and_wait():
+        proc = start(db, db_root / "postgres.log")
         procs.append(proc)
-        db.wait_ready(proc, db_root / "postgres.log")
+        db.wait_ready(lambda: (proc.poll() is not None and f"exited {proc.returncode}") or None)
         return proc
 
-    db.start_and_wait = start  # type: ignore[attr-defined]
+    db.start_and_wait = start_and_wait  # type: ignore[attr-defined]
     yield db
-    db.end_server(timeout=10)
     for proc in procs:
-        proc.poll()
+        end(db, proc, timeout=10)
 
 
 def query(db: EmbeddedPostgres, sql: str, *params):
@@ -85,12 +103,8 @@ def test_crash_recovery_after_sigkill_keeps_committed_data(server):
     query(server, "insert into kept select generate_series(1, 50000)")
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
-    deadline = time.monotonic() + 30  # children leave on their own once the postmaster is gone
-    while server.server_processes() and time.monotonic() < deadline:
-        time.sleep(0.2)
-    server.end_server(timeout=5)
+    end(server)  # children leave on their own once the postmaster is gone
     assert server.pid_file.exists(), "a SIGKILLed postmaster leaves its postmaster.pid"
-    server.remove_stale_pid_file(recorded_session=proc.pid)
     server.start_and_wait()
     assert query(server, "select count(*) from kept") == [(50000,)]
     assert "database system was interrupted" in (server.root.parent / "postgres.log").read_text()
@@ -100,17 +114,19 @@ def test_a_stale_postmaster_pid_naming_a_live_process_is_removed(server):
     proc = server.start_and_wait()
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
-    server.end_server(timeout=5)
+    end(server)
     # the dead postmaster's PID, reused by another process of the server's account
     squatter = subprocess.Popen(["sleep", "60"], preexec_fn=server.demote)
     try:
         lines = server.pid_file.read_text().splitlines()
         server.pid_file.write_text("\n".join([str(squatter.pid), *lines[1:]]) + "\n")
-        refused = server.start(server.root.parent / "refused.log")
+        with open(server.root.parent / "refused.log", "wb") as log:
+            refused = subprocess.Popen(server.command(), stdout=log, stderr=subprocess.STDOUT,
+                                       preexec_fn=server.demote, cwd=server.root)
         assert refused.wait(timeout=60) != 0  # the trap is real: PostgreSQL alone refuses to start
         assert "lock file" in (server.root.parent / "refused.log").read_text()
-        assert server.remove_stale_pid_file(recorded_session=proc.pid)
-        server.start_and_wait()
+        server.start_and_wait()  # serve removes the stale file first
+        assert not server.remove_stale_pid_file()  # and keeps the live server's
         assert query(server, "select 1") == [(1,)]
     finally:
         squatter.kill()
@@ -124,7 +140,7 @@ def test_readiness_is_waited_for_longer_than_pgservers_10_seconds(db_root):
 
     def start_late():
         time.sleep(12)  # as long as a slow crash recovery: pgserver would have given up
-        started.append(db.start(db_root / "late.log"))
+        started.append(start(db, db_root / "late.log"))
 
     thread = threading.Thread(target=start_late)
     thread.start()
@@ -133,7 +149,7 @@ def test_readiness_is_waited_for_longer_than_pgservers_10_seconds(db_root):
         assert query(db, "select 1") == [(1,)]
     finally:
         thread.join()
-        db.end_server(timeout=10)
+        end(db, started[0] if started else None, timeout=10)
 
 
 SHM_SCRIPT = """
@@ -141,12 +157,13 @@ import sys
 from pathlib import Path
 import psycopg2
 from taxiflow.local.metadata_db import EmbeddedPostgres
-from taxiflow.local.processes import free_port
+import signal, subprocess
+from taxiflow.local.ports import free_port
 db = EmbeddedPostgres(Path(sys.argv[1]), port=free_port(), start_timeout=60)
 db.init()
-proc = db.start(Path(sys.argv[1]).parent / "shm.log")
+proc = subprocess.Popen(db.serve_command(), cwd=db.root)
 try:
-    db.wait_ready(proc, Path(sys.argv[1]).parent / "shm.log")
+    db.wait_ready(lambda: proc.poll() is not None and "exited" or None)
     conn = psycopg2.connect(host="127.0.0.1", port=db.port, user="airflow", password=db.password(), dbname="airflow")
     cur = conn.cursor()
     for sql in ("set debug_parallel_query = on", "set parallel_setup_cost = 0", "set parallel_tuple_cost = 0",
@@ -159,7 +176,8 @@ try:
     launched = "Workers Launched: 2" in plan or "Workers Launched: 1" in plan
     print("workers launched" if launched else plan, cur.fetchone()[0])
 finally:
-    db.end_server(timeout=10)
+    proc.send_signal(signal.SIGINT)
+    proc.wait(timeout=30)
 """
 
 

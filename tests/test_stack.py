@@ -109,7 +109,7 @@ def test_every_file_holding_a_secret_is_0600_and_ports_are_kept(tmp_path):
         again = AirflowStack(home=root / "home", project_dir=tmp_path, data_dir=tmp_path / "d")
         assert again.ports() == ports, "a restarted component must find the same ports"
         env = again.env()
-        # one log server on loopback serves task and trigger logs (taxiflow.local.commands.LOG_SERVER_COMPONENT)
+        # one log server on loopback serves task and trigger logs (taxiflow.local.stack.LOG_SERVER_COMPONENT)
         assert env["AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT"] == str(ports["TAXIFLOW_WORKER_LOG_PORT"])
         assert env["AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT"] == str(ports["TAXIFLOW_WORKER_LOG_PORT"])
     finally:
@@ -131,17 +131,17 @@ def test_a_taken_log_server_port_is_a_clear_error_before_anything_starts(tmp_pat
                              extra_env={"TAXIFLOW_WORKER_LOG_PORT": str(taken)})
         with pytest.raises(RuntimeError, match=f"port {taken} \\(log-server; set TAXIFLOW_WORKER_LOG_PORT\\)"):
             stack.start()
-        assert not stack.processes
+        assert stack.supervisord.pid() is None and not stack.status()  # nothing was started
 
 
 def test_a_local_executor_scheduler_starts_warm_and_others_start_as_airflow():
     import sys
 
-    from taxiflow.local.commands import component_command
+    from taxiflow.local.stack import component_command
 
     local = {"AIRFLOW__CORE__EXECUTOR": "LocalExecutor", "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": "8901"}
-    assert component_command("scheduler", local) == [sys.executable, "-m", "taxiflow.local.warm_start",
-                                                     "--restart-on-crash", "scheduler"]
+    assert component_command("scheduler", local) == [sys.executable, "-m", "taxiflow.local.warm_start", "scheduler"]
+    assert component_command("scheduler", {**local, "TAXIFLOW_WARM_START": "0"})[1:] == ["scheduler"]
     assert component_command("scheduler", {"AIRFLOW__CORE__EXECUTOR": "CeleryExecutor"})[1:] == ["scheduler"]
     assert component_command("celery worker", local)[1:] == ["celery", "worker"]
     assert component_command("dag-processor", local)[1:] == ["dag-processor"]
@@ -217,99 +217,67 @@ print(json.dumps(found))
         assert imported == [], f"{name}: a task parsing it still imports {imported}; add them to WARM_MODULES"
 
 
-def test_the_launcher_inherits_a_dead_schedulers_workers_and_ends_them_once_idle(tmp_path):
-    """A scheduler that dies leaves its LocalExecutor workers behind: the launcher (a subreaper)
-    inherits them and SIGKILLs those idle at two looks in a row; a busy one is left to finish."""
-    import json
-    import subprocess
-    import sys
-
-    probe = """
-import json, os, time
-from taxiflow.local import warm_start as w
-assert w.become_subreaper()
-scheduler = os.fork()
-if scheduler == 0:  # a scheduler with one idle and one busy worker, then a crash
-    for title in ("airflow worker -- LocalExecutor: <idle>", "airflow worker -- LocalExecutor: dag/run/task"):
-        if os.fork() == 0:
-            from setproctitle import setproctitle
-            setproctitle(title)
-            time.sleep(60)
-            os._exit(0)
-    time.sleep(0.5)
-    os._exit(1)
-os.waitpid(scheduler, 0)
-time.sleep(0.5)
-first = w.end_idle_orphans(keep=0, seen_idle=set())  # seen idle once: not yet ended
-alive_after_first = [pid for pid in first if os.path.exists(f"/proc/{pid}")]
-second = w.end_idle_orphans(keep=0, seen_idle=first)
-time.sleep(0.5)
-while True:  # reap what was killed, as wait_for does
-    pid, _ = os.waitpid(-1, os.WNOHANG)
-    if not pid:
-        break
-left = sorted(int(e) for e in os.listdir("/proc") if e.isdigit()
-              and int(open(f"/proc/{e}/stat", "rb").read().rsplit(b")", 1)[1].split()[1]) == os.getpid())
-print(json.dumps({"first": sorted(first), "alive_after_first": alive_after_first, "second": sorted(second),
-                  "left": [open(f"/proc/{pid}/cmdline", "rb").read().split(b"\\0")[0].decode() for pid in left]}))
-for pid in left:
-    os.kill(pid, 9)
+SUPERVISED = """
+import os, sys, time
+if os.fork() == 0:  # a child in the program's process group, as a LocalExecutor worker is
+    time.sleep(600)
+    os._exit(0)
+print("started", os.getpid(), flush=True)
+time.sleep(600)
 """
-    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
-    assert result.returncode == 0, result.stderr
-    found = json.loads(result.stdout.strip().splitlines()[-1])
-    assert len(found["first"]) == 1 and found["alive_after_first"] == found["first"], found
-    assert found["second"] == [], found  # ended, not idle again
-    assert found["left"] == ["airflow worker -- LocalExecutor: dag/run/task"], found
 
 
-def test_proportional_memory_shares_pages_out_and_resident_memory_does_not():
-    import os
-    import subprocess
-    import sys
-
-    from taxiflow.local.processes import pss_bytes, rss_bytes
-
-    # a parent and a forked child holding the same 200 MB: RSS counts it twice, PSS once
-    child = subprocess.Popen([sys.executable, "-c", (
-        "import os, sys, time; block = bytearray(200 * 2**20); pid = os.fork()\n"
-        "if pid == 0: time.sleep(60)\n"
-        "else: print(pid, flush=True); time.sleep(60)")], stdout=subprocess.PIPE, text=True)
-    try:
-        grandchild = int(child.stdout.readline())
-        pids = [child.pid, grandchild]
-        rss, pss = rss_bytes(pids), pss_bytes(pids)
-        assert rss > 400 * 2**20, rss
-        assert 200 * 2**20 < pss < 300 * 2**20, pss
-    finally:
-        for pid in (child.pid, locals().get("grandchild")):
-            if pid:
-                os.kill(pid, 9)
-        child.wait()
-    assert pss_bytes([os.getpid()]) > 0
-
-
-def test_the_warm_launcher_starts_a_crashed_component_again_and_stops_on_sigterm(tmp_path):
+def test_supervisord_restarts_a_killed_program_ends_what_it_left_and_stop_leaves_nothing(tmp_path):
+    """The generated config on a real supervisord: a program killed with SIGKILL is started again
+    (and the one configured to restart with it), the child it left behind (as a dead scheduler
+    leaves its workers) is ended by the listener, and a shutdown leaves no process of the session."""
     import os
     import signal
     import subprocess
     import sys
     import time
+    from pathlib import Path
 
-    env = {**os.environ, "AIRFLOW_HOME": str(tmp_path)}
-    launcher = [sys.executable, "-m", "taxiflow.local.warm_start", "--restart-on-crash"]
-    done = subprocess.run([*launcher, "version"], env=env, capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0 and done.stdout.strip().startswith("3.3."), done.stderr
-    assert "starting it again" not in done.stderr  # a clean exit is not a crash
+    import psutil
 
-    crashing = subprocess.Popen([*launcher, "no-such-command"], env=env, stderr=subprocess.PIPE, text=True)
+    from taxiflow.local.supervisor import Program, Supervisord, pid_alive, render_config, session_processes
+
+    (tmp_path / "logs").mkdir()
+    script = tmp_path / "program.py"
+    script.write_text(SUPERVISED)
+    programs = [Program(name, [sys.executable, str(script)], tmp_path) for name in ("first", "second")]
+    sup = Supervisord(tmp_path)
+    sup.config.write_text(render_config(tmp_path, tmp_path / "logs", programs, {"first": ["second"]}))
+    sup.start({**os.environ})
+    sid = sup.pid()
+
+    def running() -> dict[str, int]:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            info = sup.processes()
+            if len(info) == 2 and all(i["statename"] == "RUNNING" for i in info.values()):
+                return {name: i["pid"] for name, i in info.items()}
+            time.sleep(0.2)
+        raise AssertionError(f"not running: {sup.processes()}")
+
     try:
-        deadline = time.monotonic() + 60
-        restarts = 0
-        while restarts < 2 and time.monotonic() < deadline:
-            line = crashing.stderr.readline()
-            restarts += "starting it again" in line
-        assert restarts >= 2, "the crashed command was not started again"
+        assert sid is not None and oct(sup.socket.stat().st_mode & 0o777) == "0o700"
+        before = running()
+        orphans = [c.pid for c in psutil.Process(before["first"]).children()]
+        assert len(orphans) == 1
+        os.kill(before["first"], signal.SIGKILL)
+        time.sleep(5)  # longer than startsecs
+        after = running()
+        assert after["first"] != before["first"], "the killed program was not started again"
+        assert after["second"] != before["second"], "the program to restart with it was not"
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and pid_alive(orphans[0]):
+            time.sleep(0.2)
+        assert not pid_alive(orphans[0]), "the dead program's child was left running"
+        assert "started" in (tmp_path / "logs" / "first.log").read_text()  # one log per program
+        ctl = subprocess.run([str(Path(sys.executable).with_name("supervisorctl")), "-c", str(sup.config), "status"],
+                             capture_output=True, text=True, timeout=60)
+        assert "first" in ctl.stdout and "RUNNING" in ctl.stdout, ctl.stdout + ctl.stderr
     finally:
-        crashing.send_signal(signal.SIGTERM)
-        assert crashing.wait(timeout=30) == 0
+        sup.shutdown(first=["first", "second"])
+    assert not session_processes(sid), "processes of the deployment left after stop"

@@ -2,7 +2,8 @@
 
 ``TAXIFLOW_DRILL_DB=sqlite`` runs the drills on SQLite instead (how the "before" figures were taken).
 One deployment for the package, in a temporary folder the server's account can enter, with one small
-month ingested; every process is stopped at the end by its session, and nothing of it may remain.
+month ingested; it is stopped at the end, and no process of supervisord's session nor of the
+database may remain.
 """
 
 from __future__ import annotations
@@ -14,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from taxiflow.local.drills import bring_up, drill_stack
-from taxiflow.local.processes import processes_in, session_members
+from taxiflow.local.supervisor import session_processes
+from tests.drills.tooling import bring_up, drill_stack
 
 PROJECT_DIR = Path(__file__).resolve().parents[2]
 
@@ -29,10 +30,10 @@ def drill_deployment():
         bring_up(stack)
         yield stack
     finally:
-        sessions = list(stack.recorded_pids().values())
+        sid = stack.supervisord.pid()
         stack.stop()
-        left = [pid for sid in sessions for pid in session_members(sid)]
-        left += processes_in(stack.home / "postgres" / "data") if (stack.home / "postgres" / "data").exists() else []
+        left = session_processes(sid) if sid else []
+        left += stack.embedded_db.server_processes() if stack.embedded_db else []
         if os.environ.get("TAXIFLOW_KEEP_DRILL_HOME"):
             print(f"drill deployment kept in {root}")
         else:

@@ -1,8 +1,8 @@
 """The SIGKILL drill: kill each component with SIGKILL while reports are in flight.
 
-``make status`` names the dead component; ``make run`` (``cli up``) brings it back without ``make
-stop``; nothing of the killed process's session is left (its LocalExecutor workers and task
-processes included); the runs in flight finish, retried where their task was killed, with the same
+supervisord starts the killed component again on its own (no ``make run``, no ``make stop``), its
+log says so, and nothing of the killed process's group is left (a dead scheduler's LocalExecutor
+workers included); the runs in flight finish, retried where their task was killed, with the same
 numbers as a report run alone, with no hand: a killed task is retried (``borough_report`` gives
 each task 3 retries). Killing PostgreSQL also restarts the scheduler, dag-processor and triggerer
 (they do not survive losing it).
@@ -15,14 +15,15 @@ import os
 import signal
 import time
 
+import psutil
 import pytest
 
 from taxiflow.config import REPORT_DAG_ID, DataPaths
 from taxiflow.local import cli
-from taxiflow.local.drills import chart_numbers, report_alone, report_conf, run_states
-from taxiflow.local.processes import alive, session_members
 from taxiflow.local.stack import DATABASE_COMPONENT
+from taxiflow.local.supervisor import pid_alive
 from taxiflow.reports.outputs import read_manifest
+from tests.drills.tooling import chart_numbers, report_alone, report_conf, run_states
 
 pytestmark = [pytest.mark.e2e, pytest.mark.drills]
 
@@ -30,15 +31,33 @@ pytestmark = [pytest.mark.e2e, pytest.mark.drills]
 def wait_dead(pid: int, timeout: float = 30) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        with contextlib.suppress(ChildProcessError):
-            os.waitpid(pid, os.WNOHANG)  # reap it if it is our child
-        if not alive(pid):
+        if not pid_alive(pid):
             return
         time.sleep(0.2)
     raise TimeoutError(f"pid {pid} still alive after SIGKILL")
 
 
-def test_each_component_killed_is_named_dead_brought_back_and_leaves_nothing(drill_deployment, capsys):
+def group_members(pgid: int) -> list[int]:
+    """Live processes of process group ``pgid`` (a supervisord program's group id is its pid)."""
+    found = []
+    for pid in psutil.pids():
+        with contextlib.suppress(OSError):
+            if os.getpgid(pid) == pgid and pid_alive(pid):
+                found.append(pid)
+    return found
+
+
+def wait_restarted(stack, component: str, old_pid: int, timeout: float = 120) -> int:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        info = stack.status().get(component, {})
+        if info.get("running") and info["pid"] != old_pid:
+            return info["pid"]
+        time.sleep(0.5)
+    raise TimeoutError(f"{component} not started again within {timeout}s: {stack.status()}")
+
+
+def test_each_component_killed_is_started_again_by_supervisord_and_leaves_nothing(drill_deployment, capsys):
     stack = drill_deployment
     if read_manifest("alone", DataPaths(stack.data_dir)) is None:
         report_alone(stack, "alone")
@@ -47,7 +66,7 @@ def test_each_component_killed_is_named_dead_brought_back_and_leaves_nothing(dri
     only = os.environ.get("TAXIFLOW_DRILL_COMPONENTS")  # e.g. "postgres,scheduler" to drill just those
     for component in [c for c in stack.all_components() if not only or c in only.split(",")]:
         for n in range(3):  # a few runs a moment apart, so the kill meets them at different tasks
-            run_id = f"sigkill-{component.replace(' ', '-')}-{n}"
+            run_id = f"sigkill-{component}-{n}"
             status, body = stack.api("POST", f"/api/v2/dags/{REPORT_DAG_ID}/dagRuns",
                                      {"dag_run_id": run_id, "logical_date": None, "conf": report_conf(run_id)})
             assert status == 200, body
@@ -58,19 +77,21 @@ def test_each_component_killed_is_named_dead_brought_back_and_leaves_nothing(dri
         pid = stack.recorded_pids()[component]
         os.kill(pid, signal.SIGKILL)
         wait_dead(pid)
-        stack.processes.pop(component, None)
+        wait_restarted(stack, component, pid)
+        log = (stack.logs_dir / "supervisord.log").read_text()
+        assert f"exited: {component} (terminated by SIGKILL; not expected)" in log
 
+        stack.wait_until_healthy(timeout=300)
+        assert cli.up(stack, demo=False) == 0  # nothing for make run to do
         capsys.readouterr()
-        assert cli.print_status(stack) == 1
+        assert cli.print_status(stack) == 0
         lines = {line.split()[0]: line for line in capsys.readouterr().out.splitlines()}
-        assert "DEAD" in lines[component.split()[0]], lines
-        if component != DATABASE_COMPONENT:  # without its database, others may fall too
-            assert [name for name, line in lines.items() if "DEAD" in line] == [component.split()[0]], lines
-
-        assert cli.up(stack, demo=False) == 0
-        assert all(info["running"] for info in stack.status().values()), stack.status()
+        assert "RUNNING" in lines[component] and f"pid {pid}," not in lines[component], lines
         if component != DATABASE_COMPONENT:
-            assert session_members(pid) == [], f"{component}'s session outlived it: {session_members(pid)}"
+            deadline = time.monotonic() + 30
+            while group_members(pid) and time.monotonic() < deadline:
+                time.sleep(0.5)
+            assert group_members(pid) == [], f"{component}'s process group outlived it: {group_members(pid)}"
         else:
             assert all(p != pid for p in stack.embedded_db.server_processes())
 

@@ -11,9 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from taxiflow.local.commands import LOG_SERVER_COMPONENT
-from taxiflow.local.processes import session_members
-from taxiflow.local.stack import DATABASE_COMPONENT
+from taxiflow.local.stack import LOG_SERVER_COMPONENT
 
 pytestmark = pytest.mark.e2e
 
@@ -55,11 +53,7 @@ def socket_inodes(pid: int) -> set[str]:
 
 def test_every_process_of_the_deployment_listens_on_loopback_only(airflow_stack):
     stack = airflow_stack
-    recorded = stack.recorded_pids()
-    pids = {pid for component, sid in recorded.items() if component != DATABASE_COMPONENT
-            for pid in session_members(sid)}
-    if stack.embedded_db:
-        pids |= set(stack.embedded_db.server_processes())
+    pids = set(stack.deployment_pids())  # supervisord, every program and child of it, the database's processes
     listening = listening_sockets()
     bound = {listening[inode] for pid in pids for inode in socket_inodes(pid) if inode in listening}
     ports = {port for _, port in bound}

@@ -1,8 +1,11 @@
 """``make run`` / ``make stop`` / ``make status``: the local deployment's command line.
 
-    python -m taxiflow.local.cli up --home .airflow --port 8080 [--demo]   # start, or bring back what died
-    python -m taxiflow.local.cli status --home .airflow                     # which component runs, which died
+    python -m taxiflow.local.cli up --home .airflow --port 8080 [--demo]   # start, or start what is not running
+    python -m taxiflow.local.cli status --home .airflow                     # each component's state
     python -m taxiflow.local.cli down --home .airflow                       # stop every process of it
+
+supervisord runs the processes (:mod:`taxiflow.local.supervisor`); a component that crashes is
+restarted by it, so ``up`` only has something to do after ``down`` or when supervisord gave up.
 """
 
 from __future__ import annotations
@@ -14,8 +17,7 @@ from pathlib import Path
 
 from taxiflow.config import DATA_DIR_ENV, INGEST_DAG_ID, METRICS_DAG_ID, REPORT_DAG_ID, SOURCE_NAMES
 from taxiflow.data.tlc import TLC_PUBLIC_BASE_URL
-from taxiflow.local.commands import LOG_SERVER_COMPONENT
-from taxiflow.local.stack import DATABASE_COMPONENT, PIDS_FILE, AirflowStack
+from taxiflow.local.stack import AirflowStack
 
 DEMO_MONTHS = ("2023-12", "2024-01")
 
@@ -44,59 +46,31 @@ def print_status(stack: AirflowStack) -> int:
     """One line per component; exit 0 only if every component runs."""
     status = stack.status()
     if not status:
-        print(f"taxiflow: not running (no {stack.home / PIDS_FILE})")
+        print(f"taxiflow: not running (no supervisord answers on {stack.supervisord.socket})")
         return 1
     for name, info in status.items():
-        state = "running" if info["running"] else "DEAD"
-        left = "" if info["running"] or not info["processes"] else (
-            f"  ({info['processes']} leftover process(es) of its session; `make run` or `make stop` ends them)")
-        print(f"{name:15} pid {info['pid']:7} {state}{left}")
+        print(f"{name:15} {info['state']:9} {info['description']}")
+    print(f"logs: {stack.logs_dir}")
     return 0 if all(info["running"] for info in status.values()) else 1
 
 
-def wait_and_restart_the_fallen(stack: AirflowStack, rounds: int = 3) -> None:
-    """Wait until healthy; a component that falls meanwhile (e.g. it lost its database while that
-    restarted) is started again, up to ``rounds`` times."""
-    for attempt in range(1, rounds + 1):
-        try:
-            stack.wait_until_healthy()
-            return
-        except RuntimeError:
-            dead = [name for name, info in stack.status().items() if not info["running"]]
-            if attempt == rounds or not dead:
-                raise
-            print(f"taxiflow: {', '.join(dead)} exited while starting; starting again", flush=True)
-            stack.start(dead)
-
-
 def up(stack: AirflowStack, demo: bool) -> int:
-    """Start the deployment, or restart only the components that died (no ``make stop`` needed)."""
+    """Start the deployment, or start the components that are not running (no ``make stop`` needed)."""
     status = stack.status()
     dead = [name for name in stack.all_components() if not status.get(name, {}).get("running")]
     if status and not dead:
         print(f"taxiflow: already running at {stack.base_url} (`make status`, `make stop`)")
         return 0
     if status:
-        print(f"taxiflow: restarting what is not running: {', '.join(dead)}", flush=True)
-        if DATABASE_COMPONENT in dead:
-            # The scheduler, dag-processor and triggerer do not survive losing their database (they
-            # exit on "the database system is starting up", some minutes later): restart them with it.
-            # The api-server reconnects on its own (pre-ping) and keeps serving running tasks; the
-            # log server never uses the database.
-            alive_airflow = [name for name in stack.components
-                             if name not in dead and name not in ("api-server", LOG_SERVER_COMPONENT)]
-            if alive_airflow:
-                print(f"taxiflow: restarting {', '.join(alive_airflow)} too: they lost their database", flush=True)
-                stack.stop(components=alive_airflow)
-            dead = [name for name in stack.all_components() if name in dead or name in alive_airflow]
+        print(f"taxiflow: starting what is not running: {', '.join(dead)}", flush=True)
         stack.prepare_home()
-        stack.start(dead)
+        stack.start()
     else:
         print(f"taxiflow: starting Airflow in {stack.home} (logs: {stack.logs_dir}) ...", flush=True)
         stack.migrate()
         stack.start()
     try:
-        wait_and_restart_the_fallen(stack)
+        stack.wait_until_healthy()
         stack.wait_for_dags([INGEST_DAG_ID, METRICS_DAG_ID, REPORT_DAG_ID])
         if demo:
             bootstrap_demo(stack)
@@ -113,7 +87,7 @@ taxiflow is running.
   Data:    {stack.data_dir}
   Trigger: airflow dags trigger {REPORT_DAG_ID} --conf '{example}'
            (run it as: make airflow ARGS="dags trigger ..."; outputs land in {stack.data_dir / 'outputs'})
-  Status:  make status        Stop: make stop
+  Status:  make status        Stop: make stop        Logs: {stack.logs_dir}
 """,
         flush=True,
     )
@@ -143,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
                          metadata_db=args.metadata_db, extra_env=tlc)
     if args.action == "down":
         stack.stop()
-        print("taxiflow: stopped every process of the deployment recorded in", stack.home / PIDS_FILE)
+        print(f"taxiflow: stopped every process of the deployment in {stack.home}")
         return 0
     if args.action == "status":
         return print_status(stack)

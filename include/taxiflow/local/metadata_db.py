@@ -2,17 +2,17 @@
 
 ``pgserver`` ships PostgreSQL's binaries in a pip wheel; its Python API is not used because it waits
 only 10 s for a start (crash recovery after an unclean stop can take longer), creates a system user
-and chowns the data folder when run as root, and starts the server outside our process sessions.
+and chowns the data folder when run as root, and starts the server outside our supervision.
 This module drives the wheel's ``initdb`` and ``postgres`` itself:
 
-* the server runs in the foreground as one more component of the deployment (its own session,
-  its PID recorded, its log in ``process-logs/postgres.log``), so ``make status`` shows it, a
-  ``kill -9`` of it is recovered by ``make run``, and ``make stop`` ends it like the others;
+* the server runs in the foreground as one more supervisord program (``python -m
+  taxiflow.local.metadata_db serve <root> <port>``, which execs ``postgres``), so ``make status``
+  shows it, a ``kill -9`` of it is restarted, and ``make stop`` ends it like the others;
 * readiness is waited for as long as recovery needs (``start_timeout``), not 10 s;
 * as root (PostgreSQL refuses to run as root) the server runs as the existing unprivileged
   ``nobody`` account: only its data folder is chowned to it, no user is created;
 * a stale ``postmaster.pid`` (left by a SIGKILL; its PID may belong to another process by now) is
-  removed when no process of our recorded server session is alive;
+  removed before each start when it names no server of this data folder;
 * ``dynamic_shared_memory_type=mmap`` keeps shared memory in the data folder, so a small
   ``/dev/shm`` (64 MB in containers) cannot fail parallel queries;
 * it listens on 127.0.0.1 only (no Unix socket), with a generated password (scram-sha-256) kept in
@@ -25,13 +25,12 @@ import os
 import pwd
 import secrets
 import shutil
-import signal
 import subprocess
+import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-
-from taxiflow.local.processes import alive, end_processes, processes_in, session_members
 
 DB_NAME = "airflow"
 DB_USER = "airflow"
@@ -142,59 +141,59 @@ class EmbeddedPostgres:
         return argv
 
     def server_processes(self) -> list[int]:
-        """Every live process of this cluster (postmaster and children all work in its data folder)."""
-        return processes_in(self.data_dir) if self.data_dir.exists() else []
+        """Every live process of this cluster: the postmaster and its children all work in its data
+        folder (each child in a session of its own), which is what finds them, never a name."""
+        import psutil
 
-    def end_server(self, timeout: float = 30) -> None:
-        """"Fast" shutdown (SIGINT to the postmaster), SIGKILL after timeout; also orphans of a killed one."""
-        postmaster = self._postmaster_pid()
-        if postmaster and postmaster in self.server_processes():
-            os.kill(postmaster, signal.SIGINT)
-            deadline = time.monotonic() + timeout
-            while time.monotonic() < deadline and self.server_processes():
-                time.sleep(0.2)
-        end_processes(self.server_processes, timeout=5, first=signal.SIGQUIT)
+        target = os.path.realpath(self.data_dir)
+        found = []
+        for proc in psutil.process_iter():
+            try:
+                if proc.status() != psutil.STATUS_ZOMBIE and proc.cwd() == target:
+                    found.append(proc.pid)
+            except (psutil.Error, OSError):
+                pass
+        return found
 
-    def _postmaster_pid(self) -> int:
-        try:
-            return int(self.pid_file.read_text().split()[0])
-        except (OSError, ValueError, IndexError):
-            return 0
-
-    def remove_stale_pid_file(self, recorded_session: int | None) -> bool:
-        """Delete ``postmaster.pid`` if no server of ours runs; True if one was removed.
+    def remove_stale_pid_file(self) -> bool:
+        """Delete ``postmaster.pid`` unless it names a live server of this data folder; True if removed.
 
         After a SIGKILL the file stays and names a PID that may by now belong to any process;
         PostgreSQL would then refuse to start ("lock file already exists").
         """
         if not self.pid_file.exists():
             return False
-        if recorded_session and session_members(recorded_session):
-            return False
-        pid = self._postmaster_pid()
-        if pid and alive(pid) and _is_our_server(pid, self.data_dir):
+        try:
+            pid = int(self.pid_file.read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            pid = 0
+        if pid and pid in self.server_processes():
             return False
         self.pid_file.unlink(missing_ok=True)
         return True
 
-    def start(self, log_path: Path) -> subprocess.Popen:
-        """Start the server in its own session (stdout/stderr to ``log_path``)."""
-        with open(log_path, "ab") as log:
-            return subprocess.Popen(
-                self.command(), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                start_new_session=True, preexec_fn=self.demote, cwd=self.root,
-            )
+    def serve(self) -> None:
+        """Remove a stale ``postmaster.pid``, then become the server (``exec postgres``) as its
+        account (``nobody`` when we are root: it may not run this interpreter, under /root)."""
+        self.remove_stale_pid_file()
+        command = self.command()
+        self.demote()
+        os.execv(command[0], command)
 
-    def wait_ready(self, proc: subprocess.Popen | None = None, log_path: Path | None = None) -> None:
+    def serve_command(self) -> list[str]:
+        """The command line supervisord runs: :meth:`serve` in a fresh interpreter."""
+        return [sys.executable, "-m", "taxiflow.local.metadata_db", "serve", str(self.root), str(self.port)]
+
+    def wait_ready(self, failed: Callable[[], str | None] = lambda: None) -> None:
         """Wait until the server accepts a login (crash recovery included), up to ``start_timeout``."""
         import psycopg2  # type: ignore[import-untyped]  # no stubs pinned; only connect() is used
 
         deadline = time.monotonic() + self.start_timeout
         last = ""
         while time.monotonic() < deadline:
-            if proc is not None and proc.poll() is not None:
-                tail = log_path.read_text(errors="replace")[-3000:] if log_path and log_path.exists() else ""
-                raise RuntimeError(f"postgres exited with {proc.returncode} on 127.0.0.1:{self.port}:\n{tail}")
+            why = failed()
+            if why:
+                raise RuntimeError(f"postgres on 127.0.0.1:{self.port} did not start: {why}")
             try:
                 psycopg2.connect(host="127.0.0.1", port=self.port, user=DB_USER, password=self.password(),
                                  dbname="postgres", connect_timeout=3).close()
@@ -221,9 +220,5 @@ class EmbeddedPostgres:
             conn.close()
 
 
-def _is_our_server(pid: int, data_dir: Path) -> bool:
-    try:
-        cmdline = (Path("/proc") / str(pid) / "cmdline").read_bytes().split(b"\0")
-    except OSError:
-        return False
-    return bool(cmdline) and cmdline[0].endswith(b"postgres") and str(data_dir).encode() in cmdline
+if __name__ == "__main__" and sys.argv[1:2] == ["serve"]:
+    EmbeddedPostgres(Path(sys.argv[2]), port=int(sys.argv[3])).serve()

@@ -1,45 +1,63 @@
-"""Run a real Airflow 3 deployment on this machine (commands: :mod:`taxiflow.local.commands`).
+"""A real Airflow 3 deployment on this machine, its processes run by supervisord (command line:
+:mod:`taxiflow.local.cli`; supervision: :mod:`taxiflow.local.supervisor`).
 
 ``make run`` uses it for the embedded default (PostgreSQL from a pip wheel, LocalExecutor,
-SimpleAuthManager; see :mod:`taxiflow.local.metadata_db`), the end-to-end tests use it on a free
-loopback port with a temporary ``AIRFLOW_HOME`` and data root, and the production-shape test uses it
-with an external PostgreSQL, Redis, CeleryExecutor and a Celery worker.
-
-Every process is started in its own session and its PID recorded in ``<home>/taxiflow-stack.json``;
-a component is stopped by ending every process of its session (its LocalExecutor workers and task
-processes too), never by a name pattern. The command line is :mod:`taxiflow.local.cli`.
+SimpleAuthManager; :mod:`taxiflow.local.metadata_db`), the end-to-end tests on a free loopback port
+with a temporary home and data root, the production-shape test with an external PostgreSQL, Redis
+and CeleryExecutor. This module knows what is Airflow's and taxiflow's: the environment, ports,
+secrets and command lines, and when the deployment is healthy.
 """
 
 from __future__ import annotations
 
+import compileall
+import contextlib
 import json
 import os
 import secrets
 import shlex
+import shutil
 import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
+import xmlrpc.client
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import taxiflow
 from taxiflow.config import DATA_DIR_ENV
 from taxiflow.local.airflow_api import AirflowApiMixin
-from taxiflow.local.commands import LOG_SERVER_COMPONENT, airflow_executable, compile_sources, component_command
 from taxiflow.local.metadata_db import EmbeddedPostgres
-from taxiflow.local.processes import alive, end_sessions, free_port, listening, port_in_use, session_members
+from taxiflow.local.ports import free_port, listening, port_in_use
+from taxiflow.local.supervisor import (
+    RUNNING_STATES,
+    Program,
+    Supervisord,
+    end_session,
+    pid_alive,
+    process_command,
+    render_config,
+    session_processes,
+)
+from taxiflow.local.tuning import LOCAL_AIRFLOW_SETTINGS
 
+__all__ = ["AirflowStack", "free_port"]
+
+LOG_SERVER_COMPONENT = "log-server"
 LOCAL_COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer", LOG_SERVER_COMPONENT)
-CELERY_COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer", "celery worker")
 DATABASE_COMPONENT = "postgres"
-PIDS_FILE = "taxiflow-stack.json"
 PORTS_FILE = "taxiflow-ports.json"
 # env var -> (Airflow setting it becomes, component that must listen on it)
 LOG_SERVER_PORTS = {
     "TAXIFLOW_WORKER_LOG_PORT": ("AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT", "scheduler"),
     "TAXIFLOW_TRIGGER_LOG_PORT": ("AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT", "triggerer"),
 }
+
+# The daemons that do not survive losing their database (they exit some minutes later): restarted with it.
+NEED_DATABASE = ("scheduler", "dag-processor", "triggerer")
 
 # SQLite allows one writer at a time. A one-off CLI command competing with the daemons can hit
 # sqlite3's 5 s default and fail with "database is locked"; it holds nothing while it waits, so it may
@@ -57,13 +75,44 @@ def write_secret(path: Path, text: str) -> None:
         handle.write(text)
 
 
-def local_tuning() -> dict[str, str]:
-    """``taxiflow.local.tuning.LOCAL_AIRFLOW_SETTINGS``: Airflow settings for the embedded default."""
-    try:
-        from taxiflow.local import tuning
-    except ImportError:
-        return {}
-    return dict(getattr(tuning, "LOCAL_AIRFLOW_SETTINGS", {}))
+def airflow_executable() -> str:
+    """The ``airflow`` script of the interpreter running this code (the project's venv)."""
+    beside = Path(sys.executable).with_name("airflow")
+    return str(beside) if beside.exists() else (shutil.which("airflow") or "airflow")
+
+
+def compile_sources(project_dir: Path) -> None:
+    """Write ``__pycache__`` for ``dags/``, ``plugins/`` and the taxiflow package (only what changed):
+    every parse and task imports them, and where ``PYTHONDONTWRITEBYTECODE`` is set Python would
+    compile them from source each time. A folder that cannot be written is skipped."""
+    for folder in (project_dir / "dags", project_dir / "plugins", Path(taxiflow.__file__).parent):
+        if folder.is_dir():
+            compileall.compile_dir(folder, quiet=2, workers=1)
+
+
+def component_command(component: str, env: Mapping[str, str], own_log_server: bool = False) -> list[str]:
+    """The command line of one component: ``airflow <component>``, except that
+
+    * a LocalExecutor scheduler starts warm (:mod:`taxiflow.local.warm_start`, unless
+      ``TAXIFLOW_WARM_START=0``), so its workers fork with the tasks' libraries already imported;
+    * with ``own_log_server`` (the embedded default), the scheduler and triggerer serve no logs
+      (``--skip-serve-logs``: theirs would listen on every interface) and ``log-server`` is Airflow's
+      log server app on 127.0.0.1 at ``[logging] worker_log_server_port``.
+    """
+    if component == LOG_SERVER_COMPONENT:
+        return [sys.executable, "-m", "uvicorn", "--factory", "airflow.utils.serve_logs.log_server:get_app",
+                "--host", "127.0.0.1", "--port", env["AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT"],
+                "--no-access-log", "--log-level", "warning"]
+    skip = ["--skip-serve-logs"] if own_log_server and component in ("scheduler", "triggerer") else []
+    if (component == "scheduler" and env.get("AIRFLOW__CORE__EXECUTOR") == "LocalExecutor"
+            and env.get("TAXIFLOW_WARM_START", "1") != "0"):
+        return [sys.executable, "-m", "taxiflow.local.warm_start", "scheduler", *skip]
+    return [airflow_executable(), *component.split(), *skip]
+
+
+def program_name(component: str) -> str:
+    """supervisord's name for a component (``celery worker`` -> ``celery-worker``)."""
+    return component.replace(" ", "-")
 
 
 @dataclass
@@ -83,7 +132,6 @@ class AirflowStack(AirflowApiMixin):
     extra_env: Mapping[str, str] = field(default_factory=dict)
     components: tuple[str, ...] = LOCAL_COMPONENTS
     metadata_db: str = "postgres"
-    processes: dict[str, subprocess.Popen] = field(default_factory=dict, repr=False)
 
     @property
     def base_url(self) -> str:
@@ -104,9 +152,13 @@ class AirflowStack(AirflowApiMixin):
             return None
         return EmbeddedPostgres(self.home / "postgres", port=self.ports()["postgres"])
 
+    @property
+    def supervisord(self) -> Supervisord:
+        return Supervisord(self.home)
+
     def all_components(self) -> tuple[str, ...]:
-        """Every process of the deployment, the database first."""
-        return ((DATABASE_COMPONENT,) if self.embedded_db else ()) + tuple(self.components)
+        """Every program of the deployment (supervisord's names), the database first."""
+        return ((DATABASE_COMPONENT,) if self.embedded_db else ()) + tuple(map(program_name, self.components))
 
     def ports(self) -> dict[str, int]:
         """Ports besides the api-server's, chosen free once per home (or from the environment) and kept."""
@@ -186,10 +238,10 @@ class AirflowStack(AirflowApiMixin):
         if LOG_SERVER_COMPONENT in self.components:  # one loopback log server serves task and trigger logs
             env["AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT"] = env["AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT"]
             # the address the api-server fetches a running task's log from: that server, on loopback
-            env["AIRFLOW__CORE__HOSTNAME_CALLABLE"] = "taxiflow.local.processes.loopback_hostname"
+            env["AIRFLOW__CORE__HOSTNAME_CALLABLE"] = "taxiflow.local.ports.loopback_hostname"
         if self.embedded_db:
             env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = self.embedded_db.url()
-        env.update(local_tuning())
+        env.update(LOCAL_AIRFLOW_SETTINGS)
         env.update(self.extra_env)
         if cli and env.get("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", "sqlite").startswith("sqlite"):
             env.setdefault("AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS",
@@ -246,30 +298,6 @@ class AirflowStack(AirflowApiMixin):
         write_secret(path, header + "\n".join(lines) + "\n")
         return path
 
-    def _log_path(self, component: str) -> Path:
-        return self.logs_dir / f"{component.replace(' ', '-')}.log"
-
-    def start_database(self) -> None:
-        """Start the embedded PostgreSQL unless it runs; wait as long as its crash recovery takes."""
-        db = self.embedded_db
-        if db is None:
-            return
-        recorded = self._read_pids().get(DATABASE_COMPONENT)
-        proc = self.processes.get(DATABASE_COMPONENT)
-        if (proc is not None and proc.poll() is None) or (recorded and alive(recorded)):
-            db.wait_ready()
-            return
-        db.end_server(timeout=10)  # what a killed server left behind (children in sessions of their own)
-        db.remove_stale_pid_file(recorded)
-        if port_in_use(db.port):
-            raise RuntimeError(f"port {db.port} for the embedded PostgreSQL is taken by another program: "
-                               f"free it or set TAXIFLOW_POSTGRES_PORT (kept in {self.home / PORTS_FILE})")
-        self.logs_dir.mkdir(parents=True, exist_ok=True)
-        proc = db.start(self._log_path(DATABASE_COMPONENT))
-        self.processes[DATABASE_COMPONENT] = proc
-        self._write_pids()
-        db.wait_ready(proc, self._log_path(DATABASE_COMPONENT))
-
     def log_server_ports(self) -> dict[str, tuple[int, str]]:
         """Component -> (port its log server listens on, variable that sets it), as the processes see it."""
         env = self.env()
@@ -283,46 +311,97 @@ class AirflowStack(AirflowApiMixin):
         return ports
 
     def _check_ports_free(self, components: Iterable[str]) -> None:
-        needed = [(self.port, "api-server", "PORT (make run PORT=...)")] if "api-server" in components else []
+        wanted = set(components)
+        needed = [(self.port, "api-server", "PORT (make run PORT=...)")] if "api-server" in wanted else []
         needed += [(port, component, how) for component, (port, how) in self.log_server_ports().items()
-                   if component in components]
+                   if component in wanted]
+        if self.embedded_db and DATABASE_COMPONENT in wanted:
+            needed.append((self.embedded_db.port, DATABASE_COMPONENT,
+                           f"TAXIFLOW_POSTGRES_PORT (kept in {self.home / PORTS_FILE})"))
         taken = [f"port {port} ({component}; set {how})" for port, component, how in needed if port_in_use(port)]
         if taken:
             raise RuntimeError("cannot start: already in use by another program: " + ", ".join(taken))
 
-    def start(self, components: Iterable[str] | None = None) -> None:
-        """Start the database (if embedded and down) and each component in its own session."""
-        wanted = [c for c in (components or self.components) if c != DATABASE_COMPONENT]
+    def programs(self, components: Iterable[str]) -> list[Program]:
+        """The supervisord programs for these components (and the embedded database). One more
+        program (e.g. an object store) is one more :class:`Program` appended here."""
+        env, own_log_server = self.env(), LOG_SERVER_COMPONENT in self.components
+        programs = [Program(program_name(c), component_command(c, env, own_log_server), self.home)
+                    for c in self.components if program_name(c) in components]
+        db = self.embedded_db
+        if db is not None:
+            programs.insert(0, Program(DATABASE_COMPONENT, db.serve_command(), db.root, stopsignal="INT",
+                                       priority=10))  # INT: PostgreSQL's "fast" shutdown
+        return programs
+
+    def _supervise(self, components: Iterable[str]) -> None:
+        """Have supervisord run these components (and the database), besides those it runs already:
+        write the config, then start supervisord, or apply the config and start what is not running."""
+        sup = self.supervisord
+        running = sup.processes()
+        wanted = set(components) | set(running) | {DATABASE_COMPONENT}
+        self._check_ports_free(c for c in wanted if running.get(c, {}).get("statename") not in RUNNING_STATES)
         self.logs_dir.mkdir(parents=True, exist_ok=True)
-        self.start_database()
-        recorded = self._read_pids()
-        end_sessions([recorded[c] for c in wanted if c in recorded], timeout=10)  # what a dead one left
-        self._check_ports_free(wanted)
+        restart_with = {DATABASE_COMPONENT: [c for c in NEED_DATABASE if c in wanted]} if self.embedded_db else {}
+        sup.config.write_text(render_config(self.home, self.logs_dir, self.programs(wanted), restart_with))
+        if not running and sup.pid() is None:
+            self._end_leftovers()
+            sup.start(self.env())
+            return
+        sup.update()
+        for name, info in sup.processes().items():
+            if name in wanted and info["statename"] not in RUNNING_STATES:
+                with contextlib.suppress(xmlrpc.client.Fault):  # supervisord started it meanwhile
+                    sup.rpc().startProcess(name, False)
+
+    def _end_leftovers(self) -> None:
+        """What a supervisord that was killed left running: every process of its session (unless
+        its PID now leads another program's session)."""
+        pid_file = self.home / "supervisord.pid"
+        if pid_file.exists():
+            sid = int(pid_file.read_text().split()[0])
+            if not pid_alive(sid) or str(self.supervisord.config) in " ".join(process_command(sid)):
+                end_session(sid)
+            pid_file.unlink()
+
+    def start_database(self) -> None:
+        """Have supervisord run the embedded PostgreSQL; wait as long as its crash recovery takes."""
+        db = self.embedded_db
+        if db is None:
+            return
+        self._supervise([DATABASE_COMPONENT])
+
+        def failed() -> str | None:
+            info = self.supervisord.processes().get(DATABASE_COMPONENT, {})
+            return (info.get("statename") == "FATAL" and f"FATAL\n{self.tail_logs(DATABASE_COMPONENT)}") or None
+
+        db.wait_ready(failed)
+
+    def start(self, components: Iterable[str] | None = None) -> None:
+        """Start the database (if embedded) and the components (default: all) under supervisord."""
         compile_sources(self.project_dir)
-        env = self.env()
-        for component in wanted:
-            with open(self._log_path(component), "ab") as log:
-                self.processes[component] = subprocess.Popen(
-                    component_command(component, env, own_log_server=LOG_SERVER_COMPONENT in self.components),
-                    env=env, cwd=self.home, stdout=log,
-                    stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
-                )
-        self._write_pids()
+        self._supervise(program_name(c) for c in (components or self.components))
 
     def wait_until_healthy(self, timeout: float = 180) -> None:
-        """Wait for the api-server to answer, the daemons to heartbeat and the log servers to listen."""
+        """Wait for every program to run, the api-server to answer, the daemons to heartbeat and the
+        log servers to listen."""
         deadline = time.monotonic() + timeout
         last = "no answer yet"
         log_ports = {component: port for component, (port, _how) in self.log_server_ports().items()
-                     if component in self.components}
+                     if component in self.all_components()}
         while time.monotonic() < deadline:
-            self._raise_if_any_died()
+            status = self.status()
+            fatal = [name for name, info in status.items() if info["state"] == "FATAL"]
+            if fatal:
+                raise RuntimeError(f"{', '.join(fatal)} kept exiting; supervisord gave up\n"
+                                   + "\n".join(self.tail_logs(name) for name in fatal))
             try:
                 with urllib.request.urlopen(f"{self.base_url}/api/v2/monitor/health", timeout=5) as resp:
                     health = json.load(resp)
                 expected = {"metadatabase", "scheduler", "triggerer", "dag_processor"}
                 unhealthy = [k for k in expected if health.get(k, {}).get("status") != "healthy"]
                 unhealthy += [f"{c} log server on :{p}" for c, p in log_ports.items() if not listening(p)]
+                unhealthy += [f"{name} {info['state']}" for name, info in status.items() if not info["running"]]
                 if not unhealthy:
                     return
                 last = f"not healthy yet: {unhealthy}"
@@ -331,66 +410,42 @@ class AirflowStack(AirflowApiMixin):
             time.sleep(1)
         raise TimeoutError(f"Airflow at {self.base_url} not healthy after {timeout}s: {last}\n{self.tail_logs()}")
 
-    def _raise_if_any_died(self) -> None:
-        for component, proc in self.processes.items():
-            if proc.poll() is not None:
-                raise RuntimeError(f"{component} exited with {proc.returncode}\n{self.tail_logs(component)}")
-
     def tail_logs(self, component: str | None = None, lines: int = 60) -> str:
         """The last lines of one component's log (or of every component's)."""
-        names = [component] if component else list(self.processes) or list(self.all_components())
         chunks = []
-        for name in names:
-            path = self._log_path(name)
+        for name in [program_name(component)] if component else self.all_components():
+            path = self.logs_dir / f"{name}.log"
             if path.exists():
                 text = path.read_text(errors="replace").splitlines()[-lines:]
                 chunks.append(f"--- {name} ({path}) ---\n" + "\n".join(text))
         return "\n".join(chunks)
 
-    def recorded_pids(self) -> dict[str, int]:
-        """Component -> PID (= session id) of this deployment, from memory or the PIDs file."""
-        return {**self._read_pids(), **{name: proc.pid for name, proc in self.processes.items()}}
-
     def status(self) -> dict[str, dict]:
-        """Per component: pid, whether it runs, and how many processes of its session are left."""
-        pids = self.recorded_pids()
-        status = {name: {"pid": pid, "running": alive(pid), "processes": len(session_members(pid))}
-                  for name, pid in pids.items()}
-        if DATABASE_COMPONENT in status and self.embedded_db is not None:
-            status[DATABASE_COMPONENT]["processes"] = len(self.embedded_db.server_processes())
-        return status
+        """Per program, as supervisord sees it: pid, state (RUNNING, BACKOFF, FATAL...), running;
+        empty when supervisord does not run."""
+        return {name: {"pid": info["pid"], "state": info["statename"], "running": info["statename"] == "RUNNING",
+                       "description": info["description"]}
+                for name, info in self.supervisord.processes().items()}
 
-    def stop(self, timeout: float = 30, components: Iterable[str] | None = None) -> None:
-        """End every process of each component's session: Airflow first, then the database."""
-        pids = self.recorded_pids()
-        names = list(components) if components is not None else list(pids)
-        airflow_sessions = [pids[n] for n in names if n in pids and n != DATABASE_COMPONENT]
-        end_sessions(airflow_sessions, timeout=timeout)
-        if DATABASE_COMPONENT in names and self.embedded_db is not None:
-            self.embedded_db.end_server(timeout=timeout)
-        for name in names:
-            proc = self.processes.pop(name, None)
-            if proc is not None:
-                proc.poll()
-        remaining = {n: p for n, p in pids.items() if n not in names}
-        if remaining:
-            self._write_pids(remaining)
-        else:
-            (self.home / PIDS_FILE).unlink(missing_ok=True)
+    def recorded_pids(self) -> dict[str, int]:
+        """Program -> PID of each running program (also its process group id)."""
+        return {name: info["pid"] for name, info in self.status().items() if info["pid"]}
 
-    def _write_pids(self, pids: Mapping[str, int] | None = None) -> None:
-        if pids is None:
-            recorded = {**self._read_pids(), **{n: p.pid for n, p in self.processes.items()}}
-        else:
-            recorded = dict(pids)
-        (self.home / PIDS_FILE).write_text(json.dumps({"port": self.port, "pids": recorded}))
+    def deployment_pids(self) -> list[int]:
+        """Every live process of the deployment: supervisord's session (its programs, their
+        children and task processes) and the embedded database's server processes."""
+        sid = self.supervisord.pid()
+        pids = session_processes(sid) if sid else []
+        return sorted(set(pids) | set(self.embedded_db.server_processes() if self.embedded_db else []))
 
-    def _read_pids(self) -> dict[str, int]:
-        path = self.home / PIDS_FILE
-        return json.loads(path.read_text())["pids"] if path.exists() else {}
-
-
-if __name__ == "__main__":
-    from taxiflow.local.cli import main
-
-    raise SystemExit(main())
+    def stop(self, timeout: float = 120) -> None:
+        """Stop every program (each as a process group; Airflow before the database) and supervisord,
+        then end what is left of its session and of the database's processes."""
+        sid = self.supervisord.shutdown([c for c in self.all_components() if c != DATABASE_COMPONENT], timeout)
+        if sid:
+            end_session(sid)
+        self._end_leftovers()
+        db = self.embedded_db
+        deadline = time.monotonic() + 30  # a killed postmaster's children leave on their own
+        while db is not None and db.server_processes() and time.monotonic() < deadline:
+            time.sleep(0.2)

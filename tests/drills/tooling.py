@@ -1,4 +1,5 @@
-"""Load and crash drills against a live local deployment (the ``drills`` tests and ``make bench``).
+"""Load and crash drills against a live local deployment (the ``drills`` tests and ``make bench``: test
+tooling, not shipped in the package).
 
 The burst: many ``/api/v2`` and ``/api/v1`` triggers from several threads plus request files dropped
 at the same moment, sent by a client that retries only what the server asks it to retry (503/429
@@ -18,8 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from taxiflow.config import INGEST_DAG_ID, METRICS_DAG_ID, REPORT_DAG_ID, DataPaths
-from taxiflow.local.processes import pss_bytes, rss_bytes, session_members
-from taxiflow.local.stack import DATABASE_COMPONENT, AirflowStack
+from taxiflow.local.stack import AirflowStack, free_port
 
 RETRYABLE = (429, 503)
 
@@ -83,9 +83,10 @@ class BurstResult:
 
 
 class RssSampler(threading.Thread):
-    """Samples the deployment's memory (every process of every session) twice a second: the sum of
-    resident sizes (``peak``, counts shared pages once per process) and of proportional sizes
-    (``peak_pss``, what the deployment really holds)."""
+    """Samples the deployment's memory (every process of it) twice a second: the sum of resident
+    sizes (``peak``, counts shared pages once per process) and of proportional sizes (``peak_pss``,
+    what the deployment really holds: a page shared by n processes counts 1/n in each; Linux only,
+    0 elsewhere)."""
 
     def __init__(self, stack: AirflowStack) -> None:
         super().__init__(daemon=True)
@@ -94,20 +95,18 @@ class RssSampler(threading.Thread):
         self.peak_pss = 0
         self._done = threading.Event()
 
-    def deployment_pids(self) -> list[int]:
-        pids = []
-        for name, pid in self.stack.recorded_pids().items():
-            if name == DATABASE_COMPONENT and self.stack.embedded_db is not None:
-                pids += self.stack.embedded_db.server_processes()
-            else:
-                pids += session_members(pid)
-        return pids
-
     def run(self) -> None:
+        import psutil
+
         while not self._done.is_set():
-            pids = self.deployment_pids()
-            self.peak = max(self.peak, rss_bytes(pids))
-            self.peak_pss = max(self.peak_pss, pss_bytes(pids))
+            rss = pss = 0
+            for pid in self.stack.deployment_pids():
+                try:
+                    memory = psutil.Process(pid).memory_full_info()
+                except psutil.Error:
+                    continue
+                rss, pss = rss + memory.rss, pss + getattr(memory, "pss", 0)
+            self.peak, self.peak_pss = max(self.peak, rss), max(self.peak_pss, pss)
             self._done.wait(0.5)
 
     def stop(self) -> int:
@@ -199,8 +198,6 @@ DRILL_ENV = {
 
 def drill_stack(root: Path, project_dir: Path, metadata_db: str = "postgres") -> AirflowStack:
     """A deployment in ``root`` (home and data root), not started, with the zone table in place."""
-    from taxiflow.local.processes import free_port
-
     data_dir = root / "data"
     (data_dir / "reference").mkdir(parents=True, exist_ok=True)
     zones = project_dir / "data" / "reference" / "taxi_zone_lookup.csv"

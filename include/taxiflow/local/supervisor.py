@@ -1,0 +1,225 @@
+"""The local deployment's processes, run by supervisord (PyPI ``supervisor``) from a generated config.
+
+supervisord starts every program, restarts one that exits (backing off when it keeps failing),
+reports status over a Unix socket in the home (mode 0700: no TCP port), keeps one log per program
+and stops them all, each as a process group. What it cannot know is Airflow-specific and lives in
+the event listener :func:`reap`: a component that crashed leaves its children behind (a
+scheduler's LocalExecutor workers wait forever on a queue no one fills), so the listener kills the
+dead program's process group; and when the database died, the daemons that cannot survive losing
+it are restarted with it.
+
+To add a program (e.g. an object store), add one :class:`Program` to the list the stack passes to
+:func:`render_config`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shlex
+import signal
+import subprocess
+import sys
+import time
+import xmlrpc.client
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+RUNNING_STATES = ("STARTING", "RUNNING", "BACKOFF")  # supervisord's own: startProcess refuses these
+LISTENER = "reaper"
+
+
+@dataclass
+class Program:
+    """One ``[program:x]`` section: what runs, where, as whom, and how it is stopped."""
+
+    name: str
+    command: list[str]
+    directory: Path
+    user: str | None = None
+    stopsignal: str = "TERM"
+    priority: int = 100
+    options: dict[str, str] = field(default_factory=dict)
+
+    def section(self, logs_dir: Path) -> str:
+        quoted = shlex.join(self.command).replace("%", "%%")  # supervisord expands %(name)s
+        settings = {
+            "command": quoted, "directory": str(self.directory), "priority": str(self.priority),
+            "autostart": "true", "autorestart": "true", "startsecs": "3", "startretries": "10",
+            "stopsignal": self.stopsignal, "stopwaitsecs": "30", "stopasgroup": "true", "killasgroup": "true",
+            "redirect_stderr": "true", "stdout_logfile": str(logs_dir / f"{self.name}.log"),
+            "stdout_logfile_maxbytes": "50MB", "stdout_logfile_backups": "2",
+            **({"user": self.user} if self.user else {}), **self.options,
+        }
+        return f"[program:{self.name}]\n" + "".join(f"{k} = {v}\n" for k, v in settings.items())
+
+
+def socket_path(home: Path) -> Path:
+    """``<home>/supervisor.sock``, or one named after the home in the temp folder where that path
+    would pass the ~100 bytes a Unix socket's path may have."""
+    path = home / "supervisor.sock"
+    if len(str(path)) <= 100:
+        return path
+    import hashlib
+    import tempfile
+
+    return Path(tempfile.gettempdir()) / f"taxiflow-{hashlib.sha256(str(home).encode()).hexdigest()[:16]}.sock"
+
+
+def render_config(home: Path, logs_dir: Path, programs: list[Program], restart_with: dict[str, list[str]]) -> str:
+    """supervisord.conf: the daemon, its socket, the programs and the listener (:func:`reap`).
+    ``restart_with``: program -> programs to restart when it exits unexpectedly."""
+    rules = ";".join(f"{dead}:{','.join(others)}" for dead, others in restart_with.items())
+    listener = [sys.executable, "-m", "taxiflow.local.supervisor", "reap", rules]
+    return (
+        f"[supervisord]\nlogfile = {logs_dir / 'supervisord.log'}\npidfile = {home / 'supervisord.pid'}\n"
+        f"directory = {home}\nchildlogdir = {logs_dir}\nidentifier = taxiflow\n\n"
+        f"[unix_http_server]\nfile = {socket_path(home)}\nchmod = 0700\n\n"
+        f"[supervisorctl]\nserverurl = unix://{socket_path(home)}\n\n"
+        "[rpcinterface:supervisor]\n"
+        "supervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface\n\n"
+        + "\n".join(p.section(logs_dir) for p in programs)
+        + f"\n[eventlistener:{LISTENER}]\ncommand = {shlex.join(listener).replace('%', '%%')}\n"
+        "events = PROCESS_STATE_EXITED\nautorestart = true\npriority = 1\nstdout_logfile = NONE\n"
+        f"stderr_logfile = {logs_dir / f'{LISTENER}.log'}\n"
+    )
+
+
+class Supervisord:
+    """The supervisord of one home: started, asked and shut down over its Unix socket."""
+
+    def __init__(self, home: Path) -> None:
+        self.home = home
+        self.config = home / "supervisord.conf"
+        self.socket = socket_path(home)
+
+    def rpc(self) -> Any:
+        from supervisor.xmlrpc import SupervisorTransport
+
+        transport = SupervisorTransport(None, None, f"unix://{self.socket}")
+        return xmlrpc.client.ServerProxy("http://127.0.0.1", transport=transport).supervisor
+
+    def pid(self) -> int | None:
+        """supervisord's PID (also its session id: it daemonizes with setsid), if it answers."""
+        if not self.socket.exists():
+            return None
+        try:
+            return int(self.rpc().getPID())
+        except (OSError, xmlrpc.client.Fault, xmlrpc.client.ProtocolError):
+            return None
+
+    def start(self, env: dict[str, str]) -> None:
+        """Start supervisord (it daemonizes; every program inherits ``env``) and wait for its socket."""
+        subprocess.run([str(Path(sys.executable).with_name("supervisord")), "-c", str(self.config)],
+                       env=env, cwd=self.home, check=True, stdin=subprocess.DEVNULL)
+        deadline = time.monotonic() + 30
+        while self.pid() is None:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"supervisord did not answer on {self.socket} within 30 s")
+            time.sleep(0.1)
+
+    def update(self) -> None:
+        """Apply an edited config, as ``supervisorctl update`` does: add, replace or remove programs."""
+        server = self.rpc()
+        [[added, changed, removed]] = server.reloadConfig()
+        for name in changed + removed:
+            server.stopProcessGroup(name)
+            server.removeProcessGroup(name)
+        for name in added + changed:
+            server.addProcessGroup(name)
+
+    def processes(self) -> dict[str, dict]:
+        """Program -> supervisord's process info (``statename``, ``pid``, ``spawnerr``, ...)."""
+        if self.pid() is None:
+            return {}
+        return {info["name"]: info for info in self.rpc().getAllProcessInfo() if info["group"] != LISTENER}
+
+    def shutdown(self, first: list[str], timeout: float = 120) -> int | None:
+        """Stop the ``first`` programs together, then the rest and supervisord (which stops one
+        program at a time); returns supervisord's session id."""
+        sid = self.pid()
+        if sid is None:
+            return None
+        deadline = time.monotonic() + timeout
+        with contextlib.suppress(OSError, xmlrpc.client.Fault):
+            server = self.rpc()
+            for name in first:
+                with contextlib.suppress(xmlrpc.client.Fault):  # one that is not running
+                    server.stopProcess(name, False)
+            while time.monotonic() < deadline and any(
+                    self.processes().get(name, {}).get("statename") == "STOPPING" for name in first):
+                time.sleep(0.2)
+            server.shutdown()
+        while time.monotonic() < deadline and pid_alive(sid):
+            time.sleep(0.2)
+        return sid
+
+
+def pid_alive(pid: int) -> bool:
+    """True if ``pid`` runs (a zombie counts as gone)."""
+    import psutil
+
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def process_command(pid: int) -> list[str]:
+    """The command line of ``pid`` (empty if it is gone)."""
+    import psutil
+
+    try:
+        return psutil.Process(pid).cmdline()
+    except psutil.Error:
+        return []
+
+
+def session_processes(sid: int) -> list[int]:
+    """Live processes of session ``sid``: what supervisord and its programs left (portable: ``getsid``)."""
+    import psutil
+
+    found = []
+    for pid in psutil.pids():
+        with contextlib.suppress(OSError):
+            if os.getsid(pid) == sid and pid_alive(pid):
+                found.append(pid)
+    return found
+
+
+def end_session(sid: int, timeout: float = 10) -> None:
+    """SIGTERM, then SIGKILL, whatever is left in session ``sid`` (e.g. after supervisord was killed)."""
+    for sig, wait in ((signal.SIGTERM, timeout), (signal.SIGKILL, 10.0)):
+        for pid in session_processes(sid):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, sig)
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline and session_processes(sid):
+            time.sleep(0.2)
+
+
+def reap(rules: str) -> None:
+    """supervisord event listener: on PROCESS_STATE_EXITED, SIGKILL what is left of the dead
+    program's process group, and SIGKILL the programs ``rules`` ("db:a,b;...") restart with it
+    (supervisord starts them again, backing off until the database answers)."""
+    from supervisor import childutils
+
+    restart = {dead: others.split(",") for dead, _, others in
+               (rule.partition(":") for rule in rules.split(";") if rule)}
+    while True:
+        _headers, payload = childutils.listener.wait(sys.stdin, sys.stdout)
+        fields = dict(token.split(":", 1) for token in payload.split())
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(int(fields["pid"]), signal.SIGKILL)
+        if fields.get("expected") == "0" and fields["processname"] in restart:
+            server = childutils.getRPCInterface(os.environ).supervisor
+            for name in restart[fields["processname"]]:
+                with contextlib.suppress(xmlrpc.client.Fault):  # one that is not running is left alone
+                    server.signalProcess(name, "KILL")  # one stuck on its lost database would not stop on TERM
+                    print(f"{name}: restarted, {fields['processname']} died", file=sys.stderr, flush=True)
+        childutils.listener.ok(sys.stdout)
+
+
+if __name__ == "__main__" and sys.argv[1:2] == ["reap"]:
+    reap(sys.argv[2] if len(sys.argv) > 2 else "")
