@@ -2,7 +2,7 @@
 #   make run    start Airflow locally (embedded PostgreSQL, LocalExecutor) with demo data; prints the UI and login
 #               (supervisord runs the processes and restarts one that crashes; logs in .airflow/process-logs/)
 #   make test   install what the tests need, lint, and run the whole suite (what CI runs)
-# More: make lint | make status | make stop | make bench | make airflow ARGS="dags list" | make compose-env | make compose-check | make clean
+# More: make docs | make lint | make status | make stop | make bench | make airflow ARGS="dags list" | make compose-env | make compose-check | make clean
 
 PYTHON ?= python3
 VENV   ?= .venv
@@ -11,7 +11,7 @@ PORT   ?= 8080
 HOME_DIR := $(CURDIR)/.airflow
 export TAXIFLOW_DATA_DIR ?= $(CURDIR)/data
 
-.PHONY: run stop status airflow lint test test-fast test-compose bench bench-quick compose-env compose-images compose-check clean venv dev
+.PHONY: run stop status airflow docs lint test test-fast test-compose bench bench-quick compose-env compose-images compose-check clean venv dev
 
 venv: $(VENV)/.installed
 $(VENV)/.installed: requirements.txt pyproject.toml
@@ -37,6 +37,11 @@ status:
 
 airflow:
 	. $(HOME_DIR)/env.sh && airflow $(ARGS)
+
+# The documentation site (MkDocs, Material theme) from docs/ into site/, strict: a broken link,
+# anchor or page fails it (tests/test_docs.py checks the same in make test).
+docs: dev
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
 
 # ruff (pycodestyle, pyflakes, isort, bugbear, pyupgrade, simplify, RUF, Airflow's AIR) and mypy,
 # configured in pyproject.toml; `$(BIN)/ruff check --fix .` repairs most findings.

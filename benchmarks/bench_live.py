@@ -14,7 +14,7 @@ Rows:
 
 The deployment is ``make run``'s default (embedded PostgreSQL, LocalExecutor) and runs with
 ``taxiflow.local.tuning.LOCAL_AIRFLOW_SETTINGS``;
-``--untuned`` measures Airflow's defaults instead, for the before/after table in the README.
+``--untuned`` measures Airflow's defaults instead, for the before/after table in docs/benchmarks.md.
 """
 
 from __future__ import annotations

@@ -41,7 +41,6 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pendulum
-from airflow.providers.standard.sensors.external_task import ExternalTaskSensor
 from airflow.sdk import Param, dag, task
 from airflow.sdk.exceptions import AirflowFailException
 
@@ -54,9 +53,9 @@ from taxiflow.reports.params import report_param_schemas
 def validate_request(params=None, run_id=None) -> dict:
     """Re-check what JSON schema cannot: start before end, not after this month, at most 1096 days,
     run id length; and that a ``request__`` run id was started by its request file."""
-    from taxiflow.doors.limits import run_id_problem
     from taxiflow.reports.request import InvalidRequest, ReportRequest, check_limits
     from taxiflow.reports.request_claims import RequestRunRefused, check_request_run
+    from taxiflow.reports.run_ids import run_id_problem
 
     if run_id and run_id_problem(run_id):  # the CLI writes runs straight to the database: no door
         raise AirflowFailException(run_id_problem(run_id))
@@ -114,9 +113,7 @@ def request_file_owner(run_id: str | None, name: str | None) -> str | None:
 )
 def borough_report():
     request = validate_request()
-    # Named here, the sensor's module is one the dag-processor imports once, before it forks a parse
-    # ([dag_processor] parsing_pre_import_modules), instead of every parse importing it again.
-    wait_for_ingest: ExternalTaskSensor = IngestGateSensor(
+    wait_for_ingest = IngestGateSensor(
         task_id="wait_for_ingest",
         **wait_settings("REPORT_WAIT", poke_interval=30, timeout=6 * 3600),
     )

@@ -25,8 +25,8 @@ from datetime import timedelta
 import pendulum
 from airflow.sdk import Param, dag, task
 
+from taxiflow.components.params import month_param_schemas
 from taxiflow.config import METRICS_DAG_ID
-from taxiflow.reports.params import month_param_schemas
 
 
 @task(multiple_outputs=False)  # one dict for the next task, not one XCom per key

@@ -12,7 +12,7 @@ from sqlalchemy.exc import OperationalError
 import taxiflow.doors.api_v1.app as app_module
 from taxiflow.doors.api_v1 import ApiV1Error, create_app, parse_trigger_body
 from taxiflow.doors.core_guard import CoreApiGuard
-from taxiflow.doors.limits import MAX_RUN_ID_LENGTH, run_id_problem
+from taxiflow.reports.run_ids import MAX_RUN_ID_LENGTH, run_id_problem
 
 
 def test_run_ids_up_to_the_limit_pass_and_longer_ones_are_refused_naming_it():

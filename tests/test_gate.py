@@ -14,8 +14,9 @@ import pytest
 from airflow.providers.standard.sensors.external_task import ExternalTaskSensor
 from airflow.sdk.exceptions import AirflowFailException
 
-from taxiflow.components.gates import IngestGateSensor, month_logical_date
+from taxiflow.components.gates import IngestGateSensor
 from taxiflow.config import INGEST_DAG_ID, trigger_metrics_task_id
+from taxiflow.reports.ingest_status import ingest_statuses, month_logical_date
 
 # December 2023 and January 2024, both sources (the default)
 TWO_MONTHS = {"borough": "Manhattan", "start_date": "2023-12-18", "end_date": "2024-01-08"}
@@ -137,3 +138,21 @@ def test_the_gate_links_to_the_ingest_runs_not_to_a_run_that_cannot_exist(monkey
     assert [link.name for link in gate.operator_extra_links] == ["Ingest runs"]
     url = gate.operator_extra_links[0].get_link(gate, ti_key=None)
     assert url == f"http://127.0.0.1:8080/dags/{INGEST_DAG_ID}/runs"
+
+
+def test_the_report_views_and_the_gate_read_states_the_same_way():
+    yellow, green = trigger_metrics_task_id("yellow"), trigger_metrics_task_id("green")
+    task_states = {("2023-12", yellow): "success", ("2023-12", green): "upstream_failed",
+                   ("2024-01", yellow): "running"}
+    statuses = ingest_statuses(["2023-12", "2024-01", "2024-02"], ["yellow", "green"], task_states,
+                               {"2023-12": "failed", "2024-01": "running"})  # no run covers 2024-02
+    assert [(s.month, s.source, s.state, s.detail) for s in statuses] == [
+        ("2023-12", "yellow", "done", "ingested"),
+        ("2023-12", "green", "failed", "ingest_taxi_trips run for 2023-12 failed"),
+        ("2024-01", "yellow", "waiting",
+         "ingest_taxi_trips run for 2024-01 is running; waiting for landing/yellow/2024-01/ or its processing"),
+        ("2024-01", "green", "waiting",
+         "ingest_taxi_trips run for 2024-01 is running; waiting for landing/green/2024-01/ or its processing"),
+        ("2024-02", "yellow", "waiting", "no ingest_taxi_trips run for 2024-02 yet"),
+        ("2024-02", "green", "waiting", "no ingest_taxi_trips run for 2024-02 yet"),
+    ]

@@ -9,7 +9,7 @@ import pytest
 import requests
 
 from taxiflow.config import REPORT_DAG_ID
-from taxiflow.doors.limits import MAX_RUN_ID_LENGTH
+from taxiflow.reports.run_ids import MAX_RUN_ID_LENGTH
 
 pytestmark = pytest.mark.e2e
 

@@ -7,7 +7,7 @@ the HTTP status and body, the error file, the task's state and log, and the file
 Months used here (no other module touches them): 2021-03 and 2021-08 both sources, ingested;
 2021-04 a green drop that is a symbolic link; 2021-05 a yellow file of June's trips;
 2020-01..2020-04 green only, yellow never comes (they wait for the whole module); 2015-06 no
-ingest run at all. The README's drill table is this module, row by row.
+ingest run at all. The drill table in docs/drills.md is this module, row by row.
 """
 
 from __future__ import annotations

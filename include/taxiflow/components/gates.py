@@ -9,7 +9,8 @@ Only the requested sources gate it: a source nobody asked for may never arrive. 
 that was skipped (a month before TLC published that source) counts as done, with no trips.
 
 ``ExternalTaskSensor`` counts the tasks in the success and failed states; when the count says "not
-yet", the gate looks at each month to say why, at every poke:
+yet", the gate looks at each month to say why, at every poke (what each state means is decided in
+``taxiflow.reports.ingest_status``, which the report views use too):
 
 * it fails at once, naming the month and source, when one of them failed (or its upstream did);
 * it logs what it still waits for, and says so when **no ingest run covers a month** (no run with
@@ -31,16 +32,15 @@ from airflow.providers.standard.sensors.external_task import ExternalTaskSensor
 from airflow.sdk import BaseOperatorLink
 from airflow.sdk.exceptions import AirflowFailException
 
-from taxiflow.config import (
-    INGEST_DAG_ID,
-    env_seconds,
-    ingest_sources,
-    parse_month,
-    trigger_metrics_task_id,
+from taxiflow.config import INGEST_DAG_ID, env_seconds, ingest_sources, trigger_metrics_task_id
+from taxiflow.reports.ingest_status import (
+    DONE_STATES,
+    FAILED_STATES,
+    ingest_command,
+    ingest_statuses,
+    month_logical_date,
 )
 
-FAILED_STATES = frozenset({"failed", "upstream_failed"})
-DONE_STATES = ("success", "skipped")  # skipped: nothing published for that source and month
 UNCOVERED_TIMEOUT_ENV = "TAXIFLOW_REPORT_UNCOVERED_TIMEOUT"
 DEFAULT_UNCOVERED_TIMEOUT = 30 * 60
 
@@ -53,21 +53,10 @@ def requested_months_and_sources(params: Mapping[str, Any]) -> tuple[list[str], 
     return list(request.months), list(request.sources)
 
 
-def month_logical_date(month: str) -> datetime:
-    """The logical date of the ingest run for ``month``: its first day, 00:00 UTC."""
-    first = parse_month(month)
-    return datetime(first.year, first.month, 1, tzinfo=UTC)
-
-
 def ingest_logical_dates(logical_date: datetime, params: Mapping[str, Any], **_: Any) -> list[datetime]:
     """``execution_date_fn``: the ingest runs a report needs, from its params (not its own date)."""
     months, _sources = requested_months_and_sources(params)
     return [month_logical_date(month) for month in months]
-
-
-def ingest_command(month: str) -> str:
-    """The command that starts the ingest run for ``month``."""
-    return f"airflow dags trigger {INGEST_DAG_ID} -l {month_logical_date(month).isoformat()}"
 
 
 class IngestRunsLink(BaseOperatorLink):
@@ -100,7 +89,7 @@ class IngestGateSensor(ExternalTaskSensor):
             # every source at parse time; each poke narrows them to the requested ones
             external_task_ids=[trigger_metrics_task_id(source) for source in ingest_sources()],
             execution_date_fn=ingest_logical_dates,
-            allowed_states=list(DONE_STATES),
+            allowed_states=sorted(DONE_STATES),
             failed_states=sorted(FAILED_STATES),
             deferrable=False,  # reschedule: a wait costs one short task start per poke, no triggerer
             **kwargs,
@@ -129,30 +118,22 @@ class IngestGateSensor(ExternalTaskSensor):
     def _all_done(self, context: Any, months: list[str], sources: list[str]) -> bool:
         """Whether every (month, source) succeeded; fails on a failed ingest, logs what is missing."""
         ti = context["ti"]
-        waiting: list[str] = []
-        failed: list[str] = []
-        uncovered: list[str] = []
+        task_ids = [trigger_metrics_task_id(source) for source in sources]
+        task_states: dict[tuple[str, str], str | None] = {}
+        covered: dict[str, str | None] = {}  # the months some ingest run covers (run state unknown here)
         for month in months:
+            logical_dates = [month_logical_date(month)]
             # One look-up per month: {run_id: {task_id: state}}, at most one run per logical date.
-            runs = ti.get_task_states(
-                dag_id=INGEST_DAG_ID,
-                task_ids=[trigger_metrics_task_id(source) for source in sources],
-                logical_dates=[month_logical_date(month)],
-            )
-            states: dict[str, Any] = {}
-            for task_states in runs.values():
-                states.update(task_states)
-            if not states and not ti.get_dr_count(
-                dag_id=INGEST_DAG_ID, logical_dates=[month_logical_date(month)]
-            ):
-                uncovered.append(month)
-                continue
-            for source in sources:
-                state = states.get(trigger_metrics_task_id(source))
-                if state in FAILED_STATES:
-                    failed.append(f"{source} {month} (task {trigger_metrics_task_id(source)}: {state})")
-                elif state not in DONE_STATES:
-                    waiting.append(f"{source} {month} ({state or 'not started'})")
+            runs = ti.get_task_states(dag_id=INGEST_DAG_ID, task_ids=task_ids, logical_dates=logical_dates)
+            for states in runs.values():
+                task_states.update({(month, task_id): state for task_id, state in states.items()})
+            if any(runs.values()) or ti.get_dr_count(dag_id=INGEST_DAG_ID, logical_dates=logical_dates):
+                covered[month] = None
+        statuses = ingest_statuses(months, sources, task_states, covered)
+        failed = [f"{s.source} {s.month} (task {s.task_id}: {s.task_state})" for s in statuses if s.state == "failed"]
+        uncovered = [month for month in months if month not in covered]
+        waiting = [f"{s.source} {s.month} ({s.task_state or 'not started'})"
+                   for s in statuses if s.state == "waiting" and s.covered]
         if failed:
             raise AirflowFailException(
                 f"The ingest this report needs failed: {'; '.join(failed)}. Fix the drop in "

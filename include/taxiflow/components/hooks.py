@@ -13,6 +13,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+import attrs
 import requests
 import tenacity
 from airflow.providers.http.hooks.http import HttpHook
@@ -89,19 +90,18 @@ class TlcHook(HttpHook):
 
     @classmethod
     def get_connection(cls, conn_id: str) -> Connection:
-        """The configured connection; AirflowNotFoundException naming ``conn_id`` and how to define it."""
+        """The configured connection; AirflowNotFoundException naming ``conn_id`` and how to define it.
+
+        A URI like ``https://host`` parses as conn type "https" with no schema, which HttpHook would
+        turn into a plain http base URL: the connection handed on names the scheme the user wrote.
+        """
         try:
-            return super().get_connection(conn_id)
+            connection = super().get_connection(conn_id)
         except AirflowNotFoundException as err:
             raise AirflowNotFoundException(missing_connection_message(conn_id)) from err
-
-    def _set_base_url(self, connection: Connection) -> None:
-        super()._set_base_url(connection)
-        # A URI like ``https://host`` parses as conn_type "https" with no schema, which HttpHook
-        # would turn into plain http: keep the scheme the user wrote.
-        https_uri = (connection.conn_type or "").lower() == "https" and not connection.schema
-        if https_uri and self.base_url.startswith("http://"):
-            self.base_url = "https://" + self.base_url[len("http://") :]
+        if (connection.conn_type or "").lower() == "https" and not connection.schema:
+            connection = attrs.evolve(connection, schema="https")
+        return connection
 
     @property
     def session(self) -> requests.Session:

@@ -2,7 +2,7 @@
 ``fastapi_root_middlewares``: two answers Airflow's routes do not give.
 
 * ``POST /api/v2/dags/{dag_id}/dagRuns`` with a ``dag_run_id`` longer than
-  :data:`taxiflow.doors.limits.MAX_RUN_ID_LENGTH` is refused with 400 naming the limit, before a
+  :data:`taxiflow.reports.run_ids.MAX_RUN_ID_LENGTH` is refused with 400 naming the limit, before a
   run whose task logs could not be written exists.
 * Airflow answers any SQLAlchemy error with 500 ``{"detail": {"reason": "Database error", ...}}``
   (already without the statement or exception text). A busy metadata database (SQLite's "database
@@ -19,7 +19,7 @@ import re
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
-from taxiflow.doors.limits import run_id_problem
+from taxiflow.reports.run_ids import run_id_problem
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]

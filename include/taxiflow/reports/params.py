@@ -11,12 +11,6 @@ and request-file doors).
 conf without them at every door ("Invalid input for param borough: No value passed"), and the
 trigger form marks them required (its fields are required when their type does not allow null).
 
-Every schema names its dialect, JSON Schema draft 7 (``$schema``). Airflow validates each param
-with a default every time it resolves it (a DAG parse resolves each one a dozen times, to compare
-and serialize it), and ``jsonschema`` first checks the schema itself against its dialect's
-metaschema: draft 7's takes a third of the time of the 2020-12 default, and every keyword used here
-means the same in both.
-
 Light on purpose: DAG files import it at parse time.
 """
 
@@ -24,7 +18,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from taxiflow.config import BOROUGHS, DEFAULT_REPORT_SOURCES, FIRST_MONTH, MONTH_PATTERN, SOURCE_NAMES, SOURCES
+from taxiflow.config import BOROUGHS, DEFAULT_REPORT_SOURCES, FIRST_MONTH, SOURCE_NAMES, SOURCES
 
 # Output stems: no dots or slashes (cannot leave outputs/), and not the weekly summaries' prefix.
 RESERVED_NAME_PREFIX = "trips_by_week_"
@@ -37,12 +31,6 @@ DATE_PATTERN = r"^(2009|20[1-9][0-9]|2[1-9][0-9]{2})-[0-9]{2}-[0-9]{2}$"
 # months the ingest gate looks up at every poke (at most 37 months x the sources) and the report's
 # query; a longer history is a few reports, or a query on the warehouse itself.
 MAX_RANGE_DAYS = 1096
-
-JSON_SCHEMA_DIALECT = "http://json-schema.org/draft-07/schema#"
-
-
-def _with_dialect(schemas: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    return {name: {"$schema": JSON_SCHEMA_DIALECT, **schema} for name, schema in schemas.items()}
 
 
 def families_counted(sources: tuple[str, ...] | list[str]) -> str:
@@ -68,7 +56,7 @@ def sources_help() -> str:
 
 def report_param_schemas() -> dict[str, dict[str, Any]]:
     """Keyword arguments for ``airflow.sdk.Param``, one entry per report param."""
-    return _with_dialect({
+    return {
         "borough": {
             "type": "string",
             "enum": list(BOROUGHS),
@@ -115,37 +103,4 @@ def report_param_schemas() -> dict[str, dict[str, Any]]:
                 f"not starting with '{RESERVED_NAME_PREFIX}'. Empty: <borough>_<start>_<end>_<sources>."
             ),
         },
-    })
-
-
-def month_param_schemas() -> dict[str, dict[str, Any]]:
-    """Params of ``create_metrics``: which partition to aggregate."""
-    return _with_dialect({
-        "source": {
-            "default": SOURCE_NAMES[0],
-            "type": "string",
-            "enum": list(SOURCE_NAMES),
-            "title": "Source",
-            "description": "Which trip source's partition to aggregate.",
-        },
-        "month": {
-            "default": "2024-01",
-            "type": "string",
-            "pattern": MONTH_PATTERN,
-            "title": "Month",
-            "description": "The ingested month, YYYY-MM.",
-        },
-    })
-
-
-def download_param_schemas() -> dict[str, dict[str, Any]]:
-    """Params of ``download_tlc_trips``: which month to fetch, when not the run's own."""
-    return _with_dialect({
-        "month": {
-            "default": None,
-            "type": ["null", "string"],
-            "pattern": MONTH_PATTERN,
-            "title": "Month",
-            "description": "YYYY-MM to download; empty = the month of the run's logical date.",
-        },
-    })
+    }

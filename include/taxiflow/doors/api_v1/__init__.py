@@ -40,7 +40,7 @@ Decisions (what differs from Airflow 2, and why):
 * Each trigger is written to Airflow's audit log (event ``trigger_dag_run``, ``extra.source``
   ``api_v1``), like the ``/api/v2`` trigger.
 
-* **Limits and failures**: a ``dag_run_id`` longer than ``taxiflow.doors.limits.MAX_RUN_ID_LENGTH``
+* **Limits and failures**: a ``dag_run_id`` longer than ``taxiflow.reports.run_ids.MAX_RUN_ID_LENGTH``
   (200) is a 400 naming the limit; a busy metadata database is a 503 with ``Retry-After``; no answer
   carries an exception's text (a 500 names a reference in the api-server log instead);
   ``/api/v1/openapi.json`` and ``/api/v1/docs`` need credentials like every other route.

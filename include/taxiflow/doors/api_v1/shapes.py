@@ -14,7 +14,7 @@ from typing import Any
 
 from fastapi.responses import JSONResponse
 
-from taxiflow.doors.limits import run_id_problem
+from taxiflow.reports.run_ids import run_id_problem
 
 URL_PREFIX = "/api/v1"
 PROBLEM_MEDIA_TYPE = "application/problem+json"

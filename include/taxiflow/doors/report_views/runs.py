@@ -2,8 +2,8 @@
 
 Used by the report views in the api-server (which has the database); the request is re-validated
 with ``ReportRequest.from_conf``, so a run that failed validation shows the very message its
-``validate_request`` task failed with. "Waiting for" comes from the same ingest task states the
-``wait_for_ingest`` gate reads.
+``validate_request`` task failed with. "Waiting for" is read from the same ingest task states the
+``wait_for_ingest`` gate reads, and means what it means there (``taxiflow.reports.ingest_status``).
 """
 
 from __future__ import annotations
@@ -16,20 +16,11 @@ from typing import Any
 from sqlalchemy import func, select
 
 from taxiflow.config import INGEST_DAG_ID, REPORT_DAG_ID, trigger_metrics_task_id
+from taxiflow.reports.ingest_status import IngestStatus, ingest_statuses, month_logical_date
 from taxiflow.reports.request import InvalidRequest, ReportRequest
+from taxiflow.reports.request_files import RUN_ID_PREFIX
 
-FAILED_STATES = ("failed", "upstream_failed")
-REQUEST_FILE_RUN_PREFIX = "request__"
-
-
-@dataclass(frozen=True)
-class IngestStatus:
-    """One (month, source) a report needs: ``done``, ``failed`` or ``waiting`` (and why)."""
-
-    month: str
-    source: str
-    state: str
-    detail: str
+REQUEST_FILE_RUN_PREFIX = f"{RUN_ID_PREFIX}__"
 
 
 @dataclass
@@ -80,25 +71,19 @@ def _enum_value(value: Any) -> str | None:
     return None if value is None else str(getattr(value, "value", value))
 
 
-def _month_logical_date(month: str) -> datetime:
-    from taxiflow.components.gates import month_logical_date
-
-    return month_logical_date(month)
-
-
 def ingest_status(session: Any, months: Sequence[str], sources: Sequence[str]) -> list[IngestStatus]:
     """The state of each (month, source) ingest a report needs, as the ingest gate sees it."""
     from airflow.models.dagrun import DagRun
     from airflow.models.taskinstance import TaskInstance
 
-    dates = {_month_logical_date(month): month for month in months}
+    dates = {month_logical_date(month): month for month in months}
     rows = session.execute(
         select(DagRun.logical_date, DagRun.state, TaskInstance.task_id, TaskInstance.state)
         .outerjoin(TaskInstance, (TaskInstance.dag_id == DagRun.dag_id) & (TaskInstance.run_id == DagRun.run_id)
                    & TaskInstance.task_id.in_([trigger_metrics_task_id(s) for s in sources]))
         .where(DagRun.dag_id == INGEST_DAG_ID, DagRun.logical_date.in_(list(dates)))
     ).all()
-    runs: dict[str, str] = {}
+    runs: dict[str, str | None] = {}
     states: dict[tuple[str, str], str | None] = {}
     for logical_date, run_state, task_id, ti_state in rows:
         month = dates.get(logical_date) or dates.get(logical_date.replace(tzinfo=None))
@@ -109,21 +94,7 @@ def ingest_status(session: Any, months: Sequence[str], sources: Sequence[str]) -
         runs[month] = _enum_value(run_state) or "queued"
         if task_id:
             states[month, task_id] = _enum_value(ti_state)
-    result = []
-    for month in months:
-        for source in sources:
-            state = states.get((month, trigger_metrics_task_id(source)))
-            if state == "success":
-                result.append(IngestStatus(month, source, "done", "ingested"))
-            elif state in FAILED_STATES:
-                result.append(IngestStatus(month, source, "failed", f"{INGEST_DAG_ID} run for {month} failed"))
-            elif month not in runs:
-                result.append(IngestStatus(month, source, "waiting", f"no {INGEST_DAG_ID} run for {month} yet"))
-            else:
-                result.append(IngestStatus(month, source, "waiting",
-                                           f"{INGEST_DAG_ID} run for {month} is {runs[month]}; "
-                                           f"waiting for landing/{source}/{month}/ or its processing"))
-    return result
+    return ingest_statuses(months, sources, states, runs)
 
 
 def _from_row(session: Any, run: Any, with_ingest: bool) -> ReportRun:

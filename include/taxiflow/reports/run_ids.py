@@ -1,4 +1,7 @@
-"""Length limits every door enforces, so a task's log path can never be too long.
+"""The length limit on a report run's id, so its task logs' paths can never be too long.
+
+Every door enforces it before a run exists (``taxiflow.doors``), and the report's first task
+(``validate_request``) for runs the CLI writes straight to the database.
 
 A task's log is ``<AIRFLOW_HOME>/logs/dag_id=<dag>/run_id=<run id>/task_id=<task>/attempt=<n>.log``:
 one path component per run id, and Linux allows 255 bytes per component. A run id of at most

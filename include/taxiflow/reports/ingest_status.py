@@ -1,0 +1,92 @@
+"""What a report waits for: the state of the ingest of each month and source it needs.
+
+Worked out here once, for the two places that show it: the report's gate
+(``taxiflow.components.gates``, which reads the ingest task states through the Task SDK, in a
+worker) and the report views (``taxiflow.doors.report_views``, which read them from the metadata
+database, in the api-server). Each reads the states its own way; what they mean is decided here.
+
+The ingest of (month, source) is ``done`` once the ``trigger_create_metrics_<source>`` task
+succeeded (or was skipped: a month before TLC published that source) in the ingest run whose logical
+date is the month's first day (that task waits for ``create_metrics``, so its success means the
+metrics are written); ``failed`` when that task failed or its upstream did; otherwise ``waiting``,
+either on a run still going or on a month that **no** ingest run covers yet (``covered`` is False:
+nothing will arrive unless someone starts one).
+
+No Airflow import: states are plain strings, as Airflow's enums print.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from taxiflow.config import INGEST_DAG_ID, parse_month, trigger_metrics_task_id
+
+FAILED_STATES = frozenset({"failed", "upstream_failed"})
+# skipped: the month is before TLC published that source, so there is nothing to wait for (no trips)
+DONE_STATES = frozenset({"success", "skipped"})
+
+
+def month_logical_date(month: str) -> datetime:
+    """The logical date of the ingest run for ``month``: its first day, 00:00 UTC."""
+    first = parse_month(month)
+    return datetime(first.year, first.month, 1, tzinfo=UTC)
+
+
+def ingest_command(month: str) -> str:
+    """The command that starts the ingest run for ``month``."""
+    return f"airflow dags trigger {INGEST_DAG_ID} -l {month_logical_date(month).isoformat()}"
+
+
+@dataclass(frozen=True)
+class IngestStatus:
+    """The ingest of one (month, source) a report needs: ``done``, ``failed`` or ``waiting``."""
+
+    month: str
+    source: str
+    state: str
+    task_state: str | None  # of trigger_create_metrics_<source>; None: not started (or no run)
+    covered: bool  # some ingest run exists for the month
+    run_state: str | None = None  # that run's state, where the reader knows it
+
+    @property
+    def task_id(self) -> str:
+        return trigger_metrics_task_id(self.source)
+
+    @property
+    def detail(self) -> str:
+        """Why, in a few words, as the report views show it."""
+        if self.state == "done":
+            return "ingested"
+        if self.state == "failed":
+            return f"{INGEST_DAG_ID} run for {self.month} failed"
+        if not self.covered:
+            return f"no {INGEST_DAG_ID} run for {self.month} yet"
+        return (f"{INGEST_DAG_ID} run for {self.month} is {self.run_state or 'running'}; "
+                f"waiting for landing/{self.source}/{self.month}/ or its processing")
+
+
+def ingest_statuses(
+    months: Sequence[str],
+    sources: Sequence[str],
+    task_states: Mapping[tuple[str, str], str | None],
+    run_states: Mapping[str, str | None],
+) -> list[IngestStatus]:
+    """The ingest state of every (month, source), month by month.
+
+    :param task_states: ``{(month, task_id): state}`` of the ``trigger_create_metrics_<source>`` tasks.
+    :param run_states: ``{month: run state or None}`` for each month an ingest run covers.
+    """
+    result = []
+    for month in months:
+        for source in sources:
+            task_state = task_states.get((month, trigger_metrics_task_id(source)))
+            if task_state in DONE_STATES:
+                state = "done"
+            elif task_state in FAILED_STATES:
+                state = "failed"
+            else:
+                state = "waiting"
+            result.append(IngestStatus(month, source, state, task_state, month in run_states, run_states.get(month)))
+    return result
