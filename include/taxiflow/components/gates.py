@@ -89,7 +89,7 @@ class IngestGateSensor(ExternalTaskSensor):
             # every source at parse time; each poke narrows them to the requested ones
             external_task_ids=[trigger_metrics_task_id(source) for source in ingest_sources()],
             execution_date_fn=ingest_logical_dates,
-            allowed_states=sorted(DONE_STATES),
+            allowed_states=list(DONE_STATES),
             failed_states=sorted(FAILED_STATES),
             deferrable=False,  # reschedule: a wait costs one short task start per poke, no triggerer
             **kwargs,

@@ -25,7 +25,7 @@ from taxiflow.config import INGEST_DAG_ID, parse_month, trigger_metrics_task_id
 
 FAILED_STATES = frozenset({"failed", "upstream_failed"})
 # skipped: the month is before TLC published that source, so there is nothing to wait for (no trips)
-DONE_STATES = frozenset({"success", "skipped"})
+DONE_STATES = ("success", "skipped")  # a tuple: its order is the serialized gate's allowed_states
 
 
 def month_logical_date(month: str) -> datetime:
