@@ -25,7 +25,7 @@ from datetime import timedelta
 import pendulum
 from airflow.sdk import Param, dag, task
 
-from taxiflow.config import METRICS_DAG_ID
+from taxiflow.config import METRICS_DAG_ID, Partition
 from taxiflow.reports.params import month_param_schemas
 
 
@@ -34,7 +34,7 @@ def build_metrics(params=None) -> dict:
     """Replace this partition's `hourly_zone` and `hourly_borough` metrics (`taxiflow.data.metrics`)."""
     from taxiflow.data import metrics
 
-    return metrics.build_metrics(params["source"], params["month"])
+    return metrics.build_metrics(Partition(params["source"], params["month"]))
 
 
 @task

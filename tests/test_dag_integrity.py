@@ -185,3 +185,20 @@ def test_parsing_is_cheap_and_offline():
     report = json.loads(result.stdout.strip().splitlines()[-1])
     assert report["errors"] == {}
     assert report["heavy"] == [], f"DAG parsing imported {report['heavy']}"
+
+
+@pytest.mark.parametrize("source", SOURCE_NAMES)
+def test_metrics_trigger_names_the_runs_partition(dagbag, source):
+    """The create_metrics run an ingest run starts is ``ingest__<source>__<month>`` with that conf."""
+    import pendulum
+
+    dag = dagbag.dags[INGEST_DAG_ID]
+    task = dag.get_task(trigger_metrics_task_id(source))
+    env = dag.get_template_env()
+    context = {"params": task.params, "logical_date": pendulum.datetime(2024, 1, 1, tz="UTC")}
+    assert env.from_string(task.trigger_run_id).render(**context) == f"ingest__{source}__2024-01"
+    assert json.loads(env.from_string(task.conf).render(**context)) == {"source": source, "month": "2024-01"}
+    with pytest.raises(ValueError, match="first day of a month"):
+        env.from_string(task.trigger_run_id).render(
+            params=task.params, logical_date=pendulum.datetime(2024, 1, 15, tz="UTC")
+        )

@@ -12,7 +12,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from taxiflow.config import SUCCESS_MARKER, DataPaths
+from taxiflow.config import SUCCESS_MARKER, DataPaths, Partition
 from taxiflow.local import demo
 
 YELLOW_COLUMNS = [
@@ -92,7 +92,7 @@ def test_green_schema_matches_the_real_tlc_file(demo_paths, tlc_dir):
 
 
 def test_success_marker_is_written_last(demo_paths, monkeypatch):
-    folder = demo_paths.landing_dir("green", "2024-01")
+    folder = demo_paths.landing_dir(Partition("green", "2024-01"))
     folder.mkdir(parents=True)
     (folder / SUCCESS_MARKER).touch()  # a stale marker from an earlier run
     events: list[tuple[str, str, bool]] = []
@@ -242,7 +242,7 @@ def test_generate_demo_lands_every_month_and_source(demo_paths):
     assert len(written) == 4
     for source in ("yellow", "green"):
         for month in ("2023-12", "2024-01"):
-            folder = demo_paths.landing_dir(source, month)
+            folder = demo_paths.landing_dir(Partition(source, month))
             assert (folder / SUCCESS_MARKER).is_file()
             assert pq.read_metadata(folder / f"{source}_tripdata_{month}.parquet").num_rows == (
                 2_000 if source == "yellow" else 500
@@ -254,7 +254,7 @@ def test_cli_prints_what_it_wrote(demo_paths, capsys):
     assert code == 0
     out = capsys.readouterr().out
     assert "yellow_tripdata_2024-02.parquet" in out and "green_tripdata_2024-02.parquet" in out
-    landed = demo_paths.landing_dir("green", "2024-02") / "green_tripdata_2024-02.parquet"
+    landed = demo_paths.landing_dir(Partition("green", "2024-02")) / "green_tripdata_2024-02.parquet"
     assert pq.read_metadata(landed).num_rows == 700
 
 

@@ -178,9 +178,54 @@ def check_month(month: str) -> str:
     return month
 
 
+# --- Partitions ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, order=True)
+class Partition:
+    """One source's month: the unit that is dropped, ingested, aggregated and gated on.
+
+    Made once at the edge (``Partition("green", "2024-01")`` from validated input, or
+    ``Partition.from_logical_date`` in an ingest run) and passed down: code that receives one
+    trusts it. A bad source or month raises a ValueError naming the field and what is allowed.
+    """
+
+    source: str
+    month: str
+
+    def __post_init__(self) -> None:
+        check_source(self.source)
+        check_month(self.month)
+
+    @classmethod
+    def from_logical_date(cls, source: str, logical_date: object) -> Partition:
+        """The partition an ``ingest_taxi_trips`` run ingests for ``source`` (see ``month_of_logical_date``)."""
+        return cls(source, month_of_logical_date(logical_date))
+
+    @property
+    def first_day(self) -> date:
+        return parse_month(self.month)
+
+    @property
+    def metrics_run_id(self) -> str:
+        """The run id of the ``create_metrics`` run an ingest run triggers for this partition."""
+        return f"ingest__{self.source}__{self.month}"
+
+    @property
+    def metrics_conf(self) -> dict[str, str]:
+        """The conf of that ``create_metrics`` run."""
+        return {"source": self.source, "month": self.month}
+
+    def __str__(self) -> str:
+        return f"{self.source} {self.month}"
+
+
 # --- Paths ----------------------------------------------------------------------------------------
 
 DATA_DIR_ENV = "TAXIFLOW_DATA_DIR"
+# An ``s3://`` data root takes its endpoint and keys from this Airflow connection (conn type aws).
+STORAGE_CONN_ENV = "TAXIFLOW_STORAGE_CONN_ID"
+STORAGE_CONN_ID_DEFAULT = "taxiflow_storage"
 
 
 def _checkout_data_dir() -> Path:
@@ -225,19 +270,23 @@ class DataPaths:
     def zone_table(self) -> Path:
         return self.reference / "taxi_zone_lookup.csv"
 
-    def landing_dir(self, source: str, month: str) -> Path:
-        return self.landing / source / month
+    def landing_dir(self, partition: Partition) -> Path:
+        return self.landing / partition.source / partition.month
 
-    def raw_dir(self, source: str, month: str) -> Path:
-        return self.raw / source / month
+    def raw_dir(self, partition: Partition) -> Path:
+        return self.raw / partition.source / partition.month
 
-    def trips_dir(self, source: str, month: str) -> Path:
+    def trips_dir(self, partition: Partition) -> Path:
         """One partition of normalised trips: ``trips.parquet`` plus ``_summary.json``."""
-        return self.warehouse / "trips" / f"source={source}" / f"month={month}"
+        return self.warehouse / "trips" / f"source={partition.source}" / f"month={partition.month}"
 
-    def metrics_dir(self, table: str, source: str, month: str) -> Path:
+    def metrics_source_dir(self, table: str, source: str) -> Path:
+        """The folder of one source's partitions of a metrics table."""
+        return self.warehouse / "metrics" / table / f"source={source}"
+
+    def metrics_dir(self, table: str, partition: Partition) -> Path:
         """One partition of a metrics table (``hourly_zone`` or ``hourly_borough``)."""
-        return self.warehouse / "metrics" / table / f"source={source}" / f"month={month}"
+        return self.metrics_source_dir(table, partition.source) / f"month={partition.month}"
 
     def weekly_summary(self, source: str) -> Path:
         return self.outputs / f"trips_by_week_{source}.csv"

@@ -40,10 +40,8 @@ from taxiflow.config import (
     SOURCES,
     TRIP_SCHEMA,
     DataPaths,
-    check_month,
-    check_source,
+    Partition,
     data_paths,
-    parse_month,
 )
 from taxiflow.data import warehouse
 from taxiflow.data.files import write_text_atomically
@@ -174,25 +172,24 @@ def inspect_raw_file(con: duckdb.DuckDBPyConnection, source: str, path: Path) ->
 # --- processing ------------------------------------------------------------------------------------
 
 
-def process_partition(source: str, month: str, paths: DataPaths | None = None) -> dict[str, Any]:
+def process_partition(partition: Partition, paths: DataPaths | None = None) -> dict[str, Any]:
     """Validate the staged drop (or the current raw copy), then swap in raw and partition; return the summary.
 
     Raises ``DropRefused`` (nothing replaced, the message says what was kept) when a file lacks a
     column, cannot be read, or belongs mostly to another month. Re-running replaces the partition,
     never appends.
     """
-    check_source(source)
-    first_day = parse_month(check_month(month))
+    source, month = partition.source, partition.month
     paths = paths or data_paths()
-    staged = data_files_in(staged_dir(source, month, paths))
-    files = staged or raw_files(source, month, paths)
+    staged = data_files_in(staged_dir(partition, paths))
+    files = staged or raw_files(partition, paths)
     if not files:
         raise FileNotFoundError(
-            f"no raw files for source {source!r}, month {month!r} in {paths.raw_dir(source, month)}: "
+            f"no raw files for source {source!r}, month {month!r} in {paths.raw_dir(partition)}: "
             f"run copy_to_raw first"
         )
-    month_start, month_end = _month_bounds(first_day)
-    target = warehouse.trips_file(source, month, paths)
+    month_start, month_end = _month_bounds(partition.first_day)
+    target = warehouse.trips_file(partition, paths)
     pending = target.with_name(f".{target.name}.{uuid.uuid4().hex}.pending")
 
     con = warehouse.duckdb_connection()
@@ -202,15 +199,15 @@ def process_partition(source: str, month: str, paths: DataPaths | None = None) -
             raws = [inspect_raw_file(con, source, path) for path in files]
             stats = _file_stats(con, raws, month_start, month_end)
         except ValueError as err:
-            raise DropRefused(_refusal(source, month, str(err), bool(staged), paths)) from None
+            raise DropRefused(_refusal(partition, str(err), bool(staged), paths)) from None
         except Exception as err:  # DuckDB's own messages may quote the file's bytes: never pass them on
             raise DropRefused(_refusal(
-                source, month, f"cannot read {', '.join(f.name for f in files)} as "
+                partition, f"cannot read {', '.join(f.name for f in files)} as "
                 f"{'/'.join(DATA_FILE_SUFFIXES)} ({type(err).__name__})", bool(staged), paths,
             )) from None
         misplaced = [_misplaced(s, month) for s in stats if _is_misplaced(s)]
         if misplaced:
-            raise DropRefused(_refusal(source, month, "; ".join(misplaced), bool(staged), paths))
+            raise DropRefused(_refusal(partition, "; ".join(misplaced), bool(staged), paths))
         rows_read = sum(s["rows_read"] for s in stats)
         rows_rejected = sum(s["rows_rejected"] for s in stats)
         rows_outside = sum(s["rows_outside_month"] for s in stats)
@@ -223,8 +220,8 @@ def process_partition(source: str, month: str, paths: DataPaths | None = None) -
 
     try:
         if staged:
-            promote_staged(source, month, paths)
-            files = raw_files(source, month, paths)
+            promote_staged(partition, paths)
+            files = raw_files(partition, paths)
         os.replace(pending, target)
     finally:
         pending.unlink(missing_ok=True)
@@ -286,12 +283,13 @@ def _misplaced(stats: dict[str, Any], month: str) -> str:
     )
 
 
-def _refusal(source: str, month: str, problem: str, staged: bool, paths: DataPaths) -> str:
+def _refusal(partition: Partition, problem: str, staged: bool, paths: DataPaths) -> str:
     """The refusal message: what is wrong, and what the warehouse still holds."""
+    source, month = partition.source, partition.month
     if not staged:
         return f"{source} {month}: {problem}. Nothing was replaced."
-    kept_raw = raw_files(source, month, paths)
-    target = warehouse.trips_file(source, month, paths)
+    kept_raw = raw_files(partition, paths)
+    target = warehouse.trips_file(partition, paths)
     if kept_raw or target.exists():
         kept = (
             f"the last good raw copy (raw/{source}/{month}/: {', '.join(f.name for f in kept_raw) or 'empty'}) "
@@ -302,9 +300,9 @@ def _refusal(source: str, month: str, problem: str, staged: bool, paths: DataPat
     return f"{source} {month}: the new drop is refused: {problem}. {kept}."
 
 
-def read_summary(source: str, month: str, paths: DataPaths | None = None) -> dict[str, Any]:
+def read_summary(partition: Partition, paths: DataPaths | None = None) -> dict[str, Any]:
     """The ``_summary.json`` of one trips partition."""
-    path = warehouse.trips_file(check_source(source), check_month(month), paths)
+    path = warehouse.trips_file(partition, paths)
     return json.loads(path.with_name(warehouse.SUMMARY_FILE).read_text(encoding="utf-8"))
 
 

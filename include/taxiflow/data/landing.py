@@ -19,8 +19,7 @@ from taxiflow.config import (
     DATA_FILE_SUFFIXES,
     SUCCESS_MARKER,
     DataPaths,
-    check_month,
-    check_source,
+    Partition,
     data_paths,
 )
 
@@ -48,20 +47,18 @@ def is_data_file(path: Path) -> bool:
     return has_data_file_name(path.name) and stat.S_ISREG(mode)
 
 
-def data_files(source: str, month: str, paths: DataPaths | None = None) -> list[Path]:
+def data_files(partition: Partition, paths: DataPaths | None = None) -> list[Path]:
     """The data files of one drop, sorted by name; empty if the folder does not exist.
 
     Raises ``UnsafeDropError`` naming the file when a data file name is a symbolic link or is not
     a regular file inside the landing root (the folder itself may not lead outside it either).
     """
-    check_source(source)
-    check_month(month)
     paths = paths or data_paths()
-    folder = paths.landing_dir(source, month)
+    folder = paths.landing_dir(partition)
     if not folder.is_dir():
         return []
     root = paths.landing.resolve()
-    shown = f"landing/{source}/{month}"
+    shown = f"landing/{partition.source}/{partition.month}"
     if not folder.resolve().is_relative_to(root):
         raise UnsafeDropError(
             f"refused {shown}/: the folder leads outside the landing root {root} (a symbolic link); "
@@ -86,18 +83,18 @@ def data_files(source: str, month: str, paths: DataPaths | None = None) -> list[
     return found
 
 
-def drop_is_ready(source: str, month: str, paths: DataPaths | None = None) -> bool:
+def drop_is_ready(partition: Partition, paths: DataPaths | None = None) -> bool:
     """True once the drop has at least one data file and its ``_SUCCESS`` marker."""
     paths = paths or data_paths()
-    files = data_files(source, month, paths)
-    return bool(files) and (paths.landing_dir(source, month) / SUCCESS_MARKER).is_file()
+    files = data_files(partition, paths)
+    return bool(files) and (paths.landing_dir(partition) / SUCCESS_MARKER).is_file()
 
 
-def describe_drop(source: str, month: str, paths: DataPaths | None = None) -> str:
+def describe_drop(partition: Partition, paths: DataPaths | None = None) -> str:
     """One line for a waiting sensor's log: where it looks and what is still missing."""
     paths = paths or data_paths()
-    folder = paths.landing_dir(source, month)
-    files = data_files(source, month, paths)
+    folder = paths.landing_dir(partition)
+    files = data_files(partition, paths)
     has_marker = (folder / SUCCESS_MARKER).is_file()
     missing = [what for what, there in (("data files", bool(files)), (SUCCESS_MARKER, has_marker)) if not there]
     found = f"{len(files)} data file(s)" + (f" and {SUCCESS_MARKER}" if has_marker else "")

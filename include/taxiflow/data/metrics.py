@@ -20,7 +20,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from taxiflow.config import UNKNOWN_BOROUGH, DataPaths, check_month, check_source, data_paths
+from taxiflow.config import UNKNOWN_BOROUGH, DataPaths, Partition, check_source, data_paths
 from taxiflow.data import files, warehouse
 
 log = logging.getLogger(__name__)
@@ -74,16 +74,15 @@ _WEEKLY_SQL = """
 """
 
 
-def build_metrics(source: str, month: str, paths: DataPaths | None = None) -> dict[str, Any]:
+def build_metrics(partition: Partition, paths: DataPaths | None = None) -> dict[str, Any]:
     """Write the ``hourly_zone`` and ``hourly_borough`` partitions of one trips partition.
 
     Each partition replaces the previous one atomically, so re-running is idempotent. Returns
     row and trip counts for the task log.
     """
-    check_source(source)
-    check_month(month)
+    source, month = partition.source, partition.month
     paths = paths or data_paths()
-    trips_file = warehouse.trips_file(source, month, paths)
+    trips_file = warehouse.trips_file(partition, paths)
     if not trips_file.is_file():
         raise FileNotFoundError(
             f"no trips partition for source {source!r}, month {month!r}: {trips_file} does not "
@@ -96,11 +95,11 @@ def build_metrics(source: str, month: str, paths: DataPaths | None = None) -> di
             _HOURLY_ZONE_SQL, params=[UNKNOWN_BOROUGH, UNKNOWN_BOROUGH, str(trips_file)]
         ).to_table(HOURLY_ZONE)
         zone_rows = warehouse.write_parquet_atomically(
-            con, _HOURLY_ZONE_OUT_SQL, [], warehouse.metrics_file(HOURLY_ZONE, source, month, paths)
+            con, _HOURLY_ZONE_OUT_SQL, [], warehouse.metrics_file(HOURLY_ZONE, partition, paths)
         )
         borough_rows = warehouse.write_parquet_atomically(
             con, _HOURLY_BOROUGH_OUT_SQL, [],
-            warehouse.metrics_file(HOURLY_BOROUGH, source, month, paths),
+            warehouse.metrics_file(HOURLY_BOROUGH, partition, paths),
         )
         by_borough = con.execute(
             "SELECT borough, CAST(sum(trips) AS BIGINT) FROM hourly_zone GROUP BY ALL ORDER BY 2 DESC"

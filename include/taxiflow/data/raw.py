@@ -16,37 +16,35 @@ import stat
 import uuid
 from pathlib import Path
 
-from taxiflow.config import DATA_FILE_SUFFIXES, DataPaths, check_month, check_source, data_paths
+from taxiflow.config import DATA_FILE_SUFFIXES, DataPaths, Partition, data_paths
 from taxiflow.data.landing import UnsafeDropError, data_files, is_data_file
 
 
-def staged_dir(source: str, month: str, paths: DataPaths | None = None) -> Path:
+def staged_dir(partition: Partition, paths: DataPaths | None = None) -> Path:
     """``raw/<source>/.<month>.staged/``: a new drop's copy, waiting to be validated."""
-    raw_dir = (paths or data_paths()).raw_dir(source, month)
-    return raw_dir.with_name(f".{month}.staged")
+    raw_dir = (paths or data_paths()).raw_dir(partition)
+    return raw_dir.with_name(f".{partition.month}.staged")
 
 
-def copy_to_raw(source: str, month: str, paths: DataPaths | None = None) -> list[Path]:
+def copy_to_raw(partition: Partition, paths: DataPaths | None = None) -> list[Path]:
     """Stage the drop: copy its data files to ``raw/<source>/.<month>.staged/``; return them.
 
     ``raw/<source>/<month>/`` itself is replaced only by ``process_partition``, once the staged copy
     validated. Files are opened without following links (``UnsafeDropError`` otherwise, before
     anything is copied) and copied into a hidden folder swapped in whole. Landing is only read.
     """
-    check_source(source)
-    check_month(month)
     paths = paths or data_paths()
-    files = data_files(source, month, paths)  # refuses links and paths outside landing/
+    files = data_files(partition, paths)  # refuses links and paths outside landing/
     if not files:
         raise FileNotFoundError(
-            f"no data files ({', '.join(DATA_FILE_SUFFIXES)}) in {paths.landing_dir(source, month)} "
-            f"for source {source!r}, month {month!r}"
+            f"no data files ({', '.join(DATA_FILE_SUFFIXES)}) in {paths.landing_dir(partition)} "
+            f"for source {partition.source!r}, month {partition.month!r}"
         )
-    staged = staged_dir(source, month, paths)
+    staged = staged_dir(partition, paths)
     staged.parent.mkdir(parents=True, exist_ok=True)
     token = uuid.uuid4().hex
-    incoming = staged.with_name(f".{month}.{token}.incoming")
-    retired = staged.with_name(f".{month}.{token}.retired")
+    incoming = staged.with_name(f".{partition.month}.{token}.incoming")
+    retired = staged.with_name(f".{partition.month}.{token}.retired")
     incoming.mkdir()
     try:
         for file in files:
@@ -84,16 +82,16 @@ def data_files_in(folder: Path) -> list[Path]:
     return sorted(path for path in folder.iterdir() if is_data_file(path))
 
 
-def raw_files(source: str, month: str, paths: DataPaths | None = None) -> list[Path]:
+def raw_files(partition: Partition, paths: DataPaths | None = None) -> list[Path]:
     """The data files in ``raw/<source>/<month>/`` (the last validated drop), sorted by name."""
-    return data_files_in((paths or data_paths()).raw_dir(source, month))
+    return data_files_in((paths or data_paths()).raw_dir(partition))
 
 
-def promote_staged(source: str, month: str, paths: DataPaths) -> None:
+def promote_staged(partition: Partition, paths: DataPaths) -> None:
     """Swap the validated staged copy in as ``raw/<source>/<month>/``."""
-    staged = staged_dir(source, month, paths)
-    raw_dir = paths.raw_dir(source, month)
-    retired = raw_dir.with_name(f".{month}.{uuid.uuid4().hex}.retired")
+    staged = staged_dir(partition, paths)
+    raw_dir = paths.raw_dir(partition)
+    retired = raw_dir.with_name(f".{partition.month}.{uuid.uuid4().hex}.retired")
     if raw_dir.exists():
         os.rename(raw_dir, retired)
     os.rename(staged, raw_dir)

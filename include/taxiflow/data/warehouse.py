@@ -22,7 +22,15 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from taxiflow.config import MONTH_PATTERN, UNKNOWN_BOROUGH, DataPaths, check_source, data_paths, duckdb_settings
+from taxiflow.config import (
+    MONTH_PATTERN,
+    UNKNOWN_BOROUGH,
+    DataPaths,
+    Partition,
+    check_source,
+    data_paths,
+    duckdb_settings,
+)
 from taxiflow.data import files
 
 if TYPE_CHECKING:
@@ -103,12 +111,12 @@ def load_zones(paths: DataPaths | None = None) -> pd.DataFrame:
         con.close()
 
 
-def trips_file(source: str, month: str, paths: DataPaths | None = None) -> Path:
-    return (paths or data_paths()).trips_dir(source, month) / TRIPS_FILE
+def trips_file(partition: Partition, paths: DataPaths | None = None) -> Path:
+    return (paths or data_paths()).trips_dir(partition) / TRIPS_FILE
 
 
-def metrics_file(table: str, source: str, month: str, paths: DataPaths | None = None) -> Path:
-    return (paths or data_paths()).metrics_dir(table, source, month) / METRICS_FILE
+def metrics_file(table: str, partition: Partition, paths: DataPaths | None = None) -> Path:
+    return (paths or data_paths()).metrics_dir(table, partition) / METRICS_FILE
 
 
 def metrics_partitions(table: str, source: str, paths: DataPaths | None = None) -> list[Path]:
@@ -120,7 +128,7 @@ def metrics_partitions(table: str, source: str, paths: DataPaths | None = None) 
     if table not in METRICS_TABLES:
         raise ValueError(f"table must be one of {', '.join(METRICS_TABLES)}, got {table!r}")
     paths = paths or data_paths()
-    source_dir = paths.metrics_dir(table, check_source(source), "2009-01").parent  # config owns the layout
+    source_dir = paths.metrics_source_dir(table, check_source(source))
     if not source_dir.is_dir():
         return []
     months = sorted(
@@ -128,7 +136,7 @@ def metrics_partitions(table: str, source: str, paths: DataPaths | None = None) 
         for entry in source_dir.iterdir()
         if entry.name.startswith("month=") and _MONTH_DIR_RE.fullmatch(entry.name.removeprefix("month="))
     )
-    found = (paths.metrics_dir(table, source, month) / METRICS_FILE for month in months)
+    found = (paths.metrics_dir(table, Partition(source, month)) / METRICS_FILE for month in months)
     return [file for file in found if file.is_file()]
 
 

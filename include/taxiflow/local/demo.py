@@ -32,6 +32,7 @@ from taxiflow.config import (
     SOURCES,
     SUCCESS_MARKER,
     DataPaths,
+    Partition,
     data_paths,
     parse_month,
 )
@@ -244,7 +245,7 @@ def generate_month(
     paths = paths or data_paths()
     parse_month(month)
     table = build_trips(source, month, trips, seed, read_zones(paths.zone_table))
-    folder = (Path(out_dir) / source / month) if out_dir is not None else paths.landing_dir(source, month)
+    folder = (Path(out_dir) / source / month) if out_dir is not None else paths.landing_dir(Partition(source, month))
     folder.mkdir(parents=True, exist_ok=True)
     target = folder / trip_file_name(source, month)
     marker = folder / SUCCESS_MARKER
