@@ -37,7 +37,8 @@ def build_metrics(params=None) -> dict:
     return metrics.build_metrics(Partition(params["source"], params["month"]))
 
 
-@task
+# One at a time across every host (a file lock holds on one host only): the last writer saw every partition.
+@task(max_active_tis_per_dag=1)
 def write_weekly_summary(params=None) -> str:
     """Recompute `outputs/trips_by_week_<source>.csv` from every `hourly_borough` partition of the source."""
     from taxiflow.data import metrics

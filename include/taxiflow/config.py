@@ -1,7 +1,8 @@
 """Names, sources and paths that every part of taxiflow agrees on.
 
-Everything on disk hangs off one data root, ``TAXIFLOW_DATA_DIR`` (default: the ``data/`` folder
-of the taxiflow checkout). DAG ids, task ids and conf keys that one DAG uses to address another
+Everything taxiflow stores hangs off one data root, ``TAXIFLOW_DATA_DIR``: a local folder (``make``
+sets ``<checkout>/data``; unset, ``~/taxiflow-data``) or ``s3://<bucket>/<prefix>``.
+DAG ids, task ids and conf keys that one DAG uses to address another
 live here too, so the trigger side and the target side cannot drift apart.
 
 No Airflow, pandas or DuckDB import here: DAG files import this module at parse time.
@@ -14,6 +15,7 @@ import re
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
+from typing import Any
 
 # --- DAG and task ids shared between DAGs -------------------------------------------------------
 
@@ -228,19 +230,15 @@ STORAGE_CONN_ENV = "TAXIFLOW_STORAGE_CONN_ID"
 STORAGE_CONN_ID_DEFAULT = "taxiflow_storage"
 
 
-def _checkout_data_dir() -> Path:
-    """The ``data/`` folder of the checkout this package was installed from (editable install)."""
-    for parent in Path(__file__).resolve().parents:
-        if (parent / "pyproject.toml").is_file() and (parent / "dags").is_dir():
-            return parent / "data"
-    return Path.home() / "taxiflow-data"
-
-
 @dataclass(frozen=True)
 class DataPaths:
-    """Every folder taxiflow reads or writes, below one root."""
+    """Every folder taxiflow reads or writes, below one root.
 
-    root: Path
+    ``root`` is a ``pathlib.Path`` (local disk) or an Airflow ``ObjectStoragePath`` (``s3://``): both
+    join and name paths the same way, and ``taxiflow.data.storage`` does what differs.
+    """
+
+    root: Any
 
     @property
     def landing(self) -> Path:
@@ -293,10 +291,10 @@ class DataPaths:
 
 
 def data_paths() -> DataPaths:
-    """The data root from ``TAXIFLOW_DATA_DIR``, read on every call so tests can point it elsewhere."""
-    configured = os.environ.get(DATA_DIR_ENV)
-    root = Path(configured).expanduser() if configured else _checkout_data_dir()
-    return DataPaths(root.resolve())
+    """The data root from ``TAXIFLOW_DATA_DIR`` (see ``taxiflow.data.storage.root``), read on every call."""
+    from taxiflow.data import storage
+
+    return DataPaths(storage.root())
 
 
 # --- Tunables (environment, read at call time) ----------------------------------------------------

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import re
 import uuid
 from dataclasses import dataclass
@@ -43,7 +42,7 @@ from taxiflow.config import (
     Partition,
     data_paths,
 )
-from taxiflow.data import warehouse
+from taxiflow.data import storage, warehouse
 from taxiflow.data.files import write_text_atomically
 from taxiflow.data.landing import UnsafeDropError
 from taxiflow.data.raw import copy_to_raw, data_files_in, promote_staged, raw_files, staged_dir
@@ -149,7 +148,7 @@ def inspect_raw_file(con: duckdb.DuckDBPyConnection, source: str, path: Path) ->
     """Map a file's columns onto the trip schema; a ValueError if a column a row needs is missing."""
     reader = _reader_for(path)
     described = con.execute(
-        f"SELECT column_name, column_type FROM (DESCRIBE SELECT * FROM {reader})", [str(path)]
+        f"SELECT column_name, column_type FROM (DESCRIBE SELECT * FROM {reader})", [storage.duckdb_path(path)]
     ).fetchall()
     by_lower_name: dict[str, tuple[str, str]] = {}
     for name, column_type in described:
@@ -192,7 +191,7 @@ def process_partition(partition: Partition, paths: DataPaths | None = None) -> d
     target = warehouse.trips_file(partition, paths)
     pending = target.with_name(f".{target.name}.{uuid.uuid4().hex}.pending")
 
-    con = warehouse.duckdb_connection()
+    con = warehouse.duckdb_connection(paths)
     try:
         warehouse.create_zones_table(con, paths)
         try:
@@ -222,9 +221,9 @@ def process_partition(partition: Partition, paths: DataPaths | None = None) -> d
         if staged:
             promote_staged(partition, paths)
             files = raw_files(partition, paths)
-        os.replace(pending, target)
+        storage.move(pending, target)
     finally:
-        pending.unlink(missing_ok=True)
+        storage.remove(pending)
     outside_by_month: dict[str, int] = {}
     for s in stats:
         for other, count in s["outside_by_month"].items():
@@ -237,7 +236,7 @@ def process_partition(partition: Partition, paths: DataPaths | None = None) -> d
              "rows_outside_month": s["rows_outside_month"]}
             for s in stats
         ],
-        "raw_files": [{"name": f.name, "bytes": f.stat().st_size} for f in files],
+        "raw_files": [{"name": f.name, "bytes": storage.info(f)["size"]} for f in files],
         "rows_read": rows_read,
         "rows_written": written,
         "rows_rejected": rows_rejected,
@@ -250,7 +249,7 @@ def process_partition(partition: Partition, paths: DataPaths | None = None) -> d
         "rows_unknown_zone": sum(s["rows_unknown_zone"] for s in stats),
         "pickup_min": _iso(min((s["pickup_min"] for s in stats if s["pickup_min"]), default=None)),
         "pickup_max": _iso(max((s["pickup_max"] for s in stats if s["pickup_max"]), default=None)),
-        "path": str(target),
+        "path": storage.url(target),
         "written_at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
     write_text_atomically(target.with_name(warehouse.SUMMARY_FILE), json.dumps(summary, indent=2) + "\n")
@@ -319,7 +318,7 @@ def _trips_query(
     union = " UNION ALL ".join(selects)
     return (
         f"SELECT * FROM ({union}) WHERE pickup_at >= ? AND pickup_at < ?",
-        [*(str(r.path) for r in raws), month_start, month_end],
+        [*(storage.duckdb_path(r.path) for r in raws), month_start, month_end],
     )
 
 
@@ -337,7 +336,7 @@ def _file_stats(
             f"{raw.expression('pickup_at')} AS pickup_at, "
             f"{raw.expression('pickup_zone_id')} AS pickup_zone_id FROM {raw.reader}"
         )
-        params += [index, str(raw.path)]
+        params += [index, storage.duckdb_path(raw.path)]
     union = " UNION ALL ".join(selects)
     rows = con.execute(
         f"""

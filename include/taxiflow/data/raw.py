@@ -4,8 +4,10 @@
     raw/<source>/.<YYYY-MM>.staged/    a new drop, copied from landing, not yet validated
 
 ``copy_to_raw`` stages; ``taxiflow.data.ingest.process_partition`` validates the staged copy and
-only then calls ``promote_staged`` (and replaces the partition). Landing is only ever read, and
-files are opened without following links.
+only then calls ``promote_staged`` (and replaces the partition). Landing is only ever read. On
+local disk files are opened without following links and folders are swapped in by rename; in an
+object store objects are copied server-side (raw is read only by ``process_partition``, never by
+a report, so it needs no swap).
 """
 
 from __future__ import annotations
@@ -17,7 +19,8 @@ import uuid
 from pathlib import Path
 
 from taxiflow.config import DATA_FILE_SUFFIXES, DataPaths, Partition, data_paths
-from taxiflow.data.landing import UnsafeDropError, data_files, is_data_file
+from taxiflow.data import storage
+from taxiflow.data.landing import UnsafeDropError, data_files, has_data_file_name, is_data_file
 
 
 def staged_dir(partition: Partition, paths: DataPaths | None = None) -> Path:
@@ -41,6 +44,11 @@ def copy_to_raw(partition: Partition, paths: DataPaths | None = None) -> list[Pa
             f"for source {partition.source!r}, month {partition.month!r}"
         )
     staged = staged_dir(partition, paths)
+    if storage.is_remote(staged):
+        storage.remove_tree(staged)
+        for file in files:
+            storage.copy_file(file, staged / file.name)
+        return data_files_in(staged)
     staged.parent.mkdir(parents=True, exist_ok=True)
     token = uuid.uuid4().hex
     incoming = staged.with_name(f".{partition.month}.{token}.incoming")
@@ -77,6 +85,8 @@ def _copy_regular_file(source: Path, target: Path) -> None:
 
 
 def data_files_in(folder: Path) -> list[Path]:
+    if storage.is_remote(folder):
+        return [path for path in storage.list_dir(folder) if has_data_file_name(path.name) and path.is_file()]
     if not folder.is_dir():
         return []
     return sorted(path for path in folder.iterdir() if is_data_file(path))
@@ -91,6 +101,12 @@ def promote_staged(partition: Partition, paths: DataPaths) -> None:
     """Swap the validated staged copy in as ``raw/<source>/<month>/``."""
     staged = staged_dir(partition, paths)
     raw_dir = paths.raw_dir(partition)
+    if storage.is_remote(raw_dir):
+        storage.remove_tree(raw_dir)
+        for file in data_files_in(staged):
+            storage.copy_file(file, raw_dir / file.name)
+        storage.remove_tree(staged)
+        return
     retired = raw_dir.with_name(f".{partition.month}.{uuid.uuid4().hex}.retired")
     if raw_dir.exists():
         os.rename(raw_dir, retired)
