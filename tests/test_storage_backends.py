@@ -205,3 +205,104 @@ def test_a_data_root_that_is_no_s3_url_is_refused(monkeypatch):
     monkeypatch.setenv(DATA_DIR_ENV, "gs://bucket/data")
     with pytest.raises(ValueError, match=r"TAXIFLOW_DATA_DIR must be a local folder or s3://<bucket>/<prefix>"):
         storage.root()
+
+
+# --- reports: published as one version, read through the manifest ------------------------------------
+
+
+def _report_request(name: str, borough: str = "Manhattan"):
+    from taxiflow.reports.request import ReportRequest
+
+    return ReportRequest.from_conf({
+        "borough": borough, "start_date": "2024-01-01", "end_date": "2024-02-01",
+        "sources": ["green"], "name": name,
+    })
+
+
+def test_a_report_is_read_as_one_version_of_png_and_csv(any_root):
+    from taxiflow.reports import outputs
+
+    request = _report_request("jan")
+    outputs.publish_report(request, b"png-1", b"csv-1", 1, run_id="r1")
+    outputs.publish_report(request, b"png-2", b"csv-2", 2, run_id="r2")
+    report = outputs.published_report(request)
+    assert report is not None
+    assert (report.png, report.csv, report.manifest["run_id"]) == (b"png-2", b"csv-2", "r2")
+    if storage.is_remote(any_root.root):  # the superseded version is gone; only the manifest and one version stay
+        version = report.manifest["version"]
+        assert storage.files_below(outputs.report_dir("jan")) == sorted(
+            [outputs.MANIFEST_FILE, f"{version}/jan.csv", f"{version}/jan.png"]
+        )
+
+
+def test_a_name_taken_by_another_request_is_not_overwritten(any_root):
+    from taxiflow.reports import outputs
+    from taxiflow.reports.request import InvalidRequest
+
+    outputs.publish_report(_report_request("mine"), b"png", b"csv", 1)
+    with pytest.raises(InvalidRequest, match="already holds the report for a different request"):
+        outputs.publish_report(_report_request("mine", borough="Queens"), b"other", b"other", 2)
+    report = outputs.read_report("mine")
+    assert report is not None and report.png == b"png"
+
+
+@pytest.mark.parametrize("any_root", [pytest.param("s3", marks=pytest.mark.s3)], indirect=True)  # object stores only
+def test_of_two_racing_publishers_of_one_name_exactly_one_wins(any_root):
+    """Two requests race for one new name: the conditional manifest write lets exactly one publish."""
+    from taxiflow.reports import outputs
+    from taxiflow.reports.request import InvalidRequest
+
+    barrier = threading.Barrier(2)
+    results: dict[str, str] = {}
+
+    def publish(borough: str) -> None:
+        barrier.wait()
+        try:
+            outputs.publish_report(_report_request("race", borough), borough.encode(), borough.encode(), 1)
+            results[borough] = "published"
+        except InvalidRequest:
+            results[borough] = "refused"
+
+    threads = [threading.Thread(target=publish, args=(b,)) for b in ("Queens", "Bronx")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(results.values()) == ["published", "refused"]
+    winner = next(b for b, r in results.items() if r == "published")
+    report = outputs.read_report("race")
+    assert report is not None and report.png == report.csv == winner.encode()
+    version = report.manifest["version"]
+    assert storage.files_below(outputs.report_dir("race")) == sorted(  # the loser left nothing behind
+        [outputs.MANIFEST_FILE, f"{version}/race.csv", f"{version}/race.png"]
+    )
+
+
+@pytest.mark.s3
+def test_make_run_storage_s3_gets_a_checked_server_that_make_stop_ends(tmp_path):
+    """What ``make run STORAGE=s3`` does before Airflow starts, in a fresh process (as make runs it)."""
+    import os
+    import subprocess
+    import sys
+
+    home = tmp_path / "home"
+    script = (
+        "import json, sys; from pathlib import Path; from taxiflow.local.cli import object_storage_env; "
+        "print(json.dumps(object_storage_env(Path(sys.argv[1]), 's3')))"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TAXIFLOW_", "AIRFLOW_CONN_"))}
+    first = subprocess.run([sys.executable, "-c", script, str(home)], env=env, capture_output=True, text=True,
+                           check=True, timeout=120)
+    assert "taxiflow: data in s3://taxiflow/data (Airflow connection 'taxiflow_storage'" in first.stdout
+    started = json.loads(first.stdout.splitlines()[-1])
+    assert started[DATA_DIR_ENV] == "s3://taxiflow/data"
+    again = subprocess.run([sys.executable, "-c", script, str(home)], env=env, capture_output=True, text=True,
+                           check=True, timeout=120)
+    assert json.loads(again.stdout.splitlines()[-1]) == started  # a second `make run` reuses the live server
+    pid = json.loads((home / "seaweedfs.json").read_text())["pid"]
+    from taxiflow.local.object_store import stop_for_stack, weed_is_running
+
+    assert weed_is_running(pid)
+    assert stop_for_stack(home)
+    assert not weed_is_running(pid)
+    assert not (home / "seaweedfs.json").exists()

@@ -129,6 +129,18 @@ def glob(folder: DataPath, pattern: str) -> list[DataPath]:
     return [folder / name[len(folder.path) + 1:] for name in sorted(found)]
 
 
+def files_below(folder: DataPath) -> list[str]:
+    """Every file below ``folder`` (any depth), as sorted ``/``-separated names relative to it.
+
+    What an object store holds; its folder listing may still show a prefix whose objects were
+    all deleted (SeaweedFS keeps the empty folder a while), so count objects with this.
+    """
+    if not is_remote(folder):
+        return sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file())
+    refresh(folder)
+    return sorted(name[len(folder.path) + 1:] for name in folder.fs.find(folder.path))
+
+
 def info(path: DataPath) -> dict[str, Any]:
     """``size`` (bytes), ``modified`` (aware datetime) and ``etag`` (S3; None locally) of one file."""
     if not is_remote(path):

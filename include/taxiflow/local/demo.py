@@ -38,6 +38,7 @@ from taxiflow.config import (
 )
 from taxiflow.data import files
 from taxiflow.data.tlc import trip_file_name
+from taxiflow.data.warehouse import zone_table_path
 from taxiflow.local.demo_shapes import (
     AIRPORTS,
     DROPOFF_SHARES,
@@ -244,7 +245,7 @@ def generate_month(
     """
     paths = paths or data_paths()
     parse_month(month)
-    table = build_trips(source, month, trips, seed, read_zones(paths.zone_table))
+    table = build_trips(source, month, trips, seed, read_zones(zone_table_path(paths)))
     folder = (Path(out_dir) / source / month) if out_dir is not None else paths.landing_dir(Partition(source, month))
     folder.mkdir(parents=True, exist_ok=True)
     target = folder / trip_file_name(source, month)

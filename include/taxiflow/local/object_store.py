@@ -173,3 +173,57 @@ def _bucket_exists(server: SeaweedFS) -> bool:
         return True
     except botocore.exceptions.ClientError:
         return False
+
+
+# --- `make run STORAGE=s3`: one SeaweedFS beside the local stack ------------------------------------
+
+_STATE_FILE = "seaweedfs.json"
+
+
+def start_for_stack(home: Path, bucket: str = "taxiflow") -> dict[str, str]:
+    """Start (or find running) the stack's SeaweedFS, data in ``<home>/seaweedfs``; return its taxiflow env.
+
+    The process id, ports and keys go to ``<home>/seaweedfs.json`` so ``make run`` after a crash
+    reuses a live server and ``make stop`` (``stop_for_stack``) ends it by its process id.
+    """
+    state_file = home / _STATE_FILE
+    if state_file.is_file():
+        state = json.loads(state_file.read_text())
+        if weed_is_running(state["pid"]):
+            return state["env"]
+        state_file.unlink()
+    import secrets
+
+    server = start_seaweedfs(home / "seaweedfs", bucket=bucket, access_key="taxiflow",
+                             secret_key=secrets.token_urlsafe(24))
+    env = server.env()
+    state_file.write_text(json.dumps({"pid": server.process.pid, "endpoint": server.endpoint, "env": env}))
+    state_file.chmod(0o600)  # holds the secret key
+    return env
+
+
+def stop_for_stack(home: Path, timeout: float = 15) -> bool:
+    """Stop the stack's SeaweedFS by the process id ``start_for_stack`` recorded; False if none ran."""
+    state_file = home / _STATE_FILE
+    if not state_file.is_file():
+        return False
+    pid = json.loads(state_file.read_text())["pid"]
+    if weed_is_running(pid):
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        while weed_is_running(pid) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        if weed_is_running(pid):
+            os.kill(pid, signal.SIGKILL)
+    state_file.unlink()
+    return True
+
+
+def weed_is_running(pid: int) -> bool:
+    """True while ``pid`` is a live ``weed`` (not a reused pid of something else)."""
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return b"weed" in cmdline and stat.rsplit(")", 1)[1].split()[0] != "Z"
