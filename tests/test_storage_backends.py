@@ -82,6 +82,13 @@ def test_a_month_goes_from_drop_to_queryable_metrics(any_root):
     assert weekly.read_text().splitlines()[1].startswith("2024-01-01,300,300,")
     assert ingest.read_summary(JANUARY)["raw_files"][0]["bytes"] == len(data)
 
+    from taxiflow.reports import outputs, render  # the report reads the same metrics, twice (cached connection)
+    for name in ("manhattan_jan", "manhattan_jan_again"):
+        published = render.render_report(_report_request(name))
+        assert published.total_trips == expected_by_borough["Manhattan"]
+        report = outputs.read_report(name)
+        assert report is not None and pd.read_csv(io.BytesIO(report.csv))["num_trips"].sum() == published.total_trips
+
 
 def test_a_second_drop_replaces_the_partition(any_root):
     drop(any_root, JANUARY, {"a.parquet": green_parquet(50, datetime(2024, 1, 5))})

@@ -99,7 +99,8 @@ def register(con: duckdb.DuckDBPyConnection, path: DataPath) -> None:
     """Let DuckDB read ``s3://`` through the same filesystem (keys, endpoint) as ``path``; no-op locally."""
     if is_remote(path):
         fs = path.fs
-        if type(fs).__name__ not in con.list_filesystems():  # a cached connection may have it already
+        protocols = fs.protocol if isinstance(fs.protocol, tuple) else (fs.protocol,)
+        if not set(protocols) & set(con.list_filesystems()):  # a cached connection may have it already
             con.register_filesystem(fs)
 
 
