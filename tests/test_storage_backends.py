@@ -109,6 +109,27 @@ def test_a_second_drop_replaces_the_partition(any_root):
         con.close()
 
 
+def test_a_trips_partition_without_its_summary_is_invisible(any_root):
+    """``_summary.json`` is written last: until it is there, readers do not see the partition."""
+    drop(any_root, JANUARY, {"a.parquet": green_parquet(30, datetime(2024, 1, 5))})
+    ingest.copy_to_raw(JANUARY)
+    ingest.process_partition(JANUARY)
+    summary = any_root.trips_dir(JANUARY) / warehouse.SUMMARY_FILE
+    document = summary.read_bytes()
+    storage.remove(summary)  # as between the partition's upload and its summary's
+    con = warehouse.connect()
+    try:
+        assert "trips" not in {name for (name,) in con.execute("SHOW TABLES").fetchall()}
+    finally:
+        con.close()
+    storage.write_bytes(summary, document)
+    con = warehouse.connect()
+    try:
+        assert con.execute("SELECT count(*) FROM trips").fetchone() == (30,)
+    finally:
+        con.close()
+
+
 def test_a_drop_without_marker_is_not_ready(any_root):
     drop(any_root, JANUARY, {"a.parquet": green_parquet(5, datetime(2024, 1, 5))}, marker=False)
     assert not landing.drop_is_ready(JANUARY)

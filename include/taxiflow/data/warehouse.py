@@ -142,6 +142,18 @@ def metrics_partitions(table: str, source: str, paths: DataPaths | None = None) 
     return [file for file in found if file.is_file()]
 
 
+def complete_trips_files(paths: DataPaths | None = None) -> list[storage.DataPath]:
+    """Every ``trips.parquet`` whose partition has its ``_summary.json`` (written last: the done marker)."""
+    root = (paths or data_paths()).warehouse / "trips"
+    done = {name.rsplit("/", 1)[0] for name in _relative(storage.glob(root, f"*/*/{SUMMARY_FILE}"))}
+    return [root / name for name in _relative(storage.glob(root, f"*/*/{TRIPS_FILE}"))
+            if name.rsplit("/", 1)[0] in done]
+
+
+def _relative(found: list[storage.DataPath]) -> list[str]:
+    return [f"{path.parent.parent.name}/{path.parent.name}/{path.name}" for path in found]
+
+
 def _has_files(folder: storage.DataPath, pattern: str) -> bool:
     return bool(storage.glob(folder, pattern))
 
@@ -152,19 +164,21 @@ def connect(paths: DataPaths | None = None) -> duckdb.DuckDBPyConnection:
     Defines what exists on disk when it is called:
 
     * table ``zones`` (zone_id, borough, zone, service_zone);
-    * view ``trips``: every trips partition, with ``source`` and ``month`` columns from the folders;
+    * view ``trips``: every *complete* trips partition (one whose ``_summary.json``, written last,
+      is there: a partition still being written is skipped), with ``source`` and ``month`` columns
+      from the folders; the partitions are listed when ``connect`` is called;
     * views ``hourly_zone`` and ``hourly_borough``: the metrics partitions, also with source, month.
 
     A view is only created once its table has at least one partition (DuckDB cannot bind a view
-    to a glob that matches nothing), so on an empty warehouse only ``zones`` exists. The views
-    re-read the folders at every query, so partitions written later show up without reconnecting.
+    to a glob that matches nothing), so on an empty warehouse only ``zones`` exists. The metrics
+    views re-read the folders at every query, so partitions written later show up without reconnecting.
     """
     paths = paths or data_paths()
     con = duckdb_connection(paths)
     create_zones_table(con, paths)
-    trips_root = paths.warehouse / "trips"
-    if _has_files(trips_root, f"*/*/{TRIPS_FILE}"):
-        _create_parquet_view(con, "trips", trips_root / "*" / "*" / TRIPS_FILE)
+    trips = complete_trips_files(paths)
+    if trips:
+        con.sql(_HIVE_PARQUET_SQL, params=[[storage.duckdb_path(f) for f in trips]]).create_view("trips", replace=True)
     for table in METRICS_TABLES:
         table_root = paths.warehouse / "metrics" / table
         if _has_files(table_root, f"*/*/{METRICS_FILE}"):
