@@ -334,3 +334,16 @@ def test_make_run_storage_s3_gets_a_checked_server_that_make_stop_ends(tmp_path)
     assert stop_for_stack(home)
     assert not weed_is_running(pid)
     assert not (home / "seaweedfs.json").exists()
+
+
+def test_demo_months_drop_into_the_data_root(any_root):
+    """What ``make run [STORAGE=s3] --demo`` drops: a month's file, then ``_SUCCESS``, ready to ingest."""
+    from taxiflow.local import demo
+
+    demo.generate_month("green", "2024-01", 50)
+    assert landing.drop_is_ready(JANUARY)
+    assert [f.name for f in landing.data_files(JANUARY)] == ["green_tripdata_2024-01.parquet"]
+    demo.generate_month("green", "2024-01", 60)  # regenerated: replaced whole, marker written again last
+    assert landing.drop_is_ready(JANUARY)
+    ingest.copy_to_raw(JANUARY)
+    assert ingest.process_partition(JANUARY)["rows_read"] == 60
