@@ -1,6 +1,7 @@
 # taxiflow: two commands for a newcomer.
 #   make run    start Airflow locally (embedded PostgreSQL, LocalExecutor) with demo data; prints the UI and login
 #               (supervisord runs the processes and restarts one that crashes; logs in .airflow/process-logs/)
+#               (make run STORAGE=s3: the data in a local S3 server, SeaweedFS)
 #   make test   install what the tests need, lint, and run the whole suite (what CI runs)
 # More: make docs | make lint | make status | make stop | make bench | make airflow ARGS="dags list" | make compose-env | make compose-check | make clean
 
@@ -10,6 +11,9 @@ BIN    := $(VENV)/bin
 PORT   ?= 8080
 HOME_DIR := $(CURDIR)/.airflow
 export TAXIFLOW_DATA_DIR ?= $(CURDIR)/data
+# STORAGE=s3: keep the data in a local SeaweedFS S3 server started and stopped with the stack
+# (needs `make dev` for its binary); a TAXIFLOW_DATA_DIR=s3://... of your own is used as it is.
+STORAGE ?= local
 
 .PHONY: run stop status airflow docs lint test test-fast test-compose bench bench-quick compose-env compose-images compose-check clean venv dev
 
@@ -26,8 +30,8 @@ $(VENV)/.dev-installed: $(VENV)/.installed requirements-dev.txt
 	$(BIN)/python -m pip install --quiet -r requirements-dev.txt
 	touch $@
 
-run: venv
-	$(BIN)/python -m taxiflow.local.cli up --home $(HOME_DIR) --project-dir $(CURDIR) --port $(PORT) --demo
+run: venv $(if $(filter s3,$(STORAGE)),dev)
+	$(BIN)/python -m taxiflow.local.cli up --home $(HOME_DIR) --project-dir $(CURDIR) --port $(PORT) --demo --storage $(STORAGE)
 
 stop:
 	$(BIN)/python -m taxiflow.local.cli down --home $(HOME_DIR) --project-dir $(CURDIR)

@@ -19,7 +19,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from taxiflow.config import DATA_DIR_ENV, DataPaths, data_paths
+from taxiflow.config import DATA_DIR_ENV, DataPaths, Partition, data_paths
 from taxiflow.data import ingest
 
 SOURCE, MONTH = "yellow", "2024-01"
@@ -33,6 +33,7 @@ REPEATS = 3  # best of three: the host may be busy with other work, never faster
 _CHILD = """
 import json, resource, sys, time
 import duckdb  # imported up front: a per-process constant, not part of the throughput
+from taxiflow.config import Partition
 from taxiflow.data import ingest
 
 def cpu_seconds():
@@ -40,7 +41,7 @@ def cpu_seconds():
     return usage.ru_utime + usage.ru_stime
 
 started, cpu_started = time.perf_counter(), cpu_seconds()
-summary = ingest.process_partition(sys.argv[1], sys.argv[2])
+summary = ingest.process_partition(Partition(sys.argv[1], sys.argv[2]))
 seconds, cpu = time.perf_counter() - started, cpu_seconds() - cpu_started
 json.dump({"seconds": seconds, "call_cpu_seconds": cpu, "rows_read": summary["rows_read"],
            "rows_written": summary["rows_written"]}, sys.stdout)
@@ -51,15 +52,15 @@ def prepare_month(paths: DataPaths, rows: int) -> Path:
     """A synthetic yellow month in landing and raw; reused when it already has ``rows`` rows."""
     import pyarrow.parquet as pq
 
-    landing = paths.landing_dir(SOURCE, MONTH)
+    landing = paths.landing_dir(Partition(SOURCE, MONTH))
     existing = sorted(landing.glob("*.parquet")) if landing.is_dir() else []
     if not (len(existing) == 1 and pq.ParquetFile(existing[0]).metadata.num_rows == rows):
         shutil.rmtree(landing, ignore_errors=True)
         from taxiflow.local.demo import generate_month
 
         generate_month(SOURCE, MONTH, rows, paths=paths)
-    ingest.copy_to_raw(SOURCE, MONTH, paths)
-    return paths.raw_dir(SOURCE, MONTH)
+    ingest.copy_to_raw(Partition(SOURCE, MONTH), paths)
+    return paths.raw_dir(Partition(SOURCE, MONTH))
 
 
 def _pin_to_cores() -> None:

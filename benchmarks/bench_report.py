@@ -29,7 +29,7 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-from taxiflow.config import DAY_NAMES, DataPaths, data_paths, duckdb_settings, format_month, parse_month
+from taxiflow.config import DAY_NAMES, DataPaths, Partition, data_paths, duckdb_settings, format_month, parse_month
 from taxiflow.local import demo
 from taxiflow.reports import query, render
 from taxiflow.reports import request as reports_request
@@ -96,10 +96,10 @@ def _ingest_month(month: str, trips: int, paths: DataPaths) -> dict[str, float]:
     started = time.perf_counter()
     demo.generate_month("yellow", month, trips, paths=paths)
     generated = time.perf_counter()
-    ingest.copy_to_raw("yellow", month, paths)
-    ingest.process_partition("yellow", month, paths)
+    ingest.copy_to_raw(Partition("yellow", month), paths)
+    ingest.process_partition(Partition("yellow", month), paths)
     ingested = time.perf_counter()
-    metrics.build_metrics("yellow", month, paths)
+    metrics.build_metrics(Partition("yellow", month), paths)
     done = time.perf_counter()
     return {"generate": generated - started, "ingest": ingested - generated, "metrics": done - ingested}
 
@@ -115,7 +115,7 @@ def _load_baseline(db_file: Path, months: list[str], paths: DataPaths) -> None:
         if not con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = 'zones'").fetchone()[0]:
             warehouse.create_zones_table(con, paths)
         for month in months:
-            trips_file = paths.trips_dir("yellow", month) / "trips.parquet"
+            trips_file = paths.trips_dir(Partition("yellow", month)) / "trips.parquet"
             exists = con.execute(
                 "SELECT count(*) FROM duckdb_tables() WHERE table_name = 'trips'"
             ).fetchone()[0]

@@ -26,7 +26,7 @@ import pendulum
 from airflow.sdk import Param, dag, task
 
 from taxiflow.components.params import month_param_schemas
-from taxiflow.config import METRICS_DAG_ID
+from taxiflow.config import METRICS_DAG_ID, Partition
 
 
 @task(multiple_outputs=False)  # one dict for the next task, not one XCom per key
@@ -34,10 +34,11 @@ def build_metrics(params=None) -> dict:
     """Replace this partition's `hourly_zone` and `hourly_borough` metrics (`taxiflow.data.metrics`)."""
     from taxiflow.data import metrics
 
-    return metrics.build_metrics(params["source"], params["month"])
+    return metrics.build_metrics(Partition(params["source"], params["month"]))
 
 
-@task
+# One at a time across every host (a file lock holds on one host only): the last writer saw every partition.
+@task(max_active_tis_per_dag=1)
 def write_weekly_summary(params=None) -> str:
     """Recompute `outputs/trips_by_week_<source>.csv` from every `hourly_borough` partition of the source."""
     from taxiflow.data import metrics

@@ -57,10 +57,10 @@ from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 from taxiflow.config import (
     INGEST_DAG_ID,
     METRICS_DAG_ID,
+    Partition,
     copy_task_id,
     env_seconds,
     ingest_sources,
-    month_of_logical_date,
     process_task_id,
     published_from,
     trigger_metrics_task_id,
@@ -75,19 +75,20 @@ def wait_for_drop(source: str, logical_date=None) -> PokeReturnValue:
     from taxiflow.data import landing
 
     try:
-        month = month_of_logical_date(logical_date)
+        partition = Partition.from_logical_date(source, logical_date)
     except ValueError as err:  # a run for no month cannot succeed on retry
         raise AirflowFailException(str(err)) from err
-    if month < published_from(source):  # "YYYY-MM" strings order as months
+    if partition.month < published_from(source):  # "YYYY-MM" strings order as months
         raise AirflowSkipException(
-            f"TLC publishes {source} trips from {published_from(source)} on: nothing to ingest for {month}"
+            f"TLC publishes {source} trips from {published_from(source)} on: nothing to ingest for "
+            f"{partition.month}"
         )
     try:
-        ready = landing.drop_is_ready(source, month)
-        print(landing.describe_drop(source, month))
+        ready = landing.drop_is_ready(partition)
+        print(landing.describe_drop(partition))
     except landing.UnsafeDropError as err:  # a link stays a link: fail this source's branch now
         raise AirflowFailException(str(err)) from None
-    return PokeReturnValue(is_done=ready, xcom_value=month if ready else None)
+    return PokeReturnValue(is_done=ready, xcom_value=partition.month if ready else None)
 
 
 @task
@@ -96,7 +97,7 @@ def copy_to_raw(source: str, month: str) -> list[str]:
     from taxiflow.data import ingest
 
     try:
-        return [path.name for path in ingest.copy_to_raw(source, month)]
+        return [path.name for path in ingest.copy_to_raw(Partition(source, month))]
     except ingest.UnsafeDropError as err:
         raise AirflowFailException(str(err)) from None
 
@@ -108,7 +109,7 @@ def process(source: str, month: str, raw_files: list[str]) -> dict:
     from taxiflow.data import ingest
 
     try:
-        return ingest.process_partition(source, month)
+        return ingest.process_partition(Partition(source, month))
     except ingest.DropRefused as err:  # the same files fail the same way on retry
         raise AirflowFailException(str(err)) from None
 
@@ -126,6 +127,8 @@ def process(source: str, month: str, raw_files: list[str]) -> dict:
     default_args={"retries": 2, "retry_delay": timedelta(seconds=10)},
     tags=["taxiflow", "ingest"],
     doc_md=__doc__,
+    # The create_metrics run id and conf come from the run's partition, derived in one place.
+    user_defined_macros={"ingest_partition": Partition.from_logical_date},
 )
 def ingest_taxi_trips():
     for source in ingest_sources():
@@ -135,8 +138,9 @@ def ingest_taxi_trips():
         summary >> TriggerDagRunOperator(
             task_id=trigger_metrics_task_id(source),
             trigger_dag_id=METRICS_DAG_ID,
-            trigger_run_id=f"ingest__{source}__{{{{ logical_date.strftime('%Y-%m') }}}}",
-            conf={"source": source, "month": "{{ logical_date.strftime('%Y-%m') }}"},
+            params={"source": source},
+            trigger_run_id="{{ ingest_partition(params.source, logical_date).metrics_run_id }}",
+            conf="{{ ingest_partition(params.source, logical_date).metrics_conf | tojson }}",
             logical_date=None,
             reset_dag_run=True,
             wait_for_completion=True,

@@ -45,3 +45,31 @@ def tlc_dir() -> Path:
         pytest.skip(f"real TLC files missing from {TLC_DIR}: they ship with the repository "
                     "(restore them with `git checkout -- tests/data/tlc`)")
     return TLC_DIR
+
+
+@pytest.fixture(scope="session")
+def seaweedfs(tmp_path_factory):
+    """A real S3 server (SeaweedFS ``weed mini``) on loopback free ports, stopped by its PID at the end."""
+    from taxiflow.local.object_store import start_seaweedfs
+
+    server = start_seaweedfs(tmp_path_factory.mktemp("seaweedfs"), bucket="taxiflow-tests")
+    yield server
+    server.stop()
+
+
+@pytest.fixture(params=["local", pytest.param("s3", marks=pytest.mark.s3)])
+def any_root(request, tmp_path, monkeypatch) -> DataPaths:
+    """A fresh data root on each backend: a local folder, and a fresh prefix of the SeaweedFS bucket."""
+    if request.param == "local":
+        root = tmp_path / "data"
+        root.mkdir()
+        monkeypatch.setenv(DATA_DIR_ENV, str(root))
+    else:
+        import uuid
+
+        server = request.getfixturevalue("seaweedfs")
+        for name, value in server.env(prefix=f"t-{uuid.uuid4().hex[:12]}").items():
+            monkeypatch.setenv(name, value)
+    from taxiflow.config import data_paths
+
+    return data_paths()

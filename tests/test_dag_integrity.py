@@ -208,3 +208,20 @@ def test_a_month_before_tlc_published_a_source_skips_its_branch(tmp_path, monkey
         module.wait_for_drop.function("fhvhv", logical_date=pendulum.datetime(2019, 1, 1, tz="UTC"))
     waiting = module.wait_for_drop.function("fhvhv", logical_date=pendulum.datetime(2019, 2, 1, tz="UTC"))
     assert waiting.is_done is False  # published from that month on: it waits for the drop
+
+
+@pytest.mark.parametrize("source", SOURCE_NAMES)
+def test_metrics_trigger_names_the_runs_partition(dagbag, source):
+    """The create_metrics run an ingest run starts is ``ingest__<source>__<month>`` with that conf."""
+    import pendulum
+
+    dag = dagbag.dags[INGEST_DAG_ID]
+    task = dag.get_task(trigger_metrics_task_id(source))
+    env = dag.get_template_env()
+    context = {"params": task.params, "logical_date": pendulum.datetime(2024, 1, 1, tz="UTC")}
+    assert env.from_string(task.trigger_run_id).render(**context) == f"ingest__{source}__2024-01"
+    assert json.loads(env.from_string(task.conf).render(**context)) == {"source": source, "month": "2024-01"}
+    with pytest.raises(ValueError, match="first day of a month"):
+        env.from_string(task.trigger_run_id).render(
+            params=task.params, logical_date=pendulum.datetime(2024, 1, 15, tz="UTC")
+        )

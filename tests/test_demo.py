@@ -12,7 +12,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from taxiflow.config import SUCCESS_MARKER, DataPaths
+from taxiflow.config import SUCCESS_MARKER, DataPaths, Partition
 from taxiflow.local import demo
 
 YELLOW_COLUMNS = [
@@ -92,7 +92,7 @@ def test_green_schema_matches_the_real_tlc_file(demo_paths, tlc_dir):
 
 
 def test_success_marker_is_written_last(demo_paths, monkeypatch):
-    folder = demo_paths.landing_dir("green", "2024-01")
+    folder = demo_paths.landing_dir(Partition("green", "2024-01"))
     folder.mkdir(parents=True)
     (folder / SUCCESS_MARKER).touch()  # a stale marker from an earlier run
     events: list[tuple[str, str, bool]] = []
@@ -242,7 +242,7 @@ def test_generate_demo_lands_every_month_and_source(demo_paths):
     assert len(written) == 4
     for source in ("yellow", "green"):
         for month in ("2023-12", "2024-01"):
-            folder = demo_paths.landing_dir(source, month)
+            folder = demo_paths.landing_dir(Partition(source, month))
             assert (folder / SUCCESS_MARKER).is_file()
             assert pq.read_metadata(folder / f"{source}_tripdata_{month}.parquet").num_rows == (
                 2_000 if source == "yellow" else 500
@@ -254,7 +254,7 @@ def test_cli_prints_what_it_wrote(demo_paths, capsys):
     assert code == 0
     out = capsys.readouterr().out
     assert "yellow_tripdata_2024-02.parquet" in out and "green_tripdata_2024-02.parquet" in out
-    landed = demo_paths.landing_dir("green", "2024-02") / "green_tripdata_2024-02.parquet"
+    landed = demo_paths.landing_dir(Partition("green", "2024-02")) / "green_tripdata_2024-02.parquet"
     assert pq.read_metadata(landed).num_rows == 700
 
 
@@ -265,6 +265,8 @@ def test_cli_rejects_a_bad_month(demo_paths, capsys):
     assert "2024-13" in capsys.readouterr().err
 
 
-def test_missing_zone_table_is_explained(tmp_path):
-    with pytest.raises(FileNotFoundError, match=r"taxi_zone_lookup\.csv"):
-        demo.generate_month("yellow", "2024-01", 10, paths=DataPaths(tmp_path))
+def test_a_data_root_without_a_zone_table_uses_the_packaged_one(tmp_path):
+    """The zone table ships with taxiflow: an empty data root (or bucket) is enough for demo months."""
+    written = demo.generate_month("yellow", "2024-01", 10, paths=DataPaths(tmp_path))
+    assert pq.read_table(written).num_rows == 10
+    assert not (tmp_path / "reference").exists()

@@ -10,6 +10,7 @@ from datetime import datetime, timedelta
 
 import pytest
 
+from taxiflow.config import Partition
 from taxiflow.data import ingest, landing, warehouse
 from tests.test_ingest import land, written_trips, yellow_parquet
 
@@ -22,14 +23,14 @@ def january(n: int, start=datetime(2024, 1, 3, 8)) -> list[datetime]:
 
 def snapshot(data_root, source, month):
     """Every byte of the month's raw copy and partition, to compare before and after."""
-    folders = [data_root.raw_dir(source, month), data_root.trips_dir(source, month)]
+    folders = [data_root.raw_dir(Partition(source, month)), data_root.trips_dir(Partition(source, month))]
     return {p: p.read_bytes() for folder in folders if folder.exists() for p in sorted(folder.iterdir())}
 
 
 def ingest_good_january(data_root):
     land(data_root, "yellow", "2024-01", {"good.parquet": lambda p: yellow_parquet(p, january(300), [4] * 300)})
-    ingest.copy_to_raw("yellow", "2024-01")
-    return ingest.process_partition("yellow", "2024-01")
+    ingest.copy_to_raw(Partition("yellow", "2024-01"))
+    return ingest.process_partition(Partition("yellow", "2024-01"))
 
 
 # --- links and paths outside landing --------------------------------------------------------------
@@ -42,10 +43,10 @@ def test_a_symlinked_drop_file_is_refused_naming_it_and_never_read(data_root, tm
     (folder / "trips.csv").symlink_to(outside)
 
     with pytest.raises(landing.UnsafeDropError) as caught:
-        landing.drop_is_ready("green", "2024-01")
+        landing.drop_is_ready(Partition("green", "2024-01"))
     assert "landing/green/2024-01/trips.csv" in str(caught.value) and "symbolic link" in str(caught.value)
     with pytest.raises(landing.UnsafeDropError):
-        ingest.copy_to_raw("green", "2024-01")
+        ingest.copy_to_raw(Partition("green", "2024-01"))
 
     assert SECRET not in str(caught.value)
     assert not data_root.raw.exists()  # nothing staged, nothing copied
@@ -56,7 +57,7 @@ def test_a_symlink_inside_landing_is_refused_too(data_root):
     folder = land(data_root, "green", "2024-01", {"real.csv": b"lpep_pickup_datetime,PULocationID\n"})
     (folder / "alias.csv").symlink_to(folder / "real.csv")
     with pytest.raises(landing.UnsafeDropError, match=r"alias\.csv: it is a symbolic link"):
-        ingest.copy_to_raw("green", "2024-01")
+        ingest.copy_to_raw(Partition("green", "2024-01"))
 
 
 def test_a_month_folder_leading_outside_landing_is_refused(data_root, tmp_path):
@@ -68,7 +69,7 @@ def test_a_month_folder_leading_outside_landing_is_refused(data_root, tmp_path):
     (data_root.landing / "green" / "2024-01").symlink_to(elsewhere)
 
     with pytest.raises(landing.UnsafeDropError, match="landing/green/2024-01/: the folder leads outside"):
-        landing.drop_is_ready("green", "2024-01")
+        landing.drop_is_ready(Partition("green", "2024-01"))
     assert not data_root.raw.exists()
 
 
@@ -79,24 +80,24 @@ def test_a_month_dropped_under_the_wrong_folder_is_refused_with_counts(data_root
     february = january(250, start=datetime(2024, 2, 2, 6))
     land(data_root, "yellow", "2024-01", {"yellow_tripdata_2024-02.parquet":
                                           lambda p: yellow_parquet(p, february + january(2), [4] * 252)})
-    ingest.copy_to_raw("yellow", "2024-01")
+    ingest.copy_to_raw(Partition("yellow", "2024-01"))
 
     with pytest.raises(ingest.DropRefused) as caught:
-        ingest.process_partition("yellow", "2024-01")
+        ingest.process_partition(Partition("yellow", "2024-01"))
 
     message = str(caught.value)
     assert "yellow_tripdata_2024-02.parquet: 250 of its 252 rows (99.2%) have pickups outside 2024-01" in message
     assert "(250 in 2024-02)" in message and "wrong month" in message
     assert "nothing had been ingested for this month before" in message
-    assert not warehouse.trips_file("yellow", "2024-01", data_root).exists()
-    assert not data_root.raw_dir("yellow", "2024-01").exists()
+    assert not warehouse.trips_file(Partition("yellow", "2024-01"), data_root).exists()
+    assert not data_root.raw_dir(Partition("yellow", "2024-01")).exists()
 
 
 def test_stray_rows_are_reported_and_not_stored(data_root):
     pickups = [*january(400), datetime(2023, 12, 31, 23, 58), datetime(2024, 2, 1, 0, 3)]
     land(data_root, "yellow", "2024-01", {"y.parquet": lambda p: yellow_parquet(p, pickups, [4] * 402)})
-    ingest.copy_to_raw("yellow", "2024-01")
-    summary = ingest.process_partition("yellow", "2024-01")
+    ingest.copy_to_raw(Partition("yellow", "2024-01"))
+    summary = ingest.process_partition(Partition("yellow", "2024-01"))
 
     assert summary["rows_outside_month_by_month"] == {"2023-12": 1, "2024-02": 1}
     assert summary["rows_written"] == 400
@@ -119,12 +120,12 @@ def test_stray_rows_are_reported_and_not_stored(data_root):
 def test_a_failed_redrop_keeps_raw_and_partition_and_says_so(data_root, bad_file, expected):
     ingest_good_january(data_root)
     before = snapshot(data_root, "yellow", "2024-01")
-    (data_root.landing_dir("yellow", "2024-01") / "good.parquet").unlink()
+    (data_root.landing_dir(Partition("yellow", "2024-01")) / "good.parquet").unlink()
     land(data_root, "yellow", "2024-01", bad_file)
-    ingest.copy_to_raw("yellow", "2024-01")
+    ingest.copy_to_raw(Partition("yellow", "2024-01"))
 
     with pytest.raises(ingest.DropRefused) as caught:
-        ingest.process_partition("yellow", "2024-01")
+        ingest.process_partition(Partition("yellow", "2024-01"))
 
     message = str(caught.value)
     assert expected in message
@@ -138,9 +139,9 @@ def test_a_failed_redrop_keeps_raw_and_partition_and_says_so(data_root, bad_file
 
 def test_a_csv_whose_first_line_is_not_a_header_is_not_echoed(data_root):
     land(data_root, "green", "2024-01", {"notes.csv": f"{SECRET}:x:0:0:/root\nmore secret text\n".encode()})
-    ingest.copy_to_raw("green", "2024-01")
+    ingest.copy_to_raw(Partition("green", "2024-01"))
     with pytest.raises(ingest.DropRefused) as caught:
-        ingest.process_partition("green", "2024-01")
+        ingest.process_partition(Partition("green", "2024-01"))
     assert "notes.csv: its header matches no green era" in str(caught.value)
     assert "it lacks 'pickup_at'" in str(caught.value)
     assert "not shown" in str(caught.value) and SECRET not in str(caught.value)
@@ -149,12 +150,12 @@ def test_a_csv_whose_first_line_is_not_a_header_is_not_echoed(data_root):
 def test_a_process_retry_after_the_raw_swap_rebuilds_from_raw(data_root):
     """A crash between swapping raw and the partition heals on retry: raw is then the truth."""
     ingest_good_january(data_root)
-    (data_root.landing_dir("yellow", "2024-01") / "good.parquet").unlink()
+    (data_root.landing_dir(Partition("yellow", "2024-01")) / "good.parquet").unlink()
     land(data_root, "yellow", "2024-01", {"new.parquet": lambda p: yellow_parquet(p, january(120), [5] * 120)})
-    ingest.copy_to_raw("yellow", "2024-01")
-    ingest.promote_staged("yellow", "2024-01", data_root)  # the crash: raw swapped, partition not
+    ingest.copy_to_raw(Partition("yellow", "2024-01"))
+    ingest.promote_staged(Partition("yellow", "2024-01"), data_root)  # the crash: raw swapped, partition not
 
-    summary = ingest.process_partition("yellow", "2024-01")
+    summary = ingest.process_partition(Partition("yellow", "2024-01"))
 
     assert summary["rows_written"] == 120 and [f["name"] for f in summary["raw_files"]] == ["new.parquet"]
     assert set(written_trips(data_root, "yellow", "2024-01")["pickup_zone_id"]) == {5}

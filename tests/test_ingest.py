@@ -10,7 +10,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from taxiflow.config import SUCCESS_MARKER, TRIP_SCHEMA
+from taxiflow.config import SUCCESS_MARKER, TRIP_SCHEMA, Partition
 from taxiflow.data import ingest, warehouse
 
 YELLOW_CSV_HEADER = (
@@ -42,7 +42,7 @@ def yellow_parquet(path, pickups, zones, passengers=None):
 
 def land(data_root, source, month, files, marker=True):
     """Put files (name -> bytes, or name -> writer(path)) into landing, then the marker."""
-    folder = data_root.landing_dir(source, month)
+    folder = data_root.landing_dir(Partition(source, month))
     folder.mkdir(parents=True, exist_ok=True)
     for name, content in files.items():
         if callable(content):
@@ -55,8 +55,8 @@ def land(data_root, source, month, files, marker=True):
 
 
 def ingest_month(data_root, source, month):
-    ingest.copy_to_raw(source, month)
-    return ingest.process_partition(source, month)
+    ingest.copy_to_raw(Partition(source, month))
+    return ingest.process_partition(Partition(source, month))
 
 
 def written_trips(data_root, source, month):
@@ -64,7 +64,7 @@ def written_trips(data_root, source, month):
     try:
         return con.execute(
             "SELECT * FROM read_parquet(?, hive_partitioning = false) ORDER BY pickup_at",
-            [str(warehouse.trips_file(source, month, data_root))],
+            [str(warehouse.trips_file(Partition(source, month), data_root))],
         ).df()
     finally:
         con.close()
@@ -77,12 +77,12 @@ def test_copy_to_raw_stages_data_files_only_and_leaves_landing_alone(data_root):
     folder = land(data_root, "green", "2024-01", {"a.csv": b"1", "b.parquet": b"2", "notes.txt": b"3"})
     before = sorted((p.name, p.read_bytes()) for p in folder.iterdir())
 
-    copied = ingest.copy_to_raw("green", "2024-01")
+    copied = ingest.copy_to_raw(Partition("green", "2024-01"))
 
-    staged = ingest.staged_dir("green", "2024-01", data_root)
+    staged = ingest.staged_dir(Partition("green", "2024-01"), data_root)
     assert copied == [staged / "a.csv", staged / "b.parquet"]
     assert sorted(p.name for p in staged.iterdir()) == ["a.csv", "b.parquet"]
-    assert not data_root.raw_dir("green", "2024-01").exists()  # raw changes only once validated
+    assert not data_root.raw_dir(Partition("green", "2024-01")).exists()  # raw changes only once validated
     assert sorted((p.name, p.read_bytes()) for p in folder.iterdir()) == before
 
 
@@ -90,13 +90,13 @@ def test_second_drop_replaces_raw_without_leftovers(data_root):
     old = b"lpep_pickup_datetime,PULocationID\n2024-01-02 10:00:00,4\n"
     land(data_root, "green", "2024-01", {"old-1.csv": old, "old-2.csv": old})
     ingest_month(data_root, "green", "2024-01")
-    for path in data_root.landing_dir("green", "2024-01").glob("old-*"):
+    for path in data_root.landing_dir(Partition("green", "2024-01")).glob("old-*"):
         path.unlink()
     land(data_root, "green", "2024-01", {"new.csv": old})
 
     ingest_month(data_root, "green", "2024-01")
 
-    raw = data_root.raw_dir("green", "2024-01")
+    raw = data_root.raw_dir(Partition("green", "2024-01"))
     assert [p.name for p in raw.iterdir()] == ["new.csv"]
     assert [p.name for p in raw.parent.iterdir()] == ["2024-01"]  # no staged, temp or retired folders
 
@@ -104,7 +104,7 @@ def test_second_drop_replaces_raw_without_leftovers(data_root):
 def test_copy_to_raw_without_data_files_names_the_folder(data_root):
     land(data_root, "yellow", "2024-02", {})
     with pytest.raises(FileNotFoundError, match=r"landing/yellow/2024-02"):
-        ingest.copy_to_raw("yellow", "2024-02")
+        ingest.copy_to_raw(Partition("yellow", "2024-02"))
 
 
 # --- process_partition -----------------------------------------------------------------------------
@@ -145,9 +145,10 @@ def test_parquet_month_is_normalised_with_counts_in_summary(data_root):
     ]
     assert summary["raw_files"] == [
         {"name": "yellow_tripdata_2024-01.parquet",
-         "bytes": (data_root.raw_dir("yellow", "2024-01") / "yellow_tripdata_2024-01.parquet").stat().st_size},
+         "bytes": (data_root.raw_dir(Partition("yellow", "2024-01")) / "yellow_tripdata_2024-01.parquet")
+         .stat().st_size},
     ]
-    on_disk = json.loads((data_root.trips_dir("yellow", "2024-01") / "_summary.json").read_text())
+    on_disk = json.loads((data_root.trips_dir(Partition("yellow", "2024-01")) / "_summary.json").read_text())
     assert on_disk == summary
 
 
@@ -222,14 +223,14 @@ def test_rerun_replaces_the_partition(data_root):
     ingest_month(data_root, "yellow", "2024-01")
     assert len(written_trips(data_root, "yellow", "2024-01")) == 3
 
-    (data_root.landing_dir("yellow", "2024-01") / "a.parquet").unlink()
+    (data_root.landing_dir(Partition("yellow", "2024-01")) / "a.parquet").unlink()
     two = [datetime(2024, 1, 2, 1)] * 2
     land(data_root, "yellow", "2024-01", {"b.parquet": lambda path: yellow_parquet(path, two, [5] * 2)})
     summary = ingest_month(data_root, "yellow", "2024-01")
 
     assert summary["rows_written"] == 2
     assert written_trips(data_root, "yellow", "2024-01")["pickup_zone_id"].tolist() == [5, 5]
-    assert sorted(p.name for p in data_root.trips_dir("yellow", "2024-01").iterdir()) == [
+    assert sorted(p.name for p in data_root.trips_dir(Partition("yellow", "2024-01")).iterdir()) == [
         "_summary.json", "trips.parquet",
     ]
 
@@ -237,41 +238,41 @@ def test_rerun_replaces_the_partition(data_root):
 def test_missing_pickup_column_names_file_column_and_candidates(data_root):
     csv_text = "when,pickup_location_id\n2024-01-02 10:00:00,4\n"
     land(data_root, "yellow", "2024-01", {"odd.csv": csv_text.encode()})
-    ingest.copy_to_raw("yellow", "2024-01")
+    ingest.copy_to_raw(Partition("yellow", "2024-01"))
     with pytest.raises(ValueError) as raised:
-        ingest.process_partition("yellow", "2024-01")
+        ingest.process_partition(Partition("yellow", "2024-01"))
     message = str(raised.value)
     for word in ("odd.csv", "'pickup_at'", "tpep_pickup_datetime", "pickup_datetime", "when"):
         assert word in message
-    assert not data_root.trips_dir("yellow", "2024-01").exists()
+    assert not data_root.trips_dir(Partition("yellow", "2024-01")).exists()
 
 
 def test_missing_pickup_zone_column_is_refused(data_root):
     csv_text = b"lpep_pickup_datetime,fare_amount\n2024-01-02 10:00:00,4\n"
     land(data_root, "green", "2024-01", {"nozone.csv": csv_text})
-    ingest.copy_to_raw("green", "2024-01")
+    ingest.copy_to_raw(Partition("green", "2024-01"))
     expected = r"nozone\.csv.*'pickup_zone_id'.*PULocationID, pickup_location_id"
     with pytest.raises(ValueError, match=expected):
-        ingest.process_partition("green", "2024-01")
+        ingest.process_partition(Partition("green", "2024-01"))
 
 
 def test_failed_rerun_keeps_the_previous_partition(data_root):
     good = b"lpep_pickup_datetime,PULocationID\n2024-01-02 10:00:00,4\n"
     land(data_root, "green", "2024-01", {"good.csv": good})
     ingest_month(data_root, "green", "2024-01")
-    (data_root.landing_dir("green", "2024-01") / "good.csv").unlink()
+    (data_root.landing_dir(Partition("green", "2024-01")) / "good.csv").unlink()
     land(data_root, "green", "2024-01", {"bad.csv": b"fare_amount\n4\n"})
-    ingest.copy_to_raw("green", "2024-01")
+    ingest.copy_to_raw(Partition("green", "2024-01"))
 
     with pytest.raises(ValueError):
-        ingest.process_partition("green", "2024-01")
+        ingest.process_partition(Partition("green", "2024-01"))
 
     assert len(written_trips(data_root, "green", "2024-01")) == 1
 
 
 def test_process_before_copy_says_what_to_run(data_root):
     with pytest.raises(FileNotFoundError, match="copy_to_raw"):
-        ingest.process_partition("green", "2024-01")
+        ingest.process_partition(Partition("green", "2024-01"))
 
 
 @pytest.mark.parametrize(
@@ -279,7 +280,7 @@ def test_process_before_copy_says_what_to_run(data_root):
 )
 def test_bad_source_or_month_is_refused_before_any_io(data_root, source, month, field):
     with pytest.raises(ValueError, match=field):
-        ingest.process_partition(source, month)
+        ingest.process_partition(Partition(source, month))
     with pytest.raises(ValueError, match=field):
-        ingest.copy_to_raw(source, month)
+        ingest.copy_to_raw(Partition(source, month))
     assert not data_root.raw.exists()

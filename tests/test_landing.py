@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import pytest
 
+from taxiflow.config import Partition
 from taxiflow.data import landing
 
 
 def drop(data_root, names, source="green", month="2024-01"):
-    folder = data_root.landing_dir(source, month)
+    folder = data_root.landing_dir(Partition(source, month))
     folder.mkdir(parents=True, exist_ok=True)
     for name in names:
         (folder / name).write_bytes(b"x")
@@ -20,19 +21,19 @@ def test_data_files_lists_finished_data_files_sorted(data_root):
         "b.csv", "a.parquet", "c.csv.gz", "_SUCCESS", ".hidden.parquet", "_tmp.parquet",
         "d.parquet.tmp", "e.csv.part", "notes.txt", "upper.PARQUET",
     ])
-    names = [path.name for path in landing.data_files("green", "2024-01")]
+    names = [path.name for path in landing.data_files(Partition("green", "2024-01"))]
     assert names == ["a.parquet", "b.csv", "c.csv.gz", "upper.PARQUET"]
 
 
 def test_data_files_of_a_month_nobody_dropped_is_empty(data_root):
-    assert landing.data_files("yellow", "2024-01") == []
+    assert landing.data_files(Partition("yellow", "2024-01")) == []
 
 
 def test_paths_argument_wins_over_environment(data_root, tmp_path, monkeypatch):
     drop(data_root, ["a.parquet", "_SUCCESS"])
     monkeypatch.setenv("TAXIFLOW_DATA_DIR", str(tmp_path / "elsewhere"))
-    assert landing.drop_is_ready("green", "2024-01", data_root)
-    assert not landing.drop_is_ready("green", "2024-01")
+    assert landing.drop_is_ready(Partition("green", "2024-01"), data_root)
+    assert not landing.drop_is_ready(Partition("green", "2024-01"))
 
 
 @pytest.mark.parametrize(
@@ -49,11 +50,11 @@ def test_paths_argument_wins_over_environment(data_root, tmp_path, monkeypatch):
 )
 def test_drop_is_ready_needs_data_and_marker(data_root, names, ready):
     drop(data_root, names)
-    assert landing.drop_is_ready("green", "2024-01") is ready
+    assert landing.drop_is_ready(Partition("green", "2024-01")) is ready
 
 
 def test_drop_is_ready_without_folder(data_root):
-    assert landing.drop_is_ready("green", "2023-12") is False
+    assert landing.drop_is_ready(Partition("green", "2023-12")) is False
 
 
 @pytest.mark.parametrize(
@@ -69,16 +70,17 @@ def test_drop_is_ready_without_folder(data_root):
 )
 def test_bad_source_or_month_is_named_with_what_is_allowed(data_root, source, month, words):
     with pytest.raises(ValueError) as raised:
-        landing.drop_is_ready(source, month)
+        landing.drop_is_ready(Partition(source, month))
     for word in words:
         assert word in str(raised.value)
 
 
 def test_describe_drop_says_what_is_missing(data_root):
-    folder = data_root.landing_dir("green", "2024-02")
-    assert "waiting for data files and _SUCCESS (found nothing)" in landing.describe_drop("green", "2024-02", data_root)
+    partition = Partition("green", "2024-02")
+    folder = data_root.landing_dir(partition)
+    assert "waiting for data files and _SUCCESS (found nothing)" in landing.describe_drop(partition, data_root)
     folder.mkdir(parents=True)
     (folder / "green_tripdata_2024-02.parquet").write_bytes(b"x")
-    assert "waiting for _SUCCESS (found 1 data file(s))" in landing.describe_drop("green", "2024-02", data_root)
+    assert "waiting for _SUCCESS (found 1 data file(s))" in landing.describe_drop(partition, data_root)
     (folder / "_SUCCESS").touch()
-    assert landing.describe_drop("green", "2024-02", data_root).endswith("ready (1 data file(s) and _SUCCESS)")
+    assert landing.describe_drop(partition, data_root).endswith("ready (1 data file(s) and _SUCCESS)")

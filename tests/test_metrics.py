@@ -10,7 +10,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from taxiflow.config import SUCCESS_MARKER
+from taxiflow.config import SUCCESS_MARKER, Partition
 from taxiflow.data import ingest, metrics, warehouse
 
 HOURLY_ZONE_TYPES = [
@@ -23,7 +23,7 @@ HOURLY_BOROUGH_TYPES = [c for c in HOURLY_ZONE_TYPES if c[0] not in ("pickup_zon
 
 def green_month(data_root, month, trips):
     """Drop, copy and ingest one green month; ``trips`` are (pickup, zone id, passengers, total)."""
-    folder = data_root.landing_dir("green", month)
+    folder = data_root.landing_dir(Partition("green", month))
     folder.mkdir(parents=True, exist_ok=True)
     pickups, zones, passengers, totals = zip(*trips, strict=True)
     pq.write_table(pa.table({
@@ -36,14 +36,14 @@ def green_month(data_root, month, trips):
         "total_amount": pa.array(totals, pa.float64()),
     }), folder / f"green_tripdata_{month}.parquet")
     (folder / SUCCESS_MARKER).touch()
-    ingest.copy_to_raw("green", month)
-    ingest.process_partition("green", month)
+    ingest.copy_to_raw(Partition("green", month))
+    ingest.process_partition(Partition("green", month))
 
 
 def rows(table, month="2024-01", source="green"):
     con = warehouse.duckdb_connection()
     try:
-        path = str(warehouse.metrics_file(table, source, month))
+        path = str(warehouse.metrics_file(table, Partition(source, month)))
         relation = con.sql("SELECT * FROM read_parquet(?, hive_partitioning = false)", params=[path])
         return list(zip(relation.columns, map(str, relation.types), strict=True)), relation.fetchall()
     finally:
@@ -66,7 +66,7 @@ JANUARY = [
 def test_hourly_zone_has_the_contract_columns_and_counts(data_root):
     green_month(data_root, "2024-01", JANUARY)
 
-    result = metrics.build_metrics("green", "2024-01")
+    result = metrics.build_metrics(Partition("green", "2024-01"))
 
     columns, data = rows("hourly_zone")
     assert columns == HOURLY_ZONE_TYPES
@@ -84,7 +84,7 @@ def test_hourly_zone_has_the_contract_columns_and_counts(data_root):
 
 def test_hourly_borough_sums_zones_per_hour(data_root):
     green_month(data_root, "2024-01", JANUARY)
-    metrics.build_metrics("green", "2024-01")
+    metrics.build_metrics(Partition("green", "2024-01"))
 
     columns, data = rows("hourly_borough")
 
@@ -98,19 +98,19 @@ def test_hourly_borough_sums_zones_per_hour(data_root):
 
 def test_rebuilding_metrics_replaces_not_adds(data_root):
     green_month(data_root, "2024-01", JANUARY)
-    metrics.build_metrics("green", "2024-01")
+    metrics.build_metrics(Partition("green", "2024-01"))
     first = rows("hourly_borough")
-    metrics.build_metrics("green", "2024-01")
+    metrics.build_metrics(Partition("green", "2024-01"))
     assert rows("hourly_borough") == first
 
     green_month(data_root, "2024-01", JANUARY[:1])  # a corrected drop
-    metrics.build_metrics("green", "2024-01")
+    metrics.build_metrics(Partition("green", "2024-01"))
     assert [r[3] for r in rows("hourly_borough")[1]] == [1]
 
 
 def test_metrics_of_a_month_never_ingested_name_the_partition(data_root):
     with pytest.raises(FileNotFoundError) as raised:
-        metrics.build_metrics("yellow", "2024-03")
+        metrics.build_metrics(Partition("yellow", "2024-03"))
     for word in ("'yellow'", "'2024-03'", "source=yellow/month=2024-03/trips.parquet"):
         assert word in str(raised.value)
 
@@ -121,8 +121,8 @@ def test_weekly_summary_by_iso_week(data_root):
         (datetime(2023, 12, 25, 0, 1), 74, 1, 5.25),
     ])
     green_month(data_root, "2024-01", JANUARY)
-    metrics.build_metrics("green", "2023-12")
-    metrics.build_metrics("green", "2024-01")
+    metrics.build_metrics(Partition("green", "2023-12"))
+    metrics.build_metrics(Partition("green", "2024-01"))
 
     path = metrics.write_weekly_summary("green")
 
@@ -151,7 +151,7 @@ def _write_summary(root):
 
 def test_concurrent_weekly_summaries_leave_one_whole_file(data_root):
     green_month(data_root, "2024-01", JANUARY)
-    metrics.build_metrics("green", "2024-01")
+    metrics.build_metrics(Partition("green", "2024-01"))
     context = multiprocessing.get_context("fork")
     workers = [context.Process(target=_write_summary, args=(str(data_root.root),)) for _ in range(4)]
     for worker in workers:
@@ -171,7 +171,7 @@ def test_concurrent_weekly_summaries_leave_one_whole_file(data_root):
 def test_connect_exposes_trips_and_metrics_with_partition_columns(data_root):
     assert {name for (name,) in warehouse.connect().execute("SHOW TABLES").fetchall()} == {"zones"}
     green_month(data_root, "2024-01", JANUARY)
-    metrics.build_metrics("green", "2024-01")
+    metrics.build_metrics(Partition("green", "2024-01"))
 
     con = warehouse.connect()
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from taxiflow.config import SUCCESS_MARKER, DataPaths
+from taxiflow.config import SUCCESS_MARKER, DataPaths, Partition
 from taxiflow.data import ingest, metrics, warehouse
 
 pytestmark = pytest.mark.realdata
@@ -70,14 +70,14 @@ def ingested(tlc_dir, tmp_path_factory):
     summaries = {}
     for source, months in (("green", GREEN_MONTHS), ("yellow", YELLOW_MONTHS)):
         for month in months:
-            landing = paths.landing_dir(source, month)
+            landing = paths.landing_dir(Partition(source, month))
             landing.mkdir(parents=True)
             original = tlc_file(tlc_dir, source, month)
             shutil.copyfile(original, landing / original.name)
             (landing / SUCCESS_MARKER).touch()
-            ingest.copy_to_raw(source, month, paths)
-            summaries[source, month] = ingest.process_partition(source, month, paths)
-            metrics.build_metrics(source, month, paths)
+            ingest.copy_to_raw(Partition(source, month), paths)
+            summaries[source, month] = ingest.process_partition(Partition(source, month), paths)
+            metrics.build_metrics(Partition(source, month), paths)
     return paths, summaries
 
 

@@ -11,7 +11,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from taxiflow.config import BOROUGHS, DAY_NAMES, DEFAULT_REPORT_SOURCES, SOURCE_NAMES, DataPaths
+from taxiflow.config import BOROUGHS, DAY_NAMES, DEFAULT_REPORT_SOURCES, SOURCE_NAMES, DataPaths, Partition
 from taxiflow.reports.params import report_param_schemas
 from taxiflow.reports.query import report_counts
 from taxiflow.reports.render import render_report
@@ -269,7 +269,7 @@ METRICS_SCHEMA = pa.schema(
 
 def write_partition(paths: DataPaths, source: str, month: str, rows: list[tuple]) -> None:
     """rows: (pickup_date 'YYYY-MM-DD', pickup_hour, borough, trips)."""
-    folder = paths.metrics_dir("hourly_borough", source, month)
+    folder = paths.metrics_dir("hourly_borough", Partition(source, month))
     folder.mkdir(parents=True, exist_ok=True)
     columns = list(zip(*rows, strict=True))
     trips = list(columns[3])

@@ -15,7 +15,6 @@ from taxiflow.reports.request_files import (
     error_file_for,
     request_run_id,
     scan_requests,
-    untriggered,
 )
 
 VALID = {"borough": "Staten Island", "start_date": "2024-01-01", "end_date": "2024-02-01"}
@@ -230,25 +229,6 @@ def test_request_files_are_never_modified(paths, tmp_path):
     for _ in range(2):
         scan_requests(paths)
     assert snapshot(paths.requests) == before
-
-
-def test_untriggered_asks_once_when_nothing_is_new(paths):
-    for name in ("a.json", "b.json", "c.json"):
-        drop(paths, name, VALID)
-    valid = scan_requests(paths).valid
-    existing = {valid[0].run_id, valid[2].run_id}
-    calls: list[list[str]] = []
-
-    def count_existing(run_ids: list[str]) -> int:
-        calls.append(run_ids)
-        return sum(run_id in existing for run_id in run_ids)
-
-    assert [r.path.name for r in untriggered(valid, count_existing)] == ["b.json"]
-    calls.clear()
-    existing.add(valid[1].run_id)
-    assert untriggered(valid, count_existing) == []
-    assert len(calls) == 1
-    assert untriggered([], count_existing) == []
 
 
 def test_missing_requests_folder_is_an_empty_scan(tmp_path):

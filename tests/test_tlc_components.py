@@ -19,7 +19,7 @@ from airflow.sdk.exceptions import AirflowException, AirflowFailException, Airfl
 from taxiflow.components.hooks import TlcHook, TlcNotPublishedError
 from taxiflow.components.operators import TlcDownloadOperator
 from taxiflow.components.sensors import TlcPublishedSensor
-from taxiflow.config import SUCCESS_MARKER, data_paths
+from taxiflow.config import SUCCESS_MARKER, Partition, data_paths
 from taxiflow.data.tlc import is_stale, trip_endpoint, trip_file_name
 
 try:
@@ -202,8 +202,8 @@ def test_sensor_fails_without_retry_on_bad_month(tlc):
 def test_hook_reuses_one_connection(tlc, data_root):
     with TlcHook() as hook:
         hook.download_zone_table(data_root.zone_table, max_age_days=0)
-        hook.download("green", "2023-12", data_root.landing_dir("green", "2023-12"))
-        hook.download("green", "2024-01", data_root.landing_dir("green", "2024-01"))
+        hook.download("green", "2023-12", data_root.landing_dir(Partition("green", "2023-12")))
+        hook.download("green", "2024-01", data_root.landing_dir(Partition("green", "2024-01")))
     ports = {port for _, _, _, port in tlc.requests}
     assert len(tlc.requests) == 3 and len(ports) == 1
 
@@ -215,7 +215,7 @@ def test_download_operator_lands_file_and_success_marker(tlc, data_root):
     operator = TlcDownloadOperator(task_id="download", source="green", month="2023-12")
     result = Path(operator.execute({}))
 
-    landing = data_root.landing_dir("green", "2023-12")
+    landing = data_root.landing_dir(Partition("green", "2023-12"))
     assert result == landing / "green_tripdata_2023-12.parquet"
     assert sha256(result) == sha256(SAMPLES / "green" / "green_tripdata_2023-12.parquet")
     manifest = json.loads((landing / SUCCESS_MARKER).read_text())
@@ -238,7 +238,7 @@ def test_broken_transfer_is_retried_from_scratch(tlc, data_root):
 
 
 def test_persistent_failure_leaves_no_file_and_no_marker(tlc, data_root):
-    landing = data_root.landing_dir("green", "2023-12")
+    landing = data_root.landing_dir(Partition("green", "2023-12"))
     landing.mkdir(parents=True)
     (landing / SUCCESS_MARKER).write_text("{}")  # from an earlier run: must not outlive a failed one
     tlc.drop_first[GREEN_DEC] = 100
@@ -255,9 +255,9 @@ def test_persistent_failure_leaves_no_file_and_no_marker(tlc, data_root):
 
 def test_unpublished_download_fails_at_once(tlc, data_root):
     with TlcHook(max_attempts=3, retry_wait_seconds=0) as hook, pytest.raises(TlcNotPublishedError, match="404"):
-        hook.download("green", "2024-02", data_root.landing_dir("green", "2024-02"))
+        hook.download("green", "2024-02", data_root.landing_dir(Partition("green", "2024-02")))
     assert tlc.count("GET", "/trip-data/green_tripdata_2024-02.parquet") == 1
-    assert list(data_root.landing_dir("green", "2024-02").iterdir()) == []
+    assert list(data_root.landing_dir(Partition("green", "2024-02")).iterdir()) == []
 
 
 def test_zone_table_refreshed_only_when_old(tlc, data_root):
@@ -287,7 +287,7 @@ def test_operator_keeps_old_zone_table_when_refresh_fails(tlc, data_root):
     TlcDownloadOperator(task_id="download", source="green", month="2024-01").execute({})
 
     assert table.read_text() == "old copy\n"
-    assert (data_root.landing_dir("green", "2024-01") / SUCCESS_MARKER).is_file()
+    assert (data_root.landing_dir(Partition("green", "2024-01")) / SUCCESS_MARKER).is_file()
 
 
 def test_concurrent_zone_table_refreshes_do_not_collide(tlc, data_root):

@@ -1,7 +1,8 @@
 """Names, sources and paths that every part of taxiflow agrees on.
 
-Everything on disk hangs off one data root, ``TAXIFLOW_DATA_DIR`` (default: the ``data/`` folder
-of the taxiflow checkout). DAG ids, task ids and conf keys that one DAG uses to address another
+Everything taxiflow stores hangs off one data root, ``TAXIFLOW_DATA_DIR``: a local folder (``make``
+sets ``<checkout>/data``; unset, ``~/taxiflow-data``) or ``s3://<bucket>/<prefix>``.
+DAG ids, task ids and conf keys that one DAG uses to address another
 live here too, so the trigger side and the target side cannot drift apart.
 
 No Airflow, pandas or DuckDB import here: DAG files import this module at parse time.
@@ -14,6 +15,7 @@ import re
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
+from typing import Any
 
 # --- DAG and task ids shared between DAGs -------------------------------------------------------
 
@@ -190,24 +192,65 @@ def check_month(month: str) -> str:
     return month
 
 
+# --- Partitions ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, order=True)
+class Partition:
+    """One source's month: the unit that is dropped, ingested, aggregated and gated on.
+
+    Made once at the edge (``Partition("green", "2024-01")`` from validated input, or
+    ``Partition.from_logical_date`` in an ingest run) and passed down: code that receives one
+    trusts it. A bad source or month raises a ValueError naming the field and what is allowed.
+    """
+
+    source: str
+    month: str
+
+    def __post_init__(self) -> None:
+        check_source(self.source)
+        check_month(self.month)
+
+    @classmethod
+    def from_logical_date(cls, source: str, logical_date: object) -> Partition:
+        """The partition an ``ingest_taxi_trips`` run ingests for ``source`` (see ``month_of_logical_date``)."""
+        return cls(source, month_of_logical_date(logical_date))
+
+    @property
+    def first_day(self) -> date:
+        return parse_month(self.month)
+
+    @property
+    def metrics_run_id(self) -> str:
+        """The run id of the ``create_metrics`` run an ingest run triggers for this partition."""
+        return f"ingest__{self.source}__{self.month}"
+
+    @property
+    def metrics_conf(self) -> dict[str, str]:
+        """The conf of that ``create_metrics`` run."""
+        return {"source": self.source, "month": self.month}
+
+    def __str__(self) -> str:
+        return f"{self.source} {self.month}"
+
+
 # --- Paths ----------------------------------------------------------------------------------------
 
 DATA_DIR_ENV = "TAXIFLOW_DATA_DIR"
-
-
-def _checkout_data_dir() -> Path:
-    """The ``data/`` folder of the checkout this package was installed from (editable install)."""
-    for parent in Path(__file__).resolve().parents:
-        if (parent / "pyproject.toml").is_file() and (parent / "dags").is_dir():
-            return parent / "data"
-    return Path.home() / "taxiflow-data"
+# An ``s3://`` data root takes its endpoint and keys from this Airflow connection (conn type aws).
+STORAGE_CONN_ENV = "TAXIFLOW_STORAGE_CONN_ID"
+STORAGE_CONN_ID_DEFAULT = "taxiflow_storage"
 
 
 @dataclass(frozen=True)
 class DataPaths:
-    """Every folder taxiflow reads or writes, below one root."""
+    """Every folder taxiflow reads or writes, below one root.
 
-    root: Path
+    ``root`` is a ``pathlib.Path`` (local disk) or an Airflow ``ObjectStoragePath`` (``s3://``): both
+    join and name paths the same way, and ``taxiflow.data.storage`` does what differs.
+    """
+
+    root: Any
 
     @property
     def landing(self) -> Path:
@@ -237,29 +280,33 @@ class DataPaths:
     def zone_table(self) -> Path:
         return self.reference / "taxi_zone_lookup.csv"
 
-    def landing_dir(self, source: str, month: str) -> Path:
-        return self.landing / source / month
+    def landing_dir(self, partition: Partition) -> Path:
+        return self.landing / partition.source / partition.month
 
-    def raw_dir(self, source: str, month: str) -> Path:
-        return self.raw / source / month
+    def raw_dir(self, partition: Partition) -> Path:
+        return self.raw / partition.source / partition.month
 
-    def trips_dir(self, source: str, month: str) -> Path:
+    def trips_dir(self, partition: Partition) -> Path:
         """One partition of normalised trips: ``trips.parquet`` plus ``_summary.json``."""
-        return self.warehouse / "trips" / f"source={source}" / f"month={month}"
+        return self.warehouse / "trips" / f"source={partition.source}" / f"month={partition.month}"
 
-    def metrics_dir(self, table: str, source: str, month: str) -> Path:
+    def metrics_source_dir(self, table: str, source: str) -> Path:
+        """The folder of one source's partitions of a metrics table."""
+        return self.warehouse / "metrics" / table / f"source={source}"
+
+    def metrics_dir(self, table: str, partition: Partition) -> Path:
         """One partition of a metrics table (``hourly_zone`` or ``hourly_borough``)."""
-        return self.warehouse / "metrics" / table / f"source={source}" / f"month={month}"
+        return self.metrics_source_dir(table, partition.source) / f"month={partition.month}"
 
     def weekly_summary(self, source: str) -> Path:
         return self.outputs / f"trips_by_week_{source}.csv"
 
 
 def data_paths() -> DataPaths:
-    """The data root from ``TAXIFLOW_DATA_DIR``, read on every call so tests can point it elsewhere."""
-    configured = os.environ.get(DATA_DIR_ENV)
-    root = Path(configured).expanduser() if configured else _checkout_data_dir()
-    return DataPaths(root.resolve())
+    """The data root from ``TAXIFLOW_DATA_DIR`` (see ``taxiflow.data.storage.root``), read on every call."""
+    from taxiflow.data import storage
+
+    return DataPaths(storage.root())
 
 
 # --- Tunables (environment, read at call time) ----------------------------------------------------

@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 import pandas as pd
 import pytest
 
-from taxiflow.config import INGEST_DAG_ID, METRICS_DAG_ID, REPORT_DAG_ID, DataPaths
+from taxiflow.config import INGEST_DAG_ID, METRICS_DAG_ID, REPORT_DAG_ID, DataPaths, Partition
 from taxiflow.data.ingest import read_summary
 
 from .conftest import WORKERS
@@ -44,7 +44,7 @@ def trigger_ingest(deployment, month: str, run_id: str) -> None:
 def assert_month_equals_its_files(deployment, source: str, month: str) -> None:
     """The partition holds exactly the landing file's rows of its own month (what a clean run writes)."""
     landing = pd.read_parquet(deployment.data_dir / f"landing/{source}/{month}")
-    summary = read_summary(source, month, DataPaths(deployment.data_dir))
+    summary = read_summary(Partition(source, month), DataPaths(deployment.data_dir))
     assert summary["rows_read"] == len(landing)
     pickups = landing[PICKUP[source]]
     first = pd.Timestamp(f"{month}-01")

@@ -27,7 +27,15 @@ from urllib.parse import quote
 import pytest
 from PIL import Image
 
-from taxiflow.config import BOROUGHS, DEFAULT_REPORT_SOURCES, INGEST_DAG_ID, REPORT_DAG_ID, SUCCESS_MARKER, DataPaths
+from taxiflow.config import (
+    BOROUGHS,
+    DEFAULT_REPORT_SOURCES,
+    INGEST_DAG_ID,
+    REPORT_DAG_ID,
+    SUCCESS_MARKER,
+    DataPaths,
+    Partition,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -65,7 +73,7 @@ def ingested_january(stack, timeout: float = 300) -> dict:
 
         paths = DataPaths(stack.data_dir)
         for source in DEFAULT_REPORT_SOURCES:
-            if not (paths.landing_dir(source, INGESTED_MONTH) / SUCCESS_MARKER).exists():
+            if not (paths.landing_dir(Partition(source, INGESTED_MONTH)) / SUCCESS_MARKER).exists():
                 generate_month(source, INGESTED_MONTH, trips=DEMO_TRIPS[source], paths=paths)
         stack.airflow("dags", "trigger", INGEST_DAG_ID, "-l", "2024-01-01T00:00:00+00:00")
         deadline = time.monotonic() + 60

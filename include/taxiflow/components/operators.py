@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowFailException
 
-from taxiflow.config import SUCCESS_MARKER, data_paths
+from taxiflow.config import SUCCESS_MARKER, Partition, data_paths
 from taxiflow.data import files
 from taxiflow.data.tlc import TLC_CONN_ID, trip_file_name
 
@@ -73,7 +73,7 @@ class TlcDownloadOperator(BaseOperator):
         from taxiflow.components.hooks import TlcHook  # the HTTP stack loads at run time, not at DAG parse time
 
         paths = data_paths()
-        landing = paths.landing_dir(self.source, self.month)
+        landing = paths.landing_dir(Partition(self.source, self.month))
         landing.mkdir(parents=True, exist_ok=True)
         (landing / SUCCESS_MARKER).unlink(missing_ok=True)
 

@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import re
 import uuid
 from dataclasses import dataclass
@@ -43,12 +42,10 @@ from taxiflow.config import (
     DATA_FILE_SUFFIXES,
     TRIP_SCHEMA,
     DataPaths,
-    check_month,
-    check_source,
+    Partition,
     data_paths,
-    parse_month,
 )
-from taxiflow.data import eras, warehouse
+from taxiflow.data import eras, storage, warehouse
 from taxiflow.data.files import write_text_atomically
 from taxiflow.data.landing import UnsafeDropError
 from taxiflow.data.raw import copy_to_raw, data_files_in, promote_staged, raw_files, staged_dir
@@ -182,7 +179,7 @@ def inspect_raw_file(con: duckdb.DuckDBPyConnection, source: str, path: Path) ->
     """
     reader = _reader_for(path)
     described = con.execute(
-        f"SELECT column_name, column_type FROM (DESCRIBE SELECT * FROM {reader})", [str(path)]
+        f"SELECT column_name, column_type FROM (DESCRIBE SELECT * FROM {reader})", [storage.duckdb_path(path)]
     ).fetchall()
     types = {name: column_type for name, column_type in described}
     era, mapping = eras.match_era(source, path.name, [name for name, _ in described])
@@ -226,7 +223,7 @@ def _place_in_zones(con: duckdb.DuckDBPyConnection, raw: RawFile) -> RawFile:
     try:
         target = folder / "trips.parquet"
         counts = geo.write_zoned_parquet(
-            con, f"SELECT {', '.join(expressions)} FROM {raw.reader}", [str(raw.path)], target,
+            con, f"SELECT {', '.join(expressions)} FROM {raw.reader}", [storage.duckdb_path(raw.path)], target,
             coordinates={
                 "pickup_zone_id": (eras.PICKUP_LON, eras.PICKUP_LAT),
                 "dropoff_zone_id": (eras.DROPOFF_LON, eras.DROPOFF_LAT),
@@ -255,43 +252,42 @@ def _place_in_zones(con: duckdb.DuckDBPyConnection, raw: RawFile) -> RawFile:
 # --- processing ------------------------------------------------------------------------------------
 
 
-def process_partition(source: str, month: str, paths: DataPaths | None = None) -> dict[str, Any]:
+def process_partition(partition: Partition, paths: DataPaths | None = None) -> dict[str, Any]:
     """Validate the staged drop (or the current raw copy), then swap in raw and partition; return the summary.
 
     Raises ``DropRefused`` (nothing replaced, the message says what was kept) when a file lacks a
     column, cannot be read, or belongs mostly to another month. Re-running replaces the partition,
     never appends.
     """
-    check_source(source)
-    first_day = parse_month(check_month(month))
+    source, month = partition.source, partition.month
     paths = paths or data_paths()
-    staged = data_files_in(staged_dir(source, month, paths))
-    files = staged or raw_files(source, month, paths)
+    staged = data_files_in(staged_dir(partition, paths))
+    files = staged or raw_files(partition, paths)
     if not files:
         raise FileNotFoundError(
-            f"no raw files for source {source!r}, month {month!r} in {paths.raw_dir(source, month)}: "
+            f"no raw files for source {source!r}, month {month!r} in {paths.raw_dir(partition)}: "
             f"run copy_to_raw first"
         )
-    month_start, month_end = _month_bounds(first_day)
-    target = warehouse.trips_file(source, month, paths)
+    month_start, month_end = _month_bounds(partition.first_day)
+    target = warehouse.trips_file(partition, paths)
     pending = target.with_name(f".{target.name}.{uuid.uuid4().hex}.pending")
 
-    con = warehouse.duckdb_connection()
+    con = warehouse.duckdb_connection(paths)
     try:
         warehouse.create_zones_table(con, paths)
         try:
             raws = [inspect_raw_file(con, source, path) for path in files]
             stats = _file_stats(con, raws, month_start, month_end)
         except ValueError as err:
-            raise DropRefused(_refusal(source, month, str(err), bool(staged), paths)) from None
+            raise DropRefused(_refusal(partition, str(err), bool(staged), paths)) from None
         except Exception as err:  # DuckDB's own messages may quote the file's bytes: never pass them on
             raise DropRefused(_refusal(
-                source, month, f"cannot read {', '.join(f.name for f in files)} as "
+                partition, f"cannot read {', '.join(f.name for f in files)} as "
                 f"{'/'.join(DATA_FILE_SUFFIXES)} ({type(err).__name__})", bool(staged), paths,
             )) from None
         misplaced = [_misplaced(s, month) for s in stats if _is_misplaced(s)]
         if misplaced:
-            raise DropRefused(_refusal(source, month, "; ".join(misplaced), bool(staged), paths))
+            raise DropRefused(_refusal(partition, "; ".join(misplaced), bool(staged), paths))
         rows_read = sum(s["rows_read"] for s in stats)
         rows_rejected = sum(s["rows_rejected"] for s in stats)
         rows_outside = sum(s["rows_outside_month"] for s in stats)
@@ -304,11 +300,11 @@ def process_partition(source: str, month: str, paths: DataPaths | None = None) -
 
     try:
         if staged:
-            promote_staged(source, month, paths)
-            files = raw_files(source, month, paths)
-        os.replace(pending, target)
+            promote_staged(partition, paths)
+            files = raw_files(partition, paths)
+        storage.move(pending, target)
     finally:
-        pending.unlink(missing_ok=True)
+        storage.remove(pending)
     outside_by_month: dict[str, int] = {}
     for s in stats:
         for other, count in s["outside_by_month"].items():
@@ -321,7 +317,7 @@ def process_partition(source: str, month: str, paths: DataPaths | None = None) -
              "rows_outside_month": s["rows_outside_month"], **_file_details(s)}
             for s in stats
         ],
-        "raw_files": [{"name": f.name, "bytes": f.stat().st_size} for f in files],
+        "raw_files": [{"name": f.name, "bytes": storage.info(f)["size"]} for f in files],
         "rows_read": rows_read,
         "rows_written": written,
         "rows_rejected": rows_rejected,
@@ -334,7 +330,7 @@ def process_partition(source: str, month: str, paths: DataPaths | None = None) -
         "rows_unknown_zone": sum(s["rows_unknown_zone"] for s in stats),
         "pickup_min": _iso(min((s["pickup_min"] for s in stats if s["pickup_min"]), default=None)),
         "pickup_max": _iso(max((s["pickup_max"] for s in stats if s["pickup_max"]), default=None)),
-        "path": str(target),
+        "path": storage.url(target),
         "written_at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
     write_text_atomically(target.with_name(warehouse.SUMMARY_FILE), json.dumps(summary, indent=2) + "\n")
@@ -367,12 +363,13 @@ def _misplaced(stats: dict[str, Any], month: str) -> str:
     )
 
 
-def _refusal(source: str, month: str, problem: str, staged: bool, paths: DataPaths) -> str:
+def _refusal(partition: Partition, problem: str, staged: bool, paths: DataPaths) -> str:
     """The refusal message: what is wrong, and what the warehouse still holds."""
+    source, month = partition.source, partition.month
     if not staged:
         return f"{source} {month}: {problem}. Nothing was replaced."
-    kept_raw = raw_files(source, month, paths)
-    target = warehouse.trips_file(source, month, paths)
+    kept_raw = raw_files(partition, paths)
+    target = warehouse.trips_file(partition, paths)
     if kept_raw or target.exists():
         kept = (
             f"the last good raw copy (raw/{source}/{month}/: {', '.join(f.name for f in kept_raw) or 'empty'}) "
@@ -383,9 +380,9 @@ def _refusal(source: str, month: str, problem: str, staged: bool, paths: DataPat
     return f"{source} {month}: the new drop is refused: {problem}. {kept}."
 
 
-def read_summary(source: str, month: str, paths: DataPaths | None = None) -> dict[str, Any]:
+def read_summary(partition: Partition, paths: DataPaths | None = None) -> dict[str, Any]:
     """The ``_summary.json`` of one trips partition."""
-    path = warehouse.trips_file(check_source(source), check_month(month), paths)
+    path = warehouse.trips_file(partition, paths)
     return json.loads(path.with_name(warehouse.SUMMARY_FILE).read_text(encoding="utf-8"))
 
 
@@ -402,7 +399,7 @@ def _trips_query(
     union = " UNION ALL ".join(selects)
     return (
         f"SELECT * FROM ({union}) WHERE pickup_at >= ? AND pickup_at < ?",
-        [*(str(r.source_path) for r in raws), month_start, month_end],
+        [*(storage.duckdb_path(r.source_path) for r in raws), month_start, month_end],
     )
 
 
@@ -426,7 +423,7 @@ def _file_stats(
             f"{raw.expression('pickup_at')} AS pickup_at, "
             f"{raw.expression('pickup_zone_id')} AS pickup_zone_id FROM {raw.reader}"
         )
-        params += [index, str(raw.source_path)]
+        params += [index, storage.duckdb_path(raw.source_path)]
     union = " UNION ALL ".join(selects)
     rows = con.execute(
         f"""

@@ -4,9 +4,13 @@ Whoever drops files writes them first and the ``_SUCCESS`` marker last, so a dro
 only when both are there. Half-written files (``.tmp``, ``.part``) and hidden or ``_``-prefixed
 names are never data files.
 
-A data file must be a regular file inside the landing root: a symbolic link (wherever it points),
-or a file reached through a linked folder that leads outside ``landing/``, raises
-``UnsafeDropError`` naming the file, and nothing of it is read, copied or printed.
+On local disk a data file must be a regular file inside the landing root: a symbolic link
+(wherever it points), or a file reached through a linked folder that leads outside ``landing/``,
+raises ``UnsafeDropError`` naming the file, and nothing of it is read, copied or printed.
+
+In an object store (``s3://`` data root) there are no links, but a drop has its own unsafe cases:
+a zero-byte data file (a failed upload) raises ``UnsafeDropError``, and a ``_SUCCESS`` older than
+one of the data files (the marker was written first) does not count: the drop waits for a new one.
 """
 
 from __future__ import annotations
@@ -14,15 +18,16 @@ from __future__ import annotations
 import os
 import stat
 from pathlib import Path
+from typing import Any
 
 from taxiflow.config import (
     DATA_FILE_SUFFIXES,
     SUCCESS_MARKER,
     DataPaths,
-    check_month,
-    check_source,
+    Partition,
     data_paths,
 )
+from taxiflow.data import storage
 
 _TEMP_SUFFIXES = (".tmp", ".part")
 
@@ -48,20 +53,20 @@ def is_data_file(path: Path) -> bool:
     return has_data_file_name(path.name) and stat.S_ISREG(mode)
 
 
-def data_files(source: str, month: str, paths: DataPaths | None = None) -> list[Path]:
+def data_files(partition: Partition, paths: DataPaths | None = None) -> list[Path]:
     """The data files of one drop, sorted by name; empty if the folder does not exist.
 
     Raises ``UnsafeDropError`` naming the file when a data file name is a symbolic link or is not
     a regular file inside the landing root (the folder itself may not lead outside it either).
     """
-    check_source(source)
-    check_month(month)
     paths = paths or data_paths()
-    folder = paths.landing_dir(source, month)
+    folder = paths.landing_dir(partition)
+    if storage.is_remote(folder):
+        return _object_data_files(partition, folder)
     if not folder.is_dir():
         return []
     root = paths.landing.resolve()
-    shown = f"landing/{source}/{month}"
+    shown = f"landing/{partition.source}/{partition.month}"
     if not folder.resolve().is_relative_to(root):
         raise UnsafeDropError(
             f"refused {shown}/: the folder leads outside the landing root {root} (a symbolic link); "
@@ -86,21 +91,57 @@ def data_files(source: str, month: str, paths: DataPaths | None = None) -> list[
     return found
 
 
-def drop_is_ready(source: str, month: str, paths: DataPaths | None = None) -> bool:
-    """True once the drop has at least one data file and its ``_SUCCESS`` marker."""
+def _object_data_files(partition: Partition, folder: storage.DataPath) -> list[Any]:
+    """The data objects of one drop in an object store; a zero-byte one is refused."""
+    found = []
+    for path in storage.list_dir(folder):
+        if not has_data_file_name(path.name) or not path.is_file():
+            continue
+        if storage.info(path)["size"] == 0:
+            raise UnsafeDropError(
+                f"refused landing/{partition.source}/{partition.month}/{path.name}: it is empty (0 bytes), "
+                "which in an object store means a failed or unfinished upload; upload the file again, "
+                f"then {SUCCESS_MARKER}. Nothing of the drop was read or copied."
+            )
+        found.append(path)
+    return found
+
+
+def _marker_state(folder: storage.DataPath, files: list[Any]) -> tuple[bool, str | None]:
+    """(a usable ``_SUCCESS`` is there, why not if one is there but does not count)."""
+    marker = folder / SUCCESS_MARKER
+    if not marker.is_file():
+        return False, None
+    if not storage.is_remote(folder) or not files:
+        return True, None
+    written = storage.info(marker)["modified"]
+    newer = [path.name for path in files if storage.info(path)["modified"] > written]
+    if newer:
+        return False, (
+            f"{SUCCESS_MARKER} is older than {', '.join(newer)} (it was written before them); "
+            f"write the data files first and {SUCCESS_MARKER} last"
+        )
+    return True, None
+
+
+def drop_is_ready(partition: Partition, paths: DataPaths | None = None) -> bool:
+    """True once the drop has at least one data file and its ``_SUCCESS`` marker (written after them)."""
     paths = paths or data_paths()
-    files = data_files(source, month, paths)
-    return bool(files) and (paths.landing_dir(source, month) / SUCCESS_MARKER).is_file()
+    files = data_files(partition, paths)
+    return bool(files) and _marker_state(paths.landing_dir(partition), files)[0]
 
 
-def describe_drop(source: str, month: str, paths: DataPaths | None = None) -> str:
+def describe_drop(partition: Partition, paths: DataPaths | None = None) -> str:
     """One line for a waiting sensor's log: where it looks and what is still missing."""
     paths = paths or data_paths()
-    folder = paths.landing_dir(source, month)
-    files = data_files(source, month, paths)
-    has_marker = (folder / SUCCESS_MARKER).is_file()
+    folder = paths.landing_dir(partition)
+    files = data_files(partition, paths)
+    has_marker, stale = _marker_state(folder, files)
+    if stale:
+        return f"{storage.url(folder)}: waiting: {stale}"
     missing = [what for what, there in (("data files", bool(files)), (SUCCESS_MARKER, has_marker)) if not there]
     found = f"{len(files)} data file(s)" + (f" and {SUCCESS_MARKER}" if has_marker else "")
     if not missing:
-        return f"{folder}: ready ({found})"
-    return f"{folder}: waiting for {' and '.join(missing)} (found {found if files or has_marker else 'nothing'})"
+        return f"{storage.url(folder)}: ready ({found})"
+    found = found if files or has_marker else "nothing"
+    return f"{storage.url(folder)}: waiting for {' and '.join(missing)} (found {found})"

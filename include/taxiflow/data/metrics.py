@@ -14,14 +14,13 @@ zone VARCHAR, trips, passengers BIGINT, distance, fare, tip, total DOUBLE (sums 
 from __future__ import annotations
 
 import csv
-import fcntl
 import io
 import logging
 from pathlib import Path
 from typing import Any
 
-from taxiflow.config import UNKNOWN_BOROUGH, DataPaths, check_month, check_source, data_paths
-from taxiflow.data import files, warehouse
+from taxiflow.config import UNKNOWN_BOROUGH, DataPaths, Partition, check_source, data_paths
+from taxiflow.data import files, storage, warehouse
 
 log = logging.getLogger(__name__)
 
@@ -74,33 +73,32 @@ _WEEKLY_SQL = """
 """
 
 
-def build_metrics(source: str, month: str, paths: DataPaths | None = None) -> dict[str, Any]:
+def build_metrics(partition: Partition, paths: DataPaths | None = None) -> dict[str, Any]:
     """Write the ``hourly_zone`` and ``hourly_borough`` partitions of one trips partition.
 
     Each partition replaces the previous one atomically, so re-running is idempotent. Returns
     row and trip counts for the task log.
     """
-    check_source(source)
-    check_month(month)
+    source, month = partition.source, partition.month
     paths = paths or data_paths()
-    trips_file = warehouse.trips_file(source, month, paths)
+    trips_file = warehouse.trips_file(partition, paths)
     if not trips_file.is_file():
         raise FileNotFoundError(
             f"no trips partition for source {source!r}, month {month!r}: {trips_file} does not "
             f"exist (ingest that month first)"
         )
-    con = warehouse.duckdb_connection()
+    con = warehouse.duckdb_connection(paths)
     try:
         warehouse.create_zones_table(con, paths)
         con.sql(
-            _HOURLY_ZONE_SQL, params=[UNKNOWN_BOROUGH, UNKNOWN_BOROUGH, str(trips_file)]
+            _HOURLY_ZONE_SQL, params=[UNKNOWN_BOROUGH, UNKNOWN_BOROUGH, storage.duckdb_path(trips_file)]
         ).to_table(HOURLY_ZONE)
         zone_rows = warehouse.write_parquet_atomically(
-            con, _HOURLY_ZONE_OUT_SQL, [], warehouse.metrics_file(HOURLY_ZONE, source, month, paths)
+            con, _HOURLY_ZONE_OUT_SQL, [], warehouse.metrics_file(HOURLY_ZONE, partition, paths)
         )
         borough_rows = warehouse.write_parquet_atomically(
             con, _HOURLY_BOROUGH_OUT_SQL, [],
-            warehouse.metrics_file(HOURLY_BOROUGH, source, month, paths),
+            warehouse.metrics_file(HOURLY_BOROUGH, partition, paths),
         )
         by_borough = con.execute(
             "SELECT borough, CAST(sum(trips) AS BIGINT) FROM hourly_zone GROUP BY ALL ORDER BY 2 DESC"
@@ -131,37 +129,29 @@ def hourly_borough_files(source: str, paths: DataPaths | None = None) -> list[Pa
 def write_weekly_summary(source: str, paths: DataPaths | None = None) -> Path:
     """Recompute ``outputs/trips_by_week_<source>.csv`` from every ``hourly_borough`` partition.
 
-    Weeks are ISO weeks, named by their Monday. Concurrent writers of the same source queue on an
-    ``flock``; each recomputes inside the lock, so the last one to finish saw every partition.
+    Weeks are ISO weeks, named by their Monday. The file is replaced whole, so concurrent writers
+    never mix; ``create_metrics`` runs this task one at a time (``max_active_tis_per_dag=1``, which
+    holds across hosts, unlike a file lock), so the last one to finish saw every partition.
     """
     check_source(source)
     paths = paths or data_paths()
     target = paths.weekly_summary(source)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    lock_path = target.with_name(f".{target.name}.lock")
-    with open(lock_path, "a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            rows = _weekly_rows(hourly_borough_files(source, paths))
-            buffer = io.StringIO()
-            writer = csv.writer(buffer, lineterminator="\n")
-            writer.writerow(WEEKLY_COLUMNS)
-            for week, trips, passengers, total_amount, distance in rows:
-                writer.writerow(
-                    [week.isoformat(), trips, passengers, f"{total_amount:.2f}", f"{distance:.2f}"]
-                )
-            files.write_text_atomically(target, buffer.getvalue())
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
+    rows = _weekly_rows(hourly_borough_files(source, paths), paths)
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(WEEKLY_COLUMNS)
+    for week, trips, passengers, total_amount, distance in rows:
+        writer.writerow([week.isoformat(), trips, passengers, f"{total_amount:.2f}", f"{distance:.2f}"])
+    files.write_text_atomically(target, buffer.getvalue())
     log.info("Weekly summary of %s: %d weeks -> %s", source, len(rows), target)
     return target
 
 
-def _weekly_rows(files: list[Path]) -> list[tuple[Any, ...]]:
+def _weekly_rows(files: list[Path], paths: DataPaths) -> list[tuple[Any, ...]]:
     if not files:
         return []
-    con = warehouse.duckdb_connection()
+    con = warehouse.duckdb_connection(paths)
     try:
-        return con.execute(_WEEKLY_SQL, [[str(file) for file in files]]).fetchall()
+        return con.execute(_WEEKLY_SQL, [[storage.duckdb_path(file) for file in files]]).fetchall()
     finally:
         con.close()

@@ -4,8 +4,10 @@
     raw/<source>/.<YYYY-MM>.staged/    a new drop, copied from landing, not yet validated
 
 ``copy_to_raw`` stages; ``taxiflow.data.ingest.process_partition`` validates the staged copy and
-only then calls ``promote_staged`` (and replaces the partition). Landing is only ever read, and
-files are opened without following links.
+only then calls ``promote_staged`` (and replaces the partition). Landing is only ever read. On
+local disk files are opened without following links and folders are swapped in by rename; in an
+object store objects are copied server-side (raw is read only by ``process_partition``, never by
+a report, so it needs no swap).
 """
 
 from __future__ import annotations
@@ -16,37 +18,41 @@ import stat
 import uuid
 from pathlib import Path
 
-from taxiflow.config import DATA_FILE_SUFFIXES, DataPaths, check_month, check_source, data_paths
-from taxiflow.data.landing import UnsafeDropError, data_files, is_data_file
+from taxiflow.config import DATA_FILE_SUFFIXES, DataPaths, Partition, data_paths
+from taxiflow.data import storage
+from taxiflow.data.landing import UnsafeDropError, data_files, has_data_file_name, is_data_file
 
 
-def staged_dir(source: str, month: str, paths: DataPaths | None = None) -> Path:
+def staged_dir(partition: Partition, paths: DataPaths | None = None) -> Path:
     """``raw/<source>/.<month>.staged/``: a new drop's copy, waiting to be validated."""
-    raw_dir = (paths or data_paths()).raw_dir(source, month)
-    return raw_dir.with_name(f".{month}.staged")
+    raw_dir = (paths or data_paths()).raw_dir(partition)
+    return raw_dir.with_name(f".{partition.month}.staged")
 
 
-def copy_to_raw(source: str, month: str, paths: DataPaths | None = None) -> list[Path]:
+def copy_to_raw(partition: Partition, paths: DataPaths | None = None) -> list[Path]:
     """Stage the drop: copy its data files to ``raw/<source>/.<month>.staged/``; return them.
 
     ``raw/<source>/<month>/`` itself is replaced only by ``process_partition``, once the staged copy
     validated. Files are opened without following links (``UnsafeDropError`` otherwise, before
     anything is copied) and copied into a hidden folder swapped in whole. Landing is only read.
     """
-    check_source(source)
-    check_month(month)
     paths = paths or data_paths()
-    files = data_files(source, month, paths)  # refuses links and paths outside landing/
+    files = data_files(partition, paths)  # refuses links and paths outside landing/
     if not files:
         raise FileNotFoundError(
-            f"no data files ({', '.join(DATA_FILE_SUFFIXES)}) in {paths.landing_dir(source, month)} "
-            f"for source {source!r}, month {month!r}"
+            f"no data files ({', '.join(DATA_FILE_SUFFIXES)}) in {paths.landing_dir(partition)} "
+            f"for source {partition.source!r}, month {partition.month!r}"
         )
-    staged = staged_dir(source, month, paths)
+    staged = staged_dir(partition, paths)
+    if storage.is_remote(staged):
+        storage.remove_tree(staged)
+        for file in files:
+            storage.copy_file(file, staged / file.name)
+        return data_files_in(staged)
     staged.parent.mkdir(parents=True, exist_ok=True)
     token = uuid.uuid4().hex
-    incoming = staged.with_name(f".{month}.{token}.incoming")
-    retired = staged.with_name(f".{month}.{token}.retired")
+    incoming = staged.with_name(f".{partition.month}.{token}.incoming")
+    retired = staged.with_name(f".{partition.month}.{token}.retired")
     incoming.mkdir()
     try:
         for file in files:
@@ -79,21 +85,29 @@ def _copy_regular_file(source: Path, target: Path) -> None:
 
 
 def data_files_in(folder: Path) -> list[Path]:
+    if storage.is_remote(folder):
+        return [path for path in storage.list_dir(folder) if has_data_file_name(path.name) and path.is_file()]
     if not folder.is_dir():
         return []
     return sorted(path for path in folder.iterdir() if is_data_file(path))
 
 
-def raw_files(source: str, month: str, paths: DataPaths | None = None) -> list[Path]:
+def raw_files(partition: Partition, paths: DataPaths | None = None) -> list[Path]:
     """The data files in ``raw/<source>/<month>/`` (the last validated drop), sorted by name."""
-    return data_files_in((paths or data_paths()).raw_dir(source, month))
+    return data_files_in((paths or data_paths()).raw_dir(partition))
 
 
-def promote_staged(source: str, month: str, paths: DataPaths) -> None:
+def promote_staged(partition: Partition, paths: DataPaths) -> None:
     """Swap the validated staged copy in as ``raw/<source>/<month>/``."""
-    staged = staged_dir(source, month, paths)
-    raw_dir = paths.raw_dir(source, month)
-    retired = raw_dir.with_name(f".{month}.{uuid.uuid4().hex}.retired")
+    staged = staged_dir(partition, paths)
+    raw_dir = paths.raw_dir(partition)
+    if storage.is_remote(raw_dir):
+        storage.remove_tree(raw_dir)
+        for file in data_files_in(staged):
+            storage.copy_file(file, raw_dir / file.name)
+        storage.remove_tree(staged)
+        return
+    retired = raw_dir.with_name(f".{partition.month}.{uuid.uuid4().hex}.retired")
     if raw_dir.exists():
         os.rename(raw_dir, retired)
     os.rename(staged, raw_dir)

@@ -22,8 +22,16 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from taxiflow.config import MONTH_PATTERN, UNKNOWN_BOROUGH, DataPaths, check_source, data_paths, duckdb_settings
-from taxiflow.data import files
+from taxiflow.config import (
+    MONTH_PATTERN,
+    UNKNOWN_BOROUGH,
+    DataPaths,
+    Partition,
+    check_source,
+    data_paths,
+    duckdb_settings,
+)
+from taxiflow.data import files, storage
 
 if TYPE_CHECKING:
     import duckdb
@@ -64,38 +72,42 @@ _HIVE_PARQUET_SQL = """
 """
 
 
-def duckdb_connection() -> duckdb.DuckDBPyConnection:
-    """A fresh in-memory DuckDB connection with the task limits of ``config.duckdb_settings()``."""
+def duckdb_connection(paths: DataPaths | None = None) -> duckdb.DuckDBPyConnection:
+    """A fresh in-memory DuckDB connection with the task limits of ``config.duckdb_settings()``.
+
+    With an ``s3://`` data root, DuckDB reads ``s3://`` paths through the data root's own
+    filesystem (the same connection, endpoint and keys), registered here.
+    """
     import duckdb
 
     settings: dict[str, Any] = duckdb_settings()  # duckdb's stub wants a dict of its value union
     con = duckdb.connect(":memory:", config=settings)
     # DuckDB draws a progress bar on stdout for queries over 2 s, even when stdout is a task log.
     con.execute("SET enable_progress_bar = false")
+    storage.register(con, (paths or data_paths()).root)
     return con
 
 
-def zone_table_path(paths: DataPaths | None = None) -> Path:
-    """The zone CSV; a FileNotFoundError saying where it is expected if it is missing."""
+# TLC's zone table ships with the package: a data root (an empty bucket) needs nothing else.
+PACKAGED_ZONE_TABLE = Path(__file__).resolve().parent / "reference" / "taxi_zone_lookup.csv"
+
+
+def zone_table_path(paths: DataPaths | None = None) -> storage.DataPath:
+    """The zone CSV: the data root's ``reference/`` copy (refreshed by downloads) if any, else the packaged one."""
     path = (paths or data_paths()).zone_table
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"zone table not found at {path}: copy TLC's taxi_zone_lookup.csv there "
-            f"(the project ships one in data/reference/)"
-        )
-    return path
+    return path if path.is_file() else PACKAGED_ZONE_TABLE
 
 
 def create_zones_table(con: duckdb.DuckDBPyConnection, paths: DataPaths | None = None) -> None:
     """Create table ``zones (zone_id INTEGER, borough, zone, service_zone VARCHAR)`` in ``con``."""
-    params = [UNKNOWN_BOROUGH, UNKNOWN_BOROUGH, str(zone_table_path(paths))]
+    params = [UNKNOWN_BOROUGH, UNKNOWN_BOROUGH, storage.duckdb_path(zone_table_path(paths))]
     con.execute("DROP TABLE IF EXISTS zones")
     con.sql(_ZONES_SQL, params=params).to_table("zones")
 
 
 def load_zones(paths: DataPaths | None = None) -> pd.DataFrame:
     """The zone table as a DataFrame: zone_id, borough, zone, service_zone, sorted by zone_id."""
-    con = duckdb_connection()
+    con = duckdb_connection(paths)
     try:
         create_zones_table(con, paths)
         return con.sql("SELECT * FROM zones ORDER BY zone_id").df()
@@ -103,12 +115,12 @@ def load_zones(paths: DataPaths | None = None) -> pd.DataFrame:
         con.close()
 
 
-def trips_file(source: str, month: str, paths: DataPaths | None = None) -> Path:
-    return (paths or data_paths()).trips_dir(source, month) / TRIPS_FILE
+def trips_file(partition: Partition, paths: DataPaths | None = None) -> Path:
+    return (paths or data_paths()).trips_dir(partition) / TRIPS_FILE
 
 
-def metrics_file(table: str, source: str, month: str, paths: DataPaths | None = None) -> Path:
-    return (paths or data_paths()).metrics_dir(table, source, month) / METRICS_FILE
+def metrics_file(table: str, partition: Partition, paths: DataPaths | None = None) -> Path:
+    return (paths or data_paths()).metrics_dir(table, partition) / METRICS_FILE
 
 
 def metrics_partitions(table: str, source: str, paths: DataPaths | None = None) -> list[Path]:
@@ -120,20 +132,30 @@ def metrics_partitions(table: str, source: str, paths: DataPaths | None = None) 
     if table not in METRICS_TABLES:
         raise ValueError(f"table must be one of {', '.join(METRICS_TABLES)}, got {table!r}")
     paths = paths or data_paths()
-    source_dir = paths.metrics_dir(table, check_source(source), "2009-01").parent  # config owns the layout
-    if not source_dir.is_dir():
-        return []
+    source_dir = paths.metrics_source_dir(table, check_source(source))
     months = sorted(
         entry.name.removeprefix("month=")
-        for entry in source_dir.iterdir()
+        for entry in storage.list_dir(source_dir)
         if entry.name.startswith("month=") and _MONTH_DIR_RE.fullmatch(entry.name.removeprefix("month="))
     )
-    found = (paths.metrics_dir(table, source, month) / METRICS_FILE for month in months)
+    found = (paths.metrics_dir(table, Partition(source, month)) / METRICS_FILE for month in months)
     return [file for file in found if file.is_file()]
 
 
-def _has_files(folder: Path, pattern: str) -> bool:
-    return folder.is_dir() and any(folder.glob(pattern))
+def complete_trips_files(paths: DataPaths | None = None) -> list[storage.DataPath]:
+    """Every ``trips.parquet`` whose partition has its ``_summary.json`` (written last: the done marker)."""
+    root = (paths or data_paths()).warehouse / "trips"
+    done = {name.rsplit("/", 1)[0] for name in _relative(storage.glob(root, f"*/*/{SUMMARY_FILE}"))}
+    return [root / name for name in _relative(storage.glob(root, f"*/*/{TRIPS_FILE}"))
+            if name.rsplit("/", 1)[0] in done]
+
+
+def _relative(found: list[storage.DataPath]) -> list[str]:
+    return [f"{path.parent.parent.name}/{path.parent.name}/{path.name}" for path in found]
+
+
+def _has_files(folder: storage.DataPath, pattern: str) -> bool:
+    return bool(storage.glob(folder, pattern))
 
 
 def connect(paths: DataPaths | None = None) -> duckdb.DuckDBPyConnection:
@@ -141,21 +163,22 @@ def connect(paths: DataPaths | None = None) -> duckdb.DuckDBPyConnection:
 
     Defines what exists on disk when it is called:
 
-    * table ``zones`` (zone_id, borough, zone, service_zone), if the zone CSV is there;
-    * view ``trips``: every trips partition, with ``source`` and ``month`` columns from the folders;
+    * table ``zones`` (zone_id, borough, zone, service_zone);
+    * view ``trips``: every *complete* trips partition (one whose ``_summary.json``, written last,
+      is there: a partition still being written is skipped), with ``source`` and ``month`` columns
+      from the folders; the partitions are listed when ``connect`` is called;
     * views ``hourly_zone`` and ``hourly_borough``: the metrics partitions, also with source, month.
 
     A view is only created once its table has at least one partition (DuckDB cannot bind a view
-    to a glob that matches nothing), so on an empty warehouse only ``zones`` exists. The views
-    re-read the folders at every query, so partitions written later show up without reconnecting.
+    to a glob that matches nothing), so on an empty warehouse only ``zones`` exists. The metrics
+    views re-read the folders at every query, so partitions written later show up without reconnecting.
     """
     paths = paths or data_paths()
-    con = duckdb_connection()
-    if paths.zone_table.is_file():
-        create_zones_table(con, paths)
-    trips_root = paths.warehouse / "trips"
-    if _has_files(trips_root, f"*/*/{TRIPS_FILE}"):
-        _create_parquet_view(con, "trips", trips_root / "*" / "*" / TRIPS_FILE)
+    con = duckdb_connection(paths)
+    create_zones_table(con, paths)
+    trips = complete_trips_files(paths)
+    if trips:
+        con.sql(_HIVE_PARQUET_SQL, params=[[storage.duckdb_path(f) for f in trips]]).create_view("trips", replace=True)
     for table in METRICS_TABLES:
         table_root = paths.warehouse / "metrics" / table
         if _has_files(table_root, f"*/*/{METRICS_FILE}"):
@@ -163,8 +186,8 @@ def connect(paths: DataPaths | None = None) -> duckdb.DuckDBPyConnection:
     return con
 
 
-def _create_parquet_view(con: duckdb.DuckDBPyConnection, name: str, glob: Path) -> None:
-    con.sql(_HIVE_PARQUET_SQL, params=[str(glob)]).create_view(name, replace=True)
+def _create_parquet_view(con: duckdb.DuckDBPyConnection, name: str, glob: storage.DataPath) -> None:
+    con.sql(_HIVE_PARQUET_SQL, params=[storage.duckdb_path(glob)]).create_view(name, replace=True)
 
 
 def write_parquet_atomically(
@@ -176,7 +199,8 @@ def write_parquet_atomically(
 ) -> int:
     """Write the result of ``query`` to ``target``; readers see the old file or the new, never half.
 
-    Streams through DuckDB's ``COPY`` into ``files.replacing``'s hidden temporary file. With
+    Streams through DuckDB's ``COPY`` into ``files.replacing``'s local temporary file (renamed over
+    ``target`` locally, uploaded once complete to S3: a failed ``COPY`` never leaves a partial object). With
     ``expected_rows``, a different row count leaves ``target`` untouched and raises. Returns the
     number of rows written.
     """

@@ -1,6 +1,7 @@
 """``make run`` / ``make stop`` / ``make status``: the local deployment's command line.
 
     python -m taxiflow.local.cli up --home .airflow --port 8080 [--demo]   # start, or start what is not running
+    python -m taxiflow.local.cli up --home .airflow --storage s3            # data in a local SeaweedFS
     python -m taxiflow.local.cli status --home .airflow                     # each component's state
     python -m taxiflow.local.cli down --home .airflow                       # stop every process of it
 
@@ -16,7 +17,9 @@ import sys
 from pathlib import Path
 
 from taxiflow.config import DATA_DIR_ENV, INGEST_DAG_ID, METRICS_DAG_ID, REPORT_DAG_ID, SOURCE_NAMES
+from taxiflow.data.storage import StorageError
 from taxiflow.data.tlc import TLC_PUBLIC_BASE_URL
+from taxiflow.local.object_store import start_for_stack, stop_for_stack
 from taxiflow.local.stack import AirflowStack
 
 DEMO_MONTHS = ("2023-12", "2024-01")
@@ -25,9 +28,10 @@ DEMO_MONTHS = ("2023-12", "2024-01")
 def bootstrap_demo(stack: AirflowStack) -> None:
     """Drop the demo months (unless already there) and backfill their ingest."""
     from taxiflow.config import DataPaths
+    from taxiflow.data import storage
     from taxiflow.local import demo
 
-    paths = DataPaths(stack.data_dir)
+    paths = DataPaths(storage.root()) if storage.is_remote(storage.root()) else DataPaths(stack.data_dir)
     missing = [m for m in DEMO_MONTHS if not any((paths.landing / s / m / "_SUCCESS").exists() for s in SOURCE_NAMES)]
     if missing:
         demo.generate_demo(months=tuple(missing), paths=paths)
@@ -94,6 +98,29 @@ taxiflow is running.
     return 0
 
 
+def object_storage_env(home: Path, storage_kind: str) -> dict[str, str]:
+    """The env that points the stack at its object store, checked before anything starts.
+
+    ``s3``: a local SeaweedFS (started, or reused if it runs). A ``TAXIFLOW_DATA_DIR=s3://...`` of
+    the user's own (AWS S3, MinIO ...) is used as it is. Either way the data root must answer a
+    write: wrong keys, a missing bucket or an unreachable endpoint stop ``make run`` with a
+    ``StorageError`` naming the URL and the connection.
+    """
+    from taxiflow.data import storage
+
+    configured = os.environ.get(DATA_DIR_ENV, "")
+    env: dict[str, str] = {}
+    if configured.startswith("s3://"):
+        env = {DATA_DIR_ENV: configured}  # the user's own bucket: passed to every process as it is
+    elif storage_kind == "s3":
+        home.mkdir(parents=True, exist_ok=True)
+        env = start_for_stack(home)
+    os.environ.update(env)  # this process (the demo drop, the check) uses the same root
+    if storage.is_remote(storage.root()):
+        print(f"taxiflow: data in {storage.check_root()}", flush=True)
+    return env
+
+
 def main(argv: list[str] | None = None) -> int:
     """Parse the command line and run ``up``, ``down`` or ``status``."""
     parser = argparse.ArgumentParser(prog="python -m taxiflow.local.cli", description=__doc__.splitlines()[0])
@@ -107,17 +134,30 @@ def main(argv: list[str] | None = None) -> int:
                         default=os.environ.get("TAXIFLOW_METADATA_DB", "postgres"),
                         help="embedded PostgreSQL (default) or SQLite")
     parser.add_argument("--demo", action="store_true", help="drop the demo months and backfill them")
+    parser.add_argument("--storage", choices=["local", "s3"], default=os.environ.get("STORAGE") or "local",
+                        help="local: the data folder; s3: a local SeaweedFS S3 server started with the stack")
     args = parser.parse_args(argv)
 
     project = args.project_dir.resolve()
-    data_dir = (args.data_dir or Path(os.environ.get(DATA_DIR_ENV, project / "data"))).resolve()
+    configured = os.environ.get(DATA_DIR_ENV, "")
+    local_default = project / "data" if configured.startswith("s3://") else Path(configured or project / "data")
+    data_dir = (args.data_dir or local_default).resolve()
     # `make run` downloads from TLC's public host unless the user points nyc_tlc elsewhere.
     tlc = {"AIRFLOW_CONN_NYC_TLC": os.environ.get("AIRFLOW_CONN_NYC_TLC", TLC_PUBLIC_BASE_URL)}
+    storage_env: dict[str, str] = {}
+    if args.action == "up":
+        try:
+            storage_env = object_storage_env(args.home.resolve(), args.storage)
+        except StorageError as err:
+            print(f"taxiflow: {err}", file=sys.stderr)
+            return 2
     stack = AirflowStack(home=args.home.resolve(), project_dir=project, data_dir=data_dir, port=args.port,
-                         metadata_db=args.metadata_db, extra_env=tlc)
+                         metadata_db=args.metadata_db, extra_env={**tlc, **storage_env})
     if args.action == "down":
         stack.stop()
         print(f"taxiflow: stopped every process of the deployment in {stack.home}")
+        if stop_for_stack(args.home.resolve()):
+            print("taxiflow: stopped the local SeaweedFS S3 server")
         return 0
     if args.action == "status":
         return print_status(stack)

@@ -32,11 +32,13 @@ from taxiflow.config import (
     SOURCES,
     SUCCESS_MARKER,
     DataPaths,
+    Partition,
     data_paths,
     parse_month,
 )
 from taxiflow.data import files
 from taxiflow.data.tlc import trip_file_name
+from taxiflow.data.warehouse import zone_table_path
 from taxiflow.local.demo_shapes import (
     AIRPORTS,
     DROPOFF_SHARES,
@@ -243,8 +245,8 @@ def generate_month(
     """
     paths = paths or data_paths()
     parse_month(month)
-    table = build_trips(source, month, trips, seed, read_zones(paths.zone_table))
-    folder = (Path(out_dir) / source / month) if out_dir is not None else paths.landing_dir(source, month)
+    table = build_trips(source, month, trips, seed, read_zones(zone_table_path(paths)))
+    folder = (Path(out_dir) / source / month) if out_dir is not None else paths.landing_dir(Partition(source, month))
     folder.mkdir(parents=True, exist_ok=True)
     target = folder / trip_file_name(source, month)
     marker = folder / SUCCESS_MARKER

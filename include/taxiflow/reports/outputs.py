@@ -15,6 +15,13 @@ wants a consistent pair opens the folder once and reads inside it: ``read_report
 ``published_report`` (what the report views, benchmarks and tests use) adds that the folder must
 hold *this* request's report.
 
+In an object store (``s3://`` data root) there is no rename: the PNG and CSV go under a fresh
+versioned prefix (``outputs/<name>/v-<time>-<token>/``), then ``manifest.json`` is written last
+with a conditional PUT (``If-Match`` on the manifest this publish read, ``If-None-Match: *`` for
+a new name), so of two publishers racing for one name exactly one wins and the other re-checks
+and retries; the superseded version is deleted afterwards. Every reader follows the manifest
+(``files.<png|csv>.key`` names the object), so it sees one version's PNG and CSV, never a mix.
+
 A name belongs to one request: a folder whose manifest records a different request is never
 replaced (``InvalidRequest`` on ``name``); the same request is refreshed in place. Request files
 pass an ``owner`` (the file), so editing a request file replaces its own report. Default names
@@ -42,6 +49,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from taxiflow.config import DataPaths, data_paths
+from taxiflow.data import storage
 from taxiflow.reports.request import NAME_ALLOWED, InvalidRequest
 
 if TYPE_CHECKING:
@@ -86,6 +94,8 @@ def read_report(name: str, paths: DataPaths | None = None) -> PublishedReport | 
     makes the read start over on the new folder.
     """
     folder = report_dir(name, paths)
+    if storage.is_remote(folder):
+        return _read_object_report(folder)
     for _ in range(20):
         try:
             fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
@@ -102,6 +112,28 @@ def read_report(name: str, paths: DataPaths | None = None) -> PublishedReport | 
         finally:
             os.close(fd)
     return None
+
+
+def _read_object_report(folder: Any) -> PublishedReport | None:
+    """``read_report`` in an object store: the manifest, then the objects it names (retried if retired)."""
+    for _ in range(20):
+        storage.refresh(folder)
+        try:
+            manifest = json.loads((folder / MANIFEST_FILE).read_bytes())
+        except FileNotFoundError:
+            return None
+        files = manifest["files"]
+        try:
+            return PublishedReport(manifest, (folder / _key(files["png"])).read_bytes(),
+                                   (folder / _key(files["csv"])).read_bytes())
+        except FileNotFoundError:
+            continue  # superseded and cleaned up while we read: follow the new manifest
+    return None
+
+
+def _key(entry: dict[str, Any]) -> str:
+    """Where a manifest's file is, relative to the report folder (``key`` in object stores)."""
+    return str(entry.get("key") or entry["name"])
 
 
 def published_report(request: ReportRequest, paths: DataPaths | None = None) -> PublishedReport | None:
@@ -222,6 +254,8 @@ def publish_report(
     paths = paths or data_paths()
     name = str(request.name)
     folder = report_dir(name, paths)
+    if storage.is_remote(folder):
+        return _publish_objects(request, png, csv, total_trips, folder, run_id, owner)
     paths.outputs.mkdir(parents=True, exist_ok=True)
     token = uuid.uuid4().hex
     staged = paths.outputs / f".{name}.{token}.new"
@@ -251,3 +285,87 @@ def publish_report(
         shutil.rmtree(staged, ignore_errors=True)
         shutil.rmtree(paths.outputs / f".{name}.{token}.old", ignore_errors=True)
     return folder
+
+
+VERSION_PREFIX = "v-"
+
+
+def _publish_objects(
+    request: ReportRequest, png: bytes, csv: bytes, total_trips: int, folder: Any,
+    run_id: str | None, owner: str | None,
+) -> Any:
+    """``publish_report`` in an object store; returns the version folder now published."""
+    name = str(request.name)
+    version = f"{VERSION_PREFIX}{datetime.now(UTC):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
+    files = {}
+    for kind, content in (("png", png), ("csv", csv)):
+        file = f"{name}.{kind}"
+        storage.write_bytes(folder / version / file, content)
+        files[kind] = {"name": file, "key": f"{version}/{file}", "bytes": len(content),
+                       "sha256": hashlib.sha256(content).hexdigest()}
+    manifest_file = folder / MANIFEST_FILE
+    for _ in range(10):
+        previous, existing = _current_manifest(manifest_file)
+        try:
+            _check_not_taken_in_store(request, folder, existing, owner)
+        except InvalidRequest:
+            storage.remove_tree(folder / version)  # never published: leave nothing behind
+            raise
+        manifest = {
+            "name": name, "request": request.to_conf(), "run_id": run_id, "owner": owner,
+            "total_trips": total_trips, "files": files, "version": version,
+            "written_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        }
+        try:
+            storage.replace_if_match(manifest_file, (json.dumps(manifest, indent=2) + "\n").encode(), previous)
+        except storage.PreconditionFailed:
+            continue  # another publish of this name won in between: check ownership again, retry
+        break
+    else:
+        storage.remove_tree(folder / version)
+        raise RuntimeError(f"could not publish {storage.url(manifest_file)}: it kept changing (10 tries)")
+    superseded = (existing or {}).get("version")
+    if superseded and superseded != version:
+        storage.remove_tree(folder / superseded)
+    return folder / version
+
+
+def _current_manifest(manifest_file: Any) -> tuple[str | None, dict[str, Any] | None]:
+    """(ETag, document) of the manifest as one version: re-read until the ETag is the same before and after."""
+    for _ in range(10):
+        before = storage.etag(manifest_file)
+        if before is None:
+            return None, None
+        try:
+            document = json.loads(manifest_file.read_bytes())
+        except FileNotFoundError:
+            continue
+        if storage.etag(manifest_file) == before:
+            return before, document
+    raise RuntimeError(f"{storage.url(manifest_file)} kept changing while it was read")
+
+
+def _check_not_taken_in_store(
+    request: ReportRequest, folder: Any, existing: dict[str, Any] | None, owner: str | None
+) -> None:
+    """``_check_not_taken`` for an object store: the manifest decides; other objects there refuse."""
+    name = str(request.name)
+    if existing is None:
+        others = [p.name for p in storage.list_dir(folder) if not p.name.startswith(VERSION_PREFIX)]
+        if others:
+            raise InvalidRequest(
+                "name", name, NAME_ALLOWED,
+                problem=f"outputs/{name} exists and is not a taxiflow report folder (no {MANIFEST_FILE}); "
+                        "it is left alone: choose another name or move it away",
+            )
+        return
+    if existing.get("request") == request.to_conf() or (owner is not None and existing.get("owner") == owner):
+        return
+    raise InvalidRequest(
+        "name", name, "a name no other request's report uses",
+        problem=(
+            f"outputs/{name}/ already holds the report for a different request "
+            f"({_describe(existing.get('request') or {})}, run {existing.get('run_id')}); it is not "
+            f"overwritten: choose another name, or remove outputs/{name}/ to reuse this one"
+        ),
+    )

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from taxiflow.config import DAY_NAMES, SOURCES, DataPaths, data_paths
-from taxiflow.data import warehouse
+from taxiflow.data import storage, warehouse
 from taxiflow.reports.request import SOURCES_ALLOWED, InvalidRequest, ReportRequest
 
 if TYPE_CHECKING:
@@ -60,13 +60,14 @@ _database_pid: int | None = None
 _database_lock = threading.Lock()
 
 
-def _cursor():
+def _cursor(paths: DataPaths):
     global _database, _database_pid
 
     with _database_lock:
         if _database is None or _database_pid != os.getpid():
-            _database = warehouse.duckdb_connection()
+            _database = warehouse.duckdb_connection(paths)
             _database_pid = os.getpid()
+        storage.register(_database, paths.root)
         return _database.cursor()
 
 
@@ -88,10 +89,10 @@ def report_counts(request: ReportRequest, paths: DataPaths | None = None) -> pd.
     Missing partitions count as zero trips.
     """
     paths = paths or data_paths()
-    files = [str(file) for source in request.sources for file in metrics_partitions(source, paths)]
+    files = [storage.duckdb_path(file) for source in request.sources for file in metrics_partitions(source, paths)]
     if not files:
         return empty_counts()
-    cursor = _cursor()
+    cursor = _cursor(paths)
     try:
         rows = cursor.execute(
             _COUNT_SQL, [files, request.borough, request.start_date, request.end_date]

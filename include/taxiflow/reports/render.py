@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from taxiflow.config import DAY_NAMES, DataPaths, data_paths
-from taxiflow.reports.outputs import MANIFEST_FILE, publish_report
+from taxiflow.reports.outputs import MANIFEST_FILE, publish_report, report_dir
 from taxiflow.reports.params import families_counted
 from taxiflow.reports.query import CSV_COLUMNS, HOURS, report_counts
 from taxiflow.reports.request import ReportRequest
@@ -178,7 +178,7 @@ def write_report_files(
     name = str(request.name)
     return ReportOutputs(
         png=folder / f"{name}.png", csv=folder / f"{name}.csv", total_trips=total,
-        folder=folder, manifest=folder / MANIFEST_FILE,
+        folder=folder, manifest=report_dir(name, paths) / MANIFEST_FILE,
     )
 
 

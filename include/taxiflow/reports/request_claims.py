@@ -31,9 +31,10 @@ from taxiflow.reports.request_files import (
     RejectedFile,
     RequestFile,
     RequestFileError,
-    _error_document,
-    _utcnow,
+    error_document,
     error_file_for,
+    records_clash,
+    utcnow,
 )
 
 CLAIMS_FOLDER = ("state", "request-claims")
@@ -61,7 +62,7 @@ def read_claim(run_id: str, paths: DataPaths) -> dict[str, Any] | None:
     return claim if isinstance(claim, dict) and claim.get("run_id") == run_id else None
 
 
-def write_claim(request: RequestFile, paths: DataPaths, now: Callable[[], str] = _utcnow) -> Path:
+def write_claim(request: RequestFile, paths: DataPaths, now: Callable[[], str] = utcnow) -> Path:
     """Record that the door is about to start ``request.run_id`` with ``request.conf``."""
     target = claim_path(request.run_id, paths)
     write_json_atomically(target, {
@@ -99,7 +100,7 @@ def claim_new_requests(
     valid: Iterable[RequestFile],
     existing_run_ids: Callable[[list[str]], set[str]],
     paths: DataPaths | None = None,
-    now: Callable[[], str] = _utcnow,
+    now: Callable[[], str] = utcnow,
 ) -> tuple[list[RequestFile], list[RejectedFile]]:
     """Claim the requests whose run does not exist yet; report those whose id another door took.
 
@@ -134,7 +135,7 @@ def _write_clash(request: RequestFile, paths: DataPaths, now: Callable[[], str])
         f"gives a new run id) to ask again.",
     )
     target = error_file_for(request.stem, paths.outputs)
-    document = _error_document(request.path, paths, request.sha256, error, now())
+    document = error_document(request.path, paths, request.sha256, error, now())
     try:
         previous = json.loads(target.read_text(encoding="utf-8"))
     except (OSError, ValueError):
@@ -143,12 +144,3 @@ def _write_clash(request: RequestFile, paths: DataPaths, now: Callable[[], str])
             and previous.get("sha256") == request.sha256):
         write_json_atomically(target, document)
     return RejectedFile(request.path, request.sha256, error, target)
-
-
-def records_clash(error_file: Path, sha256: str) -> bool:
-    """True when ``error_file`` reports a run-id clash for this content (a scan must keep it)."""
-    try:
-        document = json.loads(error_file.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return False
-    return isinstance(document, dict) and document.get("field") == "run_id" and document.get("sha256") == sha256

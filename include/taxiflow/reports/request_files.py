@@ -22,7 +22,7 @@ import json
 import logging
 import os
 import stat
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -263,7 +263,7 @@ def read_request_file(path: Path, limit: int = MAX_REQUEST_BYTES) -> tuple[bytes
     return (bytes(head) if size <= limit else None), digest.hexdigest(), size
 
 
-def _error_document(
+def error_document(
     path: Path, paths: DataPaths, sha256: str, error: RequestFileError, checked_at: str
 ) -> dict[str, Any]:
     value = error.value
@@ -309,17 +309,21 @@ def _remove_stale_error_file(target: Path) -> bool:
     return True
 
 
-def _records_clash(target: Path, sha256: str) -> bool:
-    from taxiflow.reports.request_claims import records_clash  # the claims module builds on this one
+def records_clash(error_file: Path, sha256: str) -> bool:
+    """True when ``error_file`` reports a run-id clash for this content (a scan must keep it)."""
+    try:
+        document = json.loads(error_file.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(document, dict) and document.get("field") == "run_id" and document.get("sha256") == sha256
 
-    return records_clash(target, sha256)
 
-
-def _utcnow() -> str:
+def utcnow() -> str:
+    """Now, as the ``checked_at``/``claimed_at`` of error files and claims write it."""
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
-def scan_requests(paths: DataPaths | None = None, now: Callable[[], str] = _utcnow) -> ScanResult:
+def scan_requests(paths: DataPaths | None = None, now: Callable[[], str] = utcnow) -> ScanResult:
     """Check every request file: valid ones are returned, bad ones get ``outputs/<stem>.error.json``.
 
     Idempotent: an error file that already reports the same error for the same content is left as
@@ -350,7 +354,7 @@ def scan_requests(paths: DataPaths | None = None, now: Callable[[], str] = _utcn
                 )
             request = parse_request(stem, content)
         except RequestFileError as err:
-            document = _error_document(path, paths, sha256, err, now())
+            document = error_document(path, paths, sha256, err, now())
             written: Path | None = target
             if not _same_error_recorded(target, document):
                 try:
@@ -360,23 +364,7 @@ def scan_requests(paths: DataPaths | None = None, now: Callable[[], str] = _utcn
                     written = None
             result.rejected.append(RejectedFile(path, sha256, err, written))
             continue
-        if not _records_clash(target, sha256) and _remove_stale_error_file(target):
+        if not records_clash(target, sha256) and _remove_stale_error_file(target):
             result.removed_error_files.append(target)
         result.valid.append(RequestFile(path, sha256, request))
     return result
-
-
-def untriggered(
-    valid: Iterable[RequestFile], count_existing: Callable[[list[str]], int]
-) -> list[RequestFile]:
-    """The valid requests whose run does not exist yet.
-
-    ``count_existing(run_ids)`` says how many of those run ids exist (in a task:
-    ``ti.get_dr_count(dag_id=..., run_ids=...)``). One call when nothing is new, which is almost
-    every poll. This only saves work: creating a run whose id exists is refused by Airflow anyway.
-    """
-    requests = list(valid)
-    run_ids = [r.run_id for r in requests]
-    if not run_ids or count_existing(run_ids) >= len(run_ids):
-        return []
-    return [r for r in requests if count_existing([r.run_id]) == 0]

@@ -1,0 +1,394 @@
+"""Where taxiflow's data lives: one local folder or one S3 prefix, behind one small set of operations.
+
+``TAXIFLOW_DATA_DIR`` is either a local path (the default: the ``data/`` folder ``make run`` sets)
+or ``s3://<bucket>/<prefix>``. An S3 root is an Airflow ``ObjectStoragePath`` whose endpoint and
+keys come from the Airflow connection named by ``TAXIFLOW_STORAGE_CONN_ID`` (default
+``taxiflow_storage``; conn type ``aws``, ``endpoint_url`` in its extra for S3-compatible servers).
+
+Every path below the root is a ``pathlib.Path`` (local) or an ``ObjectStoragePath`` (S3); both have
+the pathlib methods the data layer uses (``/``, ``name``, ``exists``, ``is_file``, ``iterdir``,
+``read_text``, ``open`` ...). What differs between the two lives here:
+
+* writes readers must never see half done (``replacing``): a local temporary file, then a rename
+  (local) or one upload of the complete file (S3: an object appears whole or not at all);
+* create-if-absent (``create_exclusive``, S3 ``If-None-Match: *``) and replace-if-unchanged
+  (``replace_if_match``, S3 ``If-Match``), which hold across hosts;
+* how DuckDB reaches a path (``duckdb_path``, ``register``: the same fsspec filesystem).
+
+Local-disk safety rules (no symbolic links, ``O_NOFOLLOW``) stay with the local backend, in
+``landing``/``raw``. Airflow and fsspec are imported only when an S3 root is used.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Generator
+from contextlib import contextmanager
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+from taxiflow.config import DATA_DIR_ENV, STORAGE_CONN_ENV, STORAGE_CONN_ID_DEFAULT
+
+if TYPE_CHECKING:
+    import duckdb
+
+# A ``pathlib.Path`` or an ``airflow.sdk.ObjectStoragePath``. Typed loosely on purpose: the two share
+# the pathlib methods the data layer calls, and what they do not share is dispatched on ``is_remote``.
+DataPath = Any
+
+# mkstemp creates files readable by their owner only; what we write is for whoever reads the data root.
+FILE_MODE = 0o644
+TEMP_SUFFIX = ".tmp"
+
+
+class StorageError(RuntimeError):
+    """The data root cannot be reached or used; the message names the URL and the connection."""
+
+
+class PreconditionFailed(RuntimeError):
+    """A conditional write lost: the object exists (create) or changed since it was read (replace)."""
+
+
+def conn_id() -> str:
+    return os.environ.get(STORAGE_CONN_ENV) or STORAGE_CONN_ID_DEFAULT
+
+
+def root() -> DataPath:
+    """The data root from ``TAXIFLOW_DATA_DIR``, read on every call so tests can point it elsewhere."""
+    configured = os.environ.get(DATA_DIR_ENV, "")
+    if not configured:
+        return _default_root()
+    if "://" not in configured:
+        return Path(configured).expanduser().resolve()
+    parts = urlsplit(configured)
+    if parts.scheme != "s3" or not parts.netloc or "@" in parts.netloc:
+        raise ValueError(
+            f"{DATA_DIR_ENV} must be a local folder or s3://<bucket>/<prefix>, got {configured!r} "
+            f"(the S3 endpoint and keys go in the Airflow connection {conn_id()!r}, not in the URL)"
+        )
+    from airflow.sdk import ObjectStoragePath  # only for an S3 root: DAG files import this module
+
+    prefix = parts.path.strip("/")
+    return ObjectStoragePath(f"s3://{conn_id()}@{parts.netloc}/{prefix}".rstrip("/"))
+
+
+def _default_root() -> Path:
+    """No ``TAXIFLOW_DATA_DIR``: ``./data`` below the working directory's checkout, else ``~/taxiflow-data``."""
+    return (Path.home() / "taxiflow-data").resolve()
+
+
+def is_remote(path: DataPath) -> bool:
+    return not isinstance(path, Path)
+
+
+def url(path: DataPath) -> str:
+    """How a path is shown to people: a local path, or ``s3://bucket/key`` (no connection id)."""
+    return str(path) if not is_remote(path) else f"s3://{path.path}"
+
+
+def duckdb_path(path: DataPath) -> str:
+    """The string DuckDB reads ``path`` (or a glob below it) by, once ``register`` ran on the connection."""
+    return url(path)
+
+
+def register(con: duckdb.DuckDBPyConnection, path: DataPath) -> None:
+    """Let DuckDB read ``s3://`` through the same filesystem (keys, endpoint) as ``path``; no-op locally."""
+    if is_remote(path):
+        fs = path.fs
+        protocols = fs.protocol if isinstance(fs.protocol, tuple) else (fs.protocol,)
+        if not set(protocols) & set(con.list_filesystems()):  # a cached connection may have it already
+            con.register_filesystem(fs)
+
+
+# --- reading and listing ---------------------------------------------------------------------------
+
+
+def refresh(folder: DataPath) -> None:
+    """Forget cached listings below ``folder`` so another host's writes show (s3fs caches listings)."""
+    if is_remote(folder):
+        folder.fs.invalidate_cache(folder.path)
+
+
+def list_dir(folder: DataPath) -> list[DataPath]:
+    """The entries directly in ``folder``, sorted by name; empty if it does not exist."""
+    refresh(folder)
+    if not folder.is_dir():
+        return []
+    return sorted(folder.iterdir(), key=lambda entry: entry.name)
+
+
+def glob(folder: DataPath, pattern: str) -> list[DataPath]:
+    """The files below ``folder`` matching ``pattern`` (e.g. ``*/*/trips.parquet``), sorted."""
+    if not is_remote(folder):
+        return sorted(folder.glob(pattern)) if folder.is_dir() else []
+    refresh(folder)
+    found = folder.fs.glob(f"{folder.path}/{pattern}")
+    return [folder / name[len(folder.path) + 1:] for name in sorted(found)]
+
+
+def files_below(folder: DataPath) -> list[str]:
+    """Every file below ``folder`` (any depth), as sorted ``/``-separated names relative to it.
+
+    What an object store holds; its folder listing may still show a prefix whose objects were
+    all deleted (SeaweedFS keeps the empty folder a while), so count objects with this.
+    """
+    if not is_remote(folder):
+        return sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file())
+    refresh(folder)
+    return sorted(name[len(folder.path) + 1:] for name in folder.fs.find(folder.path))
+
+
+def info(path: DataPath) -> dict[str, Any]:
+    """``size`` (bytes), ``modified`` (aware datetime) and ``etag`` (S3; None locally) of one file."""
+    if not is_remote(path):
+        stat = path.stat()
+        from datetime import UTC
+
+        return {"size": stat.st_size, "modified": datetime.fromtimestamp(stat.st_mtime, UTC), "etag": None}
+    found = path.fs.info(path.path)
+    return {"size": found["size"], "modified": found.get("LastModified"), "etag": found.get("ETag")}
+
+
+# --- writing ----------------------------------------------------------------------------------------
+
+
+@contextmanager
+def replacing(target: DataPath, suffix: str = TEMP_SUFFIX) -> Generator[Path, None, None]:
+    """Yield a fresh local temporary path; if the block succeeds it replaces ``target`` whole.
+
+    Local: the temporary file is hidden beside ``target`` and renamed over it (a link planted at the
+    target is replaced, not followed). S3: it is a local file uploaded once complete, so a failed
+    write never leaves a 0-byte or truncated object. Concurrent writers never share a temporary
+    name; the last to finish wins, whole.
+    """
+    if is_remote(target):
+        folder = Path(tempfile.mkdtemp(prefix="taxiflow-upload-"))
+        try:
+            temp = folder / target.name
+            yield temp
+            upload(temp, target)
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+        return
+    target.parent.mkdir(parents=True, exist_ok=True)
+    handle, name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=suffix)
+    os.close(handle)
+    temp = Path(name)
+    try:
+        yield temp
+        os.chmod(temp, FILE_MODE)
+        os.replace(temp, target)
+    finally:
+        temp.unlink(missing_ok=True)
+
+
+def upload(local: Path, target: DataPath) -> None:
+    """Put a complete local file at ``target`` (one object on S3; a copy and rename locally)."""
+    if is_remote(target):
+        target.fs.put_file(str(local), target.path)
+        return
+    with replacing(target) as temp:
+        shutil.copyfile(local, temp)
+
+
+def write_bytes(target: DataPath, data: bytes) -> DataPath:
+    """Replace ``target`` with ``data``; readers see the old content or the new, never a mix."""
+    if is_remote(target):
+        target.fs.pipe_file(target.path, data)  # one PUT: the object is replaced whole
+        return target
+    with replacing(target) as temp:
+        temp.write_bytes(data)
+    return target
+
+
+def create_exclusive(target: DataPath, data: bytes) -> bool:
+    """Create ``target`` with ``data`` only if nothing is there; False if something was (on any host).
+
+    S3: a PUT with ``If-None-Match: *``. Local: ``O_EXCL`` on a temporary name, then a hard link,
+    so the file appears complete.
+    """
+    if is_remote(target):
+        try:
+            target.fs.pipe_file(target.path, data, mode="create")
+        except OSError as err:
+            if target.exists():
+                return False
+            raise StorageError(f"cannot create {url(target)}: {err}") from err
+        return True
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with replacing(target.with_name(f".{target.name}.new")) as temp:
+        temp.write_bytes(data)
+        os.chmod(temp, FILE_MODE)
+        try:
+            os.link(temp, target)
+        except FileExistsError:
+            return False
+    target.with_name(f".{target.name}.new").unlink(missing_ok=True)
+    return True
+
+
+def etag(target: DataPath) -> str | None:
+    """The version tag a conditional replace checks against: S3 ETag, or mtime+size+inode locally."""
+    try:
+        if is_remote(target):
+            refresh(target.parent)
+            return target.fs.info(target.path).get("ETag")
+        stat = target.stat()
+    except FileNotFoundError:
+        return None
+    return f"{stat.st_mtime_ns}-{stat.st_size}-{stat.st_ino}"
+
+
+def replace_if_match(target: DataPath, data: bytes, expected: str | None) -> None:
+    """Write ``target`` only if it is still at version ``expected`` (None: only if it does not exist).
+
+    S3: ``If-Match: <etag>`` (or ``If-None-Match: *``), decided by the server, so it holds across
+    hosts. Local: checked just before the rename (callers on one disk also hold the task's slot).
+    Raises ``PreconditionFailed`` when another writer got there first.
+    """
+    if expected is None:
+        if not create_exclusive(target, data):
+            raise PreconditionFailed(f"{url(target)} was created by another writer")
+        return
+    if is_remote(target):
+        client_put = _s3_put_if_match(target, data, expected)
+        if not client_put:
+            raise PreconditionFailed(f"{url(target)} changed since it was read (ETag {expected})")
+        return
+    if etag(target) != expected:
+        raise PreconditionFailed(f"{url(target)} changed since it was read")
+    write_bytes(target, data)
+
+
+def _s3_put_if_match(target: DataPath, data: bytes, expected: str) -> bool:
+    """One PUT with ``If-Match``; False when the server answers 412 (the object changed)."""
+    import botocore.exceptions  # type: ignore[import-untyped]
+    from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+
+    bucket, _, key = target.path.partition("/")
+    client = S3Hook(aws_conn_id=target.conn_id).get_conn()
+    try:
+        client.put_object(Bucket=bucket, Key=key, Body=data, IfMatch=expected)
+    except botocore.exceptions.ClientError as err:
+        if err.response.get("Error", {}).get("Code") in ("PreconditionFailed", "412", "ConditionalRequestConflict"):
+            return False
+        raise
+    return True
+
+
+def move(source: DataPath, target: DataPath) -> None:
+    """Replace ``target`` with ``source`` (a rename locally; a server-side copy, then delete, on S3)."""
+    if is_remote(target):
+        target.fs.copy(source.path, target.path)
+        source.fs.rm_file(source.path)
+        return
+    os.replace(source, target)
+
+
+def copy_file(source: DataPath, target: DataPath) -> None:
+    """Copy one file within the data root (server-side on S3)."""
+    if is_remote(target):
+        target.fs.copy(source.path, target.path)
+        return
+    with replacing(target) as temp:
+        shutil.copyfile(source, temp)
+
+
+def remove(path: DataPath) -> None:
+    """Delete one file if it is there."""
+    if is_remote(path):
+        if path.exists():
+            path.fs.rm_file(path.path)
+        return
+    path.unlink(missing_ok=True)
+
+
+def remove_tree(folder: DataPath) -> None:
+    """Delete a folder and everything below it, if it is there."""
+    if is_remote(folder):
+        refresh(folder)
+        if folder.exists():
+            folder.fs.rm(folder.path, recursive=True)
+        return
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def make_dirs(folder: DataPath) -> None:
+    """Create ``folder`` locally; S3 has no folders (a key's prefix is enough)."""
+    if not is_remote(folder):
+        folder.mkdir(parents=True, exist_ok=True)
+
+
+# --- start-time check ---------------------------------------------------------------------------------
+
+
+def check_root(path: DataPath | None = None) -> str:
+    """Read and write a probe at the data root; a ``StorageError`` naming URL and connection otherwise."""
+    path = root() if path is None else path
+    if not is_remote(path):
+        path.mkdir(parents=True, exist_ok=True)
+        if not os.access(path, os.W_OK):
+            raise StorageError(f"the data root {path} is not writable")
+        return f"local folder {path}"
+    where = f"{url(path)} (Airflow connection {path.conn_id!r}"
+    try:
+        endpoint = _endpoint(path)
+    except Exception as err:  # e.g. the connection does not exist
+        raise StorageError(f"cannot use {where}): {err}") from None
+    where += f", endpoint {endpoint})"
+    bucket = path.path.split("/", 1)[0]
+    try:
+        status = _bucket_status(path, bucket)
+    except Exception as err:
+        raise StorageError(f"cannot use {where}: {_describe(err)}") from None
+    if status == 404:
+        raise StorageError(f"cannot use {where}: the bucket {bucket!r} does not exist; create it first")
+    if status in (401, 403):
+        raise StorageError(
+            f"cannot use {where}: access denied: check the key and secret (login/password) of the connection"
+        )
+    probe = path / ".taxiflow-probe"
+    try:
+        probe.write_bytes(b"ok")
+        probe.fs.rm_file(probe.path)
+    except FileNotFoundError:
+        raise StorageError(f"cannot use {where}: the bucket does not exist; create it first") from None
+    except PermissionError:
+        raise StorageError(
+            f"cannot use {where}: access denied: check the key and secret (login/password) of the connection"
+        ) from None
+    except Exception as err:
+        raise StorageError(f"cannot use {where}: {_describe(err)}") from None
+    return where
+
+
+def _bucket_status(path: DataPath, bucket: str) -> int:
+    """The HTTP status of a HEAD on the bucket (200 when it is there and the keys may use it)."""
+    import botocore.exceptions
+    from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+
+    client = S3Hook(aws_conn_id=path.conn_id).get_conn()
+    try:
+        client.head_bucket(Bucket=bucket)
+    except botocore.exceptions.ClientError as err:
+        return int(err.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 500)
+    return 200
+
+
+def _endpoint(path: DataPath) -> str:
+    from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+
+    hook = S3Hook(aws_conn_id=path.conn_id)
+    return hook.conn_config.get_service_endpoint_url(service_name="s3") or "AWS S3 (no endpoint_url)"
+
+
+def _describe(err: Exception) -> str:
+    text = str(err) or type(err).__name__
+    lowered = text.lower()
+    if "could not connect" in lowered or ("connect" in lowered and "refused" in lowered) or "endpoint" in lowered:
+        return f"the endpoint is unreachable ({text})"
+    return text

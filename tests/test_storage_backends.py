@@ -1,0 +1,349 @@
+"""The data layer on both backends: a local folder and a real S3 server (SeaweedFS on loopback).
+
+Each test runs twice (``any_root``: ``local`` and ``s3``); the ``s3`` runs start SeaweedFS once per
+session, so run them under the heavy lock: ``flock /tmp/taxiflow-heavy.lock .venv/bin/python -m
+pytest tests/test_storage_backends.py``.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import threading
+from datetime import datetime, timedelta
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from taxiflow.config import DATA_DIR_ENV, STORAGE_CONN_ENV, SUCCESS_MARKER, DataPaths, Partition
+from taxiflow.data import ingest, landing, metrics, storage, warehouse
+
+JANUARY = Partition("green", "2024-01")
+
+
+def green_parquet(rows: int, first: datetime, zones=(236, 161, 132, 7, 265)) -> bytes:
+    """A green file in TLC's own parquet schema: ``rows`` pickups a minute apart from ``first``."""
+    pickups = [first + timedelta(minutes=i) for i in range(rows)]
+    table = pa.table({
+        "VendorID": pa.array([2] * rows, pa.int32()),
+        "lpep_pickup_datetime": pa.array(pickups, pa.timestamp("us")),
+        "lpep_dropoff_datetime": pa.array(pickups, pa.timestamp("us")),
+        "passenger_count": pa.array([1] * rows, pa.int64()),
+        "trip_distance": pa.array([2.0] * rows, pa.float64()),
+        "PULocationID": pa.array([zones[i % len(zones)] for i in range(rows)], pa.int32()),
+        "DOLocationID": pa.array([236] * rows, pa.int32()),
+        "payment_type": pa.array([1] * rows, pa.int64()),
+        "fare_amount": pa.array([10.0] * rows, pa.float64()),
+        "tip_amount": pa.array([1.0] * rows, pa.float64()),
+        "total_amount": pa.array([12.0] * rows, pa.float64()),
+    })
+    buffer = io.BytesIO()
+    pq.write_table(table, buffer)
+    return buffer.getvalue()
+
+
+def drop(paths: DataPaths, partition: Partition, files: dict[str, bytes], marker: bool = True) -> None:
+    """What an upstream system does: data files first, ``_SUCCESS`` last."""
+    folder = paths.landing_dir(partition)
+    for name, content in files.items():
+        storage.write_bytes(folder / name, content)
+    if marker:
+        storage.write_bytes(folder / SUCCESS_MARKER, b"")
+
+
+def test_a_month_goes_from_drop_to_queryable_metrics(any_root):
+    data = green_parquet(300, datetime(2024, 1, 3, 8, 0))
+    drop(any_root, JANUARY, {"green_tripdata_2024-01.parquet": data})
+    assert landing.drop_is_ready(JANUARY)
+    ingest.copy_to_raw(JANUARY)
+    summary = ingest.process_partition(JANUARY)
+    result = metrics.build_metrics(JANUARY)
+    weekly = metrics.write_weekly_summary("green")
+
+    expected = pd.read_parquet(io.BytesIO(data))
+    zones = pd.read_csv(warehouse.PACKAGED_ZONE_TABLE)
+    expected_by_borough = (
+        expected.merge(zones, left_on="PULocationID", right_on="LocationID")
+        .groupby("Borough").size().to_dict()
+    )
+    assert summary["rows_written"] == len(expected) == result["trips"]
+    assert result["boroughs"] == expected_by_borough
+    con = warehouse.connect()
+    try:
+        by_borough = dict(con.execute(
+            "SELECT borough, sum(trips)::BIGINT FROM hourly_borough WHERE source = 'green' GROUP BY ALL"
+        ).fetchall())
+        assert con.execute("SELECT count(*) FROM trips WHERE month = '2024-01'").fetchone() == (len(expected),)
+    finally:
+        con.close()
+    assert by_borough == expected_by_borough
+    assert weekly.read_text().splitlines()[1].startswith("2024-01-01,300,300,")
+    assert ingest.read_summary(JANUARY)["raw_files"][0]["bytes"] == len(data)
+
+    from taxiflow.reports import outputs, render  # the report reads the same metrics, twice (cached connection)
+    for name in ("manhattan_jan", "manhattan_jan_again"):
+        published = render.render_report(_report_request(name))
+        assert published.total_trips == expected_by_borough["Manhattan"]
+        report = outputs.read_report(name)
+        assert report is not None and pd.read_csv(io.BytesIO(report.csv))["num_trips"].sum() == published.total_trips
+
+
+def test_a_second_drop_replaces_the_partition(any_root):
+    drop(any_root, JANUARY, {"a.parquet": green_parquet(50, datetime(2024, 1, 5))})
+    ingest.copy_to_raw(JANUARY)
+    ingest.process_partition(JANUARY)
+    folder = any_root.landing_dir(JANUARY)
+    storage.remove(folder / "a.parquet")
+    storage.remove(folder / SUCCESS_MARKER)
+    drop(any_root, JANUARY, {"b.parquet": green_parquet(20, datetime(2024, 1, 9))})
+    ingest.copy_to_raw(JANUARY)
+    summary = ingest.process_partition(JANUARY)
+    assert summary["rows_written"] == 20
+    assert [f.name for f in ingest.raw_files(JANUARY)] == ["b.parquet"]
+    con = warehouse.connect()
+    try:
+        assert con.execute("SELECT count(*) FROM trips").fetchone() == (20,)
+    finally:
+        con.close()
+
+
+def test_a_trips_partition_without_its_summary_is_invisible(any_root):
+    """``_summary.json`` is written last: until it is there, readers do not see the partition."""
+    drop(any_root, JANUARY, {"a.parquet": green_parquet(30, datetime(2024, 1, 5))})
+    ingest.copy_to_raw(JANUARY)
+    ingest.process_partition(JANUARY)
+    summary = any_root.trips_dir(JANUARY) / warehouse.SUMMARY_FILE
+    document = summary.read_bytes()
+    storage.remove(summary)  # as between the partition's upload and its summary's
+    con = warehouse.connect()
+    try:
+        assert "trips" not in {name for (name,) in con.execute("SHOW TABLES").fetchall()}
+    finally:
+        con.close()
+    storage.write_bytes(summary, document)
+    con = warehouse.connect()
+    try:
+        assert con.execute("SELECT count(*) FROM trips").fetchone() == (30,)
+    finally:
+        con.close()
+
+
+def test_a_drop_without_marker_is_not_ready(any_root):
+    drop(any_root, JANUARY, {"a.parquet": green_parquet(5, datetime(2024, 1, 5))}, marker=False)
+    assert not landing.drop_is_ready(JANUARY)
+    assert f"waiting for {SUCCESS_MARKER}" in landing.describe_drop(JANUARY)
+
+
+def test_the_zone_table_ships_with_the_package(any_root):
+    """An empty data root (a bare bucket) is enough: the zone table comes with taxiflow."""
+    zones = warehouse.load_zones()
+    assert len(zones) >= 263 and set(zones["borough"]) >= {"Manhattan", "Brooklyn", "Unknown"}
+
+
+def test_of_two_claimers_exactly_one_wins(any_root):
+    target = any_root.requests / ".claims" / "report.json"
+    results: list[bool] = []
+    barrier = threading.Barrier(4)
+
+    def claim(n: int) -> None:
+        barrier.wait()
+        results.append(storage.create_exclusive(target, json.dumps({"by": n}).encode()))
+
+    threads = [threading.Thread(target=claim, args=(n,)) for n in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(results) == [False, False, False, True]
+    winner = json.loads(target.read_text())["by"]
+    assert results.count(True) == 1 and 0 <= winner < 4
+
+
+def test_a_replace_with_a_stale_version_loses(any_root):
+    manifest = any_root.outputs / "report" / "manifest.json"
+    storage.replace_if_match(manifest, b'{"version": 1}', None)
+    with pytest.raises(storage.PreconditionFailed):
+        storage.replace_if_match(manifest, b'{"version": 0}', None)  # a second "new" manifest loses
+    first = storage.etag(manifest)
+    storage.replace_if_match(manifest, b'{"version": 2}', first)
+    with pytest.raises(storage.PreconditionFailed):
+        storage.replace_if_match(manifest, b'{"version": 3}', first)  # read before version 2: stale
+    assert json.loads(manifest.read_text()) == {"version": 2}
+
+
+@pytest.mark.parametrize("any_root", [pytest.param("s3", marks=pytest.mark.s3)], indirect=True)  # object stores only
+def test_a_zero_byte_object_in_a_drop_is_refused(any_root):
+    drop(any_root, JANUARY, {"a.parquet": green_parquet(5, datetime(2024, 1, 5)), "b.parquet": b""})
+    with pytest.raises(landing.UnsafeDropError, match=r"b\.parquet: it is empty \(0 bytes\)"):
+        landing.drop_is_ready(JANUARY)
+
+
+@pytest.mark.parametrize("any_root", [pytest.param("s3", marks=pytest.mark.s3)], indirect=True)  # object stores only
+def test_a_marker_older_than_a_data_file_does_not_count(any_root):
+    folder = any_root.landing_dir(JANUARY)
+    storage.write_bytes(folder / SUCCESS_MARKER, b"")
+    import time
+
+    time.sleep(1.1)  # S3 LastModified has one-second resolution
+    storage.write_bytes(folder / "a.parquet", green_parquet(5, datetime(2024, 1, 5)))
+    assert not landing.drop_is_ready(JANUARY)
+    assert "_SUCCESS is older than a.parquet" in landing.describe_drop(JANUARY)
+    storage.write_bytes(folder / SUCCESS_MARKER, b"")  # written again, last: now it counts
+    assert landing.drop_is_ready(JANUARY)
+
+
+@pytest.mark.s3
+@pytest.mark.parametrize(
+    ("case", "words"),
+    [
+        ("wrong keys", ["access denied", "key and secret"]),
+        ("missing bucket", ["bucket", "does not exist"]),
+        ("unreachable", ["unreachable"]),
+    ],
+)
+def test_a_bad_s3_root_is_named_with_its_connection(seaweedfs, monkeypatch, case, words):
+    import uuid
+
+    from taxiflow.local.object_store import free_ports
+
+    conn_id = f"taxiflow_check_{uuid.uuid4().hex[:8]}"  # a connection of its own: no cached filesystem
+    connection = seaweedfs.connection()
+    bucket = seaweedfs.bucket
+    if case == "wrong keys":
+        connection["password"] = "not-the-secret"
+    elif case == "missing bucket":
+        bucket = "no-such-bucket"
+    else:
+        connection["extra"] = {**connection["extra"], "endpoint_url": f"http://127.0.0.1:{free_ports(1)[0]}"}
+        connection["extra"]["config_kwargs"] = {"connect_timeout": 1, "retries": {"max_attempts": 1}}
+    monkeypatch.setenv(DATA_DIR_ENV, f"s3://{bucket}/data")
+    monkeypatch.setenv(STORAGE_CONN_ENV, conn_id)
+    monkeypatch.setenv(f"AIRFLOW_CONN_{conn_id.upper()}", json.dumps(connection))
+    with pytest.raises(storage.StorageError) as raised:
+        storage.check_root()
+    message = str(raised.value)
+    assert f"s3://{bucket}/data" in message and repr(conn_id) in message
+    for word in words:
+        assert word in message
+
+
+def test_a_data_root_that_is_no_s3_url_is_refused(monkeypatch):
+    monkeypatch.setenv(DATA_DIR_ENV, "gs://bucket/data")
+    with pytest.raises(ValueError, match=r"TAXIFLOW_DATA_DIR must be a local folder or s3://<bucket>/<prefix>"):
+        storage.root()
+
+
+# --- reports: published as one version, read through the manifest ------------------------------------
+
+
+def _report_request(name: str, borough: str = "Manhattan"):
+    from taxiflow.reports.request import ReportRequest
+
+    return ReportRequest.from_conf({
+        "borough": borough, "start_date": "2024-01-01", "end_date": "2024-02-01",
+        "sources": ["green"], "name": name,
+    })
+
+
+def test_a_report_is_read_as_one_version_of_png_and_csv(any_root):
+    from taxiflow.reports import outputs
+
+    request = _report_request("jan")
+    outputs.publish_report(request, b"png-1", b"csv-1", 1, run_id="r1")
+    outputs.publish_report(request, b"png-2", b"csv-2", 2, run_id="r2")
+    report = outputs.published_report(request)
+    assert report is not None
+    assert (report.png, report.csv, report.manifest["run_id"]) == (b"png-2", b"csv-2", "r2")
+    if storage.is_remote(any_root.root):  # the superseded version is gone; only the manifest and one version stay
+        version = report.manifest["version"]
+        assert storage.files_below(outputs.report_dir("jan")) == sorted(
+            [outputs.MANIFEST_FILE, f"{version}/jan.csv", f"{version}/jan.png"]
+        )
+
+
+def test_a_name_taken_by_another_request_is_not_overwritten(any_root):
+    from taxiflow.reports import outputs
+    from taxiflow.reports.request import InvalidRequest
+
+    outputs.publish_report(_report_request("mine"), b"png", b"csv", 1)
+    with pytest.raises(InvalidRequest, match="already holds the report for a different request"):
+        outputs.publish_report(_report_request("mine", borough="Queens"), b"other", b"other", 2)
+    report = outputs.read_report("mine")
+    assert report is not None and report.png == b"png"
+
+
+@pytest.mark.parametrize("any_root", [pytest.param("s3", marks=pytest.mark.s3)], indirect=True)  # object stores only
+def test_of_two_racing_publishers_of_one_name_exactly_one_wins(any_root):
+    """Two requests race for one new name: the conditional manifest write lets exactly one publish."""
+    from taxiflow.reports import outputs
+    from taxiflow.reports.request import InvalidRequest
+
+    barrier = threading.Barrier(2)
+    results: dict[str, str] = {}
+
+    def publish(borough: str) -> None:
+        barrier.wait()
+        try:
+            outputs.publish_report(_report_request("race", borough), borough.encode(), borough.encode(), 1)
+            results[borough] = "published"
+        except InvalidRequest:
+            results[borough] = "refused"
+
+    threads = [threading.Thread(target=publish, args=(b,)) for b in ("Queens", "Bronx")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(results.values()) == ["published", "refused"]
+    winner = next(b for b, r in results.items() if r == "published")
+    report = outputs.read_report("race")
+    assert report is not None and report.png == report.csv == winner.encode()
+    version = report.manifest["version"]
+    assert storage.files_below(outputs.report_dir("race")) == sorted(  # the loser left nothing behind
+        [outputs.MANIFEST_FILE, f"{version}/race.csv", f"{version}/race.png"]
+    )
+
+
+@pytest.mark.s3
+def test_make_run_storage_s3_gets_a_checked_server_that_make_stop_ends(tmp_path):
+    """What ``make run STORAGE=s3`` does before Airflow starts, in a fresh process (as make runs it)."""
+    import os
+    import subprocess
+    import sys
+
+    home = tmp_path / "home"
+    script = (
+        "import json, sys; from pathlib import Path; from taxiflow.local.cli import object_storage_env; "
+        "print(json.dumps(object_storage_env(Path(sys.argv[1]), 's3')))"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TAXIFLOW_", "AIRFLOW_CONN_"))}
+    first = subprocess.run([sys.executable, "-c", script, str(home)], env=env, capture_output=True, text=True,
+                           check=True, timeout=120)
+    assert "taxiflow: data in s3://taxiflow/data (Airflow connection 'taxiflow_storage'" in first.stdout
+    started = json.loads(first.stdout.splitlines()[-1])
+    assert started[DATA_DIR_ENV] == "s3://taxiflow/data"
+    again = subprocess.run([sys.executable, "-c", script, str(home)], env=env, capture_output=True, text=True,
+                           check=True, timeout=120)
+    assert json.loads(again.stdout.splitlines()[-1]) == started  # a second `make run` reuses the live server
+    pid = json.loads((home / "seaweedfs.json").read_text())["pid"]
+    from taxiflow.local.object_store import stop_for_stack, weed_is_running
+
+    assert weed_is_running(pid)
+    assert stop_for_stack(home)
+    assert not weed_is_running(pid)
+    assert not (home / "seaweedfs.json").exists()
+
+
+def test_demo_months_drop_into_the_data_root(any_root):
+    """What ``make run [STORAGE=s3] --demo`` drops: a month's file, then ``_SUCCESS``, ready to ingest."""
+    from taxiflow.local import demo
+
+    demo.generate_month("green", "2024-01", 50)
+    assert landing.drop_is_ready(JANUARY)
+    assert [f.name for f in landing.data_files(JANUARY)] == ["green_tripdata_2024-01.parquet"]
+    demo.generate_month("green", "2024-01", 60)  # regenerated: replaced whole, marker written again last
+    assert landing.drop_is_ready(JANUARY)
+    ingest.copy_to_raw(JANUARY)
+    assert ingest.process_partition(JANUARY)["rows_read"] == 60
