@@ -26,8 +26,9 @@ import sys
 import tempfile
 from pathlib import Path
 
-from taxiflow.config import DATA_DIR_ENV, DataPaths, data_paths
+from taxiflow.config import DATA_DIR_ENV, DataPaths
 from taxiflow.data import ingest
+from taxiflow.data.storage import data_paths
 
 LONLAT_ROWS, LONLAT_QUICK = 14_000_000, 1_400_000
 FHVHV_ROWS, FHVHV_QUICK = 20_000_000, 2_000_000

@@ -19,8 +19,9 @@ import sys
 import tempfile
 from pathlib import Path
 
-from taxiflow.config import DATA_DIR_ENV, DataPaths, Partition, data_paths
+from taxiflow.config import DATA_DIR_ENV, DataPaths, Partition
 from taxiflow.data import ingest
+from taxiflow.data.storage import data_paths
 
 SOURCE, MONTH = "yellow", "2024-01"
 FULL_ROWS, QUICK_ROWS = 3_000_000, 300_000

@@ -29,7 +29,8 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-from taxiflow.config import DAY_NAMES, DataPaths, Partition, data_paths, duckdb_settings, format_month, parse_month
+from taxiflow.config import DAY_NAMES, DataPaths, Partition, duckdb_settings, format_month, parse_month
+from taxiflow.data.storage import data_paths
 from taxiflow.local import demo
 from taxiflow.reports import query, render
 from taxiflow.reports import request as reports_request

@@ -70,6 +70,6 @@ def any_root(request, tmp_path, monkeypatch) -> DataPaths:
         server = request.getfixturevalue("seaweedfs")
         for name, value in server.env(prefix=f"t-{uuid.uuid4().hex[:12]}").items():
             monkeypatch.setenv(name, value)
-    from taxiflow.config import data_paths
+    from taxiflow.data.storage import data_paths
 
     return data_paths()

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from taxiflow.config import DAY_NAMES, INGEST_SOURCES_ENV, SUCCESS_MARKER, DataPaths, parse_month
+from taxiflow.config import DAY_NAMES, INGEST_SOURCES_ENV, SUCCESS_MARKER, DataPaths, Partition, parse_month
 from taxiflow.data import ingest, metrics, warehouse
 from taxiflow.reports.render import render_report
 from taxiflow.reports.request import ReportRequest
@@ -57,7 +57,7 @@ def head_rows(path: Path) -> int:
 
 
 def land(paths: DataPaths, source: str, month: str, files: list[Path]) -> None:
-    folder = paths.landing_dir(source, month)
+    folder = paths.landing_dir(Partition(source, month))
     folder.mkdir(parents=True, exist_ok=True)
     for file in files:
         shutil.copyfile(file, folder / file.name)
@@ -66,9 +66,10 @@ def land(paths: DataPaths, source: str, month: str, files: list[Path]) -> None:
 
 def ingest_month(paths: DataPaths, source: str, month: str, files: list[Path]) -> dict:
     land(paths, source, month, files)
-    ingest.copy_to_raw(source, month, paths)
-    summary = ingest.process_partition(source, month, paths)
-    metrics.build_metrics(source, month, paths)
+    partition = Partition(source, month)
+    ingest.copy_to_raw(partition, paths)
+    summary = ingest.process_partition(partition, paths)
+    metrics.build_metrics(partition, paths)
     return summary
 
 

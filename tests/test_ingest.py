@@ -207,13 +207,13 @@ def test_files_of_two_eras_in_one_drop_are_refused_naming_both(data_root):
         "a.csv": b"pickup_datetime,pickup_location_id\n2024-01-02 10:00:00,4\n",
         "b.csv": b"lpep_pickup_datetime,PULocationID\n2024-01-02 10:00:00,4\n",
     })
-    ingest.copy_to_raw("green", "2024-01")
+    ingest.copy_to_raw(Partition("green", "2024-01"))
     with pytest.raises(ingest.DropRefused) as raised:
-        ingest.process_partition("green", "2024-01")
+        ingest.process_partition(Partition("green", "2024-01"))
     message = str(raised.value)
     for word in ("a.csv: era green-snake-case", "b.csv: era green-2016-07", "2 column eras"):
         assert word in message
-    assert not data_root.trips_dir("green", "2024-01").exists()
+    assert not data_root.trips_dir(Partition("green", "2024-01")).exists()
 
 
 def test_rerun_replaces_the_partition(data_root):

@@ -19,7 +19,8 @@ from airflow.sdk.exceptions import AirflowException, AirflowFailException, Airfl
 from taxiflow.components.hooks import TlcHook, TlcNotPublishedError
 from taxiflow.components.operators import TlcDownloadOperator
 from taxiflow.components.sensors import TlcPublishedSensor
-from taxiflow.config import SUCCESS_MARKER, Partition, data_paths
+from taxiflow.config import SUCCESS_MARKER, Partition
+from taxiflow.data.storage import data_paths
 from taxiflow.data.tlc import is_stale, trip_endpoint, trip_file_name
 
 try:
@@ -97,10 +98,10 @@ def test_an_fhvhv_month_downloads_under_tlcs_name_and_ingests(monkeypatch, data_
         sensor = TlcPublishedSensor(task_id="wait", source="fhvhv", month="2019-02", poke_interval=1)
         assert sensor.poke({}) is True
         landed = Path(TlcDownloadOperator(task_id="download", source="fhvhv", month="2019-02").execute({}))
-    assert landed == data_root.landing_dir("fhvhv", "2019-02") / "fhvhv_tripdata_2019-02.parquet"
+    assert landed == data_root.landing_dir(Partition("fhvhv", "2019-02")) / "fhvhv_tripdata_2019-02.parquet"
     assert sha256(landed) == sha256(parquet)
-    ingest.copy_to_raw("fhvhv", "2019-02")
-    summary = ingest.process_partition("fhvhv", "2019-02")
+    ingest.copy_to_raw(Partition("fhvhv", "2019-02"))
+    summary = ingest.process_partition(Partition("fhvhv", "2019-02"))
     assert summary["rows_written"] == len(head)
     assert summary["files"][0]["era"] == "fhvhv-2019-csv"
 

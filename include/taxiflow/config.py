@@ -302,13 +302,6 @@ class DataPaths:
         return self.outputs / f"trips_by_week_{source}.csv"
 
 
-def data_paths() -> DataPaths:
-    """The data root from ``TAXIFLOW_DATA_DIR`` (see ``taxiflow.data.storage.root``), read on every call."""
-    from taxiflow.data import storage
-
-    return DataPaths(storage.root())
-
-
 # --- Tunables (environment, read at call time) ----------------------------------------------------
 
 

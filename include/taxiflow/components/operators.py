@@ -10,8 +10,9 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowFailException
 
-from taxiflow.config import SUCCESS_MARKER, Partition, data_paths
+from taxiflow.config import SUCCESS_MARKER, Partition
 from taxiflow.data import files
+from taxiflow.data.storage import data_paths
 from taxiflow.data.tlc import TLC_CONN_ID, trip_file_name
 
 if TYPE_CHECKING:

@@ -58,7 +58,7 @@ class RequestFilesTrigger(BaseEventTrigger):
         }
 
     def _folder(self) -> Path:
-        from taxiflow.config import data_paths
+        from taxiflow.data.storage import data_paths
 
         return Path(self.folder) if self.folder else data_paths().requests
 

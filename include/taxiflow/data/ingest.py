@@ -43,12 +43,12 @@ from taxiflow.config import (
     TRIP_SCHEMA,
     DataPaths,
     Partition,
-    data_paths,
 )
 from taxiflow.data import eras, storage, warehouse
 from taxiflow.data.files import write_text_atomically
 from taxiflow.data.landing import UnsafeDropError
 from taxiflow.data.raw import copy_to_raw, data_files_in, promote_staged, raw_files, staged_dir
+from taxiflow.data.storage import data_paths
 
 if TYPE_CHECKING:
     import duckdb

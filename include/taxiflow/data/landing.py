@@ -25,9 +25,9 @@ from taxiflow.config import (
     SUCCESS_MARKER,
     DataPaths,
     Partition,
-    data_paths,
 )
 from taxiflow.data import storage
+from taxiflow.data.storage import data_paths
 
 _TEMP_SUFFIXES = (".tmp", ".part")
 

@@ -19,8 +19,9 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from taxiflow.config import UNKNOWN_BOROUGH, DataPaths, Partition, check_source, data_paths
+from taxiflow.config import UNKNOWN_BOROUGH, DataPaths, Partition, check_source
 from taxiflow.data import files, storage, warehouse
+from taxiflow.data.storage import data_paths
 
 log = logging.getLogger(__name__)
 

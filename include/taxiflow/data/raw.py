@@ -18,9 +18,10 @@ import stat
 import uuid
 from pathlib import Path
 
-from taxiflow.config import DATA_FILE_SUFFIXES, DataPaths, Partition, data_paths
+from taxiflow.config import DATA_FILE_SUFFIXES, DataPaths, Partition
 from taxiflow.data import storage
 from taxiflow.data.landing import UnsafeDropError, data_files, has_data_file_name, is_data_file
+from taxiflow.data.storage import data_paths
 
 
 def staged_dir(partition: Partition, paths: DataPaths | None = None) -> Path:

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from taxiflow.config import DATA_DIR_ENV, STORAGE_CONN_ENV, STORAGE_CONN_ID_DEFAULT
+from taxiflow.config import DATA_DIR_ENV, STORAGE_CONN_ENV, STORAGE_CONN_ID_DEFAULT, DataPaths
 
 if TYPE_CHECKING:
     import duckdb
@@ -76,8 +76,13 @@ def root() -> DataPath:
     return ObjectStoragePath(f"s3://{conn_id()}@{parts.netloc}/{prefix}".rstrip("/"))
 
 
+def data_paths() -> DataPaths:
+    """Every path below the data root of ``TAXIFLOW_DATA_DIR`` (see ``root``), read on every call."""
+    return DataPaths(root())
+
+
 def _default_root() -> Path:
-    """No ``TAXIFLOW_DATA_DIR``: ``./data`` below the working directory's checkout, else ``~/taxiflow-data``."""
+    """No ``TAXIFLOW_DATA_DIR`` (``make run``, the tests and compose always set it): ``~/taxiflow-data``."""
     return (Path.home() / "taxiflow-data").resolve()
 
 

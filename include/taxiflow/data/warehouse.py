@@ -28,10 +28,10 @@ from taxiflow.config import (
     DataPaths,
     Partition,
     check_source,
-    data_paths,
     duckdb_settings,
 )
 from taxiflow.data import files, storage
+from taxiflow.data.storage import data_paths
 
 if TYPE_CHECKING:
     import duckdb

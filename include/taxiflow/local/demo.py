@@ -33,10 +33,10 @@ from taxiflow.config import (
     SUCCESS_MARKER,
     DataPaths,
     Partition,
-    data_paths,
     parse_month,
 )
 from taxiflow.data import files
+from taxiflow.data.storage import data_paths
 from taxiflow.data.tlc import trip_file_name
 from taxiflow.data.warehouse import zone_table_path
 from taxiflow.local.demo_shapes import (

@@ -48,8 +48,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from taxiflow.config import DataPaths, data_paths
+from taxiflow.config import DataPaths
 from taxiflow.data import storage
+from taxiflow.data.storage import data_paths
 from taxiflow.reports.request import NAME_ALLOWED, InvalidRequest
 
 if TYPE_CHECKING:

@@ -11,8 +11,9 @@ import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from taxiflow.config import DAY_NAMES, SOURCES, DataPaths, data_paths
+from taxiflow.config import DAY_NAMES, SOURCES, DataPaths
 from taxiflow.data import storage, warehouse
+from taxiflow.data.storage import data_paths
 from taxiflow.reports.request import SOURCES_ALLOWED, InvalidRequest, ReportRequest
 
 if TYPE_CHECKING:

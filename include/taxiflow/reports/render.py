@@ -13,7 +13,8 @@ from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from taxiflow.config import DAY_NAMES, DataPaths, data_paths
+from taxiflow.config import DAY_NAMES, DataPaths
+from taxiflow.data.storage import data_paths
 from taxiflow.reports.outputs import MANIFEST_FILE, publish_report, report_dir
 from taxiflow.reports.params import families_counted
 from taxiflow.reports.query import CSV_COLUMNS, HOURS, report_counts

@@ -23,8 +23,9 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from taxiflow.config import REPORT_DAG_ID, DataPaths, data_paths
+from taxiflow.config import REPORT_DAG_ID, DataPaths
 from taxiflow.data.files import write_json_atomically
+from taxiflow.data.storage import data_paths
 from taxiflow.reports.request import ReportRequest
 from taxiflow.reports.request_files import (
     RUN_ID_PREFIX,

@@ -28,8 +28,9 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
-from taxiflow.config import BOROUGHS, DataPaths, data_paths
+from taxiflow.config import BOROUGHS, DataPaths
 from taxiflow.data.files import write_json_atomically
+from taxiflow.data.storage import data_paths
 from taxiflow.reports.params import report_param_schemas
 from taxiflow.reports.request import (
     DATE_ALLOWED,
