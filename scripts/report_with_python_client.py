@@ -77,7 +77,7 @@ def request_report(args: argparse.Namespace) -> dict:
         }
         if run.state == "success":
             xcom = XComApi(api_client).get_xcom_entry(REPORT_DAG_ID, "render_report", run_id, "return_value")
-            result["report"] = xcom.value
+            result["report"] = xcom.actual_instance.value  # the native (JSON) form of the entry
     return result
 
 
