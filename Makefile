@@ -8,6 +8,7 @@
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
+CLIENTS := $(VENV)/clients
 PORT   ?= 8080
 HOME_DIR := $(CURDIR)/.airflow
 export TAXIFLOW_DATA_DIR ?= $(CURDIR)/data
@@ -25,9 +26,16 @@ $(VENV)/.installed: requirements.txt pyproject.toml
 	$(BIN)/python -m pip install --quiet --no-deps -e .
 	touch $@
 
-dev: $(VENV)/.dev-installed
+dev: $(VENV)/.dev-installed $(CLIENTS)/.installed
 $(VENV)/.dev-installed: $(VENV)/.installed requirements-dev.txt
 	$(BIN)/python -m pip install --quiet -r requirements-dev.txt
+	touch $@
+
+# Airflow 3's official clients (apache-airflow-client 3.x, airflowctl) in a venv of their own: the 3.x
+# client shares its name with the Airflow 2 client of requirements-dev.txt. Exact pins, so --no-deps.
+$(CLIENTS)/.installed: requirements-clients.txt
+	test -x $(CLIENTS)/bin/python || $(PYTHON) -m venv $(CLIENTS)
+	$(CLIENTS)/bin/python -m pip install --quiet --no-deps -r requirements-clients.txt
 	touch $@
 
 run: venv $(if $(filter s3,$(STORAGE)),dev)
