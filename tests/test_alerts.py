@@ -214,3 +214,28 @@ def test_a_webhook_that_refuses_the_alert_fails_the_callback_and_logs_the_messag
             asyncio.run(announce_late_drops(["yellow"], "taxiflow_alerts", context=context()))
     assert "drop late for yellow" in caplog.text
     assert "sending through connection 'taxiflow_alerts' failed" in caplog.text
+
+
+def test_an_smtp_connection_e_mails_the_alert_to_the_address_in_its_extra(data_root, monkeypatch):
+    import email
+
+    try:
+        from smtp_receiver import SmtpReceiver
+    except ImportError:  # tests/ imported as a package
+        from tests.smtp_receiver import SmtpReceiver
+
+    with SmtpReceiver() as smtp:
+        monkeypatch.setenv("AIRFLOW_CONN_TAXIFLOW_ALERTS", json.dumps({
+            "conn_type": "smtp", "host": "127.0.0.1", "port": smtp.port,
+            "extra": {"to": "oncall@example.com", "from_email": "taxiflow@example.com",
+                      "disable_tls": True, "disable_ssl": True, "retry_limit": 0}}))
+        result = asyncio.run(announce_late_drops(["green"], "taxiflow_alerts", context=context()))
+        [(mail_from, rcpt_to, data)] = smtp.messages
+    assert result == ("e-mailed via 'taxiflow_alerts' to oncall@example.com: "
+                      "taxiflow: 2024-01 drop late for green (ingest_taxi_trips run scheduled__2024-01-01)")
+    assert (mail_from, rcpt_to) == ("taxiflow@example.com", ["oncall@example.com"])
+    message = email.message_from_string(data)
+    assert message["Subject"] == "taxiflow: 2024-01 drop late for green (ingest_taxi_trips run scheduled__2024-01-01)"
+    [html] = [part.get_payload(decode=True).decode() for part in message.walk()
+              if part.get_content_type() == "text/html"]
+    assert f"- green: expected in {data_root.landing_dir('green', '2024-01')}" in html
