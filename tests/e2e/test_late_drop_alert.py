@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import shutil
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -66,11 +67,22 @@ def alerted(tmp_path_factory):
             stack.airflow("dags", "trigger", INGEST_DAG_ID, "-l", f"{LATE}-01T00:00:00+00:00", "-r", "late")
             [alert] = receiver.wait_for(1, timeout=ALERT_AFTER + 900)
             late_states = stack.task_states(INGEST_DAG_ID, "late")
+            triggerer_log = wait_for_log_line(stack, "Late-drop alert sent through 'taxiflow_alerts'")
             yield {"stack": stack, "receiver": receiver, "alert": alert, "on_time": on_time,
-                   "late_states": late_states, "paths": paths}
+                   "late_states": late_states, "paths": paths, "triggerer_log": triggerer_log}
         finally:
             stack.stop()
             shutil.rmtree(home_root, ignore_errors=True)
+
+
+def wait_for_log_line(stack, text: str, timeout: float = 120) -> str:
+    """The triggerer's log once it holds ``text`` (the callback logs after the webhook answered)."""
+    end = time.monotonic() + timeout
+    while True:
+        log = stack.tail_logs("triggerer", lines=100_000)
+        if text in log or time.monotonic() > end:
+            return log
+        time.sleep(2)
 
 
 def test_a_missing_drop_is_announced_naming_run_month_source_and_folder(alerted):
@@ -96,3 +108,8 @@ def test_a_run_whose_drops_arrived_in_time_sends_nothing(alerted):
     assert alerted["on_time"]["state"] == "success"
     # February's deadline passed before March's: the one message is March's, nothing came for February.
     assert [body["run_id"] for body in alerted["receiver"].bodies] == ["late"]
+
+
+def test_the_triggerer_log_says_what_was_sent(alerted):
+    log = alerted["triggerer_log"]
+    assert f"Late-drop alert sent through 'taxiflow_alerts' (HTTP 204): taxiflow: {LATE} drop late for green" in log
