@@ -1,8 +1,9 @@
 """A webhook receiver on loopback for tests: records every JSON body POSTed to it.
 
 ``with WebhookReceiver() as hook:`` listens on a free port of 127.0.0.1; ``hook.url`` is its
-address, ``hook.bodies`` the decoded bodies in arrival order, and ``hook.wait_for(n, timeout)``
-blocks until ``n`` have arrived (a TimeoutError otherwise).
+address, ``hook.bodies`` the decoded bodies in arrival order, and ``hook.wait_for(match, timeout)``
+blocks until a body for which ``match(body)`` is true has arrived and returns it (a TimeoutError
+otherwise).
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -45,15 +47,17 @@ class WebhookReceiver:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.server.server_address[1]}{self.path}"
 
-    def wait_for(self, count: int, timeout: float) -> list[Any]:
+    def wait_for(self, match: Callable[[Any], bool], timeout: float) -> Any:
         end = time.monotonic() + timeout
         with self._arrived:
-            while len(self.bodies) < count:
+            while True:
+                found = [body for body in self.bodies if match(body)]
+                if found:
+                    return found[0]
                 left = end - time.monotonic()
                 if left <= 0:
-                    raise TimeoutError(f"{len(self.bodies)} webhook call(s) within {timeout:g} s, expected {count}")
+                    raise TimeoutError(f"no matching webhook call within {timeout:g} s; got {self.bodies}")
                 self._arrived.wait(left)
-            return list(self.bodies)
 
     def __enter__(self) -> WebhookReceiver:
         self._thread.start()
