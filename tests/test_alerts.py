@@ -34,8 +34,13 @@ def context(state: str = "running", logical_date: str | None = "2024-01-01T00:00
     }
 
 
+def landing(paths, source: str, month: str):
+    """Where a drop of ``source``'s ``month`` is expected."""
+    return paths.landing_dir(source, month)
+
+
 def land(paths, source: str, month: str, success: bool = True) -> None:
-    folder = paths.landing_dir(source, month)
+    folder = landing(paths, source, month)
     folder.mkdir(parents=True, exist_ok=True)
     (folder / f"{source}_tripdata_{month}.parquet").write_bytes(b"PAR1")
     if success:
@@ -128,14 +133,15 @@ def test_the_alert_names_run_month_missing_sources_and_where_they_are_expected(d
         "taxiflow: 2024-01 drop late for green, fhv (ingest_taxi_trips run scheduled__2024-01-01)"
     )
     assert "queued at 2024-02-01T00:00:00Z" in text and "deadline 2024-02-01T02:00:00+00:00" in text
-    assert f"- green: expected in {data_root.landing_dir('green', '2024-01')} (data files, then _SUCCESS); " \
+    green_folder = str(landing(data_root, "green", "2024-01"))
+    assert f"- green: expected in {green_folder} (data files, then _SUCCESS); " \
            "waiting for data files and _SUCCESS (found nothing)" in text
     assert "- fhv: " in text and "waiting for _SUCCESS (found 1 data file(s))" in text
     assert "yellow" not in text.split("\n", 1)[1]
     body = alert.payload()
     assert body["text"] == text
     assert (body["dag_id"], body["run_id"], body["month"]) == ("ingest_taxi_trips", "scheduled__2024-01-01", "2024-01")
-    assert body["missing"][0] == {"source": "green", "expected_in": str(data_root.landing_dir("green", "2024-01")),
+    assert body["missing"][0] == {"source": "green", "expected_in": green_folder,
                                   "detail": "waiting for data files and _SUCCESS (found nothing)"}
     json.dumps(body)  # a webhook body must be plain JSON
 
@@ -162,7 +168,7 @@ def test_a_source_tlc_did_not_publish_yet_is_not_expected(data_root):
 def test_a_linked_drop_is_not_reported_missing_its_branch_fails_on_its_own(data_root, tmp_path):
     outside = tmp_path / "elsewhere.parquet"
     outside.write_bytes(b"PAR1")
-    folder = data_root.landing_dir("green", "2024-01")
+    folder = landing(data_root, "green", "2024-01")
     folder.mkdir(parents=True)
     (folder / "green_tripdata_2024-01.parquet").symlink_to(outside)
     alert, _ = late_drop_alert(context(), ["yellow", "green"])
@@ -203,7 +209,7 @@ def test_without_a_connection_the_alert_is_logged_not_crashed(data_root, monkeyp
     assert result.startswith("logged, not sent (no connection 'taxiflow_alerts')")
     [record] = caplog.records
     assert "no Airflow connection 'taxiflow_alerts'" in record.getMessage()
-    assert f"- yellow: expected in {data_root.landing_dir('yellow', '2024-01')}" in record.getMessage()
+    assert f"- yellow: expected in {landing(data_root, 'yellow', '2024-01')}" in record.getMessage()
 
 
 def test_a_webhook_that_refuses_the_alert_fails_the_callback_and_logs_the_message(data_root, monkeypatch, caplog):
@@ -238,4 +244,4 @@ def test_an_smtp_connection_e_mails_the_alert_to_the_address_in_its_extra(data_r
     assert message["Subject"] == "taxiflow: 2024-01 drop late for green (ingest_taxi_trips run scheduled__2024-01-01)"
     [html] = [part.get_payload(decode=True).decode() for part in message.walk()
               if part.get_content_type() == "text/html"]
-    assert f"- green: expected in {data_root.landing_dir('green', '2024-01')}" in html
+    assert f"- green: expected in {landing(data_root, 'green', '2024-01')}" in html

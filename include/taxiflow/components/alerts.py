@@ -158,13 +158,14 @@ def missing_drops(sources: list[str], month: str, paths: DataPaths | None = None
     for source in sources:
         if month < published_from(source):
             continue
+        folder = str(paths.landing_dir(source, month))
         try:
             if landing.drop_is_ready(source, month, paths):
                 continue
-            detail = landing.describe_drop(source, month, paths).rsplit(": ", 1)[-1]
+            detail = landing.describe_drop(source, month, paths).removeprefix(f"{folder}: ")
         except landing.UnsafeDropError:
             continue
-        missing.append(MissingDrop(source, str(paths.landing_dir(source, month)), detail))
+        missing.append(MissingDrop(source, folder, detail))
     return missing
 
 
