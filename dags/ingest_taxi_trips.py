@@ -10,7 +10,9 @@ add `fhv` and `fhvhv` for the for-hire vehicles, or say `all`), waits for the so
 
 * **wait** is a sensor in `reschedule` mode: while it waits it holds no worker slot, so hundreds of
   waiting months cannot starve the tasks that do work (`TAXIFLOW_DROP_POKE_INTERVAL`,
-  `TAXIFLOW_DROP_TIMEOUT` in seconds; default 60 s and 6 h).
+  `TAXIFLOW_DROP_TIMEOUT` in seconds; default 60 s and 6 h). Drops still missing
+  `TAXIFLOW_DROP_ALERT_AFTER` seconds after the run was queued (default 2 h) are announced through
+  the connection `taxiflow_alerts` (a webhook; see docs/alerts.md).
   A drop file that is a symbolic link, or reached through a folder leading outside `landing/`,
   fails the source's branch at once, naming the file; nothing of it is read or copied.
 * **copy** stages the drop beside raw (`raw/<source>/.<YYYY-MM>.staged/`).
@@ -54,6 +56,7 @@ from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOpe
 from airflow.sdk import CronDataIntervalTimetable, PokeReturnValue, dag, task
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
+from taxiflow.components.alerts import late_drop_deadline
 from taxiflow.config import (
     INGEST_DAG_ID,
     METRICS_DAG_ID,
@@ -126,6 +129,7 @@ def process(source: str, month: str, raw_files: list[str]) -> dict:
     max_active_tasks=16,
     default_args={"retries": 2, "retry_delay": timedelta(seconds=10)},
     tags=["taxiflow", "ingest"],
+    deadline=late_drop_deadline(ingest_sources()),  # missing drops announced long before the timeout
     doc_md=__doc__,
     # The create_metrics run id and conf come from the run's partition, derived in one place.
     user_defined_macros={"ingest_partition": Partition.from_logical_date},

@@ -344,6 +344,15 @@ def month_of_logical_date(logical_date: object) -> str:
     return format_month(logical_date)  # type: ignore[arg-type]
 
 
+# How long an ingest run waits for a drop before failing that source's branch (and the alert's cap).
+DEFAULT_DROP_TIMEOUT = 6 * 3600.0
+
+
+def drop_timeout() -> float:
+    """``TAXIFLOW_DROP_TIMEOUT`` in seconds (default 6 h)."""
+    return env_seconds("TAXIFLOW_DROP_TIMEOUT", DEFAULT_DROP_TIMEOUT)
+
+
 def wait_settings(name: str, poke_interval: float, timeout: float) -> dict[str, float]:
     """``poke_interval``/``timeout`` for a waiting task, overridable by environment.
 
