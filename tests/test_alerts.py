@@ -16,6 +16,7 @@ from taxiflow.components.alerts import (
     late_drop_alert,
     late_drop_deadline,
 )
+from taxiflow.config import Partition
 
 try:
     from webhook_receiver import WebhookReceiver
@@ -36,7 +37,7 @@ def context(state: str = "running", logical_date: str | None = "2024-01-01T00:00
 
 def landing(paths, source: str, month: str):
     """Where a drop of ``source``'s ``month`` is expected."""
-    return paths.landing_dir(source, month)
+    return paths.landing_dir(Partition(source, month))
 
 
 def land(paths, source: str, month: str, success: bool = True) -> None:

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from taxiflow.config import INGEST_DAG_ID, METRICS_DAG_ID, DataPaths
+from taxiflow.config import INGEST_DAG_ID, METRICS_DAG_ID, DataPaths, Partition
 from taxiflow.local.stack import AirflowStack, free_port
 from tests.e2e.conftest import FAST_WAITS, PROJECT_DIR, make_data_root
 from tests.webhook_receiver import WebhookReceiver
@@ -88,7 +88,7 @@ def wait_for_log_line(stack, text: str, timeout: float = 120) -> str:
 
 def test_a_missing_drop_is_announced_naming_run_month_source_and_folder(alerted):
     alert = alerted["alert"]
-    expected_folder = str(alerted["paths"].landing_dir("green", LATE).resolve())
+    expected_folder = str(alerted["paths"].landing_dir(Partition("green", LATE)).resolve())
     fields = (alert["event"], alert["dag_id"], alert["run_id"], alert["month"])
     assert fields == ("late_drop", INGEST_DAG_ID, "late", LATE)
     assert alert["missing"] == [{"source": "green", "expected_in": expected_folder,

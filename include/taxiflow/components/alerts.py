@@ -150,19 +150,21 @@ def missing_drops(sources: list[str], month: str, paths: DataPaths | None = None
     Sources TLC did not publish yet for ``month`` are not expected. A drop refused as unsafe (a
     link) is not missing: its branch has already failed, saying why.
     """
-    from taxiflow.config import data_paths
-    from taxiflow.data import landing
+    from taxiflow.config import Partition
+    from taxiflow.data import landing, storage
+    from taxiflow.data.storage import data_paths
 
     paths = paths or data_paths()
     missing = []
     for source in sources:
         if month < published_from(source):
             continue
-        folder = str(paths.landing_dir(source, month))
+        partition = Partition(source, month)
+        folder = storage.url(paths.landing_dir(partition))
         try:
-            if landing.drop_is_ready(source, month, paths):
+            if landing.drop_is_ready(partition, paths):
                 continue
-            detail = landing.describe_drop(source, month, paths).removeprefix(f"{folder}: ")
+            detail = landing.describe_drop(partition, paths).removeprefix(f"{folder}: ")
         except landing.UnsafeDropError:
             continue
         missing.append(MissingDrop(source, folder, detail))
