@@ -203,11 +203,14 @@ def _check_not_taken(request: ReportRequest, folder: Path, owner: str | None) ->
             problem=f"outputs/{name} exists and is not a taxiflow report folder (no {MANIFEST_FILE}); "
                     "it is left alone: choose another name or move it away",
         )
-    existing = json.loads((folder / MANIFEST_FILE).read_text(encoding="utf-8"))
-    if existing.get("request") == request.to_conf():
+    _check_same_request(request, json.loads((folder / MANIFEST_FILE).read_text(encoding="utf-8")), owner)
+
+
+def _check_same_request(request: ReportRequest, existing: dict[str, Any], owner: str | None) -> None:
+    """A published report may be replaced by its own request (or owner) only, on disk and in a store."""
+    if existing.get("request") == request.to_conf() or (owner is not None and existing.get("owner") == owner):
         return
-    if owner is not None and existing.get("owner") == owner:
-        return
+    name = str(request.name)
     raise InvalidRequest(
         "name", name, "a name no other request's report uses",
         problem=(
@@ -360,13 +363,4 @@ def _check_not_taken_in_store(
                         "it is left alone: choose another name or move it away",
             )
         return
-    if existing.get("request") == request.to_conf() or (owner is not None and existing.get("owner") == owner):
-        return
-    raise InvalidRequest(
-        "name", name, "a name no other request's report uses",
-        problem=(
-            f"outputs/{name}/ already holds the report for a different request "
-            f"({_describe(existing.get('request') or {})}, run {existing.get('run_id')}); it is not "
-            f"overwritten: choose another name, or remove outputs/{name}/ to reuse this one"
-        ),
-    )
+    _check_same_request(request, existing, owner)
