@@ -26,13 +26,15 @@ import pytest
 from taxiflow.config import INGEST_DAG_ID, REPORT_DAG_ID
 
 from .conftest import PROJECT_DIR
-from .test_ui_browser import ingested_january
+from .test_ui_browser import ingested_month
 
 pytestmark = pytest.mark.e2e
 
 CLIENTS_BIN = PROJECT_DIR / ".venv" / "clients" / "bin"
 PYTHON_CLIENT_SCRIPT = PROJECT_DIR / "scripts" / "report_with_python_client.py"
-REQUEST = {"borough": "Manhattan", "start_date": "2024-01-08", "end_date": "2024-01-22"}
+# A month of its own: January 2024 is test_pipeline's (real green files), and this module runs first.
+CLIENTS_MONTH = "2023-07"
+REQUEST = {"borough": "Manhattan", "start_date": "2023-07-09", "end_date": "2023-07-23"}
 TASKS_DONE = {"validate_request": "success", "wait_for_ingest": "success", "render_report": "success"}
 
 
@@ -68,7 +70,7 @@ def clients_bin() -> Path:
 def other_doors(airflow_stack) -> dict[str, dict]:
     """The request through REST (urllib, as curl) and the airflow CLI: both runs finished, their numbers."""
     stack = airflow_stack
-    ingest = ingested_january(stack)
+    ingest = ingested_month(stack, CLIENTS_MONTH)
     assert ingest["state"] == "success", stack.task_states(INGEST_DAG_ID, ingest["dag_run_id"])
 
     status, body = stack.api("POST", f"/api/v2/dags/{REPORT_DAG_ID}/dagRuns",
@@ -124,7 +126,7 @@ def test_python_client_gets_the_doors_400_naming_the_param(clients_bin, airflow_
     stack = airflow_stack
     before = run_count(stack)
     code, result, _stderr = python_client(
-        clients_bin, stack, "--borough", "Atlantis", "--start-date", "2024-01-08", "--end-date", "2024-01-15",
+        clients_bin, stack, "--borough", "Atlantis", "--start-date", "2023-07-09", "--end-date", "2023-07-16",
     )
     assert code == 2
     assert result["status"] == 400

@@ -62,9 +62,14 @@ def browser():
     return BROWSER_DIR / "trigger_report.mjs"
 
 
-def ingested_january(stack, timeout: float = 300) -> dict:
-    """The finished ingest run for January 2024: reuse one (test_pipeline makes it) or make it."""
-    logical = "2024-01-01T00:00:00Z"
+def ingested_month(stack, month: str, timeout: float = 300) -> dict:
+    """The finished ingest run for ``month``: reuse one or make it from demo data.
+
+    January 2024 is also test_pipeline's month (real green files): a module that only needs *some*
+    ingested month should take a month of its own, or the pipeline finds January already ingested
+    from demo data when the suite runs it later.
+    """
+    logical = f"{month}-01T00:00:00Z"
     query = f"/api/v2/dags/{INGEST_DAG_ID}/dagRuns?logical_date_gte={logical}&logical_date_lte={logical}"
     status, body = stack.api("GET", query)
     assert status == 200, body
@@ -73,14 +78,19 @@ def ingested_january(stack, timeout: float = 300) -> dict:
 
         paths = DataPaths(stack.data_dir)
         for source in DEFAULT_REPORT_SOURCES:
-            if not (paths.landing_dir(Partition(source, INGESTED_MONTH)) / SUCCESS_MARKER).exists():
-                generate_month(source, INGESTED_MONTH, trips=DEMO_TRIPS[source], paths=paths)
-        stack.airflow("dags", "trigger", INGEST_DAG_ID, "-l", "2024-01-01T00:00:00+00:00")
+            if not (paths.landing_dir(Partition(source, month)) / SUCCESS_MARKER).exists():
+                generate_month(source, month, trips=DEMO_TRIPS[source], paths=paths)
+        stack.airflow("dags", "trigger", INGEST_DAG_ID, "-l", f"{month}-01T00:00:00+00:00")
         deadline = time.monotonic() + 60
         while not body["dag_runs"] and time.monotonic() < deadline:
             time.sleep(1)
             status, body = stack.api("GET", query)
     return stack.wait_for_run(INGEST_DAG_ID, body["dag_runs"][0]["dag_run_id"], timeout=timeout)
+
+
+def ingested_january(stack, timeout: float = 300) -> dict:
+    """The finished ingest run for January 2024: reuse one (test_pipeline makes it) or make it."""
+    return ingested_month(stack, INGESTED_MONTH, timeout)
 
 
 def test_report_triggered_from_the_web_ui(browser, airflow_stack):
