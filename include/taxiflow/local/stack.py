@@ -260,34 +260,32 @@ class AirflowStack:
         if taken:
             raise RuntimeError("cannot start: already in use by another program: " + ", ".join(taken))
 
-    def programs(self, components: Iterable[str]) -> list[Program]:
-        """The supervisord programs for these components (and the embedded database, first)."""
+    def programs(self) -> list[Program]:
+        """The supervisord programs: the embedded database (first) and the components."""
         env, own_log_server = self.env(), LOG_SERVER_COMPONENT in self.components
         programs = [Program(program_name(c), component_command(c, env, own_log_server), self.home)
-                    for c in self.components if program_name(c) in components]
+                    for c in self.components]
         if db := self.embedded_db:  # INT: PostgreSQL's "fast" shutdown
             programs.insert(0, Program(DATABASE_COMPONENT, db.serve_command(), db.root, stopsignal="INT", priority=10))
         return programs
 
-    def _supervise(self, components: Iterable[str]) -> None:
-        """Have supervisord run these components (and the database), besides those it runs already:
-        write the config, then start supervisord, or apply the config and start what is not running."""
+    def _supervise(self, programs: Iterable[str]) -> None:
+        """Have supervisord run these programs: start it with the deployment's config if it does not
+        run (a program starts only when asked), then start those of them that do not run."""
         sup = self.supervisord
         running = sup.processes()
-        wanted = set(components) | set(running) | {DATABASE_COMPONENT}
-        self._check_ports_free(c for c in wanted if running.get(c, {}).get("statename") not in RUNNING_STATES)
-        self.logs_dir.mkdir(parents=True, exist_ok=True)
-        restart_with = {DATABASE_COMPONENT: [c for c in NEED_DATABASE if c in wanted]} if self.embedded_db else {}
-        sup.config.write_text(render_config(self.home, self.logs_dir, self.programs(wanted), restart_with))
-        if not running and sup.pid() is None:
+        todo = [name for name in programs if running.get(name, {}).get("statename") not in RUNNING_STATES]
+        self._check_ports_free(todo)
+        if sup.pid() is None:
+            self.logs_dir.mkdir(parents=True, exist_ok=True)
+            restart_with = {DATABASE_COMPONENT: [c for c in NEED_DATABASE if c in self.components]}
+            sup.config.write_text(render_config(self.home, self.logs_dir, self.programs(),
+                                                restart_with if self.embedded_db else {}))
             sup.end_leftovers()
             sup.start(self.env())
-            return
-        sup.update()
-        for name, info in sup.processes().items():
-            if name in wanted and info["statename"] not in RUNNING_STATES:
-                with contextlib.suppress(xmlrpc.client.Fault):  # supervisord started it meanwhile
-                    sup.rpc().startProcess(name, False)
+        for name in todo:
+            with contextlib.suppress(xmlrpc.client.Fault):  # supervisord started it meanwhile
+                sup.rpc().startProcess(name, False)
 
     def start_database(self) -> None:
         """Have supervisord run the embedded PostgreSQL; wait as long as its crash recovery takes."""
@@ -304,7 +302,8 @@ class AirflowStack:
     def start(self, components: Iterable[str] | None = None) -> None:
         """Start the database (if embedded) and the components (default: all) under supervisord."""
         compile_sources(self.project_dir)
-        self._supervise(program_name(c) for c in (components or self.components))
+        database = [DATABASE_COMPONENT] if self.embedded_db else []
+        self._supervise([*database, *(program_name(c) for c in components or self.components)])
 
     def wait_until_healthy(self, timeout: float = 180) -> None:
         """Wait for every program to run, the api-server to answer, the daemons to heartbeat and the

@@ -33,7 +33,8 @@ LISTENER = "reaper"
 
 @dataclass
 class Program:
-    """One ``[program:x]`` section: what runs, where, and how it is stopped."""
+    """One ``[program:x]`` section: what runs, where, and how it is stopped. It starts when asked
+    (``startProcess``), and again whenever it exits."""
 
     name: str
     command: list[str]
@@ -45,7 +46,7 @@ class Program:
         settings = {
             "command": shlex.join(self.command).replace("%", "%%"),  # supervisord expands %(name)s
             "directory": str(self.directory), "priority": str(self.priority),
-            "autostart": "true", "autorestart": "true", "startsecs": "3", "startretries": "10",
+            "autostart": "false", "autorestart": "true", "startsecs": "3", "startretries": "10",
             "stopsignal": self.stopsignal, "stopwaitsecs": "30", "stopasgroup": "true", "killasgroup": "true",
             "redirect_stderr": "true", "stdout_logfile": str(logs_dir / f"{self.name}.log"),
             "stdout_logfile_maxbytes": "50MB", "stdout_logfile_backups": "2",
@@ -112,16 +113,6 @@ class Supervisord:
             if time.monotonic() > deadline:
                 raise RuntimeError(f"supervisord did not answer on {self.socket} within 30 s")
             time.sleep(0.1)
-
-    def update(self) -> None:
-        """Apply an edited config, as ``supervisorctl update`` does: add, replace or remove programs."""
-        server = self.rpc()
-        [[added, changed, removed]] = server.reloadConfig()
-        for name in changed + removed:
-            server.stopProcessGroup(name)
-            server.removeProcessGroup(name)
-        for name in added + changed:
-            server.addProcessGroup(name)
 
     def processes(self) -> dict[str, dict]:
         """Program -> supervisord's process info (``statename``, ``pid``, ``description``, ...)."""

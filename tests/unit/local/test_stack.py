@@ -227,6 +227,9 @@ def test_supervisord_restarts_a_killed_program_ends_what_it_left_and_stop_leaves
     sup.config.write_text(render_config(tmp_path, tmp_path / "logs", programs, {"first": ["second"]}))
     sup.start({**os.environ})
     sid = sup.pid()
+    assert sup.processes()["first"]["statename"] == "STOPPED"  # a program starts when asked, then stays up
+    for name in ("first", "second"):
+        sup.rpc().startProcess(name, False)
 
     def running() -> dict[str, int]:
         deadline = time.monotonic() + 30
