@@ -1,22 +1,17 @@
 """The embedded default's metadata database: PostgreSQL from the ``pgserver`` wheel, under ``.airflow/``.
 
-``pgserver`` ships PostgreSQL's binaries in a pip wheel; its Python API is not used because it waits
-only 10 s for a start (crash recovery after an unclean stop can take longer), creates a system user
-and chowns the data folder when run as root, and starts the server outside our supervision.
-This module drives the wheel's ``initdb`` and ``postgres`` itself:
+Only the wheel's ``initdb`` and ``postgres`` are used: pgserver's Python API waits 10 s for a start
+(crash recovery can take longer), creates a system user when run as root, and starts the server
+outside our supervision. Here:
 
-* the server runs in the foreground as one more supervisord program (``python -m
-  taxiflow.local.metadata_db serve <root> <port>``, which execs ``postgres``), so ``make status``
-  shows it, a ``kill -9`` of it is restarted, and ``make stop`` ends it like the others;
-* readiness is waited for as long as recovery needs (``start_timeout``), not 10 s;
-* as root (PostgreSQL refuses to run as root) the server runs as the existing unprivileged
-  ``nobody`` account: only its data folder is chowned to it, no user is created;
-* a stale ``postmaster.pid`` (left by a SIGKILL; its PID may belong to another process by now) is
-  removed before each start when it names no server of this data folder;
-* ``dynamic_shared_memory_type=mmap`` keeps shared memory in the data folder, so a small
-  ``/dev/shm`` (64 MB in containers) cannot fail parallel queries;
-* it listens on 127.0.0.1 only (no Unix socket), with a generated password (scram-sha-256) kept in
-  a 0600 file.
+* the server is one more supervisord program (``python -m taxiflow.local.metadata_db serve <root>
+  <port>`` execs ``postgres``): ``make status`` shows it, a killed one is restarted, ``make stop`` ends it;
+* readiness is waited for as long as recovery needs (``start_timeout``);
+* as root the server runs as the existing ``nobody`` account (only its data folder is chowned to it);
+* a stale ``postmaster.pid`` (left by a SIGKILL) is removed before each start when it names no server
+  of this data folder;
+* ``dynamic_shared_memory_type=mmap``: a small ``/dev/shm`` (64 MB in containers) cannot fail queries;
+* it listens on 127.0.0.1 only (no Unix socket), with a generated password (scram-sha-256) in a 0600 file.
 """
 
 from __future__ import annotations
