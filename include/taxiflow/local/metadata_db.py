@@ -51,6 +51,11 @@ def pg_bin_dir() -> Path:
     return Path(next(iter(spec.submodule_search_locations))) / "pginstall" / "bin"
 
 
+def server_account() -> pwd.struct_passwd | None:
+    """The account the server runs as: ourselves (None), or ``nobody`` when we are root."""
+    return pwd.getpwnam(UNPRIVILEGED_USER) if os.geteuid() == 0 else None
+
+
 @dataclass
 class EmbeddedPostgres:
     """One PostgreSQL cluster in ``<root>/data``, served on 127.0.0.1:``port``."""
@@ -59,17 +64,9 @@ class EmbeddedPostgres:
     port: int
     start_timeout: float = 300
 
-    @property
-    def data_dir(self) -> Path:
-        return self.root / "data"
-
-    @property
-    def password_file(self) -> Path:
-        return self.root / "password"
-
-    @property
-    def pid_file(self) -> Path:
-        return self.data_dir / "postmaster.pid"
+    def __post_init__(self) -> None:
+        self.data_dir, self.password_file = self.root / "data", self.root / "password"
+        self.pid_file = self.data_dir / "postmaster.pid"
 
     def password(self) -> str:
         return self.password_file.read_text().strip()
@@ -78,21 +75,15 @@ class EmbeddedPostgres:
         """The SQLAlchemy URL Airflow connects with."""
         return f"{driver}://{DB_USER}:{self.password()}@127.0.0.1:{self.port}/{DB_NAME}"
 
-    def _run_as(self) -> pwd.struct_passwd | None:
-        """The account the server runs as: ourselves, or ``nobody`` when we are root."""
-        return pwd.getpwnam(UNPRIVILEGED_USER) if os.geteuid() == 0 else None
-
     def demote(self) -> None:
         """preexec_fn: become the server's account (``nobody`` when we are root)."""
-        account = self._run_as()
-        if account is not None:
+        if (account := server_account()) is not None:
             os.setgroups([])
             os.setgid(account.pw_gid)
             os.setuid(account.pw_uid)
 
     def _give_to_server(self, path: Path) -> None:
-        account = self._run_as()
-        if account is not None:
+        if (account := server_account()) is not None:
             os.chown(path, account.pw_uid, account.pw_gid)
 
     @property
