@@ -210,11 +210,12 @@ class AirflowStack:
             # a task whose worker was killed is retried after 90 s, not Airflow's 300 s
             "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": "90",
             "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
-            # one log server on loopback serves task and trigger logs, at the address components
-            # reach each other at (127.0.0.1, not a hostname that may resolve elsewhere)
+            # one log server serves task and trigger logs; with the log-server component, on loopback,
+            # where the api-server must then fetch them (127.0.0.1, not a name that may resolve elsewhere)
             "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": log_port,
             "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": log_port,
-            "AIRFLOW__CORE__HOSTNAME_CALLABLE": "taxiflow.local.ports.loopback_hostname",
+            **({"AIRFLOW__CORE__HOSTNAME_CALLABLE": "taxiflow.local.ports.loopback_hostname"}
+               if LOG_SERVER_COMPONENT in self.components else {}),
             "PYTHONUNBUFFERED": "1",
             **({"AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": self.embedded_db.url()} if self.embedded_db else {}),
             **LOCAL_AIRFLOW_SETTINGS,
