@@ -16,7 +16,8 @@ from pathlib import Path
 
 from taxiflow.config import INGEST_DAG_ID, REPORT_DAG_ID, DataPaths
 from taxiflow.local.demo import generate_month
-from taxiflow.local.stack import AirflowStack, free_port
+from taxiflow.local.ports import free_port
+from tests.support.live import LiveStack  # the project root is on sys.path (benchmarks/run.py)
 
 PROJECT_DIR = Path(__file__).resolve().parents[1]
 READY = "2021-03"
@@ -35,7 +36,7 @@ def _row(metric, value, unit, target=None, ok=None) -> dict:
     return {"benchmark": "blocking", "metric": metric, "value": value, "unit": unit, "target": target, "ok": ok}
 
 
-def _trigger(stack: AirflowStack, run_id: str, month: str, days: int = 14) -> None:
+def _trigger(stack: LiveStack, run_id: str, month: str, days: int = 14) -> None:
     conf = {"borough": "Manhattan", "start_date": f"{month}-01", "end_date": f"{month}-{days:02d}"}
     status, body = stack.api("POST", f"/api/v2/dags/{REPORT_DAG_ID}/dagRuns",
                              {"logical_date": None, "dag_run_id": run_id, "conf": conf})
@@ -43,12 +44,12 @@ def _trigger(stack: AirflowStack, run_id: str, month: str, days: int = 14) -> No
         raise RuntimeError(f"trigger {run_id}: {status} {body}")
 
 
-def _state(stack: AirflowStack, run_id: str) -> str:
+def _state(stack: LiveStack, run_id: str) -> str:
     status, run = stack.api("GET", f"/api/v2/dags/{REPORT_DAG_ID}/dagRuns/{urllib.parse.quote(run_id)}")
     return run["state"] if status == 200 else "?"
 
 
-def _timed_report(stack: AirflowStack, run_id: str) -> float:
+def _timed_report(stack: LiveStack, run_id: str) -> float:
     started = time.perf_counter()
     _trigger(stack, run_id, READY)
     run = stack.wait_for_run(REPORT_DAG_ID, run_id, timeout=600)
@@ -68,7 +69,7 @@ def run(work_dir: Path, quick: bool = False) -> list[dict]:
         generate_month(source, READY, trips, paths=data)
     for month in WAITING:
         generate_month("green", month, trips, paths=data)
-    stack = AirflowStack(home=work_dir / "home", project_dir=PROJECT_DIR, data_dir=data.root,
+    stack = LiveStack(home=work_dir / "home", project_dir=PROJECT_DIR, data_dir=data.root,
                          port=free_port(), extra_env=ENV)
     stack.migrate()
     stack.start()

@@ -1,4 +1,4 @@
-"""Benchmark: the burst on a live local deployment, per metadata database (SQLite, embedded PostgreSQL).
+"""Benchmark: the burst on a live local deployment on the embedded PostgreSQL (rows named ``[postgres]``).
 
 Setup (not timed): a deployment like ``make run``'s on free loopback ports in a scratch folder, one
 small month ingested (``tests/drills/tooling.py``), then one report alone.
@@ -12,13 +12,12 @@ RSS summed counts shared pages once per process, PSS shares them out), and
 the burst's time to the last chart as a ratio to the same reports run one at a time (70 x the mean
 time of one report alone).
 
-``TAXIFLOW_BENCH_DB=sqlite`` or ``postgres`` runs one database; by default both. ``quick``: 10 + 5
-triggers and 3 files, PostgreSQL only.
+``quick``: 10 + 5 triggers and 3 files. (The SQLite rows of docs/benchmarks.md are from before the
+local stack dropped SQLite.)
 """
 
 from __future__ import annotations
 
-import os
 import shutil
 import statistics
 import time
@@ -53,7 +52,7 @@ def measure(work_dir: Path, metadata_db: str, quick: bool) -> list[dict]:
         if folder == Path("/"):
             break
         folder.chmod(folder.stat().st_mode | 0o111)
-    stack = drill_stack(root, metadata_db=metadata_db)
+    stack = drill_stack(root)
     v2, v1, files = (10, 5, 3) if quick else (40, 20, 10)
     db = f"[{metadata_db}] "
     try:
@@ -106,12 +105,7 @@ def measure(work_dir: Path, metadata_db: str, quick: bool) -> list[dict]:
 
 
 def run(work_dir: Path, quick: bool = False) -> list[dict]:
-    """The rows for each metadata database asked for."""
-    chosen = os.environ.get("TAXIFLOW_BENCH_DB")
-    databases = [chosen] if chosen else (["postgres"] if quick else ["sqlite", "postgres"])
-    rows: list[dict] = []
-    for metadata_db in databases:
-        started = time.monotonic()
-        rows += measure(work_dir, metadata_db, quick)
-        rows.append(row(f"[{metadata_db}] wall seconds (incl. setup)", round(time.monotonic() - started), "s"))
-    return rows
+    """The burst's rows, and its wall time including the set-up."""
+    started = time.monotonic()
+    rows = measure(work_dir, "postgres", quick)
+    return [*rows, row("[postgres] wall seconds (incl. setup)", round(time.monotonic() - started), "s")]

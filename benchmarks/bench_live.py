@@ -13,7 +13,7 @@ Rows:
   prints what the runs behind it did (tries, queue and run times).
 
 The deployment is ``make run``'s default (embedded PostgreSQL, LocalExecutor) and runs with
-``taxiflow.local.tuning.LOCAL_AIRFLOW_SETTINGS``;
+``taxiflow.local.stack.LOCAL_AIRFLOW_SETTINGS``;
 ``--untuned`` measures Airflow's defaults instead, for the before/after table in docs/benchmarks.md.
 """
 
@@ -201,9 +201,10 @@ def airflow_defaults(settings: dict[str, str]) -> dict[str, str]:
 def run(work_dir: Path, quick: bool = False, tuned: bool = True, request_files: bool = True) -> list[dict]:
     from taxiflow.config import INGEST_DAG_ID, METRICS_DAG_ID, REPORT_DAG_ID, REQUESTS_DAG_ID, DataPaths
     from taxiflow.local import demo
-    from taxiflow.local.stack import AirflowStack, free_port
-    from taxiflow.local.tuning import LOCAL_AIRFLOW_SETTINGS
+    from taxiflow.local.ports import free_port
+    from taxiflow.local.stack import LOCAL_AIRFLOW_SETTINGS
     from taxiflow.reports.request import ReportRequest
+    from tests.support.live import LiveStack
 
     work_dir.mkdir(parents=True, exist_ok=True)
     for folder in (work_dir, *work_dir.parents):  # as root, the embedded database runs as nobody:
@@ -214,11 +215,11 @@ def run(work_dir: Path, quick: bool = False, tuned: bool = True, request_files: 
     shutil.copy(PROJECT_DIR / "data" / "reference" / "taxi_zone_lookup.csv", data / "reference")
     paths = DataPaths(data)
     extra = {"TAXIFLOW_DROP_POKE_INTERVAL": "3", "TAXIFLOW_METRICS_POKE_INTERVAL": "3"}
-    if not tuned:  # Airflow's own defaults for every setting the tuning module sets
+    if not tuned:  # Airflow's own defaults for every setting LOCAL_AIRFLOW_SETTINGS sets
         extra.update(airflow_defaults(LOCAL_AIRFLOW_SETTINGS))
     project = _project_copy(work_dir)
     (project / "dags" / f"{ONE_TASK_DAG_ID}.py").write_text(ONE_TASK_DAG)
-    stack = AirflowStack(home=work_dir / "home", project_dir=project, data_dir=data,
+    stack = LiveStack(home=work_dir / "home", project_dir=project, data_dir=data,
                          port=free_port(), extra_env=extra)
     runs = 3 if quick else 7
     label = "" if tuned else " (Airflow defaults)"

@@ -19,8 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from taxiflow.config import INGEST_DAG_ID, REPORT_DAG_ID, DataPaths
-from taxiflow.local.stack import AirflowStack
-from tests.support.live import ALL_DAGS, new_stack
+from tests.support.live import ALL_DAGS, LiveStack, new_stack
 
 RETRYABLE = (429, 503)
 
@@ -89,7 +88,7 @@ class RssSampler(threading.Thread):
     what the deployment really holds: a page shared by n processes counts 1/n in each; Linux only,
     0 elsewhere)."""
 
-    def __init__(self, stack: AirflowStack) -> None:
+    def __init__(self, stack: LiveStack) -> None:
         super().__init__(daemon=True)
         self.stack = stack
         self.peak = 0
@@ -116,7 +115,7 @@ class RssSampler(threading.Thread):
         return self.peak
 
 
-def burst(stack: AirflowStack, v2: int = 40, v1: int = 20, files: int = 10, threads: int = 12,
+def burst(stack: LiveStack, v2: int = 40, v1: int = 20, files: int = 10, threads: int = 12,
           prefix: str = "burst") -> BurstResult:
     """Send the burst at once; returns when every call has its final answer (runs may still go on)."""
     token = stack.token()
@@ -147,7 +146,7 @@ def burst(stack: AirflowStack, v2: int = 40, v1: int = 20, files: int = 10, thre
                        started=started, sent_seconds=time.monotonic() - started)
 
 
-def wait_for_charts(stack: AirflowStack, names: list[str], since: float, timeout: float = 900) -> float:
+def wait_for_charts(stack: LiveStack, names: list[str], since: float, timeout: float = 900) -> float:
     """Wait until report ``<name>`` is published for every name; seconds from ``since`` to the last one.
 
     Gives up early, saying so, when a component of the deployment has exited (nothing would land).
@@ -197,13 +196,13 @@ DRILL_ENV = {
 }
 
 
-def drill_stack(root: Path, metadata_db: str = "postgres") -> AirflowStack:
+def drill_stack(root: Path) -> LiveStack:
     """A drill deployment in ``root`` (home and data root), not started, with the zone table in place
     (``make bench``; the drills' own is ``drill_deployment``, tests/drills/conftest.py)."""
-    return new_stack(root, metadata_db=metadata_db, extra_env=DRILL_ENV)
+    return new_stack(root, extra_env=DRILL_ENV)
 
 
-def ingest_drill_month(stack: AirflowStack) -> None:
+def ingest_drill_month(stack: LiveStack) -> None:
     """Drop a small month of both sources and ingest it (the reports' data)."""
     from taxiflow.local.demo import generate_month
 
@@ -215,7 +214,7 @@ def ingest_drill_month(stack: AirflowStack) -> None:
         raise RuntimeError(f"the drill's ingest failed: {stack.task_states(INGEST_DAG_ID, 'drill_ingest')}")
 
 
-def bring_up(stack: AirflowStack) -> None:
+def bring_up(stack: LiveStack) -> None:
     """Migrate and start a drill deployment, wait until it is healthy and parsed, ingest its month."""
     stack.migrate()
     stack.start()
@@ -224,7 +223,7 @@ def bring_up(stack: AirflowStack) -> None:
     ingest_drill_month(stack)
 
 
-def report_alone(stack: AirflowStack, name: str, timeout: float = 600) -> float:
+def report_alone(stack: LiveStack, name: str, timeout: float = 600) -> float:
     """Trigger one report by /api/v2 and wait for it; returns its seconds from trigger to success."""
     started = time.monotonic()
     status, body = stack.api("POST", f"/api/v2/dags/{REPORT_DAG_ID}/dagRuns",
@@ -237,7 +236,7 @@ def report_alone(stack: AirflowStack, name: str, timeout: float = 600) -> float:
     return time.monotonic() - started
 
 
-def run_states(stack: AirflowStack, run_ids: list[str], timeout: float = 900) -> dict[str, str]:
+def run_states(stack: LiveStack, run_ids: list[str], timeout: float = 900) -> dict[str, str]:
     """Wait until none of these runs is queued or running; run_id -> final state."""
     deadline = time.monotonic() + timeout
     token = stack.token()

@@ -11,8 +11,6 @@ from pathlib import Path
 
 import pytest
 
-from taxiflow.local.stack import LOG_SERVER_COMPONENT
-
 pytestmark = pytest.mark.e2e
 
 LISTEN = "0A"
@@ -57,7 +55,7 @@ def test_every_process_of_the_deployment_listens_on_loopback_only(airflow_stack)
     listening = listening_sockets()
     bound = {listening[inode] for pid in pids for inode in socket_inodes(pid) if inode in listening}
     ports = {port for _, port in bound}
-    log_port = stack.log_server_ports()[LOG_SERVER_COMPONENT][0]
+    log_port = stack.ports()["log"]
     assert {stack.port, log_port} <= ports, bound  # the api-server and the log server are among them
     assert all(ipaddress.ip_address(host).is_loopback for host, _ in bound), sorted(bound)
 
@@ -80,7 +78,7 @@ def test_the_loopback_log_server_serves_the_deployments_logs_to_a_signed_request
     text = "a line only this test wrote\n"
     (stack.home / "logs" / relative).parent.mkdir(parents=True, exist_ok=True)
     (stack.home / "logs" / relative).write_text(text)
-    log_port = stack.log_server_ports()[LOG_SERVER_COMPONENT][0]
+    log_port = stack.ports()["log"]
     fetch = ("import sys; from airflow.utils.log.file_task_handler import _fetch_logs_from_service as f; "
              "from airflow.utils.net import get_hostname; "
              f"r = f('http://' + get_hostname() + ':{log_port}/log/{relative}', '{relative}'); "

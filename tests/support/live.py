@@ -13,6 +13,8 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+import time
+import urllib.parse
 from collections.abc import Callable, Generator
 from contextlib import contextmanager
 from pathlib import Path
@@ -39,6 +41,42 @@ FAST_WAITS = {
 }
 
 
+class LiveStack(AirflowStack):
+    """A local deployment with what tests and benchmarks ask of it besides ``make run``'s calls."""
+
+    def wait_for_run(self, dag_id: str, run_id: str, timeout: float = 300) -> dict:
+        """Poll a DAG run until it leaves queued/running; returns the run as the API shows it."""
+        deadline = time.monotonic() + timeout
+        token = self.token()
+        run: dict = {}
+        while time.monotonic() < deadline:
+            status, body = self.api("GET", f"/api/v2/dags/{dag_id}/dagRuns/{urllib.parse.quote(run_id, safe='')}",
+                                    token=token)
+            if status == 200 and isinstance(body, dict):
+                run = body
+                if run["state"] in ("success", "failed"):
+                    return run
+            time.sleep(2)
+        raise TimeoutError(f"{dag_id} run {run_id} still {run.get('state')} after {timeout}s")
+
+    def task_states(self, dag_id: str, run_id: str) -> dict[str, str | None]:
+        """task_id -> state for one run."""
+        quoted = urllib.parse.quote(run_id, safe="")
+        status, body = self.api("GET", f"/api/v2/dags/{dag_id}/dagRuns/{quoted}/taskInstances?limit=100")
+        return {ti["task_id"]: ti["state"] for ti in body["task_instances"]} if status == 200 else {}
+
+    def recorded_pids(self) -> dict[str, int]:
+        """Program -> PID of each running program (also its process group id)."""
+        return {name: info["pid"] for name, info in self.status().items() if info["pid"]}
+
+    def deployment_pids(self) -> list[int]:
+        """Every live process of the deployment: supervisord's session (its programs, their
+        children and task processes) and the embedded database's server processes."""
+        sid = self.supervisord.pid()
+        pids = session_processes(sid) if sid else []
+        return sorted(set(pids) | set(self.embedded_db.server_processes() if self.embedded_db else []))
+
+
 def make_data_root(root: Path) -> Path:
     """``root`` as a data root holding only the shipped zone table."""
     (root / "reference").mkdir(parents=True, exist_ok=True)
@@ -46,13 +84,13 @@ def make_data_root(root: Path) -> Path:
     return root
 
 
-def new_stack(root: Path, data_dir: Path | None = None, **settings: Any) -> AirflowStack:
+def new_stack(root: Path, data_dir: Path | None = None, **settings: Any) -> LiveStack:
     """A deployment in ``root`` (home ``root/home``, data root ``root/data`` unless given), not started."""
-    return AirflowStack(home=root / "home", project_dir=PROJECT_DIR,
+    return LiveStack(home=root / "home", project_dir=PROJECT_DIR,
                         data_dir=data_dir or make_data_root(root / "data"), port=free_port(), **settings)
 
 
-def stop_and_list_leftovers(stack: AirflowStack) -> list[int]:
+def stop_and_list_leftovers(stack: LiveStack) -> list[int]:
     """Stop the deployment; the PIDs of its processes still alive afterwards (none, if all is well)."""
     sid = stack.supervisord.pid()
     stack.stop()
@@ -61,12 +99,12 @@ def stop_and_list_leftovers(stack: AirflowStack) -> list[int]:
 
 
 @contextmanager
-def live_deployment(name: str, before_start: Callable[[AirflowStack], None] | None = None,
-                    data_dir: Path | None = None, timeout: float = 300, **settings: Any) -> Generator[AirflowStack]:
+def live_deployment(name: str, before_start: Callable[[LiveStack], None] | None = None,
+                    data_dir: Path | None = None, timeout: float = 300, **settings: Any) -> Generator[LiveStack]:
     """A healthy deployment with the DAGs parsed, in a fresh ``taxiflow-<name>-*`` folder.
 
-    ``settings`` go to :class:`AirflowStack` (``users``, ``roles``, ``extra_env``, ``components``,
-    ``metadata_db``); ``before_start(stack)`` runs after the migration, before any process starts.
+    ``settings`` go to :class:`AirflowStack` (``users``, ``roles``, ``extra_env``, ``components``);
+    ``before_start(stack)`` runs after the migration, before any process starts.
     """
     root = Path(tempfile.mkdtemp(prefix=f"taxiflow-{name}-"))
     root.chmod(0o711)  # as root, the embedded database runs as nobody and must enter its folder

@@ -130,9 +130,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data-dir", type=Path, default=None,
                         help=f"data root (default: ${DATA_DIR_ENV} or <project>/data)")
     parser.add_argument("--port", type=int, default=8080)
-    parser.add_argument("--metadata-db", choices=["postgres", "sqlite"],
-                        default=os.environ.get("TAXIFLOW_METADATA_DB", "postgres"),
-                        help="embedded PostgreSQL (default) or SQLite")
     parser.add_argument("--demo", action="store_true", help="drop the demo months and backfill them")
     parser.add_argument("--storage", choices=["local", "s3"], default=os.environ.get("STORAGE") or "local",
                         help="local: the data folder; s3: a local SeaweedFS S3 server started with the stack")
@@ -152,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"taxiflow: {err}", file=sys.stderr)
             return 2
     stack = AirflowStack(home=args.home.resolve(), project_dir=project, data_dir=data_dir, port=args.port,
-                         metadata_db=args.metadata_db, extra_env={**tlc, **storage_env})
+                         extra_env={**tlc, **storage_env})
     if args.action == "down":
         stack.stop()
         print(f"taxiflow: stopped every process of the deployment in {stack.home}")

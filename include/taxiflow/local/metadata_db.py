@@ -1,22 +1,17 @@
 """The embedded default's metadata database: PostgreSQL from the ``pgserver`` wheel, under ``.airflow/``.
 
-``pgserver`` ships PostgreSQL's binaries in a pip wheel; its Python API is not used because it waits
-only 10 s for a start (crash recovery after an unclean stop can take longer), creates a system user
-and chowns the data folder when run as root, and starts the server outside our supervision.
-This module drives the wheel's ``initdb`` and ``postgres`` itself:
+Only the wheel's ``initdb`` and ``postgres`` are used: pgserver's Python API waits 10 s for a start
+(crash recovery can take longer), creates a system user when run as root, and starts the server
+outside our supervision. Here:
 
-* the server runs in the foreground as one more supervisord program (``python -m
-  taxiflow.local.metadata_db serve <root> <port>``, which execs ``postgres``), so ``make status``
-  shows it, a ``kill -9`` of it is restarted, and ``make stop`` ends it like the others;
-* readiness is waited for as long as recovery needs (``start_timeout``), not 10 s;
-* as root (PostgreSQL refuses to run as root) the server runs as the existing unprivileged
-  ``nobody`` account: only its data folder is chowned to it, no user is created;
-* a stale ``postmaster.pid`` (left by a SIGKILL; its PID may belong to another process by now) is
-  removed before each start when it names no server of this data folder;
-* ``dynamic_shared_memory_type=mmap`` keeps shared memory in the data folder, so a small
-  ``/dev/shm`` (64 MB in containers) cannot fail parallel queries;
-* it listens on 127.0.0.1 only (no Unix socket), with a generated password (scram-sha-256) kept in
-  a 0600 file.
+* the server is one more supervisord program (``python -m taxiflow.local.metadata_db serve <root>
+  <port>`` execs ``postgres``): ``make status`` shows it, a killed one is restarted, ``make stop`` ends it;
+* readiness is waited for as long as recovery needs (``start_timeout``);
+* as root the server runs as the existing ``nobody`` account (only its data folder is chowned to it);
+* a stale ``postmaster.pid`` (left by a SIGKILL) is removed before each start when it names no server
+  of this data folder;
+* ``dynamic_shared_memory_type=mmap``: a small ``/dev/shm`` (64 MB in containers) cannot fail queries;
+* it listens on 127.0.0.1 only (no Unix socket), with a generated password (scram-sha-256) in a 0600 file.
 """
 
 from __future__ import annotations
@@ -56,6 +51,11 @@ def pg_bin_dir() -> Path:
     return Path(next(iter(spec.submodule_search_locations))) / "pginstall" / "bin"
 
 
+def server_account() -> pwd.struct_passwd | None:
+    """The account the server runs as: ourselves (None), or ``nobody`` when we are root."""
+    return pwd.getpwnam(UNPRIVILEGED_USER) if os.geteuid() == 0 else None
+
+
 @dataclass
 class EmbeddedPostgres:
     """One PostgreSQL cluster in ``<root>/data``, served on 127.0.0.1:``port``."""
@@ -64,17 +64,9 @@ class EmbeddedPostgres:
     port: int
     start_timeout: float = 300
 
-    @property
-    def data_dir(self) -> Path:
-        return self.root / "data"
-
-    @property
-    def password_file(self) -> Path:
-        return self.root / "password"
-
-    @property
-    def pid_file(self) -> Path:
-        return self.data_dir / "postmaster.pid"
+    def __post_init__(self) -> None:
+        self.data_dir, self.password_file = self.root / "data", self.root / "password"
+        self.pid_file = self.data_dir / "postmaster.pid"
 
     def password(self) -> str:
         return self.password_file.read_text().strip()
@@ -83,21 +75,15 @@ class EmbeddedPostgres:
         """The SQLAlchemy URL Airflow connects with."""
         return f"{driver}://{DB_USER}:{self.password()}@127.0.0.1:{self.port}/{DB_NAME}"
 
-    def _run_as(self) -> pwd.struct_passwd | None:
-        """The account the server runs as: ourselves, or ``nobody`` when we are root."""
-        return pwd.getpwnam(UNPRIVILEGED_USER) if os.geteuid() == 0 else None
-
     def demote(self) -> None:
         """preexec_fn: become the server's account (``nobody`` when we are root)."""
-        account = self._run_as()
-        if account is not None:
+        if (account := server_account()) is not None:
             os.setgroups([])
             os.setgid(account.pw_gid)
             os.setuid(account.pw_uid)
 
     def _give_to_server(self, path: Path) -> None:
-        account = self._run_as()
-        if account is not None:
+        if (account := server_account()) is not None:
             os.chown(path, account.pw_uid, account.pw_gid)
 
     @property

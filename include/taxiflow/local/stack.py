@@ -1,11 +1,11 @@
-"""A real Airflow 3 deployment on this machine, its processes run by supervisord (command line:
-:mod:`taxiflow.local.cli`; supervision: :mod:`taxiflow.local.supervisor`).
+"""A real Airflow 3 deployment on this machine, its processes run by supervisord.
 
-``make run`` uses it for the embedded default (PostgreSQL from a pip wheel, LocalExecutor,
-SimpleAuthManager; :mod:`taxiflow.local.metadata_db`), the end-to-end tests on a free loopback port
-with a temporary home and data root, the production-shape test with an external PostgreSQL, Redis
-and CeleryExecutor. This module knows what is Airflow's and taxiflow's: the environment, ports,
-secrets and command lines, and when the deployment is healthy.
+``make run`` uses it (:mod:`taxiflow.local.cli`) for the embedded default: PostgreSQL from a pip
+wheel (:mod:`taxiflow.local.metadata_db`), LocalExecutor, SimpleAuthManager, everything on
+127.0.0.1; the tests use it with a free port and a temporary home, or with an external database and
+other commands (the production shape). This module knows what is Airflow's and taxiflow's: the
+environment, ports, secrets and command lines, and when the deployment is healthy; supervision
+itself is supervisord's (:mod:`taxiflow.local.supervisor`).
 """
 
 from __future__ import annotations
@@ -26,23 +26,13 @@ import xmlrpc.client
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import taxiflow
 from taxiflow.config import DATA_DIR_ENV
-from taxiflow.local.airflow_api import AirflowApiMixin
 from taxiflow.local.metadata_db import EmbeddedPostgres
 from taxiflow.local.ports import free_port, listening, port_in_use
-from taxiflow.local.supervisor import (
-    RUNNING_STATES,
-    Program,
-    Supervisord,
-    end_session,
-    pid_alive,
-    process_command,
-    render_config,
-    session_processes,
-)
-from taxiflow.local.tuning import LOCAL_AIRFLOW_SETTINGS
+from taxiflow.local.supervisor import RUNNING_STATES, Program, Supervisord, end_session, render_config
 
 __all__ = ["AirflowStack", "free_port"]
 
@@ -50,21 +40,24 @@ LOG_SERVER_COMPONENT = "log-server"
 LOCAL_COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer", LOG_SERVER_COMPONENT)
 DATABASE_COMPONENT = "postgres"
 PORTS_FILE = "taxiflow-ports.json"
-# env var -> (Airflow setting it becomes, component that must listen on it)
-LOG_SERVER_PORTS = {
-    "TAXIFLOW_WORKER_LOG_PORT": ("AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT", "scheduler"),
-    "TAXIFLOW_TRIGGER_LOG_PORT": ("AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT", "triggerer"),
-}
-
+PORT_SETTINGS = {"postgres": "TAXIFLOW_POSTGRES_PORT", "log": "TAXIFLOW_WORKER_LOG_PORT"}  # kept per home
 # The daemons that do not survive losing their database (they exit some minutes later): restarted with it.
 NEED_DATABASE = ("scheduler", "dag-processor", "triggerer")
 
-# SQLite allows one writer at a time. A one-off CLI command competing with the daemons can hit
-# sqlite3's 5 s default and fail with "database is locked"; it holds nothing while it waits, so it may
-# wait 30 s. Read by Airflow through [database] sql_alchemy_connect_args, for SQLite deployments only.
-SQLITE_CLI_CONNECT_ARGS = {"timeout": 30}
-SQLITE_LOCKED = "database is locked"
-ALREADY_DONE = ("already exists", "Another backfill is running")
+# Airflow settings that make the embedded default answer in seconds, measured with `make bench`
+# (benchmarks/bench_live.py, which can also run with Airflow's defaults); an AIRFLOW__* in a stack's
+# extra_env still wins.
+LOCAL_AIRFLOW_SETTINGS: dict[str, str] = {
+    # An idle scheduler loops again after 0.1 s instead of 1 s: each scheduling step of a run costs
+    # ~0.05 s instead of ~0.5 s, for 19 % of a core when idle instead of 5 % (0.05 s: 33 %, for little more).
+    "AIRFLOW__SCHEDULER__SCHEDULER_IDLE_SLEEP_TIME": "0.1",
+    # LocalExecutor forks `parallelism` workers at start (default 32, ~150 MB each): 8 are more than
+    # two cores can use.
+    "AIRFLOW__CORE__PARALLELISM": "8",
+    # A task queued by a scheduler that crashed is reset by the next one's orphan check: every 30 s
+    # instead of 300 s, so it waits under a minute.
+    "AIRFLOW__SCHEDULER__ORPHANED_TASKS_CHECK_INTERVAL": "30",
+}
 
 
 def write_secret(path: Path, text: str) -> None:
@@ -82,9 +75,8 @@ def airflow_executable() -> str:
 
 
 def compile_sources(project_dir: Path) -> None:
-    """Write ``__pycache__`` for ``dags/``, ``plugins/`` and the taxiflow package (only what changed):
-    every parse and task imports them, and where ``PYTHONDONTWRITEBYTECODE`` is set Python would
-    compile them from source each time. A folder that cannot be written is skipped."""
+    """Write ``__pycache__`` for ``dags/``, ``plugins/`` and the package (only what changed): every
+    parse and task imports them, and under ``PYTHONDONTWRITEBYTECODE`` each would compile them again."""
     for folder in (project_dir / "dags", project_dir / "plugins", Path(taxiflow.__file__).parent):
         if folder.is_dir():
             compileall.compile_dir(folder, quiet=2, workers=1)
@@ -96,8 +88,8 @@ def component_command(component: str, env: Mapping[str, str], own_log_server: bo
     * a LocalExecutor scheduler starts warm (:mod:`taxiflow.local.warm_start`, unless
       ``TAXIFLOW_WARM_START=0``), so its workers fork with the tasks' libraries already imported;
     * with ``own_log_server`` (the embedded default), the scheduler and triggerer serve no logs
-      (``--skip-serve-logs``: theirs would listen on every interface) and ``log-server`` is Airflow's
-      log server app on 127.0.0.1 at ``[logging] worker_log_server_port``.
+      (theirs would listen on every interface) and ``log-server`` is Airflow's log server app on
+      127.0.0.1 at ``[logging] worker_log_server_port``.
     """
     if component == LOG_SERVER_COMPONENT:
         return [sys.executable, "-m", "uvicorn", "--factory", "airflow.utils.serve_logs.log_server:get_app",
@@ -116,11 +108,11 @@ def program_name(component: str) -> str:
 
 
 @dataclass
-class AirflowStack(AirflowApiMixin):
+class AirflowStack:
     """One Airflow deployment: its home, port, metadata database, environment and processes.
 
-    ``metadata_db``: ``"postgres"`` (embedded, under ``<home>/postgres``) or ``"sqlite"``; an
-    ``AIRFLOW__DATABASE__SQL_ALCHEMY_CONN`` in ``extra_env`` (an external database) overrides both.
+    The metadata database is PostgreSQL, embedded under ``<home>/postgres``, unless ``extra_env``
+    names another (``AIRFLOW__DATABASE__SQL_ALCHEMY_CONN``).
     """
 
     home: Path
@@ -131,7 +123,6 @@ class AirflowStack(AirflowApiMixin):
     roles: Mapping[str, str] = field(default_factory=dict)  # name -> SimpleAuthManager role (default admin)
     extra_env: Mapping[str, str] = field(default_factory=dict)
     components: tuple[str, ...] = LOCAL_COMPONENTS
-    metadata_db: str = "postgres"
 
     @property
     def base_url(self) -> str:
@@ -147,8 +138,7 @@ class AirflowStack(AirflowApiMixin):
 
     @property
     def embedded_db(self) -> EmbeddedPostgres | None:
-        """The embedded PostgreSQL, if this deployment runs one."""
-        if self.metadata_db != "postgres" or "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN" in self.extra_env:
+        if "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN" in self.extra_env:
             return None
         return EmbeddedPostgres(self.home / "postgres", port=self.ports()["postgres"])
 
@@ -161,17 +151,12 @@ class AirflowStack(AirflowApiMixin):
         return ((DATABASE_COMPONENT,) if self.embedded_db else ()) + tuple(map(program_name, self.components))
 
     def ports(self) -> dict[str, int]:
-        """Ports besides the api-server's, chosen free once per home (or from the environment) and kept."""
+        """The database's and log server's ports: from the environment, or chosen free once per home and kept."""
         path = self.home / PORTS_FILE
-        ports = json.loads(path.read_text()) if path.exists() else {}
-        wanted = {"postgres": "TAXIFLOW_POSTGRES_PORT", **{name: name for name in LOG_SERVER_PORTS}}
-        changed = False
-        for key, env_name in wanted.items():
-            given = self.extra_env.get(env_name) or os.environ.get(env_name)
-            value = int(given) if given else ports.get(key) or free_port()
-            changed |= ports.get(key) != value
-            ports[key] = value
-        if changed:
+        kept = json.loads(path.read_text()) if path.exists() else {}
+        ports = {key: int(self.extra_env.get(name) or os.environ.get(name) or kept.get(key) or free_port())
+                 for key, name in PORT_SETTINGS.items()}
+        if ports != kept:
             self.home.mkdir(parents=True, exist_ok=True)
             path.write_text(json.dumps(ports))
         return ports
@@ -179,8 +164,7 @@ class AirflowStack(AirflowApiMixin):
     def _home_secret(self, name: str, nbytes: int) -> str:
         """``<home>/<name>``: a secret made once per home (0600) and shared by every process; each
         making its own would break what it signs. ``jwt_secret`` signs task tokens, ``api_secret_key``
-        the api-server's requests to the log server (64 bytes: HS512 wants that many; Airflow's
-        generated default is shorter)."""
+        the api-server's requests to the log server (64 bytes: HS512 wants that many)."""
         secret_file = self.home / name
         if not secret_file.exists():
             self.home.mkdir(parents=True, exist_ok=True)
@@ -199,80 +183,50 @@ class AirflowStack(AirflowApiMixin):
             self.embedded_db.init()
         self.write_env_file()
 
-    def env(self, cli: bool = False) -> dict[str, str]:
-        """The environment every Airflow process (or, with ``cli``, one-off command) runs with."""
+    def env(self) -> dict[str, str]:
+        """The environment every Airflow process and one-off command runs with."""
         env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW__")}
-        ports = self.ports()
-        env.update(
-            {
-                "AIRFLOW_HOME": str(self.home),
-                DATA_DIR_ENV: str(self.data_dir),
-                "AIRFLOW__CORE__DAGS_FOLDER": str(self.project_dir / "dags"),
-                "AIRFLOW__CORE__PLUGINS_FOLDER": str(self.project_dir / "plugins"),
-                "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-                "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
-                # 8 task slots: enough for two cores; every slot is a ~150 MB worker process
-                "AIRFLOW__CORE__PARALLELISM": "8",
-                "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
-                "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": ",".join(
-                    f"{user}:{self.roles.get(user, 'admin')}" for user in self.users
-                ),
-                "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(self.passwords_file),
-                "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{self.base_url}/execution/",
-                "AIRFLOW__API__HOST": "127.0.0.1",
-                "AIRFLOW__API__PORT": str(self.port),
-                "AIRFLOW__API__BASE_URL": self.base_url,
-                "AIRFLOW__API_AUTH__JWT_SECRET": self._home_secret("jwt_secret", 32),
-                "AIRFLOW__API__SECRET_KEY": self._home_secret("api_secret_key", 64),
-                "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "10",
-                "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "30",
-                "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "False",
-                # a task whose worker was killed is retried after 90 s, not Airflow's 300 s
-                "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": "90",
-                "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
-                "PYTHONUNBUFFERED": "1",
-            }
-        )
-        for env_name, (setting, _component) in LOG_SERVER_PORTS.items():
-            env[setting] = str(ports[env_name])
-        if LOG_SERVER_COMPONENT in self.components:  # one loopback log server serves task and trigger logs
-            env["AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT"] = env["AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT"]
-            # the address the api-server fetches a running task's log from: that server, on loopback
-            env["AIRFLOW__CORE__HOSTNAME_CALLABLE"] = "taxiflow.local.ports.loopback_hostname"
-        if self.embedded_db:
-            env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = self.embedded_db.url()
-        env.update(LOCAL_AIRFLOW_SETTINGS)
-        env.update(self.extra_env)
-        if cli and env.get("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", "sqlite").startswith("sqlite"):
-            env.setdefault("AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS",
-                           "taxiflow.local.stack.SQLITE_CLI_CONNECT_ARGS")
+        log_port = str(self.ports()["log"])
+        env.update({
+            "AIRFLOW_HOME": str(self.home),
+            DATA_DIR_ENV: str(self.data_dir),
+            "AIRFLOW__CORE__DAGS_FOLDER": str(self.project_dir / "dags"),
+            "AIRFLOW__CORE__PLUGINS_FOLDER": str(self.project_dir / "plugins"),
+            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+            "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": ",".join(
+                f"{user}:{self.roles.get(user, 'admin')}" for user in self.users),
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(self.passwords_file),
+            "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{self.base_url}/execution/",
+            "AIRFLOW__API__HOST": "127.0.0.1",
+            "AIRFLOW__API__PORT": str(self.port),
+            "AIRFLOW__API__BASE_URL": self.base_url,
+            "AIRFLOW__API_AUTH__JWT_SECRET": self._home_secret("jwt_secret", 32),
+            "AIRFLOW__API__SECRET_KEY": self._home_secret("api_secret_key", 64),
+            "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "10",
+            "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "30",
+            "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "False",
+            # a task whose worker was killed is retried after 90 s, not Airflow's 300 s
+            "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": "90",
+            "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
+            # one log server serves task and trigger logs; with the log-server component, on loopback,
+            # where the api-server must then fetch them (127.0.0.1, not a name that may resolve elsewhere)
+            "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": log_port,
+            "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": log_port,
+            **({"AIRFLOW__CORE__HOSTNAME_CALLABLE": "taxiflow.local.ports.loopback_hostname"}
+               if LOG_SERVER_COMPONENT in self.components else {}),
+            "PYTHONUNBUFFERED": "1",
+            **({"AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": self.embedded_db.url()} if self.embedded_db else {}),
+            **LOCAL_AIRFLOW_SETTINGS,
+            **self.extra_env,
+        })
         return env
 
-    def airflow(
-        self, *args: str, check: bool = True, timeout: float = 300, attempts: int = 5
-    ) -> subprocess.CompletedProcess:
-        """Run one ``airflow`` CLI command against this deployment and capture its output.
-
-        On SQLite a command can lose a write race to the scheduler ("database is locked"). Airflow
-        rolls such a command back, so it is run again; if an earlier attempt did commit, the retry's
-        "already exists" counts as success.
-        """
-        lost_a_race = False
-        for attempt in range(1, attempts + 1):
-            result = subprocess.run(
-                [airflow_executable(), *args], env=self.env(cli=True), cwd=self.home,
-                capture_output=True, text=True, timeout=timeout,
-            )
-            output = result.stdout + result.stderr
-            if result.returncode == 0:
-                break
-            if lost_a_race and any(text in output for text in ALREADY_DONE):
-                result = subprocess.CompletedProcess(result.args, 0, result.stdout, result.stderr)
-                break
-            if SQLITE_LOCKED not in output or attempt == attempts:
-                break
-            lost_a_race = True
-            time.sleep(2 * attempt)
+    def airflow(self, *args: str, check: bool = True, timeout: float = 300) -> subprocess.CompletedProcess:
+        """Run one ``airflow`` CLI command against this deployment and capture its output."""
+        result = subprocess.run([airflow_executable(), *args], env=self.env(), cwd=self.home,
+                                capture_output=True, text=True, timeout=timeout)
         if check and result.returncode != 0:
             raise RuntimeError(
                 f"airflow {' '.join(args)} exited {result.returncode}:\n{result.stdout}\n{result.stderr}")
@@ -289,85 +243,54 @@ class AirflowStack(AirflowApiMixin):
 
     def write_env_file(self) -> Path:
         """``<home>/env.sh`` (0600: it holds the JWT secret and the database password)."""
-        env = self.env(cli=True)
-        keep = sorted(k for k in env if k.startswith(("AIRFLOW", "TAXIFLOW")))
-        lines = [f"export {k}={shlex.quote(env[k])}" for k in keep]
+        env = self.env()
+        lines = [f"export {k}={shlex.quote(env[k])}" for k in sorted(env) if k.startswith(("AIRFLOW", "TAXIFLOW"))]
         lines.append(f"export PATH={shlex.quote(str(Path(airflow_executable()).parent))}:\"$PATH\"")
         path = self.home / "env.sh"
         header = "# source this file to use the airflow CLI against taxiflow's local Airflow\n"
         write_secret(path, header + "\n".join(lines) + "\n")
         return path
 
-    def log_server_ports(self) -> dict[str, tuple[int, str]]:
-        """Component -> (port its log server listens on, variable that sets it), as the processes see it."""
-        env = self.env()
-        if LOG_SERVER_COMPONENT in self.components:
-            return {LOG_SERVER_COMPONENT: (int(env["AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT"]),
-                                           "TAXIFLOW_WORKER_LOG_PORT")}
-        ports = {component: (int(env[setting]), env_name)
-                 for env_name, (setting, component) in LOG_SERVER_PORTS.items()}
-        if env["AIRFLOW__CORE__EXECUTOR"] != "LocalExecutor":
-            ports.pop("scheduler")  # only a LocalExecutor scheduler serves its workers' logs
-        return ports
-
     def _check_ports_free(self, components: Iterable[str]) -> None:
-        wanted = set(components)
-        needed = [(self.port, "api-server", "PORT (make run PORT=...)")] if "api-server" in wanted else []
-        needed += [(port, component, how) for component, (port, how) in self.log_server_ports().items()
-                   if component in wanted]
-        if self.embedded_db and DATABASE_COMPONENT in wanted:
-            needed.append((self.embedded_db.port, DATABASE_COMPONENT,
-                           f"TAXIFLOW_POSTGRES_PORT (kept in {self.home / PORTS_FILE})"))
-        taken = [f"port {port} ({component}; set {how})" for port, component, how in needed if port_in_use(port)]
+        wanted, ports = set(components), self.ports()
+        needed = [(self.port, "api-server", "PORT (make run PORT=...)"),
+                  (ports["log"], LOG_SERVER_COMPONENT, PORT_SETTINGS["log"]),
+                  (ports["postgres"], DATABASE_COMPONENT, f"{PORT_SETTINGS['postgres']} (kept in {PORTS_FILE})")]
+        taken = [f"port {port} ({component}; set {how})" for port, component, how in needed
+                 if component in wanted and (component != DATABASE_COMPONENT or self.embedded_db) and port_in_use(port)]
         if taken:
             raise RuntimeError("cannot start: already in use by another program: " + ", ".join(taken))
 
-    def programs(self, components: Iterable[str]) -> list[Program]:
-        """The supervisord programs for these components (and the embedded database). One more
-        program (e.g. an object store) is one more :class:`Program` appended here."""
+    def programs(self) -> list[Program]:
+        """The supervisord programs: the embedded database (first) and the components."""
         env, own_log_server = self.env(), LOG_SERVER_COMPONENT in self.components
         programs = [Program(program_name(c), component_command(c, env, own_log_server), self.home)
-                    for c in self.components if program_name(c) in components]
-        db = self.embedded_db
-        if db is not None:
-            programs.insert(0, Program(DATABASE_COMPONENT, db.serve_command(), db.root, stopsignal="INT",
-                                       priority=10))  # INT: PostgreSQL's "fast" shutdown
+                    for c in self.components]
+        if db := self.embedded_db:  # INT: PostgreSQL's "fast" shutdown
+            programs.insert(0, Program(DATABASE_COMPONENT, db.serve_command(), db.root, stopsignal="INT", priority=10))
         return programs
 
-    def _supervise(self, components: Iterable[str]) -> None:
-        """Have supervisord run these components (and the database), besides those it runs already:
-        write the config, then start supervisord, or apply the config and start what is not running."""
+    def _supervise(self, programs: Iterable[str]) -> None:
+        """Have supervisord run these programs: start it with the deployment's config if it does not
+        run (a program starts only when asked), then start those of them that do not run."""
         sup = self.supervisord
         running = sup.processes()
-        wanted = set(components) | set(running) | {DATABASE_COMPONENT}
-        self._check_ports_free(c for c in wanted if running.get(c, {}).get("statename") not in RUNNING_STATES)
-        self.logs_dir.mkdir(parents=True, exist_ok=True)
-        restart_with = {DATABASE_COMPONENT: [c for c in NEED_DATABASE if c in wanted]} if self.embedded_db else {}
-        sup.config.write_text(render_config(self.home, self.logs_dir, self.programs(wanted), restart_with))
-        if not running and sup.pid() is None:
-            self._end_leftovers()
+        todo = [name for name in programs if running.get(name, {}).get("statename") not in RUNNING_STATES]
+        self._check_ports_free(todo)
+        if sup.pid() is None:
+            self.logs_dir.mkdir(parents=True, exist_ok=True)
+            restart_with = {DATABASE_COMPONENT: [c for c in NEED_DATABASE if c in self.components]}
+            sup.config.write_text(render_config(self.home, self.logs_dir, self.programs(),
+                                                restart_with if self.embedded_db else {}))
+            sup.end_leftovers()
             sup.start(self.env())
-            return
-        sup.update()
-        for name, info in sup.processes().items():
-            if name in wanted and info["statename"] not in RUNNING_STATES:
-                with contextlib.suppress(xmlrpc.client.Fault):  # supervisord started it meanwhile
-                    sup.rpc().startProcess(name, False)
-
-    def _end_leftovers(self) -> None:
-        """What a supervisord that was killed left running: every process of its session (unless
-        its PID now leads another program's session)."""
-        pid_file = self.home / "supervisord.pid"
-        if pid_file.exists():
-            sid = int(pid_file.read_text().split()[0])
-            if not pid_alive(sid) or str(self.supervisord.config) in " ".join(process_command(sid)):
-                end_session(sid)
-            pid_file.unlink()
+        for name in todo:
+            with contextlib.suppress(xmlrpc.client.Fault):  # supervisord started it meanwhile
+                sup.rpc().startProcess(name, False)
 
     def start_database(self) -> None:
         """Have supervisord run the embedded PostgreSQL; wait as long as its crash recovery takes."""
-        db = self.embedded_db
-        if db is None:
+        if (db := self.embedded_db) is None:
             return
         self._supervise([DATABASE_COMPONENT])
 
@@ -380,28 +303,27 @@ class AirflowStack(AirflowApiMixin):
     def start(self, components: Iterable[str] | None = None) -> None:
         """Start the database (if embedded) and the components (default: all) under supervisord."""
         compile_sources(self.project_dir)
-        self._supervise(program_name(c) for c in (components or self.components))
+        database = [DATABASE_COMPONENT] if self.embedded_db else []
+        self._supervise([*database, *(program_name(c) for c in components or self.components)])
 
     def wait_until_healthy(self, timeout: float = 180) -> None:
         """Wait for every program to run, the api-server to answer, the daemons to heartbeat and the
-        log servers to listen."""
+        log server to listen."""
         deadline = time.monotonic() + timeout
         last = "no answer yet"
-        log_ports = {component: port for component, (port, _how) in self.log_server_ports().items()
-                     if component in self.all_components()}
         while time.monotonic() < deadline:
             status = self.status()
-            fatal = [name for name, info in status.items() if info["state"] == "FATAL"]
-            if fatal:
+            if fatal := [name for name, info in status.items() if info["state"] == "FATAL"]:
                 raise RuntimeError(f"{', '.join(fatal)} kept exiting; supervisord gave up\n"
                                    + "\n".join(self.tail_logs(name) for name in fatal))
             try:
                 with urllib.request.urlopen(f"{self.base_url}/api/v2/monitor/health", timeout=5) as resp:
                     health = json.load(resp)
-                expected = {"metadatabase", "scheduler", "triggerer", "dag_processor"}
+                expected = ("metadatabase", "scheduler", "triggerer", "dag_processor")
                 unhealthy = [k for k in expected if health.get(k, {}).get("status") != "healthy"]
-                unhealthy += [f"{c} log server on :{p}" for c, p in log_ports.items() if not listening(p)]
                 unhealthy += [f"{name} {info['state']}" for name, info in status.items() if not info["running"]]
+                if LOG_SERVER_COMPONENT in self.components and not listening(self.ports()["log"]):
+                    unhealthy.append(f"log server on :{self.ports()['log']}")
                 if not unhealthy:
                     return
                 last = f"not healthy yet: {unhealthy}"
@@ -427,25 +349,53 @@ class AirflowStack(AirflowApiMixin):
                        "description": info["description"]}
                 for name, info in self.supervisord.processes().items()}
 
-    def recorded_pids(self) -> dict[str, int]:
-        """Program -> PID of each running program (also its process group id)."""
-        return {name: info["pid"] for name, info in self.status().items() if info["pid"]}
-
-    def deployment_pids(self) -> list[int]:
-        """Every live process of the deployment: supervisord's session (its programs, their
-        children and task processes) and the embedded database's server processes."""
-        sid = self.supervisord.pid()
-        pids = session_processes(sid) if sid else []
-        return sorted(set(pids) | set(self.embedded_db.server_processes() if self.embedded_db else []))
-
     def stop(self, timeout: float = 120) -> None:
         """Stop every program (each as a process group; Airflow before the database) and supervisord,
         then end what is left of its session and of the database's processes."""
         sid = self.supervisord.shutdown([c for c in self.all_components() if c != DATABASE_COMPONENT], timeout)
         if sid:
             end_session(sid)
-        self._end_leftovers()
-        db = self.embedded_db
+        self.supervisord.end_leftovers()
         deadline = time.monotonic() + 30  # a killed postmaster's children leave on their own
-        while db is not None and db.server_processes() and time.monotonic() < deadline:
+        while (db := self.embedded_db) is not None and db.server_processes() and time.monotonic() < deadline:
             time.sleep(0.2)
+
+    # --- the REST calls `make run` (and a user) make ---------------------------------------------
+
+    def token(self, username: str = "admin", password: str | None = None) -> str:
+        """A JWT from ``POST /auth/token``."""
+        body = json.dumps({"username": username, "password": password or self.users[username]}).encode()
+        request = urllib.request.Request(f"{self.base_url}/auth/token", data=body, method="POST",
+                                         headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=30) as resp:
+            return json.load(resp)["access_token"]
+
+    def api(self, method: str, path: str, body: object | None = None, token: str | None = None) -> tuple[int, Any]:
+        """Call ``/api/v2``; returns (status, decoded JSON body) without raising on HTTP errors."""
+        request = urllib.request.Request(
+            f"{self.base_url}{path}", data=None if body is None else json.dumps(body).encode(), method=method,
+            headers={"Content-Type": "application/json", "Authorization": f"Bearer {token or self.token()}"})
+        try:
+            with urllib.request.urlopen(request, timeout=60) as resp:
+                return resp.status, json.loads(resp.read() or b"null")
+        except urllib.error.HTTPError as err:
+            payload = err.read()
+            try:
+                return err.code, json.loads(payload)
+            except json.JSONDecodeError:
+                return err.code, payload.decode(errors="replace")
+
+    def wait_for_dags(self, dag_ids: Iterable[str], timeout: float = 180) -> None:
+        """Wait until the dag-processor has parsed these DAGs (and report import errors early)."""
+        deadline, wanted = time.monotonic() + timeout, set(dag_ids)
+        token = None
+        while time.monotonic() < deadline:
+            token = token or self.token()
+            status, errors = self.api("GET", "/api/v2/importErrors", token=token)
+            if status == 200 and errors.get("total_entries"):
+                raise RuntimeError(f"DAG import errors: {json.dumps(errors, indent=1)}")
+            status, body = self.api("GET", "/api/v2/dags?limit=100", token=token)
+            if status == 200 and wanted <= {d["dag_id"] for d in body.get("dags", [])}:
+                return
+            time.sleep(2)
+        raise TimeoutError(f"DAGs {sorted(wanted)} not parsed after {timeout}s\n{self.tail_logs('dag-processor')}")

@@ -2,29 +2,30 @@
 
 supervisord starts every program, restarts one that exits (backing off when it keeps failing),
 reports status over a Unix socket in the home (mode 0700: no TCP port), keeps one log per program
-and stops them all, each as a process group. What it cannot know is Airflow-specific and lives in
-the event listener :func:`reap`: a component that crashed leaves its children behind (a
-scheduler's LocalExecutor workers wait forever on a queue no one fills), so the listener kills the
-dead program's process group; and when the database died, the daemons that cannot survive losing
-it are restarted with it.
-
-To add a program (e.g. an object store), add one :class:`Program` to the list the stack passes to
-:func:`render_config`.
+and stops them all, each as a process group. What it cannot know is Airflow's, and lives in the
+event listener :func:`reap`: a component that crashed leaves its children behind (a scheduler's
+LocalExecutor workers wait forever on a queue no one fills), so the listener kills the dead
+program's process group; and when the database died, the daemons that cannot survive losing it are
+restarted with it. One more program (e.g. an object store) is one more :class:`Program`.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import shlex
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import xmlrpc.client
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import psutil
 
 RUNNING_STATES = ("STARTING", "RUNNING", "BACKOFF")  # supervisord's own: startProcess refuses these
 LISTENER = "reaper"
@@ -32,38 +33,33 @@ LISTENER = "reaper"
 
 @dataclass
 class Program:
-    """One ``[program:x]`` section: what runs, where, as whom, and how it is stopped."""
+    """One ``[program:x]`` section: what runs, where, and how it is stopped. It starts when asked
+    (``startProcess``), and again whenever it exits."""
 
     name: str
     command: list[str]
     directory: Path
-    user: str | None = None
     stopsignal: str = "TERM"
     priority: int = 100
-    options: dict[str, str] = field(default_factory=dict)
 
     def section(self, logs_dir: Path) -> str:
-        quoted = shlex.join(self.command).replace("%", "%%")  # supervisord expands %(name)s
         settings = {
-            "command": quoted, "directory": str(self.directory), "priority": str(self.priority),
-            "autostart": "true", "autorestart": "true", "startsecs": "3", "startretries": "10",
+            "command": shlex.join(self.command).replace("%", "%%"),  # supervisord expands %(name)s
+            "directory": str(self.directory), "priority": str(self.priority),
+            "autostart": "false", "autorestart": "true", "startsecs": "3", "startretries": "10",
             "stopsignal": self.stopsignal, "stopwaitsecs": "30", "stopasgroup": "true", "killasgroup": "true",
             "redirect_stderr": "true", "stdout_logfile": str(logs_dir / f"{self.name}.log"),
             "stdout_logfile_maxbytes": "50MB", "stdout_logfile_backups": "2",
-            **({"user": self.user} if self.user else {}), **self.options,
         }
         return f"[program:{self.name}]\n" + "".join(f"{k} = {v}\n" for k, v in settings.items())
 
 
 def socket_path(home: Path) -> Path:
-    """``<home>/supervisor.sock``, or one named after the home in the temp folder where that path
+    """``<home>/supervisor.sock``, or one named after the home in the temp folder when that path
     would pass the ~100 bytes a Unix socket's path may have."""
     path = home / "supervisor.sock"
     if len(str(path)) <= 100:
         return path
-    import hashlib
-    import tempfile
-
     return Path(tempfile.gettempdir()) / f"taxiflow-{hashlib.sha256(str(home).encode()).hexdigest()[:16]}.sock"
 
 
@@ -71,7 +67,7 @@ def render_config(home: Path, logs_dir: Path, programs: list[Program], restart_w
     """supervisord.conf: the daemon, its socket, the programs and the listener (:func:`reap`).
     ``restart_with``: program -> programs to restart when it exits unexpectedly."""
     rules = ";".join(f"{dead}:{','.join(others)}" for dead, others in restart_with.items())
-    listener = [sys.executable, "-m", "taxiflow.local.supervisor", "reap", rules]
+    listener = shlex.join([sys.executable, "-m", "taxiflow.local.supervisor", "reap", rules]).replace("%", "%%")
     return (
         f"[supervisord]\nlogfile = {logs_dir / 'supervisord.log'}\npidfile = {home / 'supervisord.pid'}\n"
         f"directory = {home}\nchildlogdir = {logs_dir}\nidentifier = taxiflow\n\n"
@@ -80,9 +76,8 @@ def render_config(home: Path, logs_dir: Path, programs: list[Program], restart_w
         "[rpcinterface:supervisor]\n"
         "supervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface\n\n"
         + "\n".join(p.section(logs_dir) for p in programs)
-        + f"\n[eventlistener:{LISTENER}]\ncommand = {shlex.join(listener).replace('%', '%%')}\n"
-        "events = PROCESS_STATE_EXITED\nautorestart = true\npriority = 1\nstdout_logfile = NONE\n"
-        f"stderr_logfile = {logs_dir / f'{LISTENER}.log'}\n"
+        + f"\n[eventlistener:{LISTENER}]\ncommand = {listener}\nevents = PROCESS_STATE_EXITED\nautorestart = true\n"
+        f"priority = 1\nstdout_logfile = NONE\nstderr_logfile = {logs_dir / f'{LISTENER}.log'}\n"
     )
 
 
@@ -119,18 +114,8 @@ class Supervisord:
                 raise RuntimeError(f"supervisord did not answer on {self.socket} within 30 s")
             time.sleep(0.1)
 
-    def update(self) -> None:
-        """Apply an edited config, as ``supervisorctl update`` does: add, replace or remove programs."""
-        server = self.rpc()
-        [[added, changed, removed]] = server.reloadConfig()
-        for name in changed + removed:
-            server.stopProcessGroup(name)
-            server.removeProcessGroup(name)
-        for name in added + changed:
-            server.addProcessGroup(name)
-
     def processes(self) -> dict[str, dict]:
-        """Program -> supervisord's process info (``statename``, ``pid``, ``spawnerr``, ...)."""
+        """Program -> supervisord's process info (``statename``, ``pid``, ``description``, ...)."""
         if self.pid() is None:
             return {}
         return {info["name"]: info for info in self.rpc().getAllProcessInfo() if info["group"] != LISTENER}
@@ -138,8 +123,7 @@ class Supervisord:
     def shutdown(self, first: list[str], timeout: float = 120) -> int | None:
         """Stop the ``first`` programs together, then the rest and supervisord (which stops one
         program at a time); returns supervisord's session id."""
-        sid = self.pid()
-        if sid is None:
+        if (sid := self.pid()) is None:
             return None
         deadline = time.monotonic() + timeout
         with contextlib.suppress(OSError, xmlrpc.client.Fault):
@@ -155,31 +139,30 @@ class Supervisord:
             time.sleep(0.2)
         return sid
 
+    def end_leftovers(self) -> None:
+        """What a supervisord that was killed left running: every process of its session (unless
+        its PID now leads another program's session)."""
+        pid_file = self.home / "supervisord.pid"
+        if pid_file.exists():
+            sid = int(pid_file.read_text().split()[0])
+            with contextlib.suppress(psutil.Error):
+                if pid_alive(sid) and str(self.config) not in " ".join(psutil.Process(sid).cmdline()):
+                    sid = 0  # another program's now
+            if sid:
+                end_session(sid)
+            pid_file.unlink()
+
 
 def pid_alive(pid: int) -> bool:
     """True if ``pid`` runs (a zombie counts as gone)."""
-    import psutil
-
     try:
         return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
     except psutil.NoSuchProcess:
         return False
 
 
-def process_command(pid: int) -> list[str]:
-    """The command line of ``pid`` (empty if it is gone)."""
-    import psutil
-
-    try:
-        return psutil.Process(pid).cmdline()
-    except psutil.Error:
-        return []
-
-
 def session_processes(sid: int) -> list[int]:
     """Live processes of session ``sid``: what supervisord and its programs left (portable: ``getsid``)."""
-    import psutil
-
     found = []
     for pid in psutil.pids():
         with contextlib.suppress(OSError):
@@ -205,8 +188,7 @@ def reap(rules: str) -> None:
     (supervisord starts them again, backing off until the database answers)."""
     from supervisor import childutils
 
-    restart = {dead: others.split(",") for dead, _, others in
-               (rule.partition(":") for rule in rules.split(";") if rule)}
+    restart = {dead: others.split(",") for dead, _, others in (r.partition(":") for r in rules.split(";") if r)}
     while True:
         _headers, payload = childutils.listener.wait(sys.stdin, sys.stdout)
         fields = dict(token.split(":", 1) for token in payload.split())

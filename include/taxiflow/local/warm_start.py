@@ -1,21 +1,13 @@
 """``airflow scheduler`` with the libraries taxiflow's tasks use already imported (warm workers).
 
-LocalExecutor forks its workers from the scheduler process when it starts, and each worker forks
-every task process from itself. A module the scheduler imported before that is one no task ever
-imports again: the task process inherits it. taxiflow's tasks spend most of their own time
-importing pandas, matplotlib, DuckDB and PyArrow (0.8 s of the 1 s ``render_report`` took on a
-quiet 2-core machine, for 0.15 s of querying and drawing), so the embedded default starts its
-scheduler through this module instead of the ``airflow`` script::
-
-    python -m taxiflow.local.warm_start scheduler [airflow scheduler options]
-
-It imports :data:`WARM_MODULES`, then runs Airflow's own command line unchanged (supervisord
-restarts it if it dies; ``TAXIFLOW_WARM_START=0`` starts the plain ``airflow scheduler``). Only third-party
-libraries and Airflow's own modules are warmed, never taxiflow's: an edit of ``include/taxiflow``
-takes effect at the next task, as it does without this. The cost is paid once per scheduler start
-(about 1 s) and in its memory (about 100 MB, shared copy-on-write with the workers). Measured with
-``benchmarks/bench_live.py`` (README, Benchmarks). The compose deployment runs Airflow's own
-commands (its CeleryExecutor workers are separate programs).
+LocalExecutor forks its workers from the scheduler, and each worker forks every task process: a module
+the scheduler imported first is one no task imports again. The tasks spent most of their time importing
+pandas, matplotlib, DuckDB and PyArrow, so the embedded default's scheduler is
+``python -m taxiflow.local.warm_start scheduler [options]``: it imports :data:`WARM_MODULES` (never
+taxiflow's own, so an edit takes effect at the next task), then runs Airflow's command line unchanged.
+``TAXIFLOW_WARM_START=0`` starts the plain ``airflow scheduler``. It costs ~1 s per start and ~100 MB
+shared copy-on-write, and saved 48.5 % of a report's run (``benchmarks/bench_warm.py``,
+docs/local-stack.md).
 """
 
 from __future__ import annotations

@@ -2,29 +2,22 @@
 
 from __future__ import annotations
 
+EXTERNAL_DB = {"AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": "postgresql+psycopg2://postgres@127.0.0.1/x"}
 
-def test_cli_commands_wait_for_sqlite_and_processes_keep_airflow_defaults(tmp_path):
-    """One-off commands get a longer SQLite busy timeout (an importable path); daemons and Postgres none."""
-    import importlib
 
-    from taxiflow.local.stack import AirflowStack
+def test_an_external_database_replaces_the_embedded_one(tmp_path):
+    from taxiflow.local.stack import DATABASE_COMPONENT, AirflowStack
 
-    local = AirflowStack(home=tmp_path / "h", project_dir=tmp_path, data_dir=tmp_path / "d", metadata_db="sqlite")
-    module, _, name = local.env(cli=True)["AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS"].rpartition(".")
-    assert getattr(importlib.import_module(module), name)["timeout"] >= 30
-    assert "AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS" not in local.env()
-    postgres = AirflowStack(
-        home=tmp_path / "h2", project_dir=tmp_path, data_dir=tmp_path / "d",
-        extra_env={"AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": "postgresql+psycopg2://postgres@127.0.0.1/x"},
-    ).env(cli=True)
-    assert "AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS" not in postgres
+    stack = AirflowStack(home=tmp_path / "h", project_dir=tmp_path, data_dir=tmp_path / "d", extra_env=EXTERNAL_DB)
+    assert stack.embedded_db is None and DATABASE_COMPONENT not in stack.all_components()
+    assert stack.env()["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] == EXTERNAL_DB["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"]
 
 
 def test_every_process_reaches_the_execution_api_on_the_chosen_port(tmp_path):
     from taxiflow.local.stack import AirflowStack
 
     env = AirflowStack(home=tmp_path / "h", project_dir=tmp_path, data_dir=tmp_path / "d", port=18234,
-                       metadata_db="sqlite").env()
+                       extra_env=EXTERNAL_DB).env()
     assert env["AIRFLOW__API__PORT"] == "18234"
     assert env["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"] == "http://127.0.0.1:18234/execution/"
     assert env["AIRFLOW_HOME"] == str(tmp_path / "h")
@@ -51,23 +44,7 @@ def _fake_airflow(tmp_path, outcomes):
     return script, state
 
 
-def test_cli_retries_a_lost_sqlite_race_and_accepts_an_earlier_commit(tmp_path, monkeypatch):
-    import taxiflow.local.stack as stack_module
-    from taxiflow.local.stack import AirflowStack
-
-    script, calls = _fake_airflow(tmp_path, [
-        [1, "sqlite3.OperationalError: database is locked"],
-        [1, "AlreadyRunningBackfill: Another backfill is running for Dag ingest_taxi_trips."],
-    ])
-    monkeypatch.setattr(stack_module, "airflow_executable", lambda: str(script))
-    monkeypatch.setattr(stack_module.time, "sleep", lambda seconds: None)
-    stack = AirflowStack(home=tmp_path / "h", project_dir=tmp_path, data_dir=tmp_path / "d", metadata_db="sqlite")
-    (tmp_path / "h").mkdir()
-    assert stack.airflow("backfill", "create").returncode == 0
-    assert calls.read_text() == "2"
-
-
-def test_cli_does_not_retry_other_failures(tmp_path, monkeypatch):
+def test_a_failed_cli_command_raises_with_its_output_once(tmp_path, monkeypatch):
     import pytest
 
     import taxiflow.local.stack as stack_module
@@ -75,7 +52,7 @@ def test_cli_does_not_retry_other_failures(tmp_path, monkeypatch):
 
     script, calls = _fake_airflow(tmp_path, [[1, "ParamValidationError: Invalid input for param borough"]] * 3)
     monkeypatch.setattr(stack_module, "airflow_executable", lambda: str(script))
-    stack = AirflowStack(home=tmp_path / "h", project_dir=tmp_path, data_dir=tmp_path / "d", metadata_db="sqlite")
+    stack = AirflowStack(home=tmp_path / "h", project_dir=tmp_path, data_dir=tmp_path / "d", extra_env=EXTERNAL_DB)
     (tmp_path / "h").mkdir()
     with pytest.raises(RuntimeError, match="Invalid input for param borough"):
         stack.airflow("dags", "trigger", "borough_report")
@@ -110,8 +87,8 @@ def test_every_file_holding_a_secret_is_0600_and_ports_are_kept(tmp_path):
         assert again.ports() == ports, "a restarted component must find the same ports"
         env = again.env()
         # one log server on loopback serves task and trigger logs (taxiflow.local.stack.LOG_SERVER_COMPONENT)
-        assert env["AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT"] == str(ports["TAXIFLOW_WORKER_LOG_PORT"])
-        assert env["AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT"] == str(ports["TAXIFLOW_WORKER_LOG_PORT"])
+        assert env["AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT"] == str(ports["log"])
+        assert env["AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT"] == str(ports["log"])
     finally:
         shutil.rmtree(root, ignore_errors=True)
 
@@ -127,8 +104,8 @@ def test_a_taken_log_server_port_is_a_clear_error_before_anything_starts(tmp_pat
         squatter.bind(("127.0.0.1", 0))
         squatter.listen()
         taken = squatter.getsockname()[1]
-        stack = AirflowStack(home=tmp_path / "h", project_dir=tmp_path, data_dir=tmp_path / "d", metadata_db="sqlite",
-                             extra_env={"TAXIFLOW_WORKER_LOG_PORT": str(taken)})
+        stack = AirflowStack(home=tmp_path / "h", project_dir=tmp_path, data_dir=tmp_path / "d",
+                             extra_env={**EXTERNAL_DB, "TAXIFLOW_WORKER_LOG_PORT": str(taken)})
         with pytest.raises(RuntimeError, match=f"port {taken} \\(log-server; set TAXIFLOW_WORKER_LOG_PORT\\)"):
             stack.start()
         assert stack.supervisord.pid() is None and not stack.status()  # nothing was started
@@ -250,6 +227,9 @@ def test_supervisord_restarts_a_killed_program_ends_what_it_left_and_stop_leaves
     sup.config.write_text(render_config(tmp_path, tmp_path / "logs", programs, {"first": ["second"]}))
     sup.start({**os.environ})
     sid = sup.pid()
+    assert sup.processes()["first"]["statename"] == "STOPPED"  # a program starts when asked, then stays up
+    for name in ("first", "second"):
+        sup.rpc().startProcess(name, False)
 
     def running() -> dict[str, int]:
         deadline = time.monotonic() + 30
