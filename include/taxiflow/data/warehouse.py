@@ -208,14 +208,25 @@ class MonthInputs:
         return ";".join(parts)
 
 
-def month_inputs(partition: Partition, paths: DataPaths | None = None) -> MonthInputs | None:
-    """The month's own published partition and the adjacent ones holding strays for it; None if unpublished."""
-    own = published_trips(partition, paths)
+def month_inputs(
+    partition: Partition,
+    paths: DataPaths | None = None,
+    known: Mapping[Partition, PublishedTrips | None] | None = None,
+) -> MonthInputs | None:
+    """The month's own published partition and the adjacent ones holding strays for it; None if unpublished.
+
+    ``known``: partitions already read (by ``connect``, which reads every summary once).
+    """
+
+    def published(of: Partition) -> PublishedTrips | None:
+        return known.get(of) if known is not None else published_trips(of, paths)
+
+    own = published(partition)
     if own is None:
         return None
     neighbours = []
     for month in adjacent_months(partition.month):
-        other = published_trips(Partition(partition.source, month), paths)
+        other = published(Partition(partition.source, month))
         if other is not None and other.strays_for(partition.month):
             neighbours.append(other)
     return MonthInputs(own, tuple(neighbours))
@@ -315,8 +326,9 @@ def connect(paths: DataPaths | None = None) -> duckdb.DuckDBPyConnection:
     con = duckdb_connection(paths)
     create_zones_table(con, paths)
     selects, params = [], []
-    for partition in published_partitions(paths):
-        inputs = month_inputs(partition, paths)
+    known = {partition: published_trips(partition, paths) for partition in published_partitions(paths)}
+    for partition in known:
+        inputs = month_inputs(partition, paths, known)
         if inputs is None:  # unpublished since it was listed
             continue
         sql, sql_params = counted_trips_sql(inputs)
