@@ -26,7 +26,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from taxiflow.config import DATA_DIR_ENV, DataPaths
+from taxiflow.config import DATA_DIR_ENV, DataPaths, Partition
 from taxiflow.data import ingest
 from taxiflow.data.storage import data_paths
 
@@ -57,9 +57,10 @@ json.dump({"seconds": time.perf_counter() - started, "points": len(lon), "in_a_z
 _INGEST_CHILD = """
 import json, sys, time
 import duckdb
+from taxiflow.config import Partition
 from taxiflow.data import ingest
 started = time.perf_counter()
-summary = ingest.process_partition(sys.argv[1], sys.argv[2])
+summary = ingest.process_partition(Partition(sys.argv[1], sys.argv[2]))
 json.dump({"seconds": time.perf_counter() - started, "rows_read": summary["rows_read"],
            "rows_written": summary["rows_written"], "rows_unknown_zone": summary["rows_unknown_zone"]}, sys.stdout)
 """
@@ -194,14 +195,14 @@ def write_fhvhv_month(path: Path, rows: int) -> None:
 def _prepare(paths: DataPaths, source: str, month: str, rows: int, writer) -> None:
     import pyarrow.parquet as pq
 
-    landing = paths.landing_dir(source, month)
+    landing = paths.landing_dir(Partition(source, month))
     file = landing / f"{source}_tripdata_{month}.parquet"
     if not (file.is_file() and pq.ParquetFile(file).metadata.num_rows == rows):
         shutil.rmtree(landing, ignore_errors=True)
         landing.mkdir(parents=True)
         writer(file, rows)
         (landing / "_SUCCESS").touch()
-    ingest.copy_to_raw(source, month, paths)
+    ingest.copy_to_raw(Partition(source, month), paths)
 
 
 def _ingest_rows(paths: DataPaths, source: str, month: str, label: str, rows_target: int | None) -> list[dict]:

@@ -116,7 +116,7 @@ def _load_baseline(db_file: Path, months: list[str], paths: DataPaths) -> None:
         if not con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = 'zones'").fetchone()[0]:
             warehouse.create_zones_table(con, paths)
         for month in months:
-            trips_file = paths.trips_dir(Partition("yellow", month)) / "trips.parquet"
+            trips_file = warehouse.trips_file(Partition("yellow", month), paths)  # the published version
             exists = con.execute(
                 "SELECT count(*) FROM duckdb_tables() WHERE table_name = 'trips'"
             ).fetchone()[0]

@@ -2,14 +2,18 @@
 ### Create metrics for one ingested partition
 
 Triggered by `ingest_taxi_trips` (one run per source and month, conf `{"source", "month"}`);
-`schedule=None`. Aggregates the normalised trips of that partition by pickup date × hour × pickup
-borough and zone (trips, passengers, distance, fare, tip, total) into
-`warehouse/metrics/hourly_zone/` and `warehouse/metrics/hourly_borough/`, replacing the partition
-(idempotent per source and month). Then refreshes the weekly summary of the source,
-`outputs/trips_by_week_<source>.csv` (week, trips, passengers, total_amount, distance).
+`schedule=None`. Aggregates the trips that month counts by pickup date × hour × pickup borough
+and zone (trips, passengers, distance, fare, tip, total) into `warehouse/metrics/hourly_zone/` and
+`warehouse/metrics/hourly_borough/`, replacing the partition (idempotent per source and month).
+Then rebuilds the metrics of the month before and after if the strays they count changed (see
+below), and refreshes the weekly summary of the source, `outputs/trips_by_week_<source>.csv`
+(week, trips, passengers, total_amount, distance).
 
 Trip counts are by **pickup date**: a trip filed in January's file that started on 31 December
-counts on 31 December. `borough_report` reads these metrics, never the raw trips.
+counts on 31 December, in December's metrics, once (not if December's own file lists it too).
+So ingesting January can change December's metrics: this run rebuilds them, and its success means
+both are done. One `build_metrics` at a time (across hosts), so a month's last build saw every
+partition published before it. `borough_report` reads these metrics, never the raw trips.
 
 Re-compute a partition by hand:
 
@@ -29,12 +33,14 @@ from taxiflow.components.params import month_param_schemas
 from taxiflow.config import METRICS_DAG_ID, Partition
 
 
-@task(multiple_outputs=False)  # one dict for the next task, not one XCom per key
+# One dict for the next task, not one XCom per key; one at a time across hosts: a month's metrics
+# read its neighbours' strays, and the last build of a month must have seen every partition.
+@task(multiple_outputs=False, max_active_tis_per_dag=1)
 def build_metrics(params=None) -> dict:
-    """Replace this partition's `hourly_zone` and `hourly_borough` metrics (`taxiflow.data.metrics`)."""
+    """Replace this month's metrics, and its neighbours' if their strays changed (`taxiflow.data.metrics`)."""
     from taxiflow.data import metrics
 
-    return metrics.build_metrics(Partition(params["source"], params["month"]))
+    return metrics.refresh_metrics(Partition(params["source"], params["month"]))
 
 
 # One at a time across every host (a file lock holds on one host only): the last writer saw every partition.

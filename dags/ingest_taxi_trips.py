@@ -17,14 +17,17 @@ add `fhv` and `fhvhv` for the for-hire vehicles, or say `all`), waits for the so
   fails the source's branch at once, naming the file; nothing of it is read or copied.
 * **copy** stages the drop beside raw (`raw/<source>/.<YYYY-MM>.staged/`).
 * **process** validates the staged files (columns, readable, at most 1 % of rows outside the month)
-  and only then swaps them in as `raw/<source>/<YYYY-MM>/` together with the new warehouse
-  partition `warehouse/trips/source=<source>/month=<YYYY-MM>/` (re-running replaces it, never
-  duplicates). A refused re-drop fails the task, saying that the last good raw copy and partition
-  were kept. Only the month's own pickups are stored; stray rows of other months and rows that
-  cannot be parsed are counted in the log and in the partition's `_summary.json`.
+  and only then swaps them in as `raw/<source>/<YYYY-MM>/` together with a new version of the
+  warehouse partition `warehouse/trips/source=<source>/month=<YYYY-MM>/`, published by writing its
+  `_summary.json` last (re-running replaces it, never duplicates; readers never see old and new
+  mixed). A refused re-drop fails the task, saying that the last good raw copy and partition were
+  kept. Trips that started in the month before or after (a few per TLC file) are stored too and
+  count in the month they started, once; rows further away or that cannot be parsed are counted
+  in the log and in `_summary.json`, not stored.
 * **trigger** starts `create_metrics` for that source and month and waits (deferred, in the
   triggerer; `TAXIFLOW_METRICS_POKE_INTERVAL`, default 10 s) until it finishes, so its success
-  means "metrics done": `borough_report` gates on it.
+  means "metrics done", the adjacent months' included when this month's strays changed them:
+  `borough_report` gates on it.
 
 Every column-name era TLC has published since 2009 is read (yellow and green trips before 2016-07
 carry coordinates, placed in their taxi zone on the way). A month before TLC published a source

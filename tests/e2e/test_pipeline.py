@@ -21,6 +21,14 @@ from taxiflow.config import DAY_NAMES, INGEST_DAG_ID, METRICS_DAG_ID, REPORT_DAG
 pytestmark = pytest.mark.e2e
 
 PICKUP_COLUMNS = {"yellow": "tpep_pickup_datetime", "green": "lpep_pickup_datetime"}
+# The columns of TLC's files that identify a trip (what the warehouse keeps of it).
+TRIP_COLUMNS = {
+    "VendorID", "tpep_pickup_datetime", "tpep_dropoff_datetime", "lpep_pickup_datetime", "lpep_dropoff_datetime",
+    "PULocationID", "DOLocationID", "passenger_count", "trip_distance", "fare_amount", "tip_amount",
+    "total_amount", "payment_type",
+}
+ADJACENT = {"2023-11": ["2023-10", "2023-12"], "2023-12": ["2023-11", "2024-01"], "2024-01": ["2023-12", "2024-02"],
+            "2024-02": ["2024-01", "2024-03"]}
 
 
 def drop(landing: Path, source: str, month: str, files: list[Path], success: bool = True) -> None:
@@ -36,15 +44,24 @@ def drop(landing: Path, source: str, month: str, files: list[Path], success: boo
 def expected_counts(
     files: list[tuple[str, str, Path]], zone_table: Path, borough: str, start: str, end: str
 ) -> pd.DataFrame:
-    """Trips per hour and day, by pandas. Each month's partition keeps only that month's pickups
-    (a file's few stray rows of other months are reported, not stored), so the same here."""
+    """Trips per hour and day, by pandas. A trip counts in the month it started: each file's own
+    month, plus the rows it lists of an adjacent month that was ingested too, unless that month's
+    own file lists the same trip (every column equal), each once."""
     zones = pd.read_csv(zone_table, keep_default_na=False)
-    frames = []
+    own, strays = [], []
     for source, month, path in files:
-        trips = pd.read_parquet(path, columns=[PICKUP_COLUMNS[source], "PULocationID"])
-        trips = trips.set_axis(["pickup_at", "zone"], axis=1)
-        frames.append(trips[trips["pickup_at"].dt.strftime("%Y-%m") == month])
-    trips = pd.concat(frames).merge(zones, left_on="zone", right_on="LocationID", how="left")
+        trips = pd.read_parquet(path)
+        trips = trips[[column for column in trips.columns if column in TRIP_COLUMNS]].rename(
+            columns={PICKUP_COLUMNS[source]: "pickup_at", "PULocationID": "zone"})
+        trips = trips.assign(source=source, pickup_month=trips["pickup_at"].dt.strftime("%Y-%m"))
+        adjacent = [m for m in ADJACENT[month] if (source, m) in {(s, m) for s, m, _ in files}]
+        own.append(trips[trips["pickup_month"] == month])
+        strays.append(trips[trips["pickup_month"].isin(adjacent)])
+    own_trips = pd.concat(own)
+    stray_trips = pd.concat(strays).drop_duplicates()
+    listed = stray_trips.merge(own_trips.drop_duplicates(), how="left", indicator=True)
+    trips = pd.concat([own_trips, listed[listed["_merge"] == "left_only"].drop(columns="_merge")])
+    trips = trips.merge(zones, left_on="zone", right_on="LocationID", how="left")
     trips = trips[(trips["Borough"] == borough) & (trips["pickup_at"] >= start) & (trips["pickup_at"] < end)]
     counts = (
         trips.assign(hour_of_day=trips["pickup_at"].dt.hour, day_of_week=trips["pickup_at"].dt.day_name())
@@ -117,7 +134,8 @@ def test_complete_months_are_ingested_and_metrics_triggered(pipeline):
             assert confs[source, month] == "success"
     summary = json.loads((stack.data_dir / "warehouse/trips/source=green/month=2023-12/_summary.json").read_text())
     assert summary["rows_written"] + summary["rows_rejected"] + summary["rows_outside_month"] == 64215
-    assert summary["rows_outside_month_by_month"] == {"2023-11": 4}  # TLC's stray rows: counted, not stored
+    assert summary["rows_outside_month_by_month"] == {"2023-11": 4}  # TLC's stray rows of November:
+    assert summary["strays_kept_by_month"] == {"2023-11": 4}  # kept to count in November once it is ingested
     assert (stack.data_dir / "outputs" / "trips_by_week_green.csv").exists()
 
 
@@ -157,6 +175,14 @@ def test_report_by_cli_matches_an_independent_count(pipeline):
     assert len(merged) == 168
     assert (merged["num_trips_expected"] == merged["num_trips_report"]).all()
     assert report["num_trips"].sum() > 1000
+    # January's green file lists a Manhattan trip of Sunday 2023-12-31 23:38:54 that December's does
+    # not: it counts in December's metrics (whichever month the backfill ingested first), once.
+    green = pd.read_parquet(stack.data_dir / "warehouse/metrics/hourly_borough/source=green")
+    green = green[(green["borough"] == "Manhattan") & (green["pickup_hour"] == 23)]
+    sundays = pd.to_datetime(green["pickup_date"]).dt.day_name() == "Sunday"
+    in_range = (green["pickup_date"] >= pd.Timestamp("2023-12-18").date()) & (
+        green["pickup_date"] < pd.Timestamp("2024-01-08").date())
+    assert green[sundays & in_range]["trips"].sum() == 52
     log = task_log(stack, REPORT_DAG_ID, "report_cli", "render_report")
     assert str(csv) in log and str(png) in log
     gate_log = task_log(stack, REPORT_DAG_ID, "report_cli", "wait_for_ingest")  # ExternalTaskSensor's poke
@@ -204,10 +230,16 @@ def test_a_second_drop_replaces_the_partition(pipeline):
     assert summary["rows_written"] + summary["rows_rejected"] + summary["rows_outside_month"] == 1000
     raw = stack.data_dir / "raw/green/2024-01"
     assert sorted(p.name for p in raw.iterdir()) == ["green_tripdata_2024-01_v2.parquet"]
-    trips = pd.read_parquet(stack.data_dir / "warehouse/trips/source=green/month=2024-01")
-    assert len(trips) == summary["rows_written"]
+    folder = stack.data_dir / "warehouse/trips/source=green/month=2024-01"
+    assert sorted(p.name for p in folder.iterdir()) == ["_summary.json", summary["version"]]  # the old one is gone
+    trips = pd.read_parquet(folder / summary["version"] / "trips.parquet")
+    assert len(trips) == summary["rows_written"] + summary["rows_strays_kept"]
     metrics = pd.read_parquet(stack.data_dir / "warehouse/metrics/hourly_borough/source=green/month=2024-01")
     assert metrics["trips"].sum() == summary["rows_written"]
+    # December counts the strays of January's new file, not those of the file it replaced.
+    december = json.loads((stack.data_dir / "warehouse/trips/source=green/month=2023-12/_summary.json").read_text())
+    metrics = pd.read_parquet(stack.data_dir / "warehouse/metrics/hourly_borough/source=green/month=2023-12")
+    assert metrics["trips"].sum() == december["rows_written"] + summary["strays_kept_by_month"].get("2023-12", 0)
 
 
 def test_files_landing_while_the_sensor_waits_are_picked_up(pipeline):

@@ -34,7 +34,7 @@ def s3_stack(seaweedfs, tmp_path_factory):
 
 
 def test_a_month_in_a_bucket_is_ingested_and_reported_with_the_right_numbers(s3_stack, tlc_dir, monkeypatch):
-    from taxiflow.data import storage, warehouse
+    from taxiflow.data import ingest, storage, warehouse
     from taxiflow.local.demo import generate_month
     from taxiflow.reports.outputs import read_report
 
@@ -74,7 +74,10 @@ def test_a_month_in_a_bucket_is_ingested_and_reported_with_the_right_numbers(s3_
     merged = expected.merge(numbers, on=["hour_of_day", "day_of_week"], suffixes=("_expected", "_report"))
     assert len(merged) == 168 and numbers["num_trips"].sum() > 1000
     assert (merged["num_trips_expected"] == merged["num_trips_report"]).all()
-    assert storage.files_below(root.warehouse / "trips") == [
-        f"source={s}/month=2024-01/{f}" for s in ("green", "yellow") for f in ("_summary.json", "trips.parquet")
-    ]
+    expected_files = []
+    for source in ("green", "yellow"):  # one version per partition, the one its _summary.json names
+        version = ingest.read_summary(Partition(source, "2024-01"))["version"]
+        names = ("_summary.json", f"{version}/trips.parquet")
+        expected_files += [f"source={source}/month=2024-01/{name}" for name in names]
+    assert storage.files_below(root.warehouse / "trips") == expected_files
     assert list(local_data.rglob("*")) == []  # nothing was written to the local disk's data folder

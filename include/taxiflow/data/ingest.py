@@ -1,12 +1,15 @@
 """From a landing drop to one normalised warehouse partition of trips, validated before it replaces anything.
 
 ``copy_to_raw`` copies the drop into a **staged** copy beside raw (``raw/<source>/.<month>.staged/``);
-``process_partition`` validates the staged files, writes the new partition under a hidden name and
-only then swaps both in: the staged copy becomes ``raw/<source>/<month>/`` and the new file becomes
-``warehouse/trips/source=<source>/month=<month>/trips.parquet`` (plus ``_summary.json``, which lists
-the raw files it was built from). A refused drop (``DropRefused``) leaves the previous raw copy and
-partition exactly as they were, and its message says so. With nothing staged, ``process_partition``
-rebuilds the partition from the current raw copy.
+``process_partition`` validates the staged files, writes the new partition as a fresh version
+(``warehouse/trips/source=<source>/month=<month>/<version>/trips.parquet``) and only then swaps both
+in: the staged copy becomes ``raw/<source>/<month>/``, and ``_summary.json`` (which lists the raw
+files it was built from) is written last, naming the new version, with a conditional write
+(``taxiflow.data.versions``); the superseded version is then deleted. Readers follow
+``_summary.json``, so a re-ingest never shows old and new mixed, on local disk or S3. A refused
+drop (``DropRefused``) leaves the previous raw copy and partition exactly as they were, and its
+message says so. With nothing staged, ``process_partition`` rebuilds the partition from the current
+raw copy.
 
 Each file's header is matched to one of its source's column eras (``taxiflow.data.eras``: every
 header TLC has used since 2009, as data); trips of a longitude/latitude era (yellow and green
@@ -16,25 +19,30 @@ whose header matches no era is refused, naming what it lacks; so is a drop mixin
 A file is refused whole when a column a row needs is missing, or when more than
 ``MAX_OUTSIDE_MONTH_SHARE`` (1 %) of its rows have pickups outside the folder's month: it was
 dropped under the wrong month (the message says how many rows and which months they belong to).
-Real TLC months have a few stray rows (at most 0.02 % in the files we test with); those are counted
-per month in ``rows_outside_month_by_month`` and **not stored**: a partition holds only its own
-month's pickups, so no trip can be counted by two partitions.
+
+Real TLC months list a few trips that started in another month (at most 0.02 % in the files we
+test with): **strays**. A stray that started in the month just before or after the file's month
+is stored with the partition (``rows_strays_kept``, by month in ``strays_kept_by_month``) and
+counted in the month it started, once (``warehouse.counted_trips_sql``: not if that month's own
+files list the same trip, and a re-drop replaces what the file contributed). A stray further away
+(TLC files hold junk dates such as 2002 or 2088) is counted in ``rows_strays_dropped`` and not
+stored: it would otherwise open a month nobody drops.
 
 A row is rejected (counted, not written) when its pickup time is missing or unparseable: it cannot
 be placed in time. Pickup zone ids that are NULL or missing from the zone table are kept
 (``rows_unknown_zone``; metrics file them as "Unknown"). A value that does not fit its type (``abc``
 as a fare) becomes NULL on that row only. ``rows_read = rows_written + rows_rejected +
-rows_outside_month``. Error messages name files and columns, never a file's contents.
+rows_outside_month`` and ``rows_outside_month = rows_strays_kept + rows_strays_dropped``
+(``rows_written`` counts the month's own trips). Error messages name files and columns, never a
+file's contents.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import re
-import uuid
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -44,8 +52,7 @@ from taxiflow.config import (
     DataPaths,
     Partition,
 )
-from taxiflow.data import eras, storage, warehouse
-from taxiflow.data.files import write_text_atomically
+from taxiflow.data import eras, storage, versions, warehouse
 from taxiflow.data.landing import UnsafeDropError
 from taxiflow.data.raw import copy_to_raw, data_files_in, promote_staged, raw_files, staged_dir
 from taxiflow.data.storage import data_paths
@@ -256,8 +263,9 @@ def process_partition(partition: Partition, paths: DataPaths | None = None) -> d
     """Validate the staged drop (or the current raw copy), then swap in raw and partition; return the summary.
 
     Raises ``DropRefused`` (nothing replaced, the message says what was kept) when a file lacks a
-    column, cannot be read, or belongs mostly to another month. Re-running replaces the partition,
-    never appends.
+    column, cannot be read, or belongs mostly to another month. Re-running replaces the partition
+    (a new version), never appends; ``versions.PreconditionFailed`` if another writer published
+    the partition meanwhile (nothing of this run stays).
     """
     source, month = partition.source, partition.month
     paths = paths or data_paths()
@@ -268,9 +276,14 @@ def process_partition(partition: Partition, paths: DataPaths | None = None) -> d
             f"no raw files for source {source!r}, month {month!r} in {paths.raw_dir(partition)}: "
             f"run copy_to_raw first"
         )
-    month_start, month_end = _month_bounds(partition.first_day)
-    target = warehouse.trips_file(partition, paths)
-    pending = target.with_name(f".{target.name}.{uuid.uuid4().hex}.pending")
+    month_start, month_end = warehouse.month_bounds(month)
+    neighbours = warehouse.adjacent_months(month)
+    window_start = min(warehouse.month_bounds(m)[0] for m in [month, *neighbours])
+    window_end = max(warehouse.month_bounds(m)[1] for m in [month, *neighbours])
+    folder = paths.trips_dir(partition)
+    previous = versions.read_marker(folder, warehouse.SUMMARY_FILE)
+    version = versions.new_version()
+    target = folder / version / warehouse.TRIPS_FILE
 
     con = warehouse.duckdb_connection(paths)
     try:
@@ -291,27 +304,30 @@ def process_partition(partition: Partition, paths: DataPaths | None = None) -> d
         rows_read = sum(s["rows_read"] for s in stats)
         rows_rejected = sum(s["rows_rejected"] for s in stats)
         rows_outside = sum(s["rows_outside_month"] for s in stats)
-        trips_sql, trips_params = _trips_query(raws, month_start, month_end)
-        written = warehouse.write_parquet_atomically(
-            con, trips_sql, trips_params, pending, expected_rows=rows_read - rows_rejected - rows_outside
+        outside_by_month: dict[str, int] = {}
+        for s in stats:
+            for other, count in s["outside_by_month"].items():
+                outside_by_month[other] = outside_by_month.get(other, 0) + count
+        strays_kept = {m: outside_by_month[m] for m in neighbours if outside_by_month.get(m)}
+        trips_sql, trips_params = _trips_query(raws, window_start, window_end)
+        stored = warehouse.write_parquet_atomically(
+            con, trips_sql, trips_params, target,
+            expected_rows=rows_read - rows_rejected - rows_outside + sum(strays_kept.values()),
         )
+    except BaseException:
+        versions.remove_version(folder, version)
+        raise
     finally:
         con.close()
 
-    try:
-        if staged:
-            promote_staged(partition, paths)
-            files = raw_files(partition, paths)
-        storage.move(pending, target)
-    finally:
-        storage.remove(pending)
-    outside_by_month: dict[str, int] = {}
-    for s in stats:
-        for other, count in s["outside_by_month"].items():
-            outside_by_month[other] = outside_by_month.get(other, 0) + count
+    if staged:
+        promote_staged(partition, paths)
+        files = raw_files(partition, paths)
+    rows_strays_kept = sum(strays_kept.values())
     summary: dict[str, Any] = {
         "source": source,
         "month": month,
+        "version": version,
         "files": [
             {"name": s["name"], "rows_read": s["rows_read"], "rows_rejected": s["rows_rejected"],
              "rows_outside_month": s["rows_outside_month"], **_file_details(s)}
@@ -319,7 +335,7 @@ def process_partition(partition: Partition, paths: DataPaths | None = None) -> d
         ],
         "raw_files": [{"name": f.name, "bytes": storage.info(f)["size"]} for f in files],
         "rows_read": rows_read,
-        "rows_written": written,
+        "rows_written": stored - rows_strays_kept,
         "rows_rejected": rows_rejected,
         "rows_rejected_by_reason": {
             REJECT_PICKUP_MISSING: sum(s[REJECT_PICKUP_MISSING] for s in stats),
@@ -327,22 +343,32 @@ def process_partition(partition: Partition, paths: DataPaths | None = None) -> d
         },
         "rows_outside_month": rows_outside,
         "rows_outside_month_by_month": dict(sorted(outside_by_month.items())),
+        "rows_strays_kept": rows_strays_kept,
+        "strays_kept_by_month": strays_kept,
+        "rows_strays_dropped": rows_outside - rows_strays_kept,
         "rows_unknown_zone": sum(s["rows_unknown_zone"] for s in stats),
         "pickup_min": _iso(min((s["pickup_min"] for s in stats if s["pickup_min"]), default=None)),
         "pickup_max": _iso(max((s["pickup_max"] for s in stats if s["pickup_max"]), default=None)),
         "path": storage.url(target),
         "written_at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
-    write_text_atomically(target.with_name(warehouse.SUMMARY_FILE), json.dumps(summary, indent=2) + "\n")
+    try:
+        versions.publish(folder, warehouse.SUMMARY_FILE, summary, replaces=previous)
+    except BaseException:
+        versions.remove_version(folder, version)
+        raise
+    versions.remove_superseded(folder, version, legacy_files=(warehouse.TRIPS_FILE,))
     by_reason = summary["rows_rejected_by_reason"]
     log.info(
-        "Ingested %s %s%s: %d file(s), %d rows read, %d written, %d rejected (%d without pickup time, "
-        "%d unparseable), %d outside the month and not stored (%s), %d with an unknown pickup zone",
-        source, month, " (new drop validated and swapped in)" if staged else " (rebuilt from raw)",
-        len(files), rows_read, written, rows_rejected,
+        "Ingested %s %s%s as version %s: %d file(s), %d rows read, %d written, %d rejected (%d without "
+        "pickup time, %d unparseable), %d outside the month (%s): %d stored to count in the month they "
+        "started (%s), %d further away and not stored; %d with an unknown pickup zone",
+        source, month, " (new drop validated and swapped in)" if staged else " (rebuilt from raw)", version,
+        len(files), rows_read, summary["rows_written"], rows_rejected,
         by_reason[REJECT_PICKUP_MISSING], by_reason[REJECT_PICKUP_UNPARSEABLE], rows_outside,
         ", ".join(f"{n} in {m}" for m, n in summary["rows_outside_month_by_month"].items()) or "none",
-        summary["rows_unknown_zone"],
+        rows_strays_kept, ", ".join(f"{n} in {m}" for m, n in strays_kept.items()) or "none",
+        summary["rows_strays_dropped"], summary["rows_unknown_zone"],
     )
     return summary
 
@@ -369,11 +395,11 @@ def _refusal(partition: Partition, problem: str, staged: bool, paths: DataPaths)
     if not staged:
         return f"{source} {month}: {problem}. Nothing was replaced."
     kept_raw = raw_files(partition, paths)
-    target = warehouse.trips_file(partition, paths)
-    if kept_raw or target.exists():
+    published = warehouse.published_trips(partition, paths) is not None
+    if kept_raw or published:
         kept = (
             f"the last good raw copy (raw/{source}/{month}/: {', '.join(f.name for f in kept_raw) or 'empty'}) "
-            f"and warehouse partition ({'present' if target.exists() else 'none'}) are kept as they were"
+            f"and warehouse partition ({'present' if published else 'none'}) are kept as they were"
         )
     else:
         kept = "nothing had been ingested for this month before, and nothing was written"
@@ -381,15 +407,18 @@ def _refusal(partition: Partition, problem: str, staged: bool, paths: DataPaths)
 
 
 def read_summary(partition: Partition, paths: DataPaths | None = None) -> dict[str, Any]:
-    """The ``_summary.json`` of one trips partition."""
-    path = warehouse.trips_file(partition, paths)
-    return json.loads(path.with_name(warehouse.SUMMARY_FILE).read_text(encoding="utf-8"))
+    """The ``_summary.json`` of one published trips partition (``FileNotFoundError`` if none)."""
+    published = warehouse.published_trips(partition, paths)
+    if published is None:
+        raise FileNotFoundError(f"no published trips partition for {partition}")
+    return published.summary
 
 
 def _trips_query(
-    raws: list[RawFile], month_start: datetime, month_end: datetime
+    raws: list[RawFile], window_start: datetime, window_end: datetime
 ) -> tuple[str, list[Any]]:
-    """Every file's rows with a pickup inside the month, in ``TRIP_SCHEMA`` order and types."""
+    """Every file's rows with a pickup inside the window (the month and its strays kept), in
+    ``TRIP_SCHEMA`` order and types."""
     selects = []
     for raw in raws:
         expressions = ", ".join(
@@ -399,7 +428,7 @@ def _trips_query(
     union = " UNION ALL ".join(selects)
     return (
         f"SELECT * FROM ({union}) WHERE pickup_at >= ? AND pickup_at < ?",
-        [*(storage.duckdb_path(r.source_path) for r in raws), month_start, month_end],
+        [*(storage.duckdb_path(r.source_path) for r in raws), window_start, window_end],
     )
 
 
@@ -483,14 +512,6 @@ def _file_details(stats: dict[str, Any]) -> dict[str, Any]:
     many rows were placed in zones by their coordinates and how many of those fell in no zone."""
     keys = ("era", "rows_placed_by_coordinates", "rows_in_no_zone")
     return {key: stats[key] for key in keys if stats.get(key) is not None}
-
-
-def _month_bounds(first_day: date) -> tuple[datetime, datetime]:
-    """``[first instant of the month, first instant of the next)`` as naive local timestamps."""
-    start = datetime(first_day.year, first_day.month, 1)
-    if first_day.month == 12:
-        return start, datetime(first_day.year + 1, 1, 1)
-    return start, datetime(first_day.year, first_day.month + 1, 1)
 
 
 def _iso(value: datetime | None) -> str | None:

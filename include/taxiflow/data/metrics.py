@@ -1,10 +1,18 @@
 """Hourly metrics per pickup zone and borough, and the weekly summary CSV of a source.
 
-``build_metrics`` turns one trips partition into one partition of each metrics table; reports read
-those small tables, never the trips. Trips count on their **pickup** date and hour, taken straight
-from ``pickup_at`` (naive New York local time, as TLC publishes it), so a trip in January's file
-that started on 31 December counts on 31 December. Pickup zones missing from the zone table (or
-NULL) count under borough and zone "Unknown".
+``build_metrics`` turns the trips a month counts into one partition of each metrics table; reports
+read those small tables, never the trips. Trips count on their **pickup** date and hour, taken
+straight from ``pickup_at`` (naive New York local time, as TLC publishes it). A month counts its own
+partition's trips and the strays its neighbours' files list for it (``warehouse.counted_trips_sql``),
+so a trip in January's file that started on 31 December counts on 31 December, in December's
+metrics, once. Pickup zones missing from the zone table (or NULL) count under borough and zone
+"Unknown".
+
+Each metrics file records the trips versions it was built from (parquet key-value metadata
+``taxiflow_inputs``). When an ingest publishes a month, ``refresh_metrics`` rebuilds that month and
+every adjacent month whose inputs changed (new strays for it, or strays gone with a re-drop).
+Callers run one ``refresh_metrics`` at a time (``create_metrics``: ``max_active_tis_per_dag=1``), so
+a month's last build always saw every version published before it started.
 
 ``hourly_zone``: pickup_date DATE, pickup_hour TINYINT (0-23), pickup_zone_id INTEGER, borough,
 zone VARCHAR, trips, passengers BIGINT, distance, fare, tip, total DOUBLE (sums over the trips).
@@ -43,7 +51,7 @@ _HOURLY_ZONE_SQL = """
            CAST(coalesce(sum(trips.fare_amount), 0) AS DOUBLE) AS fare,
            CAST(coalesce(sum(trips.tip_amount), 0) AS DOUBLE) AS tip,
            CAST(coalesce(sum(trips.total_amount), 0) AS DOUBLE) AS total
-    FROM read_parquet(?, hive_partitioning = false) AS trips
+    FROM ({counted}) AS trips
     LEFT JOIN zones ON zones.zone_id = trips.pickup_zone_id
     GROUP BY ALL
 """
@@ -74,32 +82,50 @@ _WEEKLY_SQL = """
 """
 
 
+INPUTS_KEY = "taxiflow_inputs"
+
+
 def build_metrics(partition: Partition, paths: DataPaths | None = None) -> dict[str, Any]:
-    """Write the ``hourly_zone`` and ``hourly_borough`` partitions of one trips partition.
+    """Write the ``hourly_zone`` and ``hourly_borough`` partitions of the trips one month counts.
 
     Each partition replaces the previous one atomically, so re-running is idempotent. Returns
     row and trip counts for the task log.
     """
-    source, month = partition.source, partition.month
     paths = paths or data_paths()
-    trips_file = warehouse.trips_file(partition, paths)
-    if not trips_file.is_file():
-        raise FileNotFoundError(
-            f"no trips partition for source {source!r}, month {month!r}: {trips_file} does not "
-            f"exist (ingest that month first)"
-        )
+    for _attempt in range(3):
+        inputs = warehouse.month_inputs(partition, paths)
+        if inputs is None:
+            raise FileNotFoundError(
+                f"no trips partition for source {partition.source!r}, month {partition.month!r}: "
+                f"{storage.url(paths.trips_dir(partition))} has no {warehouse.SUMMARY_FILE} (ingest that month first)"
+            )
+        try:
+            return _build(partition, inputs, paths)
+        except Exception:
+            # A re-ingest of an input published a new version (and removed the one being read) meanwhile:
+            # build again from the new versions. Any other failure is raised as it is.
+            now = warehouse.month_inputs(partition, paths)
+            if now is not None and now.fingerprint == inputs.fingerprint:
+                raise
+    raise RuntimeError(f"the trips of {partition} and its neighbours kept changing while their metrics were built")
+
+
+def _build(partition: Partition, inputs: warehouse.MonthInputs, paths: DataPaths) -> dict[str, Any]:
+    source, month = partition.source, partition.month
+    counted, counted_params = warehouse.counted_trips_sql(inputs)
+    recorded = {INPUTS_KEY: inputs.fingerprint}
     con = warehouse.duckdb_connection(paths)
     try:
         warehouse.create_zones_table(con, paths)
         con.sql(
-            _HOURLY_ZONE_SQL, params=[UNKNOWN_BOROUGH, UNKNOWN_BOROUGH, storage.duckdb_path(trips_file)]
+            _HOURLY_ZONE_SQL.format(counted=counted), params=[UNKNOWN_BOROUGH, UNKNOWN_BOROUGH, *counted_params]
         ).to_table(HOURLY_ZONE)
         zone_rows = warehouse.write_parquet_atomically(
-            con, _HOURLY_ZONE_OUT_SQL, [], warehouse.metrics_file(HOURLY_ZONE, partition, paths)
+            con, _HOURLY_ZONE_OUT_SQL, [], warehouse.metrics_file(HOURLY_ZONE, partition, paths), metadata=recorded
         )
         borough_rows = warehouse.write_parquet_atomically(
             con, _HOURLY_BOROUGH_OUT_SQL, [],
-            warehouse.metrics_file(HOURLY_BOROUGH, partition, paths),
+            warehouse.metrics_file(HOURLY_BOROUGH, partition, paths), metadata=recorded,
         )
         by_borough = con.execute(
             "SELECT borough, CAST(sum(trips) AS BIGINT) FROM hourly_zone GROUP BY ALL ORDER BY 2 DESC"
@@ -113,12 +139,47 @@ def build_metrics(partition: Partition, paths: DataPaths | None = None) -> dict[
         "borough_rows": borough_rows,
         "trips": sum(n for _, n in by_borough),
         "boroughs": dict(by_borough),
+        "inputs": inputs.fingerprint,
     }
     log.info(
-        "Metrics for %s %s: %d trips, %d hourly_zone rows, %d hourly_borough rows; by borough: %s",
-        source, month, result["trips"], zone_rows, borough_rows,
+        "Metrics for %s %s from %s: %d trips, %d hourly_zone rows, %d hourly_borough rows; by borough: %s",
+        source, month, inputs.fingerprint, result["trips"], zone_rows, borough_rows,
         ", ".join(f"{name} {n}" for name, n in by_borough),
     )
+    return result
+
+
+def built_from(partition: Partition, paths: DataPaths | None = None) -> str | None:
+    """The inputs the month's current metrics were built from; None if it has none (or older ones)."""
+    paths = paths or data_paths()
+    files = [warehouse.metrics_file(table, partition, paths) for table in (HOURLY_ZONE, HOURLY_BOROUGH)]
+    if not all(file.is_file() for file in files):
+        return None
+    con = warehouse.duckdb_connection(paths)
+    try:
+        found = {warehouse.read_metadata(con, file).get(INPUTS_KEY) for file in files}
+    finally:
+        con.close()
+    return found.pop() if len(found) == 1 else None
+
+
+def refresh_metrics(partition: Partition, paths: DataPaths | None = None) -> dict[str, Any]:
+    """Build the month's metrics, then rebuild each adjacent published month whose inputs changed.
+
+    An ingest of month F may add (or, re-dropped, remove) strays of F-1 and F+1: their metrics
+    are rebuilt here, so "F's metrics are done" also means its neighbours count F's strays.
+    """
+    paths = paths or data_paths()
+    result = build_metrics(partition, paths)
+    rebuilt = []
+    for month in warehouse.adjacent_months(partition.month):
+        neighbour = Partition(partition.source, month)
+        inputs = warehouse.month_inputs(neighbour, paths)
+        if inputs is None or built_from(neighbour, paths) == inputs.fingerprint:
+            continue
+        build_metrics(neighbour, paths)
+        rebuilt.append(month)
+    result["neighbours_rebuilt"] = rebuilt
     return result
 
 

@@ -225,15 +225,20 @@ def create_exclusive(target: DataPath, data: bytes) -> bool:
             raise StorageError(f"cannot create {url(target)}: {err}") from err
         return True
     target.parent.mkdir(parents=True, exist_ok=True)
-    with replacing(target.with_name(f".{target.name}.new")) as temp:
-        temp.write_bytes(data)
+    # A temporary name of its own: a shared one could be overwritten by a racing writer before the link.
+    handle, name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".new")
+    temp = Path(name)
+    try:
+        with os.fdopen(handle, "wb") as file:
+            file.write(data)
         os.chmod(temp, FILE_MODE)
         try:
             os.link(temp, target)
         except FileExistsError:
             return False
-    target.with_name(f".{target.name}.new").unlink(missing_ok=True)
-    return True
+        return True
+    finally:
+        temp.unlink(missing_ok=True)
 
 
 def etag(target: DataPath) -> str | None:

@@ -1,10 +1,21 @@
 """The warehouse: parquet partitions below ``warehouse/``, the zone table, and how to query both.
 
-Layout (every partition written whole, atomically, by one task)::
+Layout (every partition written whole by one task)::
 
-    warehouse/trips/source=<source>/month=<YYYY-MM>/trips.parquet     (+ _summary.json)
+    warehouse/trips/source=<source>/month=<YYYY-MM>/_summary.json            names the current version
+    warehouse/trips/source=<source>/month=<YYYY-MM>/<version>/trips.parquet  that version's trips
     warehouse/metrics/hourly_zone/source=<source>/month=<YYYY-MM>/part.parquet
     warehouse/metrics/hourly_borough/source=<source>/month=<YYYY-MM>/part.parquet
+
+A trips partition is published as one version (``taxiflow.data.versions``): its ``trips.parquet``
+under a fresh version folder first, ``_summary.json`` last, naming it; readers follow the summary,
+so a re-ingest never shows old and new mixed, and a partition without a summary is not there.
+
+``trips.parquet`` of month M holds the trips its files list with a pickup in M, and also their
+**strays**: trips that started in the month before or after M (TLC files list a few). A stray counts
+in the month it started, once: ``counted_trips_sql`` gives a month's trips as its own rows plus the
+strays its neighbours hold for it, minus those its own files already list (all trip columns
+equal), without duplicates. Metrics and the ``trips`` view count exactly those.
 
 There is no ``.duckdb`` database file: every task opens an in-memory DuckDB connection and reads
 and writes parquet, so concurrent tasks never meet DuckDB's single-writer lock. ``connect()`` gives
@@ -18,19 +29,25 @@ users (and the report) the same store as SQL views::
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from taxiflow.config import (
+    FIRST_MONTH,
     MONTH_PATTERN,
+    TRIP_SCHEMA,
     UNKNOWN_BOROUGH,
     DataPaths,
     Partition,
     check_source,
     duckdb_settings,
+    format_month,
+    parse_month,
 )
-from taxiflow.data import files, storage
+from taxiflow.data import files, storage, versions
 from taxiflow.data.storage import data_paths
 
 if TYPE_CHECKING:
@@ -115,8 +132,136 @@ def load_zones(paths: DataPaths | None = None) -> pd.DataFrame:
         con.close()
 
 
-def trips_file(partition: Partition, paths: DataPaths | None = None) -> Path:
-    return (paths or data_paths()).trips_dir(partition) / TRIPS_FILE
+@dataclass(frozen=True)
+class PublishedTrips:
+    """One published trips partition: its summary and the files of the version the summary names."""
+
+    partition: Partition
+    marker: versions.Marker
+    folder: storage.DataPath  # the version's folder (a partition written before versions: the partition's)
+
+    @property
+    def summary(self) -> dict[str, Any]:
+        return self.marker.document
+
+    @property
+    def version(self) -> str:
+        """The version name; ``legacy@<written_at>`` for a partition written before versions."""
+        return self.marker.version or f"legacy@{self.summary.get('written_at', '')}"
+
+    @property
+    def trips_file(self) -> storage.DataPath:
+        return self.folder / TRIPS_FILE
+
+    def strays_for(self, month: str) -> int:
+        """How many of its stored strays started in ``month``."""
+        return int(self.summary.get("strays_kept_by_month", {}).get(month, 0))
+
+
+def published_trips(partition: Partition, paths: DataPaths | None = None) -> PublishedTrips | None:
+    """The partition's current version, as its ``_summary.json`` names it; None if it has none."""
+    found = versions.current_version((paths or data_paths()).trips_dir(partition), SUMMARY_FILE)
+    if found is None:
+        return None
+    marker, folder = found
+    return PublishedTrips(partition, marker, folder)
+
+
+def trips_file(partition: Partition, paths: DataPaths | None = None) -> storage.DataPath:
+    """The published ``trips.parquet`` of a partition (its month's trips and the strays it keeps).
+
+    Unpublished: a path that does not exist. Readers that must not see a re-ingest mid-way
+    take ``published_trips`` once and read its ``trips_file``.
+    """
+    published = published_trips(partition, paths)
+    if published is None:
+        return (paths or data_paths()).trips_dir(partition) / TRIPS_FILE
+    return published.trips_file
+
+
+def adjacent_months(month: str) -> list[str]:
+    """The month before and the month after ``month`` (none before TLC's first month)."""
+    first = parse_month(month)
+    before = date(first.year - 1, 12, 1) if first.month == 1 else date(first.year, first.month - 1, 1)
+    after = date(first.year + 1, 1, 1) if first.month == 12 else date(first.year, first.month + 1, 1)
+    return [format_month(day) for day in (before, after) if day >= FIRST_MONTH]
+
+
+def month_bounds(month: str) -> tuple[datetime, datetime]:
+    """``[first instant of the month, first instant of the next)`` as naive local timestamps."""
+    first = parse_month(month)
+    end = date(first.year + 1, 1, 1) if first.month == 12 else date(first.year, first.month + 1, 1)
+    return datetime(first.year, first.month, 1), datetime(end.year, end.month, 1)
+
+
+@dataclass(frozen=True)
+class MonthInputs:
+    """What a month's counted trips are made of: its own partition and the neighbours holding its strays."""
+
+    own: PublishedTrips
+    neighbours: tuple[PublishedTrips, ...]
+
+    @property
+    def fingerprint(self) -> str:
+        """Names every input version: metrics built from other versions are stale."""
+        parts = [f"{p.partition.month}@{p.version}" for p in (self.own, *self.neighbours)]
+        return ";".join(parts)
+
+
+def month_inputs(
+    partition: Partition,
+    paths: DataPaths | None = None,
+    known: Mapping[Partition, PublishedTrips | None] | None = None,
+) -> MonthInputs | None:
+    """The month's own published partition and the adjacent ones holding strays for it; None if unpublished.
+
+    ``known``: partitions already read (by ``connect``, which reads every summary once).
+    """
+
+    def published(of: Partition) -> PublishedTrips | None:
+        return known.get(of) if known is not None else published_trips(of, paths)
+
+    own = published(partition)
+    if own is None:
+        return None
+    neighbours = []
+    for month in adjacent_months(partition.month):
+        other = published(Partition(partition.source, month))
+        if other is not None and other.strays_for(partition.month):
+            neighbours.append(other)
+    return MonthInputs(own, tuple(neighbours))
+
+
+_TRIP_COLUMNS = ", ".join(f'"{column}"' for column in TRIP_SCHEMA)
+
+
+def counted_trips_sql(inputs: MonthInputs) -> tuple[str, list[Any]]:
+    """SQL (and its parameters) for the trips a month counts, in ``TRIP_SCHEMA`` columns.
+
+    Its own rows with a pickup in the month, plus the strays its neighbours stored for it that
+    its own files do not list already (every trip column equal, NULLs equal), each once.
+    """
+    start, end = month_bounds(inputs.own.partition.month)
+    own = storage.duckdb_path(inputs.own.trips_file)
+    own_sql = (
+        f"SELECT {_TRIP_COLUMNS} FROM read_parquet(?, hive_partitioning = false) "
+        "WHERE pickup_at >= ? AND pickup_at < ?"
+    )
+    if not inputs.neighbours:
+        return own_sql, [own, start, end]
+    strays_sql = (
+        f"SELECT DISTINCT {_TRIP_COLUMNS} FROM read_parquet(?, hive_partitioning = false) "
+        "WHERE pickup_at >= ? AND pickup_at < ?"
+    )
+    strays = [storage.duckdb_path(p.trips_file) for p in inputs.neighbours]
+    # EXCEPT compares whole rows with NULLs equal; only own rows at a stray's pickup instant can match,
+    # so the (small) strays are hashed and the month's own rows are only probed.
+    return (
+        f"{own_sql} UNION ALL ("
+        f"SELECT * FROM ({strays_sql}) EXCEPT "
+        f"SELECT * FROM ({own_sql}) WHERE pickup_at IN (SELECT pickup_at FROM ({strays_sql})))",
+        [own, start, end, strays, start, end, own, start, end, strays, start, end],
+    )
 
 
 def metrics_file(table: str, partition: Partition, paths: DataPaths | None = None) -> Path:
@@ -142,16 +287,19 @@ def metrics_partitions(table: str, source: str, paths: DataPaths | None = None) 
     return [file for file in found if file.is_file()]
 
 
-def complete_trips_files(paths: DataPaths | None = None) -> list[storage.DataPath]:
-    """Every ``trips.parquet`` whose partition has its ``_summary.json`` (written last: the done marker)."""
-    root = (paths or data_paths()).warehouse / "trips"
-    done = {name.rsplit("/", 1)[0] for name in _relative(storage.glob(root, f"*/*/{SUMMARY_FILE}"))}
-    return [root / name for name in _relative(storage.glob(root, f"*/*/{TRIPS_FILE}"))
-            if name.rsplit("/", 1)[0] in done]
-
-
-def _relative(found: list[storage.DataPath]) -> list[str]:
-    return [f"{path.parent.parent.name}/{path.parent.name}/{path.name}" for path in found]
+def published_partitions(paths: DataPaths | None = None) -> list[Partition]:
+    """Every trips partition with its ``_summary.json`` (written last: the done marker), sorted."""
+    paths = paths or data_paths()
+    found = []
+    for summary in storage.glob(paths.warehouse / "trips", f"*/*/{SUMMARY_FILE}"):
+        source, month = summary.parent.parent.name, summary.parent.name
+        if not (source.startswith("source=") and month.startswith("month=")):
+            continue
+        try:
+            found.append(Partition(source.removeprefix("source="), month.removeprefix("month=")))
+        except ValueError:  # a folder nobody of ours wrote ("month=latest"): not a partition
+            continue
+    return sorted(found)
 
 
 def _has_files(folder: storage.DataPath, pattern: str) -> bool:
@@ -164,9 +312,10 @@ def connect(paths: DataPaths | None = None) -> duckdb.DuckDBPyConnection:
     Defines what exists on disk when it is called:
 
     * table ``zones`` (zone_id, borough, zone, service_zone);
-    * view ``trips``: every *complete* trips partition (one whose ``_summary.json``, written last,
-      is there: a partition still being written is skipped), with ``source`` and ``month`` columns
-      from the folders; the partitions are listed when ``connect`` is called;
+    * view ``trips``: the trips every *published* partition counts (``counted_trips_sql``: its own
+      rows and the strays of its neighbours, each trip once), read from the version its
+      ``_summary.json`` names (a partition still being written is skipped), with ``source`` and
+      ``month`` (the month the trip started in); the partitions are listed when ``connect`` is called;
     * views ``hourly_zone`` and ``hourly_borough``: the metrics partitions, also with source, month.
 
     A view is only created once its table has at least one partition (DuckDB cannot bind a view
@@ -176,9 +325,17 @@ def connect(paths: DataPaths | None = None) -> duckdb.DuckDBPyConnection:
     paths = paths or data_paths()
     con = duckdb_connection(paths)
     create_zones_table(con, paths)
-    trips = complete_trips_files(paths)
-    if trips:
-        con.sql(_HIVE_PARQUET_SQL, params=[[storage.duckdb_path(f) for f in trips]]).create_view("trips", replace=True)
+    selects, params = [], []
+    known = {partition: published_trips(partition, paths) for partition in published_partitions(paths)}
+    for partition in known:
+        inputs = month_inputs(partition, paths, known)
+        if inputs is None:  # unpublished since it was listed
+            continue
+        sql, sql_params = counted_trips_sql(inputs)
+        selects.append(f"SELECT *, ?::VARCHAR AS source, ?::VARCHAR AS month FROM ({sql})")
+        params += [partition.source, partition.month, *sql_params]
+    if selects:
+        con.sql(" UNION ALL ".join(selects), params=params).create_view("trips", replace=True)
     for table in METRICS_TABLES:
         table_root = paths.warehouse / "metrics" / table
         if _has_files(table_root, f"*/*/{METRICS_FILE}"):
@@ -196,16 +353,22 @@ def write_parquet_atomically(
     params: Sequence[Any],
     target: Path,
     expected_rows: int | None = None,
+    metadata: Mapping[str, str] | None = None,
 ) -> int:
     """Write the result of ``query`` to ``target``; readers see the old file or the new, never half.
 
     Streams through DuckDB's ``COPY`` into ``files.replacing``'s local temporary file (renamed over
     ``target`` locally, uploaded once complete to S3: a failed ``COPY`` never leaves a partial object). With
     ``expected_rows``, a different row count leaves ``target`` untouched and raises. Returns the
-    number of rows written.
+    number of rows written. ``metadata`` goes into the file's key-value metadata (``read_metadata``).
     """
+    options = PARQUET_OPTIONS
+    if metadata:
+        options = options.removesuffix(")") + ", KV_METADATA {" + ", ".join(
+            f"{_metadata_text(key)}: {_metadata_text(value)}" for key, value in metadata.items()
+        ) + "})"
     with files.replacing(target) as temp:
-        copy = f"COPY ({query}) TO ? {PARQUET_OPTIONS}"
+        copy = f"COPY ({query}) TO ? {options}"
         row = con.execute(copy, [*params, str(temp)]).fetchone()
         assert row is not None  # COPY always answers one row: the number of rows written
         (written,) = row
@@ -215,3 +378,22 @@ def write_parquet_atomically(
                 f"input files change while they were read?); the previous file was kept"
             )
     return int(written)
+
+
+# What key-value metadata may hold: our own names (months, versions, timestamps), never input.
+_METADATA_TEXT = re.compile(r"[A-Za-z0-9_@:;.+ -]{1,2000}")
+
+
+def _metadata_text(value: str) -> str:
+    """A SQL string literal of one of our own metadata names or values (COPY options take no parameters)."""
+    if not _METADATA_TEXT.fullmatch(value):
+        raise ValueError(f"metadata text {value!r} holds characters other than letters, digits and _@:;.+ -")
+    return f"'{value}'"
+
+
+def read_metadata(con: duckdb.DuckDBPyConnection, path: storage.DataPath) -> dict[str, str]:
+    """The key-value metadata of a parquet file written with ``write_parquet_atomically(metadata=...)``."""
+    rows = con.execute(
+        "SELECT key::VARCHAR, value::VARCHAR FROM parquet_kv_metadata(?)", [storage.duckdb_path(path)]
+    ).fetchall()
+    return dict(rows)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
+import pandas as pd
 import pytest
 
 from taxiflow.config import Partition
@@ -24,7 +25,8 @@ def january(n: int, start=datetime(2024, 1, 3, 8)) -> list[datetime]:
 def snapshot(data_root, source, month):
     """Every byte of the month's raw copy and partition, to compare before and after."""
     folders = [data_root.raw_dir(Partition(source, month)), data_root.trips_dir(Partition(source, month))]
-    return {p: p.read_bytes() for folder in folders if folder.exists() for p in sorted(folder.iterdir())}
+    files = [p for folder in folders if folder.exists() for p in sorted(folder.rglob("*")) if p.is_file()]
+    return {p: p.read_bytes() for p in files}
 
 
 def ingest_good_january(data_root):
@@ -93,16 +95,26 @@ def test_a_month_dropped_under_the_wrong_folder_is_refused_with_counts(data_root
     assert not data_root.raw_dir(Partition("yellow", "2024-01")).exists()
 
 
-def test_stray_rows_are_reported_and_not_stored(data_root):
-    pickups = [*january(400), datetime(2023, 12, 31, 23, 58), datetime(2024, 2, 1, 0, 3)]
-    land(data_root, "yellow", "2024-01", {"y.parquet": lambda p: yellow_parquet(p, pickups, [4] * 402)})
+def test_stray_rows_of_adjacent_months_are_kept_and_far_ones_dropped(data_root):
+    """Strays of the month before and after are stored for their month; junk years are only counted."""
+    pickups = [*january(400), datetime(2023, 12, 31, 23, 58), datetime(2024, 2, 1, 0, 3),
+               datetime(2002, 12, 31, 23, 1), datetime(2088, 1, 1, 0, 40)]
+    land(data_root, "yellow", "2024-01", {"y.parquet": lambda p: yellow_parquet(p, pickups, [4] * 404)})
     ingest.copy_to_raw(Partition("yellow", "2024-01"))
     summary = ingest.process_partition(Partition("yellow", "2024-01"))
 
-    assert summary["rows_outside_month_by_month"] == {"2023-12": 1, "2024-02": 1}
+    assert summary["rows_outside_month_by_month"] == {"2002-12": 1, "2023-12": 1, "2024-02": 1, "2088-01": 1}
     assert summary["rows_written"] == 400
+    assert summary["rows_strays_kept"] == 2 and summary["strays_kept_by_month"] == {"2023-12": 1, "2024-02": 1}
+    assert summary["rows_strays_dropped"] == 2
+    assert summary["rows_outside_month"] == summary["rows_strays_kept"] + summary["rows_strays_dropped"]
+    assert summary["rows_read"] == summary["rows_written"] + summary["rows_rejected"] + summary["rows_outside_month"]
     trips = written_trips(data_root, "yellow", "2024-01")
     assert trips["pickup_at"].min() >= datetime(2024, 1, 1) and trips["pickup_at"].max() < datetime(2024, 2, 1)
+    stored = pd.read_parquet(warehouse.trips_file(Partition("yellow", "2024-01"), data_root))
+    assert sorted(stored["pickup_at"])[0] == datetime(2023, 12, 31, 23, 58)
+    assert sorted(stored["pickup_at"])[-1] == datetime(2024, 2, 1, 0, 3) and len(stored) == 402
+    assert not (data_root.warehouse / "trips" / "source=yellow" / "month=2002-12").exists()
 
 
 # --- re-drops are validated before they replace anything ------------------------------------------

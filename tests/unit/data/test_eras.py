@@ -245,6 +245,11 @@ def test_green_2020_12_csv_equals_an_independent_count_cell_by_cell(tlc_dir, pat
     assert metrics_cells(paths, "green", "2020-12") == expected
     assert summary["rows_written"] == sum(expected.values())
     assert summary["rows_outside_month"] == int((frame["pickup_at"].dt.strftime("%Y-%m") != "2020-12").sum())
+    pickup_months = frame["pickup_at"].dt.strftime("%Y-%m")
+    assert summary["strays_kept_by_month"] == {  # pickups back to 2009 in TLC's file: only Nov and Jan kept
+        m: int((pickup_months == m).sum()) for m in ("2020-11", "2021-01") if (pickup_months == m).any()
+    }
+    assert summary["rows_strays_dropped"] == summary["rows_outside_month"] - summary["rows_strays_kept"] > 0
     # empty VendorID / payment_type fields are NULL, not 0
     con = warehouse.connect(paths)
     (no_vendor,) = con.execute("SELECT count(*) FROM trips WHERE vendor_id IS NULL").fetchone()

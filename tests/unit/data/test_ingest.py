@@ -60,11 +60,14 @@ def ingest_month(data_root, source, month):
 
 
 def written_trips(data_root, source, month):
+    """The month's own trips as its published partition stores them (its strays of other months left out)."""
+    start, end = warehouse.month_bounds(month)
     con = warehouse.duckdb_connection()
     try:
         return con.execute(
-            "SELECT * FROM read_parquet(?, hive_partitioning = false) ORDER BY pickup_at",
-            [str(warehouse.trips_file(Partition(source, month), data_root))],
+            "SELECT * FROM read_parquet(?, hive_partitioning = false) WHERE pickup_at >= ? AND pickup_at < ? "
+            "ORDER BY pickup_at",
+            [str(warehouse.trips_file(Partition(source, month), data_root)), start, end],
         ).df()
     finally:
         con.close()
@@ -113,7 +116,7 @@ def test_copy_to_raw_without_data_files_names_the_folder(data_root):
 def test_parquet_month_is_normalised_with_counts_in_summary(data_root):
     pickups = [
         datetime(2024, 1, 5, 8, 30), datetime(2024, 1, 31, 23, 59, 59),
-        datetime(2023, 12, 31, 23, 50),  # filed in January, started in December: counted, not stored
+        datetime(2023, 12, 31, 23, 50),  # filed in January, started in December: kept for December
         None,  # no pickup time: rejected
         datetime(2024, 1, 10, 12, 0),
     ] + [datetime(2024, 1, 20, 9, 0)] * 196  # so the stray row is under 1 % of the file, as in TLC's
@@ -135,6 +138,8 @@ def test_parquet_month_is_normalised_with_counts_in_summary(data_root):
     assert summary["rows_rejected_by_reason"] == {"pickup_at_missing": 1, "pickup_at_unparseable": 0}
     assert summary["rows_outside_month"] == 1
     assert summary["rows_outside_month_by_month"] == {"2023-12": 1}
+    assert summary["strays_kept_by_month"] == {"2023-12": 1}
+    assert (summary["rows_strays_kept"], summary["rows_strays_dropped"]) == (1, 0)
     assert summary["rows_read"] == summary["rows_written"] + summary["rows_rejected"] + summary["rows_outside_month"]
     assert summary["rows_unknown_zone"] == 1
     assert summary["pickup_min"] == "2023-12-31 23:50:00"
@@ -230,8 +235,9 @@ def test_rerun_replaces_the_partition(data_root):
 
     assert summary["rows_written"] == 2
     assert written_trips(data_root, "yellow", "2024-01")["pickup_zone_id"].tolist() == [5, 5]
+    # One version stays: the one _summary.json names; the superseded ones are gone.
     assert sorted(p.name for p in data_root.trips_dir(Partition("yellow", "2024-01")).iterdir()) == [
-        "_summary.json", "trips.parquet",
+        "_summary.json", summary["version"],
     ]
 
 

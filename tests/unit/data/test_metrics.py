@@ -111,7 +111,7 @@ def test_rebuilding_metrics_replaces_not_adds(data_root):
 def test_metrics_of_a_month_never_ingested_name_the_partition(data_root):
     with pytest.raises(FileNotFoundError) as raised:
         metrics.build_metrics(Partition("yellow", "2024-03"))
-    for word in ("'yellow'", "'2024-03'", "source=yellow/month=2024-03/trips.parquet"):
+    for word in ("'yellow'", "'2024-03'", "source=yellow/month=2024-03 has no _summary.json"):
         assert word in str(raised.value)
 
 

@@ -99,6 +99,12 @@ def test_every_row_is_written_or_rejected(tlc_dir, ingested):
         assert (
             summary["rows_written"] + summary["rows_rejected"] + summary["rows_outside_month"] == len(pickups)
         ), (source, month)
+        # Strays of the month before and after are kept for their month; the rest (2008 in yellow 2019-08) dropped.
+        first = pd.Timestamp(f"{month}-01")
+        adjacent = {(first + pd.DateOffset(months=step)).strftime("%Y-%m") for step in (-1, 1)}
+        kept = pickups.loc[outside, "pickup_at"].dt.strftime("%Y-%m").isin(adjacent)
+        assert summary["rows_strays_kept"] == int(kept.sum()), (source, month)
+        assert summary["rows_strays_dropped"] == int((~kept).sum()), (source, month)
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,177 @@
+"""Trips partitions are published as versions: a re-ingest never shows old and new mixed.
+
+Each test runs on both backends (``any_root``: a local folder, and a real S3 server, SeaweedFS on
+loopback, marked ``s3``: run those under the heavy lock, ``flock /tmp/taxiflow-heavy.lock
+.venv/bin/python -m pytest tests/unit/data/test_versioned_partitions.py``).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from datetime import datetime, timedelta
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from taxiflow.config import SUCCESS_MARKER, DataPaths, Partition
+from taxiflow.data import ingest, metrics, storage, versions, warehouse
+
+JANUARY, DECEMBER = Partition("green", "2024-01"), Partition("green", "2023-12")
+
+
+def green_parquet(pickups: list[datetime], zone: int = 236) -> bytes:
+    """A file in TLC's green parquet schema, one trip per pickup time."""
+    rows = len(pickups)
+    table = pa.table({
+        "VendorID": pa.array([2] * rows, pa.int32()),
+        "lpep_pickup_datetime": pa.array(pickups, pa.timestamp("us")),
+        "lpep_dropoff_datetime": pa.array([p + timedelta(minutes=9) for p in pickups], pa.timestamp("us")),
+        "passenger_count": pa.array([1] * rows, pa.int64()),
+        "trip_distance": pa.array([2.0] * rows, pa.float64()),
+        "PULocationID": pa.array([zone] * rows, pa.int32()),
+        "DOLocationID": pa.array([236] * rows, pa.int32()),
+        "payment_type": pa.array([1] * rows, pa.int64()),
+        "fare_amount": pa.array([10.0] * rows, pa.float64()),
+        "tip_amount": pa.array([1.0] * rows, pa.float64()),
+        "total_amount": pa.array([12.0] * rows, pa.float64()),
+    })
+    buffer = io.BytesIO()
+    pq.write_table(table, buffer)
+    return buffer.getvalue()
+
+
+def minutes(first: datetime, count: int) -> list[datetime]:
+    return [first + timedelta(minutes=i) for i in range(count)]
+
+
+def ingest_drop(paths: DataPaths, partition: Partition, data: bytes) -> dict:
+    """A new drop of the month (data first, ``_SUCCESS`` last), staged and processed."""
+    folder = paths.landing_dir(partition)
+    storage.remove_tree(folder)
+    storage.write_bytes(folder / f"green_tripdata_{partition.month}.parquet", data)
+    storage.write_bytes(folder / SUCCESS_MARKER, b"")
+    ingest.copy_to_raw(partition)
+    return ingest.process_partition(partition)
+
+
+def trips_by_month() -> dict[str, int]:
+    """What a reader of the warehouse sees: trips per month in the ``trips`` view."""
+    con = warehouse.connect()
+    try:
+        if "trips" not in {name for (name,) in con.execute("SHOW TABLES").fetchall()}:
+            return {}
+        return dict(con.execute("SELECT month, count(*)::INTEGER FROM trips GROUP BY ALL").fetchall())
+    finally:
+        con.close()
+
+
+def test_a_reingest_publishes_one_new_version_and_removes_the_old(any_root):
+    first = ingest_drop(any_root, JANUARY, green_parquet(minutes(datetime(2024, 1, 5), 30)))
+    second = ingest_drop(any_root, JANUARY, green_parquet(minutes(datetime(2024, 1, 9), 20)))
+
+    assert versions.is_version(first["version"]) and second["version"] > first["version"]
+    assert storage.files_below(any_root.trips_dir(JANUARY)) == [
+        "_summary.json", f"{second['version']}/trips.parquet",
+    ]
+    assert ingest.read_summary(JANUARY) == second
+    assert trips_by_month() == {"2024-01": 20}
+
+
+def test_readers_see_the_old_version_whole_until_the_summary_names_the_new(any_root):
+    """The state a reader meets mid re-ingest: the new version's data written, its summary not yet."""
+    ingest_drop(any_root, JANUARY, green_parquet(minutes(datetime(2024, 1, 5), 30)))
+    metrics.build_metrics(JANUARY)
+    folder = any_root.trips_dir(JANUARY)
+    before = versions.read_marker(folder, warehouse.SUMMARY_FILE)
+    assert before is not None
+
+    staged = versions.new_version()  # what process_partition writes first
+    storage.write_bytes(folder / staged / warehouse.TRIPS_FILE, _trips_parquet(any_root, 7))
+    assert trips_by_month() == {"2024-01": 30}
+    assert metrics.build_metrics(JANUARY)["trips"] == 30
+    assert warehouse.published_trips(JANUARY).version == before.version  # type: ignore[union-attr]
+
+    versions.publish(folder, warehouse.SUMMARY_FILE, {**before.document, "version": staged}, replaces=before)
+    assert trips_by_month() == {"2024-01": 7}
+    assert versions.remove_superseded(folder, staged) == [before.version]
+    assert storage.files_below(folder) == ["_summary.json", f"{staged}/trips.parquet"]
+
+
+def test_a_publish_based_on_a_superseded_summary_loses_and_leaves_nothing(any_root):
+    """Two writers of one partition (e.g. a process task on another host): the second to publish loses."""
+    ingest_drop(any_root, JANUARY, green_parquet(minutes(datetime(2024, 1, 5), 30)))
+    folder = any_root.trips_dir(JANUARY)
+    read_by_the_slow_writer = versions.read_marker(folder, warehouse.SUMMARY_FILE)
+    winner = ingest_drop(any_root, JANUARY, green_parquet(minutes(datetime(2024, 1, 9), 20)))
+
+    late = versions.new_version()
+    storage.write_bytes(folder / late / warehouse.TRIPS_FILE, _trips_parquet(any_root, 5))
+    with pytest.raises(versions.PreconditionFailed):
+        versions.publish(folder, warehouse.SUMMARY_FILE, {"version": late}, replaces=read_by_the_slow_writer)
+    with pytest.raises(versions.PreconditionFailed):  # a partition that appeared since: "create" loses too
+        versions.publish(folder, warehouse.SUMMARY_FILE, {"version": late}, replaces=None)
+    versions.remove_version(folder, late)
+    assert ingest.read_summary(JANUARY) == winner
+    assert storage.files_below(folder) == ["_summary.json", f"{winner['version']}/trips.parquet"]
+
+
+def test_a_refused_redrop_and_an_interrupted_one_leave_the_published_version_alone(any_root):
+    good = ingest_drop(any_root, JANUARY, green_parquet(minutes(datetime(2024, 1, 5), 30)))
+    folder = any_root.trips_dir(JANUARY)
+    with pytest.raises(ingest.DropRefused, match="have pickups outside 2024-01"):
+        ingest_drop(any_root, JANUARY, green_parquet(minutes(datetime(2024, 3, 5), 30)))
+    assert storage.files_below(folder) == ["_summary.json", f"{good['version']}/trips.parquet"]
+
+    # A worker killed after staging its version, before the summary: an orphan readers never see,
+    # removed by the next publish.
+    orphan = versions.new_version()
+    storage.write_bytes(folder / orphan / warehouse.TRIPS_FILE, b"half")
+    assert trips_by_month() == {"2024-01": 30}
+    after = ingest_drop(any_root, JANUARY, green_parquet(minutes(datetime(2024, 1, 9), 20)))
+    assert storage.files_below(folder) == ["_summary.json", f"{after['version']}/trips.parquet"]
+
+
+def test_a_partition_written_before_versions_is_read_and_then_replaced(any_root):
+    """Warehouses written by earlier releases: trips.parquet beside a summary that names no version."""
+    folder = any_root.trips_dir(JANUARY)
+    storage.write_bytes(folder / warehouse.TRIPS_FILE, _trips_parquet(any_root, 12))
+    storage.write_bytes(folder / warehouse.SUMMARY_FILE, json.dumps({"source": "green", "month": "2024-01"}).encode())
+    assert trips_by_month() == {"2024-01": 12}
+    assert metrics.build_metrics(JANUARY)["trips"] == 12
+
+    summary = ingest_drop(any_root, JANUARY, green_parquet(minutes(datetime(2024, 1, 9), 20)))
+    assert storage.files_below(folder) == ["_summary.json", f"{summary['version']}/trips.parquet"]
+    assert trips_by_month() == {"2024-01": 20}
+
+
+def test_strays_count_once_on_both_backends(any_root):
+    """A December trip in January's file counts in December's metrics once; a re-drop does not add it again."""
+    stray = datetime(2023, 12, 31, 23, 38, 54)
+    january = green_parquet([*minutes(datetime(2024, 1, 5), 200), stray])
+    ingest_drop(any_root, DECEMBER, green_parquet(minutes(datetime(2023, 12, 31, 23, 0), 10)))
+    metrics.refresh_metrics(DECEMBER)
+    for _ in range(2):
+        ingest_drop(any_root, JANUARY, january)
+        assert metrics.refresh_metrics(JANUARY)["neighbours_rebuilt"] == ["2023-12"]
+        assert metrics.build_metrics(DECEMBER)["trips"] == 11
+    assert trips_by_month() == {"2023-12": 11, "2024-01": 200}
+
+
+def _trips_parquet(paths: DataPaths, rows: int) -> bytes:
+    """``rows`` trips in the warehouse's own trip schema, as an earlier release stored them."""
+    con = warehouse.duckdb_connection(paths)
+    try:
+        table = con.execute(
+            "SELECT TIMESTAMP '2024-01-04 10:00:00' + to_minutes(range::BIGINT) AS pickup_at, "
+            "TIMESTAMP '2024-01-04 10:09:00' + to_minutes(range::BIGINT) AS dropoff_at, "
+            "236 AS pickup_zone_id, 236 AS dropoff_zone_id, 1 AS passenger_count, 2.0 AS trip_distance, "
+            "10.0 AS fare_amount, 1.0 AS tip_amount, 12.0 AS total_amount, 2 AS vendor_id, 1 AS payment_type "
+            "FROM range(?)", [rows],
+        ).df()
+    finally:
+        con.close()
+    buffer = io.BytesIO()
+    pq.write_table(pa.Table.from_pandas(table, preserve_index=False), buffer)
+    return buffer.getvalue()
