@@ -65,6 +65,11 @@ def root() -> DataPath:
     configured = os.environ.get(DATA_DIR_ENV, "")
     if not configured:
         return _default_root()
+    return location(configured)
+
+
+def location(configured: str) -> DataPath:
+    """A local folder, or ``s3://<bucket>/<prefix>`` reached through the storage connection, as a path."""
     if "://" not in configured:
         return Path(configured).expanduser().resolve()
     parts = urlsplit(configured)
@@ -390,7 +395,10 @@ def list_files(folder: DataPath) -> tuple[list[FileEntry], list[str]]:
         except FileNotFoundError:
             return [], []
         for entry in listed:
-            name = entry["name"].rstrip("/").rsplit("/", 1)[-1]
+            full = entry["name"].rstrip("/")
+            if full == folder.path.rstrip("/"):
+                continue  # the folder's own marker (a store that keeps emptied folders lists itself)
+            name = full.rsplit("/", 1)[-1]
             if entry.get("type") != "file":
                 others.append(name)
                 continue
@@ -457,10 +465,13 @@ def is_link(path: DataPath) -> bool:
 def remove_file(path: DataPath) -> bool:
     """Delete one file if it is a file (never a folder, never what a link points at); True if deleted."""
     if is_remote(path):
+        refresh(path.parent)
         try:
-            path.fs.rm_file(path.path)
+            if path.fs.info(path.path).get("type") != "file":
+                return False
         except FileNotFoundError:
             return False
+        path.fs.rm_file(path.path)  # S3 answers a DELETE of a missing key with success too: asked above
         refresh(path.parent)
         return True
     try:
