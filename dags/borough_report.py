@@ -4,10 +4,11 @@
 A stakeholder asks: *how many trips started in Manhattan, by hour of day and day of week, between
 two dates?* Trigger this DAG with a borough and a date range `[start_date, end_date)` and get:
 
-* `outputs/<name>/<name>.png`: a stacked bar chart, trips by hour of day (0-23), stacked by day of week;
-* `outputs/<name>/<name>.csv`: the numbers behind it, `hour_of_day,day_of_week,num_trips` (all 24 × 7 cells);
-* `outputs/<name>/manifest.json`: the request, run id and checksums. The folder is swapped in
-  whole, so the PNG and CSV always belong together.
+* `<name>.png`: a stacked bar chart, trips by hour of day (0-23), stacked by day of week;
+* `<name>.csv`: the numbers behind it, `hour_of_day,day_of_week,num_trips` (all 24 × 7 cells);
+* `outputs/<name>/manifest.json`: the request, run id and checksums. The PNG and CSV go under a
+  fresh version prefix (`outputs/<name>/v-<time>-<token>/`) and the manifest that names them is
+  written last, so readers always get one version's PNG and CSV together (on disk and in S3).
 
 `borough`, `start_date` and `end_date` are required. `sources` says which trip families are
 counted: `yellow`, `green` (the default: taxis only, as reports always counted), `fhv` (for-hire
@@ -72,7 +73,8 @@ def validate_request(params=None, run_id=None) -> dict:
 
 @task(multiple_outputs=False, max_active_tis_per_dag=4)  # bounds the drawing work, whatever number of reports wait
 def render_report(request: dict, run_id=None) -> dict:
-    """Count the trips and publish `outputs/<name>/` (PNG + CSV + manifest) in one swap."""
+    """Count the trips and publish a new version of `outputs/<name>/` (PNG + CSV, then the manifest)."""
+    from taxiflow.data.storage import url
     from taxiflow.reports.render import render_report
     from taxiflow.reports.request import InvalidRequest, ReportRequest
 
@@ -81,9 +83,10 @@ def render_report(request: dict, run_id=None) -> dict:
         outputs = render_report(report, run_id=run_id, owner=request_file_owner(run_id, report.name))
     except InvalidRequest as err:  # the name belongs to another request: retrying cannot help
         raise AirflowFailException(str(err)) from err
-    print(f"Published {outputs.folder}: {outputs.png.name}, {outputs.csv.name} ({outputs.total_trips} trips)")
-    return {"folder": str(outputs.folder), "png": str(outputs.png), "csv": str(outputs.csv),
-            "total_trips": outputs.total_trips}
+    shown = {key: url(getattr(outputs, key)) for key in ("folder", "manifest", "png", "csv")}
+    print(f"Published {shown['manifest']} -> version {outputs.version}: {outputs.png.name}, "
+          f"{outputs.csv.name} ({outputs.total_trips} trips)")
+    return {**shown, "version": outputs.version, "total_trips": outputs.total_trips}
 
 
 def request_file_owner(run_id: str | None, name: str | None) -> str | None:

@@ -1,7 +1,8 @@
 """
 ### Report requests: drop a JSON file, get a borough report
 
-Watches `<data root>/requests/*.json` (see `data/requests/README.md`). Each file asks for one
+Watches `<data root>/requests/*.json` (see `data/requests/README.md`), a local folder or the
+`requests/` prefix of the bucket when the data root is `s3://...`. Each file asks for one
 `borough_report`:
 
 ```json
@@ -9,8 +10,9 @@ Watches `<data root>/requests/*.json` (see `data/requests/README.md`). Each file
 ```
 
 * A new file, or a file whose bytes changed, starts exactly one `borough_report` run with run id
-  `request__<file stem>__<sha256[:16]>` and conf `name=<file stem>`: its outputs are
-  `outputs/<file stem>.png` and `.csv`. The run id is the memory: the same bytes always ask for the
+  `request__<file stem>__<sha256[:16]>` and conf `name=<file stem>`: its report is published as
+  `outputs/<file stem>/` (PNG and CSV, named by its `manifest.json`).
+  The run id is the memory: the same bytes always ask for the
   same run id and Airflow refuses a second run with it (`skip_when_already_exists`), so an
   unchanged file never triggers twice, not after a restart, not after the metadata of this DAG's
   own runs is cleaned. To run an unchanged request again, change its bytes (or trigger the report
@@ -25,19 +27,21 @@ duplicate run id is skipped, not failed).
 
 **Schedule: event-driven, with a slow safety net.** An `AssetWatcher` runs
 `taxiflow.components.triggers.RequestFilesTrigger` in the triggerer: it lists `requests/` twice a
-second (reading nothing but names, sizes and times, never moving or deleting a file) and fires when
-a file is new or changed, so a run starts about a second after a file lands, holding no worker
-slot while it waits. Its watermark lives in the asset's state store, so a file fires once. Events
+second on disk, every 2 s in a bucket (`TAXIFLOW_REQUESTS_WATCH_SECONDS`; reading nothing but
+names, sizes and times or ETags, never moving or deleting a file) and fires when a file is new or
+changed, so a run starts a second or two after a file lands, holding no worker slot while it waits.
+Its watermark lives in the asset's state store, so a file fires once. Events
 that arrive together coalesce into one run; that is fine because every run scans the whole folder
 and triggers every file whose run does not exist yet (ten files at once give ten reports). A
 `DeltaTriggerTimetable` poll every `TAXIFLOW_REQUESTS_POLL_SECONDS` (default 600 s) still runs, in
 case the triggerer was down when a file landed. `max_active_runs=1` keeps scans from overlapping;
 an event during a scan queues one more run.
 
-**Run ids cannot be pre-claimed.** Before it asks for a run the scan writes a claim
-(`state/request-claims/`, see `taxiflow.reports.request_claims`); `borough_report` refuses a
-`request__` run without a matching claim, and a file whose run id someone else already used gets an
-`outputs/<file stem>.error.json` saying so.
+**Run ids cannot be pre-claimed, nor claimed twice.** Before it asks for a run the scan creates a
+claim (`state/request-claims/`, see `taxiflow.reports.request_claims`) only if none exists
+(`If-None-Match: *` in a bucket, `O_EXCL` on disk), so of two scans on two hosts exactly one asks
+for the run; `borough_report` refuses a `request__` run without a matching claim, and a file whose
+run id someone else already used gets an `outputs/<file stem>.error.json` saying so.
 
 Scan now instead of waiting for the next poll:
 
@@ -65,7 +69,7 @@ REQUEST_FILES = Asset(
 
 
 @task
-def scan_request_files(ti=None) -> list[dict]:
+def scan_request_files(ti=None, run_id=None) -> list[dict]:
     """Validate every request file; claim and return trigger kwargs for those whose run is new."""
     from taxiflow.reports.request_claims import claim_new_requests
     from taxiflow.reports.request_files import scan_requests
@@ -80,7 +84,7 @@ def scan_request_files(ti=None) -> list[dict]:
         print(f"Refused {bad.path.name}: {bad.error} -> {bad.error_file}")
     for removed in scan.removed_error_files:
         print(f"Removed stale {removed}")
-    new, clashes = claim_new_requests(scan.valid, existing)
+    new, clashes = claim_new_requests(scan.valid, existing, claimer=f"{REQUESTS_DAG_ID}/{run_id}")
     for clash in clashes:
         print(f"Refused {clash.path.name}: {clash.error} -> {clash.error_file}")
     print(f"{len(scan.valid)} valid, {len(scan.rejected) + len(clashes)} refused, {len(new)} new: "

@@ -9,6 +9,7 @@ landing files, every task run by one of the two Celery workers.
 from __future__ import annotations
 
 import base64
+import io
 import json
 import subprocess
 import urllib.error
@@ -49,11 +50,15 @@ def assert_report(deployment, run_id: str, name: str, borough: str, start: str, 
     """The run succeeded and its CSV holds every cell, summing to the independent count."""
     run = deployment.wait_for_run(REPORT_DAG_ID, run_id, timeout=300)
     assert run["state"] == "success", deployment.task_instances(REPORT_DAG_ID, run_id)
-    folder = deployment.data_dir / "outputs" / name  # one folder per report: PNG, CSV, manifest
-    report = pd.read_csv(folder / f"{name}.csv")
+    from taxiflow.config import DataPaths
+    from taxiflow.reports.outputs import read_report
+
+    published = read_report(name, DataPaths(deployment.data_dir))  # through its manifest: PNG, CSV, one version
+    assert published is not None and published.manifest["run_id"] == run_id
+    report = pd.read_csv(io.BytesIO(published.csv))
     assert len(report) == 24 * 7
     assert int(report["num_trips"].sum()) == expected_trips(deployment.data_dir, borough, start, end, **kw) > 0
-    assert (folder / f"{name}.png").stat().st_size > 10_000
+    assert len(published.png) > 10_000
 
 
 @pytest.fixture(scope="module")

@@ -355,11 +355,11 @@ def test_outputs_are_one_folder_per_report_and_clashes_are_refused(drills):
     assert v2_trigger(stack, {**GOOD, "name": "drill-board"}, "drill_name_first")[0] == 200
     assert stack.wait_for_run(REPORT_DAG_ID, "drill_name_first", timeout=240)["state"] == "success"
     folder = outputs / "drill-board"
-    before = {p.name: p.read_bytes() for p in folder.iterdir()}
+    before = {p.relative_to(folder).as_posix(): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
     assert v2_trigger(stack, {**GOOD, "sources": ["yellow"], "name": "drill-board"}, "drill_name_clash")[0] == 200
     assert stack.wait_for_run(REPORT_DAG_ID, "drill_name_clash", timeout=240)["state"] == "failed"
     log = task_log(stack, REPORT_DAG_ID, "drill_name_clash", "render_report")
     assert "outputs/drill-board/ already holds the report for a different request" in log
-    assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
-    assert sorted(before) == ["drill-board.csv", "drill-board.png", "manifest.json"]
-    assert not [p.name for p in outputs.iterdir() if p.name.startswith(".drill-board")]  # no half-published folder
+    assert {p.relative_to(folder).as_posix(): p.read_bytes() for p in folder.rglob("*") if p.is_file()} == before
+    version = json.loads(before["manifest.json"])["version"]  # one version, and nothing of the refused publish
+    assert sorted(before) == [f"{version}/drill-board.csv", f"{version}/drill-board.png", "manifest.json"]

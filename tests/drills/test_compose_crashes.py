@@ -125,7 +125,7 @@ def test_down_then_up_keeps_runs_and_outputs(deployment, figures):
     before = {dag_id: {r["dag_run_id"]: r["state"] for r in deployment.runs(dag_id)}
               for dag_id in (INGEST_DAG_ID, METRICS_DAG_ID, REPORT_DAG_ID)}
     outputs = {p.name: hashlib.sha256(p.read_bytes()).hexdigest()
-               for p in (deployment.data_dir / "outputs").glob("*/*.csv")}
+               for p in (deployment.data_dir / "outputs").glob("*/v-*/*.csv")}
     assert before[REPORT_DAG_ID] and outputs
     deployment.compose("down", "--timeout", "20")
     assert deployment.compose("ps", "-q").stdout.split() == []
@@ -138,4 +138,4 @@ def test_down_then_up_keeps_runs_and_outputs(deployment, figures):
             if state in ("success", "failed"):
                 assert after.get(run_id) == state, (dag_id, run_id)
     assert {p.name: hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in (deployment.data_dir / "outputs").glob("*/*.csv")} == outputs
+            for p in (deployment.data_dir / "outputs").glob("*/v-*/*.csv")} == outputs

@@ -8,6 +8,7 @@ straight on the dropped files and the zone table.
 
 from __future__ import annotations
 
+import io
 import json
 import shutil
 from pathlib import Path
@@ -16,7 +17,8 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from taxiflow.config import DAY_NAMES, INGEST_DAG_ID, METRICS_DAG_ID, REPORT_DAG_ID
+from taxiflow.config import DAY_NAMES, INGEST_DAG_ID, METRICS_DAG_ID, REPORT_DAG_ID, DataPaths
+from taxiflow.reports.outputs import read_report
 
 pytestmark = pytest.mark.e2e
 
@@ -157,13 +159,12 @@ def test_report_by_cli_matches_an_independent_count(pipeline):
     run = stack.wait_for_run(REPORT_DAG_ID, "report_cli", timeout=240)
     assert run["state"] == "success", stack.task_states(REPORT_DAG_ID, "report_cli")
 
-    folder = stack.data_dir / "outputs" / "manhattan_2023-12-18_2024-01-08_yellow-green"
-    csv, png = folder / f"{folder.name}.csv", folder / f"{folder.name}.png"
-    assert json.loads((folder / "manifest.json").read_text())["run_id"] == "report_cli"
-    with Image.open(png) as image:
+    published = read_report("manhattan_2023-12-18_2024-01-08_yellow-green", DataPaths(stack.data_dir))
+    assert published is not None and published.manifest["run_id"] == "report_cli"  # read through its manifest
+    with Image.open(io.BytesIO(published.png)) as image:
         image.verify()
         assert image.format == "PNG" and image.size[0] >= 800
-    report = pd.read_csv(csv)
+    report = pd.read_csv(io.BytesIO(published.csv))
     assert list(report.columns) == ["hour_of_day", "day_of_week", "num_trips"]
     assert len(report) == 24 * 7
 
@@ -184,7 +185,8 @@ def test_report_by_cli_matches_an_independent_count(pipeline):
         green["pickup_date"] < pd.Timestamp("2024-01-08").date())
     assert green[sundays & in_range]["trips"].sum() == 52
     log = task_log(stack, REPORT_DAG_ID, "report_cli", "render_report")
-    assert str(csv) in log and str(png) in log
+    version = published.manifest["version"]  # the log names the manifest and the version it published
+    assert str(stack.data_dir / "outputs" / published.manifest["name"] / "manifest.json") in log and version in log
     gate_log = task_log(stack, REPORT_DAG_ID, "report_cli", "wait_for_ingest")  # ExternalTaskSensor's poke
     assert "Poking for tasks" in gate_log and "2023-12-01T00:00:00+00:00,2024-01-01T00:00:00+00:00" in gate_log
 

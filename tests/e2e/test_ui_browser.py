@@ -15,6 +15,7 @@ is skipped, saying why, only if they cannot be had.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import shutil
@@ -140,12 +141,15 @@ def test_report_triggered_from_the_web_ui(browser, airflow_stack):
     start, end = date.fromisoformat(REQUEST["start_date"]), date.fromisoformat(REQUEST["end_date"])
     stem = default_name(REQUEST["borough"], start, end)
     assert stem == "queens_2024-01-08_2024-01-15_yellow-green"
-    folder = stack.data_dir / "outputs" / stem
-    png, csv = folder / f"{stem}.png", folder / f"{stem}.csv"
-    with Image.open(png) as image:
+    from taxiflow.config import DataPaths
+    from taxiflow.reports.outputs import read_report
+
+    published = read_report(stem, DataPaths(stack.data_dir))  # through its manifest: one version's PNG and CSV
+    assert published is not None
+    with Image.open(io.BytesIO(published.png)) as image:
         image.verify()
         assert image.format == "PNG"
-    rows = csv.read_text().splitlines()
+    rows = published.csv.decode().splitlines()
     assert rows[0] == "hour_of_day,day_of_week,num_trips" and len(rows) == 1 + 24 * 7
     assert sum(int(row.rsplit(",", 1)[1]) for row in rows[1:]) > 0
 
@@ -156,7 +160,7 @@ def test_report_triggered_from_the_web_ui(browser, airflow_stack):
     # The run's Report tab, inside the UI: the chart really loaded, and its numbers are the CSV's.
     tab = seen["report_tab"]
     assert tab["url"].endswith("/plugin/report") and tab["state"] == "success"
-    with Image.open(png) as image:
+    with Image.open(io.BytesIO(published.png)) as image:
         assert (tab["natural_width"], tab["natural_height"]) == image.size
     csv_cells = [(int(h), d, int(n)) for h, d, n in (row.split(",") for row in rows[1:])]
     assert sorted(map(tuple, tab["cells"])) == sorted(csv_cells)
@@ -164,7 +168,7 @@ def test_report_triggered_from_the_web_ui(browser, airflow_stack):
     for text in ("Queens", "yellow, green", "trigger form (UI) by admin"):
         assert text in tab["request"]
     assert tab["csv_download"]["suggested"] == f"{stem}.csv"
-    assert Path(tab["csv_download"]["path"]).read_text() == csv.read_text()
+    assert Path(tab["csv_download"]["path"]).read_bytes() == published.csv
 
     # The Reports page lists the run first, with a loaded thumbnail.
     listed = seen["reports_page"]

@@ -6,6 +6,7 @@ every task executed by a Celery worker.
 
 from __future__ import annotations
 
+import io
 import json
 
 import pandas as pd
@@ -44,11 +45,15 @@ def expected_total(stack, borough: str, start: str, end: str) -> int:
 def assert_report(stack, run_id: str, name: str, borough: str, start: str, end: str) -> None:
     run = stack.wait_for_run(REPORT_DAG_ID, run_id, timeout=240)
     assert run["state"] == "success", stack.task_states(REPORT_DAG_ID, run_id)
-    folder = stack.data_dir / "outputs" / name  # one folder per report: <name>.png, <name>.csv, manifest
-    report = pd.read_csv(folder / f"{name}.csv")
+    from taxiflow.config import DataPaths
+    from taxiflow.reports.outputs import read_report
+
+    published = read_report(name, DataPaths(stack.data_dir))  # through its manifest: PNG, CSV, one version
+    assert published is not None and published.manifest["run_id"] == run_id
+    report = pd.read_csv(io.BytesIO(published.csv))
     assert len(report) == 168
     assert report["num_trips"].sum() == expected_total(stack, borough, start, end) > 0
-    assert (folder / f"{name}.png").stat().st_size > 10_000
+    assert len(published.png) > 10_000
 
 
 def test_tasks_ran_on_celery_workers(ingested):

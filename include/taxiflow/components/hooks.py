@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,8 @@ from airflow.providers.http.hooks.http import HttpHook
 from airflow.sdk import Connection
 from airflow.sdk.exceptions import AirflowNotFoundException
 
-from taxiflow.data import files
+from taxiflow.data import files, storage
+from taxiflow.data.storage import DataPath
 from taxiflow.data.tlc import (
     PART_SUFFIX,
     TLC_CONN_ID,
@@ -37,6 +39,15 @@ _TRANSIENT_ERRORS = (
     requests.Timeout,
     requests.exceptions.ChunkedEncodingError,
 )
+
+
+@dataclass(frozen=True)
+class Fetched:
+    """One complete download: where it is, its size and its sha256 (computed while it streamed)."""
+
+    path: DataPath
+    size: int
+    sha256: str
 
 
 class TlcError(Exception):
@@ -148,25 +159,32 @@ class TlcHook(HttpHook):
 
     # --- downloads -------------------------------------------------------------------------------
 
-    def download(self, source: str, month: str, dest_dir: str | os.PathLike[str]) -> Path:
-        """Download one month's trip file into ``dest_dir``; returns the final path."""
-        dest = Path(dest_dir) / trip_file_name(source, month)
-        return self.fetch(trip_endpoint(source, month), dest)
+    def download(self, source: str, month: str, dest_dir: DataPath) -> DataPath:
+        """Download one month's trip file into ``dest_dir`` (a local folder or a bucket prefix); its path."""
+        return self.download_month(source, month, dest_dir).path
 
-    def download_zone_table(self, dest: str | os.PathLike[str], max_age_days: float = 30) -> Path:
+    def download_month(self, source: str, month: str, dest_dir: DataPath) -> Fetched:
+        """Download one month's trip file into ``dest_dir``; its path, size and sha256."""
+        return self.fetch_file(trip_endpoint(source, month), dest_dir / trip_file_name(source, month))
+
+    def download_zone_table(self, dest: DataPath, max_age_days: float = 30) -> DataPath:
         """Refresh the zone table at ``dest`` when it is missing or older than ``max_age_days``."""
-        dest = Path(dest)
         if not is_stale(dest, max_age_days):
             self.log.info("Zone table %s is younger than %s days; keeping it", dest, max_age_days)
             return dest
         # Every source's download task may refresh it at the same moment: each gets its own temp file.
         return self.fetch(ZONE_TABLE_ENDPOINT, dest)
 
-    def fetch(self, endpoint: str, dest: Path) -> Path:
+    def fetch(self, endpoint: str, dest: DataPath) -> DataPath:
+        """GET ``endpoint`` into ``dest`` atomically (see ``fetch_file``); returns ``dest``."""
+        return self.fetch_file(endpoint, dest).path
+
+    def fetch_file(self, endpoint: str, dest: DataPath) -> Fetched:
         """GET ``endpoint`` into ``dest`` atomically, retrying transient failures from scratch.
 
-        The body goes to a hidden ``.<name>.<random>.part`` file beside ``dest`` (``files.replacing``)
-        and is renamed when complete. Raises ``TlcNotPublishedError`` on 403/404. On any failure the
+        The body goes to a hidden ``.<name>.<random>.part`` file (``files.replacing``): beside
+        ``dest`` and renamed when complete on disk; a local temporary file uploaded as one object
+        when complete in a bucket. Raises ``TlcNotPublishedError`` on 403/404. On any failure the
         partial file is removed and an existing ``dest`` is left untouched.
         """
         url = self.url_for(endpoint)
@@ -174,8 +192,8 @@ class TlcHook(HttpHook):
             for attempt in self._retrying():
                 with attempt:
                     size, sha256 = self._stream(url, part)
-        self.log.info("Downloaded %s -> %s (%d bytes, sha256 %s)", url, dest, size, sha256)
-        return dest
+        self.log.info("Downloaded %s -> %s (%d bytes, sha256 %s)", url, storage.url(dest), size, sha256)
+        return Fetched(dest, size, sha256)
 
     def _stream(self, url: str, part: Path) -> tuple[int, str]:
         """One attempt: write the whole body to ``part`` (truncating it) and check its size."""

@@ -1,35 +1,34 @@
-"""``TlcDownloadOperator``: download one month of TLC trips into the landing folder."""
+"""``TlcDownloadOperator``: download one month of TLC trips into the landing folder (local or in the bucket)."""
 
 from __future__ import annotations
 
-import hashlib
 import json
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowFailException
 
 from taxiflow.config import SUCCESS_MARKER, Partition
-from taxiflow.data import files
-from taxiflow.data.storage import data_paths
+from taxiflow.data import files, storage
+from taxiflow.data.storage import DataPath, data_paths
 from taxiflow.data.tlc import TLC_CONN_ID, trip_file_name
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
 
-def write_success_marker(folder: Path, data_file: Path) -> Path:
-    """Write ``folder/_SUCCESS`` atomically, describing the complete ``data_file`` it vouches for."""
-    with open(data_file, "rb") as handle:
-        digest = hashlib.file_digest(handle, "sha256")
-    manifest = {"file": data_file.name, "bytes": data_file.stat().st_size, "sha256": digest.hexdigest()}
+def write_success_marker(folder: DataPath, data_file: DataPath, size: int, sha256: str) -> DataPath:
+    """Write ``folder/_SUCCESS`` whole, after the data file, describing the complete file it vouches for."""
+    manifest = {"file": data_file.name, "bytes": size, "sha256": sha256}
     return files.write_text_atomically(folder / SUCCESS_MARKER, json.dumps(manifest) + "\n")
 
 
 class TlcDownloadOperator(BaseOperator):
     """Download ``<source>_tripdata_<month>.parquet`` into ``landing/<source>/<month>/``.
 
+    The landing folder is below the data root: a local folder, or the bucket's
+    ``landing/<source>/<month>/`` prefix when ``TAXIFLOW_DATA_DIR`` is ``s3://...`` (the download
+    streams to a local temporary file and is uploaded as one object once complete).
     The data file appears under its final name only when complete; ``_SUCCESS`` is written after
     it (and removed first, so a failed re-download never leaves a marker vouching for nothing new).
     The ingest DAG's sensor waits for that marker. The zone table at ``reference/`` is refreshed
@@ -75,19 +74,19 @@ class TlcDownloadOperator(BaseOperator):
 
         paths = data_paths()
         landing = paths.landing_dir(Partition(self.source, self.month))
-        landing.mkdir(parents=True, exist_ok=True)
-        (landing / SUCCESS_MARKER).unlink(missing_ok=True)
+        storage.make_dirs(landing)
+        storage.remove(landing / SUCCESS_MARKER)
 
         with TlcHook(
             self.tlc_conn_id, max_attempts=self.max_attempts, retry_wait_seconds=self.retry_wait_seconds
         ) as hook:
             self._refresh_zone_table(hook, paths.zone_table)
-            data_file = hook.download(self.source, self.month, landing)
-        marker = write_success_marker(landing, data_file)
-        self.log.info("Landed %s and %s", data_file, marker.name)
-        return str(data_file)
+            fetched = hook.download_month(self.source, self.month, landing)
+        marker = write_success_marker(landing, fetched.path, fetched.size, fetched.sha256)
+        self.log.info("Landed %s and %s", storage.url(fetched.path), marker.name)
+        return storage.url(fetched.path)
 
-    def _refresh_zone_table(self, hook: Any, zone_table: Path) -> None:
+    def _refresh_zone_table(self, hook: Any, zone_table: DataPath) -> None:
         try:
             hook.download_zone_table(zone_table, max_age_days=self.zone_table_max_age_days)
         except Exception:

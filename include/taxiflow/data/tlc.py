@@ -10,9 +10,10 @@ Pure helpers: no Airflow, no network.
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 from taxiflow.config import SOURCE_NAMES, SOURCES, parse_month
+from taxiflow.data import storage
+from taxiflow.data.storage import DataPath
 
 # Airflow connection whose host is the TLC base URL (e.g. AIRFLOW_CONN_NYC_TLC=http://127.0.0.1:8000).
 TLC_CONN_ID = "nyc_tlc"
@@ -62,10 +63,10 @@ def missing_connection_message(conn_id: str) -> str:
     )
 
 
-def is_stale(path: Path, max_age_days: float, now: float | None = None) -> bool:
-    """True when ``path`` is missing or was last modified more than ``max_age_days`` ago."""
+def is_stale(path: DataPath, max_age_days: float, now: float | None = None) -> bool:
+    """True when ``path`` (local or in the bucket) is missing or was last modified more than ``max_age_days`` ago."""
     try:
-        modified = path.stat().st_mtime
+        modified = storage.info(path)["modified"].timestamp()
     except FileNotFoundError:
         return True
     current = time.time() if now is None else now

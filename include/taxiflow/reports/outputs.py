@@ -2,30 +2,36 @@
 
 Layout (the one place it is defined; readers such as UI views use the functions below)::
 
-    outputs/<name>/                 one folder per report, replaced whole
-        <name>.png                  the chart
-        <name>.csv                  the numbers behind it (hour_of_day,day_of_week,num_trips)
-        manifest.json               what produced them: name, request (conf), run_id, owner,
-                                    total_trips, written_at, and each file's bytes and sha256
+    outputs/<name>/                       one folder (a key prefix in a bucket) per report
+        v-<time>-<token>/<name>.png       the chart      } one version: written first, never
+        v-<time>-<token>/<name>.csv       the numbers    } changed afterwards
+        manifest.json                     which version is current, and what produced it: name,
+                                          request (conf), run_id, owner, total_trips, version,
+                                          written_at, each file's key, bytes and sha256
 
-Publishing writes a complete new folder under a hidden name (``outputs/.<name>.<token>.new``)
-and swaps it in with one ``renameat2(RENAME_EXCHANGE)`` (two renames where the kernel lacks it),
-so ``outputs/<name>/`` always holds one report's PNG, CSV and manifest together. A reader that
-wants a consistent pair opens the folder once and reads inside it: ``read_report`` does, and
-``published_report`` (what the report views, benchmarks and tests use) adds that the folder must
-hold *this* request's report.
+**One publish protocol, on local disk and in an object store.** Neither has to rename a folder:
+the PNG and CSV go under a fresh version prefix, then ``manifest.json`` is written **last** with a
+conditional write (``storage.replace_if_match``): ``If-None-Match: *`` for a new name, ``If-Match``
+on the ETag of the manifest this publish read otherwise (on disk: create with ``O_EXCL``, or
+compare-and-rename under a lock on the folder). Of two publishers racing for one name exactly one
+wins; the other re-reads the manifest, re-checks the name rule and tries again (or is refused).
+The superseded version is deleted once the new manifest is in place, and versions no manifest
+ever named (a publisher that died before its manifest) after ``ORPHAN_AGE``.
 
-In an object store (``s3://`` data root) there is no rename: the PNG and CSV go under a fresh
-versioned prefix (``outputs/<name>/v-<time>-<token>/``), then ``manifest.json`` is written last
-with a conditional PUT (``If-Match`` on the manifest this publish read, ``If-None-Match: *`` for
-a new name), so of two publishers racing for one name exactly one wins and the other re-checks
-and retries; the superseded version is deleted afterwards. Every reader follows the manifest
-(``files.<png|csv>.key`` names the object), so it sees one version's PNG and CSV, never a mix.
+**Readers follow the manifest** (``read_report``): read it, then the two files it names. A version
+is never changed, so that is one version's PNG and CSV; a reader that finds its version deleted
+under it (a newer publish cleaned up) reads the new manifest and starts over. ``published_report``
+(what the report views, benchmarks and tests use) adds that the report must be *this* request's.
 
 A name belongs to one request: a folder whose manifest records a different request is never
 replaced (``InvalidRequest`` on ``name``); the same request is refreshed in place. Request files
 pass an ``owner`` (the file), so editing a request file replaces its own report. Default names
-contain every field that changes the numbers, so they can only clash with the same request.
+contain every field that changes the numbers, so they can only clash with the same request. A
+folder that holds anything but versions and no manifest is not ours: it is left alone.
+
+The manifest is a plain JSON object: readers use the keys above and ignore others, so a field can
+be added (``report_manifest``) without breaking one. Reports published before versions existed
+(``files.<kind>.name`` directly in the folder, no ``key``) are still read, and replaced like any.
 
 Pure data: no Airflow import.
 """
@@ -33,50 +39,54 @@ Pure data: no Airflow import.
 from __future__ import annotations
 
 import csv
-import ctypes
-import ctypes.util
-import fcntl
 import hashlib
 import io
 import json
-import os
-import shutil
+import re
 import uuid
-from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from pathlib import Path
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from taxiflow.config import DataPaths
 from taxiflow.data import storage
-from taxiflow.data.storage import data_paths
+from taxiflow.data.storage import DataPath, data_paths
 from taxiflow.reports.request import NAME_ALLOWED, InvalidRequest
 
 if TYPE_CHECKING:
-    from collections.abc import Generator
-
     from taxiflow.reports.request import ReportRequest
 
 MANIFEST_FILE = "manifest.json"
-LOCKS_DIR = ".locks"
+VERSION_PREFIX = "v-"
+VERSION_TIME_FORMAT = "%Y%m%dT%H%M%S"
+_VERSION_RE = re.compile(r"v-([0-9]{8}T[0-9]{6})-[0-9a-f]{8,32}")
+# A version no manifest names, this old, belongs to a publisher that died before its manifest
+# (a live publisher writes its manifest seconds after its files): it is deleted by the next publish.
+ORPHAN_AGE = timedelta(hours=1)
+# How often a reader starts over when the version it read was cleaned up under it.
+READ_ATTEMPTS = 20
+PUBLISH_ATTEMPTS = 10
 
 
-def report_dir(name: str, paths: DataPaths | None = None) -> Path:
-    """``outputs/<name>/``: the folder one report is published as."""
+def report_dir(name: str, paths: DataPaths | None = None) -> DataPath:
+    """``outputs/<name>/``: the folder (key prefix) one report is published in."""
     return (paths or data_paths()).outputs / name
 
 
-def manifest_path(name: str, paths: DataPaths | None = None) -> Path:
+def manifest_path(name: str, paths: DataPaths | None = None) -> DataPath:
     return report_dir(name, paths) / MANIFEST_FILE
 
 
 def read_manifest(name: str, paths: DataPaths | None = None) -> dict[str, Any] | None:
     """The manifest of ``outputs/<name>/``, or None if there is no published report of that name."""
-    try:
-        return json.loads(manifest_path(name, paths).read_text(encoding="utf-8"))
-    except FileNotFoundError:
+    folder = report_dir(name, paths)
+    if storage.is_link(folder):
         return None
+    try:
+        document = json.loads(storage.read_bytes(folder / MANIFEST_FILE))
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    return document if isinstance(document, dict) else None
 
 
 @dataclass(frozen=True)
@@ -89,52 +99,37 @@ class PublishedReport:
 
 
 def read_report(name: str, paths: DataPaths | None = None) -> PublishedReport | None:
-    """Read a report's manifest, PNG and CSV through one folder handle (never a mix of two versions).
+    """Read a report's manifest, then the PNG and CSV it names: always one version's pair.
 
-    None if there is no report of that name. A publish that retires the folder while it is read
-    makes the read start over on the new folder.
+    None if there is no report of that name. A publish that cleans up the version while it is read
+    makes the read start over from the new manifest.
     """
     folder = report_dir(name, paths)
-    if storage.is_remote(folder):
-        return _read_object_report(folder)
-    for _ in range(20):
-        try:
-            fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
-        except FileNotFoundError:
-            if not any(folder.parent.glob(f".{name}.*")):
-                return None  # no report, and none being published
-            continue
-        try:
-            manifest = json.loads(_read_in(fd, MANIFEST_FILE))
-            return PublishedReport(manifest, _read_in(fd, manifest["files"]["png"]["name"]),
-                                   _read_in(fd, manifest["files"]["csv"]["name"]))
-        except FileNotFoundError:
-            continue  # this version was retired while we read it: read the current one
-        finally:
-            os.close(fd)
-    return None
-
-
-def _read_object_report(folder: Any) -> PublishedReport | None:
-    """``read_report`` in an object store: the manifest, then the objects it names (retried if retired)."""
-    for _ in range(20):
-        storage.refresh(folder)
-        try:
-            manifest = json.loads((folder / MANIFEST_FILE).read_bytes())
-        except FileNotFoundError:
+    for _ in range(READ_ATTEMPTS):
+        manifest = read_manifest(name, paths)
+        if manifest is None:
             return None
-        files = manifest["files"]
         try:
-            return PublishedReport(manifest, (folder / _key(files["png"])).read_bytes(),
-                                   (folder / _key(files["csv"])).read_bytes())
+            png, csv_bytes = (storage.read_bytes(folder / file_key(manifest, kind, name)) for kind in ("png", "csv"))
         except FileNotFoundError:
+            storage.refresh(folder)
             continue  # superseded and cleaned up while we read: follow the new manifest
+        return PublishedReport(manifest, png, csv_bytes)
     return None
 
 
-def _key(entry: dict[str, Any]) -> str:
-    """Where a manifest's file is, relative to the report folder (``key`` in object stores)."""
-    return str(entry.get("key") or entry["name"])
+def file_key(manifest: dict[str, Any], kind: str, name: str) -> str:
+    """Where the manifest's ``kind`` file is, relative to the report folder; only names ours can have.
+
+    ``v-<time>-<token>/<name>.<kind>``, or ``<name>.<kind>`` for a report published before
+    versions existed. Anything else (a hand-edited manifest) is refused with a ValueError.
+    """
+    entry = manifest["files"][kind]
+    key = str(entry.get("key") or entry["name"])
+    version, _, file = key.rpartition("/")
+    if file != f"{name}.{kind}" or (version and not _VERSION_RE.fullmatch(version)):
+        raise ValueError(f"outputs/{name}/{MANIFEST_FILE} names {key!r} for its {kind}: not a report file")
+    return key
 
 
 def published_report(request: ReportRequest, paths: DataPaths | None = None) -> PublishedReport | None:
@@ -168,46 +163,32 @@ def read_numbers(report: PublishedReport) -> ReportNumbers:
     )
 
 
-def _read_in(folder_fd: int, file: str) -> bytes:
-    """The bytes of ``file`` inside the folder open as ``folder_fd`` (no links followed)."""
-    inner = os.open(file, os.O_RDONLY | os.O_NOFOLLOW, dir_fd=folder_fd)
-    with os.fdopen(inner, "rb") as handle:
-        return handle.read()
-
-
-@contextmanager
-def _locked(name: str, paths: DataPaths) -> Generator[None, None, None]:
-    locks = paths.outputs / LOCKS_DIR
-    locks.mkdir(parents=True, exist_ok=True)
-    with open(locks / f"{name}.lock", "a+b") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
 def _describe(conf: dict[str, Any]) -> str:
     sources = ", ".join(conf.get("sources") or [])
     return f"{conf.get('borough')} {conf.get('start_date')} .. {conf.get('end_date')} ({sources})"
 
 
-def _check_not_taken(request: ReportRequest, folder: Path, owner: str | None) -> None:
-    """Refuse to replace a folder that is not this request's report."""
+def _check_not_taken(
+    request: ReportRequest, folder: DataPath, existing: dict[str, Any] | None, owner: str | None
+) -> None:
+    """Refuse to publish into a folder that is not this request's report (the manifest decides)."""
     name = str(request.name)
-    if not folder.exists() and not folder.is_symlink():
+    if existing is None:
+        foreign = storage.is_link(folder) or (not storage.is_remote(folder) and folder.is_file()) or [
+            entry.name for entry in storage.list_dir(folder) if not entry.name.startswith((VERSION_PREFIX, "."))
+        ]
+        if foreign:
+            raise InvalidRequest(
+                "name", name, NAME_ALLOWED,
+                problem=f"outputs/{name} exists and is not a taxiflow report folder (no {MANIFEST_FILE}); "
+                        "it is left alone: choose another name or move it away",
+            )
         return
-    if folder.is_symlink() or not folder.is_dir() or not (folder / MANIFEST_FILE).is_file():
-        raise InvalidRequest(
-            "name", name, NAME_ALLOWED,
-            problem=f"outputs/{name} exists and is not a taxiflow report folder (no {MANIFEST_FILE}); "
-                    "it is left alone: choose another name or move it away",
-        )
-    _check_same_request(request, json.loads((folder / MANIFEST_FILE).read_text(encoding="utf-8")), owner)
+    _check_same_request(request, existing, owner)
 
 
 def _check_same_request(request: ReportRequest, existing: dict[str, Any], owner: str | None) -> None:
-    """A published report may be replaced by its own request (or owner) only, on disk and in a store."""
+    """A published report may be replaced by its own request (or owner) only."""
     if existing.get("request") == request.to_conf() or (owner is not None and existing.get("owner") == owner):
         return
     name = str(request.name)
@@ -221,28 +202,33 @@ def _check_same_request(request: ReportRequest, existing: dict[str, Any], owner:
     )
 
 
-def _file_entry(folder: Path, file: str, content: bytes) -> dict[str, Any]:
-    path = folder / file
-    path.write_bytes(content)
-    os.chmod(path, 0o644)
-    return {"name": file, "bytes": len(content), "sha256": hashlib.sha256(content).hexdigest()}
+@dataclass(frozen=True)
+class Publication:
+    """What ``publish_report`` published: the report folder, its new version and the manifest written."""
+
+    folder: DataPath
+    version: str
+    manifest: dict[str, Any]
+
+    def file(self, kind: str) -> DataPath:
+        return self.folder / self.manifest["files"][kind]["key"]
 
 
-_RENAME_EXCHANGE = 2
-_AT_FDCWD = -100
+def new_version(now: datetime | None = None) -> str:
+    """``v-<UTC time>-<random token>``: a prefix no other publish of any name ever uses."""
+    return f"{VERSION_PREFIX}{(now or datetime.now(UTC)):{VERSION_TIME_FORMAT}}-{uuid.uuid4().hex[:12]}"
 
 
-def _exchange(a: Path, b: Path) -> bool:
-    """Atomically swap two paths (Linux ``renameat2``); False where the system cannot."""
-    libc_name = ctypes.util.find_library("c")
-    if not libc_name:
-        return False
-    libc = ctypes.CDLL(libc_name, use_errno=True)
-    renameat2 = getattr(libc, "renameat2", None)
-    if renameat2 is None:
-        return False
-    result = renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE)
-    return result == 0
+def report_manifest(
+    request: ReportRequest, version: str, files: dict[str, dict[str, Any]], total_trips: int,
+    run_id: str | None, owner: str | None,
+) -> dict[str, Any]:
+    """The manifest document: a plain dict, so another field is one more key here."""
+    return {
+        "name": str(request.name), "request": request.to_conf(), "run_id": run_id, "owner": owner,
+        "total_trips": total_trips, "version": version, "files": files,
+        "written_at": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
 
 
 def publish_report(
@@ -253,114 +239,76 @@ def publish_report(
     paths: DataPaths | None = None,
     run_id: str | None = None,
     owner: str | None = None,
-) -> Path:
-    """Publish the PNG and CSV of ``request`` as ``outputs/<name>/``, whole; returns the folder."""
+) -> Publication:
+    """Publish the PNG and CSV of ``request`` as one new version of ``outputs/<name>/``, manifest last."""
     paths = paths or data_paths()
     name = str(request.name)
     folder = report_dir(name, paths)
-    if storage.is_remote(folder):
-        return _publish_objects(request, png, csv, total_trips, folder, run_id, owner)
-    paths.outputs.mkdir(parents=True, exist_ok=True)
-    token = uuid.uuid4().hex
-    staged = paths.outputs / f".{name}.{token}.new"
-    staged.mkdir()
-    try:
-        files = {"png": _file_entry(staged, f"{name}.png", png), "csv": _file_entry(staged, f"{name}.csv", csv)}
-        manifest = {
-            "name": name,
-            "request": request.to_conf(),
-            "run_id": run_id,
-            "owner": owner,
-            "total_trips": total_trips,
-            "files": files,
-            "written_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        }
-        (staged / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
-        os.chmod(staged, 0o755)
-        with _locked(name, paths):
-            _check_not_taken(request, folder, owner)
-            if folder.exists() and _exchange(staged, folder):
-                pass  # staged now holds the previous report; removed below
-            else:
-                if folder.exists():
-                    os.rename(folder, paths.outputs / f".{name}.{token}.old")
-                os.rename(staged, folder)
-    finally:
-        shutil.rmtree(staged, ignore_errors=True)
-        shutil.rmtree(paths.outputs / f".{name}.{token}.old", ignore_errors=True)
-    return folder
+    manifest_file = folder / MANIFEST_FILE
+    _check_not_taken(request, folder, _current_manifest(manifest_file)[1], owner)  # before writing anything
 
-
-VERSION_PREFIX = "v-"
-
-
-def _publish_objects(
-    request: ReportRequest, png: bytes, csv: bytes, total_trips: int, folder: Any,
-    run_id: str | None, owner: str | None,
-) -> Any:
-    """``publish_report`` in an object store; returns the version folder now published."""
-    name = str(request.name)
-    version = f"{VERSION_PREFIX}{datetime.now(UTC):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
+    version = new_version()
     files = {}
     for kind, content in (("png", png), ("csv", csv)):
         file = f"{name}.{kind}"
         storage.write_bytes(folder / version / file, content)
         files[kind] = {"name": file, "key": f"{version}/{file}", "bytes": len(content),
                        "sha256": hashlib.sha256(content).hexdigest()}
-    manifest_file = folder / MANIFEST_FILE
-    for _ in range(10):
+    for _ in range(PUBLISH_ATTEMPTS):
         previous, existing = _current_manifest(manifest_file)
         try:
-            _check_not_taken_in_store(request, folder, existing, owner)
+            _check_not_taken(request, folder, existing, owner)
         except InvalidRequest:
             storage.remove_tree(folder / version)  # never published: leave nothing behind
             raise
-        manifest = {
-            "name": name, "request": request.to_conf(), "run_id": run_id, "owner": owner,
-            "total_trips": total_trips, "files": files, "version": version,
-            "written_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        }
+        manifest = report_manifest(request, version, files, total_trips, run_id, owner)
         try:
             storage.replace_if_match(manifest_file, (json.dumps(manifest, indent=2) + "\n").encode(), previous)
         except storage.PreconditionFailed:
-            continue  # another publish of this name won in between: check ownership again, retry
+            continue  # another publish of this name won in between: check the name rule again, retry
         break
     else:
         storage.remove_tree(folder / version)
-        raise RuntimeError(f"could not publish {storage.url(manifest_file)}: it kept changing (10 tries)")
-    superseded = (existing or {}).get("version")
-    if superseded and superseded != version:
-        storage.remove_tree(folder / superseded)
-    return folder / version
+        raise RuntimeError(f"could not publish {storage.url(manifest_file)}: it kept changing "
+                           f"({PUBLISH_ATTEMPTS} tries)")
+    _clean_up(folder, name, manifest, existing)
+    return Publication(folder, version, manifest)
 
 
-def _current_manifest(manifest_file: Any) -> tuple[str | None, dict[str, Any] | None]:
+def _current_manifest(manifest_file: DataPath) -> tuple[str | None, dict[str, Any] | None]:
     """(ETag, document) of the manifest as one version: re-read until the ETag is the same before and after."""
-    for _ in range(10):
+    for _ in range(PUBLISH_ATTEMPTS):
         before = storage.etag(manifest_file)
         if before is None:
             return None, None
         try:
-            document = json.loads(manifest_file.read_bytes())
+            document = json.loads(storage.read_bytes(manifest_file))
         except FileNotFoundError:
             continue
         if storage.etag(manifest_file) == before:
-            return before, document
+            return before, document if isinstance(document, dict) else {}
     raise RuntimeError(f"{storage.url(manifest_file)} kept changing while it was read")
 
 
-def _check_not_taken_in_store(
-    request: ReportRequest, folder: Any, existing: dict[str, Any] | None, owner: str | None
-) -> None:
-    """``_check_not_taken`` for an object store: the manifest decides; other objects there refuse."""
-    name = str(request.name)
-    if existing is None:
-        others = [p.name for p in storage.list_dir(folder) if not p.name.startswith(VERSION_PREFIX)]
-        if others:
-            raise InvalidRequest(
-                "name", name, NAME_ALLOWED,
-                problem=f"outputs/{name} exists and is not a taxiflow report folder (no {MANIFEST_FILE}); "
-                        "it is left alone: choose another name or move it away",
-            )
-        return
-    _check_same_request(request, existing, owner)
+def _clean_up(folder: DataPath, name: str, current: dict[str, Any], superseded: dict[str, Any] | None) -> None:
+    """Delete what the new manifest replaced, and versions of publishers that died before their manifest."""
+    keep = current["version"]
+    if superseded:
+        for kind in ("png", "csv"):
+            try:
+                key = file_key(superseded, kind, name)
+            except (KeyError, ValueError, TypeError):
+                continue
+            if "/" not in key:  # a report from before versions: its files lie in the folder itself
+                storage.remove_file(folder / key)
+        old = superseded.get("version")
+        if isinstance(old, str) and old != keep and _VERSION_RE.fullmatch(old):
+            storage.remove_tree(folder / old)
+    cutoff = datetime.now(UTC) - ORPHAN_AGE
+    for entry in storage.list_dir(folder):
+        match = _VERSION_RE.fullmatch(entry.name)
+        if not match or entry.name == keep:
+            continue
+        written = datetime.strptime(match.group(1), VERSION_TIME_FORMAT).replace(tzinfo=UTC)
+        if written < cutoff:
+            storage.remove_tree(entry)

@@ -8,12 +8,11 @@ from __future__ import annotations
 
 import os
 import threading
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from taxiflow.config import DAY_NAMES, SOURCES, DataPaths
 from taxiflow.data import storage, warehouse
-from taxiflow.data.storage import data_paths
+from taxiflow.data.storage import DataPath, data_paths
 from taxiflow.reports.request import SOURCES_ALLOWED, InvalidRequest, ReportRequest
 
 if TYPE_CHECKING:
@@ -24,7 +23,7 @@ CSV_COLUMNS = ("hour_of_day", "day_of_week", "num_trips")
 HOURS = tuple(range(24))
 
 
-def metrics_partitions(source: str, paths: DataPaths, table: str = METRICS_TABLE) -> list[Path]:
+def metrics_partitions(source: str, paths: DataPaths, table: str = METRICS_TABLE) -> list[DataPath]:
     """Every existing ``part.parquet`` of one source's metrics table, oldest month first.
 
     ``warehouse.metrics_partitions``, with an unknown source reported as a bad request field.

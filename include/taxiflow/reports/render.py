@@ -1,7 +1,7 @@
 """Rendering a report: the stacked bar chart (PNG) and the numbers behind it (CSV).
 
 Where a report lands is defined in ``taxiflow.reports.outputs`` (one folder per report,
-``outputs/<name>/`` with ``<name>.png``, ``<name>.csv`` and ``manifest.json``, published whole).
+``outputs/<name>/``: the PNG and CSV under a version prefix, then ``manifest.json`` naming them).
 """
 
 from __future__ import annotations
@@ -10,12 +10,11 @@ import io
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from taxiflow.config import DAY_NAMES, DataPaths
-from taxiflow.data.storage import data_paths
-from taxiflow.reports.outputs import MANIFEST_FILE, publish_report, report_dir
+from taxiflow.data.storage import DataPath, data_paths
+from taxiflow.reports.outputs import MANIFEST_FILE, publish_report
 from taxiflow.reports.params import families_counted
 from taxiflow.reports.query import CSV_COLUMNS, HOURS, report_counts
 from taxiflow.reports.request import ReportRequest
@@ -39,13 +38,14 @@ DAY_COLOURS: tuple[str, ...] = (
 
 @dataclass(frozen=True)
 class ReportOutputs:
-    """Where one published report's files are (all inside ``folder``)."""
+    """Where one published report's files are: ``folder/manifest.json`` names ``folder/version/``'s PNG and CSV."""
 
-    png: Path
-    csv: Path
+    png: DataPath
+    csv: DataPath
     total_trips: int
-    folder: Path | None = None
-    manifest: Path | None = None
+    folder: DataPath
+    manifest: DataPath
+    version: str
 
 
 def _day_words(day: date) -> str:
@@ -173,13 +173,12 @@ def write_report_files(
     png = io.BytesIO()
     image.convert("RGB").save(png, format="PNG", compress_level=1)
     csv_text = counts.loc[:, list(CSV_COLUMNS)].to_csv(index=False, lineterminator="\n")
-    folder = publish_report(
+    published = publish_report(
         request, png.getvalue(), csv_text.encode("utf-8"), total, paths, run_id=run_id, owner=owner
     )
-    name = str(request.name)
     return ReportOutputs(
-        png=folder / f"{name}.png", csv=folder / f"{name}.csv", total_trips=total,
-        folder=folder, manifest=report_dir(name, paths) / MANIFEST_FILE,
+        png=published.file("png"), csv=published.file("csv"), total_trips=total,
+        folder=published.folder, manifest=published.folder / MANIFEST_FILE, version=published.version,
     )
 
 

@@ -12,6 +12,13 @@ run id, the file, its sha256 and the exact conf) before it asks for the run, and
 * the door, finding a run with its id that it never claimed, writes ``outputs/<stem>.error.json``
   saying so (field ``run_id``); any edit of the file gives a new run id to ask again with.
 
+Claims are created only if absent (``storage.create_exclusive``: ``If-None-Match: *`` in a bucket,
+``O_EXCL`` on disk), so of two scans that see one new file at the same moment (two hosts, two
+deployments sharing a bucket) exactly one claims it and asks for its run; the other leaves it to
+that claimer. A claim names its claimer (the scan's run), so a retry of the winning scan still
+asks for the run; a claim whose run still does not exist after ``CLAIM_TAKEOVER_AFTER`` (its
+claimer died for good) is taken over by one later scan, again conditionally (``If-Match``).
+
 Only the door and the workers write the data root; Airflow users cannot, so they cannot forge a claim.
 """
 
@@ -19,13 +26,16 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
+import uuid
 from collections.abc import Callable, Iterable, Mapping
-from pathlib import Path
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from taxiflow.config import REPORT_DAG_ID, DataPaths
+from taxiflow.data import storage
 from taxiflow.data.files import write_json_atomically
-from taxiflow.data.storage import data_paths
+from taxiflow.data.storage import DataPath, data_paths
 from taxiflow.reports.request import ReportRequest
 from taxiflow.reports.request_files import (
     RUN_ID_PREFIX,
@@ -38,39 +48,80 @@ from taxiflow.reports.request_files import (
     utcnow,
 )
 
+log = logging.getLogger(__name__)
+
 CLAIMS_FOLDER = ("state", "request-claims")
 CLASH_ALLOWED = "a run id that no other door has used: edit the file (any change gives a new run id)"
+# A claim whose run does not exist this long after it was made lost its claimer (a scan that died
+# between claiming and asking for the run, and whose retries failed): a later scan takes it over.
+CLAIM_TAKEOVER_AFTER = timedelta(minutes=15)
 
 
 class RequestRunRefused(ValueError):
     """A ``request__`` run that the request-file door did not start with this conf."""
 
 
-def claims_dir(paths: DataPaths) -> Path:
-    return paths.root.joinpath(*CLAIMS_FOLDER)
+def claims_dir(paths: DataPaths) -> DataPath:
+    folder, inner = CLAIMS_FOLDER
+    return paths.root / folder / inner
 
 
-def claim_path(run_id: str, paths: DataPaths) -> Path:
+def claim_path(run_id: str, paths: DataPaths) -> DataPath:
     """Where the claim for ``run_id`` lives (named by a digest: no run id text reaches a path)."""
     return claims_dir(paths) / f"{hashlib.sha256(run_id.encode()).hexdigest()[:32]}.json"
 
 
 def read_claim(run_id: str, paths: DataPaths) -> dict[str, Any] | None:
     try:
-        claim = json.loads(claim_path(run_id, paths).read_text(encoding="utf-8"))
+        claim = json.loads(storage.read_bytes(claim_path(run_id, paths)))
     except (OSError, ValueError):
         return None
     return claim if isinstance(claim, dict) and claim.get("run_id") == run_id else None
 
 
-def write_claim(request: RequestFile, paths: DataPaths, now: Callable[[], str] = utcnow) -> Path:
-    """Record that the door is about to start ``request.run_id`` with ``request.conf``."""
-    target = claim_path(request.run_id, paths)
-    write_json_atomically(target, {
+def _claim_document(request: RequestFile, claimer: str, now: Callable[[], str]) -> bytes:
+    return (json.dumps({
         "run_id": request.run_id, "file": request.path.name, "sha256": request.sha256,
-        "conf": request.conf, "claimed_at": now(),
-    })
-    return target
+        "conf": request.conf, "claimed_by": claimer, "claimed_at": now(),
+    }, indent=2) + "\n").encode()
+
+
+def write_claim(
+    request: RequestFile, paths: DataPaths, now: Callable[[], str] = utcnow, claimer: str | None = None
+) -> bool:
+    """Claim ``request.run_id`` for ``claimer`` if nobody has (on any host); True if this call did."""
+    return storage.create_exclusive(
+        claim_path(request.run_id, paths), _claim_document(request, claimer or _new_claimer(), now)
+    )
+
+
+def _new_claimer() -> str:
+    return f"scan-{uuid.uuid4().hex[:12]}"
+
+
+def _take_over_if_abandoned(
+    request: RequestFile, claim: dict[str, Any], paths: DataPaths, now: Callable[[], str], claimer: str
+) -> bool:
+    """Take over another claimer's claim whose run never appeared; conditional, so one scan wins."""
+    try:
+        claimed_at = datetime.fromisoformat(str(claim.get("claimed_at")))
+    except ValueError:
+        claimed_at = datetime.min.replace(tzinfo=UTC)
+    if claimed_at.tzinfo is None:
+        claimed_at = claimed_at.replace(tzinfo=UTC)
+    if datetime.now(UTC) - claimed_at < CLAIM_TAKEOVER_AFTER:
+        return False  # its claimer is probably still asking for the run
+    target = claim_path(request.run_id, paths)
+    version = storage.etag(target)
+    if version is None:
+        return write_claim(request, paths, now, claimer)
+    try:
+        storage.replace_if_match(target, _claim_document(request, claimer, now), version)
+    except storage.PreconditionFailed:
+        return False
+    log.warning("Took over the claim of %s from %s (claimed at %s; its run never appeared)",
+                request.run_id, claim.get("claimed_by"), claim.get("claimed_at"))
+    return True
 
 
 def is_request_run_id(run_id: str) -> bool:
@@ -102,27 +153,39 @@ def claim_new_requests(
     existing_run_ids: Callable[[list[str]], set[str]],
     paths: DataPaths | None = None,
     now: Callable[[], str] = utcnow,
+    claimer: str | None = None,
 ) -> tuple[list[RequestFile], list[RejectedFile]]:
     """Claim the requests whose run does not exist yet; report those whose id another door took.
 
-    ``existing_run_ids(run_ids)`` returns which of them exist as ``borough_report`` runs. Returns
-    (requests to trigger now, clashes with their error file written).
+    ``existing_run_ids(run_ids)`` returns which of them exist as ``borough_report`` runs.
+    ``claimer`` names this scan (its run, so a retry of it is recognised); a fresh name if None.
+    Returns (requests this claimer must trigger now, clashes with their error file written).
+    A request another claimer holds is in neither list: that claimer triggers it.
     """
     paths = paths or data_paths()
+    claimer = claimer or _new_claimer()
     requests = list(valid)
     existing = existing_run_ids([r.run_id for r in requests]) if requests else set()
     new: list[RequestFile] = []
     clashes: list[RejectedFile] = []
     for request in requests:
-        claimed = read_claim(request.run_id, paths) is not None
+        claim = read_claim(request.run_id, paths)
         if request.run_id not in existing:
-            if not claimed:
-                write_claim(request, paths, now)
+            if claim is None:
+                mine = write_claim(request, paths, now, claimer)
+            else:
+                mine = claim.get("claimed_by") == claimer or _take_over_if_abandoned(
+                    request, claim, paths, now, claimer
+                )
+            if not mine:
+                log.info("%s is claimed by %s: that scan asks for its run",
+                         request.run_id, (read_claim(request.run_id, paths) or {}).get("claimed_by"))
+                continue
             stale = error_file_for(request.stem, paths.outputs)
             if records_clash(stale, request.sha256):  # the clashing run was deleted: run it after all
-                stale.unlink(missing_ok=True)
+                storage.remove_file(stale)
             new.append(request)
-        elif not claimed:
+        elif claim is None:
             clashes.append(_write_clash(request, paths, now))
     return new, clashes
 
@@ -137,11 +200,6 @@ def _write_clash(request: RequestFile, paths: DataPaths, now: Callable[[], str])
     )
     target = error_file_for(request.stem, paths.outputs)
     document = error_document(request.path, paths, request.sha256, error, now())
-    try:
-        previous = json.loads(target.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        previous = None
-    if not (isinstance(previous, dict) and previous.get("field") == "run_id"
-            and previous.get("sha256") == request.sha256):
+    if not records_clash(target, request.sha256):
         write_json_atomically(target, document)
     return RejectedFile(request.path, request.sha256, error, target)

@@ -1,10 +1,13 @@
 """Request files: a JSON file in ``<data root>/requests/`` asks for one borough report.
 
+The data root is a local folder or an S3 prefix: request files, error files and claims are read
+and written through ``taxiflow.data.storage``, the same way on both.
+
 Dagster calls this a sensor with a cursor; here the "cursor" is the DAG run id. Each valid file
 maps to the run id ``request__<file stem>__<sha256 of its bytes, first 16 hex digits>``, so the same
 file always asks for the same run and Airflow itself refuses to create it twice, whatever state
 the watcher kept or lost. A changed file has a new hash, hence a new run id, hence exactly one new
-run. The report's outputs are ``outputs/<file stem>.png`` and ``.csv``.
+run. The report is published as ``outputs/<file stem>/`` (see ``taxiflow.reports.outputs``).
 
 A bad file gets ``outputs/<file stem>.error.json`` naming the field, the bad value and what is
 allowed, with the same message the trigger form, the CLI and REST give for the same input: the
@@ -17,20 +20,17 @@ No Airflow import at module level: the param check imports ``airflow.sdk`` when 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
-import os
-import stat
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
-from pathlib import Path
 from typing import Any
 
 from taxiflow.config import BOROUGHS, DataPaths
+from taxiflow.data import storage
 from taxiflow.data.files import write_json_atomically
-from taxiflow.data.storage import data_paths
+from taxiflow.data.storage import DataPath, data_paths
 from taxiflow.reports.params import report_param_schemas
 from taxiflow.reports.request import (
     DATE_ALLOWED,
@@ -49,7 +49,6 @@ ERROR_SUFFIX = ".error.json"
 RUN_ID_PREFIX = "request"
 HASH_CHARS = 16  # of the sha256 in the run id: 64 bits, plenty for one file's edit history
 MAX_REQUEST_BYTES = 64 * 1024
-_CHUNK = 64 * 1024
 
 # What a person may put right, per field, when the JSON schema is what refused the value. The same
 # wording ``ReportRequest.from_conf`` uses, so "allowed" reads the same whichever check caught it.
@@ -81,7 +80,7 @@ class RequestFileError(ValueError):
 class RequestFile:
     """A valid request file: which report it asks for and the run id that report gets."""
 
-    path: Path
+    path: DataPath
     sha256: str
     request: ReportRequest
 
@@ -103,10 +102,10 @@ class RequestFile:
 class RejectedFile:
     """A request file that cannot become a run, and the error file that says why."""
 
-    path: Path
+    path: DataPath
     sha256: str
     error: RequestFileError
-    error_file: Path | None  # None when no error file could be written (name too long, disk)
+    error_file: DataPath | None  # None when no error file could be written (name too long, disk)
 
 
 @dataclass
@@ -114,7 +113,7 @@ class ScanResult:
     valid: list[RequestFile] = field(default_factory=list)
     rejected: list[RejectedFile] = field(default_factory=list)
     ignored: list[str] = field(default_factory=list)  # names skipped: hidden, not .json, links, folders
-    removed_error_files: list[Path] = field(default_factory=list)
+    removed_error_files: list[DataPath] = field(default_factory=list)
 
 
 def request_run_id(stem: str, sha256: str) -> str:
@@ -122,14 +121,15 @@ def request_run_id(stem: str, sha256: str) -> str:
     return f"{RUN_ID_PREFIX}__{stem}__{sha256[:HASH_CHARS]}"
 
 
-def error_file_for(stem: str, outputs: Path) -> Path:
-    """``outputs/<stem>.error.json``, refusing any stem that would land outside ``outputs``."""
+def error_file_for(stem: str, outputs: DataPath) -> DataPath:
+    """``outputs/<stem>.error.json``, refusing any stem that would land outside ``outputs``.
+
+    A plain stem (no separator, no leading dot, no NUL) names a file directly in ``outputs`` on
+    every backend; nothing else is accepted.
+    """
     if not stem or stem.startswith(".") or "/" in stem or "\\" in stem or "\x00" in stem:
         raise ValueError(f"not a plain file stem: {stem!r}")
-    target = outputs / f"{stem}{ERROR_SUFFIX}"
-    if target.parent.resolve() != outputs.resolve():
-        raise ValueError(f"{target} is not directly inside {outputs}")
-    return target
+    return outputs / f"{stem}{ERROR_SUFFIX}"
 
 
 # --- Validation -----------------------------------------------------------------------------------
@@ -217,65 +217,40 @@ def parse_request(stem: str, content: bytes) -> ReportRequest:
 # --- Reading the folder ---------------------------------------------------------------------------
 
 
-def request_files(requests_dir: Path) -> tuple[list[Path], list[str]]:
+def request_files(requests_dir: DataPath) -> tuple[list[DataPath], list[str]]:
     """Regular ``*.json`` files directly in ``requests_dir``, by name; and the names ignored.
 
     Hidden files, other suffixes, symlinks (whatever they point at), folders and special files
     are ignored, so no file name or link can steer reading or writing elsewhere.
     """
-    if not requests_dir.is_dir():
-        return [], []
-    found, ignored = [], []
-    with os.scandir(requests_dir) as entries:
-        for entry in entries:
-            name = entry.name
-            if (
-                name.startswith(".")
-                or not name.endswith(REQUEST_SUFFIX)
-                or len(name) == len(REQUEST_SUFFIX)
-                or entry.is_symlink()
-                or not entry.is_file(follow_symlinks=False)
-            ):
-                ignored.append(name)
-                continue
-            found.append(Path(entry.path))
-    return sorted(found), sorted(ignored)
+    files, others = storage.list_files(requests_dir)
+    found, ignored = [], list(others)
+    for entry in files:
+        if entry.name.startswith(".") or not entry.name.endswith(REQUEST_SUFFIX) or entry.name == REQUEST_SUFFIX:
+            ignored.append(entry.name)
+            continue
+        found.append(entry.path)
+    return found, sorted(ignored)
 
 
-def read_request_file(path: Path, limit: int = MAX_REQUEST_BYTES) -> tuple[bytes | None, str, int]:
+def read_request_file(path: DataPath, limit: int = MAX_REQUEST_BYTES) -> tuple[bytes | None, str, int]:
     """``(content or None if larger than limit, sha256 of all of it, size)``; read-only, no links.
 
-    ``O_NOFOLLOW`` and the ``fstat`` check close the gap between listing the folder and opening
-    the file (a file swapped for a link or a FIFO in between is refused, not followed or blocked on).
+    Locally a file swapped for a link or a FIFO between listing and opening is refused, not
+    followed or blocked on (``storage.read_capped``).
     """
-    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
-    fd = os.open(path, flags)
-    with os.fdopen(fd, "rb") as handle:
-        if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
-            raise OSError(f"{path} is not a regular file")
-        digest = hashlib.sha256()
-        head = bytearray()
-        size = 0
-        while chunk := handle.read(_CHUNK):
-            digest.update(chunk)
-            size += len(chunk)
-            if len(head) <= limit:
-                head += chunk[: limit + 1 - len(head)]
-    return (bytes(head) if size <= limit else None), digest.hexdigest(), size
+    return storage.read_capped(path, limit)
 
 
 def error_document(
-    path: Path, paths: DataPaths, sha256: str, error: RequestFileError, checked_at: str
+    path: DataPath, paths: DataPaths, sha256: str, error: RequestFileError, checked_at: str
 ) -> dict[str, Any]:
     value = error.value
     if isinstance(value, (date, datetime)):
         value = value.isoformat()
     elif not isinstance(value, (str, int, float, bool, type(None), list, dict)):
         value = repr(value)
-    try:
-        file = path.relative_to(paths.root).as_posix()
-    except ValueError:
-        file = str(path)
+    file = f"{paths.requests.name}/{path.name}"  # request files lie directly in requests/
     return {
         "file": file,
         "error": error.message,
@@ -287,33 +262,21 @@ def error_document(
     }
 
 
-def _same_error_recorded(target: Path, document: Mapping[str, Any]) -> bool:
+def _same_error_recorded(target: DataPath, document: Mapping[str, Any]) -> bool:
     """True when ``target`` already reports this error for this content (keeps ``checked_at``)."""
     try:
-        if not stat.S_ISREG(os.lstat(target).st_mode):
-            return False
-        existing = json.loads(target.read_bytes()[:MAX_REQUEST_BYTES])
+        content, _digest, _size = storage.read_capped(target, MAX_REQUEST_BYTES)
+        existing = json.loads(content or b"")
     except (OSError, ValueError):
         return False
     keys = ("file", "error", "field", "sha256")
     return isinstance(existing, dict) and all(existing.get(k) == document.get(k) for k in keys)
 
 
-def _remove_stale_error_file(target: Path) -> bool:
-    try:
-        mode = os.lstat(target).st_mode
-    except FileNotFoundError:
-        return False
-    if stat.S_ISDIR(mode):
-        return False
-    target.unlink(missing_ok=True)
-    return True
-
-
-def records_clash(error_file: Path, sha256: str) -> bool:
+def records_clash(error_file: DataPath, sha256: str) -> bool:
     """True when ``error_file`` reports a run-id clash for this content (a scan must keep it)."""
     try:
-        document = json.loads(error_file.read_text(encoding="utf-8"))
+        document = json.loads(storage.read_bytes(error_file))
     except (OSError, ValueError):
         return False
     return isinstance(document, dict) and document.get("field") == "run_id" and document.get("sha256") == sha256
@@ -356,7 +319,7 @@ def scan_requests(paths: DataPaths | None = None, now: Callable[[], str] = utcno
             request = parse_request(stem, content)
         except RequestFileError as err:
             document = error_document(path, paths, sha256, err, now())
-            written: Path | None = target
+            written: DataPath | None = target
             if not _same_error_recorded(target, document):
                 try:
                     write_json_atomically(target, document)
@@ -365,7 +328,7 @@ def scan_requests(paths: DataPaths | None = None, now: Callable[[], str] = utcno
                     written = None
             result.rejected.append(RejectedFile(path, sha256, err, written))
             continue
-        if not records_clash(target, sha256) and _remove_stale_error_file(target):
+        if not records_clash(target, sha256) and storage.remove_file(target):
             result.removed_error_files.append(target)
         result.valid.append(RequestFile(path, sha256, request))
     return result

@@ -256,11 +256,10 @@ def test_a_report_is_read_as_one_version_of_png_and_csv(any_root):
     report = outputs.published_report(request)
     assert report is not None
     assert (report.png, report.csv, report.manifest["run_id"]) == (b"png-2", b"csv-2", "r2")
-    if storage.is_remote(any_root.root):  # the superseded version is gone; only the manifest and one version stay
-        version = report.manifest["version"]
-        assert storage.files_below(outputs.report_dir("jan")) == sorted(
-            [outputs.MANIFEST_FILE, f"{version}/jan.csv", f"{version}/jan.png"]
-        )
+    version = report.manifest["version"]  # the superseded version is gone; only the manifest and one version stay
+    assert storage.files_below(outputs.report_dir("jan")) == sorted(
+        [outputs.MANIFEST_FILE, f"{version}/jan.csv", f"{version}/jan.png"]
+    )
 
 
 def test_a_name_taken_by_another_request_is_not_overwritten(any_root):
@@ -274,7 +273,6 @@ def test_a_name_taken_by_another_request_is_not_overwritten(any_root):
     assert report is not None and report.png == b"png"
 
 
-@pytest.mark.parametrize("any_root", [pytest.param("s3", marks=pytest.mark.s3)], indirect=True)  # object stores only
 def test_of_two_racing_publishers_of_one_name_exactly_one_wins(any_root):
     """Two requests race for one new name: the conditional manifest write lets exactly one publish."""
     from taxiflow.reports import outputs

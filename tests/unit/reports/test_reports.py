@@ -12,6 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from taxiflow.config import BOROUGHS, DAY_NAMES, DEFAULT_REPORT_SOURCES, SOURCE_NAMES, DataPaths, Partition
+from taxiflow.data import storage
 from taxiflow.reports.params import report_param_schemas
 from taxiflow.reports.query import report_counts
 from taxiflow.reports.render import render_report
@@ -381,8 +382,9 @@ def test_render_report_writes_csv_and_png(metrics):
     assert not metrics.outputs.exists()
     outputs = render_report(request, metrics, run_id="manual__1")
     assert outputs.folder == metrics.outputs / "jan"
-    assert outputs.csv == metrics.outputs / "jan" / "jan.csv"
-    assert outputs.png == metrics.outputs / "jan" / "jan.png"
+    assert outputs.version.startswith("v-")
+    assert outputs.csv == metrics.outputs / "jan" / outputs.version / "jan.csv"
+    assert outputs.png == metrics.outputs / "jan" / outputs.version / "jan.png"
     assert outputs.total_trips == 66
 
     lines = outputs.csv.read_text().splitlines()
@@ -400,10 +402,14 @@ def test_render_report_writes_csv_and_png(metrics):
         width, height = image.size
         assert 1000 <= width <= 1600 and 600 <= height <= 1000
         assert len(set(image.convert("RGB").resize((60, 35)).get_flattened_data())) > 10  # not blank
-    assert sorted(p.name for p in outputs.folder.iterdir()) == ["jan.csv", "jan.png", "manifest.json"]
-    assert sorted(p.name for p in metrics.outputs.iterdir() if not p.name.startswith(".locks")) == ["jan"]
+    assert storage.files_below(outputs.folder) == sorted(
+        ["manifest.json", f"{outputs.version}/jan.csv", f"{outputs.version}/jan.png"]
+    )
+    assert sorted(p.name for p in metrics.outputs.iterdir()) == ["jan"]
     manifest = json.loads(outputs.manifest.read_text())
     assert manifest["request"] == request.to_conf() and manifest["run_id"] == "manual__1"
+    assert manifest["version"] == outputs.version
+    assert manifest["files"]["csv"]["key"] == f"{outputs.version}/jan.csv"
     assert manifest["total_trips"] == 66
     import hashlib
 
@@ -414,12 +420,15 @@ def test_render_report_writes_csv_and_png(metrics):
 def test_render_report_refreshes_the_same_request_and_uses_default_name(metrics):
     request = ReportRequest.from_conf({**JANUARY, "sources": ["yellow"]})
     first = render_report(request, metrics)
-    first.csv.write_text("stale\n")  # as if an older version of the same report
     outputs = render_report(request, metrics)
     assert outputs.folder.name == outputs.csv.stem == "manhattan_2024-01-01_2024-02-01_yellow"
     assert outputs.csv.read_text().splitlines()[2] == "0,Monday,8"
     assert outputs.total_trips == 26
-    assert [p.name for p in metrics.outputs.iterdir() if p.name != ".locks"] == [outputs.folder.name]
+    assert [p.name for p in metrics.outputs.iterdir()] == [outputs.folder.name]
+    assert outputs.version != first.version and not first.csv.exists()  # the superseded version is gone
+    assert storage.files_below(outputs.folder) == sorted(
+        ["manifest.json", f"{outputs.version}/{outputs.csv.name}", f"{outputs.version}/{outputs.png.name}"]
+    )
 
 
 def test_a_name_holding_another_requests_report_is_refused_not_overwritten(metrics):
@@ -434,7 +443,10 @@ def test_a_name_holding_another_requests_report_is_refused_not_overwritten(metri
     assert "outputs/board/ already holds the report for a different request" in str(caught.value)
     assert "Manhattan 2024-01-01 .. 2024-02-01 (yellow, green)" in str(caught.value)
     assert read_report("board", metrics) == before and mine.total_trips == 66
-    assert [p.name for p in metrics.outputs.iterdir() if p.name != ".locks"] == ["board"]  # no leftovers
+    assert [p.name for p in metrics.outputs.iterdir()] == ["board"]
+    assert storage.files_below(metrics.outputs / "board") == sorted(  # the refused publish left nothing
+        ["manifest.json", f"{mine.version}/board.csv", f"{mine.version}/board.png"]
+    )
 
 
 def test_the_same_owner_may_replace_its_own_report(metrics):
@@ -452,6 +464,7 @@ def test_a_folder_that_is_not_a_report_is_left_alone(metrics):
     with pytest.raises(InvalidRequest, match="not a taxiflow report folder"):
         render_report(ReportRequest.from_conf({**JANUARY, "name": "mine"}), metrics)
     assert (metrics.outputs / "mine" / "notes.txt").read_text() == "keep me"
+    assert [p.name for p in (metrics.outputs / "mine").iterdir()] == ["notes.txt"]  # nothing written into it
 
 
 def test_readers_never_see_a_png_and_csv_of_two_versions(metrics):
@@ -516,7 +529,7 @@ def test_render_report_defaults_to_the_configured_data_root(metrics):
 def test_outputs_stay_inside_outputs(metrics):
     outputs = render_report(ReportRequest.from_conf({**JANUARY, "name": "x"}), metrics)
     for path in (outputs.csv, outputs.png):
-        assert path.resolve().parent == (metrics.outputs / "x").resolve()
+        assert path.resolve().parent.parent == (metrics.outputs / "x").resolve()
 
 
 def test_concurrent_reports_in_threads_agree(metrics):

@@ -96,5 +96,5 @@ def test_the_watcher_fires_once_per_new_or_changed_file_and_never_touches_it(pat
     assert set(before()) == {"a.json", "b.json", ".hidden.json"}
     assert folder_fingerprints(paths.requests).keys() == {"a.json", "b.json"}
     assert RequestFilesTrigger(folder="/x").serialize() == (
-        "taxiflow.components.triggers.RequestFilesTrigger", {"folder": "/x", "poll_interval": 0.5}
+        "taxiflow.components.triggers.RequestFilesTrigger", {"folder": "/x", "poll_interval": None}
     )
