@@ -20,8 +20,10 @@ add `fhv` and `fhvhv` for the for-hire vehicles, or say `all`), waits for the so
   and only then swaps them in as `raw/<source>/<YYYY-MM>/` together with the new warehouse
   partition `warehouse/trips/source=<source>/month=<YYYY-MM>/` (re-running replaces it, never
   duplicates). A refused re-drop fails the task, saying that the last good raw copy and partition
-  were kept. Only the month's own pickups are stored; stray rows of other months and rows that
-  cannot be parsed are counted in the log and in the partition's `_summary.json`.
+  were kept, and is recorded (`warehouse/refusals/`): reports keep using a good
+  partition that has its metrics, and say so (the run stays failed, for the operator). Only the
+  month's own pickups are stored; stray rows of other months and rows that cannot be parsed are
+  counted in the log and in the partition's `_summary.json`.
 * **trigger** starts `create_metrics` for that source and month and waits (deferred, in the
   triggerer; `TAXIFLOW_METRICS_POKE_INTERVAL`, default 10 s) until it finishes, so its success
   means "metrics done": `borough_report` gates on it.
@@ -107,12 +109,15 @@ def copy_to_raw(source: str, month: str) -> list[str]:
 
 # One heavy normalisation per source at a time bounds memory; the summary is one XCom, not one per key.
 @task(max_active_tis_per_dag=1, multiple_outputs=False)
-def process(source: str, month: str, raw_files: list[str]) -> dict:
-    """Validate the staged drop; only if it passes, swap in raw and the warehouse partition."""
+def process(source: str, month: str, raw_files: list[str], run_id=None) -> dict:
+    """Validate the staged drop; only if it passes, swap in raw and the warehouse partition.
+
+    A refused drop is recorded (`warehouse/refusals/`): reports keep using the good partition.
+    """
     from taxiflow.data import ingest
 
     try:
-        return ingest.process_partition(Partition(source, month))
+        return ingest.process_partition(Partition(source, month), run_id=run_id)
     except ingest.DropRefused as err:  # the same files fail the same way on retry
         raise AirflowFailException(str(err)) from None
 

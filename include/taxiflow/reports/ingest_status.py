@@ -12,16 +12,26 @@ metrics are written); ``failed`` when that task failed or its upstream did; othe
 either on a run still going or on a month that **no** ingest run covers yet (``covered`` is False:
 nothing will arrive unless someone starts one).
 
+``kept``: the ingest failed because ``process_<source>`` refused a re-drop, but an earlier ingest
+published a good partition with its metrics (``taxiflow.data.refusals.kept_partition``, read from
+storage: the refusal record and ``_summary.json``). Reports use that partition, like a ``done`` one,
+and say so with its note. A month never ingested successfully has no such partition: ``failed``.
+
 No Airflow import: states are plain strings, as Airflow's enums print.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from taxiflow.config import INGEST_DAG_ID, parse_month, trigger_metrics_task_id
+from taxiflow.config import INGEST_DAG_ID, Partition, parse_month, process_task_id, trigger_metrics_task_id
+from taxiflow.data.refusals import KeptPartition
+
+# (partition, the run id of its ingest run or None) -> the kept partition, if reports may use one
+KeptLookup = Callable[[Partition, str | None], KeptPartition | None]
+USABLE = ("done", "kept")  # the states a report may go ahead on
 
 FAILED_STATES = frozenset({"failed", "upstream_failed"})
 # skipped: the month is before TLC published that source, so there is nothing to wait for (no trips)
@@ -41,7 +51,7 @@ def ingest_command(month: str) -> str:
 
 @dataclass(frozen=True)
 class IngestStatus:
-    """The ingest of one (month, source) a report needs: ``done``, ``failed`` or ``waiting``."""
+    """The ingest of one (month, source) a report needs: ``done``, ``kept``, ``failed`` or ``waiting``."""
 
     month: str
     source: str
@@ -49,6 +59,7 @@ class IngestStatus:
     task_state: str | None  # of trigger_create_metrics_<source>; None: not started (or no run)
     covered: bool  # some ingest run exists for the month
     run_state: str | None = None  # that run's state, where the reader knows it
+    kept: KeptPartition | None = None  # for ``kept``: the partition in use, and the refusal
 
     @property
     def task_id(self) -> str:
@@ -59,6 +70,8 @@ class IngestStatus:
         """Why, in a few words, as the report views show it."""
         if self.state == "done":
             return "ingested"
+        if self.kept is not None:
+            return self.kept.note
         if self.state == "failed":
             return f"{INGEST_DAG_ID} run for {self.month} failed"
         if not self.covered:
@@ -72,21 +85,37 @@ def ingest_statuses(
     sources: Sequence[str],
     task_states: Mapping[tuple[str, str], str | None],
     run_states: Mapping[str, str | None],
+    kept_lookup: KeptLookup | None = None,
+    run_ids: Mapping[str, str] | None = None,
 ) -> list[IngestStatus]:
     """The ingest state of every (month, source), month by month.
 
-    :param task_states: ``{(month, task_id): state}`` of the ``trigger_create_metrics_<source>`` tasks.
+    :param task_states: ``{(month, task_id): state}`` of the ``trigger_create_metrics_<source>`` and
+        ``process_<source>`` tasks.
     :param run_states: ``{month: run state or None}`` for each month an ingest run covers.
+    :param kept_lookup: asked, for a failed ingest whose ``process_<source>`` failed, whether a good
+        partition is kept (``taxiflow.data.refusals.kept_partition``); None: never.
+    :param run_ids: ``{month: run id}`` of the ingest runs, where the reader knows them.
     """
     result = []
     for month in months:
         for source in sources:
             task_state = task_states.get((month, trigger_metrics_task_id(source)))
+            kept = None
             if task_state in DONE_STATES:
                 state = "done"
             elif task_state in FAILED_STATES:
                 state = "failed"
+                if kept_lookup is not None and task_states.get((month, process_task_id(source))) == "failed":
+                    kept = kept_lookup(Partition(source, month), (run_ids or {}).get(month))
+                    state = "kept" if kept is not None else "failed"
             else:
                 state = "waiting"
-            result.append(IngestStatus(month, source, state, task_state, month in run_states, run_states.get(month)))
+            result.append(IngestStatus(month, source, state, task_state, month in run_states,
+                                       run_states.get(month), kept))
     return result
+
+
+def ingest_notes(statuses: Sequence[IngestStatus]) -> list[str]:
+    """The notes a report carries: one per kept partition it uses."""
+    return [status.kept.note for status in statuses if status.kept is not None]

@@ -6,7 +6,9 @@ Layout (the one place it is defined; readers such as UI views use the functions 
         <name>.png                  the chart
         <name>.csv                  the numbers behind it (hour_of_day,day_of_week,num_trips)
         manifest.json               what produced them: name, request (conf), run_id, owner,
-                                    total_trips, written_at, and each file's bytes and sha256
+                                    total_trips, written_at, each file's bytes and sha256, and
+                                    ingest_notes: the kept partitions the numbers come from (a
+                                    month whose latest re-drop was refused), one note each
 
 Publishing writes a complete new folder under a hidden name (``outputs/.<name>.<token>.new``)
 and swaps it in with one ``renameat2(RENAME_EXCHANGE)`` (two renames where the kernel lacks it),
@@ -253,13 +255,18 @@ def publish_report(
     paths: DataPaths | None = None,
     run_id: str | None = None,
     owner: str | None = None,
+    ingest_notes: list[dict[str, Any]] | None = None,
 ) -> Path:
-    """Publish the PNG and CSV of ``request`` as ``outputs/<name>/``, whole; returns the folder."""
+    """Publish the PNG and CSV of ``request`` as ``outputs/<name>/``, whole; returns the folder.
+
+    ``ingest_notes``: ``KeptPartition.to_json()`` of each kept partition the numbers come from.
+    """
     paths = paths or data_paths()
     name = str(request.name)
     folder = report_dir(name, paths)
+    notes = list(ingest_notes or [])
     if storage.is_remote(folder):
-        return _publish_objects(request, png, csv, total_trips, folder, run_id, owner)
+        return _publish_objects(request, png, csv, total_trips, folder, run_id, owner, notes)
     paths.outputs.mkdir(parents=True, exist_ok=True)
     token = uuid.uuid4().hex
     staged = paths.outputs / f".{name}.{token}.new"
@@ -274,6 +281,7 @@ def publish_report(
             "total_trips": total_trips,
             "files": files,
             "written_at": datetime.now(UTC).isoformat(timespec="seconds"),
+            "ingest_notes": notes,
         }
         (staged / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
         os.chmod(staged, 0o755)
@@ -296,7 +304,7 @@ VERSION_PREFIX = "v-"
 
 def _publish_objects(
     request: ReportRequest, png: bytes, csv: bytes, total_trips: int, folder: Any,
-    run_id: str | None, owner: str | None,
+    run_id: str | None, owner: str | None, notes: list[dict[str, Any]],
 ) -> Any:
     """``publish_report`` in an object store; returns the version folder now published."""
     name = str(request.name)
@@ -318,7 +326,7 @@ def _publish_objects(
         manifest = {
             "name": name, "request": request.to_conf(), "run_id": run_id, "owner": owner,
             "total_trips": total_trips, "files": files, "version": version,
-            "written_at": datetime.now(UTC).isoformat(timespec="seconds"),
+            "written_at": datetime.now(UTC).isoformat(timespec="seconds"), "ingest_notes": notes,
         }
         try:
             storage.replace_if_match(manifest_file, (json.dumps(manifest, indent=2) + "\n").encode(), previous)

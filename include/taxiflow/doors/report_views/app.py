@@ -113,7 +113,8 @@ def create_app() -> FastAPI:
             raise HTTPException(404, f"{dag_id} has no run {run_id!r}")
         outputs = _outputs(run)
         numbers = read_numbers(outputs) if outputs else None
-        return HTMLResponse(pages.run_page(run, numbers, run_urls(run)), headers=_NO_STORE)
+        notes = [item["note"] for item in outputs.manifest.get("ingest_notes") or []] if outputs else None
+        return HTMLResponse(pages.run_page(run, numbers, run_urls(run), notes), headers=_NO_STORE)
 
     def _file(dag_id: str, run_id: str) -> tuple[ReportRun, PublishedReport]:
         run = _load(dag_id, run_id)

@@ -24,6 +24,7 @@ img.chart{max-width:100%;height:auto;border:1px solid #ddd} table{border-collaps
 td,th{border:1px solid #ddd;padding:2px 6px;text-align:right} th{background:#f4f4f4}
 .why{border-left:4px solid #b3261e;padding:8px 12px;background:#fdf3f2}
 .wait{border-left:4px solid #2f5fb3;padding:8px 12px;background:#f2f5fd}
+.note{border-left:4px solid #b37a00;padding:8px 12px;background:#fdf8ec;margin:12px 0}
 a.button{display:inline-block;padding:6px 12px;border:1px solid #2f5fb3;border-radius:4px;text-decoration:none}
 .cards{display:flex;flex-wrap:wrap;gap:12px;padding:0;list-style:none}
 .cards li{border:1px solid #ddd;border-radius:6px;padding:8px;width:300px}
@@ -94,11 +95,28 @@ def _why_not(run: ReportRun) -> str:
     return f"<div class=wait id=why>The run is {escape(run.state)}; the chart appears here when it is drawn.</div>"
 
 
-def run_page(run: ReportRun, numbers: ReportNumbers | None, urls: dict[str, str]) -> str:
-    """The report tab of one run: chart, request, total, CSV download; or why there is no chart."""
+def _notes(notes: list[str]) -> str:
+    """What the numbers rest on that a reader should know: kept partitions after a refused re-drop."""
+    if not notes:
+        return ""
+    items = "".join(f"<li>{escape(note)}</li>" for note in notes)
+    return (f"<div class=note id=notes><strong>Data notes:</strong> this report uses partitions whose "
+            f"latest re-drop was refused; their earlier, good ingest is counted.<ul>{items}</ul></div>")
+
+
+def run_page(
+    run: ReportRun, numbers: ReportNumbers | None, urls: dict[str, str], notes: list[str] | None = None
+) -> str:
+    """The report tab of one run: chart, request, total, CSV download; or why there is no chart.
+
+    ``notes``: the published report's ``ingest_notes``; before it is rendered, the kept partitions
+    its gate would use.
+    """
     state = escape(run.state)
+    if notes is None:
+        notes = [item.detail for item in run.ingest if item.state == "kept"]
     parts = [f"<h1>Borough report <span class='badge {state}' id=state>{state}</span></h1>",
-             _request_list(run)]
+             _request_list(run), _notes(notes)]
     if numbers is not None:
         parts += [
             f"<h2>Total: <span id=total>{numbers.total:,}</span> trips</h2>",
