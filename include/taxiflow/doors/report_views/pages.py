@@ -10,6 +10,7 @@ from html import escape
 from urllib.parse import quote, urlencode
 
 from taxiflow.config import BOROUGHS, DAY_NAMES
+from taxiflow.doors.report_views.quality import QUALITY_STYLE, QualityRow, quality_table
 from taxiflow.doors.report_views.runs import ReportRun
 from taxiflow.reports.outputs import ReportNumbers
 from taxiflow.reports.params import families_counted
@@ -32,9 +33,9 @@ a.button{display:inline-block;padding:6px 12px;border:1px solid #2f5fb3;border-r
 """
 
 
-def _page(title: str, body: str) -> str:
+def _page(title: str, body: str, style: str = "") -> str:
     return (f"<!doctype html><html lang=en><head><meta charset=utf-8><title>{escape(title)}</title>"
-            f"<meta name=viewport content='width=device-width,initial-scale=1'><style>{STYLE}</style></head>"
+            f"<meta name=viewport content='width=device-width,initial-scale=1'><style>{STYLE}{style}</style></head>"
             f"<body>{body}</body></html>")
 
 
@@ -171,3 +172,8 @@ def list_page(runs: list[ReportRun], total: int, borough: str | None, page: int,
             f"{' for ' + escape(borough) if borough else ''}, page {page} of {pages}</p>"
             f"<ul class=cards id=reports>{''.join(cards) or '<li>No reports yet.</li>'}</ul><p>{' · '.join(nav)}</p>")
     return _page("Borough reports", body)
+
+
+def quality_page(rows: list[QualityRow], source: str | None, flagged: bool, base: str) -> str:
+    """The data quality page: every source × month, its figures, ingest state and flags."""
+    return _page("Data quality", quality_table(rows, source, flagged, base), QUALITY_STYLE)
