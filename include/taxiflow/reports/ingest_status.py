@@ -114,8 +114,3 @@ def ingest_statuses(
             result.append(IngestStatus(month, source, state, task_state, month in run_states,
                                        run_states.get(month), kept))
     return result
-
-
-def ingest_notes(statuses: Sequence[IngestStatus]) -> list[str]:
-    """The notes a report carries: one per kept partition it uses."""
-    return [status.kept.note for status in statuses if status.kept is not None]
