@@ -206,8 +206,10 @@ def test_a_month_never_ingested_still_fails_the_report_after_a_refused_drop(data
     ingested_then_refused(data_root, "2022-10", ingested=False)
     ti = FakeIngestRuns({"2022-10": {"green": "upstream_failed"}}, process={"2022-10": {"green": "failed"}})
     october = {**SEPTEMBER, "start_date": "2022-10-01", "end_date": "2022-10-10"}
-    with pytest.raises(AirflowFailException, match=r"green 2022-10 \(task trigger_create_metrics_green"):
+    with pytest.raises(AirflowFailException, match=r"green 2022-10 \(task trigger_create_metrics_green") as caught:
         poke(ti, october)
+    assert "the drop was refused: cannot read green_tripdata_2022-10.parquet" in str(caught.value)
+    assert "no earlier good partition with metrics is there to use instead" in str(caught.value)
 
 
 def test_a_kept_partition_counts_only_when_the_ingest_failed_in_its_processing(data_root):

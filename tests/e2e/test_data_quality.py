@@ -127,6 +127,10 @@ def test_a_month_never_ingested_still_fails_its_report(refused):
     assert stack.task_states(REPORT_DAG_ID, "quality-never")["wait_for_ingest"] == "failed"
     log = task_log(stack, REPORT_DAG_ID, "quality-never", "wait_for_ingest")
     assert f"The ingest this report needs failed: green {NEVER}" in log
+    assert f"the drop was refused: cannot read green_tripdata_{NEVER}.parquet" in log
+    status, page, _ = get(stack, run_path("quality-never"), token=stack.token("viewer"))
+    assert status == 200 and "The ingest this report needs failed" in page.decode()
+    assert "its drop was refused at " in page.decode() and "id=notes" not in page.decode()
 
 
 def test_the_quality_page_and_its_json_show_every_month(refused):

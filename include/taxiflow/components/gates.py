@@ -91,11 +91,11 @@ class IngestRunsLink(BaseOperatorLink):
         return urljoin(base_url.rstrip("/") + "/", f"dags/{INGEST_DAG_ID}/runs")
 
 
-def _kept(partition: Partition, run_id: str | None) -> Any:
-    """The good partition a refused re-drop left in use (read from storage), or None."""
-    from taxiflow.data.refusals import kept_partition
+def _refusal(partition: Partition, run_id: str | None) -> Any:
+    """The run's refusal of the drop, and the good partition it left in use (read from storage)."""
+    from taxiflow.data.refusals import refusal_outcome
 
-    return kept_partition(partition, run_id=run_id)
+    return refusal_outcome(partition, run_id=run_id)
 
 
 class IngestGateSensor(ExternalTaskSensor):
@@ -154,12 +154,15 @@ class IngestGateSensor(ExternalTaskSensor):
                 task_states.update({(month, task_id): state for task_id, state in states.items()})
             if any(runs.values()) or ti.get_dr_count(dag_id=INGEST_DAG_ID, logical_dates=logical_dates):
                 covered[month] = None
-        statuses = ingest_statuses(months, sources, task_states, covered, kept_lookup=_kept, run_ids=run_ids)
+        statuses = ingest_statuses(months, sources, task_states, covered, refusal_lookup=_refusal, run_ids=run_ids)
         for status in statuses:
             if status.kept is not None:
                 self.log.warning("Using a kept partition: %s", status.kept.note)
                 kept.append(status.kept.to_json())
-        failed = [f"{s.source} {s.month} (task {s.task_id}: {s.task_state})" for s in statuses if s.state == "failed"]
+        failed = [f"{s.source} {s.month} (task {s.task_id}: {s.task_state}"
+                  + (f"; the drop was refused: {s.refusal.reason}, and no earlier good partition with metrics "
+                     "is there to use instead" if s.refusal else "") + ")"
+                  for s in statuses if s.state == "failed"]
         uncovered = [month for month in months if month not in covered]
         waiting = [f"{s.source} {s.month} ({s.task_state or 'not started'})"
                    for s in statuses if s.state == "waiting" and s.covered]

@@ -7,7 +7,7 @@ the latest refusal of that partition: when, why (the problem alone, never
 a file's contents), the files refused, and the ingest run that tried. A later successful ingest
 leaves it in place as history: its ``_summary.json`` is then newer, and the refusal no longer counts.
 
-``kept_partition`` answers the question a report's gate asks when a month's latest ingest failed:
+``refusal_outcome`` answers the question a report's gate asks when a month's latest ingest failed:
 was it a refused re-drop over a good partition that has its metrics? Only then may reports use the
 partition, and say so with ``KeptPartition.note``. A month never ingested successfully has no
 summary, so nothing is kept and its reports still fail.
@@ -113,34 +113,34 @@ class KeptPartition:
                 "reason": self.refusal.reason, "note": self.note}
 
 
-def kept_partition(
+def refusal_outcome(
     partition: Partition, paths: DataPaths | None = None, run_id: str | None = None
-) -> KeptPartition | None:
-    """The partition reports may still use although its latest ingest attempt was refused, or None.
+) -> tuple[Refusal | None, KeptPartition | None]:
+    """The latest refusal of ``partition`` (by ``run_id``, if given), and the partition reports may
+    still use in spite of it; (None, None) when nothing was refused since the partition was written.
 
-    All of: a complete partition (its ``_summary.json``), its ``hourly_borough`` metrics written
-    after that summary (so they were made from it), and a refusal recorded after it (the latest
-    attempt was refused; with ``run_id``, by that ingest run).
+    A partition is kept when all of these hold: it is complete (its ``_summary.json``), its
+    ``hourly_borough`` metrics were written after that summary (so they were made from it), and the
+    refusal was recorded after it (the latest attempt was refused).
     """
     paths = paths or data_paths()
     refusal = read_refusal(partition, paths)
     if refusal is None or (run_id is not None and refusal.run_id not in (None, run_id)):
-        return None
+        return None, None
     summary = warehouse.partition_summary(partition, paths)
     if summary is None:
-        return None  # never ingested successfully
+        return refusal, None  # never ingested successfully
     # Which came last is read from the storage's own clock (nanoseconds on disk), not the documents'.
     try:
         summary_written = storage.info(warehouse.summary_file(partition, paths))["modified"]
         if storage.info(refusal_file(partition, paths))["modified"] < summary_written:
-            return None  # a later ingest succeeded: the refusal is history
+            return None, None  # a later ingest succeeded: the refusal is history
         metrics = warehouse.metrics_file(warehouse.HOURLY_BOROUGH, partition, paths)
         if storage.info(metrics)["modified"] < summary_written:
-            return None  # the metrics were made from an older partition
+            return refusal, None  # the metrics were made from an older partition
     except FileNotFoundError:
-        return None  # no metrics (or the files changed while we looked)
-    ingested_at = parse_time(summary["written_at"])
-    return KeptPartition(partition, ingested_at, refusal)
+        return refusal, None  # no metrics (or the files changed while we looked)
+    return refusal, KeptPartition(partition, parse_time(summary["written_at"]), refusal)
 
 
 def parse_time(text: str) -> datetime:

@@ -13,7 +13,7 @@ either on a run still going or on a month that **no** ingest run covers yet (``c
 nothing will arrive unless someone starts one).
 
 ``kept``: the ingest failed because ``process_<source>`` refused a re-drop, but an earlier ingest
-published a good partition with its metrics (``taxiflow.data.refusals.kept_partition``, read from
+published a good partition with its metrics (``taxiflow.data.refusals.refusal_outcome``, read from
 storage: the refusal record and ``_summary.json``). Reports use that partition, like a ``done`` one,
 and say so with its note. A month never ingested successfully has no such partition: ``failed``.
 
@@ -27,10 +27,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from taxiflow.config import INGEST_DAG_ID, Partition, parse_month, process_task_id, trigger_metrics_task_id
-from taxiflow.data.refusals import KeptPartition
+from taxiflow.data.refusals import KeptPartition, Refusal, shown
 
-# (partition, the run id of its ingest run or None) -> the kept partition, if reports may use one
-KeptLookup = Callable[[Partition, str | None], KeptPartition | None]
+# (partition, the run id of its ingest run or None) -> (that run's refusal of its drop, if any; the
+# partition kept in spite of it, if reports may use one): ``taxiflow.data.refusals.refusal_outcome``
+RefusalLookup = Callable[[Partition, str | None], tuple[Refusal | None, KeptPartition | None]]
 USABLE = ("done", "kept")  # the states a report may go ahead on
 
 FAILED_STATES = frozenset({"failed", "upstream_failed"})
@@ -60,6 +61,7 @@ class IngestStatus:
     covered: bool  # some ingest run exists for the month
     run_state: str | None = None  # that run's state, where the reader knows it
     kept: KeptPartition | None = None  # for ``kept``: the partition in use, and the refusal
+    refusal: Refusal | None = None  # for ``failed``/``kept``: the drop the run refused, if that was why
 
     @property
     def task_id(self) -> str:
@@ -72,6 +74,10 @@ class IngestStatus:
             return "ingested"
         if self.kept is not None:
             return self.kept.note
+        if self.state == "failed" and self.refusal is not None:
+            return (f"{INGEST_DAG_ID} run for {self.month} failed: its drop was refused at "
+                    f"{shown(self.refusal.refused_at)}: {self.refusal.reason}; no earlier good partition "
+                    "with metrics to use instead")
         if self.state == "failed":
             return f"{INGEST_DAG_ID} run for {self.month} failed"
         if not self.covered:
@@ -85,7 +91,7 @@ def ingest_statuses(
     sources: Sequence[str],
     task_states: Mapping[tuple[str, str], str | None],
     run_states: Mapping[str, str | None],
-    kept_lookup: KeptLookup | None = None,
+    refusal_lookup: RefusalLookup | None = None,
     run_ids: Mapping[str, str] | None = None,
 ) -> list[IngestStatus]:
     """The ingest state of every (month, source), month by month.
@@ -93,24 +99,25 @@ def ingest_statuses(
     :param task_states: ``{(month, task_id): state}`` of the ``trigger_create_metrics_<source>`` and
         ``process_<source>`` tasks.
     :param run_states: ``{month: run state or None}`` for each month an ingest run covers.
-    :param kept_lookup: asked, for a failed ingest whose ``process_<source>`` failed, whether a good
-        partition is kept (``taxiflow.data.refusals.kept_partition``); None: never.
+    :param refusal_lookup: asked, for a failed ingest whose ``process_<source>`` failed, whether it
+        refused the drop and a good partition is kept (``taxiflow.data.refusals.refusal_outcome``);
+        None: never.
     :param run_ids: ``{month: run id}`` of the ingest runs, where the reader knows them.
     """
     result = []
     for month in months:
         for source in sources:
             task_state = task_states.get((month, trigger_metrics_task_id(source)))
-            kept = None
+            kept = refusal = None
             if task_state in DONE_STATES:
                 state = "done"
             elif task_state in FAILED_STATES:
                 state = "failed"
-                if kept_lookup is not None and task_states.get((month, process_task_id(source))) == "failed":
-                    kept = kept_lookup(Partition(source, month), (run_ids or {}).get(month))
+                if refusal_lookup is not None and task_states.get((month, process_task_id(source))) == "failed":
+                    refusal, kept = refusal_lookup(Partition(source, month), (run_ids or {}).get(month))
                     state = "kept" if kept is not None else "failed"
             else:
                 state = "waiting"
             result.append(IngestStatus(month, source, state, task_state, month in run_states,
-                                       run_states.get(month), kept))
+                                       run_states.get(month), kept, refusal))
     return result

@@ -37,7 +37,7 @@ def redrop_corrupt(paths, partition: Partition, run_id: str = "scheduled__redrop
 def test_a_refused_redrop_is_recorded_and_the_good_partition_is_kept(data_root):
     summary = ingest_demo(data_root, GOOD)
     assert refusals.read_refusal(GOOD, data_root) is None
-    assert refusals.kept_partition(GOOD, data_root) is None  # nothing refused: a plain ingested month
+    assert refusals.refusal_outcome(GOOD, data_root)[1] is None  # nothing refused: a plain ingested month
     trips_before = warehouse.trips_file(GOOD, data_root).read_bytes()
 
     error = redrop_corrupt(data_root, GOOD)
@@ -48,7 +48,7 @@ def test_a_refused_redrop_is_recorded_and_the_good_partition_is_kept(data_root):
     assert refusal.files == ("green_tripdata_2022-09.parquet",)
     assert "not a parquet" not in json.dumps(refusal.to_json())  # never a file's contents
 
-    kept = refusals.kept_partition(GOOD, data_root, run_id="scheduled__redrop")
+    kept = refusals.refusal_outcome(GOOD, data_root, run_id="scheduled__redrop")[1]
     assert kept is not None
     assert refusals.iso(kept.ingested_at) == summary["written_at"]
     assert kept.note == (
@@ -63,9 +63,10 @@ def test_a_refused_redrop_is_recorded_and_the_good_partition_is_kept(data_root):
 def test_a_refusal_by_another_run_or_without_metrics_keeps_nothing(data_root):
     ingest_demo(data_root, GOOD)
     redrop_corrupt(data_root, GOOD)
-    assert refusals.kept_partition(GOOD, data_root, run_id="scheduled__someone_else") is None
+    assert refusals.refusal_outcome(GOOD, data_root, run_id="scheduled__someone_else") == (None, None)
     warehouse.metrics_file(warehouse.HOURLY_BOROUGH, GOOD, data_root).unlink()
-    assert refusals.kept_partition(GOOD, data_root) is None  # "with metrics" is part of "good"
+    refusal, kept = refusals.refusal_outcome(GOOD, data_root)
+    assert refusal is not None and kept is None  # "with metrics" is part of "good"
 
 
 def test_metrics_older_than_the_partition_were_not_made_from_it(data_root):
@@ -73,14 +74,14 @@ def test_metrics_older_than_the_partition_were_not_made_from_it(data_root):
     # The partition is rebuilt (from raw) and its metrics are not: then a re-drop is refused.
     ingest.process_partition(GOOD, data_root)
     redrop_corrupt(data_root, GOOD)
-    assert refusals.kept_partition(GOOD, data_root) is None
+    assert refusals.refusal_outcome(GOOD, data_root)[1] is None
 
 
 def test_a_later_good_ingest_makes_the_refusal_history(data_root):
     ingest_demo(data_root, GOOD)
     redrop_corrupt(data_root, GOOD)
     ingest_demo(data_root, GOOD, trips=300, seed=8)  # a good re-drop: latest attempt succeeded
-    assert refusals.kept_partition(GOOD, data_root) is None
+    assert refusals.refusal_outcome(GOOD, data_root) == (None, None)
     assert refusals.read_refusal(GOOD, data_root) is not None  # still shown as the last refusal
 
 
@@ -90,7 +91,8 @@ def test_a_month_never_ingested_records_its_refusal_and_keeps_nothing(data_root)
     error = redrop_corrupt(data_root, never, run_id="scheduled__never")
     assert "nothing had been ingested for this month before" in str(error)
     assert refusals.read_refusal(never, data_root).run_id == "scheduled__never"
-    assert refusals.kept_partition(never, data_root) is None
+    refusal, kept = refusals.refusal_outcome(never, data_root, run_id="scheduled__never")
+    assert kept is None and refusal == refusals.read_refusal(never, data_root)
     assert not data_root.trips_dir(never).exists()  # the partition's own folder stays untouched
 
 

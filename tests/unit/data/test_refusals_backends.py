@@ -42,7 +42,7 @@ def test_a_refused_redrop_is_recorded_and_the_partition_kept_on_every_backend(an
     ingest.copy_to_raw(MONTH)
     summary = ingest.process_partition(MONTH)
     metrics.build_metrics(MONTH)
-    assert refusals.kept_partition(MONTH) is None
+    assert refusals.refusal_outcome(MONTH)[1] is None
 
     drop(any_root, b"corrupt" * 100)
     ingest.copy_to_raw(MONTH)
@@ -53,7 +53,7 @@ def test_a_refused_redrop_is_recorded_and_the_partition_kept_on_every_backend(an
     else:
         raise AssertionError("the corrupt re-drop was not refused")
 
-    kept = refusals.kept_partition(MONTH, run_id="scheduled__2024-03-01")
+    kept = refusals.refusal_outcome(MONTH, run_id="scheduled__2024-03-01")[1]
     assert kept is not None and refusals.iso(kept.ingested_at) == summary["written_at"]
     assert kept.refusal.reason.startswith("cannot read green_tripdata_2024-03.parquet")
     assert refusals.refused_partitions() == [MONTH]

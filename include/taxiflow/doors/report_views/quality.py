@@ -18,7 +18,7 @@ from sqlalchemy import select
 
 from taxiflow.config import INGEST_DAG_ID, SOURCE_NAMES, format_month, process_task_id, trigger_metrics_task_id
 from taxiflow.data.quality import RULES, MonthQuality, month_figures
-from taxiflow.data.refusals import kept_partition, shown
+from taxiflow.data.refusals import refusal_outcome, shown
 from taxiflow.reports.ingest_status import IngestStatus, ingest_statuses
 
 # status -> what the page says
@@ -85,7 +85,7 @@ def quality_rows(session: Any, paths: Any = None) -> list[QualityRow]:
     months = sorted(run_states)
     statuses = {(s.source, s.month): s for s in ingest_statuses(
         months, sources, task_states, run_states,
-        kept_lookup=lambda p, r: kept_partition(p, paths, run_id=r), run_ids=run_ids,
+        refusal_lookup=lambda p, r: refusal_outcome(p, paths, run_id=r), run_ids=run_ids,
     )}
     result = []
     for key in sorted(set(figures) | set(statuses), key=lambda k: (k[1], SOURCE_NAMES.index(k[0])), reverse=True):

@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy import func, select
 
 from taxiflow.config import INGEST_DAG_ID, REPORT_DAG_ID, process_task_id, trigger_metrics_task_id
-from taxiflow.data.refusals import kept_partition
+from taxiflow.data.refusals import refusal_outcome
 from taxiflow.reports.ingest_status import IngestStatus, ingest_statuses, month_logical_date
 from taxiflow.reports.request import InvalidRequest, ReportRequest
 from taxiflow.reports.request_files import RUN_ID_PREFIX
@@ -98,7 +98,7 @@ def ingest_status(session: Any, months: Sequence[str], sources: Sequence[str]) -
         run_ids[month] = run_id
         if task_id:
             states[month, task_id] = _enum_value(ti_state)
-    return ingest_statuses(months, sources, states, runs, kept_lookup=lambda p, r: kept_partition(p, run_id=r),
+    return ingest_statuses(months, sources, states, runs, refusal_lookup=lambda p, r: refusal_outcome(p, run_id=r),
                            run_ids=run_ids)
 
 
