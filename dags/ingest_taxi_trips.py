@@ -75,9 +75,9 @@ from taxiflow.config import (
 
 
 @task.sensor(mode="reschedule", **wait_settings("DROP", poke_interval=60, timeout=6 * 3600))
-def wait_for_drop(source: str, logical_date=None) -> PokeReturnValue:
+def wait_for_drop(source: str, logical_date=None, run_id=None) -> PokeReturnValue:
     """True once the month's drop has a data file and its `_SUCCESS` marker."""
-    from taxiflow.data import landing
+    from taxiflow.data import landing, refusals
 
     try:
         partition = Partition.from_logical_date(source, logical_date)
@@ -92,18 +92,20 @@ def wait_for_drop(source: str, logical_date=None) -> PokeReturnValue:
         ready = landing.drop_is_ready(partition)
         print(landing.describe_drop(partition))
     except landing.UnsafeDropError as err:  # a link stays a link: fail this source's branch now
+        refusals.record_refusal(partition, str(err), [], new_drop=True, run_id=run_id)
         raise AirflowFailException(str(err)) from None
     return PokeReturnValue(is_done=ready, xcom_value=partition.month if ready else None)
 
 
 @task
-def copy_to_raw(source: str, month: str) -> list[str]:
+def copy_to_raw(source: str, month: str, run_id=None) -> list[str]:
     """Stage the drop beside raw (`raw/<source>/.<month>.staged/`); raw itself is not touched yet."""
-    from taxiflow.data import ingest
+    from taxiflow.data import ingest, refusals
 
     try:
         return [path.name for path in ingest.copy_to_raw(Partition(source, month))]
     except ingest.UnsafeDropError as err:
+        refusals.record_refusal(Partition(source, month), str(err), [], new_drop=True, run_id=run_id)
         raise AirflowFailException(str(err)) from None
 
 

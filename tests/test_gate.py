@@ -15,7 +15,7 @@ from airflow.providers.standard.sensors.external_task import ExternalTaskSensor
 from airflow.sdk.exceptions import AirflowFailException
 
 from taxiflow.components.gates import IngestGateSensor
-from taxiflow.config import INGEST_DAG_ID, process_task_id, trigger_metrics_task_id
+from taxiflow.config import INGEST_DAG_ID, trigger_metrics_task_id
 from taxiflow.reports.ingest_status import ingest_statuses, month_logical_date
 
 # December 2023 and January 2024, both sources (the default)
@@ -26,9 +26,9 @@ class FakeIngestRuns:
     """The ``ti`` of a report's gate, over ``runs``: {month: {source: state}} (a month absent: no run)."""
 
     def __init__(self, runs: dict[str, dict[str, str]], first_poke: datetime | None = None,
-                 stale_counts: bool = False, process: dict[str, dict[str, str]] | None = None) -> None:
+                 stale_counts: bool = False, tasks: dict[str, dict[str, str]] | None = None) -> None:
         self.runs = runs
-        self.process = process or {}  # {month: {source: state of process_<source>}}
+        self.tasks = tasks or {}  # {month: {task_id: state}} of tasks other than the metrics trigger
         self.first_poke = first_poke
         self.stale_counts = stale_counts  # the counts miss a task that finished a moment later
         self.calls: list[str] = []
@@ -39,7 +39,7 @@ class FakeIngestRuns:
         return {
             f"scheduled__{month}": {
                 **{trigger_metrics_task_id(source): state for source, state in tasks.items()},
-                **{process_task_id(source): state for source, state in self.process.get(month, {}).items()},
+                **self.tasks.get(month, {}),
             }
             for month, tasks in self.runs.items()
             if month_logical_date(month) in logical_dates
@@ -192,7 +192,7 @@ def ingested_then_refused(paths, month: str, ingested: bool = True) -> None:
 
 def test_a_refused_redrop_over_a_good_partition_opens_the_gate_with_a_note(data_root, capsys):
     ingested_then_refused(data_root, "2022-09")
-    ti = FakeIngestRuns({"2022-09": {"green": "upstream_failed"}}, process={"2022-09": {"green": "failed"}})
+    ti = FakeIngestRuns({"2022-09": {"green": "upstream_failed"}}, tasks={"2022-09": {"process_green": "failed"}})
     assert poke(ti, SEPTEMBER) is True
     (kept,) = ti.xcom["kept_partitions"]
     assert kept["source"] == "green" and kept["month"] == "2022-09"
@@ -204,7 +204,7 @@ def test_a_refused_redrop_over_a_good_partition_opens_the_gate_with_a_note(data_
 
 def test_a_month_never_ingested_still_fails_the_report_after_a_refused_drop(data_root):
     ingested_then_refused(data_root, "2022-10", ingested=False)
-    ti = FakeIngestRuns({"2022-10": {"green": "upstream_failed"}}, process={"2022-10": {"green": "failed"}})
+    ti = FakeIngestRuns({"2022-10": {"green": "upstream_failed"}}, tasks={"2022-10": {"process_green": "failed"}})
     october = {**SEPTEMBER, "start_date": "2022-10-01", "end_date": "2022-10-10"}
     with pytest.raises(AirflowFailException, match=r"green 2022-10 \(task trigger_create_metrics_green") as caught:
         poke(ti, october)
@@ -212,11 +212,15 @@ def test_a_month_never_ingested_still_fails_the_report_after_a_refused_drop(data
     assert "no earlier good partition with metrics is there to use instead" in str(caught.value)
 
 
-def test_a_kept_partition_counts_only_when_the_ingest_failed_in_its_processing(data_root):
-    """A later failure elsewhere (the drop never came, so process never ran) is not a refused re-drop."""
+def test_a_kept_partition_counts_only_when_the_ingest_failed_in_a_task_that_refuses_drops(data_root):
+    """create_metrics failing after a good process is no refused re-drop: the report fails."""
     ingested_then_refused(data_root, "2022-09")
-    ti = FakeIngestRuns({"2022-09": {"green": "upstream_failed"}}, process={"2022-09": {"green": "upstream_failed"}})
+    ti = FakeIngestRuns({"2022-09": {"green": "failed"}}, tasks={"2022-09": {"process_green": "success"}})
     with pytest.raises(AirflowFailException, match="green 2022-09"):
         poke(ti, SEPTEMBER)
+    # An unsafe re-drop (a link) fails wait_for_green, which records its refusal like process does.
+    ti = FakeIngestRuns({"2022-09": {"green": "upstream_failed"}},
+                        tasks={"2022-09": {"wait_for_green": "failed", "process_green": "upstream_failed"}})
+    assert poke(ti, SEPTEMBER) is True and len(ti.xcom["kept_partitions"]) == 1
     ti = FakeIngestRuns({"2022-09": {"green": "success"}})
     assert poke(ti, SEPTEMBER) is True and ti.xcom["kept_partitions"] == []

@@ -41,7 +41,6 @@ from taxiflow.config import (
     Partition,
     env_seconds,
     ingest_sources,
-    process_task_id,
     trigger_metrics_task_id,
 )
 from taxiflow.reports.ingest_status import (
@@ -51,6 +50,7 @@ from taxiflow.reports.ingest_status import (
     ingest_command,
     ingest_statuses,
     month_logical_date,
+    status_task_ids,
 )
 
 UNCOVERED_TIMEOUT_ENV = "TAXIFLOW_REPORT_UNCOVERED_TIMEOUT"
@@ -141,7 +141,7 @@ class IngestGateSensor(ExternalTaskSensor):
     def _all_done(self, context: Any, months: list[str], sources: list[str], kept: list[dict[str, Any]]) -> bool:
         """Whether every (month, source) is usable; fails on a failed ingest, logs what is missing."""
         ti = context["ti"]
-        task_ids = [task(source) for source in sources for task in (trigger_metrics_task_id, process_task_id)]
+        task_ids = status_task_ids(sources)
         task_states: dict[tuple[str, str], str | None] = {}
         covered: dict[str, str | None] = {}  # the months some ingest run covers (run state unknown here)
         run_ids: dict[str, str] = {}

@@ -12,7 +12,8 @@ metrics are written); ``failed`` when that task failed or its upstream did; othe
 either on a run still going or on a month that **no** ingest run covers yet (``covered`` is False:
 nothing will arrive unless someone starts one).
 
-``kept``: the ingest failed because ``process_<source>`` refused a re-drop, but an earlier ingest
+``kept``: the ingest failed because it refused a re-drop (``wait_for_<source>`` or ``copy_to_raw_<source>``:
+an unsafe file; ``process_<source>``: a corrupt or misplaced one), but an earlier ingest
 published a good partition with its metrics (``taxiflow.data.refusals.refusal_outcome``, read from
 storage: the refusal record and ``_summary.json``). Reports use that partition, like a ``done`` one,
 and say so with its note. A month never ingested successfully has no such partition: ``failed``.
@@ -26,13 +27,29 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from taxiflow.config import INGEST_DAG_ID, Partition, parse_month, process_task_id, trigger_metrics_task_id
+from taxiflow.config import (
+    INGEST_DAG_ID,
+    Partition,
+    copy_task_id,
+    parse_month,
+    process_task_id,
+    trigger_metrics_task_id,
+    wait_task_id,
+)
 from taxiflow.data.refusals import KeptPartition, Refusal, shown
 
 # (partition, the run id of its ingest run or None) -> (that run's refusal of its drop, if any; the
 # partition kept in spite of it, if reports may use one): ``taxiflow.data.refusals.refusal_outcome``
 RefusalLookup = Callable[[Partition, str | None], tuple[Refusal | None, KeptPartition | None]]
 USABLE = ("done", "kept")  # the states a report may go ahead on
+# The tasks of a source's branch that refuse a drop (and record why, ``taxiflow.data.refusals``).
+REFUSING_TASKS = (wait_task_id, copy_task_id, process_task_id)
+
+
+def status_task_ids(sources: Sequence[str]) -> list[str]:
+    """The ingest tasks whose states ``ingest_statuses`` reads: the metrics trigger and the refusing tasks."""
+    return [task(source) for source in sources for task in (trigger_metrics_task_id, *REFUSING_TASKS)]
+
 
 FAILED_STATES = frozenset({"failed", "upstream_failed"})
 # skipped: the month is before TLC published that source, so there is nothing to wait for (no trips)
@@ -96,10 +113,9 @@ def ingest_statuses(
 ) -> list[IngestStatus]:
     """The ingest state of every (month, source), month by month.
 
-    :param task_states: ``{(month, task_id): state}`` of the ``trigger_create_metrics_<source>`` and
-        ``process_<source>`` tasks.
+    :param task_states: ``{(month, task_id): state}`` of the tasks ``status_task_ids`` names.
     :param run_states: ``{month: run state or None}`` for each month an ingest run covers.
-    :param refusal_lookup: asked, for a failed ingest whose ``process_<source>`` failed, whether it
+    :param refusal_lookup: asked, for a failed ingest whose refusing task failed, whether it
         refused the drop and a good partition is kept (``taxiflow.data.refusals.refusal_outcome``);
         None: never.
     :param run_ids: ``{month: run id}`` of the ingest runs, where the reader knows them.
@@ -113,7 +129,8 @@ def ingest_statuses(
                 state = "done"
             elif task_state in FAILED_STATES:
                 state = "failed"
-                if refusal_lookup is not None and task_states.get((month, process_task_id(source))) == "failed":
+                refused_in = [t for t in REFUSING_TASKS if task_states.get((month, t(source))) == "failed"]
+                if refusal_lookup is not None and refused_in:
                     refusal, kept = refusal_lookup(Partition(source, month), (run_ids or {}).get(month))
                     state = "kept" if kept is not None else "failed"
             else:

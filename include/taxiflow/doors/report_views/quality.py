@@ -16,10 +16,10 @@ from typing import Any
 
 from sqlalchemy import select
 
-from taxiflow.config import INGEST_DAG_ID, SOURCE_NAMES, format_month, process_task_id, trigger_metrics_task_id
+from taxiflow.config import INGEST_DAG_ID, SOURCE_NAMES, format_month
 from taxiflow.data.quality import RULES, MonthQuality, month_figures
 from taxiflow.data.refusals import refusal_outcome, shown
-from taxiflow.reports.ingest_status import IngestStatus, ingest_statuses
+from taxiflow.reports.ingest_status import IngestStatus, ingest_statuses, status_task_ids
 
 # status -> what the page says
 STATUS_TEXT = {
@@ -66,7 +66,7 @@ def quality_rows(session: Any, paths: Any = None) -> list[QualityRow]:
 
     figures = {(m.source, m.month): m for m in month_figures(paths)}
     sources = [s for s in SOURCE_NAMES if s in set(ingest_sources()) | {source for source, _ in figures}]
-    task_ids = [task(s) for s in sources for task in (trigger_metrics_task_id, process_task_id)]
+    task_ids = status_task_ids(sources)
     rows = session.execute(
         select(DagRun.logical_date, DagRun.run_id, DagRun.state, TaskInstance.task_id, TaskInstance.state)
         .outerjoin(TaskInstance, (TaskInstance.dag_id == DagRun.dag_id) & (TaskInstance.run_id == DagRun.run_id)

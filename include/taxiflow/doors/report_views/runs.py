@@ -15,9 +15,9 @@ from typing import Any
 
 from sqlalchemy import func, select
 
-from taxiflow.config import INGEST_DAG_ID, REPORT_DAG_ID, process_task_id, trigger_metrics_task_id
+from taxiflow.config import INGEST_DAG_ID, REPORT_DAG_ID
 from taxiflow.data.refusals import refusal_outcome
-from taxiflow.reports.ingest_status import IngestStatus, ingest_statuses, month_logical_date
+from taxiflow.reports.ingest_status import IngestStatus, ingest_statuses, month_logical_date, status_task_ids
 from taxiflow.reports.request import InvalidRequest, ReportRequest
 from taxiflow.reports.request_files import RUN_ID_PREFIX
 
@@ -78,7 +78,7 @@ def ingest_status(session: Any, months: Sequence[str], sources: Sequence[str]) -
     from airflow.models.taskinstance import TaskInstance
 
     dates = {month_logical_date(month): month for month in months}
-    task_ids = [task(s) for s in sources for task in (trigger_metrics_task_id, process_task_id)]
+    task_ids = status_task_ids(sources)
     rows = session.execute(
         select(DagRun.logical_date, DagRun.run_id, DagRun.state, TaskInstance.task_id, TaskInstance.state)
         .outerjoin(TaskInstance, (TaskInstance.dag_id == DagRun.dag_id) & (TaskInstance.run_id == DagRun.run_id)
