@@ -37,8 +37,8 @@ def ingest(state: str, task_state: str | None = None, kept: KeptPartition | None
 def test_status_follows_the_ingest_run_and_says_why():
     kept = KeptPartition(Partition("green", "2024-01"), INGESTED, REFUSAL)
     assert _status(figures(refusal=REFUSAL), ingest("kept", "upstream_failed", kept)) == ("kept", kept.note)
-    assert _status(figures(), ingest("done", "success", run_state="success")) == (
-        "ingested", "ingest_taxi_trips run success")
+    assert _status(figures(), ingest("done", "success", run_state="failed")) == (  # e.g. yellow failed
+        "ingested", "ingested with its metrics by the ingest_taxi_trips run for 2024-01")
     assert _status(figures(written=None, refusal=REFUSAL), ingest("failed", "upstream_failed"))[0] == "refused"
     assert _status(figures(), ingest("failed", "upstream_failed"))[0] == "failed"  # e.g. metrics failed
     assert _status(figures(written=None), ingest("waiting", None, run_state="running"))[0] == "running"

@@ -49,7 +49,7 @@ def _status(figures: MonthQuality, ingest: IngestStatus | None) -> tuple[str, st
     if ingest.state == "done":
         if ingest.task_state == "skipped":
             return "skipped", f"TLC published no {figures.source} trips for {figures.month}"
-        return "ingested", f"{INGEST_DAG_ID} run {ingest.run_state or 'success'}"
+        return "ingested", f"ingested with its metrics by the {INGEST_DAG_ID} run for {figures.month}"
     if ingest.state == "kept" and ingest.kept is not None:
         return "kept", ingest.kept.note
     if ingest.state == "failed":
