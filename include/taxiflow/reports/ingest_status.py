@@ -42,6 +42,10 @@ from taxiflow.data.refusals import KeptPartition, Refusal, shown
 # partition kept in spite of it, if reports may use one): ``taxiflow.data.refusals.refusal_outcome``
 RefusalLookup = Callable[[Partition, str | None], tuple[Refusal | None, KeptPartition | None]]
 USABLE = ("done", "kept")  # the states a report may go ahead on
+
+FAILED_STATES = frozenset({"failed", "upstream_failed"})
+# skipped: the month is before TLC published that source, so there is nothing to wait for (no trips)
+DONE_STATES = ("success", "skipped")  # a tuple: its order is the serialized gate's allowed_states
 # The tasks of a source's branch that refuse a drop (and record why, ``taxiflow.data.refusals``).
 REFUSING_TASKS = (wait_task_id, copy_task_id, process_task_id)
 
@@ -49,11 +53,6 @@ REFUSING_TASKS = (wait_task_id, copy_task_id, process_task_id)
 def status_task_ids(sources: Sequence[str]) -> list[str]:
     """The ingest tasks whose states ``ingest_statuses`` reads: the metrics trigger and the refusing tasks."""
     return [task(source) for source in sources for task in (trigger_metrics_task_id, *REFUSING_TASKS)]
-
-
-FAILED_STATES = frozenset({"failed", "upstream_failed"})
-# skipped: the month is before TLC published that source, so there is nothing to wait for (no trips)
-DONE_STATES = ("success", "skipped")  # a tuple: its order is the serialized gate's allowed_states
 
 
 def month_logical_date(month: str) -> datetime:
@@ -129,8 +128,8 @@ def ingest_statuses(
                 state = "done"
             elif task_state in FAILED_STATES:
                 state = "failed"
-                refused_in = [t for t in REFUSING_TASKS if task_states.get((month, t(source))) == "failed"]
-                if refusal_lookup is not None and refused_in:
+                refused = any(task_states.get((month, task(source))) == "failed" for task in REFUSING_TASKS)
+                if refusal_lookup is not None and refused:
                     refusal, kept = refusal_lookup(Partition(source, month), (run_ids or {}).get(month))
                     state = "kept" if kept is not None else "failed"
             else:
