@@ -24,7 +24,9 @@ month, at most 1096 days; and refuses a `request__` run id that its request file
 every month the range touches has been ingested, with metrics, for every requested source; fails at
 once, naming the month and source, if that ingest failed; says so in its log when no ingest run
 covers a month, and gives up on such a month after `TAXIFLOW_REPORT_UNCOVERED_TIMEOUT`, default
-30 min) → `render_report`.
+30 min; a month whose latest re-drop was refused counts as ingested when an earlier ingest left a
+good partition with metrics: the report uses it and says so in its log, manifest and Report tab)
+→ `render_report`.
 
 Waiting reports do not delay ready ones: a waiting gate holds no worker slot between pokes, and
 `max_active_runs=256` is a fuse, not a queue (`render_report` runs at most 4 at a time).
@@ -45,7 +47,7 @@ import pendulum
 from airflow.sdk import Param, dag, task
 from airflow.sdk.exceptions import AirflowFailException
 
-from taxiflow.components.gates import IngestGateSensor
+from taxiflow.components.gates import KEPT_XCOM_KEY, IngestGateSensor
 from taxiflow.config import REPORT_DAG_ID, wait_settings
 from taxiflow.reports.params import report_param_schemas
 
@@ -72,15 +74,19 @@ def validate_request(params=None, run_id=None) -> dict:
 
 
 @task(multiple_outputs=False, max_active_tis_per_dag=4)  # bounds the drawing work, whatever number of reports wait
-def render_report(request: dict, run_id=None) -> dict:
+def render_report(request: dict, run_id=None, ti=None) -> dict:
     """Count the trips and publish a new version of `outputs/<name>/` (PNG + CSV, then the manifest)."""
     from taxiflow.data.storage import url
     from taxiflow.reports.render import render_report
     from taxiflow.reports.request import InvalidRequest, ReportRequest
 
     report = ReportRequest.from_conf(request)
+    kept = ti.xcom_pull(task_ids="wait_for_ingest", key=KEPT_XCOM_KEY) or []
+    for note in kept:
+        print(f"Note: {note['note']}")
     try:
-        outputs = render_report(report, run_id=run_id, owner=request_file_owner(run_id, report.name))
+        outputs = render_report(report, run_id=run_id, owner=request_file_owner(run_id, report.name),
+                                ingest_notes=kept)
     except InvalidRequest as err:  # the name belongs to another request: retrying cannot help
         raise AirflowFailException(str(err)) from err
     shown = {key: url(getattr(outputs, key)) for key in ("folder", "manifest", "png", "csv")}

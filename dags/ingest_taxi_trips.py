@@ -21,9 +21,11 @@ add `fhv` and `fhvhv` for the for-hire vehicles, or say `all`), waits for the so
   warehouse partition `warehouse/trips/source=<source>/month=<YYYY-MM>/`, published by writing its
   `_summary.json` last (re-running replaces it, never duplicates; readers never see old and new
   mixed). A refused re-drop fails the task, saying that the last good raw copy and partition were
-  kept. Trips that started in the month before or after (a few per TLC file) are stored too and
-  count in the month they started, once; rows further away or that cannot be parsed are counted
-  in the log and in `_summary.json`, not stored.
+  kept, and is recorded (`warehouse/refusals/`): reports keep using a good partition that has its
+  metrics, and say so (the run stays failed, for the operator). Trips that started in the month
+  before or after (a few per TLC file) are stored too and count in the month they started, once;
+  rows further away or that cannot be parsed are counted in the log and in `_summary.json`, not
+  stored.
 * **trigger** starts `create_metrics` for that source and month and waits (deferred, in the
   triggerer; `TAXIFLOW_METRICS_POKE_INTERVAL`, default 10 s) until it finishes, so its success
   means "metrics done", the adjacent months' included when this month's strays changed them:
@@ -76,9 +78,9 @@ from taxiflow.config import (
 
 
 @task.sensor(mode="reschedule", **wait_settings("DROP", poke_interval=60, timeout=6 * 3600))
-def wait_for_drop(source: str, logical_date=None) -> PokeReturnValue:
+def wait_for_drop(source: str, logical_date=None, run_id=None) -> PokeReturnValue:
     """True once the month's drop has a data file and its `_SUCCESS` marker."""
-    from taxiflow.data import landing
+    from taxiflow.data import landing, refusals
 
     try:
         partition = Partition.from_logical_date(source, logical_date)
@@ -93,29 +95,34 @@ def wait_for_drop(source: str, logical_date=None) -> PokeReturnValue:
         ready = landing.drop_is_ready(partition)
         print(landing.describe_drop(partition))
     except landing.UnsafeDropError as err:  # a link stays a link: fail this source's branch now
+        refusals.record_refusal(partition, str(err), [], new_drop=True, run_id=run_id)
         raise AirflowFailException(str(err)) from None
     return PokeReturnValue(is_done=ready, xcom_value=partition.month if ready else None)
 
 
 @task
-def copy_to_raw(source: str, month: str) -> list[str]:
+def copy_to_raw(source: str, month: str, run_id=None) -> list[str]:
     """Stage the drop beside raw (`raw/<source>/.<month>.staged/`); raw itself is not touched yet."""
-    from taxiflow.data import ingest
+    from taxiflow.data import ingest, refusals
 
     try:
         return [path.name for path in ingest.copy_to_raw(Partition(source, month))]
     except ingest.UnsafeDropError as err:
+        refusals.record_refusal(Partition(source, month), str(err), [], new_drop=True, run_id=run_id)
         raise AirflowFailException(str(err)) from None
 
 
 # One heavy normalisation per source at a time bounds memory; the summary is one XCom, not one per key.
 @task(max_active_tis_per_dag=1, multiple_outputs=False)
-def process(source: str, month: str, raw_files: list[str]) -> dict:
-    """Validate the staged drop; only if it passes, swap in raw and the warehouse partition."""
+def process(source: str, month: str, raw_files: list[str], run_id=None) -> dict:
+    """Validate the staged drop; only if it passes, swap in raw and the warehouse partition.
+
+    A refused drop is recorded (`warehouse/refusals/`): reports keep using the good partition.
+    """
     from taxiflow.data import ingest
 
     try:
-        return ingest.process_partition(Partition(source, month))
+        return ingest.process_partition(Partition(source, month), run_id=run_id)
     except ingest.DropRefused as err:  # the same files fail the same way on retry
         raise AirflowFailException(str(err)) from None
 

@@ -29,7 +29,7 @@ const { values: opts } = parseArgs({
     end: { type: 'string', default: '2024-01-15' },
     timeout: { type: 'string', default: '240' }, // seconds to wait for the run to finish
     chromium: { type: 'string', default: process.env.CHROMIUM ?? '/usr/bin/chromium' },
-    'report-tab': { type: 'boolean', default: false }, // then open the run's Report tab and the Reports page
+    'report-tab': { type: 'boolean', default: false }, // then open the Report tab, the Reports and Data quality pages
   },
 });
 
@@ -198,6 +198,20 @@ try {
       first_run_id: await list.locator('li.report').first().getAttribute('data-run-id'),
     };
     await shot(page, 'reports-page');
+
+    // 8. The Data quality page beside it: the month this report counted, with its figures.
+    const [year, month] = opts.start.split('-');
+    await page.goto(`${baseUrl}/plugin/data-quality`);
+    const quality = page.frameLocator('iframe[title="Data quality"]');
+    const row = quality.locator(`tr[data-source="green"][data-month="${year}-${month}"]`);
+    await row.waitFor();
+    const cell = async (field) => (await row.locator(`td[data-field="${field}"]`).innerText()).trim();
+    result.quality_page = {
+      rows_read: await cell('rows_read'), rows_written: await cell('rows_written'),
+      ingested_at: await cell('ingested_at'), text: await row.innerText(),
+      json_link: await quality.locator('#json').getAttribute('href'),
+    };
+    await shot(page, 'quality-page');
   }
 } catch (err) {
   result.error = String(err?.stack ?? err);

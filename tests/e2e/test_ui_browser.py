@@ -4,8 +4,9 @@
 fills the trigger form, sees it refuse a garbage date and a path-like output name, triggers a Queens
 report for 2024-01-08..2024-01-15, waits on the run page until the run succeeds, then opens the
 run's **Report** tab (the plugin's view, in an iframe inside the UI): the chart image really loaded
-(natural size = the PNG's), the numbers shown are the CSV's, and the CSV downloads; and the
-**Reports** page lists the run first with a loaded thumbnail. This side makes sure January 2024 is
+(natural size = the PNG's), the numbers shown are the CSV's, and the CSV downloads; the
+**Reports** page lists the run first with a loaded thumbnail; and the **Data quality** page shows
+green's January with the figures of its ``_summary.json``. This side makes sure January 2024 is
 ingested first, then checks what the user would: the run's conf through REST v2, the PNG and CSV
 under the default name. Screenshots are kept in ``test-results/ui/`` (git-ignored).
 
@@ -153,7 +154,8 @@ def test_report_triggered_from_the_web_ui(browser, airflow_stack):
     assert rows[0] == "hour_of_day,day_of_week,num_trips" and len(rows) == 1 + 24 * 7
     assert sum(int(row.rsplit(",", 1)[1]) for row in rows[1:]) > 0
 
-    for name in ("form", "form-refuses-bad-date", "form-refuses-bad-name", "success", "report-tab", "reports-page"):
+    for name in ("form", "form-refuses-bad-date", "form-refuses-bad-name", "success", "report-tab", "reports-page",
+                 "quality-page"):
         with Image.open(shots / f"{name}.png") as image:
             assert image.size == (1400, 1400)
 
@@ -174,3 +176,13 @@ def test_report_triggered_from_the_web_ui(browser, airflow_stack):
     listed = seen["reports_page"]
     assert listed["first_run_id"] == seen["run_id"] and listed["natural_width"] > 0
     assert "Queens" in listed["text"] and "success" in listed["text"]
+
+    # The Data quality page, beside it in the navigation: green's January as its _summary.json says.
+    from taxiflow.data.ingest import read_summary
+
+    summary = read_summary(Partition("green", INGESTED_MONTH), DataPaths(stack.data_dir))
+    quality = seen["quality_page"]
+    assert quality["rows_read"] == f"{summary['rows_read']:,}"
+    assert quality["rows_written"] == f"{summary['rows_written']:,}"
+    assert quality["ingested_at"] == summary["written_at"].replace("T", " ").replace("+00:00", " UTC")
+    assert "ingested" in quality["text"] and quality["json_link"] == "/taxiflow/quality.json"

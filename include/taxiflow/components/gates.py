@@ -12,7 +12,11 @@ that was skipped (a month before TLC published that source) counts as done, with
 yet", the gate looks at each month to say why, at every poke (what each state means is decided in
 ``taxiflow.reports.ingest_status``, which the report views use too):
 
-* it fails at once, naming the month and source, when one of them failed (or its upstream did);
+* it fails at once, naming the month and source, when one of them failed (or its upstream did),
+  unless that ingest failed on a refused re-drop over a good partition with metrics (a refusal
+  record and ``_summary.json`` in storage, ``taxiflow.data.refusals``): reports then use that
+  partition, and the gate's log says so ("green 2023-12 as ingested at ...; a re-drop at ... was
+  refused: ..."); ``render_report`` writes the same note into the manifest and the Report tab;
 * it logs what it still waits for, and says so when **no ingest run covers a month** (no run with
   that month's logical date exists yet: nothing will ever arrive unless someone starts one);
 * it fails after ``uncovered_timeout`` seconds (``TAXIFLOW_REPORT_UNCOVERED_TIMEOUT``, default 30
@@ -32,16 +36,26 @@ from airflow.providers.standard.sensors.external_task import ExternalTaskSensor
 from airflow.sdk import BaseOperatorLink
 from airflow.sdk.exceptions import AirflowFailException
 
-from taxiflow.config import INGEST_DAG_ID, env_seconds, ingest_sources, trigger_metrics_task_id
+from taxiflow.config import (
+    INGEST_DAG_ID,
+    Partition,
+    env_seconds,
+    ingest_sources,
+    trigger_metrics_task_id,
+)
 from taxiflow.reports.ingest_status import (
     DONE_STATES,
     FAILED_STATES,
+    USABLE,
     ingest_command,
     ingest_statuses,
     month_logical_date,
+    status_task_ids,
 )
 
 UNCOVERED_TIMEOUT_ENV = "TAXIFLOW_REPORT_UNCOVERED_TIMEOUT"
+# The gate's XCom: ``KeptPartition.to_json()`` of each kept partition it let the report use.
+KEPT_XCOM_KEY = "kept_partitions"
 DEFAULT_UNCOVERED_TIMEOUT = 30 * 60
 
 
@@ -77,6 +91,13 @@ class IngestRunsLink(BaseOperatorLink):
         return urljoin(base_url.rstrip("/") + "/", f"dags/{INGEST_DAG_ID}/runs")
 
 
+def _refusal(partition: Partition, run_id: str | None) -> Any:
+    """The run's refusal of the drop, and the good partition it left in use (read from storage)."""
+    from taxiflow.data.refusals import refusal_outcome
+
+    return refusal_outcome(partition, run_id=run_id)
+
+
 class IngestGateSensor(ExternalTaskSensor):
     """Wait for the ingest (and metrics) of every month and source a report asks for."""
 
@@ -110,27 +131,38 @@ class IngestGateSensor(ExternalTaskSensor):
             done = False  # the look-up below names the month and source
         # The counts said "not yet": look at each month to say why (and to see an ingest that
         # finished between the two looks, rather than wait a poke interval for it).
-        if done or self._all_done(context, months, sources):
+        kept: list[dict[str, Any]] = []
+        if done or self._all_done(context, months, sources, kept):
             self.log.info("Ingest done for %s", ", ".join(f"{s} {m}" for m in months for s in sources))
+            context["ti"].xcom_push(key=KEPT_XCOM_KEY, value=kept)
             return True
         return False
 
-    def _all_done(self, context: Any, months: list[str], sources: list[str]) -> bool:
-        """Whether every (month, source) succeeded; fails on a failed ingest, logs what is missing."""
+    def _all_done(self, context: Any, months: list[str], sources: list[str], kept: list[dict[str, Any]]) -> bool:
+        """Whether every (month, source) is usable; fails on a failed ingest, logs what is missing."""
         ti = context["ti"]
-        task_ids = [trigger_metrics_task_id(source) for source in sources]
+        task_ids = status_task_ids(sources)
         task_states: dict[tuple[str, str], str | None] = {}
         covered: dict[str, str | None] = {}  # the months some ingest run covers (run state unknown here)
+        run_ids: dict[str, str] = {}
         for month in months:
             logical_dates = [month_logical_date(month)]
             # One look-up per month: {run_id: {task_id: state}}, at most one run per logical date.
             runs = ti.get_task_states(dag_id=INGEST_DAG_ID, task_ids=task_ids, logical_dates=logical_dates)
-            for states in runs.values():
+            for run_id, states in runs.items():
+                run_ids[month] = run_id
                 task_states.update({(month, task_id): state for task_id, state in states.items()})
             if any(runs.values()) or ti.get_dr_count(dag_id=INGEST_DAG_ID, logical_dates=logical_dates):
                 covered[month] = None
-        statuses = ingest_statuses(months, sources, task_states, covered)
-        failed = [f"{s.source} {s.month} (task {s.task_id}: {s.task_state})" for s in statuses if s.state == "failed"]
+        statuses = ingest_statuses(months, sources, task_states, covered, refusal_lookup=_refusal, run_ids=run_ids)
+        for status in statuses:
+            if status.kept is not None:
+                self.log.warning("Using a kept partition: %s", status.kept.note)
+                kept.append(status.kept.to_json())
+        failed = [f"{s.source} {s.month} (task {s.task_id}: {s.task_state}"
+                  + (f"; the drop was refused: {s.refusal.reason}, and no earlier good partition with metrics "
+                     "is there to use instead" if s.refusal else "") + ")"
+                  for s in statuses if s.state == "failed"]
         uncovered = [month for month in months if month not in covered]
         waiting = [f"{s.source} {s.month} ({s.task_state or 'not started'})"
                    for s in statuses if s.state == "waiting" and s.covered]
@@ -144,7 +176,7 @@ class IngestGateSensor(ExternalTaskSensor):
             self._check_uncovered(context, uncovered)
         if waiting:
             self.log.info("Still waiting for the ingest of: %s", ", ".join(waiting))
-        return not waiting and not uncovered
+        return not uncovered and all(status.state in USABLE for status in statuses)
 
     def _check_uncovered(self, context: Any, uncovered: list[str]) -> None:
         """Log the months no ingest run covers; fail once they stayed so past ``uncovered_timeout``."""

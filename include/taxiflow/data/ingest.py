@@ -52,7 +52,7 @@ from taxiflow.config import (
     DataPaths,
     Partition,
 )
-from taxiflow.data import eras, storage, versions, warehouse
+from taxiflow.data import eras, refusals, storage, versions, warehouse
 from taxiflow.data.landing import UnsafeDropError
 from taxiflow.data.raw import copy_to_raw, data_files_in, promote_staged, raw_files, staged_dir
 from taxiflow.data.storage import data_paths
@@ -259,13 +259,17 @@ def _place_in_zones(con: duckdb.DuckDBPyConnection, raw: RawFile) -> RawFile:
 # --- processing ------------------------------------------------------------------------------------
 
 
-def process_partition(partition: Partition, paths: DataPaths | None = None) -> dict[str, Any]:
+def process_partition(
+    partition: Partition, paths: DataPaths | None = None, run_id: str | None = None
+) -> dict[str, Any]:
     """Validate the staged drop (or the current raw copy), then swap in raw and partition; return the summary.
 
     Raises ``DropRefused`` (nothing replaced, the message says what was kept) when a file lacks a
     column, cannot be read, or belongs mostly to another month. Re-running replaces the partition
     (a new version), never appends; ``versions.PreconditionFailed`` if another writer published
-    the partition meanwhile (nothing of this run stays).
+    the partition meanwhile (nothing of this run stays). A refusal is also recorded
+    (``warehouse/refusals/``, ``taxiflow.data.refusals``, naming ``run_id``), for reports and the
+    quality page.
     """
     source, month = partition.source, partition.month
     paths = paths or data_paths()
@@ -292,15 +296,15 @@ def process_partition(partition: Partition, paths: DataPaths | None = None) -> d
             raws = [inspect_raw_file(con, source, path) for path in files]
             stats = _file_stats(con, raws, month_start, month_end)
         except ValueError as err:
-            raise DropRefused(_refusal(partition, str(err), bool(staged), paths)) from None
+            raise _refuse(partition, str(err), files, bool(staged), paths, run_id) from None
         except Exception as err:  # DuckDB's own messages may quote the file's bytes: never pass them on
-            raise DropRefused(_refusal(
+            raise _refuse(
                 partition, f"cannot read {', '.join(f.name for f in files)} as "
-                f"{'/'.join(DATA_FILE_SUFFIXES)} ({type(err).__name__})", bool(staged), paths,
-            )) from None
+                f"{'/'.join(DATA_FILE_SUFFIXES)} ({type(err).__name__})", files, bool(staged), paths, run_id,
+            ) from None
         misplaced = [_misplaced(s, month) for s in stats if _is_misplaced(s)]
         if misplaced:
-            raise DropRefused(_refusal(partition, "; ".join(misplaced), bool(staged), paths))
+            raise _refuse(partition, "; ".join(misplaced), files, bool(staged), paths, run_id)
         rows_read = sum(s["rows_read"] for s in stats)
         rows_rejected = sum(s["rows_rejected"] for s in stats)
         rows_outside = sum(s["rows_outside_month"] for s in stats)
@@ -387,6 +391,14 @@ def _misplaced(stats: dict[str, Any], month: str) -> str:
         f"pickups outside {month} ({where}); more than {MAX_OUTSIDE_MONTH_SHARE:.0%} means it was "
         f"dropped under the wrong month: drop it in the folder of the month its trips belong to"
     )
+
+
+def _refuse(
+    partition: Partition, problem: str, files: list[Path], staged: bool, paths: DataPaths, run_id: str | None
+) -> DropRefused:
+    """Record the refusal (``taxiflow.data.refusals``); the exception to raise, its message built from what is kept."""
+    refusals.record_refusal(partition, problem, [f.name for f in files], new_drop=staged, run_id=run_id, paths=paths)
+    return DropRefused(_refusal(partition, problem, staged, paths))
 
 
 def _refusal(partition: Partition, problem: str, staged: bool, paths: DataPaths) -> str:

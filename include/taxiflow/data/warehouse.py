@@ -28,6 +28,7 @@ users (and the report) the same store as SQL views::
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -262,6 +263,37 @@ def counted_trips_sql(inputs: MonthInputs) -> tuple[str, list[Any]]:
         f"SELECT * FROM ({own_sql}) WHERE pickup_at IN (SELECT pickup_at FROM ({strays_sql})))",
         [own, start, end, strays, start, end, own, start, end, strays, start, end],
     )
+
+
+def summary_file(partition: Partition, paths: DataPaths | None = None) -> Path:
+    """``_summary.json`` of one trips partition: written last, it says the partition is complete."""
+    return (paths or data_paths()).trips_dir(partition) / SUMMARY_FILE
+
+
+def partition_summary(partition: Partition, paths: DataPaths | None = None) -> dict[str, Any] | None:
+    """The ``_summary.json`` of one trips partition (counts, files, ``written_at``); None if incomplete.
+
+    The one reader of summaries for the quality figures and kept partitions.
+    """
+    path = summary_file(partition, paths)
+    storage.refresh(path.parent)
+    try:
+        return json.loads(path.read_bytes())
+    except FileNotFoundError:
+        return None
+
+
+def summarised_partitions(paths: DataPaths | None = None) -> list[Partition]:
+    """Every trips partition with its ``_summary.json`` (complete), by source then month."""
+    root = (paths or data_paths()).warehouse / "trips"
+    found = []
+    for path in storage.glob(root, f"source=*/month=*/{SUMMARY_FILE}"):
+        source, month = path.parent.parent.name.removeprefix("source="), path.parent.name.removeprefix("month=")
+        try:
+            found.append(Partition(source, month))
+        except ValueError:
+            continue  # not a partition taxiflow wrote
+    return sorted(found)
 
 
 def metrics_file(table: str, partition: Partition, paths: DataPaths | None = None) -> Path:

@@ -7,7 +7,9 @@ Layout (the one place it is defined; readers such as UI views use the functions 
         v-<time>-<token>/<name>.csv       the numbers    } changed afterwards
         manifest.json                     which version is current, and what produced it: name,
                                           request (conf), run_id, owner, total_trips, version,
-                                          written_at, each file's key, bytes and sha256
+                                          written_at, each file's key, bytes and sha256, and
+                                          ingest_notes: the kept partitions the numbers come from
+                                          (a month whose latest re-drop was refused), one note each
 
 **One publish protocol, on local disk and in an object store.** Neither has to rename a folder:
 the PNG and CSV go under a fresh version prefix, then ``manifest.json`` is written **last** with a
@@ -221,13 +223,14 @@ def new_version(now: datetime | None = None) -> str:
 
 def report_manifest(
     request: ReportRequest, version: str, files: dict[str, dict[str, Any]], total_trips: int,
-    run_id: str | None, owner: str | None,
+    run_id: str | None, owner: str | None, ingest_notes: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """The manifest document: a plain dict, so another field is one more key here."""
     return {
         "name": str(request.name), "request": request.to_conf(), "run_id": run_id, "owner": owner,
         "total_trips": total_trips, "version": version, "files": files,
         "written_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "ingest_notes": list(ingest_notes or []),
     }
 
 
@@ -239,8 +242,12 @@ def publish_report(
     paths: DataPaths | None = None,
     run_id: str | None = None,
     owner: str | None = None,
+    ingest_notes: list[dict[str, Any]] | None = None,
 ) -> Publication:
-    """Publish the PNG and CSV of ``request`` as one new version of ``outputs/<name>/``, manifest last."""
+    """Publish the PNG and CSV of ``request`` as one new version of ``outputs/<name>/``, manifest last.
+
+    ``ingest_notes``: ``KeptPartition.to_json()`` of each kept partition the numbers come from.
+    """
     paths = paths or data_paths()
     name = str(request.name)
     folder = report_dir(name, paths)
@@ -261,7 +268,7 @@ def publish_report(
         except InvalidRequest:
             storage.remove_tree(folder / version)  # never published: leave nothing behind
             raise
-        manifest = report_manifest(request, version, files, total_trips, run_id, owner)
+        manifest = report_manifest(request, version, files, total_trips, run_id, owner, ingest_notes)
         try:
             storage.replace_if_match(manifest_file, (json.dumps(manifest, indent=2) + "\n").encode(), previous)
         except storage.PreconditionFailed:

@@ -10,7 +10,7 @@ import io
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from taxiflow.config import DAY_NAMES, DataPaths
 from taxiflow.data.storage import DataPath, data_paths
@@ -154,6 +154,7 @@ def write_report_files(
     paths: DataPaths | None = None,
     run_id: str | None = None,
     owner: str | None = None,
+    ingest_notes: list[dict[str, Any]] | None = None,
 ) -> ReportOutputs:
     """Publish ``outputs/<name>/`` (PNG, CSV, manifest) from a 168-row counts frame, all at once.
 
@@ -174,7 +175,8 @@ def write_report_files(
     image.convert("RGB").save(png, format="PNG", compress_level=1)
     csv_text = counts.loc[:, list(CSV_COLUMNS)].to_csv(index=False, lineterminator="\n")
     published = publish_report(
-        request, png.getvalue(), csv_text.encode("utf-8"), total, paths, run_id=run_id, owner=owner
+        request, png.getvalue(), csv_text.encode("utf-8"), total, paths, run_id=run_id, owner=owner,
+        ingest_notes=ingest_notes,
     )
     return ReportOutputs(
         png=published.file("png"), csv=published.file("csv"), total_trips=total,
@@ -187,7 +189,12 @@ def render_report(
     paths: DataPaths | None = None,
     run_id: str | None = None,
     owner: str | None = None,
+    ingest_notes: list[dict[str, Any]] | None = None,
 ) -> ReportOutputs:
-    """Count the request's trips and publish its PNG and CSV as ``outputs/<name>/``."""
+    """Count the request's trips and publish its PNG and CSV as ``outputs/<name>/``.
+
+    ``ingest_notes`` (what the gate found: kept partitions in use) go into the manifest.
+    """
     paths = paths or data_paths()
-    return write_report_files(request, report_counts(request, paths), paths, run_id=run_id, owner=owner)
+    return write_report_files(request, report_counts(request, paths), paths, run_id=run_id, owner=owner,
+                              ingest_notes=ingest_notes)

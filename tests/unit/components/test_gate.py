@@ -26,19 +26,27 @@ class FakeIngestRuns:
     """The ``ti`` of a report's gate, over ``runs``: {month: {source: state}} (a month absent: no run)."""
 
     def __init__(self, runs: dict[str, dict[str, str]], first_poke: datetime | None = None,
-                 stale_counts: bool = False) -> None:
+                 stale_counts: bool = False, tasks: dict[str, dict[str, str]] | None = None) -> None:
         self.runs = runs
+        self.tasks = tasks or {}  # {month: {task_id: state}} of tasks other than the metrics trigger
         self.first_poke = first_poke
         self.stale_counts = stale_counts  # the counts miss a task that finished a moment later
         self.calls: list[str] = []
+        self.xcom: dict[str, object] = {}
 
     def _states(self, dag_id: str, logical_dates: list[datetime]) -> dict[str, dict[str, str]]:
         assert dag_id == INGEST_DAG_ID
         return {
-            f"scheduled__{month}": {trigger_metrics_task_id(source): state for source, state in tasks.items()}
+            f"scheduled__{month}": {
+                **{trigger_metrics_task_id(source): state for source, state in tasks.items()},
+                **self.tasks.get(month, {}),
+            }
             for month, tasks in self.runs.items()
             if month_logical_date(month) in logical_dates
         }
+
+    def xcom_push(self, key, value):
+        self.xcom[key] = value
 
     def get_ti_count(self, *, dag_id, task_ids, logical_dates, states, **_):
         self.calls.append("get_ti_count")
@@ -156,3 +164,63 @@ def test_the_report_views_and_the_gate_read_states_the_same_way():
         ("2024-02", "yellow", "waiting", "no ingest_taxi_trips run for 2024-02 yet"),
         ("2024-02", "green", "waiting", "no ingest_taxi_trips run for 2024-02 yet"),
     ]
+
+
+# --- a refused re-drop over a good partition (taxiflow.data.refusals) --------------------------------
+
+SEPTEMBER = {"borough": "Brooklyn", "start_date": "2022-09-01", "end_date": "2022-09-10", "sources": ["green"]}
+
+
+def ingested_then_refused(paths, month: str, ingested: bool = True) -> None:
+    """A real ingest of a demo month with metrics (if ``ingested``), then a corrupt re-drop refused by
+    the run the fake names ``scheduled__<month>``."""
+    from taxiflow.config import Partition
+    from taxiflow.data import ingest, metrics
+    from taxiflow.local.demo import generate_month
+
+    partition = Partition("green", month)
+    generate_month("green", month, trips=200, paths=paths)
+    if ingested:
+        ingest.copy_to_raw(partition, paths)
+        ingest.process_partition(partition, paths)
+        metrics.build_metrics(partition, paths)
+    (paths.landing_dir(partition) / f"green_tripdata_{month}.parquet").write_bytes(b"corrupt " * 100)
+    ingest.copy_to_raw(partition, paths)
+    with pytest.raises(ingest.DropRefused):
+        ingest.process_partition(partition, paths, run_id=f"scheduled__{month}")
+
+
+def test_a_refused_redrop_over_a_good_partition_opens_the_gate_with_a_note(data_root, capsys):
+    ingested_then_refused(data_root, "2022-09")
+    ti = FakeIngestRuns({"2022-09": {"green": "upstream_failed"}}, tasks={"2022-09": {"process_green": "failed"}})
+    assert poke(ti, SEPTEMBER) is True
+    (kept,) = ti.xcom["kept_partitions"]
+    assert kept["source"] == "green" and kept["month"] == "2022-09"
+    assert kept["note"].startswith("green 2022-09 as ingested at ")
+    assert "; a re-drop at " in kept["note"]
+    assert " was refused: cannot read green_tripdata_2022-09.parquet" in kept["note"]
+    assert f"Using a kept partition: {kept['note']}" in capsys.readouterr().out
+
+
+def test_a_month_never_ingested_still_fails_the_report_after_a_refused_drop(data_root):
+    ingested_then_refused(data_root, "2022-10", ingested=False)
+    ti = FakeIngestRuns({"2022-10": {"green": "upstream_failed"}}, tasks={"2022-10": {"process_green": "failed"}})
+    october = {**SEPTEMBER, "start_date": "2022-10-01", "end_date": "2022-10-10"}
+    with pytest.raises(AirflowFailException, match=r"green 2022-10 \(task trigger_create_metrics_green") as caught:
+        poke(ti, october)
+    assert "the drop was refused: cannot read green_tripdata_2022-10.parquet" in str(caught.value)
+    assert "no earlier good partition with metrics is there to use instead" in str(caught.value)
+
+
+def test_a_kept_partition_counts_only_when_the_ingest_failed_in_a_task_that_refuses_drops(data_root):
+    """create_metrics failing after a good process is no refused re-drop: the report fails."""
+    ingested_then_refused(data_root, "2022-09")
+    ti = FakeIngestRuns({"2022-09": {"green": "failed"}}, tasks={"2022-09": {"process_green": "success"}})
+    with pytest.raises(AirflowFailException, match="green 2022-09"):
+        poke(ti, SEPTEMBER)
+    # An unsafe re-drop (a link) fails wait_for_green, which records its refusal like process does.
+    ti = FakeIngestRuns({"2022-09": {"green": "upstream_failed"}},
+                        tasks={"2022-09": {"wait_for_green": "failed", "process_green": "upstream_failed"}})
+    assert poke(ti, SEPTEMBER) is True and len(ti.xcom["kept_partitions"]) == 1
+    ti = FakeIngestRuns({"2022-09": {"green": "success"}})
+    assert poke(ti, SEPTEMBER) is True and ti.xcom["kept_partitions"] == []

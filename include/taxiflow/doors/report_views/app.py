@@ -2,10 +2,13 @@
 
 * ``GET /taxiflow/runs/{dag_id}/{run_id}``: the *Report* tab of a ``borough_report`` run;
 * ``GET /taxiflow/runs/{dag_id}/{run_id}/chart.png`` | ``thumb.png`` | ``report.csv``: its files;
-* ``GET /taxiflow/reports?borough=&page=``: the *Reports* page (recent reports, newest first).
+* ``GET /taxiflow/reports?borough=&page=``: the *Reports* page (recent reports, newest first);
+* ``GET /taxiflow/quality?source=&flagged=``: the *Data quality* page (every source × month), and
+  ``GET /taxiflow/quality.json`` the same figures for scripts.
 
 Every route checks access with Airflow's own dependency ``requires_access_dag`` (read access to
-the DAG's runs; ``dag_id`` from the path, or ``borough_report`` for the list), which accepts the
+the DAG's runs; ``dag_id`` from the path, ``borough_report`` for the list, ``ingest_taxi_trips``
+for the quality page and its JSON), which accepts the
 UI's ``_token`` cookie (so the tabs work inside the UI's iframes) as well as a bearer token:
 viewers may look, unauthenticated callers get 401 and nothing else. Files are served only for
 runs of ``borough_report`` whose ``render_report`` succeeded, and only the two files
@@ -22,10 +25,11 @@ from typing import Any
 from urllib.parse import quote, urlparse
 
 from fastapi import Depends, FastAPI, HTTPException, Query
-from fastapi.responses import HTMLResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 
-from taxiflow.config import BOROUGHS, REPORT_DAG_ID
+from taxiflow.config import BOROUGHS, INGEST_DAG_ID, REPORT_DAG_ID, SOURCE_NAMES
 from taxiflow.doors.report_views import pages
+from taxiflow.doors.report_views.quality import QualityRow, quality_json, quality_rows, select_rows
 from taxiflow.doors.report_views.runs import ReportRun, get_report_run, list_report_runs
 from taxiflow.reports.outputs import PublishedReport, published_report, read_numbers
 
@@ -39,6 +43,8 @@ EXTERNAL_VIEWS = [
      "destination": "dag_run", "url_route": "report"},
     {"name": "Reports", "href": f"{URL_PREFIX.lstrip('/')}/reports", "destination": "nav",
      "url_route": "reports", "nav_top_level": True},
+    {"name": "Data quality", "href": f"{URL_PREFIX.lstrip('/')}/quality", "destination": "nav",
+     "url_route": "data-quality", "nav_top_level": True},
 ]
 
 
@@ -113,7 +119,8 @@ def create_app() -> FastAPI:
             raise HTTPException(404, f"{dag_id} has no run {run_id!r}")
         outputs = _outputs(run)
         numbers = read_numbers(outputs) if outputs else None
-        return HTMLResponse(pages.run_page(run, numbers, run_urls(run)), headers=_NO_STORE)
+        notes = [item["note"] for item in outputs.manifest.get("ingest_notes") or []] if outputs else None
+        return HTMLResponse(pages.run_page(run, numbers, run_urls(run), notes), headers=_NO_STORE)
 
     def _file(dag_id: str, run_id: str) -> tuple[ReportRun, PublishedReport]:
         run = _load(dag_id, run_id)
@@ -156,5 +163,27 @@ def create_app() -> FastAPI:
         urls = {run.run_id: run_urls(run) for run in runs}
         html = pages.list_page(runs, total, borough, page, PER_PAGE, urls, f"{URL_PREFIX}/reports")
         return HTMLResponse(html, headers=_NO_STORE)
+
+    def _quality(source: str | None, flagged: bool) -> list[QualityRow]:
+        from airflow.utils.session import create_session
+
+        if source == "":
+            source = None
+        if source is not None and source not in SOURCE_NAMES:
+            raise HTTPException(400, f"source: {source!r} is not allowed; allowed values: {', '.join(SOURCE_NAMES)}")
+        with create_session() as session:
+            return select_rows(quality_rows(session), source, flagged)
+
+    @app.get("/quality", response_class=HTMLResponse, dependencies=[_requires(INGEST_DAG_ID)])
+    def quality(source: str | None = Query(None), flagged: bool = Query(False)) -> HTMLResponse:
+        """Every source × month: figures, ingest state, last refused drop, flags."""
+        rows = _quality(source, flagged)
+        return HTMLResponse(pages.quality_page(rows, source or None, flagged, f"{URL_PREFIX}/quality"),
+                            headers=_NO_STORE)
+
+    @app.get("/quality.json", dependencies=[_requires(INGEST_DAG_ID)])
+    def quality_figures(source: str | None = Query(None), flagged: bool = Query(False)) -> JSONResponse:
+        """The data quality page's figures, for scripts."""
+        return JSONResponse(quality_json(_quality(source, flagged)), headers=_NO_STORE)
 
     return app

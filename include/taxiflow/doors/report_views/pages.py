@@ -10,6 +10,7 @@ from html import escape
 from urllib.parse import quote, urlencode
 
 from taxiflow.config import BOROUGHS, DAY_NAMES
+from taxiflow.doors.report_views.quality import QUALITY_STYLE, QualityRow, quality_table
 from taxiflow.doors.report_views.runs import ReportRun
 from taxiflow.reports.outputs import ReportNumbers
 from taxiflow.reports.params import families_counted
@@ -24,6 +25,7 @@ img.chart{max-width:100%;height:auto;border:1px solid #ddd} table{border-collaps
 td,th{border:1px solid #ddd;padding:2px 6px;text-align:right} th{background:#f4f4f4}
 .why{border-left:4px solid #b3261e;padding:8px 12px;background:#fdf3f2}
 .wait{border-left:4px solid #2f5fb3;padding:8px 12px;background:#f2f5fd}
+.note{border-left:4px solid #b37a00;padding:8px 12px;background:#fdf8ec;margin:12px 0}
 a.button{display:inline-block;padding:6px 12px;border:1px solid #2f5fb3;border-radius:4px;text-decoration:none}
 .cards{display:flex;flex-wrap:wrap;gap:12px;padding:0;list-style:none}
 .cards li{border:1px solid #ddd;border-radius:6px;padding:8px;width:300px}
@@ -31,9 +33,9 @@ a.button{display:inline-block;padding:6px 12px;border:1px solid #2f5fb3;border-r
 """
 
 
-def _page(title: str, body: str) -> str:
+def _page(title: str, body: str, style: str = "") -> str:
     return (f"<!doctype html><html lang=en><head><meta charset=utf-8><title>{escape(title)}</title>"
-            f"<meta name=viewport content='width=device-width,initial-scale=1'><style>{STYLE}</style></head>"
+            f"<meta name=viewport content='width=device-width,initial-scale=1'><style>{STYLE}{style}</style></head>"
             f"<body>{body}</body></html>")
 
 
@@ -94,11 +96,28 @@ def _why_not(run: ReportRun) -> str:
     return f"<div class=wait id=why>The run is {escape(run.state)}; the chart appears here when it is drawn.</div>"
 
 
-def run_page(run: ReportRun, numbers: ReportNumbers | None, urls: dict[str, str]) -> str:
-    """The report tab of one run: chart, request, total, CSV download; or why there is no chart."""
+def _notes(notes: list[str]) -> str:
+    """What the numbers rest on that a reader should know: kept partitions after a refused re-drop."""
+    if not notes:
+        return ""
+    items = "".join(f"<li>{escape(note)}</li>" for note in notes)
+    return (f"<div class=note id=notes><strong>Data notes:</strong> this report uses partitions whose "
+            f"latest re-drop was refused; their earlier, good ingest is counted.<ul>{items}</ul></div>")
+
+
+def run_page(
+    run: ReportRun, numbers: ReportNumbers | None, urls: dict[str, str], notes: list[str] | None = None
+) -> str:
+    """The report tab of one run: chart, request, total, CSV download; or why there is no chart.
+
+    ``notes``: the published report's ``ingest_notes``; before it is rendered, the kept partitions
+    its gate would use.
+    """
     state = escape(run.state)
+    if notes is None:
+        notes = [item.detail for item in run.ingest if item.state == "kept"]
     parts = [f"<h1>Borough report <span class='badge {state}' id=state>{state}</span></h1>",
-             _request_list(run)]
+             _request_list(run), _notes(notes)]
     if numbers is not None:
         parts += [
             f"<h2>Total: <span id=total>{numbers.total:,}</span> trips</h2>",
@@ -153,3 +172,8 @@ def list_page(runs: list[ReportRun], total: int, borough: str | None, page: int,
             f"{' for ' + escape(borough) if borough else ''}, page {page} of {pages}</p>"
             f"<ul class=cards id=reports>{''.join(cards) or '<li>No reports yet.</li>'}</ul><p>{' · '.join(nav)}</p>")
     return _page("Borough reports", body)
+
+
+def quality_page(rows: list[QualityRow], source: str | None, flagged: bool, base: str) -> str:
+    """The data quality page: every source × month, its figures, ingest state and flags."""
+    return _page("Data quality", quality_table(rows, source, flagged, base), QUALITY_STYLE)

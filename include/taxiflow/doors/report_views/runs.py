@@ -15,8 +15,9 @@ from typing import Any
 
 from sqlalchemy import func, select
 
-from taxiflow.config import INGEST_DAG_ID, REPORT_DAG_ID, trigger_metrics_task_id
-from taxiflow.reports.ingest_status import IngestStatus, ingest_statuses, month_logical_date
+from taxiflow.config import INGEST_DAG_ID, REPORT_DAG_ID
+from taxiflow.data.refusals import refusal_outcome
+from taxiflow.reports.ingest_status import IngestStatus, ingest_statuses, month_logical_date, status_task_ids
 from taxiflow.reports.request import InvalidRequest, ReportRequest
 from taxiflow.reports.request_files import RUN_ID_PREFIX
 
@@ -77,24 +78,28 @@ def ingest_status(session: Any, months: Sequence[str], sources: Sequence[str]) -
     from airflow.models.taskinstance import TaskInstance
 
     dates = {month_logical_date(month): month for month in months}
+    task_ids = status_task_ids(sources)
     rows = session.execute(
-        select(DagRun.logical_date, DagRun.state, TaskInstance.task_id, TaskInstance.state)
+        select(DagRun.logical_date, DagRun.run_id, DagRun.state, TaskInstance.task_id, TaskInstance.state)
         .outerjoin(TaskInstance, (TaskInstance.dag_id == DagRun.dag_id) & (TaskInstance.run_id == DagRun.run_id)
-                   & TaskInstance.task_id.in_([trigger_metrics_task_id(s) for s in sources]))
+                   & TaskInstance.task_id.in_(task_ids))
         .where(DagRun.dag_id == INGEST_DAG_ID, DagRun.logical_date.in_(list(dates)))
     ).all()
     runs: dict[str, str | None] = {}
+    run_ids: dict[str, str] = {}
     states: dict[tuple[str, str], str | None] = {}
-    for logical_date, run_state, task_id, ti_state in rows:
+    for logical_date, run_id, run_state, task_id, ti_state in rows:
         month = dates.get(logical_date) or dates.get(logical_date.replace(tzinfo=None))
         if month is None:
             month = next((m for d, m in dates.items() if d.timestamp() == logical_date.timestamp()), None)
         if month is None:
             continue
         runs[month] = _enum_value(run_state) or "queued"
+        run_ids[month] = run_id
         if task_id:
             states[month, task_id] = _enum_value(ti_state)
-    return ingest_statuses(months, sources, states, runs)
+    return ingest_statuses(months, sources, states, runs, refusal_lookup=lambda p, r: refusal_outcome(p, run_id=r),
+                           run_ids=run_ids)
 
 
 def _from_row(session: Any, run: Any, with_ingest: bool) -> ReportRun:
