@@ -56,6 +56,7 @@ from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOpe
 from airflow.sdk import CronDataIntervalTimetable, PokeReturnValue, dag, task
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
+from taxiflow.components import lineage
 from taxiflow.components.alerts import late_drop_deadline
 from taxiflow.config import (
     INGEST_DAG_ID,
@@ -73,8 +74,8 @@ from taxiflow.config import (
 
 
 @task.sensor(mode="reschedule", **wait_settings("DROP", poke_interval=60, timeout=6 * 3600))
-def wait_for_drop(source: str, logical_date=None) -> PokeReturnValue:
-    """True once the month's drop has a data file and its `_SUCCESS` marker."""
+def wait_for_drop(source: str, logical_date=None, outlet_events=None) -> PokeReturnValue:
+    """True once the month's drop has a data file and its `_SUCCESS` marker (then its asset event)."""
     from taxiflow.data import landing
 
     try:
@@ -91,30 +92,36 @@ def wait_for_drop(source: str, logical_date=None) -> PokeReturnValue:
         print(landing.describe_drop(partition))
     except landing.UnsafeDropError as err:  # a link stays a link: fail this source's branch now
         raise AirflowFailException(str(err)) from None
+    if ready:
+        lineage.emit_drop(outlet_events, partition)
     return PokeReturnValue(is_done=ready, xcom_value=partition.month if ready else None)
 
 
 @task
-def copy_to_raw(source: str, month: str) -> list[str]:
+def copy_to_raw(source: str, month: str, outlet_events=None) -> list[str]:
     """Stage the drop beside raw (`raw/<source>/.<month>.staged/`); raw itself is not touched yet."""
     from taxiflow.data import ingest
 
     try:
-        return [path.name for path in ingest.copy_to_raw(Partition(source, month))]
+        copied = ingest.copy_to_raw(Partition(source, month))
     except ingest.UnsafeDropError as err:
         raise AirflowFailException(str(err)) from None
+    lineage.emit_raw(outlet_events, Partition(source, month), copied)
+    return [path.name for path in copied]
 
 
 # One heavy normalisation per source at a time bounds memory; the summary is one XCom, not one per key.
 @task(max_active_tis_per_dag=1, multiple_outputs=False)
-def process(source: str, month: str, raw_files: list[str]) -> dict:
+def process(source: str, month: str, raw_files: list[str], outlet_events=None) -> dict:
     """Validate the staged drop; only if it passes, swap in raw and the warehouse partition."""
     from taxiflow.data import ingest
 
     try:
-        return ingest.process_partition(Partition(source, month))
+        summary = ingest.process_partition(Partition(source, month))
     except ingest.DropRefused as err:  # the same files fail the same way on retry
         raise AirflowFailException(str(err)) from None
+    lineage.emit_partition(outlet_events, Partition(source, month), summary)
+    return summary
 
 
 @dag(
@@ -136,9 +143,11 @@ def process(source: str, month: str, raw_files: list[str]) -> dict:
 )
 def ingest_taxi_trips():
     for source in ingest_sources():
-        month = wait_for_drop.override(task_id=wait_task_id(source))(source)
-        raw_files = copy_to_raw.override(task_id=copy_task_id(source))(source, month)
-        summary = process.override(task_id=process_task_id(source))(source, month, raw_files)
+        month = wait_for_drop.override(task_id=wait_task_id(source), **lineage.drop_outlets(source))(source)
+        raw_files = copy_to_raw.override(task_id=copy_task_id(source), **lineage.raw_lineage(source))(source, month)
+        summary = process.override(task_id=process_task_id(source), **lineage.trips_lineage(source))(
+            source, month, raw_files
+        )
         summary >> TriggerDagRunOperator(
             task_id=trigger_metrics_task_id(source),
             trigger_dag_id=METRICS_DAG_ID,
