@@ -23,7 +23,7 @@ add `fhv` and `fhvhv` for the for-hire vehicles, or say `all`), waits for the so
   were kept. Only the month's own pickups are stored; stray rows of other months and rows that
   cannot be parsed are counted in the log and in the partition's `_summary.json`.
 * **trigger** starts `create_metrics` for that source and month and waits (deferred, in the
-  triggerer; `TAXIFLOW_METRICS_POKE_INTERVAL`, default 10 s) until it finishes, so its success
+  triggerer; `TAXIFLOW_METRICS_POKE_INTERVAL`, default 2 s) until it finishes, so its success
   means "metrics done": `borough_report` gates on it.
 
 Every column-name era TLC has published since 2009 is read (yellow and green trips before 2016-07
@@ -158,7 +158,9 @@ def ingest_taxi_trips():
             reset_dag_run=True,
             wait_for_completion=True,
             deferrable=True,
-            poke_interval=int(env_seconds("TAXIFLOW_METRICS_POKE_INTERVAL", 10)),
+            # Each look is one small API call from the triggerer; every month of a backfill waits on
+            # average half of it (benchmarks/bench_backfill.py, docs/benchmarks.md).
+            poke_interval=env_seconds("TAXIFLOW_METRICS_POKE_INTERVAL", 2),
             execution_timeout=timedelta(hours=1),
             failed_states=["failed"],
         )

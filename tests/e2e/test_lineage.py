@@ -1,7 +1,7 @@
 """Lineage on live Airflow: a month's drop, partition, metrics and a report as asset events.
 
-May 2022 (a month no other e2e module uses) is dropped for yellow and green, ingested by a CLI
-trigger, and a report is asked for over it. What is checked is what the Assets page and
+May 2022 (a month no other e2e module uses) is dropped for yellow and green, ingested by a
+backfill, and a report is asked for over it. What is checked is what the Assets page and
 ``/api/v2/assets`` show: each asset's event for the month, whose figures equal the partition's
 ``_summary.json`` and the files on disk; the report's event names the partitions it counted; and
 the asset graph of the report (the data view the Assets page draws) leads back through metrics,
@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import time
 
 import pytest
 
@@ -21,8 +22,20 @@ from taxiflow.data.warehouse import METRICS_FILE, SUMMARY_FILE, TRIPS_FILE
 
 pytestmark = pytest.mark.e2e
 
-MONTH, INGEST_RUN, REPORT_RUN = "2022-05", "lineage_may", "lineage_report"
+MONTH, REPORT_RUN = "2022-05", "lineage_report"
 REPORT = {"borough": "Bronx", "start_date": "2022-05-01", "end_date": "2022-05-15", "name": "lineage_bronx_may"}
+
+
+def wait_for_run_at(stack, dag_id: str, day: str, timeout: float = 300) -> dict:
+    """The run of ``dag_id`` whose logical date is ``day``, once it has finished."""
+    deadline = time.monotonic() + timeout
+    at = f"{day}T00:00:00Z"
+    while time.monotonic() < deadline:
+        status, body = stack.api("GET", f"/api/v2/dags/{dag_id}/dagRuns?logical_date_gte={at}&logical_date_lte={at}")
+        if status == 200 and body["dag_runs"]:
+            return stack.wait_for_run(dag_id, body["dag_runs"][0]["dag_run_id"], timeout=deadline - time.monotonic())
+        time.sleep(1)
+    raise TimeoutError(f"no {dag_id} run at {day}")
 
 
 def sha256(path) -> str:
@@ -37,15 +50,16 @@ def lineage_run(airflow_stack):
     paths = DataPaths(stack.data_dir)
     generate_month("yellow", MONTH, trips=3000, seed=11, paths=paths)
     generate_month("green", MONTH, trips=700, seed=11, paths=paths)
-    stack.airflow("dags", "trigger", INGEST_DAG_ID, "-l", f"{MONTH}-01T00:00:00+00:00", "-r", INGEST_RUN)
-    run = stack.wait_for_run(INGEST_DAG_ID, INGEST_RUN, timeout=300)
-    assert run["state"] == "success", stack.task_states(INGEST_DAG_ID, INGEST_RUN)
+    stack.airflow("backfill", "create", "--dag-id", INGEST_DAG_ID,
+                  "--from-date", f"{MONTH}-01", "--to-date", f"{MONTH}-01")
+    run = wait_for_run_at(stack, INGEST_DAG_ID, f"{MONTH}-01")
+    assert run["state"] == "success", stack.task_states(INGEST_DAG_ID, run["dag_run_id"])
     stack.airflow("dags", "trigger", REPORT_DAG_ID, "--conf", json.dumps(REPORT), "-r", REPORT_RUN)
     run = stack.wait_for_run(REPORT_DAG_ID, REPORT_RUN, timeout=240)
     assert run["state"] == "success", stack.task_states(REPORT_DAG_ID, REPORT_RUN)
     status, body = stack.api("GET", "/api/v2/assets?limit=100")
     assert status == 200, body
-    return stack, paths, {asset["name"]: asset for asset in body["assets"]}
+    return stack, paths, {asset["name"]: asset for asset in body["assets"]}, run
 
 
 def events(stack, **filters) -> dict[str, dict]:
@@ -60,9 +74,16 @@ def events(stack, **filters) -> dict[str, dict]:
     return found
 
 
+def test_the_backfill_run_names_the_month_it_ingests(lineage_run):
+    """Airflow names it after the moment May ended; its note (run header, grid, API) says May."""
+    *_, run = lineage_run
+    assert run["dag_run_id"].startswith("backfill__2022-06-01")
+    assert run["note"] == f"Ingests {MONTH} (May 2022): yellow, green"
+
+
 def test_the_ingest_run_records_drop_raw_and_trips_per_source(lineage_run):
-    stack, paths, assets = lineage_run
-    ingest_events = events(stack, source_run_id=INGEST_RUN)
+    stack, paths, assets, run = lineage_run
+    ingest_events = events(stack, source_run_id=run["dag_run_id"])
     assert set(ingest_events) == {f"{source}_{stage}" for source in ("yellow", "green")
                                   for stage in ("drop", "raw", "trips")}
     for source in ("yellow", "green"):
@@ -90,7 +111,7 @@ def test_the_ingest_run_records_drop_raw_and_trips_per_source(lineage_run):
 
 
 def test_create_metrics_records_the_month_s_metrics(lineage_run):
-    stack, paths, _ = lineage_run
+    stack, paths, *_ = lineage_run
     for source in ("yellow", "green"):
         partition = Partition(source, MONTH)
         found = events(stack, source_dag_id=METRICS_DAG_ID, source_run_id=partition.metrics_run_id)
@@ -105,7 +126,7 @@ def test_create_metrics_records_the_month_s_metrics(lineage_run):
 
 
 def test_the_report_event_names_the_partitions_it_counted(lineage_run):
-    stack, paths, _ = lineage_run
+    stack, paths, *_ = lineage_run
     report = events(stack, source_run_id=REPORT_RUN)["borough_reports"]
     assert report["partition_key"] == REPORT["name"]
     manifest = json.loads((paths.outputs / REPORT["name"] / "manifest.json").read_text())
@@ -122,7 +143,7 @@ def test_the_report_event_names_the_partitions_it_counted(lineage_run):
 
 def test_the_report_s_asset_graph_leads_back_to_the_drop(lineage_run):
     """What the Assets page draws for ``borough_reports`` (its data view: tasks with inlets and outlets)."""
-    stack, _, assets = lineage_run
+    stack, _, assets, _ = lineage_run
     asset_id = assets["borough_reports"]["id"]
     status, graph = stack.api("GET", f"/ui/dependencies?node_id=asset:{asset_id}&dependency_type=data")
     assert status == 200, graph
