@@ -85,6 +85,10 @@ class TlcDownloadOperator(BaseOperator):
             data_file = hook.download(self.source, self.month, landing)
         marker = write_success_marker(landing, data_file)
         self.log.info("Landed %s and %s", data_file, marker.name)
+        if "outlet_events" in context:  # the <source>_drop asset event (a bare execute({}) has no context)
+            from taxiflow.components import lineage
+
+            lineage.emit_drop(context["outlet_events"], Partition(self.source, self.month), paths)
         return str(data_file)
 
     def _refresh_zone_table(self, hook: Any, zone_table: Path) -> None:
