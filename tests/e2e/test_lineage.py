@@ -52,14 +52,14 @@ def lineage_run(airflow_stack):
     generate_month("green", MONTH, trips=700, seed=11, paths=paths)
     stack.airflow("backfill", "create", "--dag-id", INGEST_DAG_ID,
                   "--from-date", f"{MONTH}-01", "--to-date", f"{MONTH}-01")
-    run = wait_for_run_at(stack, INGEST_DAG_ID, f"{MONTH}-01")
-    assert run["state"] == "success", stack.task_states(INGEST_DAG_ID, run["dag_run_id"])
+    ingest_run = wait_for_run_at(stack, INGEST_DAG_ID, f"{MONTH}-01")
+    assert ingest_run["state"] == "success", stack.task_states(INGEST_DAG_ID, ingest_run["dag_run_id"])
     stack.airflow("dags", "trigger", REPORT_DAG_ID, "--conf", json.dumps(REPORT), "-r", REPORT_RUN)
-    run = stack.wait_for_run(REPORT_DAG_ID, REPORT_RUN, timeout=240)
-    assert run["state"] == "success", stack.task_states(REPORT_DAG_ID, REPORT_RUN)
+    report_run = stack.wait_for_run(REPORT_DAG_ID, REPORT_RUN, timeout=240)
+    assert report_run["state"] == "success", stack.task_states(REPORT_DAG_ID, REPORT_RUN)
     status, body = stack.api("GET", "/api/v2/assets?limit=100")
     assert status == 200, body
-    return stack, paths, {asset["name"]: asset for asset in body["assets"]}, run
+    return stack, paths, {asset["name"]: asset for asset in body["assets"]}, ingest_run
 
 
 def events(stack, **filters) -> dict[str, dict]:
