@@ -11,7 +11,8 @@ would fill the Assets page with hundreds of entries): each asset event carries t
 report name) as its **partition key**, which the UI shows on the event (``/api/v2/assets/events``
 returns it as ``partition_key``), and the figures of that month in its ``extra``:
 
-* ``<source>_drop`` (``wait_for_<source>``, when the drop is complete): the drop's files, bytes, sha256;
+* ``<source>_drop`` (``wait_for_<source>`` when it sees the drop complete, and ``download_<source>`` of
+  ``download_tlc_trips`` when it lands one): the drop's files, bytes, sha256;
 * ``<source>_raw`` (``copy_to_raw_<source>``, when the drop was copied into raw for validation): the
   copied files, bytes, sha256. ``process_<source>`` then validates that copy and swaps it in with
   the partition, or refuses it and keeps the last good one: the month's ``<source>_trips`` event
@@ -20,11 +21,11 @@ returns it as ``partition_key``), and the figures of that month in its ``extra``
   month, with an unknown zone, and the partition file's bytes and sha256, as in its ``_summary.json``;
 * ``<source>_metrics`` (``create_metrics``): rows and trips of the month's metrics, their files;
 * ``borough_reports`` (``render_report``): the request, the published files, and the partitions
-  (source, month) the report counted, each with the figures of its ``_summary.json``.
+  (source, month) the report counted, each with its rows written and when it was ingested.
 
 Asset URIs are the data's own location below the data root (``file:///...`` or ``s3://...``), so
-they say where to look. The events are emitted only when the task succeeds: a refused drop or a
-failed build leaves the asset's last event, and the data, as they were.
+they say where to look. The events are recorded only when the task succeeds: a refused drop leaves
+``<source>_trips``'s last event, like the data, as it was (docs/lineage.md).
 
 ``*_extra`` builders are plain functions of summaries and file facts (unit-tested without Airflow);
 ``emit`` records one event on a task's ``outlet_events``.
