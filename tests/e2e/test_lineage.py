@@ -14,6 +14,7 @@ import hashlib
 import itertools
 import json
 import time
+import urllib.parse
 
 import pytest
 
@@ -64,7 +65,7 @@ def lineage_run(airflow_stack):
 
 def events(stack, **filters) -> dict[str, dict]:
     """The asset events matching ``filters``, by asset name (each asset has one per run here)."""
-    query = "&".join(f"{key}={value}" for key, value in filters.items())
+    query = urllib.parse.urlencode(filters)  # a backfill's run id holds "+" and ":"
     status, body = stack.api("GET", f"/api/v2/assets/events?limit=100&{query}")
     assert status == 200, body
     found: dict[str, dict] = {}
