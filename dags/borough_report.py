@@ -47,8 +47,9 @@ import pendulum
 from airflow.sdk import Param, dag, task
 from airflow.sdk.exceptions import AirflowFailException
 
+from taxiflow.components import lineage
 from taxiflow.components.gates import KEPT_XCOM_KEY, IngestGateSensor
-from taxiflow.config import REPORT_DAG_ID, wait_settings
+from taxiflow.config import REPORT_DAG_ID, ingest_sources, wait_settings
 from taxiflow.reports.params import report_param_schemas
 
 
@@ -74,9 +75,10 @@ def validate_request(params=None, run_id=None) -> dict:
 
 
 @task(multiple_outputs=False, max_active_tis_per_dag=4)  # bounds the drawing work, whatever number of reports wait
-def render_report(request: dict, run_id=None, ti=None) -> dict:
+def render_report(request: dict, run_id=None, ti=None, outlet_events=None) -> dict:
     """Count the trips and publish a new version of `outputs/<name>/` (PNG + CSV, then the manifest)."""
     from taxiflow.data.storage import url
+    from taxiflow.reports.outputs import read_manifest
     from taxiflow.reports.render import render_report
     from taxiflow.reports.request import InvalidRequest, ReportRequest
 
@@ -92,6 +94,7 @@ def render_report(request: dict, run_id=None, ti=None) -> dict:
     shown = {key: url(getattr(outputs, key)) for key in ("folder", "manifest", "png", "csv")}
     print(f"Published {shown['manifest']} -> version {outputs.version}: {outputs.png.name}, "
           f"{outputs.csv.name} ({outputs.total_trips} trips)")
+    lineage.emit_report(outlet_events, request, read_manifest(str(report.name)) or {}, report.months)
     return {**shown, "version": outputs.version, "total_trips": outputs.total_trips}
 
 
@@ -126,7 +129,8 @@ def borough_report():
         task_id="wait_for_ingest",
         **wait_settings("REPORT_WAIT", poke_interval=30, timeout=6 * 3600),
     )
-    request >> wait_for_ingest >> render_report(request)
+    rendered = render_report.override(**lineage.report_lineage(ingest_sources()))(request)
+    request >> wait_for_ingest >> rendered
 
 
 borough_report()

@@ -48,6 +48,7 @@ import airflow.providers.http.sensors.http  # ruff: ignore[unused-import]
 import pendulum
 from airflow.sdk import CronDataIntervalTimetable, Param, dag
 
+from taxiflow.components import lineage
 from taxiflow.components.operators import TlcDownloadOperator
 from taxiflow.components.params import download_param_schemas
 from taxiflow.components.sensors import TlcPublishedSensor
@@ -84,6 +85,7 @@ def download_tlc_trips():
             source=source,
             month=MONTH,
             execution_timeout=timedelta(hours=1),
+            **lineage.drop_outlets(source),  # the same <source>_drop asset the ingest DAG reads
         )
         published >> download
 

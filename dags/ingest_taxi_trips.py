@@ -27,7 +27,7 @@ add `fhv` and `fhvhv` for the for-hire vehicles, or say `all`), waits for the so
   rows further away or that cannot be parsed are counted in the log and in `_summary.json`, not
   stored.
 * **trigger** starts `create_metrics` for that source and month and waits (deferred, in the
-  triggerer; `TAXIFLOW_METRICS_POKE_INTERVAL`, default 10 s) until it finishes, so its success
+  triggerer; `TAXIFLOW_METRICS_POKE_INTERVAL`, default 2 s) until it finishes, so its success
   means "metrics done", the adjacent months' included when this month's strays changed them:
   `borough_report` gates on it.
 
@@ -61,6 +61,7 @@ from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOpe
 from airflow.sdk import CronDataIntervalTimetable, PokeReturnValue, dag, task
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
+from taxiflow.components import lineage
 from taxiflow.components.alerts import late_drop_deadline
 from taxiflow.config import (
     INGEST_DAG_ID,
@@ -78,8 +79,8 @@ from taxiflow.config import (
 
 
 @task.sensor(mode="reschedule", **wait_settings("DROP", poke_interval=60, timeout=6 * 3600))
-def wait_for_drop(source: str, logical_date=None, run_id=None) -> PokeReturnValue:
-    """True once the month's drop has a data file and its `_SUCCESS` marker."""
+def wait_for_drop(source: str, logical_date=None, run_id=None, outlet_events=None) -> PokeReturnValue:
+    """True once the month's drop has a data file and its `_SUCCESS` marker (then its asset event)."""
     from taxiflow.data import landing, refusals
 
     try:
@@ -97,24 +98,28 @@ def wait_for_drop(source: str, logical_date=None, run_id=None) -> PokeReturnValu
     except landing.UnsafeDropError as err:  # a link stays a link: fail this source's branch now
         refusals.record_refusal(partition, str(err), [], new_drop=True, run_id=run_id)
         raise AirflowFailException(str(err)) from None
+    if ready:
+        lineage.emit_drop(outlet_events, partition)
     return PokeReturnValue(is_done=ready, xcom_value=partition.month if ready else None)
 
 
 @task
-def copy_to_raw(source: str, month: str, run_id=None) -> list[str]:
+def copy_to_raw(source: str, month: str, run_id=None, outlet_events=None) -> list[str]:
     """Stage the drop beside raw (`raw/<source>/.<month>.staged/`); raw itself is not touched yet."""
     from taxiflow.data import ingest, refusals
 
     try:
-        return [path.name for path in ingest.copy_to_raw(Partition(source, month))]
+        copied = ingest.copy_to_raw(Partition(source, month))
     except ingest.UnsafeDropError as err:
         refusals.record_refusal(Partition(source, month), str(err), [], new_drop=True, run_id=run_id)
         raise AirflowFailException(str(err)) from None
+    lineage.emit_raw(outlet_events, Partition(source, month), copied)
+    return [path.name for path in copied]
 
 
 # One heavy normalisation per source at a time bounds memory; the summary is one XCom, not one per key.
 @task(max_active_tis_per_dag=1, multiple_outputs=False)
-def process(source: str, month: str, raw_files: list[str], run_id=None) -> dict:
+def process(source: str, month: str, raw_files: list[str], run_id=None, outlet_events=None) -> dict:
     """Validate the staged drop; only if it passes, swap in raw and the warehouse partition.
 
     A refused drop is recorded (`warehouse/refusals/`): reports keep using the good partition.
@@ -122,9 +127,11 @@ def process(source: str, month: str, raw_files: list[str], run_id=None) -> dict:
     from taxiflow.data import ingest
 
     try:
-        return ingest.process_partition(Partition(source, month), run_id=run_id)
+        summary = ingest.process_partition(Partition(source, month), run_id=run_id)
     except ingest.DropRefused as err:  # the same files fail the same way on retry
         raise AirflowFailException(str(err)) from None
+    lineage.emit_partition(outlet_events, Partition(source, month), summary)
+    return summary
 
 
 @dag(
@@ -146,9 +153,11 @@ def process(source: str, month: str, raw_files: list[str], run_id=None) -> dict:
 )
 def ingest_taxi_trips():
     for source in ingest_sources():
-        month = wait_for_drop.override(task_id=wait_task_id(source))(source)
-        raw_files = copy_to_raw.override(task_id=copy_task_id(source))(source, month)
-        summary = process.override(task_id=process_task_id(source))(source, month, raw_files)
+        month = wait_for_drop.override(task_id=wait_task_id(source), **lineage.drop_outlets(source))(source)
+        raw_files = copy_to_raw.override(task_id=copy_task_id(source), **lineage.raw_lineage(source))(source, month)
+        summary = process.override(task_id=process_task_id(source), **lineage.trips_lineage(source))(
+            source, month, raw_files
+        )
         summary >> TriggerDagRunOperator(
             task_id=trigger_metrics_task_id(source),
             trigger_dag_id=METRICS_DAG_ID,
@@ -159,7 +168,9 @@ def ingest_taxi_trips():
             reset_dag_run=True,
             wait_for_completion=True,
             deferrable=True,
-            poke_interval=int(env_seconds("TAXIFLOW_METRICS_POKE_INTERVAL", 10)),
+            # Each look is one small API call from the triggerer; every month of a backfill waits on
+            # average half of it (benchmarks/bench_backfill.py, docs/benchmarks.md).
+            poke_interval=env_seconds("TAXIFLOW_METRICS_POKE_INTERVAL", 2),
             execution_timeout=timedelta(hours=1),
             failed_states=["failed"],
         )

@@ -84,6 +84,10 @@ class TlcDownloadOperator(BaseOperator):
             fetched = hook.download_month(self.source, self.month, landing)
         marker = write_success_marker(landing, fetched.path, fetched.size, fetched.sha256)
         self.log.info("Landed %s and %s", storage.url(fetched.path), marker.name)
+        if "outlet_events" in context:  # the <source>_drop asset event (a bare execute({}) has no context)
+            from taxiflow.components import lineage
+
+            lineage.emit_drop(context["outlet_events"], Partition(self.source, self.month), paths)
         return storage.url(fetched.path)
 
     def _refresh_zone_table(self, hook: Any, zone_table: DataPath) -> None:

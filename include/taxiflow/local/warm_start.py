@@ -30,6 +30,7 @@ WARM_MODULES: tuple[str, ...] = (
     # ``@task.sensor`` its sensor, and a few more. tests/unit/local/test_stack.py checks nothing else is left.
     "airflow.sdk.definitions.decorators",
     "airflow.providers.standard.decorators.sensor",
+    "airflow.providers.standard.decorators.branch_python",  # create_metrics' pick_source (@task.branch)
     "airflow.providers.standard.sensors.python",
     "airflow.providers.standard.operators.empty",
     "airflow.utils.operator_helpers",

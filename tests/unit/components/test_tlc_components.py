@@ -221,6 +221,19 @@ def test_download_operator_lands_file_and_success_marker(tlc, data_root):
     assert leftovers(data_root.root) == []
 
 
+def test_download_records_the_drop_asset_event(tlc, data_root):
+    from airflow.sdk.execution_time.context import OutletEventAccessors
+
+    from taxiflow.components import lineage
+
+    events = OutletEventAccessors()  # what a running task's context holds
+    result = Path(TlcDownloadOperator(task_id="download", source="green", month="2023-12").execute(
+        {"outlet_events": events}))
+    drop = events[lineage.drop_asset("green", data_root)]
+    assert drop.partition_keys == {"2023-12"}
+    assert drop.extra["files"] == [{"name": result.name, "bytes": result.stat().st_size, "sha256": sha256(result)}]
+
+
 def test_broken_transfer_is_retried_from_scratch(tlc, data_root):
     tlc.drop_first[GREEN_DEC] = 2
     operator = TlcDownloadOperator(
