@@ -17,7 +17,7 @@ import pytest
 from taxiflow.components.operators import TlcDownloadOperator
 from taxiflow.config import SUCCESS_MARKER, Partition
 from taxiflow.data import ingest, landing, storage
-from tests.tlc_server import TlcServer, tlc_layout
+from tests.support.tlc_server import TlcServer, tlc_layout
 
 SAMPLES = Path(__file__).resolve().parents[2] / "data" / "tlc"  # shipped with the repository
 GREEN_DEC = SAMPLES / "green" / "green_tripdata_2023-12.parquet"
