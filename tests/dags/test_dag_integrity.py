@@ -144,6 +144,14 @@ def test_waiting_runs_cannot_fill_the_run_limits(dagbag):
         assert dagbag.dags[INGEST_DAG_ID].get_task(f"wait_for_{source}").mode == "reschedule"
 
 
+def test_metrics_builds_run_one_at_a_time_across_hosts(dagbag):
+    """A month's metrics read its neighbours' strays: the last build of a month must have seen every
+    partition published before it started, so builds (and the weekly summary) never overlap."""
+    dag = dagbag.dags[METRICS_DAG_ID]
+    assert dag.get_task("build_metrics").max_active_tis_per_dag == 1
+    assert dag.get_task("write_weekly_summary").max_active_tis_per_dag == 1
+
+
 def test_report_params_drive_the_form(dagbag):
     params = dagbag.dags[REPORT_DAG_ID].params
     assert params.get_param("borough").schema["enum"] == ["Manhattan", "Brooklyn", "Queens", "Bronx", "Staten Island"]
