@@ -51,7 +51,7 @@ airflow:
 	. $(HOME_DIR)/env.sh && airflow $(ARGS)
 
 # The documentation site (MkDocs, Material theme) from docs/ into site/, strict: a broken link,
-# anchor or page fails it (tests/test_docs.py checks the same in make test).
+# anchor or page fails it (tests/unit/test_docs.py checks the same in make test).
 docs: dev
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
 
@@ -71,7 +71,7 @@ test: lint
 	bash scripts/run_tests.sh $(BIN)/python "$(TEST_MARKERS)" $(PYTEST_ARGS)
 
 test-fast: dev
-	$(BIN)/python -m pytest -m "not e2e" $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -m "not e2e and not compose" $(PYTEST_ARGS)
 
 bench: venv
 	$(BIN)/python benchmarks/run.py

@@ -37,7 +37,6 @@ from tests.drills.tooling import (  # the project root is on sys.path (benchmark
     wait_for_charts,
 )
 
-PROJECT_DIR = Path(__file__).resolve().parents[1]
 BENCHMARK = "burst"
 
 
@@ -54,7 +53,7 @@ def measure(work_dir: Path, metadata_db: str, quick: bool) -> list[dict]:
         if folder == Path("/"):
             break
         folder.chmod(folder.stat().st_mode | 0o111)
-    stack = drill_stack(root, PROJECT_DIR, metadata_db=metadata_db)
+    stack = drill_stack(root, metadata_db=metadata_db)
     v2, v1, files = (10, 5, 3) if quick else (40, 20, 10)
     db = f"[{metadata_db}] "
     try:

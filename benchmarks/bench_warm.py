@@ -20,7 +20,6 @@ from typing import Any
 from taxiflow.config import REPORT_DAG_ID
 from tests.drills.tooling import DRILL_ENV, bring_up, drill_stack, report_alone  # root on sys.path: run.py
 
-PROJECT_DIR = Path(__file__).resolve().parents[1]
 BENCHMARK = "warm"
 KEEP_FOR_GAIN = 0.30
 
@@ -47,7 +46,7 @@ def reports(work_dir: Path, warm: bool, n: int) -> list[tuple[float, float]]:
         if folder == Path("/"):
             break
         folder.chmod(folder.stat().st_mode | 0o111)
-    stack = drill_stack(root, PROJECT_DIR)
+    stack = drill_stack(root)
     stack.extra_env = {**DRILL_ENV, "TAXIFLOW_WARM_START": "1" if warm else "0"}
     try:
         bring_up(stack)

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The test run of `make test`: the docker compose tier (tests/compose/, marker compose) beside
-# everything else, so the whole suite fits its 30-minute budget on a 2-core machine.
+# The test run of `make test`: the docker compose tier (marker compose: tests/compose/ and the compose
+# drills in tests/drills/) beside everything else, so the whole suite fits its 30-minute budget on a
+# 2-core machine.
 #
 #   scripts/run_tests.sh PYTHON MARKERS [pytest args...]
 #
@@ -51,7 +52,7 @@ TIER_STATUS=0
 if [ -n "$TIER_PID" ]; then
   wait "$TIER_PID"
   TIER_STATUS=$?
-  echo "================ compose tier (tests/compose/, $TIER_LOG) ================"
+  echo "================ compose tier (marker compose, $TIER_LOG) ================"
   cat "$TIER_LOG"
 fi
 

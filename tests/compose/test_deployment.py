@@ -21,8 +21,7 @@ import pytest
 from taxiflow.config import DOWNLOAD_DAG_ID, INGEST_DAG_ID, METRICS_DAG_ID, REPORT_DAG_ID
 from taxiflow.data.tlc import trip_file_name as tlc_file_name
 from taxiflow.reports.request_files import request_run_id
-
-from .conftest import FLOWER_AUTH, OPT_IN_MONTH, WORKERS
+from tests.compose.fixtures import FLOWER_AUTH, OPT_IN_MONTH, WORKERS
 
 pytestmark = [pytest.mark.compose, pytest.mark.e2e]
 

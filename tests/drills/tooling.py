@@ -18,8 +18,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from taxiflow.config import INGEST_DAG_ID, METRICS_DAG_ID, REPORT_DAG_ID, DataPaths
-from taxiflow.local.stack import AirflowStack, free_port
+from taxiflow.config import INGEST_DAG_ID, REPORT_DAG_ID, DataPaths
+from taxiflow.local.stack import AirflowStack
+from tests.support.live import ALL_DAGS, new_stack
 
 RETRYABLE = (429, 503)
 
@@ -196,19 +197,14 @@ DRILL_ENV = {
 }
 
 
-def drill_stack(root: Path, project_dir: Path, metadata_db: str = "postgres") -> AirflowStack:
-    """A deployment in ``root`` (home and data root), not started, with the zone table in place."""
-    data_dir = root / "data"
-    (data_dir / "reference").mkdir(parents=True, exist_ok=True)
-    zones = project_dir / "data" / "reference" / "taxi_zone_lookup.csv"
-    (data_dir / "reference" / zones.name).write_bytes(zones.read_bytes())
-    return AirflowStack(home=root / "home", project_dir=project_dir, data_dir=data_dir, port=free_port(),
-                        metadata_db=metadata_db, extra_env=DRILL_ENV)
+def drill_stack(root: Path, metadata_db: str = "postgres") -> AirflowStack:
+    """A drill deployment in ``root`` (home and data root), not started, with the zone table in place
+    (``make bench``; the drills' own is ``drill_deployment``, tests/drills/conftest.py)."""
+    return new_stack(root, metadata_db=metadata_db, extra_env=DRILL_ENV)
 
 
 def ingest_drill_month(stack: AirflowStack) -> None:
     """Drop a small month of both sources and ingest it (the reports' data)."""
-    from taxiflow.config import INGEST_DAG_ID
     from taxiflow.local.demo import generate_month
 
     for source, trips in DRILL_TRIPS.items():
@@ -224,7 +220,7 @@ def bring_up(stack: AirflowStack) -> None:
     stack.migrate()
     stack.start()
     stack.wait_until_healthy(timeout=300)
-    stack.wait_for_dags([INGEST_DAG_ID, METRICS_DAG_ID, REPORT_DAG_ID], timeout=300)
+    stack.wait_for_dags(list(ALL_DAGS), timeout=300)
     ingest_drill_month(stack)
 
 

@@ -24,8 +24,8 @@ from urllib.parse import quote
 import pytest
 
 from taxiflow.config import INGEST_DAG_ID, REPORT_DAG_ID
+from tests.support.live import PROJECT_DIR
 
-from .conftest import PROJECT_DIR
 from .test_ui_browser import ingested_month
 
 pytestmark = pytest.mark.e2e

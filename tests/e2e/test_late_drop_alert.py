@@ -12,17 +12,13 @@ its own, catchup being off, also waits for drops nobody makes here: it is announ
 from __future__ import annotations
 
 import json
-import shutil
-import tempfile
 import time
-from pathlib import Path
 
 import pytest
 
-from taxiflow.config import INGEST_DAG_ID, METRICS_DAG_ID, DataPaths, Partition
-from taxiflow.local.stack import AirflowStack, free_port
-from tests.e2e.conftest import FAST_WAITS, PROJECT_DIR, make_data_root
-from tests.webhook_receiver import WebhookReceiver
+from taxiflow.config import INGEST_DAG_ID, DataPaths, Partition
+from tests.support.live import FAST_WAITS, live_deployment
+from tests.support.webhook_receiver import WebhookReceiver
 
 pytestmark = pytest.mark.e2e
 
@@ -31,49 +27,32 @@ ON_TIME, LATE = "2024-02", "2024-03"
 
 
 @pytest.fixture(scope="module")
-def alerted(tmp_path_factory):
+def alerted():
     """Run February (drops in time) to the end, then March (green never drops) until its alert arrives."""
     from taxiflow.local.demo import generate_month
 
-    home_root = Path(tempfile.mkdtemp(prefix="taxiflow-e2e-alerts-"))
-    home_root.chmod(0o711)
-    with WebhookReceiver() as receiver:
-        stack = AirflowStack(
-            home=home_root / "home",
-            project_dir=PROJECT_DIR,
-            data_dir=make_data_root(tmp_path_factory.mktemp("data")),
-            port=free_port(),
-            extra_env={
-                **FAST_WAITS,
-                # pokes every 10 s, as in the drills: a 3 s reschedule can race the executor under load
-                "TAXIFLOW_DROP_POKE_INTERVAL": "10",
-                "TAXIFLOW_DROP_TIMEOUT": "1800",
-                "TAXIFLOW_DROP_ALERT_AFTER": str(ALERT_AFTER),
-                "TAXIFLOW_INGEST_SOURCES": "yellow,green",
-                "AIRFLOW_CONN_TAXIFLOW_ALERTS": json.dumps({"conn_type": "http", "host": receiver.url}),
-            },
-        )
-        stack.migrate()
-        stack.start()
-        try:
-            stack.wait_until_healthy()
-            stack.wait_for_dags([INGEST_DAG_ID, METRICS_DAG_ID])
-            paths = DataPaths(stack.data_dir)
-            for source in ("yellow", "green"):
-                generate_month(source, ON_TIME, trips=400, seed=11, paths=paths)
-            generate_month("yellow", LATE, trips=400, seed=12, paths=paths)
+    with WebhookReceiver() as receiver, live_deployment("e2e-alerts", extra_env={
+        **FAST_WAITS,
+        # pokes every 10 s, as in the drills: a 3 s reschedule can race the executor under load
+        "TAXIFLOW_DROP_POKE_INTERVAL": "10",
+        "TAXIFLOW_DROP_TIMEOUT": "1800",
+        "TAXIFLOW_DROP_ALERT_AFTER": str(ALERT_AFTER),
+        "TAXIFLOW_INGEST_SOURCES": "yellow,green",
+        "AIRFLOW_CONN_TAXIFLOW_ALERTS": json.dumps({"conn_type": "http", "host": receiver.url}),
+    }) as stack:
+        paths = DataPaths(stack.data_dir)
+        for source in ("yellow", "green"):
+            generate_month(source, ON_TIME, trips=400, seed=11, paths=paths)
+        generate_month("yellow", LATE, trips=400, seed=12, paths=paths)
 
-            stack.airflow("dags", "trigger", INGEST_DAG_ID, "-l", f"{ON_TIME}-01T00:00:00+00:00", "-r", "on_time")
-            on_time = stack.wait_for_run(INGEST_DAG_ID, "on_time", timeout=900)
-            stack.airflow("dags", "trigger", INGEST_DAG_ID, "-l", f"{LATE}-01T00:00:00+00:00", "-r", "late")
-            alert = receiver.wait_for(lambda body: body.get("run_id") == "late", timeout=ALERT_AFTER + 900)
-            late_states = stack.task_states(INGEST_DAG_ID, "late")
-            triggerer_log = wait_for_log_line(stack, f"drop late for green ({INGEST_DAG_ID} run late)")
-            yield {"stack": stack, "receiver": receiver, "alert": alert, "on_time": on_time,
-                   "late_states": late_states, "paths": paths, "triggerer_log": triggerer_log}
-        finally:
-            stack.stop()
-            shutil.rmtree(home_root, ignore_errors=True)
+        stack.airflow("dags", "trigger", INGEST_DAG_ID, "-l", f"{ON_TIME}-01T00:00:00+00:00", "-r", "on_time")
+        on_time = stack.wait_for_run(INGEST_DAG_ID, "on_time", timeout=900)
+        stack.airflow("dags", "trigger", INGEST_DAG_ID, "-l", f"{LATE}-01T00:00:00+00:00", "-r", "late")
+        alert = receiver.wait_for(lambda body: body.get("run_id") == "late", timeout=ALERT_AFTER + 900)
+        late_states = stack.task_states(INGEST_DAG_ID, "late")
+        triggerer_log = wait_for_log_line(stack, f"drop late for green ({INGEST_DAG_ID} run late)")
+        yield {"stack": stack, "receiver": receiver, "alert": alert, "on_time": on_time,
+               "late_states": late_states, "paths": paths, "triggerer_log": triggerer_log}
 
 
 def wait_for_log_line(stack, text: str, timeout: float = 120) -> str:

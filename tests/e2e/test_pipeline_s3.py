@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import io
 import json
-import shutil
 import tempfile
 from pathlib import Path
 
@@ -25,15 +24,13 @@ from taxiflow.config import (
     DATA_DIR_ENV,
     INGEST_DAG_ID,
     REPORT_DAG_ID,
-    REQUESTS_DAG_ID,
     SUCCESS_MARKER,
     DataPaths,
     Partition,
 )
-from taxiflow.local.stack import AirflowStack, free_port
-from tests.e2e.conftest import FAST_WAITS, PROJECT_DIR
 from tests.e2e.test_pipeline import expected_counts, wait_for_run_at
 from tests.e2e.test_request_files import request_runs, wait_until
+from tests.support.live import FAST_WAITS, live_deployment
 
 pytestmark = [pytest.mark.e2e, pytest.mark.s3]
 
@@ -41,22 +38,9 @@ pytestmark = [pytest.mark.e2e, pytest.mark.s3]
 @pytest.fixture(scope="module")
 def s3_stack(seaweedfs, tmp_path_factory):
     env = seaweedfs.env(prefix="e2e")
-    home_root = Path(tempfile.mkdtemp(prefix="taxiflow-e2e-s3-"))
-    home_root.chmod(0o711)  # as root, the embedded database runs as nobody and must enter its folder
     local_data = tmp_path_factory.mktemp("unused-local-data")
-    stack = AirflowStack(
-        home=home_root / "home", project_dir=PROJECT_DIR, data_dir=local_data, port=free_port(),
-        users={"admin": "admin"}, extra_env={**FAST_WAITS, **env},
-    )
-    stack.migrate()
-    stack.start()
-    try:
-        stack.wait_until_healthy()
-        stack.wait_for_dags([INGEST_DAG_ID, REPORT_DAG_ID, REQUESTS_DAG_ID])
+    with live_deployment("e2e-s3", data_dir=local_data, extra_env={**FAST_WAITS, **env}) as stack:
         yield stack, env, local_data
-    finally:
-        stack.stop()
-        shutil.rmtree(home_root, ignore_errors=True)
 
 
 def test_a_month_in_a_bucket_is_ingested_and_reported_with_the_right_numbers(s3_stack, tlc_dir, monkeypatch):

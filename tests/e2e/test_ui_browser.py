@@ -37,10 +37,10 @@ from taxiflow.config import (
     DataPaths,
     Partition,
 )
+from tests.support.live import PROJECT_DIR
 
 pytestmark = pytest.mark.e2e
 
-PROJECT_DIR = Path(__file__).resolve().parents[2]
 BROWSER_DIR = PROJECT_DIR / "tests" / "browser"
 SCREENSHOTS = PROJECT_DIR / "test-results" / "ui"
 REQUEST = {"borough": "Queens", "start_date": "2024-01-08", "end_date": "2024-01-15"}

@@ -10,15 +10,13 @@ from __future__ import annotations
 import socket
 import subprocess
 import uuid
-from pathlib import Path
 
 import pytest
 import yaml
 
-from taxiflow.config import INGEST_DAG_ID, METRICS_DAG_ID, REPORT_DAG_ID
-from taxiflow.local.stack import AirflowStack, free_port
+from taxiflow.local.ports import free_port
+from tests.support.live import PROJECT_DIR, live_deployment
 
-PROJECT_DIR = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = PROJECT_DIR / "docker-compose.yaml"
 AIRFLOW_SERVICES = (
     "airflow-apiserver", "airflow-scheduler", "airflow-dag-processor", "airflow-triggerer", "airflow-worker"
@@ -55,7 +53,7 @@ def psql(sql: str) -> None:
 
 
 @pytest.fixture(scope="package")
-def celery_stack(tmp_path_factory):
+def celery_stack():
     if not (reachable(5432) and reachable(6379)):
         pytest.skip(
             "PostgreSQL (127.0.0.1:5432) and Redis (127.0.0.1:6379) are needed; scripts/services.sh starts them"
@@ -66,47 +64,38 @@ def celery_stack(tmp_path_factory):
     database = f"taxiflow_e2e_{uuid.uuid4().hex[:10]}"
     psql(f'CREATE DATABASE "{database}"')
     redis.Redis(host="127.0.0.1", port=6379, db=REDIS_DB).flushdb()
-    data_dir = tmp_path_factory.mktemp("prod-data")
-    (data_dir / "reference").mkdir()
-    (data_dir / "reference" / "taxi_zone_lookup.csv").write_bytes(
-        (PROJECT_DIR / "data" / "reference" / "taxi_zone_lookup.csv").read_bytes()
-    )
-    stack = AirflowStack(
-        home=tmp_path_factory.mktemp("prod-airflow-home"),
-        project_dir=PROJECT_DIR,
-        data_dir=data_dir,
-        port=free_port(),
-        users={"admin": "admin", "viewer": "viewer"},
-        components=compose_commands(),
-        extra_env={
-            # as compose sets them; only the hosts differ (127.0.0.1 instead of service names)
-            "AIRFLOW__CORE__EXECUTOR": shared["AIRFLOW__CORE__EXECUTOR"],
-            "AIRFLOW__CORE__AUTH_MANAGER": shared["AIRFLOW__CORE__AUTH_MANAGER"],
-            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"postgresql+psycopg2://postgres@127.0.0.1:5432/{database}",
-            "AIRFLOW__CELERY__BROKER_URL": f"redis://127.0.0.1:6379/{REDIS_DB}",
-            "AIRFLOW__CELERY__RESULT_BACKEND": f"db+postgresql+psycopg2://postgres@127.0.0.1:5432/{database}",
-            "AIRFLOW__CELERY__WORKER_CONCURRENCY": "4",
-            "AIRFLOW__CELERY__WORKER_LOG_SERVER_PORT": str(free_port()),
-            "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port()),
-            "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(free_port()),
-            "TAXIFLOW_DROP_POKE_INTERVAL": "3",
-            "TAXIFLOW_DROP_TIMEOUT": "120",
-            "TAXIFLOW_METRICS_POKE_INTERVAL": "3",
-            "TAXIFLOW_REPORT_WAIT_POKE_INTERVAL": "3",
-            "TAXIFLOW_DUCKDB_MEMORY_LIMIT": "1GB",
-            "TAXIFLOW_DUCKDB_THREADS": "2",
-        },
-    )
-    try:
-        stack.migrate()
+
+    def create_users(stack) -> None:  # the FAB auth manager keeps its users in the database
         for user, role in (("admin", "Admin"), ("viewer", "Viewer")):
             stack.airflow("users", "create", "--username", user, "--password", user, "--role", role,
                           "--email", f"{user}@example.com", "--firstname", user, "--lastname", "taxiflow")
-        stack.start()
-        stack.wait_until_healthy(timeout=240)
-        stack.wait_for_dags([INGEST_DAG_ID, METRICS_DAG_ID, REPORT_DAG_ID], timeout=240)
-        yield stack
+
+    try:
+        with live_deployment(
+            "production",
+            before_start=create_users,
+            users={"admin": "admin", "viewer": "viewer"},
+            components=compose_commands(),
+            extra_env={
+                # as compose sets them; only the hosts differ (127.0.0.1 instead of service names)
+                "AIRFLOW__CORE__EXECUTOR": shared["AIRFLOW__CORE__EXECUTOR"],
+                "AIRFLOW__CORE__AUTH_MANAGER": shared["AIRFLOW__CORE__AUTH_MANAGER"],
+                "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"postgresql+psycopg2://postgres@127.0.0.1:5432/{database}",
+                "AIRFLOW__CELERY__BROKER_URL": f"redis://127.0.0.1:6379/{REDIS_DB}",
+                "AIRFLOW__CELERY__RESULT_BACKEND": f"db+postgresql+psycopg2://postgres@127.0.0.1:5432/{database}",
+                "AIRFLOW__CELERY__WORKER_CONCURRENCY": "4",
+                "AIRFLOW__CELERY__WORKER_LOG_SERVER_PORT": str(free_port()),
+                "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port()),
+                "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(free_port()),
+                "TAXIFLOW_DROP_POKE_INTERVAL": "3",
+                "TAXIFLOW_DROP_TIMEOUT": "120",
+                "TAXIFLOW_METRICS_POKE_INTERVAL": "3",
+                "TAXIFLOW_REPORT_WAIT_POKE_INTERVAL": "3",
+                "TAXIFLOW_DUCKDB_MEMORY_LIMIT": "1GB",
+                "TAXIFLOW_DUCKDB_THREADS": "2",
+            },
+        ) as stack:
+            yield stack
     finally:
-        stack.stop()
         psql(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
         redis.Redis(host="127.0.0.1", port=6379, db=REDIS_DB).flushdb()

@@ -35,7 +35,7 @@ WARM_MODULES: tuple[str, ...] = (
     "airflow.providers.standard.sensors.external_task",
     # ... and what Airflow resolves lazily on the way: ``airflow.sdk.task`` (``@task``) imports the
     # standard provider's decorators, PythonOperator and ``packaging`` (55 ms of each task's start),
-    # ``@task.sensor`` its sensor, and a few more. tests/test_stack.py checks nothing else is left.
+    # ``@task.sensor`` its sensor, and a few more. tests/unit/local/test_stack.py checks nothing else is left.
     "airflow.sdk.definitions.decorators",
     "airflow.providers.standard.decorators.sensor",
     "airflow.providers.standard.sensors.python",

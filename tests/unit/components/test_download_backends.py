@@ -1,6 +1,6 @@
 """``TlcDownloadOperator`` lands a month in the data root on both backends: a local folder and a bucket.
 
-TLC is the loopback look-alike of ``tests/tlc_server.py`` serving real TLC files; the bucket is a real
+TLC is the loopback look-alike of ``tests/support/tlc_server.py`` serving real TLC files; the bucket is a real
 SeaweedFS (``s3`` cases: run them under the heavy lock). A month lands as
 ``landing/<source>/<YYYY-MM>/<file>`` then ``_SUCCESS`` (size and sha256 of the file), which the
 drop sensor's rules accept and the ingest reads.
@@ -17,7 +17,7 @@ import pytest
 from taxiflow.components.operators import TlcDownloadOperator
 from taxiflow.config import SUCCESS_MARKER, Partition
 from taxiflow.data import ingest, landing, storage
-from tests.tlc_server import TlcServer, tlc_layout
+from tests.support.tlc_server import TlcServer, tlc_layout
 
 SAMPLES = Path(__file__).resolve().parents[2] / "data" / "tlc"  # shipped with the repository
 GREEN_DEC = SAMPLES / "green" / "green_tripdata_2023-12.parquet"

@@ -17,11 +17,7 @@ from taxiflow.components.alerts import (
     late_drop_deadline,
 )
 from taxiflow.config import Partition
-
-try:
-    from webhook_receiver import WebhookReceiver
-except ImportError:  # tests/ imported as a package
-    from tests.webhook_receiver import WebhookReceiver
+from tests.support.webhook_receiver import WebhookReceiver
 
 DEADLINE = datetime(2024, 2, 1, 2, 0, tzinfo=UTC)
 
@@ -117,7 +113,7 @@ def test_the_ingest_dag_carries_the_deadline(no_alert_env):
 def alerts_dag_file():
     from pathlib import Path
 
-    return Path(__file__).resolve().parent.parent / "dags" / "ingest_taxi_trips.py"
+    return Path(__file__).resolve().parents[3] / "dags" / "ingest_taxi_trips.py"
 
 
 # --- What ------------------------------------------------------------------------------------------
@@ -226,10 +222,7 @@ def test_a_webhook_that_refuses_the_alert_fails_the_callback_and_logs_the_messag
 def test_an_smtp_connection_e_mails_the_alert_to_the_address_in_its_extra(data_root, monkeypatch):
     import email
 
-    try:
-        from smtp_receiver import SmtpReceiver
-    except ImportError:  # tests/ imported as a package
-        from tests.smtp_receiver import SmtpReceiver
+    from tests.support.smtp_receiver import SmtpReceiver
 
     with SmtpReceiver() as smtp:
         monkeypatch.setenv("AIRFLOW_CONN_TAXIFLOW_ALERTS", json.dumps({

@@ -21,7 +21,7 @@ from taxiflow.config import (
     trigger_metrics_task_id,
 )
 
-DAGS_DIR = Path(__file__).resolve().parent.parent / "dags"
+DAGS_DIR = Path(__file__).resolve().parents[2] / "dags"
 HEAVY_MODULES = ("pandas", "duckdb", "matplotlib", "pyarrow", "numpy")
 
 

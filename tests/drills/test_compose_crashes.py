@@ -19,11 +19,10 @@ import pytest
 
 from taxiflow.config import INGEST_DAG_ID, METRICS_DAG_ID, REPORT_DAG_ID, DataPaths, Partition
 from taxiflow.data.ingest import read_summary
+from tests.compose.fixtures import WORKERS
+from tests.compose.test_deployment import PICKUP, assert_report
 
-from .conftest import WORKERS
-from .test_deployment import PICKUP, assert_report
-
-pytestmark = [pytest.mark.compose, pytest.mark.e2e]
+pytestmark = [pytest.mark.compose, pytest.mark.e2e, pytest.mark.drills]
 
 BIG_MONTH = "2023-11"  # big enough that process_yellow is still running when the worker is killed
 BIG_TRIPS = 1_500_000

@@ -18,7 +18,7 @@ from taxiflow.reports.request_files import (
 )
 
 VALID = {"borough": "Staten Island", "start_date": "2024-01-01", "end_date": "2024-02-01"}
-PROJECT_DIR = Path(__file__).resolve().parent.parent
+PROJECT_DIR = Path(__file__).resolve().parents[3]
 
 
 @pytest.fixture

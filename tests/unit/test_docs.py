@@ -16,7 +16,7 @@ from pathlib import Path
 import yaml
 from markdown.extensions.toc import slugify
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]
 README = REPO_ROOT / "README.md"
 MKDOCS_YML = REPO_ROOT / "mkdocs.yml"
 MAX_README_LINES = 200

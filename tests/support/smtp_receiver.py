@@ -8,10 +8,11 @@ no TLS, no auth. ``with SmtpReceiver() as smtp:`` listens on a free port; ``smtp
 from __future__ import annotations
 
 import socketserver
-import threading
+
+from tests.support.loopback import LoopbackServer
 
 
-class SmtpReceiver:
+class SmtpReceiver(LoopbackServer):
     def __init__(self) -> None:
         self.messages: list[tuple[str, list[str], str]] = []
         receiver = self
@@ -50,18 +51,4 @@ class SmtpReceiver:
                     else:
                         self.reply("502 not implemented")
 
-        self.server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    @property
-    def port(self) -> int:
-        return int(self.server.server_address[1])
-
-    def __enter__(self) -> SmtpReceiver:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        super().__init__(socketserver.ThreadingTCPServer(("127.0.0.1", 0), Handler))

@@ -20,8 +20,10 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+from tests.support.loopback import LoopbackServer
 
-class TlcServer:
+
+class TlcServer(LoopbackServer):
     def __init__(self, files: dict[str, Path], host: str = "127.0.0.1") -> None:
         """Serve ``files`` on ``host`` (loopback; the compose tier uses Docker's host-side bridge)."""
         self.files = dict(files)
@@ -29,31 +31,11 @@ class TlcServer:
         self.status_for: dict[str, int] = {}
         self.requests: list[tuple[str, str, int, int]] = []
         self._lock = threading.Lock()
-        self._httpd = ThreadingHTTPServer((host, 0), _handler_for(self))
-        self._httpd.daemon_threads = True
-        self._thread = threading.Thread(
-            target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, name="tlc-server", daemon=True
-        )
+        super().__init__(ThreadingHTTPServer((host, 0), _handler_for(self)))
 
     @property
     def base_url(self) -> str:
-        host, port = self._httpd.server_address[:2]
-        return f"http://{host}:{port}"
-
-    def start(self) -> TlcServer:
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._httpd.shutdown()
-        self._httpd.server_close()
-        self._thread.join(timeout=5)
-
-    def __enter__(self) -> TlcServer:
-        return self.start()
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
+        return f"http://{self.host}:{self.port}"
 
     def count(self, method: str, path: str) -> int:
         with self._lock:

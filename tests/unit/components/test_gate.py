@@ -3,7 +3,7 @@
 The fake task instance answers the look-ups a task makes through Airflow's execution API
 (``get_ti_count``, ``get_task_states``, ``get_dr_count``, ``get_first_reschedule_date``) from a
 table of ingest runs, so each poke below goes through ``ExternalTaskSensor``'s own counting.
-The live gate is exercised by tests/e2e/test_pipeline.py and tests/e2e/test_drills.py.
+The live gate is exercised by tests/e2e/test_pipeline.py and tests/drills/test_bad_inputs.py.
 """
 
 from __future__ import annotations

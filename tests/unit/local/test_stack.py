@@ -182,7 +182,7 @@ def test_a_task_parsing_its_dag_file_in_a_warm_worker_imports_only_taxiflows_own
     import sys
     from pathlib import Path
 
-    dags = Path(__file__).resolve().parents[1] / "dags"
+    dags = Path(__file__).resolve().parents[3] / "dags"
     probe = f"""
 import json, os, sys
 from pathlib import Path

@@ -22,13 +22,9 @@ from taxiflow.components.sensors import TlcPublishedSensor
 from taxiflow.config import SUCCESS_MARKER, Partition
 from taxiflow.data.storage import data_paths
 from taxiflow.data.tlc import is_stale, trip_endpoint, trip_file_name
+from tests.support.tlc_server import TlcServer, tlc_layout
 
-try:
-    from tlc_server import TlcServer, tlc_layout
-except ImportError:  # tests/ imported as a package
-    from tests.tlc_server import TlcServer, tlc_layout
-
-SAMPLES = Path(__file__).resolve().parent / "data" / "tlc"  # shipped with the repository
+SAMPLES = Path(__file__).resolve().parents[2] / "data" / "tlc"  # shipped with the repository
 GREEN_DEC = "/trip-data/green_tripdata_2023-12.parquet"
 ZONES = "/misc/taxi_zone_lookup.csv"
 

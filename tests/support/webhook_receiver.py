@@ -15,8 +15,10 @@ from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from tests.support.loopback import LoopbackServer
 
-class WebhookReceiver:
+
+class WebhookReceiver(LoopbackServer):
     def __init__(self, path: str = "/hooks/taxiflow") -> None:
         self.path = path
         self.bodies: list[Any] = []
@@ -40,12 +42,11 @@ class WebhookReceiver:
             def log_message(self, *args: object) -> None:
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        super().__init__(ThreadingHTTPServer(("127.0.0.1", 0), Handler))
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}{self.path}"
+        return f"http://127.0.0.1:{self.port}{self.path}"
 
     def wait_for(self, match: Callable[[Any], bool], timeout: float) -> Any:
         end = time.monotonic() + timeout
@@ -58,11 +59,3 @@ class WebhookReceiver:
                 if left <= 0:
                     raise TimeoutError(f"no matching webhook call within {timeout:g} s; got {self.bodies}")
                 self._arrived.wait(left)
-
-    def __enter__(self) -> WebhookReceiver:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.shutdown()
-        self.server.server_close()

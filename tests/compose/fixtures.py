@@ -1,5 +1,8 @@
 """The compose tier's deployment: `docker compose up -d --build --wait`, shared by its tests.
 
+A pytest plugin (tests/conftest.py loads it), so that its one deployment per session serves
+tests/compose/ and the compose drills in tests/drills/ alike (the tier runs in a pytest of its own).
+
 Engine and Compose come from :mod:`tests.compose.engine`; images are the real ones when a registry
 answers, else stand-ins (scripts/standin-images/ensure.sh, built once per recipe). The project runs
 from a temporary copy under a unique project name, on free ports bound to 127.0.0.1, with two
@@ -20,9 +23,9 @@ import pytest
 
 from taxiflow.config import DataPaths
 from taxiflow.local.stack import free_port
-
-from .deployment import PROJECT_DIR, Deployment, prepare_project, read_env
-from .engine import compose_binary, ensure_engine, unavailable_reason
+from tests.compose.deployment import PROJECT_DIR, Deployment, prepare_project, read_env
+from tests.compose.engine import compose_binary, ensure_engine, unavailable_reason
+from tests.support.tlc_server import TlcServer
 
 EXTRA_CA_DIR = Path("/usr/local/share/ca-certificates")
 WORKERS = 2
@@ -42,7 +45,7 @@ AIRFLOW_ENV = {
 DEMO = (("yellow", "2024-01", 6000), ("green", "2024-01", 2000))
 
 
-@pytest.fixture(scope="package")
+@pytest.fixture(scope="session")
 def figures():
     """Measured figures, printed at the end of the tier and kept in benchmarks/results/compose-tier.json
     (figures for the README, never assertions)."""
@@ -56,7 +59,7 @@ def figures():
          "load_average": os.getloadavg(), **measured}, indent=2) + "\n")
 
 
-@pytest.fixture(scope="package")
+@pytest.fixture(scope="session")
 def engine(tmp_path_factory):
     reason = unavailable_reason()
     if reason:
@@ -79,12 +82,10 @@ def _images(figures) -> dict[str, str]:
 OPT_IN_MONTH = "2023-09"
 
 
-@pytest.fixture(scope="package")
+@pytest.fixture(scope="session")
 def tlc(engine, tmp_path_factory):
-    """tests/tlc_server.py on Docker's host-side bridge address: reachable from the containers as
+    """tests/support/tlc_server.py on Docker's host-side bridge address: reachable from the containers as
     host.docker.internal, from nowhere else; serves OPT_IN_MONTH for both sources and the zone table."""
-    from tlc_server import TlcServer  # tests/ is on sys.path (rootdir conftest)
-
     from taxiflow.data.tlc import trip_file_name as tlc_file_name
     from taxiflow.local.demo import generate_month
 
@@ -100,7 +101,7 @@ def tlc(engine, tmp_path_factory):
         yield server
 
 
-@pytest.fixture(scope="package")
+@pytest.fixture(scope="session")
 def deployment(engine, tlc, tmp_path_factory, figures):
     """The deployment, healthy; removed with `down -v` (and its project folder) afterwards."""
     from taxiflow.local.demo import generate_month

@@ -16,7 +16,7 @@ from taxiflow.components.operators import TlcDownloadOperator
 from taxiflow.components.sensors import TlcPublishedSensor
 from taxiflow.config import DOWNLOAD_DAG_ID, INGEST_SOURCES_ENV, SOURCE_NAMES
 
-DAG_FILE = Path(__file__).resolve().parent.parent / "dags" / f"{DOWNLOAD_DAG_ID}.py"
+DAG_FILE = Path(__file__).resolve().parents[2] / "dags" / f"{DOWNLOAD_DAG_ID}.py"
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-PROJECT_DIR = Path(__file__).resolve().parents[1]
+PROJECT_DIR = Path(__file__).resolve().parents[3]
 CLIENTS_PYTHON = PROJECT_DIR / ".venv" / "clients" / "bin" / "python"
 
 

@@ -56,7 +56,7 @@ JANUARY = [
     (datetime(2024, 1, 8, 9, 30), 75, 2, 30.0),  # East Harlem South, Manhattan
     (datetime(2024, 1, 8, 23, 59), 7, 1, 12.5),  # Astoria, Queens
     (datetime(2024, 1, 31, 23, 40), 74, 3, 40.0),  # the month's last hour (a stray December pickup
-    # would be reported and not stored: see tests/test_drop_integrity.py)
+    # would be reported and not stored: see tests/unit/data/test_drop_integrity.py)
     (datetime(2024, 1, 9, 0, 10), 999, 1, 9.0),  # not in the zone table
     (datetime(2024, 1, 9, 0, 20), None, 1, 9.0),  # no zone id at all
     (datetime(2024, 1, 9, 0, 30), 265, 1, 9.0),  # TLC's own "NA" zone

@@ -13,7 +13,6 @@ ingest run at all. The drill table in docs/drills.md is this module, row by row.
 from __future__ import annotations
 
 import json
-import tempfile
 import time
 import urllib.parse
 from concurrent.futures import ThreadPoolExecutor
@@ -26,8 +25,7 @@ import pytest
 import requests
 
 from taxiflow.config import INGEST_DAG_ID, REPORT_DAG_ID, SUCCESS_MARKER
-from taxiflow.local.stack import AirflowStack, free_port
-from tests.e2e.conftest import FAST_WAITS, PROJECT_DIR, make_data_root
+from tests.support.live import FAST_WAITS, live_deployment
 
 pytestmark = [pytest.mark.e2e, pytest.mark.drills]
 
@@ -151,44 +149,36 @@ def report_runs(stack) -> set[str]:
 # --- the deployment -------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def drills(tmp_path_factory):
-    home_root = Path(tempfile.mkdtemp(prefix="taxiflow-drills-"))
-    home_root.chmod(0o711)  # as root, the embedded database runs as nobody and must enter its folder
-    stack = AirflowStack(
-        home=home_root / "home",
-        project_dir=PROJECT_DIR,
-        data_dir=make_data_root(tmp_path_factory.mktemp("drills-data")),
-        port=free_port(),
-        users={"admin": "admin"},
-        extra_env=DRILL_WAITS,
-    )
-    stack.migrate()
-    # Drops before the processes start, so the first pokes find them.
+def secret_file(stack) -> Path:
+    """A private file outside the data root, that a drop links to."""
+    return stack.home.parent / "outside" / "private.csv"
+
+
+def make_drops(stack) -> None:
+    """The drops, made before the processes start, so the first pokes find them."""
+    secret_file(stack).parent.mkdir()
+    secret_file(stack).write_text(f"{SECRET}\n{SECRET}\n")
     for month in (READY, REDROP, "2021-05"):
         for source in ("yellow", "green"):
             drop(stack, source, month)
     drop(stack, "yellow", "2021-05", lambda p: trips_file(p, "yellow", "2021-06"),
          name="yellow_tripdata_2021-06.parquet")
     (stack.data_dir / "landing/yellow/2021-05/yellow_tripdata_2021-05.parquet").unlink()
-    secret = tmp_path_factory.mktemp("outside") / "private.csv"
-    secret.write_text(f"{SECRET}\n{SECRET}\n")
     drop(stack, "yellow", "2021-04")
     folder = stack.data_dir / "landing/green/2021-04"
     folder.mkdir(parents=True)
-    (folder / "green_tripdata_2021-04.csv").symlink_to(secret)
+    (folder / "green_tripdata_2021-04.csv").symlink_to(secret_file(stack))
     (folder / SUCCESS_MARKER).touch()
     for month in WAITING:
         drop(stack, "green", month)
-    stack.start()
-    try:
-        stack.wait_until_healthy()
-        stack.wait_for_dags([INGEST_DAG_ID, REPORT_DAG_ID])
+
+
+@pytest.fixture(scope="module")
+def drills():
+    with live_deployment("drills-inputs", before_start=make_drops, extra_env=DRILL_WAITS) as stack:
         # The months that wait first, then the rest: none of the later ones may queue behind them.
         runs = {month: ingest(stack, month) for month in (*WAITING, READY, REDROP, "2021-04", "2021-05")}
-        yield {"stack": stack, "runs": runs, "secret": secret}
-    finally:
-        stack.stop()
+        yield {"stack": stack, "runs": runs, "secret": secret_file(stack)}
 
 
 # --- landing, month check, re-drops ---------------------------------------------------------------

@@ -2,7 +2,7 @@
 
 Each test runs twice (``any_root``: ``local`` and ``s3``); the ``s3`` runs start SeaweedFS once per
 session, so run them under the heavy lock: ``flock /tmp/taxiflow-heavy.lock .venv/bin/python -m
-pytest tests/test_storage_backends.py``.
+pytest tests/unit/data/test_storage_backends.py``.
 """
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ import pytest
 
 from taxiflow.config import Partition
 from taxiflow.data import ingest, landing, warehouse
-from tests.test_ingest import land, written_trips, yellow_parquet
+from tests.unit.data.test_ingest import land, written_trips, yellow_parquet
 
 SECRET = "s3cr3t-password-line"
 

@@ -1,0 +1,88 @@
+"""The one live deployment every tier that needs one builds on (e2e, drills, production shape).
+
+``live_deployment(...)`` is a real Airflow deployment on this machine (``taxiflow.local.stack``),
+on a free loopback port, in a temporary folder the database's account can enter: migrated, started
+under supervisord, healthy and with the DAGs parsed. Each tier's fixture is a thin use of it with
+its own settings (users, waits, an external database, files to drop before the start). At the end
+it is stopped and removed, and no process of supervisord's session nor of the embedded database may
+remain (``TAXIFLOW_KEEP_TEST_HOME=1`` keeps the folder to read its logs).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Generator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from taxiflow.config import INGEST_DAG_ID, METRICS_DAG_ID, REPORT_DAG_ID
+from taxiflow.local.stack import AirflowStack, free_port
+from taxiflow.local.supervisor import session_processes
+
+PROJECT_DIR = Path(__file__).resolve().parents[2]
+ZONE_TABLE = PROJECT_DIR / "data" / "reference" / "taxi_zone_lookup.csv"
+ALL_DAGS = (INGEST_DAG_ID, METRICS_DAG_ID, REPORT_DAG_ID)
+
+# Short waits so the suite runs in minutes; production defaults are in the DAG docs.
+FAST_WAITS = {
+    "TAXIFLOW_DROP_POKE_INTERVAL": "3",
+    "TAXIFLOW_DROP_TIMEOUT": "60",
+    "TAXIFLOW_METRICS_POKE_INTERVAL": "3",
+    "TAXIFLOW_REPORT_WAIT_POKE_INTERVAL": "3",
+    "TAXIFLOW_REPORT_WAIT_TIMEOUT": "120",
+    "TAXIFLOW_REQUESTS_POLL_SECONDS": "3600",  # the file watcher must do the work alone
+    "TAXIFLOW_DUCKDB_MEMORY_LIMIT": "1GB",
+    "AIRFLOW__SCHEDULER__TASK_QUEUED_TIMEOUT": "300",
+}
+
+
+def make_data_root(root: Path) -> Path:
+    """``root`` as a data root holding only the shipped zone table."""
+    (root / "reference").mkdir(parents=True, exist_ok=True)
+    shutil.copy(ZONE_TABLE, root / "reference")
+    return root
+
+
+def new_stack(root: Path, data_dir: Path | None = None, **settings: Any) -> AirflowStack:
+    """A deployment in ``root`` (home ``root/home``, data root ``root/data`` unless given), not started."""
+    return AirflowStack(home=root / "home", project_dir=PROJECT_DIR,
+                        data_dir=data_dir or make_data_root(root / "data"), port=free_port(), **settings)
+
+
+def stop_and_list_leftovers(stack: AirflowStack) -> list[int]:
+    """Stop the deployment; the PIDs of its processes still alive afterwards (none, if all is well)."""
+    sid = stack.supervisord.pid()
+    stack.stop()
+    left = session_processes(sid) if sid else []
+    return left + (stack.embedded_db.server_processes() if stack.embedded_db else [])
+
+
+@contextmanager
+def live_deployment(name: str, before_start: Callable[[AirflowStack], None] | None = None,
+                    data_dir: Path | None = None, timeout: float = 300, **settings: Any) -> Generator[AirflowStack]:
+    """A healthy deployment with the DAGs parsed, in a fresh ``taxiflow-<name>-*`` folder.
+
+    ``settings`` go to :class:`AirflowStack` (``users``, ``roles``, ``extra_env``, ``components``,
+    ``metadata_db``); ``before_start(stack)`` runs after the migration, before any process starts.
+    """
+    root = Path(tempfile.mkdtemp(prefix=f"taxiflow-{name}-"))
+    root.chmod(0o711)  # as root, the embedded database runs as nobody and must enter its folder
+    stack = new_stack(root, data_dir, **settings)
+    try:
+        stack.migrate()
+        if before_start:
+            before_start(stack)
+        stack.start()
+        stack.wait_until_healthy(timeout=timeout)
+        stack.wait_for_dags(list(ALL_DAGS), timeout=timeout)
+        yield stack
+    finally:
+        left = stop_and_list_leftovers(stack)
+        if os.environ.get("TAXIFLOW_KEEP_TEST_HOME"):
+            print(f"deployment {name} kept in {root}")
+        else:
+            shutil.rmtree(root, ignore_errors=True)
+    assert not left, f"processes of the deployment {name} left after stop: {left}"
