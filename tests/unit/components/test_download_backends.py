@@ -1,6 +1,6 @@
 """``TlcDownloadOperator`` lands a month in the data root on both backends: a local folder and a bucket.
 
-TLC is the loopback look-alike of ``tests/tlc_server.py`` serving real TLC files; the bucket is a real
+TLC is the loopback look-alike of ``tests/support/tlc_server.py`` serving real TLC files; the bucket is a real
 SeaweedFS (``s3`` cases: run them under the heavy lock). A month lands as
 ``landing/<source>/<YYYY-MM>/<file>`` then ``_SUCCESS`` (size and sha256 of the file), which the
 drop sensor's rules accept and the ingest reads.
