@@ -144,11 +144,8 @@ def bucket(deployment) -> DataPaths:
     An Airflow connection of its own (``AIRFLOW_CONN_TAXIFLOW_COMPOSE_TIER``: the endpoint as seen
     from the host, the keys of ``.env``), so nothing else in this process is pointed at the bucket.
     """
-    from airflow.sdk import ObjectStoragePath
-
-    variable = f"AIRFLOW_CONN_{BUCKET_CONN_ID.upper()}"
-    os.environ[variable] = json.dumps(deployment.host_connection())
     try:
-        yield DataPaths(ObjectStoragePath(f"s3://{BUCKET_CONN_ID}@{deployment.data_url.removeprefix('s3://')}"))
+        yield deployment.bucket_paths(BUCKET_CONN_ID)
     finally:
-        os.environ.pop(variable, None)
+        for variable in [name for name in os.environ if name.startswith(f"AIRFLOW_CONN_{BUCKET_CONN_ID.upper()}")]:
+            os.environ.pop(variable, None)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -91,6 +92,17 @@ class Deployment:
         return {"conn_type": "aws", "login": self.env["TAXIFLOW_S3_ACCESS_KEY"],
                 "password": self.env["TAXIFLOW_S3_SECRET_KEY"],
                 "extra": {"endpoint_url": self.s3_endpoint, "region_name": "us-east-1"}}
+
+    def bucket_paths(self, conn_id: str):
+        """The data root in the bucket as a reader on this host sees it, through an Airflow connection
+        ``conn_id`` of its own (``AIRFLOW_CONN_<ID>`` set here): each connection id is a filesystem
+        object of its own, with its own listing cache, like a reader on another host."""
+        from airflow.sdk import ObjectStoragePath
+
+        from taxiflow.config import DataPaths
+
+        os.environ[f"AIRFLOW_CONN_{conn_id.upper()}"] = json.dumps(self.host_connection())
+        return DataPaths(ObjectStoragePath(f"s3://{conn_id}@{self.data_url.removeprefix('s3://')}"))
 
     def s3_client(self):
         """A boto3 S3 client on the published port (listing, byte-level checks), made once."""

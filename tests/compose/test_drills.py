@@ -25,6 +25,7 @@ from taxiflow.config import INGEST_DAG_ID, METRICS_DAG_ID, REPORT_DAG_ID, DataPa
 
 from .bucket_watch import BucketWatch
 from .conftest import WORKERS
+from .deployment import BUCKET_CONN_ID
 from .test_deployment import PICKUP, assert_report, drop, process_log_is_in_the_bucket, real_file, report_conf
 
 pytestmark = [pytest.mark.compose, pytest.mark.e2e]
@@ -49,9 +50,11 @@ def trigger_ingest(deployment, month: str, run_id: str) -> None:
 
 def assert_month_equals_its_file(bucket: DataPaths, month: str, file: Path) -> None:
     """The partition in the bucket holds exactly the file's rows of its own month (what a clean run writes)."""
+    from taxiflow.data import storage
     from taxiflow.data.ingest import read_summary
 
     partition = Partition("green", month)
+    storage.refresh(bucket.trips_dir(partition))  # this process listed the bucket before the month was written
     landing = pd.read_parquet(file, columns=[PICKUP["green"]])
     summary = read_summary(partition, bucket)
     assert summary["rows_read"] == len(landing)
@@ -67,7 +70,9 @@ def test_killed_worker_task_runs_again_on_the_other_worker(deployment, bucket, b
     drop(bucket, "green", BIG_MONTH, big_month)
     workers = deployment.hostnames("airflow-worker")
     assert len(workers) == WORKERS
-    watch = BucketWatch(deployment, bucket, Partition("green", BIG_MONTH)).start()
+    # the watching reader has a filesystem object (and listing cache) of its own, as on another host
+    reader = deployment.bucket_paths(f"{BUCKET_CONN_ID}_watch")
+    watch = BucketWatch(deployment, reader, Partition("green", BIG_MONTH)).start()
     try:
         trigger_ingest(deployment, BIG_MONTH, "drill_kill")
 
@@ -117,8 +122,10 @@ def test_killed_worker_task_runs_again_on_the_other_worker(deployment, bucket, b
 
 
 def read_rows_written(bucket: DataPaths, month: str) -> int:
+    from taxiflow.data import storage
     from taxiflow.data.ingest import read_summary
 
+    storage.refresh(bucket.trips_dir(Partition("green", month)))
     return int(read_summary(Partition("green", month), bucket)["rows_written"])
 
 
