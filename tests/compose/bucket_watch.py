@@ -69,12 +69,14 @@ class BucketWatch:
     def _check_partition(self, objects: dict[str, int]) -> None:
         import pyarrow.parquet as pq
 
-        from taxiflow.data import warehouse
+        from taxiflow.data import storage, warehouse
 
         folder = self.bucket.trips_dir(self.partition)
         prefix = f"data/warehouse/trips/source={self.partition.source}/month={self.partition.month}/"
         summary_key, trips_key = prefix + warehouse.SUMMARY_FILE, prefix + "trips.parquet"
         complete_rows = None
+        # this reader's own listing cache predates what the S3 listing above shows: forget it first
+        storage.refresh(folder)
         if summary_key in objects:
             summary = json.loads((folder / warehouse.SUMMARY_FILE).read_bytes())
             if trips_key not in objects:
