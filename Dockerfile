@@ -1,5 +1,6 @@
-# taxiflow's Airflow image: the official Airflow 3.3.2 image plus taxiflow and its pinned dependencies.
-# DAGs, plugins, data, logs and config are mounted by docker-compose.yaml, not baked in.
+# taxiflow's Airflow image: the official Airflow 3.3.2 image plus taxiflow and its pinned dependencies,
+# the DAG files and the plugins. Nothing is mounted from the host (docker-compose.yaml): every host
+# that runs this image runs the same code, and the data and task logs live in object storage.
 #
 #   docker compose build          (airflow-init builds it; tags taxiflow-airflow:${TAXIFLOW_VERSION})
 #
@@ -32,3 +33,10 @@ RUN pip install --no-cache-dir --no-deps /opt/taxiflow
 
 # Health checks that do not import Airflow (docker-compose.yaml runs them every 10 s).
 COPY --chown=airflow:root docker/healthcheck.py /opt/taxiflow/healthcheck.py
+
+# The start-time check of the bucket that airflow-init runs (docker/check_storage.py).
+COPY --chown=airflow:root docker/check_storage.py /opt/taxiflow/check_storage.py
+
+# DAG files and plugins last: they change most often, so a change rebuilds only these layers.
+COPY --chown=airflow:root dags/ /opt/airflow/dags/
+COPY --chown=airflow:root plugins/ /opt/airflow/plugins/

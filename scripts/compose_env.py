@@ -41,6 +41,9 @@ GENERATORS = {
     "POSTGRES_PASSWORD": lambda: secrets.token_hex(16),  # goes into a URL: hex is URL-safe
     "AIRFLOW__CORE__FERNET_KEY": _fernet_key,
     "AIRFLOW__API_AUTH__JWT_SECRET": lambda: secrets.token_hex(32),
+    # S3 keys go into a JSON connection (AIRFLOW_CONN_TAXIFLOW_STORAGE): hex needs no escaping
+    "TAXIFLOW_S3_ACCESS_KEY": lambda: secrets.token_hex(10),
+    "TAXIFLOW_S3_SECRET_KEY": lambda: secrets.token_hex(20),
 }
 
 

@@ -3,6 +3,7 @@
 #   AIRFLOW_BASE_IMAGE=...   (FROM of ./Dockerfile)
 #   POSTGRES_IMAGE=...
 #   REDIS_IMAGE=...
+#   DEBIAN_IMAGE=...         (FROM of docker/object-store/Dockerfile: the S3 server's image)
 # Each is the real image when it is present or `docker pull` gets it; otherwise a stand-in built
 # here from Debian packages and PyPI (recipes beside this script; how they differ: README.md).
 # Stand-ins are tagged by a hash of their recipe, so they are built once per machine and rebuilt
@@ -92,3 +93,10 @@ resolve() {  # VAR real-image name [extra files...]
 resolve POSTGRES_IMAGE postgres:16 postgres
 resolve REDIS_IMAGE redis:7.2-bookworm redis
 resolve AIRFLOW_BASE_IMAGE apache/airflow:3.3.2-python3.11 airflow
+# Debian for the object store's image: debian:bookworm-slim, or the stand-in base itself.
+if real_image debian:bookworm-slim; then
+  echo "DEBIAN_IMAGE=debian:bookworm-slim"
+else
+  ensure_base
+  echo "DEBIAN_IMAGE=$BASE_TAG"
+fi

@@ -1,9 +1,9 @@
 """One ``docker compose`` deployment of taxiflow, driven only through its published ports and exec.
 
 :func:`prepare_project` copies what a fresh clone holds into a temporary folder (so the test's
-data, logs and ``.env`` never touch the checkout) and writes ``.env`` the README's way
+``.env`` never touches the checkout) and writes ``.env`` the README's way
 (``scripts/compose_env.py``) with free loopback ports. :class:`Deployment` wraps the compose CLI
-(unique project name), the REST doors on 127.0.0.1 and ``docker compose exec``.
+(unique project name), the REST doors and the S3 port on 127.0.0.1, and ``docker compose exec``.
 """
 
 from __future__ import annotations
@@ -22,12 +22,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 PROJECT_DIR = Path(__file__).resolve().parents[2]
-# What a clone holds that the deployment uses (no .venv, .git, outputs or .env of the checkout).
+# What a clone holds that the deployment uses (no .venv, .git, data or .env of the checkout).
 SHIPPED = ("Dockerfile", ".dockerignore", "docker-compose.yaml", ".env.example", "requirements.txt",
-           "pyproject.toml", "README.md", "include", "dags", "plugins", "docker", "scripts",
-           "data/reference", "data/requests")
+           "pyproject.toml", "README.md", "include", "dags", "plugins", "docker", "scripts")
 IGNORE = shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info", "*.crt")
-AIRFLOW_UID = 50000  # the image's airflow user; init chowns the mounted folders to it
+# The test's own Airflow connection to the deployment's bucket (the `bucket` fixture).
+BUCKET_CONN_ID = "taxiflow_compose_tier"
 
 
 def prepare_project(target: Path, env: dict[str, str], airflow_env: dict[str, str], extra_ca_dir: Path) -> Path:
@@ -39,8 +39,6 @@ def prepare_project(target: Path, env: dict[str, str], airflow_env: dict[str, st
         elif source.exists():
             (target / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(source, target / name)
-    for folder in ("logs", "config", "data/landing", "data/outputs"):
-        (target / folder).mkdir(parents=True, exist_ok=True)
     # The README's step for an HTTPS-intercepting proxy: its CA goes into docker/ca-certificates/.
     for cert in sorted(extra_ca_dir.glob("*.crt")):
         shutil.copy2(cert, target / "docker" / "ca-certificates" / cert.name)
@@ -69,6 +67,7 @@ class Deployment:
     project: str
     env: dict[str, str] = field(default_factory=dict)
     _token: str | None = None
+    _s3: object = None
 
     @property
     def base_url(self) -> str:
@@ -79,8 +78,48 @@ class Deployment:
         return self.env["_AIRFLOW_WWW_USER_USERNAME"], self.env["_AIRFLOW_WWW_USER_PASSWORD"]
 
     @property
-    def data_dir(self) -> Path:
-        return self.project_dir / "data"
+    def s3_endpoint(self) -> str:
+        """The object store's S3 port as published on this host."""
+        return f"http://127.0.0.1:{self.env['TAXIFLOW_S3_PORT']}"
+
+    @property
+    def data_url(self) -> str:
+        """TAXIFLOW_DATA_DIR of every Airflow service (compose's defaults for bucket and prefix)."""
+        return "s3://taxiflow/data"
+
+    def host_connection(self) -> dict:
+        """An ``aws`` Airflow connection reaching the bucket from this host, with the keys of ``.env``."""
+        return {"conn_type": "aws", "login": self.env["TAXIFLOW_S3_ACCESS_KEY"],
+                "password": self.env["TAXIFLOW_S3_SECRET_KEY"],
+                "extra": {"endpoint_url": self.s3_endpoint, "region_name": "us-east-1"}}
+
+    def bucket_paths(self, conn_id: str):
+        """The data root in the bucket as a reader on this host sees it, through an Airflow connection
+        ``conn_id`` of its own (``AIRFLOW_CONN_<ID>`` set here): each connection id is a filesystem
+        object of its own, with its own listing cache, like a reader on another host."""
+        from airflow.sdk import ObjectStoragePath
+
+        from taxiflow.config import DataPaths
+
+        os.environ[f"AIRFLOW_CONN_{conn_id.upper()}"] = json.dumps(self.host_connection())
+        return DataPaths(ObjectStoragePath(f"s3://{conn_id}@{self.data_url.removeprefix('s3://')}"))
+
+    def s3_client(self):
+        """A boto3 S3 client on the published port (listing, byte-level checks), made once."""
+        import boto3  # type: ignore[import-untyped]
+
+        if self._s3 is None:
+            self._s3 = boto3.client("s3", endpoint_url=self.s3_endpoint, region_name="us-east-1",
+                                    aws_access_key_id=self.env["TAXIFLOW_S3_ACCESS_KEY"],
+                                    aws_secret_access_key=self.env["TAXIFLOW_S3_SECRET_KEY"])
+        return self._s3
+
+    def objects(self, prefix: str) -> dict[str, int]:
+        """Every object of the bucket below ``prefix``: key -> size in bytes."""
+        client, found = self.s3_client(), {}
+        for page in client.get_paginator("list_objects_v2").paginate(Bucket="taxiflow", Prefix=prefix):
+            found.update({item["Key"]: item["Size"] for item in page.get("Contents", [])})
+        return found
 
     def compose(self, *args: str, check: bool = True, timeout: float = 900) -> subprocess.CompletedProcess:
         """Run ``docker compose -p <project> <args>`` in the project folder."""
@@ -228,8 +267,22 @@ class Deployment:
         result = self.compose("logs", "--no-color", "--tail", str(lines), check=False, timeout=120)
         return result.stdout[-6000:]
 
-    def chown_for_airflow(self, path: Path) -> None:
-        """Hand files the test wrote to the containers' user (as airflow-init does for the mounts)."""
-        if os.geteuid() == 0:
-            for item in [path, *path.rglob("*")]:
-                os.chown(item, AIRFLOW_UID, 0)
+    def task_log(self, dag_id: str, run_id: str, task_id: str, try_number: int) -> dict:
+        """``GET .../logs/{try}`` as the UI asks it (JSON): ``content`` is a list of log records."""
+        quoted = urllib.parse.quote(run_id, safe="")
+        status, body = self.api("GET", f"/api/v2/dags/{dag_id}/dagRuns/{quoted}/taskInstances/{task_id}"
+                                       f"/logs/{try_number}?full_content=true")
+        if status != 200:
+            raise RuntimeError(f"task log answered {status}: {body}")
+        return body
+
+    def mounts(self) -> dict[str, tuple[str, list[dict]]]:
+        """Container id -> (its compose service, its mounts as ``docker inspect`` lists them), for
+        every container of the project (stopped ones too)."""
+        found = {}
+        for container in self.compose("ps", "-a", "-q").stdout.split():
+            out = subprocess.run(["docker", "inspect", "-f", "{{json .}}", container],
+                                 check=True, capture_output=True, text=True).stdout
+            info = json.loads(out)
+            found[container] = (info["Config"]["Labels"]["com.docker.compose.service"], info.get("Mounts") or [])
+        return found

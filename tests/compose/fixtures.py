@@ -7,6 +7,10 @@ Engine and Compose come from :mod:`tests.compose.engine`; images are the real on
 answers, else stand-ins (scripts/standin-images/ensure.sh, built once per recipe). The project runs
 from a temporary copy under a unique project name, on free ports bound to 127.0.0.1, with two
 Celery workers, and is removed with ``docker compose down -v`` at the end, whatever happened.
+
+The deployment keeps its data and task logs in its object-store service's bucket; the tests reach
+that bucket only through its published S3 port (the ``bucket`` fixture), as an operator dropping
+files from the host would.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ import pytest
 
 from taxiflow.config import DataPaths
 from taxiflow.local.stack import free_port
-from tests.compose.deployment import PROJECT_DIR, Deployment, prepare_project, read_env
+from tests.compose.deployment import BUCKET_CONN_ID, PROJECT_DIR, Deployment, prepare_project, read_env
 from tests.compose.engine import compose_binary, ensure_engine, unavailable_reason
 from tests.support.tlc_server import TlcServer
 
@@ -40,9 +44,10 @@ AIRFLOW_ENV = {
     "TAXIFLOW_REQUESTS_POLL_SECONDS": "20",
     # a 2-core host shared with other work: one api-server worker process instead of four
     "AIRFLOW__API__WORKERS": "1",
+    # Green only: every month the tier ingests is a real TLC file (tests/data/tlc/green) or, for
+    # the drills, one generated here; no yellow month of the same dates is shipped.
+    "TAXIFLOW_INGEST_SOURCES": "green",
 }
-# Demo months made before `up`: (source, month, trips).
-DEMO = (("yellow", "2024-01", 6000), ("green", "2024-01", 2000))
 
 
 @pytest.fixture(scope="session")
@@ -104,14 +109,13 @@ def tlc(engine, tmp_path_factory):
 @pytest.fixture(scope="session")
 def deployment(engine, tlc, tmp_path_factory, figures):
     """The deployment, healthy; removed with `down -v` (and its project folder) afterwards."""
-    from taxiflow.local.demo import generate_month
-
     images = _images(figures)
     project_dir = tmp_path_factory.mktemp("compose-project")
     env = {
         "AIRFLOW_API_HOST": "127.0.0.1", "AIRFLOW_API_PORT": str(free_port()),
         "AIRFLOW_FLOWER_HOST": "127.0.0.1", "AIRFLOW_FLOWER_PORT": str(free_port()),
         "AIRFLOW_FLOWER_BASIC_AUTH": ":".join(FLOWER_AUTH),
+        "TAXIFLOW_S3_HOST": "127.0.0.1", "TAXIFLOW_S3_PORT": str(free_port()),
         # the test's TLC server (host side of Docker's bridge), never TLC's public host
         "AIRFLOW_CONN_NYC_TLC": f"http://host.docker.internal:{tlc.base_url.rsplit(':', 1)[1]}",
         "TAXIFLOW_DUCKDB_MEMORY_LIMIT": "1GB", "TAXIFLOW_DUCKDB_THREADS": "2",
@@ -119,9 +123,6 @@ def deployment(engine, tlc, tmp_path_factory, figures):
         **images,
     }
     prepare_project(project_dir, env, AIRFLOW_ENV, EXTRA_CA_DIR)
-    paths = DataPaths(project_dir / "data")
-    for source, month, trips in DEMO:
-        generate_month(source, month, trips=trips, seed=13, paths=paths)
     deployment = Deployment(compose_binary(), project_dir, f"tfcompose{uuid.uuid4().hex[:8]}",
                             read_env(project_dir / ".env"))
     try:
@@ -135,3 +136,17 @@ def deployment(engine, tlc, tmp_path_factory, figures):
     finally:
         deployment.compose("down", "-v", "--remove-orphans", "--timeout", "20", check=False, timeout=300)
         shutil.rmtree(project_dir, ignore_errors=True)
+
+
+@pytest.fixture(scope="package")
+def bucket(deployment) -> DataPaths:
+    """The deployment's data root in its bucket, reached from this host through the published S3 port.
+
+    An Airflow connection of its own (``AIRFLOW_CONN_TAXIFLOW_COMPOSE_TIER``: the endpoint as seen
+    from the host, the keys of ``.env``), so nothing else in this process is pointed at the bucket.
+    """
+    try:
+        yield deployment.bucket_paths(BUCKET_CONN_ID)
+    finally:
+        for variable in [name for name in os.environ if name.startswith(f"AIRFLOW_CONN_{BUCKET_CONN_ID.upper()}")]:
+            os.environ.pop(variable, None)

