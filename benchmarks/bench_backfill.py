@@ -67,7 +67,8 @@ def _wait_for_backfill(stack, dag_id: str, runs: int, timeout: float) -> list[di
 def run(work_dir: Path, quick: bool = False) -> list[dict]:
     from taxiflow.config import INGEST_DAG_ID, METRICS_DAG_ID, DataPaths, Partition
     from taxiflow.local import demo
-    from taxiflow.local.stack import AirflowStack, free_port
+    from taxiflow.local.stack import free_port
+    from tests.support.live import LiveStack  # the project root is on sys.path (benchmarks/run.py)
 
     work_dir.mkdir(parents=True, exist_ok=True)
     for folder in (work_dir, *work_dir.parents):  # as root, the embedded database runs as nobody:
@@ -84,7 +85,7 @@ def run(work_dir: Path, quick: bool = False) -> list[dict]:
             demo.generate_month(source, month, trips=count, seed=int(month[5:]), paths=paths)
     print(f"bench_backfill: 12 months x 2 sources dropped in {time.perf_counter() - started:.0f} s", flush=True)
 
-    stack = AirflowStack(home=work_dir / "home", project_dir=PROJECT_DIR, data_dir=data, port=free_port())
+    stack = LiveStack(home=work_dir / "home", project_dir=PROJECT_DIR, data_dir=data, port=free_port())
     stack.migrate()
     stack.start()
     try:
