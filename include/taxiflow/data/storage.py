@@ -114,9 +114,18 @@ def register(con: duckdb.DuckDBPyConnection, path: DataPath) -> None:
 
 
 def refresh(folder: DataPath) -> None:
-    """Forget cached listings below ``folder`` so another host's writes show (s3fs caches listings)."""
+    """Forget cached listings of ``folder`` and below, so another host's writes show (s3fs caches listings).
+
+    s3fs's ``invalidate_cache(path)`` forgets ``path`` and its parents, not its subfolders, and a
+    glob walks the subfolders' cached listings: a month written by another process after this one
+    listed its source folder would never show.
+    """
     if is_remote(folder):
-        folder.fs.invalidate_cache(folder.path)
+        fs = folder.fs
+        fs.invalidate_cache(folder.path)
+        below = folder.path.rstrip("/") + "/"
+        for cached in [key for key in list(fs.dircache) if key.startswith(below)]:
+            fs.dircache.pop(cached, None)
 
 
 def list_dir(folder: DataPath) -> list[DataPath]:
