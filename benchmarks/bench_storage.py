@@ -42,7 +42,7 @@ REPEATS = 3
 _CHILD = """
 import json, resource, sys, time
 from taxiflow.config import Partition
-from taxiflow.data import ingest, metrics
+from taxiflow.data import ingest, metrics, storage
 from taxiflow.reports.render import render_report
 from taxiflow.reports.request import ReportRequest
 
