@@ -74,7 +74,7 @@ def measure(env: dict[str, str], step: str, argument: str) -> dict:
         if os.waitstatus_to_exitcode(status) != 0:
             raise RuntimeError(f"{step} on {env[DATA_DIR_ENV]} failed")
         out.seek(0)
-        result = json.load(out)
+        result = json.loads(out.read().strip().splitlines()[-1])  # after any log line Airflow printed
     result["peak_rss_mb"] = usage.ru_maxrss / 1024
     return result
 
