@@ -29,7 +29,7 @@ WORK_DIR = BENCHMARKS_DIR / ".work"
 RESULTS_DIR = BENCHMARKS_DIR / "results"
 BENCHMARKS = (
     "bench_ingest", "bench_eras", "bench_report", "bench_burst", "bench_blocking", "bench_parse", "bench_live",
-    "bench_warm", "bench_backfill",
+    "bench_warm", "bench_backfill", "bench_storage",
 )
 COLUMNS = ("benchmark", "metric", "value", "unit", "target", "ok")
 

@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from taxiflow.config import DATA_DIR_ENV, STORAGE_CONN_ENV, STORAGE_CONN_ID_DEFAULT, DataPaths
+from taxiflow.data import faults
 
 if TYPE_CHECKING:
     import duckdb
@@ -212,16 +213,26 @@ def replacing(target: DataPath, suffix: str = TEMP_SUFFIX) -> Generator[Path, No
 def upload(local: Path, target: DataPath) -> None:
     """Put a complete local file at ``target`` (one object on S3; a copy and rename locally)."""
     if is_remote(target):
-        target.fs.put_file(str(local), target.path)
+        with faults.around("write", url(target)):
+            target.fs.put_file(str(local), target.path, **_upload_options(local, target))
         return
     with replacing(target) as temp:
         shutil.copyfile(local, temp)
 
 
+def _upload_options(local: Path, target: DataPath) -> dict[str, Any]:
+    """s3fs ``put_file`` options: none, unless a drill armed ``during-upload`` here (``faults``)."""
+    progress = faults.UploadProgress(url(target))
+    if not faults.armed(progress.point):
+        return {}
+    return {"chunksize": faults.ARMED_PART_SIZE, "callback": progress}
+
+
 def write_bytes(target: DataPath, data: bytes) -> DataPath:
     """Replace ``target`` with ``data``; readers see the old content or the new, never a mix."""
     if is_remote(target):
-        target.fs.pipe_file(target.path, data)  # one PUT: the object is replaced whole
+        with faults.around("write", url(target)):
+            target.fs.pipe_file(target.path, data)  # one PUT: the object is replaced whole
         return target
     with replacing(target) as temp:
         temp.write_bytes(data)
@@ -236,7 +247,8 @@ def create_exclusive(target: DataPath, data: bytes) -> bool:
     """
     if is_remote(target):
         try:
-            target.fs.pipe_file(target.path, data, mode="create")
+            with faults.around("write", url(target)):
+                target.fs.pipe_file(target.path, data, mode="create")
         except OSError as err:
             if target.exists():
                 return False
@@ -321,7 +333,8 @@ def _s3_put_if_match(target: DataPath, data: bytes, expected: str) -> bool:
     bucket, _, key = target.path.partition("/")
     client = S3Hook(aws_conn_id=target.conn_id).get_conn()
     try:
-        client.put_object(Bucket=bucket, Key=key, Body=data, IfMatch=expected)
+        with faults.around("write", url(target)):
+            client.put_object(Bucket=bucket, Key=key, Body=data, IfMatch=expected)
     except botocore.exceptions.ClientError as err:
         if err.response.get("Error", {}).get("Code") in ("PreconditionFailed", "412", "ConditionalRequestConflict"):
             return False
@@ -332,8 +345,10 @@ def _s3_put_if_match(target: DataPath, data: bytes, expected: str) -> bool:
 def move(source: DataPath, target: DataPath) -> None:
     """Replace ``target`` with ``source`` (a rename locally; a server-side copy, then delete, on S3)."""
     if is_remote(target):
-        target.fs.copy(source.path, target.path)
-        source.fs.rm_file(source.path)
+        with faults.around("write", url(target)):
+            target.fs.copy(source.path, target.path)
+        with faults.around("delete", url(source)):
+            source.fs.rm_file(source.path)
         return
     os.replace(source, target)
 
@@ -341,7 +356,8 @@ def move(source: DataPath, target: DataPath) -> None:
 def copy_file(source: DataPath, target: DataPath) -> None:
     """Copy one file within the data root (server-side on S3)."""
     if is_remote(target):
-        target.fs.copy(source.path, target.path)
+        with faults.around("write", url(target)):
+            target.fs.copy(source.path, target.path)
         return
     with replacing(target) as temp:
         shutil.copyfile(source, temp)
@@ -351,7 +367,8 @@ def remove(path: DataPath) -> None:
     """Delete one file if it is there."""
     if is_remote(path):
         if path.exists():
-            path.fs.rm_file(path.path)
+            with faults.around("delete", url(path)):
+                path.fs.rm_file(path.path)
         return
     path.unlink(missing_ok=True)
 
@@ -361,7 +378,8 @@ def remove_tree(folder: DataPath) -> None:
     if is_remote(folder):
         refresh(folder)
         if folder.exists():
-            folder.fs.rm(folder.path, recursive=True)
+            with faults.around("delete", url(folder)):
+                folder.fs.rm(folder.path, recursive=True)
         return
     shutil.rmtree(folder, ignore_errors=True)
 
@@ -507,51 +525,75 @@ def check_root(path: DataPath | None = None) -> str:
     where = f"{url(path)} (Airflow connection {path.conn_id!r}"
     try:
         endpoint = _endpoint(path)
-    except Exception as err:  # e.g. the connection does not exist
+    except StorageError as err:
         raise StorageError(f"cannot use {where}): {err}") from None
+    except Exception as err:  # e.g. a malformed connection
+        raise StorageError(f"cannot use {where}): {type(err).__name__}: {err}") from None
     where += f", endpoint {endpoint})"
     bucket = path.path.split("/", 1)[0]
+    denied = "access denied: check the key and secret (login/password) of the connection"
     try:
-        status = _bucket_status(path, bucket)
+        status, code = _bucket_status(path, bucket)
     except Exception as err:
         raise StorageError(f"cannot use {where}: {_describe(err)}") from None
-    if status == 404:
+    if code == "NoSuchBucket":
         raise StorageError(f"cannot use {where}: the bucket {bucket!r} does not exist; create it first")
     if status in (401, 403):
+        raise StorageError(f"cannot use {where}: {denied}")
+    if status != 200:
         raise StorageError(
-            f"cannot use {where}: access denied: check the key and secret (login/password) of the connection"
+            f"cannot use {where}: the endpoint answered HTTP {status} "
+            f"({code if code and not code.isdigit() else 'no S3 error code'}) to a request "
+            f"for the bucket {bucket!r}; is endpoint_url an S3 server?"
         )
     probe = path / ".taxiflow-probe"
     try:
         probe.write_bytes(b"ok")
         probe.fs.rm_file(probe.path)
-    except FileNotFoundError:
-        raise StorageError(f"cannot use {where}: the bucket does not exist; create it first") from None
     except PermissionError:
-        raise StorageError(
-            f"cannot use {where}: access denied: check the key and secret (login/password) of the connection"
-        ) from None
+        raise StorageError(f"cannot use {where}: {denied} (they may not write below {url(path)})") from None
     except Exception as err:
         raise StorageError(f"cannot use {where}: {_describe(err)}") from None
     return where
 
 
-def _bucket_status(path: DataPath, bucket: str) -> int:
-    """The HTTP status of a HEAD on the bucket (200 when it is there and the keys may use it)."""
+# How long the start-time check waits for an endpoint that does not answer, unless the connection's
+# extra sets its own ``config_kwargs``: a few seconds, not botocore's 60 s per attempt.
+CHECK_CLIENT_CONFIG = {"connect_timeout": 5, "read_timeout": 20, "retries": {"max_attempts": 2, "mode": "standard"}}
+
+
+def _bucket_status(path: DataPath, bucket: str) -> tuple[int, str]:
+    """(HTTP status, S3 error code) of listing one key of the bucket: (200, "") when the keys may read it.
+
+    A GET, not a HEAD: its error body carries S3's code, so a missing bucket (``NoSuchBucket``) is
+    told apart from a 404 of something that is no S3 server.
+    """
     import botocore.exceptions
     from airflow.providers.amazon.aws.hooks.s3 import S3Hook
 
-    client = S3Hook(aws_conn_id=path.conn_id).get_conn()
+    hook = S3Hook(aws_conn_id=path.conn_id)
+    if hook.conn_config.botocore_config is None:
+        hook = S3Hook(aws_conn_id=path.conn_id, config=CHECK_CLIENT_CONFIG)
+    client = hook.get_conn()
     try:
-        client.head_bucket(Bucket=bucket)
+        client.list_objects_v2(Bucket=bucket, MaxKeys=1)
     except botocore.exceptions.ClientError as err:
-        return int(err.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 500)
-    return 200
+        status = int(err.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 500)
+        return status, str(err.response.get("Error", {}).get("Code") or "")
+    return 200, ""
 
 
 def _endpoint(path: DataPath) -> str:
+    """The connection's S3 endpoint; raises when the connection is not defined anywhere Airflow looks."""
     from airflow.providers.amazon.aws.hooks.s3 import S3Hook
 
+    try:
+        S3Hook.get_connection(path.conn_id)
+    except Exception:  # AirflowNotFoundException: S3Hook would fall back to anonymous access
+        raise StorageError(
+            f"the connection is not defined: set AIRFLOW_CONN_{path.conn_id.upper()} (conn type aws, "
+            f"endpoint_url in its extra for an S3-compatible server) or create it in Airflow"
+        ) from None
     hook = S3Hook(aws_conn_id=path.conn_id)
     return hook.conn_config.get_service_endpoint_url(service_name="s3") or "AWS S3 (no endpoint_url)"
 

@@ -106,7 +106,7 @@ def object_storage_env(home: Path, storage_kind: str) -> dict[str, str]:
     write: wrong keys, a missing bucket or an unreachable endpoint stop ``make run`` with a
     ``StorageError`` naming the URL and the connection.
     """
-    from taxiflow.data import storage
+    from taxiflow.data import check_storage
 
     configured = os.environ.get(DATA_DIR_ENV, "")
     env: dict[str, str] = {}
@@ -116,8 +116,8 @@ def object_storage_env(home: Path, storage_kind: str) -> dict[str, str]:
         home.mkdir(parents=True, exist_ok=True)
         env = start_for_stack(home)
     os.environ.update(env)  # this process (the demo drop, the check) uses the same root
-    if storage.is_remote(storage.root()):
-        print(f"taxiflow: data in {storage.check_root()}", flush=True)
+    if "://" in os.environ.get(DATA_DIR_ENV, ""):  # a URL: checked before Airflow is imported here
+        print(f"taxiflow: data in {check_storage.check()}", flush=True)
     return env
 
 
@@ -145,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.action == "up":
         try:
             storage_env = object_storage_env(args.home.resolve(), args.storage)
-        except StorageError as err:
+        except (StorageError, ValueError) as err:  # ValueError: TAXIFLOW_DATA_DIR is no folder nor s3:// URL
             print(f"taxiflow: {err}", file=sys.stderr)
             return 2
     stack = AirflowStack(home=args.home.resolve(), project_dir=project, data_dir=data_dir, port=args.port,

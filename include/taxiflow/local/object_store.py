@@ -89,6 +89,17 @@ class SeaweedFS:
             f"AIRFLOW_CONN_{conn_id.upper()}": json.dumps(self.connection(conn_id)),
         }
 
+    def kill(self, timeout: float = 15) -> None:
+        """SIGKILL the server (a crash: nothing flushed, no goodbye) and reap it."""
+        if self.process.poll() is None:
+            self.process.kill()
+        self.process.wait(timeout)
+
+    def restart(self, timeout: float = 60) -> SeaweedFS:
+        """Start the server again on the same folder, ports, bucket and keys (after ``kill`` or ``stop``)."""
+        return start_seaweedfs(self.directory, bucket=self.bucket, access_key=self.access_key,
+                               secret_key=self.secret_key, timeout=timeout, ports=self.ports)
+
     def stop(self, timeout: float = 15) -> None:
         """Stop the server by its process id (TERM, then KILL)."""
         if self.process.poll() is None:
@@ -106,11 +117,16 @@ def start_seaweedfs(
     access_key: str = "taxiflow",
     secret_key: str = "taxiflow-secret",
     timeout: float = 60,
+    ports: dict[str, int] | None = None,
 ) -> SeaweedFS:
-    """Start ``weed mini`` on loopback with its data in ``directory``; return once the bucket answers."""
+    """Start ``weed mini`` on loopback with its data in ``directory``; return once the bucket answers.
+
+    ``ports`` (flag -> port, as a running server's ``ports``) starts it where it ran before; by
+    default every port is a free one.
+    """
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    ports = dict(zip(_PORT_FLAGS, free_ports(len(_PORT_FLAGS)), strict=True))
+    ports = dict(ports) if ports else dict(zip(_PORT_FLAGS, free_ports(len(_PORT_FLAGS)), strict=True))
     command = [
         weed_binary(), "mini", f"-dir={directory}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
         "-master.telemetry=false", "-admin.ui=false", "-webdav=false", f"-bucket={bucket}",

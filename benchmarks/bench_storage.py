@@ -1,0 +1,163 @@
+"""Benchmark: the same work on local disk and on a local S3 server (SeaweedFS), one run, one machine.
+
+For each backend, in a fresh subprocess pinned to two cores (its peak RSS is the step's alone; the
+imports, and for S3 the connection, are made before the clock starts):
+
+* **ingest** one 3M-row yellow month: ``copy_to_raw`` + ``process_partition`` + ``build_metrics``
+  (quick: 300k rows), best of three;
+* **12-month report**: ``render_report`` (Manhattan, yellow, twelve months of metrics; each month
+  ingested beforehand with 100k trips), best of three.
+
+Goal: S3 at most 1.5x local disk in time, peak RSS at most 1.1x. The request-file door does not
+run on S3 yet (docs/object-storage.md), so "request file -> chart" is measured on disk only by
+``bench_burst``/``bench_live``; its S3 figure comes with that door.
+
+    .venv/bin/python benchmarks/bench_storage.py [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from taxiflow.config import DATA_DIR_ENV, Partition
+from taxiflow.data import ingest, metrics
+
+INGEST = Partition("yellow", "2024-01")
+FULL_ROWS, QUICK_ROWS = 3_000_000, 300_000
+REPORT_MONTHS = [f"2023-{m:02d}" for m in range(1, 13)]
+REPORT_TRIPS = 100_000
+REPORT_CONF = {"borough": "Manhattan", "start_date": "2023-01-01", "end_date": "2024-01-01",
+               "sources": ["yellow"], "name": "bench-12-months"}
+TARGET_TIME_RATIO = 1.5
+TARGET_RSS_RATIO = 1.1
+CORES = 2
+REPEATS = 3
+
+_CHILD = """
+import json, resource, sys, time
+from taxiflow.config import Partition
+from taxiflow.data import ingest, metrics, storage
+from taxiflow.reports.render import render_report
+from taxiflow.reports.request import ReportRequest
+
+storage.list_dir(storage.root())  # imports and, for S3, the connection: per-process constants
+step, argument = sys.argv[1], sys.argv[2]
+started = time.perf_counter()
+if step == "ingest":
+    partition = Partition(*argument.split("/"))
+    ingest.copy_to_raw(partition)
+    rows = ingest.process_partition(partition)["rows_read"]
+    metrics.build_metrics(partition)
+else:
+    rows = render_report(ReportRequest.from_conf(json.loads(argument))).total_trips
+json.dump({"seconds": time.perf_counter() - started, "rows": rows}, sys.stdout)
+"""
+
+
+def _pin_to_cores() -> None:
+    os.sched_setaffinity(0, sorted(os.sched_getaffinity(0))[:CORES])
+
+
+def measure(env: dict[str, str], step: str, argument: str) -> dict:
+    """One step in a child process: its wall time and rows, and the child's peak RSS (MB)."""
+    with tempfile.TemporaryFile("w+") as out:
+        child = subprocess.Popen([sys.executable, "-c", _CHILD, step, argument], stdout=out,
+                                 env={**os.environ, **env, "TAXIFLOW_DUCKDB_THREADS": str(CORES)},
+                                 preexec_fn=_pin_to_cores)
+        _, status, usage = os.wait4(child.pid, 0)
+        if os.waitstatus_to_exitcode(status) != 0:
+            raise RuntimeError(f"{step} on {env[DATA_DIR_ENV]} failed")
+        out.seek(0)
+        result = json.loads(out.read().strip().splitlines()[-1])  # after any log line Airflow printed
+    result["peak_rss_mb"] = usage.ru_maxrss / 1024
+    return result
+
+
+def best_of(env: dict[str, str], step: str, argument: str) -> dict:
+    runs = [measure(env, step, argument) for _ in range(REPEATS)]
+    best = min(runs, key=lambda run: run["seconds"])
+    return {**best, "peak_rss_mb": max(run["peak_rss_mb"] for run in runs)}
+
+
+def prepare(env: dict[str, str], rows: int, report_trips: int) -> None:
+    """Drop the month to ingest; drop and ingest the report's twelve months (not measured)."""
+    from taxiflow.local.demo import generate_month
+
+    saved = dict(os.environ)
+    os.environ.update(env)
+    try:
+        generate_month(INGEST.source, INGEST.month, rows)
+        for month in REPORT_MONTHS:
+            partition = Partition("yellow", month)
+            generate_month(partition.source, month, report_trips)
+            ingest.copy_to_raw(partition)
+            ingest.process_partition(partition)
+            metrics.build_metrics(partition)
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+def compare(name: str, local: dict, s3: dict, quick: bool) -> list[dict]:
+    time_ratio = s3["seconds"] / local["seconds"]
+    rss_ratio = s3["peak_rss_mb"] / local["peak_rss_mb"]
+    judged = not quick
+    return [
+        {"benchmark": name, "metric": "local disk", "value": round(local["seconds"], 2), "unit": "s",
+         "target": None, "ok": None},
+        {"benchmark": name, "metric": "SeaweedFS", "value": round(s3["seconds"], 2), "unit": "s",
+         "target": None, "ok": None},
+        {"benchmark": name, "metric": "time S3 / local", "value": round(time_ratio, 2), "unit": "x",
+         "target": f"<= {TARGET_TIME_RATIO}", "ok": time_ratio <= TARGET_TIME_RATIO if judged else None},
+        {"benchmark": name, "metric": "peak RSS local / S3",
+         "value": f"{local['peak_rss_mb']:.0f} / {s3['peak_rss_mb']:.0f}", "unit": "MB", "target": None, "ok": None},
+        {"benchmark": name, "metric": "peak RSS S3 / local", "value": round(rss_ratio, 2), "unit": "x",
+         "target": f"<= {TARGET_RSS_RATIO}", "ok": rss_ratio <= TARGET_RSS_RATIO if judged else None},
+    ]
+
+
+def run(work_dir: Path, quick: bool = False) -> list[dict]:
+    """Both backends, same data, same steps; rows comparing them."""
+    from taxiflow.local.object_store import start_seaweedfs
+
+    work_dir = Path(work_dir).resolve()
+    rows = QUICK_ROWS if quick else FULL_ROWS
+    report_trips = REPORT_TRIPS // 10 if quick else REPORT_TRIPS
+    server = start_seaweedfs(work_dir / "seaweedfs", bucket="bench")
+    try:
+        backends = {"local": {DATA_DIR_ENV: str(work_dir / "data")}, "s3": server.env(prefix="data")}
+        for env in backends.values():
+            prepare(env, rows, report_trips)
+        results: list[dict] = []
+        month = f"{INGEST.source}/{INGEST.month}"
+        ingest_runs = {name: best_of(env, "ingest", month) for name, env in backends.items()}
+        assert ingest_runs["local"]["rows"] == ingest_runs["s3"]["rows"]
+        results += compare(f"ingest one month, copy to metrics ({ingest_runs['local']['rows']:,} rows)",
+                           ingest_runs["local"], ingest_runs["s3"], quick)
+        conf = json.dumps(REPORT_CONF)
+        report_runs = {name: best_of(env, "report", conf) for name, env in backends.items()}
+        assert report_runs["local"]["rows"] == report_runs["s3"]["rows"]  # the same numbers on both
+        results += compare("12-month report (render_report)", report_runs["local"], report_runs["s3"], quick)
+        return results
+    finally:
+        server.stop()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--work-dir", type=Path, default=Path(tempfile.mkdtemp(prefix="bench-storage-")))
+    args = parser.parse_args(argv)
+    for row in run(args.work_dir, args.quick):
+        print(row)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
