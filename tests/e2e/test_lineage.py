@@ -51,8 +51,7 @@ def lineage_run(airflow_stack):
     paths = DataPaths(stack.data_dir)
     generate_month("yellow", MONTH, trips=3000, seed=11, paths=paths)
     generate_month("green", MONTH, trips=700, seed=11, paths=paths)
-    stack.airflow("backfill", "create", "--dag-id", INGEST_DAG_ID,
-                  "--from-date", f"{MONTH}-01", "--to-date", f"{MONTH}-01")
+    stack.backfill(INGEST_DAG_ID, f"{MONTH}-01", f"{MONTH}-01")
     ingest_run = wait_for_run_at(stack, INGEST_DAG_ID, f"{MONTH}-01")
     assert ingest_run["state"] == "success", stack.task_states(INGEST_DAG_ID, ingest_run["dag_run_id"])
     stack.airflow("dags", "trigger", REPORT_DAG_ID, "--conf", json.dumps(REPORT), "-r", REPORT_RUN)
@@ -96,7 +95,7 @@ def test_the_ingest_run_records_drop_raw_and_trips_per_source(lineage_run):
         for key in ("rows_read", "rows_written", "rows_rejected", "rows_outside_month", "rows_unknown_zone",
                     "written_at"):
             assert trips["extra"][key] == summary[key], (source, key)
-        trips_file = paths.trips_dir(partition) / TRIPS_FILE
+        trips_file = paths.trips_dir(partition) / summary["version"] / TRIPS_FILE  # the version it names
         assert (trips["extra"]["bytes"], trips["extra"]["sha256"]) == (trips_file.stat().st_size, sha256(trips_file))
 
         dropped = paths.landing_dir(partition) / f"{source}_tripdata_{MONTH}.parquet"

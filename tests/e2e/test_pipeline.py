@@ -101,8 +101,7 @@ def pipeline(airflow_stack, tmp_path_factory, tlc_dir):
     # February's green files arrive without their _SUCCESS marker: that must not be ingested.
     drop(landing, "green", "2024-02", [green["2024-01"]], success=False)
 
-    stack.airflow("backfill", "create", "--dag-id", INGEST_DAG_ID,
-                  "--from-date", "2023-12-01", "--to-date", "2024-01-01")
+    stack.backfill(INGEST_DAG_ID, "2023-12-01", "2024-01-01")  # once any earlier backfill has completed
     stack.airflow("dags", "trigger", INGEST_DAG_ID, "-l", "2024-02-01T00:00:00+00:00", "-r", "ingest_feb")
 
     runs = {}

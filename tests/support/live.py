@@ -59,6 +59,23 @@ class LiveStack(AirflowStack):
             time.sleep(2)
         raise TimeoutError(f"{dag_id} run {run_id} still {run.get('state')} after {timeout}s")
 
+    def backfill(self, dag_id: str, first: str, last: str, timeout: float = 300) -> None:
+        """``airflow backfill create`` from ``first`` to ``last`` (dates), once the DAG's earlier
+        backfill has completed: Airflow runs one backfill per DAG at a time and refuses a second
+        (``AlreadyRunningBackfill``) until the scheduler marks the first one completed, which it
+        does a moment after the first backfill's last run has finished."""
+        deadline = time.monotonic() + timeout
+        while True:
+            status, body = self.api("GET", f"/api/v2/backfills?dag_id={dag_id}&limit=100")
+            assert status == 200, body
+            running = [backfill["id"] for backfill in body["backfills"] if not backfill["completed_at"]]
+            if not running:
+                break
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"backfills {running} of {dag_id} still running after {timeout}s")
+            time.sleep(1)
+        self.airflow("backfill", "create", "--dag-id", dag_id, "--from-date", first, "--to-date", last)
+
     def task_states(self, dag_id: str, run_id: str) -> dict[str, str | None]:
         """task_id -> state for one run."""
         quoted = urllib.parse.quote(run_id, safe="")
