@@ -222,7 +222,11 @@ def test_a_corrupt_redrop_keeps_raw_and_partition_and_the_run_says_so(drills):
     assert stack.wait_for_run(INGEST_DAG_ID, run_id, timeout=420)["state"] == "success"
     raw = stack.data_dir / f"raw/green/{REDROP}"
     partition = stack.data_dir / f"warehouse/trips/source=green/month={REDROP}"
-    before = {p: p.read_bytes() for folder in (raw, partition) for p in sorted(folder.iterdir())}
+
+    def files() -> dict:
+        return {p: p.read_bytes() for folder in (raw, partition) for p in sorted(folder.rglob("*")) if p.is_file()}
+
+    before = files()  # raw's files, the partition's _summary.json and the version it names
     landing_file = stack.data_dir / f"landing/green/{REDROP}/green_tripdata_{REDROP}.parquet"
     landing_file.write_bytes(SECRET.encode() * 50)  # a broken re-drop, same name
 
@@ -234,7 +238,7 @@ def test_a_corrupt_redrop_keeps_raw_and_partition_and_the_run_says_so(drills):
     assert "the new drop is refused: cannot read" in log
     assert f"the last good raw copy (raw/green/{REDROP}/: green_tripdata_{REDROP}.parquet)" in log
     assert "are kept as they were" in log
-    assert {p: p.read_bytes() for folder in (raw, partition) for p in sorted(folder.iterdir())} == before
+    assert files() == before
     assert SECRET not in all_logs(stack)
     for month in WAITING:
         assert state(stack, INGEST_DAG_ID, runs[month]) == "running"
@@ -362,4 +366,4 @@ def test_outputs_are_one_folder_per_report_and_clashes_are_refused(drills):
     assert "outputs/drill-board/ already holds the report for a different request" in log
     assert {p.relative_to(folder).as_posix(): p.read_bytes() for p in folder.rglob("*") if p.is_file()} == before
     version = json.loads(before["manifest.json"])["version"]  # one version, and nothing of the refused publish
-    assert sorted(before) == [f"{version}/drill-board.csv", f"{version}/drill-board.png", "manifest.json"]
+    assert sorted(before) == ["manifest.json", f"{version}/drill-board.csv", f"{version}/drill-board.png"]

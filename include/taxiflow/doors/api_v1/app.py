@@ -31,6 +31,12 @@ from taxiflow.doors.api_v1.shapes import (
 
 log = logging.getLogger(__name__)
 
+DESCRIPTION = (
+    "Airflow 2's REST /api/v1 for DAG runs (trigger, poll, health) with HTTP basic auth or a JWT, served by "
+    "Airflow 3's api-server through a taxiflow plugin; params are validated by Airflow's own trigger path, "
+    "as on /api/v2. Reference: docs/doors.md."
+)
+
 
 def is_database_contention(err: BaseException) -> bool:
     """A metadata-database error that a retry will get through: locked, pool exhausted, connection lost."""
@@ -43,11 +49,9 @@ def is_database_contention(err: BaseException) -> bool:
 
 def create_app() -> FastAPI:
     """The ``/api/v1`` sub-app the plugin mounts."""
-    import taxiflow.doors.api_v1 as package
-
     app = FastAPI(
         title="Airflow 2 REST API (/api/v1) compatibility for DAG runs",
-        description=package.__doc__,
+        description=DESCRIPTION,
         version="1",
         docs_url=None,
         redoc_url=None,
