@@ -8,9 +8,9 @@ imports, and for S3 the connection, are made before the clock starts):
 * **12-month report**: ``render_report`` (Manhattan, yellow, twelve months of metrics; each month
   ingested beforehand with 100k trips), best of three.
 
-Goal: S3 at most 1.5x local disk in time, peak RSS at most 1.1x. The request-file door does not
-run on S3 yet (docs/object-storage.md), so "request file -> chart" is measured on disk only by
-``bench_burst``/``bench_live``; its S3 figure comes with that door.
+Goal: S3 at most 1.5x local disk in time, peak RSS at most 1.1x. "Request file -> chart" is
+measured on disk only (``bench_burst``/``bench_live``); the door runs on S3 now, but its S3 figure
+is not in this benchmark yet. Figures: docs/benchmarks.md.
 
     .venv/bin/python benchmarks/bench_storage.py [--quick]
 """
