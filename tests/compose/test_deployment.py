@@ -12,6 +12,7 @@ log is read from the bucket.
 from __future__ import annotations
 
 import base64
+import hashlib
 import io
 import json
 import subprocess
@@ -44,14 +45,6 @@ REAL_MONTHS = ("2023-12", "2024-01")  # real green TLC months, ingested by one b
 PICKUP = {"yellow": "tpep_pickup_datetime", "green": "lpep_pickup_datetime"}
 AIRFLOW_SERVICES = ("airflow-init", "airflow-apiserver", "airflow-scheduler", "airflow-dag-processor",
                     "airflow-triggerer", "airflow-worker", "airflow-cli", "flower")
-
-# Waits for the `publish` helper's request-file door on object storage (requests/ in the bucket,
-# watched by the AssetWatcher): today the door reads a local folder only (docs/object-storage.md).
-NEEDS_S3_REQUEST_DOOR = pytest.mark.xfail(
-    run=False, strict=True, reason="request files in the bucket's requests/ need the S3 request-file door")
-# Waits for TlcDownloadOperator writing into the bucket: today it writes a local landing/ only.
-NEEDS_S3_DOWNLOAD = pytest.mark.xfail(
-    run=False, strict=True, reason="TlcDownloadOperator writes to a local landing/, not yet to the bucket")
 
 
 def real_file(month: str) -> Path:
@@ -236,7 +229,6 @@ def test_download_dag_stays_paused_until_the_operator_opts_in(deployment, tlc):
         assert deployment.api("GET", f"/api/v2/dags/{dag_id}")[1]["is_paused"] is False
 
 
-@NEEDS_S3_DOWNLOAD
 def test_opted_in_download_lands_in_the_bucket(deployment, bucket, tlc):
     from taxiflow.data import storage
 
@@ -249,8 +241,13 @@ def test_opted_in_download_lands_in_the_bucket(deployment, bucket, tlc):
     assert run["state"] == "success", deployment.task_instances(DOWNLOAD_DAG_ID, "opt_in")
     name = tlc_file_name("green", OPT_IN_MONTH)
     landed = bucket.landing_dir(Partition("green", OPT_IN_MONTH))
-    assert (landed / name).read_bytes() == tlc.files[f"/trip-data/{name}"].read_bytes()
-    assert (landed / SUCCESS_MARKER).exists() and storage.info(landed / SUCCESS_MARKER)["size"] == 0
+    served = tlc.files[f"/trip-data/{name}"].read_bytes()
+    assert (landed / name).read_bytes() == served
+    # _SUCCESS, written after the data object, vouches for exactly the bytes served
+    marker = json.loads((landed / SUCCESS_MARKER).read_text())
+    assert marker == {"file": name, "bytes": len(served), "sha256": hashlib.sha256(served).hexdigest()}
+    data_written, marker_written = (storage.info(landed / key)["modified"] for key in (name, SUCCESS_MARKER))
+    assert data_written <= marker_written
     assert tlc.count("GET", f"/trip-data/{name}") == 1
 
 
@@ -281,11 +278,9 @@ def test_report_by_cli_through_compose_exec(ingested, deployment, bucket):
                   "Manhattan", "2023-12-01", "2024-02-01")
 
 
-@NEEDS_S3_REQUEST_DOOR
 def test_report_by_request_file_in_the_bucket(ingested, deployment, bucket):
-    """A request file uploaded to the bucket's requests/ gives one run and its report."""
-    import hashlib
-
+    """A request file uploaded to the bucket's requests/ gives one run, started by the triggerer's
+    watcher (the safety-net poll is an hour away), and its report under the file's stem."""
     from taxiflow.data import storage
     from taxiflow.reports.request_files import request_run_id
 
