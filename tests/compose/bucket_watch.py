@@ -3,8 +3,9 @@
 What it checks at every poll, only through the published S3 port, as any reader on any host would:
 
 * no object under ``warehouse/`` or ``outputs/`` is empty (a truncated or half-done upload);
-* a trips partition that has its ``_summary.json`` (its done marker, written last) holds a
-  ``trips.parquet`` with exactly the summary's ``rows_written`` rows;
+* a trips partition that has its ``_summary.json`` (its done marker, written last) holds, in the
+  version folder the summary names, a ``trips.parquet`` with exactly the summary's rows (its
+  month's ``rows_written`` and the ``rows_strays_kept`` for the months next to it);
 * the warehouse as readers query it (``warehouse.connect``: complete partitions only) shows the
   watched month either not at all or with all its rows, never part of them;
 * every report ``manifest.json`` names objects that exist, with the sizes it records.
@@ -73,20 +74,23 @@ class BucketWatch:
 
         folder = self.bucket.trips_dir(self.partition)
         prefix = f"data/warehouse/trips/source={self.partition.source}/month={self.partition.month}/"
-        summary_key, trips_key = prefix + warehouse.SUMMARY_FILE, prefix + "trips.parquet"
+        summary_key = prefix + warehouse.SUMMARY_FILE
         complete_rows = None
         # this reader's own listing cache predates what the S3 listing above shows: forget it first
         storage.refresh(folder)
         if summary_key in objects:
             summary = json.loads((folder / warehouse.SUMMARY_FILE).read_bytes())
+            # the summary names the version folder its trips.parquet was written to before it
+            trips_key = f"{prefix}{summary['version']}/{warehouse.TRIPS_FILE}"
             if trips_key not in objects:
                 self.problems.append(f"{summary_key} is there but {trips_key} is not")
                 return
-            with (folder / "trips.parquet").open("rb") as handle:
+            with (folder / summary["version"] / warehouse.TRIPS_FILE).open("rb") as handle:
                 rows = pq.ParquetFile(handle).metadata.num_rows
-            if rows != summary["rows_written"]:
-                self.problems.append(f"{trips_key} has {rows} rows, its summary says {summary['rows_written']}")
-            complete_rows = summary["rows_written"]
+            stored = summary["rows_written"] + summary["rows_strays_kept"]
+            if rows != stored:
+                self.problems.append(f"{trips_key} has {rows} rows, its summary says {stored}")
+            complete_rows = summary["rows_written"]  # the month's own trips: what the trips view shows of it
         con = warehouse.connect(self.bucket)
         try:
             tables = {row[0] for row in con.execute("SELECT table_name FROM information_schema.tables").fetchall()}

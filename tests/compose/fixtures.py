@@ -40,8 +40,9 @@ AIRFLOW_ENV = {
     "TAXIFLOW_DROP_TIMEOUT": "900",
     "TAXIFLOW_METRICS_POKE_INTERVAL": "3",
     "TAXIFLOW_REPORT_WAIT_POKE_INTERVAL": "3",
-    # every poll is a Celery task (a Python start-up): polling faster costs a core on a 2-core host
-    "TAXIFLOW_REQUESTS_POLL_SECONDS": "20",
+    # the request-file door's watcher (in the triggerer, listing the bucket's requests/) must do the
+    # work alone: the safety-net poll, a Celery task each time, comes once an hour
+    "TAXIFLOW_REQUESTS_POLL_SECONDS": "3600",
     # a 2-core host shared with other work: one api-server worker process instead of four
     "AIRFLOW__API__WORKERS": "1",
     # Green only: every month the tier ingests is a real TLC file (tests/data/tlc/green) or, for

@@ -12,6 +12,7 @@ log is read from the bucket.
 from __future__ import annotations
 
 import base64
+import hashlib
 import io
 import json
 import subprocess
@@ -42,20 +43,19 @@ TLC_DIR = PROJECT_DIR / "tests" / "data" / "tlc"
 ZONE_TABLE = TLC_DIR / "taxi_zone_lookup.csv"  # TLC's own table (the same bytes as the packaged one)
 REAL_MONTHS = ("2023-12", "2024-01")  # real green TLC months, ingested by one backfill
 PICKUP = {"yellow": "tpep_pickup_datetime", "green": "lpep_pickup_datetime"}
+# The columns of TLC's files that identify a trip (what the warehouse keeps of it).
+TRIP_COLUMNS = {source: ["VendorID", pickup, pickup.replace("pickup", "dropoff"), "PULocationID", "DOLocationID",
+                         "passenger_count", "trip_distance", "fare_amount", "tip_amount", "total_amount",
+                         "payment_type"] for source, pickup in PICKUP.items()}
 AIRFLOW_SERVICES = ("airflow-init", "airflow-apiserver", "airflow-scheduler", "airflow-dag-processor",
                     "airflow-triggerer", "airflow-worker", "airflow-cli", "flower")
-
-# Waits for the `publish` helper's request-file door on object storage (requests/ in the bucket,
-# watched by the AssetWatcher): today the door reads a local folder only (docs/object-storage.md).
-NEEDS_S3_REQUEST_DOOR = pytest.mark.xfail(
-    run=False, strict=True, reason="request files in the bucket's requests/ need the S3 request-file door")
-# Waits for TlcDownloadOperator writing into the bucket: today it writes a local landing/ only.
-NEEDS_S3_DOWNLOAD = pytest.mark.xfail(
-    run=False, strict=True, reason="TlcDownloadOperator writes to a local landing/, not yet to the bucket")
 
 
 def real_file(month: str) -> Path:
     return TLC_DIR / "green" / f"green_tripdata_{month}.parquet"
+
+
+INGESTED = {month: real_file(month) for month in REAL_MONTHS}  # what the `ingested` fixture ingests
 
 
 def drop(bucket: DataPaths, source: str, month: str, file: Path) -> None:
@@ -67,15 +67,29 @@ def drop(bucket: DataPaths, source: str, month: str, file: Path) -> None:
     storage.write_bytes(folder / SUCCESS_MARKER, b"")
 
 
+def adjacent(month: str, other: str) -> bool:
+    first = pd.Timestamp(f"{month}-01")
+    return other in {(first + pd.DateOffset(months=step)).strftime("%Y-%m") for step in (-1, 1)}
+
+
 def expected_counts(files: dict[str, Path], borough: str, start: str, end: str, source: str = "green") -> pd.DataFrame:
     """Trips per (hour, day) starting in ``borough`` in ``[start, end)``, by pandas on the files
-    themselves (month -> file). A month's partition stores only that month's pickups, so the same here."""
+    themselves (month -> file: every month ingested). A trip counts in the month it started: each
+    file's own month, plus the rows an adjacent month's file lists for it (TLC's strays), unless
+    the month's own file lists the same trip (every column equal), each once."""
     zones = pd.read_csv(ZONE_TABLE, keep_default_na=False)
+    read = {month: pd.read_parquet(path, columns=TRIP_COLUMNS[source]).rename(columns={PICKUP[source]: "pickup_at"})
+            for month, path in files.items()}
     frames = []
-    for month, path in files.items():
-        trips = pd.read_parquet(path, columns=[PICKUP[source], "PULocationID"]).set_axis(["pickup_at", "zone"], axis=1)
-        frames.append(trips[trips["pickup_at"].dt.strftime("%Y-%m") == month])
-    trips = pd.concat(frames).merge(zones, left_on="zone", right_on="LocationID", how="left")
+    for month, trips in read.items():
+        own = trips[trips["pickup_at"].dt.strftime("%Y-%m") == month]
+        strays = pd.concat([other[other["pickup_at"].dt.strftime("%Y-%m") == month]
+                            for other_month, other in read.items() if adjacent(month, other_month)]
+                           or [own.iloc[:0]]).drop_duplicates()
+        listed = strays.merge(own.drop_duplicates(), how="left", indicator=True)
+        frames += [own, listed[listed["_merge"] == "left_only"].drop(columns="_merge")]
+    trips = pd.concat(frames).rename(columns={"PULocationID": "zone"})
+    trips = trips.merge(zones, left_on="zone", right_on="LocationID", how="left")
     trips = trips[(trips["Borough"] == borough) & (trips["pickup_at"] >= start) & (trips["pickup_at"] < end)]
     counts = (trips.assign(hour_of_day=trips["pickup_at"].dt.hour, day_of_week=trips["pickup_at"].dt.day_name())
               .groupby(["hour_of_day", "day_of_week"]).size().rename("num_trips").reset_index())
@@ -236,7 +250,6 @@ def test_download_dag_stays_paused_until_the_operator_opts_in(deployment, tlc):
         assert deployment.api("GET", f"/api/v2/dags/{dag_id}")[1]["is_paused"] is False
 
 
-@NEEDS_S3_DOWNLOAD
 def test_opted_in_download_lands_in_the_bucket(deployment, bucket, tlc):
     from taxiflow.data import storage
 
@@ -249,8 +262,13 @@ def test_opted_in_download_lands_in_the_bucket(deployment, bucket, tlc):
     assert run["state"] == "success", deployment.task_instances(DOWNLOAD_DAG_ID, "opt_in")
     name = tlc_file_name("green", OPT_IN_MONTH)
     landed = bucket.landing_dir(Partition("green", OPT_IN_MONTH))
-    assert (landed / name).read_bytes() == tlc.files[f"/trip-data/{name}"].read_bytes()
-    assert (landed / SUCCESS_MARKER).exists() and storage.info(landed / SUCCESS_MARKER)["size"] == 0
+    served = tlc.files[f"/trip-data/{name}"].read_bytes()
+    assert (landed / name).read_bytes() == served
+    # _SUCCESS, written after the data object, vouches for exactly the bytes served
+    marker = json.loads((landed / SUCCESS_MARKER).read_text())
+    assert marker == {"file": name, "bytes": len(served), "sha256": hashlib.sha256(served).hexdigest()}
+    data_written, marker_written = (storage.info(landed / key)["modified"] for key in (name, SUCCESS_MARKER))
+    assert data_written <= marker_written
     assert tlc.count("GET", f"/trip-data/{name}") == 1
 
 
@@ -259,7 +277,7 @@ def test_report_by_rest_v2(ingested, deployment, bucket):
     status, run = deployment.api("POST", f"/api/v2/dags/{REPORT_DAG_ID}/dagRuns",
                                  {"dag_run_id": "compose_v2", "logical_date": None, "conf": conf})
     assert status == 200, run
-    assert_report(deployment, bucket, "compose_v2", "compose_v2", {"2024-01": real_file("2024-01")},
+    assert_report(deployment, bucket, "compose_v2", "compose_v2", INGESTED,
                   "Brooklyn", "2024-01-08", "2024-01-22")
 
 
@@ -270,22 +288,20 @@ def test_report_by_rest_v1_with_basic_auth(ingested, deployment, bucket):
     assert status == 200, run
     assert deployment.api_v1("POST", f"/dags/{REPORT_DAG_ID}/dagRuns", {"conf": conf},
                              auth=(deployment.admin[0], "wrong"))[0] == 401
-    assert_report(deployment, bucket, "compose_v1", "compose_v1", {m: real_file(m) for m in REAL_MONTHS},
+    assert_report(deployment, bucket, "compose_v1", "compose_v1", INGESTED,
                   "Queens", "2023-12-01", "2024-01-15")
 
 
 def test_report_by_cli_through_compose_exec(ingested, deployment, bucket):
     conf = report_conf("compose_cli", "Manhattan", "2023-12-01", "2024-02-01")
     deployment.airflow("dags", "trigger", REPORT_DAG_ID, "--conf", json.dumps(conf), "-r", "compose_cli")
-    assert_report(deployment, bucket, "compose_cli", "compose_cli", {m: real_file(m) for m in REAL_MONTHS},
+    assert_report(deployment, bucket, "compose_cli", "compose_cli", INGESTED,
                   "Manhattan", "2023-12-01", "2024-02-01")
 
 
-@NEEDS_S3_REQUEST_DOOR
 def test_report_by_request_file_in_the_bucket(ingested, deployment, bucket):
-    """A request file uploaded to the bucket's requests/ gives one run and its report."""
-    import hashlib
-
+    """A request file uploaded to the bucket's requests/ gives one run, started by the triggerer's
+    watcher (the safety-net poll is an hour away), and its report under the file's stem."""
     from taxiflow.data import storage
     from taxiflow.reports.request_files import request_run_id
 
@@ -294,7 +310,7 @@ def test_report_by_request_file_in_the_bucket(ingested, deployment, bucket):
     storage.write_bytes(bucket.requests / "compose-bronx.json", content)
     run_id = request_run_id("compose-bronx", hashlib.sha256(content).hexdigest())
     deployment.wait_for(lambda: deployment.run(REPORT_DAG_ID, run_id), "run for compose-bronx.json", timeout=240)
-    assert_report(deployment, bucket, run_id, "compose-bronx", {"2024-01": real_file("2024-01")},
+    assert_report(deployment, bucket, run_id, "compose-bronx", INGESTED,
                   "Bronx", "2024-01-15", "2024-02-01")
 
 

@@ -36,7 +36,9 @@ from tests.compose.test_deployment import (
 
 pytestmark = [pytest.mark.compose, pytest.mark.e2e, pytest.mark.drills]
 
-BIG_MONTH = "2023-11"  # generated: big enough that process_green is still running when its worker is killed
+# generated: big enough that process_green is still running when its worker is killed; no month
+# next to it is ingested, so no other file lists strays for it and its numbers are its file's alone
+BIG_MONTH = "2023-06"
 BIG_TRIPS = 1_500_000
 TARGET_TASK = "process_green"
 RESTART_MONTH = "2025-02"  # a real green month (TLC's 2025 schema)
@@ -55,8 +57,9 @@ def trigger_ingest(deployment, month: str, run_id: str) -> None:
 
 
 def assert_month_equals_its_file(bucket: DataPaths, month: str, file: Path) -> None:
-    """The partition in the bucket holds exactly the file's rows of its own month (what a clean run writes)."""
-    from taxiflow.data import storage
+    """The partition in the bucket holds exactly the file's rows of its own month, and the strays it
+    keeps for the months next to it (what a clean run writes)."""
+    from taxiflow.data import storage, warehouse
     from taxiflow.data.ingest import read_summary
 
     partition = Partition("green", month)
@@ -68,8 +71,11 @@ def assert_month_equals_its_file(bucket: DataPaths, month: str, file: Path) -> N
     first = pd.Timestamp(f"{month}-01")
     in_month = int(((pickups >= first) & (pickups < first + pd.offsets.MonthBegin(1))).sum())
     assert summary["rows_written"] == in_month - summary["rows_rejected"]
-    with (bucket.trips_dir(partition) / "trips.parquet").open("rb") as handle:
-        assert len(pd.read_parquet(handle)) == summary["rows_written"]
+    next_to_it = {(first + pd.DateOffset(months=step)).strftime("%Y-%m") for step in (-1, 1)}
+    strays = int(pickups.dt.strftime("%Y-%m").isin(next_to_it).sum())
+    assert summary["rows_strays_kept"] == strays
+    with warehouse.trips_file(partition, bucket).open("rb") as handle:
+        assert len(pd.read_parquet(handle)) == summary["rows_written"] + summary["rows_strays_kept"]
 
 
 def test_killed_worker_task_runs_again_on_the_other_worker(deployment, bucket, big_month, figures):
@@ -111,10 +117,10 @@ def test_killed_worker_task_runs_again_on_the_other_worker(deployment, bucket, b
         figures["retry_queued_to_start"] = (when(tries[-1], "start_date") - queued).total_seconds()
         assert_month_equals_its_file(bucket, BIG_MONTH, big_month)
 
-        conf = report_conf("drill_kill", "Manhattan", "2023-11-01", "2023-12-01")
+        conf = report_conf("drill_kill", "Manhattan", "2023-06-01", "2023-07-01")
         deployment.airflow("dags", "trigger", REPORT_DAG_ID, "--conf", json.dumps(conf), "-r", "drill_kill")
         assert_report(deployment, bucket, "drill_kill", "drill_kill", {BIG_MONTH: big_month},
-                      "Manhattan", "2023-11-01", "2023-12-01")
+                      "Manhattan", "2023-06-01", "2023-07-01")
     finally:
         watch.stop()
     # A reader polling the bucket all along never saw a partial partition or a dangling manifest,
