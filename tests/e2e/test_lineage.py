@@ -63,13 +63,17 @@ def lineage_run(airflow_stack):
 
 
 def events(stack, **filters) -> dict[str, dict]:
-    """The asset events matching ``filters``, by asset name (each asset has one per run here)."""
+    """The latest asset event matching ``filters``, by asset name.
+
+    A run records one event per asset each time its task succeeds; a task run again in the same run
+    (the trigger task retried on a loaded machine resets its ``create_metrics`` run, and the build
+    runs again) records another. Each event is a whole statement of the partition, so the latest counts.
+    """
     query = urllib.parse.urlencode(filters)  # a backfill's run id holds "+" and ":"
     status, body = stack.api("GET", f"/api/v2/assets/events?limit=100&{query}")
     assert status == 200, body
     found: dict[str, dict] = {}
-    for event in body["asset_events"]:
-        assert event["name"] not in found, f"two events for {event['name']}: {body}"
+    for event in sorted(body["asset_events"], key=lambda event: event["id"]):
         found[event["name"]] = event
     return found
 
