@@ -96,17 +96,6 @@ def state(stack, dag_id: str, run_id: str) -> str:
     return run["state"] if status == 200 else f"http {status}"
 
 
-def wait_task(stack, dag_id: str, run_id: str, task_id: str, states: set[str], timeout: float = 300) -> str:
-    deadline = time.monotonic() + timeout
-    seen = None
-    while time.monotonic() < deadline:
-        seen = stack.task_states(dag_id, run_id).get(task_id)
-        if seen in states:
-            return seen
-        time.sleep(2)
-    raise AssertionError(f"{dag_id} {run_id} {task_id} still {seen} after {timeout}s")
-
-
 def v2_trigger(stack, conf: dict, run_id: str | None = None) -> tuple[int, dict]:
     """POST a run; again if SQLite lost a write race (500 "Database error": nothing was created)."""
     for attempt in range(4):
@@ -196,10 +185,10 @@ def test_waiting_months_never_delay_other_months(drills):
 def test_a_symlinked_drop_fails_its_branch_naming_the_file(drills):
     stack, runs = drills["stack"], drills["runs"]
     run_id = runs["2021-04"]
-    assert wait_task(stack, INGEST_DAG_ID, run_id, "wait_for_green", {"failed"}) == "failed"
+    assert stack.wait_for_task(INGEST_DAG_ID, run_id, "wait_for_green", {"failed"}) == "failed"
     log = task_log(stack, INGEST_DAG_ID, run_id, "wait_for_green")
     assert "refused landing/green/2021-04/green_tripdata_2021-04.csv: it is a symbolic link" in log
-    assert wait_task(stack, INGEST_DAG_ID, run_id, "process_yellow", {"success", "failed"}) == "success"
+    assert stack.wait_for_task(INGEST_DAG_ID, run_id, "process_yellow", {"success", "failed"}) == "success"
     assert not (stack.data_dir / "raw/green/2021-04").exists()
     assert not list((stack.data_dir / "raw/green").glob(".2021-04*"))
     assert SECRET not in all_logs(stack)
@@ -208,12 +197,12 @@ def test_a_symlinked_drop_fails_its_branch_naming_the_file(drills):
 def test_a_month_in_the_wrong_folder_is_refused_with_counts(drills):
     stack, runs = drills["stack"], drills["runs"]
     run_id = runs["2021-05"]
-    assert wait_task(stack, INGEST_DAG_ID, run_id, "process_yellow", {"failed", "success"}) == "failed"
+    assert stack.wait_for_task(INGEST_DAG_ID, run_id, "process_yellow", {"failed", "success"}) == "failed"
     log = task_log(stack, INGEST_DAG_ID, run_id, "process_yellow")
     assert "yellow_tripdata_2021-06.parquet: 240 of its 240 rows (100.0%) have pickups outside 2021-05" in log
     assert "(240 in 2021-06)" in log and "wrong month" in log
     assert not (stack.data_dir / "warehouse/trips/source=yellow/month=2021-05").exists()
-    assert wait_task(stack, INGEST_DAG_ID, run_id, "process_green", {"failed", "success"}) == "success"
+    assert stack.wait_for_task(INGEST_DAG_ID, run_id, "process_green", {"failed", "success"}) == "success"
 
 
 def test_a_corrupt_redrop_keeps_raw_and_partition_and_the_run_says_so(drills):
@@ -233,7 +222,7 @@ def test_a_corrupt_redrop_keeps_raw_and_partition_and_the_run_says_so(drills):
     # Re-ingest the green branch while four other months still wait for their yellow drop.
     # -t matches a substring of task ids in Airflow 3.3 (not a regex): the four green tasks.
     stack.airflow("tasks", "clear", INGEST_DAG_ID, "-s", f"{REDROP}-01", "-e", f"{REDROP}-01", "-t", "_green", "-y")
-    assert wait_task(stack, INGEST_DAG_ID, run_id, "process_green", {"failed"}, timeout=300) == "failed"
+    assert stack.wait_for_task(INGEST_DAG_ID, run_id, "process_green", {"failed"}, timeout=300) == "failed"
     log = task_log(stack, INGEST_DAG_ID, run_id, "process_green")
     assert "the new drop is refused: cannot read" in log
     assert f"the last good raw copy (raw/green/{REDROP}/: green_tripdata_{REDROP}.parquet)" in log
@@ -316,7 +305,7 @@ def test_ten_waiting_reports_do_not_delay_a_ready_one(drills):
         assert status == 200, body
         waiting.append(f"drill_waiting_{i}")
     for run_id in waiting:
-        wait_task(stack, REPORT_DAG_ID, run_id, "wait_for_ingest", {"up_for_reschedule"}, timeout=240)
+        stack.wait_for_task(REPORT_DAG_ID, run_id, "wait_for_ingest", {"up_for_reschedule"}, timeout=240)
 
     status, body = v2_trigger(stack, GOOD, "drill_ready")
     assert status == 200, body

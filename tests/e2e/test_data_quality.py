@@ -14,7 +14,6 @@ ever dropped corrupt. Yellow gets demo data for both months, so no branch waits 
 from __future__ import annotations
 
 import json
-import time
 from html import escape
 
 import pytest
@@ -36,17 +35,6 @@ REQUEST = {"borough": "Brooklyn", "start_date": f"{KEPT}-01", "end_date": f"{KEP
 def task_log(stack, dag_id: str, run_id: str, task_id: str) -> str:
     logs = stack.home / "logs" / f"dag_id={dag_id}" / f"run_id={run_id}" / f"task_id={task_id}"
     return "\n".join(p.read_text(errors="replace") for p in sorted(logs.rglob("*.log")))
-
-
-def wait_task(stack, dag_id: str, run_id: str, task_id: str, states: set[str], timeout: float = 300) -> str:
-    deadline = time.monotonic() + timeout
-    seen = None
-    while time.monotonic() < deadline:
-        seen = stack.task_states(dag_id, run_id).get(task_id)
-        if seen in states:
-            return seen
-        time.sleep(1)
-    raise AssertionError(f"{dag_id} {run_id} {task_id} still {seen} after {timeout}s")
 
 
 def report(stack, run_id: str, conf: dict) -> dict:
@@ -77,7 +65,7 @@ def refused(airflow_stack):
     (paths.landing_dir(Partition("green", KEPT)) / f"green_tripdata_{KEPT}.parquet").write_bytes(CORRUPT)
     stack.airflow("tasks", "clear", INGEST_DAG_ID, "-s", f"{KEPT}-01", "-e", f"{KEPT}-01", "-t", "_green", "-y")
     run_id = first["dag_run_id"]
-    assert wait_task(stack, INGEST_DAG_ID, run_id, "process_green", {"failed", "success"}) == "failed"
+    assert stack.wait_for_task(INGEST_DAG_ID, run_id, "process_green", {"failed", "success"}) == "failed"
     assert stack.wait_for_run(INGEST_DAG_ID, run_id, timeout=120)["state"] == "failed"
     status, body = stack.api("GET", f"/api/v2/dags/{INGEST_DAG_ID}/dagRuns?logical_date_gte={NEVER}-01T00:00:00Z"
                                     f"&logical_date_lte={NEVER}-01T00:00:00Z")

@@ -76,6 +76,17 @@ class LiveStack(AirflowStack):
             time.sleep(1)
         self.airflow("backfill", "create", "--dag-id", dag_id, "--from-date", first, "--to-date", last)
 
+    def wait_for_task(self, dag_id: str, run_id: str, task_id: str, states: set[str], timeout: float = 300) -> str:
+        """Poll one task of a run until its state is one of ``states``; returns that state."""
+        deadline = time.monotonic() + timeout
+        seen = None
+        while time.monotonic() < deadline:
+            seen = self.task_states(dag_id, run_id).get(task_id)
+            if seen in states:
+                return seen
+            time.sleep(1)
+        raise AssertionError(f"{dag_id} {run_id} {task_id} still {seen} after {timeout}s")
+
     def task_states(self, dag_id: str, run_id: str) -> dict[str, str | None]:
         """task_id -> state for one run."""
         quoted = urllib.parse.quote(run_id, safe="")
