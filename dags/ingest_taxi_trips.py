@@ -8,6 +8,11 @@ add `fhv` and `fhvhv` for the for-hire vehicles, or say `all`), waits for the so
 
 `wait_for_<source>` → `copy_to_raw_<source>` → `process_<source>` → `trigger_create_metrics_<source>`
 
+and, beside them, `name_run`: gives the run a note naming the month it ingests ("Ingests 2023-12
+(December 2023): yellow, green"), since a backfill run is named after the moment the month ended
+(`backfill__2024-01-01...`). Through Airflow's REST API with the connection `taxiflow_api`; skipped
+without it (docs/lineage.md).
+
 * **wait** is a sensor in `reschedule` mode: while it waits it holds no worker slot, so hundreds of
   waiting months cannot starve the tasks that do work (`TAXIFLOW_DROP_POKE_INTERVAL`,
   `TAXIFLOW_DROP_TIMEOUT` in seconds; default 60 s and 6 h). Drops still missing
@@ -117,6 +122,20 @@ def copy_to_raw(source: str, month: str, run_id=None, outlet_events=None) -> lis
     return [path.name for path in copied]
 
 
+@task
+def name_run(run_id=None, logical_date=None) -> None:
+    """Note on the run the month it ingests: its id names the moment that month ended."""
+    from taxiflow.components import run_notes
+
+    note = run_notes.ingest_run_note(logical_date, ingest_sources())
+    if note is None:
+        raise AirflowSkipException("this run names no month (wait_for_* says why it fails)")
+    try:
+        print(run_notes.name_ingest_run(INGEST_DAG_ID, run_id, note))
+    except run_notes.NoApiConnection as err:
+        raise AirflowSkipException(str(err)) from None
+
+
 # One heavy normalisation per source at a time bounds memory; the summary is one XCom, not one per key.
 @task(max_active_tis_per_dag=1, multiple_outputs=False)
 def process(source: str, month: str, raw_files: list[str], run_id=None, outlet_events=None) -> dict:
@@ -152,6 +171,7 @@ def process(source: str, month: str, raw_files: list[str], run_id=None, outlet_e
     user_defined_macros={"ingest_partition": Partition.from_logical_date},
 )
 def ingest_taxi_trips():
+    name_run()
     for source in ingest_sources():
         month = wait_for_drop.override(task_id=wait_task_id(source), **lineage.drop_outlets(source))(source)
         raw_files = copy_to_raw.override(task_id=copy_task_id(source), **lineage.raw_lineage(source))(source, month)

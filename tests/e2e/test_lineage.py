@@ -79,10 +79,20 @@ def events(stack, **filters) -> dict[str, dict]:
 
 
 def test_the_backfill_run_names_the_month_it_ingests(lineage_run):
-    """Airflow names it after the moment May ended; its note (run header, grid, API) says May."""
-    *_, run = lineage_run
+    """Airflow names it after the moment May ended; its note (run header, grid, API) says May.
+
+    The note is written by the run's own ``name_run`` task through ``PATCH /api/v2/.../dagRuns``
+    (connection ``taxiflow_api``), and read back here from the run list the UI's grid reads.
+    """
+    stack, *_, run = lineage_run
     assert run["dag_run_id"].startswith("backfill__2022-06-01")
-    assert run["note"] == f"Ingests {MONTH} (May 2022): yellow, green"
+    assert stack.task_states(INGEST_DAG_ID, run["dag_run_id"])["name_run"] == "success"
+    at = f"{MONTH}-01T00:00:00Z"
+    status, body = stack.api("GET", f"/api/v2/dags/{INGEST_DAG_ID}/dagRuns?run_type=backfill"
+                                    f"&logical_date_gte={at}&logical_date_lte={at}")
+    assert status == 200, body
+    assert [(r["dag_run_id"], r["note"]) for r in body["dag_runs"]] == [
+        (run["dag_run_id"], f"Ingests {MONTH} (May 2022): yellow, green")]
 
 
 def test_the_ingest_run_records_drop_raw_and_trips_per_source(lineage_run):

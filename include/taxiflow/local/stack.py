@@ -42,6 +42,8 @@ DATABASE_COMPONENT = "postgres"
 PORTS_FILE = "taxiflow-ports.json"
 PORT_SETTINGS = {"postgres": "TAXIFLOW_POSTGRES_PORT", "log": "TAXIFLOW_WORKER_LOG_PORT"}  # kept per home
 # The daemons that do not survive losing their database (they exit some minutes later): restarted with it.
+# The user name_run writes run notes as (docs/lineage.md): may edit DAG runs, nothing more.
+RUN_NOTES_USER, RUN_NOTES_ROLE = "taxiflow-run-notes", "user"
 NEED_DATABASE = ("scheduler", "dag-processor", "triggerer")
 
 # Airflow settings that make the embedded default answer in seconds, measured with `make bench`
@@ -161,6 +163,10 @@ class AirflowStack:
             path.write_text(json.dumps(ports))
         return ports
 
+    def accounts(self) -> dict[str, str]:
+        """Every API user's password: ``users`` and the one ``name_run`` writes run notes as."""
+        return {**self.users, RUN_NOTES_USER: self._home_secret("run_notes_password", 16)}
+
     def _home_secret(self, name: str, nbytes: int) -> str:
         """``<home>/<name>``: a secret made once per home (0600) and shared by every process; each
         making its own would break what it signs. ``jwt_secret`` signs task tokens, ``api_secret_key``
@@ -177,7 +183,7 @@ class AirflowStack:
         self.home.chmod(0o711)
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.logs_dir.mkdir(parents=True, exist_ok=True)
-        write_secret(self.passwords_file, json.dumps(dict(self.users)))
+        write_secret(self.passwords_file, json.dumps(self.accounts()))
         self._home_secret("jwt_secret", 32)
         if self.embedded_db:
             self.embedded_db.init()
@@ -196,7 +202,12 @@ class AirflowStack:
             "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
             "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
             "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": ",".join(
-                f"{user}:{self.roles.get(user, 'admin')}" for user in self.users),
+                f"{user}:{self.roles.get(user, 'admin')}" for user in self.users)
+                + f",{RUN_NOTES_USER}:{RUN_NOTES_ROLE}",
+            # name_run notes each ingest run's month through /api/v2, as this least-privileged user
+            "AIRFLOW_CONN_TAXIFLOW_API": json.dumps({
+                "conn_type": "http", "host": self.base_url, "login": RUN_NOTES_USER,
+                "password": self.accounts()[RUN_NOTES_USER]}),
             "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(self.passwords_file),
             "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{self.base_url}/execution/",
             "AIRFLOW__API__HOST": "127.0.0.1",
