@@ -22,23 +22,18 @@ DAGs' own defaults (no shortened waits). Rows:
 
 from __future__ import annotations
 
-import shutil
 import statistics
 import sys
 import time
-from datetime import datetime
 from pathlib import Path
 
-PROJECT_DIR = Path(__file__).resolve().parents[1]
+from tests.support.live import api_time, enterable_root, new_stack  # root on sys.path: benchmarks/run.py
+
 MONTHS = [f"2023-{month:02d}" for month in range(1, 13)]
 TRIPS = {"yellow": 3_000_000, "green": 65_000}
 QUICK_TRIPS = {"yellow": 300_000, "green": 10_000}
 WAITING_TASK_PREFIX = "trigger_create_metrics_"
 TARGET_RATIO = 2.0
-
-
-def _stamp(value: str | None) -> float | None:
-    return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp() if value else None
 
 
 def _task_instances(stack, dag_id: str, run_id: str) -> list[dict]:
@@ -52,7 +47,7 @@ def _task_instances(stack, dag_id: str, run_id: str) -> list[dict]:
 
 
 def _busy(ti: dict) -> float:
-    start, end = _stamp(ti["start_date"]), _stamp(ti["end_date"])
+    start, end = api_time(ti["start_date"]), api_time(ti["end_date"])
     return end - start if start is not None and end is not None else 0.0
 
 
@@ -71,17 +66,9 @@ def _wait_for_backfill(stack, dag_id: str, runs: int, timeout: float) -> list[di
 def run(work_dir: Path, quick: bool = False) -> list[dict]:
     from taxiflow.config import INGEST_DAG_ID, METRICS_DAG_ID, DataPaths, Partition
     from taxiflow.local import demo
-    from taxiflow.local.stack import free_port
-    from tests.support.live import LiveStack  # the project root is on sys.path (benchmarks/run.py)
 
-    work_dir.mkdir(parents=True, exist_ok=True)
-    for folder in (work_dir, *work_dir.parents):  # as root, the embedded database runs as nobody:
-        if folder.stat().st_mode & 0o011 != 0o011:  # it must be able to enter every folder above its own
-            folder.chmod(folder.stat().st_mode | 0o011)
-    data = work_dir / "data"
-    (data / "reference").mkdir(parents=True)
-    shutil.copy(PROJECT_DIR / "data" / "reference" / "taxi_zone_lookup.csv", data / "reference")
-    paths = DataPaths(data)
+    stack = new_stack(enterable_root(work_dir))
+    paths = DataPaths(stack.data_dir)
     trips = QUICK_TRIPS if quick else TRIPS
     started = time.perf_counter()
     for month in MONTHS:
@@ -89,7 +76,6 @@ def run(work_dir: Path, quick: bool = False) -> list[dict]:
             demo.generate_month(source, month, trips=count, seed=int(month[5:]), paths=paths)
     print(f"bench_backfill: 12 months x 2 sources dropped in {time.perf_counter() - started:.0f} s", flush=True)
 
-    stack = LiveStack(home=work_dir / "home", project_dir=PROJECT_DIR, data_dir=data, port=free_port())
     stack.migrate()
     stack.start()
     try:
@@ -103,17 +89,17 @@ def run(work_dir: Path, quick: bool = False) -> list[dict]:
         if failed:
             raise RuntimeError(f"backfill runs failed: {failed}: "
                                f"{[stack.task_states(INGEST_DAG_ID, run_id) for run_id in failed]}")
-        wall = max(_stamp(run["end_date"]) for run in runs) - created
+        wall = max(api_time(run["end_date"]) for run in runs) - created
 
         compute, queued_to_running, beyond_metrics, run_walls, run_computes, notes = 0.0, [], [], [], [], []
         metrics_walls, metrics_computes = [], []
         for ingest_run in runs:
-            run_walls.append(_stamp(ingest_run["end_date"]) - _stamp(ingest_run["start_date"]))
+            run_walls.append(api_time(ingest_run["end_date"]) - api_time(ingest_run["start_date"]))
             notes.append(ingest_run.get("note") or "")
             compute_before_run = compute
             for ti in _task_instances(stack, INGEST_DAG_ID, ingest_run["dag_run_id"]):
                 if ti["queued_when"] and ti["start_date"]:
-                    queued_to_running.append(_stamp(ti["start_date"]) - _stamp(ti["queued_when"]))
+                    queued_to_running.append(api_time(ti["start_date"]) - api_time(ti["queued_when"]))
                 if not ti["task_id"].startswith(WAITING_TASK_PREFIX):
                     compute += _busy(ti)
                     continue
@@ -124,7 +110,7 @@ def run(work_dir: Path, quick: bool = False) -> list[dict]:
                 metrics_computes.append(sum(_busy(m) for m in metrics_tis))
                 compute += metrics_computes[-1]
                 _, metrics_run = stack.api("GET", f"/api/v2/dags/{METRICS_DAG_ID}/dagRuns/{metrics_run_id}")
-                metrics_wall = _stamp(metrics_run["end_date"]) - _stamp(metrics_run["queued_at"])
+                metrics_wall = api_time(metrics_run["end_date"]) - api_time(metrics_run["queued_at"])
                 metrics_walls.append(metrics_wall)
                 beyond_metrics.append(_busy(ti) - metrics_wall)
             run_computes.append(compute - compute_before_run)

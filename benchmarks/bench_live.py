@@ -20,12 +20,12 @@ The deployment is ``make run``'s default (embedded PostgreSQL, LocalExecutor) an
 from __future__ import annotations
 
 import json
-import shutil
 import statistics
 import sys
 import time
-from datetime import datetime
 from pathlib import Path
+
+from tests.support.live import api_time, enterable_root, new_stack  # root on sys.path: benchmarks/run.py
 
 PROJECT_DIR = Path(__file__).resolve().parents[1]
 EMPTY_DAG_ID = "bench_empty"
@@ -99,8 +99,7 @@ def _run_seconds(stack, dag_id: str, run_id: str, started: float) -> float:
     run = stack.wait_for_run(dag_id, run_id, timeout=300)
     if run["state"] != "success":
         raise RuntimeError(f"{dag_id} {run_id} ended {run['state']}: {stack.task_states(dag_id, run_id)}")
-    end = datetime.fromisoformat(run["end_date"].replace("Z", "+00:00")).timestamp()
-    return end - started
+    return api_time(run["end_date"]) - started
 
 
 def _trigger_and_time(stack, dag_id: str, run_id: str, conf: dict | None = None,
@@ -133,27 +132,23 @@ def _wait_for_report(request, paths, timeout: float = 180) -> float:
     raise TimeoutError(f"no published report {request.name} within {timeout}s")
 
 
-def _stamp(value: str | None) -> float | None:
-    return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp() if value else None
-
-
 def phases(stack, dag_id: str, run_id: str, started: float) -> dict[str, float]:
     """Where one run's time went, from the times Airflow recorded: trigger -> run running, then per
     task (in the order they ran) waiting to be queued, queued -> running (executor and task start),
     running -> done (the task itself, in its own process), and last task done -> run done."""
     _, run = stack.api("GET", f"/api/v2/dags/{dag_id}/dagRuns/{run_id}")
     _, body = stack.api("GET", f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances")
-    tis = sorted(body["task_instances"], key=lambda ti: _stamp(ti["start_date"]) or 0)
-    out = {"trigger -> run running": _stamp(run["start_date"]) - started}
-    previous = _stamp(run["start_date"])
+    tis = sorted(body["task_instances"], key=lambda ti: api_time(ti["start_date"]) or 0)
+    out = {"trigger -> run running": api_time(run["start_date"]) - started}
+    previous = api_time(run["start_date"])
     for ti in tis:
-        queued, start, end = _stamp(ti["queued_when"]), _stamp(ti["start_date"]), _stamp(ti["end_date"])
+        queued, start, end = api_time(ti["queued_when"]), api_time(ti["start_date"]), api_time(ti["end_date"])
         if queued is not None:
             out[f"{ti['task_id']}: until queued"] = queued - previous
             out[f"{ti['task_id']}: queued -> running"] = start - queued
         out[f"{ti['task_id']}: running -> done"] = end - start
         previous = end
-    out["last task -> run done"] = _stamp(run["end_date"]) - previous
+    out["last task -> run done"] = api_time(run["end_date"]) - previous
     return out
 
 
@@ -171,7 +166,7 @@ def explain_slow_drop(stack, stem: str, dropped: float) -> None:
     from taxiflow.config import REPORT_DAG_ID, REQUESTS_DAG_ID
 
     def at(value: str | None) -> str:
-        return f"{_stamp(value) - dropped:+.1f}s" if value else "-"
+        return f"{api_time(value) - dropped:+.1f}s" if value else "-"
 
     _, runs = stack.api("GET", f"/api/v2/dags/{REPORT_DAG_ID}/dagRuns?run_id_pattern=request__{stem}__%25")
     for run in runs.get("dag_runs", []):
@@ -201,26 +196,17 @@ def airflow_defaults(settings: dict[str, str]) -> dict[str, str]:
 def run(work_dir: Path, quick: bool = False, tuned: bool = True, request_files: bool = True) -> list[dict]:
     from taxiflow.config import INGEST_DAG_ID, METRICS_DAG_ID, REPORT_DAG_ID, REQUESTS_DAG_ID, DataPaths
     from taxiflow.local import demo
-    from taxiflow.local.ports import free_port
     from taxiflow.local.stack import LOCAL_AIRFLOW_SETTINGS
     from taxiflow.reports.request import ReportRequest
-    from tests.support.live import LiveStack
 
-    work_dir.mkdir(parents=True, exist_ok=True)
-    for folder in (work_dir, *work_dir.parents):  # as root, the embedded database runs as nobody:
-        if folder.stat().st_mode & 0o011 != 0o011:  # it must be able to enter every folder above its own
-            folder.chmod(folder.stat().st_mode | 0o011)
-    data = work_dir / "data"
-    (data / "reference").mkdir(parents=True)
-    shutil.copy(PROJECT_DIR / "data" / "reference" / "taxi_zone_lookup.csv", data / "reference")
-    paths = DataPaths(data)
+    enterable_root(work_dir)
     extra = {"TAXIFLOW_DROP_POKE_INTERVAL": "3", "TAXIFLOW_METRICS_POKE_INTERVAL": "3"}
     if not tuned:  # Airflow's own defaults for every setting LOCAL_AIRFLOW_SETTINGS sets
         extra.update(airflow_defaults(LOCAL_AIRFLOW_SETTINGS))
     project = _project_copy(work_dir)
     (project / "dags" / f"{ONE_TASK_DAG_ID}.py").write_text(ONE_TASK_DAG)
-    stack = LiveStack(home=work_dir / "home", project_dir=project, data_dir=data,
-                         port=free_port(), extra_env=extra)
+    stack = new_stack(work_dir, project_dir=project, extra_env=extra)
+    paths = DataPaths(stack.data_dir)
     runs = 3 if quick else 7
     label = "" if tuned else " (Airflow defaults)"
     rows: list[dict] = []

@@ -104,15 +104,10 @@ def parse_rows(samples: dict[str, set[float]]) -> list[dict]:
 
 def live_rows(work_dir: Path, seconds: float) -> list[dict]:
     """Parse durations as a live dag-processor records them (see the module docstring)."""
-    from taxiflow.local.ports import free_port
-    from tests.support.live import LiveStack
+    from tests.support.live import enterable_root, new_stack
 
-    (work_dir / "data").mkdir(parents=True, exist_ok=True)
-    for folder in (work_dir, *work_dir.parents):  # as root, the embedded database runs as nobody
-        if folder.stat().st_mode & 0o011 != 0o011:
-            folder.chmod(folder.stat().st_mode | 0o011)
-    stack = LiveStack(home=work_dir / "home", project_dir=_project_copy(work_dir), data_dir=work_dir / "data",
-                         port=free_port(), extra_env={"AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "3"})
+    stack = new_stack(enterable_root(work_dir), project_dir=_project_copy(work_dir),
+                      extra_env={"AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "3"})
     stack.migrate()
     stack.start()
     try:

@@ -17,6 +17,7 @@ import time
 import urllib.parse
 from collections.abc import Callable, Generator
 from contextlib import contextmanager
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -112,9 +113,25 @@ def make_data_root(root: Path) -> Path:
     return root
 
 
-def new_stack(root: Path, data_dir: Path | None = None, **settings: Any) -> LiveStack:
+def enterable_root(root: Path) -> Path:
+    """``root``, created, that every account may enter, and every folder above it: as root, the
+    embedded database runs as nobody and must reach its home (a benchmark's work folder may lie
+    anywhere, unlike the fresh temporary folders of :func:`live_deployment`)."""
+    root.mkdir(parents=True, exist_ok=True)
+    for folder in (root, *root.parents):
+        if folder.stat().st_mode & 0o011 != 0o011:
+            folder.chmod(folder.stat().st_mode | 0o011)
+    return root
+
+
+def api_time(value: str | None) -> float | None:
+    """An ``/api/v2`` timestamp (``...Z`` or ``+00:00``) as seconds since the epoch; None stays None."""
+    return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp() if value else None
+
+
+def new_stack(root: Path, data_dir: Path | None = None, project_dir: Path = PROJECT_DIR, **settings: Any) -> LiveStack:
     """A deployment in ``root`` (home ``root/home``, data root ``root/data`` unless given), not started."""
-    return LiveStack(home=root / "home", project_dir=PROJECT_DIR,
+    return LiveStack(home=root / "home", project_dir=project_dir,
                         data_dir=data_dir or make_data_root(root / "data"), port=free_port(), **settings)
 
 
