@@ -3,7 +3,8 @@ LocalExecutor), one for the package (``drill_deployment``), with one small month
 
 Built by ``tests.support.live``: stopped at the end, and no process of supervisord's session nor of
 the database may remain. (tests/drills/test_bad_inputs.py has a deployment of its own, with drops
-made before it starts.)
+made before it starts; tests/drills/test_isolated_worker.py one with the Edge executor and its worker
+in a network namespace.)
 """
 
 from __future__ import annotations
