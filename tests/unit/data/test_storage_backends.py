@@ -18,7 +18,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from taxiflow.config import DATA_DIR_ENV, STORAGE_CONN_ENV, SUCCESS_MARKER, DataPaths, Partition
-from taxiflow.data import ingest, landing, metrics, storage, warehouse
+from taxiflow.data import check_storage, ingest, landing, metrics, storage, warehouse
 
 JANUARY = Partition("green", "2024-01")
 
@@ -222,7 +222,7 @@ def test_a_bad_s3_root_is_named_with_its_connection(seaweedfs, monkeypatch, case
     monkeypatch.setenv(STORAGE_CONN_ENV, conn_id)
     monkeypatch.setenv(f"AIRFLOW_CONN_{conn_id.upper()}", json.dumps(connection))
     with pytest.raises(storage.StorageError) as raised:
-        storage.check_root()
+        check_storage.check_root()
     message = str(raised.value)
     assert f"s3://{bucket}/data" in message and repr(conn_id) in message
     for word in words:
