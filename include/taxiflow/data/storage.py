@@ -16,7 +16,7 @@ the pathlib methods the data layer uses (``/``, ``name``, ``exists``, ``is_file`
 * how DuckDB reaches a path (``duckdb_path``, ``register``: the same fsspec filesystem).
 
 Local-disk safety rules (no symbolic links, ``O_NOFOLLOW``) stay with the local backend, in
-``landing``/``raw``. Airflow and fsspec are imported only when an S3 root is used. Reading one
+``landing``/``folders``. Airflow and fsspec are imported only when an S3 root is used. Reading one
 published document or request file without following a link is ``documents``; the start-time
 check of the root (keys, bucket, endpoint) is ``check_storage``.
 """
