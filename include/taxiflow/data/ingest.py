@@ -23,7 +23,7 @@ dropped under the wrong month (the message says how many rows and which months t
 Real TLC months list a few trips that started in another month (at most 0.02 % in the files we
 test with): **strays**. A stray that started in the month just before or after the file's month
 is stored with the partition (``rows_strays_kept``, by month in ``strays_kept_by_month``) and
-counted in the month it started, once (``warehouse.counted_trips_sql``: not if that month's own
+counted in the month it started, once (``strays.counted_trips_sql``: not if that month's own
 files list the same trip, and a re-drop replaces what the file contributed). A stray further away
 (TLC files hold junk dates such as 2002 or 2088) is counted in ``rows_strays_dropped`` and not
 stored: it would otherwise open a month nobody drops.
@@ -45,7 +45,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from taxiflow.config import DATA_FILE_SUFFIXES, DataPaths, Partition
-from taxiflow.data import readers, refusals, storage, versions, warehouse
+from taxiflow.data import readers, refusals, storage, strays, versions, warehouse
 from taxiflow.data.landing import UnsafeDropError
 from taxiflow.data.raw import copy_to_raw, data_files_in, promote_staged, raw_files, staged_dir
 from taxiflow.data.storage import data_paths
@@ -93,10 +93,10 @@ def process_partition(
             f"no raw files for source {source!r}, month {month!r} in {paths.raw_dir(partition)}: "
             f"run copy_to_raw first"
         )
-    month_start, month_end = warehouse.month_bounds(month)
-    neighbours = warehouse.adjacent_months(month)
-    window_start = min(warehouse.month_bounds(m)[0] for m in [month, *neighbours])
-    window_end = max(warehouse.month_bounds(m)[1] for m in [month, *neighbours])
+    month_start, month_end = strays.month_bounds(month)
+    neighbours = strays.adjacent_months(month)
+    window_start = min(strays.month_bounds(m)[0] for m in [month, *neighbours])
+    window_end = max(strays.month_bounds(m)[1] for m in [month, *neighbours])
     folder = paths.trips_dir(partition)
     previous = versions.read_marker(folder, warehouse.SUMMARY_FILE)
     version = versions.new_version()
