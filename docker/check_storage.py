@@ -3,7 +3,7 @@
 Writes and deletes a probe object at ``TAXIFLOW_DATA_DIR`` and at ``[logging]
 remote_base_log_folder`` (when remote logging is on) through their Airflow connections. Wrong keys,
 a missing bucket or an unreachable endpoint end it with exit status 1 and one line naming the URL,
-the connection and the endpoint (``taxiflow.data.storage.check_root``), never a stack trace, so
+the connection and the endpoint (``taxiflow.data.check_storage.check_root``), never a stack trace, so
 ``docker compose up`` stops at airflow-init and ``docker compose logs airflow-init`` says why.
 """
 
@@ -27,7 +27,8 @@ def log_folder() -> object | None:
 
 
 def main() -> int:
-    from taxiflow.data.storage import StorageError, check_root
+    from taxiflow.data.check_storage import check_root
+    from taxiflow.data.storage import StorageError
 
     checks = [("data root", None)]
     try:

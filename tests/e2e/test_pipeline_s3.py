@@ -97,7 +97,7 @@ def test_a_request_file_in_the_bucket_starts_its_report_and_a_bad_one_is_told_wh
     """The request-file door on S3: the watcher lists the bucket's requests/, the scan claims, the report publishes."""
     import hashlib
 
-    from taxiflow.data import storage
+    from taxiflow.data import documents, storage
     from taxiflow.reports.outputs import read_report
 
     stack, env, local_data = s3_stack
@@ -122,12 +122,12 @@ def test_a_request_file_in_the_bucket_starts_its_report_and_a_bad_one_is_told_wh
 
     def error_document():
         try:
-            return json.loads(storage.read_bytes(root.outputs / "s3-narnia.error.json"))
+            return json.loads(documents.read_bytes(root.outputs / "s3-narnia.error.json"))
         except FileNotFoundError:
             return None
 
     error = wait_until(error_document, 60, "the error document of the bad request file", stack)
     assert error["field"] == "borough" and "'Narnia' is not one of" in error["error"]
     assert error["sha256"] == hashlib.sha256(bad).hexdigest() and request_runs(stack, "s3-narnia") == []
-    assert storage.read_bytes(root.requests / "s3-request.json") == good  # request files are only read
+    assert documents.read_bytes(root.requests / "s3-request.json") == good  # request files are only read
     assert list(local_data.rglob("*")) == []

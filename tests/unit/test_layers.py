@@ -3,7 +3,8 @@
 The package's folders are its layers (docs/index.md, Architecture). A module may import its own
 folder and any layer below its own, never one above: ``data`` knows nothing of reports, and a door
 never reaches into a component (nor a component into a door). ``local/`` and the benchmarks are
-tools on top and may import anything.
+tools on top and may import anything. Nor does any module of the package import, directly or
+through others, a module that imports it back: no import circles.
 """
 
 from __future__ import annotations
@@ -79,3 +80,73 @@ def test_the_check_sees_wrong_way_imports_inside_functions_too():
     assert wrong_way_imports(data, "from taxiflow.reports.params import MAX_RANGE_DAYS\n") == [
         "include/taxiflow/data/metrics.py (data) imports taxiflow.reports.params (reports)"
     ]
+
+
+def package_modules() -> dict[str, Path]:
+    """``taxiflow.data.storage`` -> its file, for every module of the package (packages left out)."""
+    modules = {}
+    for path in PACKAGE.rglob("*.py"):
+        if path.name != "__init__.py":
+            modules[".".join(path.relative_to(PACKAGE.parent).with_suffix("").parts)] = path
+    return modules
+
+
+def imported_modules(source_code: str, known: set[str]) -> set[str]:
+    """The modules of ``known`` the code imports, at the top or inside a function.
+
+    ``from taxiflow.data import storage`` imports the module ``taxiflow.data.storage``.
+    """
+    found = set()
+    for node in ast.walk(ast.parse(source_code)):
+        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found |= {node.module, *(f"{node.module}.{alias.name}" for alias in node.names)}
+        elif isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names}
+    return found & known
+
+
+def import_circles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Each set of modules that import one another round a circle (Tarjan's strongly connected components)."""
+    order: dict[str, int] = {}
+    lowest: dict[str, int] = {}
+    stack: list[str] = []
+    circles = []
+
+    def visit(module: str) -> None:
+        order[module] = lowest[module] = len(order)
+        stack.append(module)
+        for imported in sorted(graph[module]):
+            if imported not in order:
+                visit(imported)
+                lowest[module] = min(lowest[module], lowest[imported])
+            elif imported in stack:
+                lowest[module] = min(lowest[module], order[imported])
+        if lowest[module] == order[module]:
+            component = stack[stack.index(module):]
+            del stack[stack.index(module):]
+            if len(component) > 1:
+                circles.append(sorted(component))
+
+    for module in sorted(graph):
+        if module not in order:
+            visit(module)
+    return circles
+
+
+def test_no_import_circles_in_the_package():
+    modules = package_modules()
+    graph = {name: imported_modules(path.read_text(encoding="utf-8"), set(modules)) - {name}
+             for name, path in modules.items()}
+    assert import_circles(graph) == []
+
+
+def test_the_check_sees_a_circle_through_a_third_module_and_imports_inside_functions():
+    known = {"taxiflow.data.a", "taxiflow.data.b", "taxiflow.data.c", "taxiflow.data.d"}
+    sources = {
+        "taxiflow.data.a": "from taxiflow.data import b\n",
+        "taxiflow.data.b": "def f():\n    import taxiflow.data.c\n",
+        "taxiflow.data.c": "from taxiflow.data.a import x\nfrom taxiflow.data import d\n",
+        "taxiflow.data.d": "import json\n",
+    }
+    graph = {name: imported_modules(code, known) for name, code in sources.items()}
+    assert import_circles(graph) == [["taxiflow.data.a", "taxiflow.data.b", "taxiflow.data.c"]]

@@ -36,7 +36,7 @@ BUCKET_POLL_SECONDS = 2.0
 
 def folder_fingerprints(folder: Any) -> dict[str, str]:
     """``{file name: fingerprint}`` for the request files in ``folder`` (links and hidden ignored)."""
-    from taxiflow.data.storage import list_files
+    from taxiflow.data.documents import list_files
     from taxiflow.reports.request_files import REQUEST_SUFFIX
 
     files, _others = list_files(folder)

@@ -3,7 +3,7 @@
 ``build_metrics`` turns the trips a month counts into one partition of each metrics table; reports
 read those small tables, never the trips. Trips count on their **pickup** date and hour, taken
 straight from ``pickup_at`` (naive New York local time, as TLC publishes it). A month counts its own
-partition's trips and the strays its neighbours' files list for it (``warehouse.counted_trips_sql``),
+partition's trips and the strays its neighbours' files list for it (``strays.counted_trips_sql``),
 so a trip in January's file that started on 31 December counts on 31 December, in December's
 metrics, once. Pickup zones missing from the zone table (or NULL) count under borough and zone
 "Unknown".
@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from taxiflow.config import UNKNOWN_BOROUGH, DataPaths, Partition, check_source
-from taxiflow.data import files, storage, warehouse
+from taxiflow.data import files, storage, strays, warehouse
 from taxiflow.data.storage import data_paths
 
 log = logging.getLogger(__name__)
@@ -112,7 +112,7 @@ def build_metrics(partition: Partition, paths: DataPaths | None = None) -> dict[
 
 def _build(partition: Partition, inputs: warehouse.MonthInputs, paths: DataPaths) -> dict[str, Any]:
     source, month = partition.source, partition.month
-    counted, counted_params = warehouse.counted_trips_sql(inputs)
+    counted, counted_params = inputs.counted_trips_sql()
     recorded = {INPUTS_KEY: inputs.fingerprint}
     con = warehouse.duckdb_connection(paths)
     try:
@@ -172,7 +172,7 @@ def refresh_metrics(partition: Partition, paths: DataPaths | None = None) -> dic
     paths = paths or data_paths()
     result = build_metrics(partition, paths)
     rebuilt = []
-    for month in warehouse.adjacent_months(partition.month):
+    for month in strays.adjacent_months(partition.month):
         neighbour = Partition(partition.source, month)
         inputs = warehouse.month_inputs(neighbour, paths)
         if inputs is None or built_from(neighbour, paths) == inputs.fingerprint:

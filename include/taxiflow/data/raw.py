@@ -4,22 +4,18 @@
     raw/<source>/.<YYYY-MM>.staged/    a new drop, copied from landing, not yet validated
 
 ``copy_to_raw`` stages; ``taxiflow.data.ingest.process_partition`` validates the staged copy and
-only then calls ``promote_staged`` (and replaces the partition). Landing is only ever read. On
-local disk files are opened without following links and folders are swapped in by rename; in an
-object store objects are copied server-side (raw is read only by ``process_partition``, never by
-a report, so it needs no swap).
+only then calls ``promote_staged`` (and replaces the partition). Landing is only ever read. Both
+steps are one call each into ``folders`` on either backend: on local disk files are opened without
+following links and folders are swapped in by rename; in an object store objects are copied
+server-side (raw is read only by ``process_partition``, never by a report, so it needs no swap).
 """
 
 from __future__ import annotations
 
-import os
-import shutil
-import stat
-import uuid
 from pathlib import Path
 
 from taxiflow.config import DATA_FILE_SUFFIXES, DataPaths, Partition
-from taxiflow.data import storage
+from taxiflow.data import folders, storage
 from taxiflow.data.landing import UnsafeDropError, data_files, has_data_file_name, is_data_file
 from taxiflow.data.storage import data_paths
 
@@ -45,44 +41,11 @@ def copy_to_raw(partition: Partition, paths: DataPaths | None = None) -> list[Pa
             f"for source {partition.source!r}, month {partition.month!r}"
         )
     staged = staged_dir(partition, paths)
-    if storage.is_remote(staged):
-        storage.remove_tree(staged)
-        for file in files:
-            storage.copy_file(file, staged / file.name)
-        return data_files_in(staged)
-    staged.parent.mkdir(parents=True, exist_ok=True)
-    token = uuid.uuid4().hex
-    incoming = staged.with_name(f".{partition.month}.{token}.incoming")
-    retired = staged.with_name(f".{partition.month}.{token}.retired")
-    incoming.mkdir()
     try:
-        for file in files:
-            _copy_regular_file(file, incoming / file.name)
-        if staged.exists():
-            os.rename(staged, retired)
-        os.rename(incoming, staged)
-    finally:
-        shutil.rmtree(incoming, ignore_errors=True)
-        shutil.rmtree(retired, ignore_errors=True)
+        folders.stage_copies(files, staged)
+    except folders.NotARegularFile as err:
+        raise UnsafeDropError(f"refused {err.name}: {err.reason}. Nothing of it was copied.") from None
     return data_files_in(staged)
-
-
-def _copy_regular_file(source: Path, target: Path) -> None:
-    """Copy one file without following a link planted since it was listed."""
-    try:
-        fd = os.open(source, os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0))
-    except OSError as err:
-        raise UnsafeDropError(
-            f"refused {source.name}: cannot open it as a regular file without following links "
-            f"({err.strerror}). Nothing of it was copied."
-        ) from None
-    with os.fdopen(fd, "rb") as reader:
-        info = os.fstat(reader.fileno())
-        if not stat.S_ISREG(info.st_mode):
-            raise UnsafeDropError(f"refused {source.name}: not a regular file. Nothing of it was copied.")
-        with open(target, "xb") as writer:
-            shutil.copyfileobj(reader, writer, 1024 * 1024)
-    os.utime(target, ns=(info.st_atime_ns, info.st_mtime_ns))
 
 
 def data_files_in(folder: Path) -> list[Path]:
@@ -100,16 +63,4 @@ def raw_files(partition: Partition, paths: DataPaths | None = None) -> list[Path
 
 def promote_staged(partition: Partition, paths: DataPaths) -> None:
     """Swap the validated staged copy in as ``raw/<source>/<month>/``."""
-    staged = staged_dir(partition, paths)
-    raw_dir = paths.raw_dir(partition)
-    if storage.is_remote(raw_dir):
-        storage.remove_tree(raw_dir)
-        for file in data_files_in(staged):
-            storage.copy_file(file, raw_dir / file.name)
-        storage.remove_tree(staged)
-        return
-    retired = raw_dir.with_name(f".{partition.month}.{uuid.uuid4().hex}.retired")
-    if raw_dir.exists():
-        os.rename(raw_dir, retired)
-    os.rename(staged, raw_dir)
-    shutil.rmtree(retired, ignore_errors=True)
+    folders.publish(staged_dir(partition, paths), paths.raw_dir(partition))

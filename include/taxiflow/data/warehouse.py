@@ -12,10 +12,9 @@ under a fresh version folder first, ``_summary.json`` last, naming it; readers f
 so a re-ingest never shows old and new mixed, and a partition without a summary is not there.
 
 ``trips.parquet`` of month M holds the trips its files list with a pickup in M, and also their
-**strays**: trips that started in the month before or after M (TLC files list a few). A stray counts
-in the month it started, once: ``counted_trips_sql`` gives a month's trips as its own rows plus the
-strays its neighbours hold for it, minus those its own files already list (all trip columns
-equal), without duplicates. Metrics and the ``trips`` view count exactly those.
+**strays** (trips that started in the month before or after M): ``month_inputs`` finds the
+partitions a month's count reads, and ``taxiflow.data.strays.counted_trips_sql`` counts each
+trip once, in the month it started. Metrics and the ``trips`` view count exactly those.
 
 There is no ``.duckdb`` database file: every task opens an in-memory DuckDB connection and reads
 and writes parquet, so concurrent tasks never meet DuckDB's single-writer lock. ``connect()`` gives
@@ -32,23 +31,18 @@ import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from taxiflow.config import (
-    FIRST_MONTH,
     MONTH_PATTERN,
-    TRIP_SCHEMA,
     UNKNOWN_BOROUGH,
     DataPaths,
     Partition,
     check_source,
     duckdb_settings,
-    format_month,
-    parse_month,
 )
-from taxiflow.data import files, storage, versions
+from taxiflow.data import files, storage, strays, versions
 from taxiflow.data.storage import data_paths
 
 if TYPE_CHECKING:
@@ -180,21 +174,6 @@ def trips_file(partition: Partition, paths: DataPaths | None = None) -> storage.
     return published.trips_file
 
 
-def adjacent_months(month: str) -> list[str]:
-    """The month before and the month after ``month`` (none before TLC's first month)."""
-    first = parse_month(month)
-    before = date(first.year - 1, 12, 1) if first.month == 1 else date(first.year, first.month - 1, 1)
-    after = date(first.year + 1, 1, 1) if first.month == 12 else date(first.year, first.month + 1, 1)
-    return [format_month(day) for day in (before, after) if day >= FIRST_MONTH]
-
-
-def month_bounds(month: str) -> tuple[datetime, datetime]:
-    """``[first instant of the month, first instant of the next)`` as naive local timestamps."""
-    first = parse_month(month)
-    end = date(first.year + 1, 1, 1) if first.month == 12 else date(first.year, first.month + 1, 1)
-    return datetime(first.year, first.month, 1), datetime(end.year, end.month, 1)
-
-
 @dataclass(frozen=True)
 class MonthInputs:
     """What a month's counted trips are made of: its own partition and the neighbours holding its strays."""
@@ -207,6 +186,11 @@ class MonthInputs:
         """Names every input version: metrics built from other versions are stale."""
         parts = [f"{p.partition.month}@{p.version}" for p in (self.own, *self.neighbours)]
         return ";".join(parts)
+
+    def counted_trips_sql(self) -> tuple[str, list[Any]]:
+        """SQL (and its parameters) for the trips the month counts: ``strays.counted_trips_sql``."""
+        neighbour_files = [neighbour.trips_file for neighbour in self.neighbours]
+        return strays.counted_trips_sql(self.own.partition.month, self.own.trips_file, neighbour_files)
 
 
 def month_inputs(
@@ -226,43 +210,11 @@ def month_inputs(
     if own is None:
         return None
     neighbours = []
-    for month in adjacent_months(partition.month):
+    for month in strays.adjacent_months(partition.month):
         other = published(Partition(partition.source, month))
         if other is not None and other.strays_for(partition.month):
             neighbours.append(other)
     return MonthInputs(own, tuple(neighbours))
-
-
-_TRIP_COLUMNS = ", ".join(f'"{column}"' for column in TRIP_SCHEMA)
-
-
-def counted_trips_sql(inputs: MonthInputs) -> tuple[str, list[Any]]:
-    """SQL (and its parameters) for the trips a month counts, in ``TRIP_SCHEMA`` columns.
-
-    Its own rows with a pickup in the month, plus the strays its neighbours stored for it that
-    its own files do not list already (every trip column equal, NULLs equal), each once.
-    """
-    start, end = month_bounds(inputs.own.partition.month)
-    own = storage.duckdb_path(inputs.own.trips_file)
-    own_sql = (
-        f"SELECT {_TRIP_COLUMNS} FROM read_parquet(?, hive_partitioning = false) "
-        "WHERE pickup_at >= ? AND pickup_at < ?"
-    )
-    if not inputs.neighbours:
-        return own_sql, [own, start, end]
-    strays_sql = (
-        f"SELECT DISTINCT {_TRIP_COLUMNS} FROM read_parquet(?, hive_partitioning = false) "
-        "WHERE pickup_at >= ? AND pickup_at < ?"
-    )
-    strays = [storage.duckdb_path(p.trips_file) for p in inputs.neighbours]
-    # EXCEPT compares whole rows with NULLs equal; only own rows at a stray's pickup instant can match,
-    # so the (small) strays are hashed and the month's own rows are only probed.
-    return (
-        f"{own_sql} UNION ALL ("
-        f"SELECT * FROM ({strays_sql}) EXCEPT "
-        f"SELECT * FROM ({own_sql}) WHERE pickup_at IN (SELECT pickup_at FROM ({strays_sql})))",
-        [own, start, end, strays, start, end, own, start, end, strays, start, end],
-    )
 
 
 def summary_file(partition: Partition, paths: DataPaths | None = None) -> Path:
@@ -344,7 +296,7 @@ def connect(paths: DataPaths | None = None) -> duckdb.DuckDBPyConnection:
     Defines what exists on disk when it is called:
 
     * table ``zones`` (zone_id, borough, zone, service_zone);
-    * view ``trips``: the trips every *published* partition counts (``counted_trips_sql``: its own
+    * view ``trips``: the trips every *published* partition counts (``MonthInputs.counted_trips_sql``: its own
       rows and the strays of its neighbours, each trip once), read from the version its
       ``_summary.json`` names (a partition still being written is skipped), with ``source`` and
       ``month`` (the month the trip started in); the partitions are listed when ``connect`` is called;
@@ -363,7 +315,7 @@ def connect(paths: DataPaths | None = None) -> duckdb.DuckDBPyConnection:
         inputs = month_inputs(partition, paths, known)
         if inputs is None:  # unpublished since it was listed
             continue
-        sql, sql_params = counted_trips_sql(inputs)
+        sql, sql_params = inputs.counted_trips_sql()
         selects.append(f"SELECT *, ?::VARCHAR AS source, ?::VARCHAR AS month FROM ({sql})")
         params += [partition.source, partition.month, *sql_params]
     if selects:

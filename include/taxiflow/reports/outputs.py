@@ -51,7 +51,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from taxiflow.config import DataPaths
-from taxiflow.data import storage
+from taxiflow.data import documents, storage
 from taxiflow.data.storage import DataPath, data_paths
 from taxiflow.reports.request import NAME_ALLOWED, InvalidRequest
 
@@ -82,10 +82,10 @@ def manifest_path(name: str, paths: DataPaths | None = None) -> DataPath:
 def read_manifest(name: str, paths: DataPaths | None = None) -> dict[str, Any] | None:
     """The manifest of ``outputs/<name>/``, or None if there is no published report of that name."""
     folder = report_dir(name, paths)
-    if storage.is_link(folder):
+    if documents.is_link(folder):
         return None
     try:
-        document = json.loads(storage.read_bytes(folder / MANIFEST_FILE))
+        document = json.loads(documents.read_bytes(folder / MANIFEST_FILE))
     except (FileNotFoundError, NotADirectoryError):
         return None
     return document if isinstance(document, dict) else None
@@ -112,7 +112,7 @@ def read_report(name: str, paths: DataPaths | None = None) -> PublishedReport | 
         if manifest is None:
             return None
         try:
-            png, csv_bytes = (storage.read_bytes(folder / file_key(manifest, kind, name)) for kind in ("png", "csv"))
+            png, csv_bytes = (documents.read_bytes(folder / file_key(manifest, kind, name)) for kind in ("png", "csv"))
         except FileNotFoundError:
             storage.refresh(folder)
             continue  # superseded and cleaned up while we read: follow the new manifest
@@ -176,7 +176,7 @@ def _check_not_taken(
     """Refuse to publish into a folder that is not this request's report (the manifest decides)."""
     name = str(request.name)
     if existing is None:
-        foreign = storage.is_link(folder) or (not storage.is_remote(folder) and folder.is_file()) or [
+        foreign = documents.is_link(folder) or (not storage.is_remote(folder) and folder.is_file()) or [
             entry.name for entry in storage.list_dir(folder) if not entry.name.startswith((VERSION_PREFIX, "."))
         ]
         if foreign:
@@ -289,7 +289,7 @@ def _current_manifest(manifest_file: DataPath) -> tuple[str | None, dict[str, An
         if before is None:
             return None, None
         try:
-            document = json.loads(storage.read_bytes(manifest_file))
+            document = json.loads(documents.read_bytes(manifest_file))
         except FileNotFoundError:
             continue
         if storage.etag(manifest_file) == before:
@@ -307,7 +307,7 @@ def _clean_up(folder: DataPath, name: str, current: dict[str, Any], superseded: 
             except (KeyError, ValueError, TypeError):
                 continue
             if "/" not in key:  # a report from before versions: its files lie in the folder itself
-                storage.remove_file(folder / key)
+                documents.remove_file(folder / key)
         old = superseded.get("version")
         if isinstance(old, str) and old != keep and _VERSION_RE.fullmatch(old):
             storage.remove_tree(folder / old)

@@ -33,7 +33,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from taxiflow.config import REPORT_DAG_ID, DataPaths
-from taxiflow.data import storage
+from taxiflow.data import documents, storage
 from taxiflow.data.files import write_json_atomically
 from taxiflow.data.storage import DataPath, data_paths
 from taxiflow.reports.request import ReportRequest
@@ -73,7 +73,7 @@ def claim_path(run_id: str, paths: DataPaths) -> DataPath:
 
 def read_claim(run_id: str, paths: DataPaths) -> dict[str, Any] | None:
     try:
-        claim = json.loads(storage.read_bytes(claim_path(run_id, paths)))
+        claim = json.loads(documents.read_bytes(claim_path(run_id, paths)))
     except (OSError, ValueError):
         return None
     return claim if isinstance(claim, dict) and claim.get("run_id") == run_id else None
@@ -183,7 +183,7 @@ def claim_new_requests(
                 continue
             stale = error_file_for(request.stem, paths.outputs)
             if records_clash(stale, request.sha256):  # the clashing run was deleted: run it after all
-                storage.remove_file(stale)
+                documents.remove_file(stale)
             new.append(request)
         elif claim is None:
             clashes.append(_write_clash(request, paths, now))

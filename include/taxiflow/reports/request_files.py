@@ -28,7 +28,7 @@ from datetime import UTC, date, datetime
 from typing import Any
 
 from taxiflow.config import BOROUGHS, DataPaths
-from taxiflow.data import storage
+from taxiflow.data import documents
 from taxiflow.data.files import write_json_atomically
 from taxiflow.data.storage import DataPath, data_paths
 from taxiflow.reports.params import report_param_schemas
@@ -223,7 +223,7 @@ def request_files(requests_dir: DataPath) -> tuple[list[DataPath], list[str]]:
     Hidden files, other suffixes, symlinks (whatever they point at), folders and special files
     are ignored, so no file name or link can steer reading or writing elsewhere.
     """
-    files, others = storage.list_files(requests_dir)
+    files, others = documents.list_files(requests_dir)
     found, ignored = [], list(others)
     for entry in files:
         if entry.name.startswith(".") or not entry.name.endswith(REQUEST_SUFFIX) or entry.name == REQUEST_SUFFIX:
@@ -237,9 +237,9 @@ def read_request_file(path: DataPath, limit: int = MAX_REQUEST_BYTES) -> tuple[b
     """``(content or None if larger than limit, sha256 of all of it, size)``; read-only, no links.
 
     Locally a file swapped for a link or a FIFO between listing and opening is refused, not
-    followed or blocked on (``storage.read_capped``).
+    followed or blocked on (``documents.read_capped``).
     """
-    return storage.read_capped(path, limit)
+    return documents.read_capped(path, limit)
 
 
 def error_document(
@@ -265,7 +265,7 @@ def error_document(
 def _same_error_recorded(target: DataPath, document: Mapping[str, Any]) -> bool:
     """True when ``target`` already reports this error for this content (keeps ``checked_at``)."""
     try:
-        content, _digest, _size = storage.read_capped(target, MAX_REQUEST_BYTES)
+        content, _digest, _size = documents.read_capped(target, MAX_REQUEST_BYTES)
         existing = json.loads(content or b"")
     except (OSError, ValueError):
         return False
@@ -276,7 +276,7 @@ def _same_error_recorded(target: DataPath, document: Mapping[str, Any]) -> bool:
 def records_clash(error_file: DataPath, sha256: str) -> bool:
     """True when ``error_file`` reports a run-id clash for this content (a scan must keep it)."""
     try:
-        document = json.loads(storage.read_bytes(error_file))
+        document = json.loads(documents.read_bytes(error_file))
     except (OSError, ValueError):
         return False
     return isinstance(document, dict) and document.get("field") == "run_id" and document.get("sha256") == sha256
@@ -328,7 +328,7 @@ def scan_requests(paths: DataPaths | None = None, now: Callable[[], str] = utcno
                     written = None
             result.rejected.append(RejectedFile(path, sha256, err, written))
             continue
-        if not records_clash(target, sha256) and storage.remove_file(target):
+        if not records_clash(target, sha256) and documents.remove_file(target):
             result.removed_error_files.append(target)
         result.valid.append(RequestFile(path, sha256, request))
     return result

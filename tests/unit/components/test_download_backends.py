@@ -16,7 +16,7 @@ import pytest
 
 from taxiflow.components.operators import TlcDownloadOperator
 from taxiflow.config import SUCCESS_MARKER, Partition
-from taxiflow.data import ingest, landing, storage
+from taxiflow.data import documents, ingest, landing, storage
 from tests.support.tlc_server import TlcServer, tlc_layout
 
 SAMPLES = Path(__file__).resolve().parents[2] / "data" / "tlc"  # shipped with the repository
@@ -39,13 +39,13 @@ def test_a_downloaded_month_lands_in_the_data_root_marker_last_and_ingests(tlc, 
     folder = any_root.landing_dir(DECEMBER)
     data_file = folder / GREEN_DEC.name
     assert landed == storage.url(data_file)
-    content = storage.read_bytes(data_file)
+    content = documents.read_bytes(data_file)
     assert content == GREEN_DEC.read_bytes()
-    marker = json.loads(storage.read_bytes(folder / SUCCESS_MARKER))
+    marker = json.loads(documents.read_bytes(folder / SUCCESS_MARKER))
     assert marker == {"file": GREEN_DEC.name, "bytes": len(content), "sha256": hashlib.sha256(content).hexdigest()}
     assert storage.info(folder / SUCCESS_MARKER)["modified"] >= storage.info(data_file)["modified"]
-    assert [entry.name for entry in storage.list_files(folder)[0]] == [SUCCESS_MARKER, GREEN_DEC.name]  # no .part
-    assert storage.read_bytes(any_root.zone_table) == (SAMPLES / "taxi_zone_lookup.csv").read_bytes()
+    assert [entry.name for entry in documents.list_files(folder)[0]] == [SUCCESS_MARKER, GREEN_DEC.name]  # no .part
+    assert documents.read_bytes(any_root.zone_table) == (SAMPLES / "taxi_zone_lookup.csv").read_bytes()
 
     assert landing.drop_is_ready(DECEMBER)  # the drop sensor's rules accept it
     ingest.copy_to_raw(DECEMBER)
@@ -60,4 +60,4 @@ def test_a_failed_download_leaves_no_object_and_no_marker(tlc, any_root):
                                    max_attempts=2, retry_wait_seconds=0.01)
     with pytest.raises(Exception, match="500"):
         operator.execute({})
-    assert storage.list_files(any_root.landing_dir(DECEMBER))[0] == []
+    assert documents.list_files(any_root.landing_dir(DECEMBER))[0] == []

@@ -18,7 +18,7 @@ import pandas as pd
 import pytest
 
 from taxiflow.config import DAY_NAMES, INGEST_SOURCES_ENV, SUCCESS_MARKER, DataPaths, Partition, parse_month
-from taxiflow.data import ingest, metrics, warehouse
+from taxiflow.data import ingest, metrics, readers, warehouse
 from taxiflow.reports.render import render_report
 from taxiflow.reports.request import ReportRequest
 
@@ -106,9 +106,9 @@ def test_every_era_head_parses_and_every_row_is_counted(tlc_dir, paths):
             source, _, month = path.stem.split("_")
             start = datetime(parse_month(month).year, parse_month(month).month, 1)
             end = (pd.Timestamp(start) + pd.offsets.MonthBegin(1)).to_pydatetime()
-            raws = [ingest.inspect_raw_file(con, source, path)]
+            raws = [readers.inspect_raw_file(con, source, path)]
             (stats,) = ingest._file_stats(con, raws, start, end)
-            query, params = ingest._trips_query(raws, start, end)
+            query, params = readers.trips_query(raws, start, end)
             (written,) = con.execute(f"SELECT count(*) FROM ({query})", params).fetchone()
 
             assert stats["era"] == expected_era(source, month), path.name

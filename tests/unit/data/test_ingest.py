@@ -11,7 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from taxiflow.config import SUCCESS_MARKER, TRIP_SCHEMA, Partition
-from taxiflow.data import ingest, warehouse
+from taxiflow.data import ingest, strays, warehouse
 
 YELLOW_CSV_HEADER = (
     "vendor_id,pickup_datetime,dropoff_datetime,passenger_count,trip_distance,"
@@ -61,7 +61,7 @@ def ingest_month(data_root, source, month):
 
 def written_trips(data_root, source, month):
     """The month's own trips as its published partition stores them (its strays of other months left out)."""
-    start, end = warehouse.month_bounds(month)
+    start, end = strays.month_bounds(month)
     con = warehouse.duckdb_connection()
     try:
         return con.execute(

@@ -10,38 +10,22 @@ from __future__ import annotations
 import io
 import json
 import threading
-from datetime import datetime, timedelta
+from datetime import datetime
 
 import pandas as pd
-import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 
 from taxiflow.config import DATA_DIR_ENV, STORAGE_CONN_ENV, SUCCESS_MARKER, DataPaths, Partition
-from taxiflow.data import ingest, landing, metrics, storage, warehouse
+from taxiflow.data import check_storage, ingest, landing, metrics, storage, warehouse
+from tests.support import trip_files
+from tests.support.trip_files import minutes
 
 JANUARY = Partition("green", "2024-01")
 
 
 def green_parquet(rows: int, first: datetime, zones=(236, 161, 132, 7, 265)) -> bytes:
-    """A green file in TLC's own parquet schema: ``rows`` pickups a minute apart from ``first``."""
-    pickups = [first + timedelta(minutes=i) for i in range(rows)]
-    table = pa.table({
-        "VendorID": pa.array([2] * rows, pa.int32()),
-        "lpep_pickup_datetime": pa.array(pickups, pa.timestamp("us")),
-        "lpep_dropoff_datetime": pa.array(pickups, pa.timestamp("us")),
-        "passenger_count": pa.array([1] * rows, pa.int64()),
-        "trip_distance": pa.array([2.0] * rows, pa.float64()),
-        "PULocationID": pa.array([zones[i % len(zones)] for i in range(rows)], pa.int32()),
-        "DOLocationID": pa.array([236] * rows, pa.int32()),
-        "payment_type": pa.array([1] * rows, pa.int64()),
-        "fare_amount": pa.array([10.0] * rows, pa.float64()),
-        "tip_amount": pa.array([1.0] * rows, pa.float64()),
-        "total_amount": pa.array([12.0] * rows, pa.float64()),
-    })
-    buffer = io.BytesIO()
-    pq.write_table(table, buffer)
-    return buffer.getvalue()
+    """A green file: ``rows`` pickups a minute apart from ``first``, their zones cycling through ``zones``."""
+    return trip_files.green_parquet(minutes(first, rows), zones)
 
 
 def drop(paths: DataPaths, partition: Partition, files: dict[str, bytes], marker: bool = True) -> None:
@@ -222,7 +206,7 @@ def test_a_bad_s3_root_is_named_with_its_connection(seaweedfs, monkeypatch, case
     monkeypatch.setenv(STORAGE_CONN_ENV, conn_id)
     monkeypatch.setenv(f"AIRFLOW_CONN_{conn_id.upper()}", json.dumps(connection))
     with pytest.raises(storage.StorageError) as raised:
-        storage.check_root()
+        check_storage.check_root()
     message = str(raised.value)
     assert f"s3://{bucket}/data" in message and repr(conn_id) in message
     for word in words:

@@ -17,33 +17,15 @@ import pytest
 
 from taxiflow.config import SUCCESS_MARKER, DataPaths, Partition
 from taxiflow.data import ingest, metrics, storage, versions, warehouse
+from tests.support import trip_files
+from tests.support.trip_files import minutes
 
 JANUARY, DECEMBER = Partition("green", "2024-01"), Partition("green", "2023-12")
 
 
 def green_parquet(pickups: list[datetime], zone: int = 236) -> bytes:
-    """A file in TLC's green parquet schema, one trip per pickup time."""
-    rows = len(pickups)
-    table = pa.table({
-        "VendorID": pa.array([2] * rows, pa.int32()),
-        "lpep_pickup_datetime": pa.array(pickups, pa.timestamp("us")),
-        "lpep_dropoff_datetime": pa.array([p + timedelta(minutes=9) for p in pickups], pa.timestamp("us")),
-        "passenger_count": pa.array([1] * rows, pa.int64()),
-        "trip_distance": pa.array([2.0] * rows, pa.float64()),
-        "PULocationID": pa.array([zone] * rows, pa.int32()),
-        "DOLocationID": pa.array([236] * rows, pa.int32()),
-        "payment_type": pa.array([1] * rows, pa.int64()),
-        "fare_amount": pa.array([10.0] * rows, pa.float64()),
-        "tip_amount": pa.array([1.0] * rows, pa.float64()),
-        "total_amount": pa.array([12.0] * rows, pa.float64()),
-    })
-    buffer = io.BytesIO()
-    pq.write_table(table, buffer)
-    return buffer.getvalue()
-
-
-def minutes(first: datetime, count: int) -> list[datetime]:
-    return [first + timedelta(minutes=i) for i in range(count)]
+    """A green file, one nine-minute trip from ``zone`` per pickup time."""
+    return trip_files.green_parquet(pickups, (zone,), trip_time=timedelta(minutes=9))
 
 
 def ingest_drop(paths: DataPaths, partition: Partition, data: bytes) -> dict:

@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from taxiflow.data import storage
+from taxiflow.data import documents, storage
 from taxiflow.reports import outputs
 from taxiflow.reports.request import ReportRequest
 
@@ -77,14 +77,14 @@ def test_a_new_name_is_created_only_if_absent(any_root):
     outputs.publish_report(request_named("fresh"), b"png", b"csv", 1)
     with pytest.raises(storage.PreconditionFailed):
         storage.replace_if_match(manifest, b"{}", None)
-    assert json.loads(storage.read_bytes(manifest))["total_trips"] == 1
+    assert json.loads(documents.read_bytes(manifest))["total_trips"] == 1
 
 
 def test_a_manifest_naming_a_file_outside_its_report_is_not_followed(any_root):
     request = request_named("jan")
     outputs.publish_report(request, b"png", b"csv", 1)
     manifest_file = outputs.manifest_path("jan")
-    manifest = json.loads(storage.read_bytes(manifest_file))
+    manifest = json.loads(documents.read_bytes(manifest_file))
     manifest["files"]["csv"]["key"] = "../other/secret.csv"
     storage.write_bytes(manifest_file, json.dumps(manifest).encode())
     with pytest.raises(ValueError, match="not a report file"):

@@ -17,7 +17,7 @@ import pytest
 
 from taxiflow.components.triggers import RequestFilesTrigger, folder_fingerprints
 from taxiflow.config import Partition
-from taxiflow.data import ingest, metrics, storage, warehouse
+from taxiflow.data import documents, ingest, metrics, storage, warehouse
 from taxiflow.reports import outputs
 from taxiflow.reports.render import render_report
 from taxiflow.reports.request_claims import (
@@ -58,12 +58,12 @@ def test_a_request_file_becomes_a_published_chart_and_csv(any_root):
     report = outputs.read_report("board")  # through the manifest
     assert report is not None and report.manifest["run_id"] == new[0].run_id
     assert report.png.startswith(b"\x89PNG")
-    trips = pd.read_parquet(io.BytesIO(storage.read_bytes(
+    trips = pd.read_parquet(io.BytesIO(documents.read_bytes(
         any_root.landing_dir(JANUARY) / "green_tripdata_2024-01.parquet")))
     zones = pd.read_csv(warehouse.PACKAGED_ZONE_TABLE)
     expected = int(trips.merge(zones, left_on="PULocationID", right_on="LocationID")["Borough"].eq("Manhattan").sum())
     assert pd.read_csv(io.BytesIO(report.csv))["num_trips"].sum() == report.manifest["total_trips"] == expected > 0
-    assert storage.list_files(any_root.requests)[0][0].name == "board.json"  # the request file is left as it was
+    assert documents.list_files(any_root.requests)[0][0].name == "board.json"  # the request file is left as it was
 
 
 def test_a_bad_request_file_gets_an_error_document_naming_the_field(any_root):
@@ -75,19 +75,19 @@ def test_a_bad_request_file_gets_an_error_document_naming_the_field(any_root):
     scan = scan_requests()
     assert [r.stem for r in scan.valid] == ["good"]
     [bad] = scan.rejected
-    error = json.loads(storage.read_bytes(any_root.outputs / "narnia.error.json"))
+    error = json.loads(documents.read_bytes(any_root.outputs / "narnia.error.json"))
     assert error["field"] == "borough" and error["value"] == "Narnia" and error["file"] == "requests/narnia.json"
     assert "Invalid input for param borough: 'Narnia'" in error["error"] and "Manhattan" in error["allowed"]
     assert bad.error_file == any_root.outputs / "narnia.error.json"
     assert {".hidden.json", "notes.txt"} <= set(scan.ignored)
 
     again = scan_requests()  # the same content: the error file is kept as it was
-    assert json.loads(storage.read_bytes(any_root.outputs / "narnia.error.json")) == error
+    assert json.loads(documents.read_bytes(any_root.outputs / "narnia.error.json")) == error
     put_request(any_root, "narnia.json", REQUEST)  # corrected: its stale error file goes
     fixed = scan_requests()
     assert sorted(r.stem for r in fixed.valid) == ["good", "narnia"] and again.removed_error_files == []
     assert [p.name for p in fixed.removed_error_files] == ["narnia.error.json"]
-    assert storage.list_files(any_root.outputs)[0] == []
+    assert documents.list_files(any_root.outputs)[0] == []
 
 
 def test_of_two_concurrent_claimers_exactly_one_wins(any_root):
@@ -152,7 +152,7 @@ def test_the_watcher_sees_new_and_changed_files_and_nothing_else(any_root):
 
     payload = asyncio.run(first_event())
     assert payload == {"folder": storage.url(any_root.requests), "files": ["a.json"]}
-    assert storage.read_bytes(any_root.requests / "a.json") == json.dumps({**REQUEST, "borough": "Queens"}).encode()
+    assert documents.read_bytes(any_root.requests / "a.json") == json.dumps({**REQUEST, "borough": "Queens"}).encode()
 
 
 @pytest.mark.parametrize("any_root", ["local"], indirect=True)
