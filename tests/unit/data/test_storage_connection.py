@@ -1,4 +1,4 @@
-"""An S3 data root follows its Airflow connection when the connection changes within one process.
+"""An S3 data root, and the report query's DuckDB, follow the Airflow connection when it changes.
 
 Airflow's ``attach`` keeps one filesystem per connection id for the life of a process: without
 ``storage._follow_connection`` a process that outlived a change of the connection (a rotated key,
@@ -61,3 +61,17 @@ def test_an_unchanged_connection_keeps_its_filesystem_and_listing_cache(point_at
     first.dircache["bucket/data"] = []
     again = storage.root().fs
     assert again is first and "bucket/data" in again.dircache
+
+
+def test_the_report_query_reads_through_the_changed_connection(point_at):
+    """The report query keeps one DuckDB per process, which keeps the filesystem it registered."""
+    from taxiflow.reports import query
+
+    point_at("http://127.0.0.1:1005")
+    query._cursor(storage.data_paths()).close()
+    first = query._database
+    query._cursor(storage.data_paths()).close()
+    assert query._database is first  # unchanged: the database is reused
+    point_at("http://127.0.0.1:1006")
+    query._cursor(storage.data_paths()).close()
+    assert query._database is not first and query._database_fs.endpoint_url == "http://127.0.0.1:1006"
