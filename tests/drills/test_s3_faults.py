@@ -42,7 +42,7 @@ from taxiflow.data import faults
 from tests.conftest import REPO_ROOT
 from tests.e2e.test_pipeline import expected_counts
 
-pytestmark = [pytest.mark.drills, pytest.mark.s3]
+pytestmark = [pytest.mark.e2e, pytest.mark.drills, pytest.mark.s3]  # e2e: `make test-fast` skips it
 
 SOURCE = "green"
 MONTHS = ("2023-12", "2024-01")
