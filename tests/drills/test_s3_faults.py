@@ -196,8 +196,8 @@ def test_the_server_killed_there_leaves_nothing_partial_and_the_retry_mends_it(d
 # --- what a reader sees ----------------------------------------------------------------------------
 
 
-def wait_for_pause(process: subprocess.Popen, log: Path, signals: Path) -> str:
-    """The point the armed task paused at, once its ``reached`` file appears; fails if it ends first."""
+def wait_for_pause(process: subprocess.Popen, log: Path, signals: Path) -> None:
+    """Return once the armed task signals ``reached`` (it now waits for ``resume``); fail if it ends first."""
     reached = signals / faults.REACHED_FILE
     deadline = time.monotonic() + PATIENCE
     while not reached.exists():
@@ -207,7 +207,6 @@ def wait_for_pause(process: subprocess.Popen, log: Path, signals: Path) -> str:
             process.kill()
             pytest.fail(f"the task did not reach its point in {PATIENCE} s:\n{log.read_text()}")
         time.sleep(0.05)
-    return reached.read_text()
 
 
 def published_state(drill: Drill) -> dict[str, str]:
