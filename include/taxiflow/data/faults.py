@@ -1,5 +1,5 @@
 """A test-only seam: pause a process at a named point of an object-store write, so a drill can kill
-the S3 server exactly there (the drill is on branch s3faults, docs/drills.md).
+the S3 server exactly there (tests/drills/test_s3_faults.py; docs/drills.md).
 
 Off unless ``TAXIFLOW_FAULT_PAUSE_AT`` is set, which no deployment does. It holds an ``fnmatch``
 pattern over point names ``<when>-<action>:<url>``, e.g. ``before-write:*/_summary.json`` or

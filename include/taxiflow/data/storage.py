@@ -81,7 +81,37 @@ def location(configured: str) -> DataPath:
     from airflow.sdk import ObjectStoragePath  # only for an S3 root: DAG files import this module
 
     prefix = parts.path.strip("/")
+    _follow_connection(conn_id())  # before the path is made: it takes its filesystem from the store
     return ObjectStoragePath(f"s3://{conn_id()}@{parts.netloc}/{prefix}".rstrip("/"))
+
+
+# What each connection id's filesystem in this process was made from (a digest of the connection).
+_attached: dict[str, str] = {}
+
+
+def _follow_connection(conn: str) -> None:
+    """Make Airflow's filesystem for ``conn`` the one its connection describes now.
+
+    Airflow's ``attach`` keeps one filesystem per connection id for the life of the process, made
+    from the connection as it was at first use. A process that outlives a change of the connection
+    (a rotated key, a moved endpoint; a test session that starts a second server) would go on
+    talking to the old endpoint with the old keys. So the connection is read with every root, and a
+    changed one gets a new filesystem; an unchanged one keeps its filesystem and listing cache.
+    """
+    from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+    from airflow.sdk.io import attach, get_fs
+
+    try:
+        connection = S3Hook.get_connection(conn)
+    except Exception:  # not defined: the first use fails, and check_root says why
+        return
+    digest = hashlib.sha256(connection.get_uri().encode()).hexdigest()
+    if _attached.get(conn) == digest:
+        return
+    store = attach("s3", conn)
+    if "fs" in vars(store):  # made (lazily, once) from the connection as it was then; attach never remakes it
+        store.fs = get_fs("s3", conn)
+    _attached[conn] = digest
 
 
 def data_paths() -> DataPaths:

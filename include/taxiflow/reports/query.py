@@ -54,20 +54,23 @@ def _counts_frame(num_trips) -> pd.DataFrame:
 # One in-memory DuckDB per process, opened on first use: creating a database costs more than a
 # report's whole query, and a process that renders several reports (the request DAG, tests, the
 # benchmark) should pay it once. Each query gets its own cursor (a connection of its own); a fork
-# gets a fresh database, since a DuckDB instance must not cross fork().
+# gets a fresh database, since a DuckDB instance must not cross fork(). So does an S3 root whose
+# filesystem changed (its connection did: ``storage.location``): DuckDB keeps the one registered.
 _database: Any = None
 _database_pid: int | None = None
+_database_fs: Any = None  # the filesystem DuckDB reads s3:// through; None for a local root
 _database_lock = threading.Lock()
 
 
 def _cursor(paths: DataPaths):
-    global _database, _database_pid
+    global _database, _database_pid, _database_fs
 
+    fs = paths.root.fs if storage.is_remote(paths.root) else None
     with _database_lock:
-        if _database is None or _database_pid != os.getpid():
+        if _database is None or _database_pid != os.getpid() or (fs is not None and fs is not _database_fs):
             _database = warehouse.duckdb_connection(paths)
             _database_pid = os.getpid()
-        storage.register(_database, paths.root)
+            _database_fs = fs
         return _database.cursor()
 
 

@@ -1,0 +1,77 @@
+"""An S3 data root, and the report query's DuckDB, follow the Airflow connection when it changes.
+
+Airflow's ``attach`` keeps one filesystem per connection id for the life of a process: without
+``storage._follow_connection`` a process that outlived a change of the connection (a rotated key,
+a moved endpoint, or a test session that starts a second server) kept the first endpoint and keys.
+No server is needed: the filesystem is made, never used.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pytest
+
+from taxiflow.config import DATA_DIR_ENV, STORAGE_CONN_ENV
+from taxiflow.data import storage
+
+CONN_ID = "taxiflow_follow_test"  # its own id: Airflow's store cache is per process, shared by every test
+
+
+@pytest.fixture
+def point_at(monkeypatch):
+    """Set the storage connection to an endpoint and keys, as a deployment or a test would."""
+    monkeypatch.setenv(DATA_DIR_ENV, "s3://bucket/data")
+    monkeypatch.setenv(STORAGE_CONN_ENV, CONN_ID)
+
+    def point(endpoint: str, login: str = "key") -> None:
+        monkeypatch.setenv(f"AIRFLOW_CONN_{CONN_ID.upper()}", json.dumps({
+            "conn_type": "aws", "login": login, "password": "secret",
+            "extra": {"endpoint_url": endpoint, "region_name": "us-east-1"},
+        }))
+
+    return point
+
+
+def test_a_changed_endpoint_is_followed(point_at):
+    point_at("http://127.0.0.1:1001")
+    first = storage.root()
+    assert first.fs.endpoint_url == "http://127.0.0.1:1001"
+    point_at("http://127.0.0.1:1002")
+    moved = storage.root()
+    assert moved.fs.endpoint_url == "http://127.0.0.1:1002"
+    assert (moved / "warehouse" / "trips").fs.endpoint_url == "http://127.0.0.1:1002"
+
+
+def test_rotated_keys_are_followed(point_at):
+    point_at("http://127.0.0.1:1003", login="old-key")
+    assert access_key(storage.root().fs) == "old-key"
+    point_at("http://127.0.0.1:1003", login="new-key")
+    assert access_key(storage.root().fs) == "new-key"
+
+
+def access_key(fs) -> str:
+    return asyncio.run(fs.session.get_credentials()).access_key
+
+
+def test_an_unchanged_connection_keeps_its_filesystem_and_listing_cache(point_at):
+    point_at("http://127.0.0.1:1004")
+    first = storage.root().fs
+    first.dircache["bucket/data"] = []
+    again = storage.root().fs
+    assert again is first and "bucket/data" in again.dircache
+
+
+def test_the_report_query_reads_through_the_changed_connection(point_at):
+    """The report query keeps one DuckDB per process, which keeps the filesystem it registered."""
+    from taxiflow.reports import query
+
+    point_at("http://127.0.0.1:1005")
+    query._cursor(storage.data_paths()).close()
+    first = query._database
+    query._cursor(storage.data_paths()).close()
+    assert query._database is first  # unchanged: the database is reused
+    point_at("http://127.0.0.1:1006")
+    query._cursor(storage.data_paths()).close()
+    assert query._database is not first and query._database_fs.endpoint_url == "http://127.0.0.1:1006"
