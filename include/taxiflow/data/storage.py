@@ -23,6 +23,7 @@ check of the root (keys, bucket, endpoint) is ``check_storage``.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import tempfile
