@@ -2,11 +2,11 @@
 
     python -m taxiflow.local.cli up --home .airflow --port 8080 [--demo]   # start, or start what is not running
     python -m taxiflow.local.cli up --home .airflow --storage s3            # data in a local SeaweedFS
-    python -m taxiflow.local.cli status --home .airflow                     # each component's state
     python -m taxiflow.local.cli down --home .airflow                       # stop every process of it
 
 supervisord runs the processes (:mod:`taxiflow.local.supervisor`); a component that crashes is
 restarted by it, so ``up`` only has something to do after ``down`` or when supervisord gave up.
+``make status`` is supervisord's own ``supervisorctl status``.
 """
 
 from __future__ import annotations
@@ -43,18 +43,6 @@ def bootstrap_demo(stack: AirflowStack) -> None:
                   "--from-date", f"{DEMO_MONTHS[0]}-01", "--to-date", f"{DEMO_MONTHS[-1]}-01")
     print(f"taxiflow: backfilling {INGEST_DAG_ID} for {', '.join(DEMO_MONTHS)} (a few minutes; watch the UI)",
           flush=True)
-
-
-def print_status(stack: AirflowStack) -> int:
-    """One line per component; exit 0 only if every component runs."""
-    status = stack.status()
-    if not status:
-        print(f"taxiflow: not running (no supervisord answers on {stack.supervisord.socket})")
-        return 1
-    for name, info in status.items():
-        print(f"{name:15} {info['state']:9} {info['description']}")
-    print(f"logs: {stack.logs_dir}")
-    return 0 if all(info["running"] for info in status.values()) else 1
 
 
 def check_data_root() -> None:
@@ -111,9 +99,9 @@ taxiflow is running.
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Parse the command line and run ``up``, ``down`` or ``status``."""
+    """Parse the command line and run ``up`` or ``down``."""
     parser = argparse.ArgumentParser(prog="python -m taxiflow.local.cli", description=__doc__.splitlines()[0])
-    parser.add_argument("action", choices=["up", "down", "status"])
+    parser.add_argument("action", choices=["up", "down"])
     parser.add_argument("--home", type=Path, required=True, help="AIRFLOW_HOME for this deployment")
     parser.add_argument("--project-dir", type=Path, default=Path.cwd(), help="folder holding dags/ and plugins/")
     parser.add_argument("--port", type=int, default=8080)
@@ -133,8 +121,6 @@ def main(argv: list[str] | None = None) -> int:
         stack.stop()
         print(f"taxiflow: stopped every process of the deployment in {stack.home}")
         return 0
-    if args.action == "status":
-        return print_status(stack)
     try:
         check_data_root()  # the user's own bucket, before anything starts
         return up(stack, args.demo)

@@ -30,7 +30,7 @@ import taxiflow
 from taxiflow.config import DATA_DIR_ENV
 from taxiflow.local import object_store
 from taxiflow.local.metadata_db import EmbeddedPostgres
-from taxiflow.local.ports import free_port, listening, port_in_use
+from taxiflow.local.ports import free_port, listening
 from taxiflow.local.supervisor import RUNNING_STATES, Program, Supervisord, render_config
 
 __all__ = ["AirflowStack", "free_port"]
@@ -274,7 +274,7 @@ class AirflowStack:
                   (ports["log"], LOG_SERVER_COMPONENT, PORT_SETTINGS["log"]),
                   (ports["postgres"], DATABASE_COMPONENT, f"{PORT_SETTINGS['postgres']} (kept in {PORTS_FILE})")]
         taken = [f"port {port} ({component}; set {how})" for port, component, how in needed
-                 if component in wanted and (component != DATABASE_COMPONENT or self.embedded_db) and port_in_use(port)]
+                 if component in wanted and (component != DATABASE_COMPONENT or self.embedded_db) and listening(port)]
         if taken:
             raise RuntimeError("cannot start: already in use by another program: " + ", ".join(taken))
 

@@ -47,7 +47,8 @@ class Program:
 
     def section(self, logs_dir: Path) -> str:
         settings = {
-            "command": shlex.join(self.command), "directory": str(self.directory),
+            # 10: a program outside the ``airflow`` group (priority 100) is stopped after it
+            "command": shlex.join(self.command), "directory": str(self.directory), "priority": "10",
             "autostart": "false", "autorestart": "true", "startsecs": "3", "startretries": "10",
             "stopsignal": self.stopsignal, "stopwaitsecs": "30", "stopasgroup": "true", "killasgroup": "true",
             "redirect_stderr": "true", "stdout_logfile": str(logs_dir / f"{self.name}.log"),

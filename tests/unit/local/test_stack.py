@@ -209,7 +209,8 @@ time.sleep(600)
 def test_supervisord_restarts_a_killed_program_ends_what_it_left_and_stop_leaves_nothing(tmp_path):
     """The generated config on a real supervisord: a program killed with SIGKILL is started again
     (and the one configured to restart with it), the child it left behind (as a dead scheduler
-    leaves its workers) is ended by the listener, and a shutdown leaves no process of the session."""
+    leaves its workers) is ended by the listener, and a shutdown stops the ``airflow`` group before
+    the database and leaves no process of the session."""
     import os
     import signal
     import subprocess
@@ -264,6 +265,8 @@ def test_supervisord_restarts_a_killed_program_ends_what_it_left_and_stop_leaves
         sup.shutdown()
     assert not session_processes(sid), "processes of the deployment left after stop"
     assert not (tmp_path / "supervisord.pid").exists()
+    log = (tmp_path / "logs" / "supervisord.log").read_text()
+    assert log.index("stopped: second") < log.index("stopped: postgres"), "Airflow stops before its database"
 
 
 @pytest.mark.s3
