@@ -159,12 +159,13 @@ class AirflowStack:
         path = self.home / PORTS_FILE
         kept = json.loads(path.read_text()) if path.exists() else {}
         wanted = {**PORT_SETTINGS, **({flag: "" for flag in object_store.PORT_FLAGS} if self.object_store else {})}
-        ports: dict[str, int] = {}
+        ports = dict(kept)  # SeaweedFS's stay kept through runs without it: its files remember them
         for key, name in wanted.items():
-            port = int((name and (self.extra_env.get(name) or os.environ.get(name))) or kept.get(key) or free_port())
-            while port in ports.values():  # a free port chosen again
-                port = free_port()
-            ports[key] = port
+            if configured := name and (self.extra_env.get(name) or os.environ.get(name)):
+                ports[key] = int(configured)
+            while key not in ports:
+                if (port := free_port()) not in ports.values():  # not one chosen a moment ago
+                    ports[key] = port
         if ports != kept:
             self.home.mkdir(parents=True, exist_ok=True)
             path.write_text(json.dumps(ports))
