@@ -82,15 +82,15 @@ def up(stack: AirflowStack, demo: bool) -> int:
         if not status:
             stack.stop()
         raise
-    user, password = next(iter(stack.users.items()))
+    user, password, data_root = *next(iter(stack.users.items())), stack.env()[DATA_DIR_ENV]
     example = '{"borough": "Manhattan", "start_date": "2023-12-18", "end_date": "2024-01-08"}'
     print(
         f"""
 taxiflow is running.
   UI:      {stack.base_url}   (login: {user} / {password})
-  Data:    {stack.env()[DATA_DIR_ENV]}
+  Data:    {data_root}
   Trigger: airflow dags trigger {REPORT_DAG_ID} --conf '{example}'
-           (run it as: make airflow ARGS="dags trigger ..."; outputs land in the data root's outputs/)
+           (run it as: make airflow ARGS="dags trigger ..."; outputs land in {data_root}/outputs)
   Status:  make status        Stop: make stop        Logs: {stack.logs_dir}
 """,
         flush=True,
@@ -112,6 +112,7 @@ def main(argv: list[str] | None = None) -> int:
 
     project, configured = args.project_dir.resolve(), os.environ.get(DATA_DIR_ENV, "")
     own_bucket = configured.startswith("s3://")  # the user's own S3: passed to every process as it is
+    # `make run` downloads from TLC's public host unless the user points nyc_tlc elsewhere.
     env = {"AIRFLOW_CONN_NYC_TLC": os.environ.get("AIRFLOW_CONN_NYC_TLC", TLC_PUBLIC_BASE_URL),
            **({DATA_DIR_ENV: configured} if own_bucket else {})}
     stack = AirflowStack(home=args.home.resolve(), project_dir=project, port=args.port, extra_env=env,
