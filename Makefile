@@ -44,8 +44,11 @@ run: venv $(if $(filter s3,$(STORAGE)),dev)
 stop:
 	$(BIN)/python -m taxiflow.local.cli down --home $(HOME_DIR) --project-dir $(CURDIR)
 
+# supervisord's own status: one line per program (state, pid, uptime); exit 0 only if all run
 status:
-	$(BIN)/python -m taxiflow.local.cli status --home $(HOME_DIR) --project-dir $(CURDIR)
+	@test -f $(HOME_DIR)/supervisord.conf || { echo "taxiflow: never started in $(HOME_DIR) (make run)"; exit 1; }
+	@$(BIN)/supervisorctl -c $(HOME_DIR)/supervisord.conf status || { rc=$$?; \
+	  [ $$rc != 4 ] || echo "taxiflow: not running (supervisord does not answer; make run starts it)"; exit $$rc; }
 
 airflow:
 	. $(HOME_DIR)/env.sh && airflow $(ARGS)

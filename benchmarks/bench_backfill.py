@@ -1,6 +1,6 @@
 """A year's backfill on the embedded default: 12 months x 2 sources, wall time against compute time.
 
-Synthetic months of realistic size (TLC's parquet schema, ``taxiflow.local.demo``: yellow 3M trips a
+Synthetic months of realistic size (TLC's parquet schema, ``taxiflow.demo``: yellow 3M trips a
 month, green 65k, as TLC's 2023 files; ``quick``: 300k and 10k) are dropped for 2023-01..12, then
 ``airflow backfill create`` ingests them on a live deployment with ``make run``'s settings and the
 DAGs' own defaults (no shortened waits). Rows:
@@ -65,7 +65,7 @@ def _wait_for_backfill(stack, dag_id: str, runs: int, timeout: float) -> list[di
 
 def run(work_dir: Path, quick: bool = False) -> list[dict]:
     from taxiflow.config import INGEST_DAG_ID, METRICS_DAG_ID, DataPaths, Partition
-    from taxiflow.local import demo
+    from taxiflow.demo import trips as demo
 
     stack = new_stack(enterable_root(work_dir))
     paths = DataPaths(stack.data_dir)

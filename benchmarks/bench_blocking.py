@@ -15,7 +15,7 @@ import urllib.parse
 from pathlib import Path
 
 from taxiflow.config import INGEST_DAG_ID, REPORT_DAG_ID, DataPaths
-from taxiflow.local.demo import generate_month
+from taxiflow.demo.trips import generate_month
 from taxiflow.local.ports import free_port
 from tests.support.live import LiveStack  # the project root is on sys.path (benchmarks/run.py)
 

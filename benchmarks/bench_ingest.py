@@ -57,7 +57,7 @@ def prepare_month(paths: DataPaths, rows: int) -> Path:
     existing = sorted(landing.glob("*.parquet")) if landing.is_dir() else []
     if not (len(existing) == 1 and pq.ParquetFile(existing[0]).metadata.num_rows == rows):
         shutil.rmtree(landing, ignore_errors=True)
-        from taxiflow.local.demo import generate_month
+        from taxiflow.demo.trips import generate_month
 
         generate_month(SOURCE, MONTH, rows, paths=paths)
     ingest.copy_to_raw(Partition(SOURCE, MONTH), paths)

@@ -195,7 +195,7 @@ def airflow_defaults(settings: dict[str, str]) -> dict[str, str]:
 
 def run(work_dir: Path, quick: bool = False, tuned: bool = True, request_files: bool = True) -> list[dict]:
     from taxiflow.config import INGEST_DAG_ID, METRICS_DAG_ID, REPORT_DAG_ID, REQUESTS_DAG_ID, DataPaths
-    from taxiflow.local import demo
+    from taxiflow.demo import trips as demo
     from taxiflow.local.stack import LOCAL_AIRFLOW_SETTINGS
     from taxiflow.reports.request import ReportRequest
 

@@ -1,7 +1,7 @@
 """Benchmark: a borough report from the metrics table vs the seed's scan of every trip.
 
 Setup (not timed): 1, then 6, then 12 months of synthetic full-size yellow volume (~3M trips a
-month; ``quick``: 100k) generated with ``taxiflow.local.demo``, ingested with ``ingest.copy_to_raw`` and
+month; ``quick``: 100k) generated with ``taxiflow.demo``, ingested with ``ingest.copy_to_raw`` and
 ``ingest.process_partition`` and aggregated with ``metrics.build_metrics``; for the baseline, the
 same normalised trips appended to one ``trips`` table in a ``.duckdb`` file, with the zone table.
 
@@ -31,7 +31,7 @@ from typing import Any
 
 from taxiflow.config import DAY_NAMES, DataPaths, Partition, duckdb_settings, format_month, parse_month
 from taxiflow.data.storage import data_paths
-from taxiflow.local import demo
+from taxiflow.demo import trips as demo
 from taxiflow.reports import query, render
 from taxiflow.reports import request as reports_request
 from taxiflow.reports.render import ReportOutputs

@@ -87,7 +87,7 @@ def best_of(env: dict[str, str], step: str, argument: str) -> dict:
 
 def prepare(env: dict[str, str], rows: int, report_trips: int) -> None:
     """Drop the month to ingest; drop and ingest the report's twelve months (not measured)."""
-    from taxiflow.local.demo import generate_month
+    from taxiflow.demo.trips import generate_month
 
     saved = dict(os.environ)
     os.environ.update(env)
@@ -124,7 +124,7 @@ def compare(name: str, local: dict, s3: dict, quick: bool) -> list[dict]:
 
 def run(work_dir: Path, quick: bool = False) -> list[dict]:
     """Both backends, same data, same steps; rows comparing them."""
-    from taxiflow.local.object_store import start_seaweedfs
+    from tests.support.seaweedfs import start_seaweedfs
 
     work_dir = Path(work_dir).resolve()
     rows = QUICK_ROWS if quick else FULL_ROWS

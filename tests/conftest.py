@@ -53,7 +53,7 @@ def tlc_dir() -> Path:
 @pytest.fixture(scope="session")
 def seaweedfs(tmp_path_factory):
     """A real S3 server (SeaweedFS ``weed mini``) on loopback free ports, stopped by its PID at the end."""
-    from taxiflow.local.object_store import start_seaweedfs
+    from tests.support.seaweedfs import start_seaweedfs
 
     server = start_seaweedfs(tmp_path_factory.mktemp("seaweedfs"), bucket="taxiflow-tests")
     yield server

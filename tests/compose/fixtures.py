@@ -93,7 +93,7 @@ def tlc(engine, tmp_path_factory):
     """tests/support/tlc_server.py on Docker's host-side bridge address: reachable from the containers as
     host.docker.internal, from nowhere else; serves OPT_IN_MONTH for both sources and the zone table."""
     from taxiflow.data.tlc import trip_file_name as tlc_file_name
-    from taxiflow.local.demo import generate_month
+    from taxiflow.demo.trips import generate_month
 
     gateway = subprocess.run(["docker", "network", "inspect", "bridge", "-f", "{{(index .IPAM.Config 0).Gateway}}"],
                              check=True, capture_output=True, text=True).stdout.strip()

@@ -46,7 +46,7 @@ RESTART_MONTH = "2025-02"  # a real green month (TLC's 2025 schema)
 
 @pytest.fixture(scope="module")
 def big_month(tmp_path_factory) -> Path:
-    from taxiflow.local.demo import generate_month
+    from taxiflow.demo.trips import generate_month
 
     staging = DataPaths(tmp_path_factory.mktemp("drill-staging"))
     return generate_month("green", BIG_MONTH, trips=BIG_TRIPS, seed=29, paths=staging)

@@ -123,7 +123,7 @@ class Drill:
 @pytest.fixture(scope="module")
 def drill(tmp_path_factory, tlc_dir):
     from taxiflow.data import storage, warehouse
-    from taxiflow.local.object_store import start_seaweedfs
+    from tests.support.seaweedfs import start_seaweedfs
 
     work = tmp_path_factory.mktemp("s3-faults")
     server = start_seaweedfs(work / "seaweedfs", bucket="taxiflow-drill")

@@ -204,7 +204,7 @@ def drill_stack(root: Path) -> LiveStack:
 
 def ingest_drill_month(stack: LiveStack) -> None:
     """Drop a small month of both sources and ingest it (the reports' data)."""
-    from taxiflow.local.demo import generate_month
+    from taxiflow.demo.trips import generate_month
 
     for source, trips in DRILL_TRIPS.items():
         generate_month(source, DRILL_MONTH, trips, paths=DataPaths(stack.data_dir))

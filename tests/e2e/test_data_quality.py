@@ -45,7 +45,7 @@ def report(stack, run_id: str, conf: dict) -> dict:
 @pytest.fixture(scope="module")
 def refused(airflow_stack):
     """2022-09 ingested, reported on, then re-dropped corrupt and refused; 2022-10 refused from the start."""
-    from taxiflow.local.demo import generate_month
+    from taxiflow.demo.trips import generate_month
 
     stack = airflow_stack
     paths = DataPaths(stack.data_dir)

@@ -29,7 +29,7 @@ ON_TIME, LATE = "2024-02", "2024-03"
 @pytest.fixture(scope="module")
 def alerted():
     """Run February (drops in time) to the end, then March (green never drops) until its alert arrives."""
-    from taxiflow.local.demo import generate_month
+    from taxiflow.demo.trips import generate_month
 
     with WebhookReceiver() as receiver, live_deployment("e2e-alerts", extra_env={
         **FAST_WAITS,

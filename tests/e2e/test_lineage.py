@@ -45,7 +45,7 @@ def sha256(path) -> str:
 
 @pytest.fixture(scope="module")
 def lineage_run(airflow_stack):
-    from taxiflow.local.demo import generate_month
+    from taxiflow.demo.trips import generate_month
 
     stack = airflow_stack
     paths = DataPaths(stack.data_dir)

@@ -83,7 +83,7 @@ def task_log(stack, dag_id: str, run_id: str, task_id: str) -> str:
 def pipeline(airflow_stack, tmp_path_factory, tlc_dir):
     """Drop three months, ingest them (backfill + CLI), and wait for every ingest run to finish."""
     from taxiflow.config import DataPaths
-    from taxiflow.local.demo import generate_month
+    from taxiflow.demo.trips import generate_month
 
     stack = airflow_stack
     landing = stack.data_dir / "landing"
@@ -248,7 +248,7 @@ def test_files_landing_while_the_sensor_waits_are_picked_up(pipeline):
     import time
 
     from taxiflow.config import DataPaths
-    from taxiflow.local.demo import generate_month
+    from taxiflow.demo.trips import generate_month
 
     stack = pipeline["stack"]
     stack.airflow("dags", "trigger", INGEST_DAG_ID, "-l", "2023-11-01T00:00:00+00:00", "-r", "ingest_nov")

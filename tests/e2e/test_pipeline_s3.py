@@ -45,7 +45,7 @@ def s3_stack(seaweedfs, tmp_path_factory):
 
 def test_a_month_in_a_bucket_is_ingested_and_reported_with_the_right_numbers(s3_stack, tlc_dir, monkeypatch):
     from taxiflow.data import ingest, storage, warehouse
-    from taxiflow.local.demo import generate_month
+    from taxiflow.demo.trips import generate_month
     from taxiflow.reports.outputs import read_report
 
     stack, env, local_data = s3_stack

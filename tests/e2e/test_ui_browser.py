@@ -76,7 +76,7 @@ def ingested_month(stack, month: str, timeout: float = 300) -> dict:
     status, body = stack.api("GET", query)
     assert status == 200, body
     if not body["dag_runs"]:
-        from taxiflow.local.demo import generate_month
+        from taxiflow.demo.trips import generate_month
 
         paths = DataPaths(stack.data_dir)
         for source in DEFAULT_REPORT_SOURCES:

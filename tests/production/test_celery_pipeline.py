@@ -21,7 +21,7 @@ pytestmark = pytest.mark.e2e
 @pytest.fixture(scope="module")
 def ingested(celery_stack):
     from taxiflow.config import DataPaths
-    from taxiflow.local.demo import generate_month
+    from taxiflow.demo.trips import generate_month
 
     paths = DataPaths(celery_stack.data_dir)
     for source, trips in (("yellow", 5000), ("green", 1500)):

@@ -2,9 +2,9 @@
 
 The package's folders are its layers (docs/index.md, Architecture). A module may import its own
 folder and any layer below its own, never one above: ``data`` knows nothing of reports, and a door
-never reaches into a component (nor a component into a door). ``local/`` and the benchmarks are
-tools on top and may import anything. Nor does any module of the package import, directly or
-through others, a module that imports it back: no import circles.
+never reaches into a component (nor a component into a door). ``demo/`` (synthetic TLC months),
+``local/`` (``make run``) and the benchmarks are tools on top, in that order. Nor does any module of
+the package import, directly or through others, a module that imports it back: no import circles.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ PACKAGE = REPO_ROOT / "include" / "taxiflow"
 
 # Height of each layer; a module imports only from lower layers (or its own folder).
 LAYERS = {"config": 0, "data": 1, "reports": 2, "components": 3, "doors": 3, "dags": 4, "plugins": 4,
-          "local": 5, "benchmarks": 6}
+          "demo": 5, "local": 6, "benchmarks": 7}
 
 
 def layer_of(path: Path) -> str:

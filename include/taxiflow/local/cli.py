@@ -2,11 +2,11 @@
 
     python -m taxiflow.local.cli up --home .airflow --port 8080 [--demo]   # start, or start what is not running
     python -m taxiflow.local.cli up --home .airflow --storage s3            # data in a local SeaweedFS
-    python -m taxiflow.local.cli status --home .airflow                     # each component's state
     python -m taxiflow.local.cli down --home .airflow                       # stop every process of it
 
 supervisord runs the processes (:mod:`taxiflow.local.supervisor`); a component that crashes is
 restarted by it, so ``up`` only has something to do after ``down`` or when supervisord gave up.
+``make status`` is supervisord's own ``supervisorctl status``.
 """
 
 from __future__ import annotations
@@ -19,7 +19,6 @@ from pathlib import Path
 from taxiflow.config import DATA_DIR_ENV, INGEST_DAG_ID, METRICS_DAG_ID, REPORT_DAG_ID, SOURCE_NAMES
 from taxiflow.data.storage import StorageError
 from taxiflow.data.tlc import TLC_PUBLIC_BASE_URL
-from taxiflow.local.object_store import start_for_stack, stop_for_stack
 from taxiflow.local.stack import AirflowStack
 
 DEMO_MONTHS = ("2023-12", "2024-01")
@@ -29,7 +28,7 @@ def bootstrap_demo(stack: AirflowStack) -> None:
     """Drop the demo months (unless already there) and backfill their ingest."""
     from taxiflow.config import DataPaths
     from taxiflow.data import storage
-    from taxiflow.local import demo
+    from taxiflow.demo import trips as demo
 
     paths = DataPaths(storage.root()) if storage.is_remote(storage.root()) else DataPaths(stack.data_dir)
     missing = [m for m in DEMO_MONTHS if not any((paths.landing / s / m / "_SUCCESS").exists() for s in SOURCE_NAMES)]
@@ -46,16 +45,13 @@ def bootstrap_demo(stack: AirflowStack) -> None:
           flush=True)
 
 
-def print_status(stack: AirflowStack) -> int:
-    """One line per component; exit 0 only if every component runs."""
-    status = stack.status()
-    if not status:
-        print(f"taxiflow: not running (no supervisord answers on {stack.supervisord.socket})")
-        return 1
-    for name, info in status.items():
-        print(f"{name:15} {info['state']:9} {info['description']}")
-    print(f"logs: {stack.logs_dir}")
-    return 0 if all(info["running"] for info in status.values()) else 1
+def check_data_root() -> None:
+    """With the data in S3, that it answers a write: wrong keys, a missing bucket or an unreachable
+    endpoint stop ``make run`` with a ``StorageError`` naming the URL and the connection."""
+    from taxiflow.data import check_storage
+
+    if "://" in os.environ.get(DATA_DIR_ENV, ""):  # checked before Airflow is imported here
+        print(f"taxiflow: data in {check_storage.check()}", flush=True)
 
 
 def up(stack: AirflowStack, demo: bool) -> int:
@@ -67,13 +63,17 @@ def up(stack: AirflowStack, demo: bool) -> int:
         return 0
     if status:
         print(f"taxiflow: starting what is not running: {', '.join(dead)}", flush=True)
-        stack.prepare_home()
-        stack.start()
     else:
         print(f"taxiflow: starting Airflow in {stack.home} (logs: {stack.logs_dir}) ...", flush=True)
-        stack.migrate()
-        stack.start()
     try:
+        stack.prepare_home()
+        if stack.object_store:
+            stack.start_object_store()
+            os.environ.update(stack.object_store_env())  # this process (the check, the demo drop) uses it too
+            check_data_root()
+        if not status:
+            stack.migrate()
+        stack.start()
         stack.wait_until_healthy()
         stack.wait_for_dags([INGEST_DAG_ID, METRICS_DAG_ID, REPORT_DAG_ID])
         if demo:
@@ -82,15 +82,15 @@ def up(stack: AirflowStack, demo: bool) -> int:
         if not status:
             stack.stop()
         raise
-    user, password = next(iter(stack.users.items()))
+    user, password, data_root = *next(iter(stack.users.items())), stack.env()[DATA_DIR_ENV]
     example = '{"borough": "Manhattan", "start_date": "2023-12-18", "end_date": "2024-01-08"}'
     print(
         f"""
 taxiflow is running.
   UI:      {stack.base_url}   (login: {user} / {password})
-  Data:    {stack.data_dir}
+  Data:    {data_root}
   Trigger: airflow dags trigger {REPORT_DAG_ID} --conf '{example}'
-           (run it as: make airflow ARGS="dags trigger ..."; outputs land in {stack.data_dir / 'outputs'})
+           (run it as: make airflow ARGS="dags trigger ..."; outputs land in {data_root}/outputs)
   Status:  make status        Stop: make stop        Logs: {stack.logs_dir}
 """,
         flush=True,
@@ -98,67 +98,36 @@ taxiflow is running.
     return 0
 
 
-def object_storage_env(home: Path, storage_kind: str) -> dict[str, str]:
-    """The env that points the stack at its object store, checked before anything starts.
-
-    ``s3``: a local SeaweedFS (started, or reused if it runs). A ``TAXIFLOW_DATA_DIR=s3://...`` of
-    the user's own (AWS S3, MinIO ...) is used as it is. Either way the data root must answer a
-    write: wrong keys, a missing bucket or an unreachable endpoint stop ``make run`` with a
-    ``StorageError`` naming the URL and the connection.
-    """
-    from taxiflow.data import check_storage
-
-    configured = os.environ.get(DATA_DIR_ENV, "")
-    env: dict[str, str] = {}
-    if configured.startswith("s3://"):
-        env = {DATA_DIR_ENV: configured}  # the user's own bucket: passed to every process as it is
-    elif storage_kind == "s3":
-        home.mkdir(parents=True, exist_ok=True)
-        env = start_for_stack(home)
-    os.environ.update(env)  # this process (the demo drop, the check) uses the same root
-    if "://" in os.environ.get(DATA_DIR_ENV, ""):  # a URL: checked before Airflow is imported here
-        print(f"taxiflow: data in {check_storage.check()}", flush=True)
-    return env
-
-
 def main(argv: list[str] | None = None) -> int:
-    """Parse the command line and run ``up``, ``down`` or ``status``."""
+    """Parse the command line and run ``up`` or ``down``."""
     parser = argparse.ArgumentParser(prog="python -m taxiflow.local.cli", description=__doc__.splitlines()[0])
-    parser.add_argument("action", choices=["up", "down", "status"])
+    parser.add_argument("action", choices=["up", "down"])
     parser.add_argument("--home", type=Path, required=True, help="AIRFLOW_HOME for this deployment")
     parser.add_argument("--project-dir", type=Path, default=Path.cwd(), help="folder holding dags/ and plugins/")
-    parser.add_argument("--data-dir", type=Path, default=None,
-                        help=f"data root (default: ${DATA_DIR_ENV} or <project>/data)")
     parser.add_argument("--port", type=int, default=8080)
     parser.add_argument("--demo", action="store_true", help="drop the demo months and backfill them")
-    parser.add_argument("--storage", choices=["local", "s3"], default=os.environ.get("STORAGE") or "local",
-                        help="local: the data folder; s3: a local SeaweedFS S3 server started with the stack")
+    parser.add_argument("--storage", choices=["local", "s3"], default="local",
+                        help="local: the data folder; s3: a local SeaweedFS S3 server run with the stack")
     args = parser.parse_args(argv)
 
-    project = args.project_dir.resolve()
-    configured = os.environ.get(DATA_DIR_ENV, "")
-    local_default = project / "data" if configured.startswith("s3://") else Path(configured or project / "data")
-    data_dir = (args.data_dir or local_default).resolve()
+    project, configured = args.project_dir.resolve(), os.environ.get(DATA_DIR_ENV, "")
+    own_bucket = configured.startswith("s3://")  # the user's own S3: passed to every process as it is
     # `make run` downloads from TLC's public host unless the user points nyc_tlc elsewhere.
-    tlc = {"AIRFLOW_CONN_NYC_TLC": os.environ.get("AIRFLOW_CONN_NYC_TLC", TLC_PUBLIC_BASE_URL)}
-    storage_env: dict[str, str] = {}
-    if args.action == "up":
-        try:
-            storage_env = object_storage_env(args.home.resolve(), args.storage)
-        except (StorageError, ValueError) as err:  # ValueError: TAXIFLOW_DATA_DIR is no folder nor s3:// URL
-            print(f"taxiflow: {err}", file=sys.stderr)
-            return 2
-    stack = AirflowStack(home=args.home.resolve(), project_dir=project, data_dir=data_dir, port=args.port,
-                         extra_env={**tlc, **storage_env})
+    env = {"AIRFLOW_CONN_NYC_TLC": os.environ.get("AIRFLOW_CONN_NYC_TLC", TLC_PUBLIC_BASE_URL),
+           **({DATA_DIR_ENV: configured} if own_bucket else {})}
+    stack = AirflowStack(home=args.home.resolve(), project_dir=project, port=args.port, extra_env=env,
+                         data_dir=(project / "data" if own_bucket else Path(configured or project / "data")).resolve(),
+                         object_store=args.storage == "s3" and not own_bucket)
     if args.action == "down":
         stack.stop()
         print(f"taxiflow: stopped every process of the deployment in {stack.home}")
-        if stop_for_stack(args.home.resolve()):
-            print("taxiflow: stopped the local SeaweedFS S3 server")
         return 0
-    if args.action == "status":
-        return print_status(stack)
-    return up(stack, args.demo)
+    try:
+        check_data_root()  # the user's own bucket, before anything starts
+        return up(stack, args.demo)
+    except (StorageError, ValueError) as err:  # ValueError: TAXIFLOW_DATA_DIR is no folder nor s3:// URL
+        print(f"taxiflow: {err}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -171,39 +171,31 @@ class EmbeddedPostgres:
         return [sys.executable, "-m", "taxiflow.local.metadata_db", "serve", str(self.root), str(self.port)]
 
     def wait_ready(self, failed: Callable[[], str | None] = lambda: None) -> None:
-        """Wait until the server accepts a login (crash recovery included), up to ``start_timeout``."""
+        """Wait until the server accepts a login (crash recovery included), up to ``start_timeout``,
+        then create the database ``airflow`` if it is not there yet (a fresh cluster)."""
         import psycopg2  # type: ignore[import-untyped]  # no stubs pinned; only connect() is used
 
         deadline = time.monotonic() + self.start_timeout
-        last = ""
-        while time.monotonic() < deadline:
-            why = failed()
-            if why:
-                raise RuntimeError(f"postgres on 127.0.0.1:{self.port} did not start: {why}")
+        while (why := failed()) is None:
             try:
-                psycopg2.connect(host="127.0.0.1", port=self.port, user=DB_USER, password=self.password(),
-                                 dbname="postgres", connect_timeout=3).close()
-                break
+                conn = psycopg2.connect(host="127.0.0.1", port=self.port, user=DB_USER, password=self.password(),
+                                        dbname="postgres", connect_timeout=3)
             except psycopg2.OperationalError as err:
-                last = str(err).strip()
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"postgres on 127.0.0.1:{self.port} not ready after {self.start_timeout}s: "
+                                       f"{str(err).strip()}") from None
                 time.sleep(0.5)
-        else:
-            raise TimeoutError(f"postgres on 127.0.0.1:{self.port} not ready after {self.start_timeout}s: {last}")
-        self._ensure_database()
-
-    def _ensure_database(self) -> None:
-        import psycopg2
-
-        conn = psycopg2.connect(host="127.0.0.1", port=self.port, user=DB_USER, password=self.password(),
-                                dbname="postgres")
-        conn.autocommit = True
-        try:
-            with conn.cursor() as cur:
-                cur.execute("SELECT 1 FROM pg_database WHERE datname = %s", (DB_NAME,))
-                if cur.fetchone() is None:
-                    cur.execute(f'CREATE DATABASE "{DB_NAME}"')  # fixed identifier, not user input
-        finally:
-            conn.close()
+                continue
+            conn.autocommit = True
+            try:
+                with conn.cursor() as cur:
+                    cur.execute("SELECT 1 FROM pg_database WHERE datname = %s", (DB_NAME,))
+                    if cur.fetchone() is None:
+                        cur.execute(f'CREATE DATABASE "{DB_NAME}"')  # fixed identifier, not user input
+            finally:
+                conn.close()
+            return
+        raise RuntimeError(f"postgres on 127.0.0.1:{self.port} did not start: {why}")
 
 
 if __name__ == "__main__" and sys.argv[1:2] == ["serve"]:

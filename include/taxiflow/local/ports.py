@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import errno
 import socket
 
 
@@ -20,24 +19,8 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def port_in_use(port: int) -> bool:
-    """True if something already listens on (or holds) this TCP port, on any interface."""
-    for family, address in ((socket.AF_INET, "0.0.0.0"), (socket.AF_INET6, "::")):
-        with socket.socket(family, socket.SOCK_STREAM) as sock:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            try:
-                sock.bind((address, port))
-            except OSError as err:
-                if err.errno == errno.EADDRINUSE:
-                    return True
-                if err.errno in (errno.EAFNOSUPPORT, errno.EADDRNOTAVAIL):
-                    continue
-                raise
-    return False
-
-
 def listening(port: int, host: str = "127.0.0.1") -> bool:
-    """True if a connection to host:port is accepted."""
+    """True if a connection to host:port is accepted: something listens there (or on every interface)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.settimeout(1)
         return sock.connect_ex((host, port)) == 0

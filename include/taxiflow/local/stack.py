@@ -11,7 +11,6 @@ itself is supervisord's (:mod:`taxiflow.local.supervisor`).
 from __future__ import annotations
 
 import compileall
-import contextlib
 import json
 import os
 import secrets
@@ -22,23 +21,25 @@ import sys
 import time
 import urllib.error
 import urllib.request
-import xmlrpc.client
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import taxiflow
 from taxiflow.config import DATA_DIR_ENV
+from taxiflow.local import object_store
 from taxiflow.local.metadata_db import EmbeddedPostgres
-from taxiflow.local.ports import free_port, listening, port_in_use
-from taxiflow.local.supervisor import RUNNING_STATES, Program, Supervisord, end_session, render_config
+from taxiflow.local.ports import free_port, listening
+from taxiflow.local.supervisor import RUNNING_STATES, Program, Supervisord, render_config
 
 __all__ = ["AirflowStack", "free_port"]
 
 LOG_SERVER_COMPONENT = "log-server"
 LOCAL_COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer", LOG_SERVER_COMPONENT)
 DATABASE_COMPONENT = "postgres"
+OBJECT_STORE_COMPONENT = "seaweedfs"  # make run STORAGE=s3
+OBJECT_STORE_BUCKET = "taxiflow"
 PORTS_FILE = "taxiflow-ports.json"
 PORT_SETTINGS = {"postgres": "TAXIFLOW_POSTGRES_PORT", "log": "TAXIFLOW_WORKER_LOG_PORT"}  # kept per home
 # The daemons that do not survive losing their database (they exit some minutes later): restarted with it.
@@ -125,6 +126,7 @@ class AirflowStack:
     roles: Mapping[str, str] = field(default_factory=dict)  # name -> SimpleAuthManager role (default admin)
     extra_env: Mapping[str, str] = field(default_factory=dict)
     components: tuple[str, ...] = LOCAL_COMPONENTS
+    object_store: bool = False  # a local SeaweedFS holds the data (make run STORAGE=s3)
 
     @property
     def base_url(self) -> str:
@@ -149,15 +151,23 @@ class AirflowStack:
         return Supervisord(self.home)
 
     def all_components(self) -> tuple[str, ...]:
-        """Every program of the deployment (supervisord's names), the database first."""
-        return ((DATABASE_COMPONENT,) if self.embedded_db else ()) + tuple(map(program_name, self.components))
+        """Every program of the deployment (supervisord's names), the data stores first."""
+        stores = [DATABASE_COMPONENT] * bool(self.embedded_db) + [OBJECT_STORE_COMPONENT] * self.object_store
+        return (*stores, *map(program_name, self.components))
 
     def ports(self) -> dict[str, int]:
-        """The database's and log server's ports: from the environment, or chosen free once per home and kept."""
+        """The database's, log server's (and SeaweedFS's) ports: from the environment, or chosen free
+        once per home and kept."""
         path = self.home / PORTS_FILE
         kept = json.loads(path.read_text()) if path.exists() else {}
-        ports = {key: int(self.extra_env.get(name) or os.environ.get(name) or kept.get(key) or free_port())
-                 for key, name in PORT_SETTINGS.items()}
+        wanted = {**PORT_SETTINGS, **({flag: "" for flag in object_store.PORT_FLAGS} if self.object_store else {})}
+        ports = dict(kept)  # SeaweedFS's stay kept through runs without it: its files remember them
+        for key, name in wanted.items():
+            if configured := name and (self.extra_env.get(name) or os.environ.get(name)):
+                ports[key] = int(configured)
+            while key not in ports:
+                if (port := free_port()) not in ports.values():  # not one chosen a moment ago
+                    ports[key] = port
         if ports != kept:
             self.home.mkdir(parents=True, exist_ok=True)
             path.write_text(json.dumps(ports))
@@ -230,9 +240,17 @@ class AirflowStack:
             "PYTHONUNBUFFERED": "1",
             **({"AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": self.embedded_db.url()} if self.embedded_db else {}),
             **LOCAL_AIRFLOW_SETTINGS,
+            **self.object_store_env(),
             **self.extra_env,
         })
         return env
+
+    def object_store_env(self) -> dict[str, str]:
+        """What points taxiflow at the local SeaweedFS (none without one): its bucket and connection."""
+        if not self.object_store:
+            return {}
+        endpoint = f"http://127.0.0.1:{self.ports()['s3.port']}"
+        return object_store.taxiflow_env(endpoint, OBJECT_STORE_BUCKET, self._home_secret("seaweedfs_secret", 24))
 
     def airflow(self, *args: str, check: bool = True, timeout: float = 300) -> subprocess.CompletedProcess:
         """Run one ``airflow`` CLI command against this deployment and capture its output."""
@@ -268,7 +286,7 @@ class AirflowStack:
                   (ports["log"], LOG_SERVER_COMPONENT, PORT_SETTINGS["log"]),
                   (ports["postgres"], DATABASE_COMPONENT, f"{PORT_SETTINGS['postgres']} (kept in {PORTS_FILE})")]
         taken = [f"port {port} ({component}; set {how})" for port, component, how in needed
-                 if component in wanted and (component != DATABASE_COMPONENT or self.embedded_db) and port_in_use(port)]
+                 if component in wanted and (component != DATABASE_COMPONENT or self.embedded_db) and listening(port)]
         if taken:
             raise RuntimeError("cannot start: already in use by another program: " + ", ".join(taken))
 
@@ -277,8 +295,15 @@ class AirflowStack:
         env, own_log_server = self.env(), LOG_SERVER_COMPONENT in self.components
         programs = [Program(program_name(c), component_command(c, env, own_log_server), self.home)
                     for c in self.components]
+        if self.object_store:
+            ports = {flag: port for flag, port in self.ports().items() if flag in object_store.PORT_FLAGS}
+            keys = {"AWS_ACCESS_KEY_ID": object_store.ACCESS_KEY,
+                    "AWS_SECRET_ACCESS_KEY": self._home_secret("seaweedfs_secret", 24)}
+            (directory := self.home / OBJECT_STORE_COMPONENT).mkdir(parents=True, exist_ok=True)
+            command = object_store.weed_command(directory, OBJECT_STORE_BUCKET, ports)
+            programs.insert(0, Program(OBJECT_STORE_COMPONENT, command, directory, environment=keys))
         if db := self.embedded_db:  # INT: PostgreSQL's "fast" shutdown
-            programs.insert(0, Program(DATABASE_COMPONENT, db.serve_command(), db.root, stopsignal="INT", priority=10))
+            programs.insert(0, Program(DATABASE_COMPONENT, db.serve_command(), db.root, stopsignal="INT"))
         return programs
 
     def _supervise(self, programs: Iterable[str]) -> None:
@@ -288,34 +313,42 @@ class AirflowStack:
         running = sup.processes()
         todo = [name for name in programs if running.get(name, {}).get("statename") not in RUNNING_STATES]
         self._check_ports_free(todo)
-        if sup.pid() is None:
+        if not running:
             self.logs_dir.mkdir(parents=True, exist_ok=True)
-            restart_with = {DATABASE_COMPONENT: [c for c in NEED_DATABASE if c in self.components]}
-            sup.config.write_text(render_config(self.home, self.logs_dir, self.programs(),
-                                                restart_with if self.embedded_db else {}))
-            sup.end_leftovers()
+            airflow = [program_name(c) for c in self.components]
+            restart = [c for c in NEED_DATABASE if c in self.components] if self.embedded_db else []
+            sup.config.write_text(render_config(self.home, self.logs_dir, self.programs(), airflow, restart))
+            sup.shutdown()  # what a supervisord that was killed left running
             sup.start(self.env())
-        for name in todo:
-            with contextlib.suppress(xmlrpc.client.Fault):  # supervisord started it meanwhile
-                sup.rpc().startProcess(name, False)
+        sup.start_programs(todo)
+
+    def _wait_started(self, program: str, ready: Callable[[Callable[[], str | None]], None]) -> None:
+        """Start one program and wait until ``ready`` returns; ``ready`` is told when supervisord gave up."""
+        self._supervise([program])
+
+        def failed() -> str | None:
+            info = self.supervisord.processes().get(program, {})
+            return (info.get("statename") == "FATAL" and f"FATAL\n{self.tail_logs(program)}") or None
+
+        ready(failed)
 
     def start_database(self) -> None:
         """Have supervisord run the embedded PostgreSQL; wait as long as its crash recovery takes."""
-        if (db := self.embedded_db) is None:
-            return
-        self._supervise([DATABASE_COMPONENT])
+        if db := self.embedded_db:
+            self._wait_started(DATABASE_COMPONENT, db.wait_ready)
 
-        def failed() -> str | None:
-            info = self.supervisord.processes().get(DATABASE_COMPONENT, {})
-            return (info.get("statename") == "FATAL" and f"FATAL\n{self.tail_logs(DATABASE_COMPONENT)}") or None
-
-        db.wait_ready(failed)
+    def start_object_store(self) -> None:
+        """Have supervisord run the local SeaweedFS (``object_store``); wait until its bucket answers."""
+        endpoint = f"http://127.0.0.1:{self.ports()['s3.port']}"
+        secret = self._home_secret("seaweedfs_secret", 24)
+        self._wait_started(OBJECT_STORE_COMPONENT, lambda failed: object_store.wait_for_bucket(
+            endpoint, OBJECT_STORE_BUCKET, object_store.ACCESS_KEY, secret, 120, failed))
 
     def start(self, components: Iterable[str] | None = None) -> None:
         """Start the database (if embedded) and the components (default: all) under supervisord."""
         compile_sources(self.project_dir)
-        database = [DATABASE_COMPONENT] if self.embedded_db else []
-        self._supervise([*database, *(program_name(c) for c in components or self.components)])
+        stores = [c for c in self.all_components() if c in (DATABASE_COMPONENT, OBJECT_STORE_COMPONENT)]
+        self._supervise([*stores, *(program_name(c) for c in components or self.components)])
 
     def wait_until_healthy(self, timeout: float = 180) -> None:
         """Wait for every program to run, the api-server to answer, the daemons to heartbeat and the
@@ -361,12 +394,9 @@ class AirflowStack:
                 for name, info in self.supervisord.processes().items()}
 
     def stop(self, timeout: float = 120) -> None:
-        """Stop every program (each as a process group; Airflow before the database) and supervisord,
-        then end what is left of its session and of the database's processes."""
-        sid = self.supervisord.shutdown([c for c in self.all_components() if c != DATABASE_COMPONENT], timeout)
-        if sid:
-            end_session(sid)
-        self.supervisord.end_leftovers()
+        """Stop every program (each as a process group; Airflow before the data stores), supervisord
+        and what is left of its session; wait for the database's processes to leave."""
+        self.supervisord.shutdown(timeout)
         deadline = time.monotonic() + 30  # a killed postmaster's children leave on their own
         while (db := self.embedded_db) is not None and db.server_processes() and time.monotonic() < deadline:
             time.sleep(0.2)

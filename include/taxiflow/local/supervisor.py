@@ -1,12 +1,13 @@
 """The local deployment's processes, run by supervisord (PyPI ``supervisor``) from a generated config.
 
-supervisord starts every program, restarts one that exits (backing off when it keeps failing),
-reports status over a Unix socket in the home (mode 0700: no TCP port), keeps one log per program
-and stops them all, each as a process group. What it cannot know is Airflow's, and lives in the
-event listener :func:`reap`: a component that crashed leaves its children behind (a scheduler's
+supervisord starts each program when asked, restarts one that exits (backing off when it keeps
+failing), reports status over a Unix socket in the home (mode 0700: no TCP port), keeps one log per
+program, and at shutdown stops the Airflow programs together (group ``airflow``), then the data
+stores, each program as a process group. What it cannot know is Airflow's, and lives in the event
+listener :func:`reap`: a component that crashed leaves its children behind (a scheduler's
 LocalExecutor workers wait forever on a queue no one fills), so the listener kills the dead
 program's process group; and when the database died, the daemons that cannot survive losing it are
-restarted with it. One more program (e.g. an object store) is one more :class:`Program`.
+restarted with it.
 """
 
 from __future__ import annotations
@@ -21,37 +22,41 @@ import sys
 import tempfile
 import time
 import xmlrpc.client
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import psutil
 
+AIRFLOW_GROUP = "airflow"  # stopped first and together; the other programs (data stores) after it
 RUNNING_STATES = ("STARTING", "RUNNING", "BACKOFF")  # supervisord's own: startProcess refuses these
 LISTENER = "reaper"
 
 
 @dataclass
 class Program:
-    """One ``[program:x]`` section: what runs, where, and how it is stopped. It starts when asked
-    (``startProcess``), and again whenever it exits."""
+    """One ``[program:x]`` section: what runs, where, how it is stopped, and what it adds to the
+    environment. It starts when asked (``startProcess``), and again whenever it exits."""
 
     name: str
     command: list[str]
     directory: Path
     stopsignal: str = "TERM"
-    priority: int = 100
+    environment: Mapping[str, str] = field(default_factory=dict)
 
     def section(self, logs_dir: Path) -> str:
         settings = {
-            "command": shlex.join(self.command).replace("%", "%%"),  # supervisord expands %(name)s
-            "directory": str(self.directory), "priority": str(self.priority),
+            # 10: a program outside the ``airflow`` group (priority 100) is stopped after it
+            "command": shlex.join(self.command), "directory": str(self.directory), "priority": "10",
             "autostart": "false", "autorestart": "true", "startsecs": "3", "startretries": "10",
             "stopsignal": self.stopsignal, "stopwaitsecs": "30", "stopasgroup": "true", "killasgroup": "true",
             "redirect_stderr": "true", "stdout_logfile": str(logs_dir / f"{self.name}.log"),
             "stdout_logfile_maxbytes": "50MB", "stdout_logfile_backups": "2",
         }
-        return f"[program:{self.name}]\n" + "".join(f"{k} = {v}\n" for k, v in settings.items())
+        if self.environment:
+            settings["environment"] = ",".join(f'{k}="{v}"' for k, v in self.environment.items())
+        return f"[program:{self.name}]\n" + "".join(f"{k} = {v.replace('%', '%%')}\n" for k, v in settings.items())
 
 
 def socket_path(home: Path) -> Path:
@@ -63,11 +68,11 @@ def socket_path(home: Path) -> Path:
     return Path(tempfile.gettempdir()) / f"taxiflow-{hashlib.sha256(str(home).encode()).hexdigest()[:16]}.sock"
 
 
-def render_config(home: Path, logs_dir: Path, programs: list[Program], restart_with: dict[str, list[str]]) -> str:
-    """supervisord.conf: the daemon, its socket, the programs and the listener (:func:`reap`).
-    ``restart_with``: program -> programs to restart when it exits unexpectedly."""
-    rules = ";".join(f"{dead}:{','.join(others)}" for dead, others in restart_with.items())
-    listener = shlex.join([sys.executable, "-m", "taxiflow.local.supervisor", "reap", rules]).replace("%", "%%")
+def render_config(home: Path, logs_dir: Path, programs: list[Program], airflow: list[str],
+                  restart_with_database: list[str]) -> str:
+    """supervisord.conf: the daemon, its socket, the programs (``airflow`` ones in a group) and the
+    listener (:func:`reap`), which restarts ``restart_with_database`` when ``postgres`` dies."""
+    listener = shlex.join([sys.executable, "-m", "taxiflow.local.supervisor", "reap", *restart_with_database])
     return (
         f"[supervisord]\nlogfile = {logs_dir / 'supervisord.log'}\npidfile = {home / 'supervisord.pid'}\n"
         f"directory = {home}\nchildlogdir = {logs_dir}\nidentifier = taxiflow\n\n"
@@ -76,8 +81,9 @@ def render_config(home: Path, logs_dir: Path, programs: list[Program], restart_w
         "[rpcinterface:supervisor]\n"
         "supervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface\n\n"
         + "\n".join(p.section(logs_dir) for p in programs)
-        + f"\n[eventlistener:{LISTENER}]\ncommand = {listener}\nevents = PROCESS_STATE_EXITED\nautorestart = true\n"
-        f"priority = 1\nstdout_logfile = NONE\nstderr_logfile = {logs_dir / f'{LISTENER}.log'}\n"
+        + (f"\n[group:{AIRFLOW_GROUP}]\nprograms = {','.join(airflow)}\npriority = 100\n" if airflow else "")
+        + f"\n[eventlistener:{LISTENER}]\ncommand = {listener.replace('%', '%%')}\nevents = PROCESS_STATE_EXITED\n"
+        f"autorestart = true\npriority = 1\nstdout_logfile = NONE\nstderr_logfile = {logs_dir / f'{LISTENER}.log'}\n"
     )
 
 
@@ -120,37 +126,40 @@ class Supervisord:
             return {}
         return {info["name"]: info for info in self.rpc().getAllProcessInfo() if info["group"] != LISTENER}
 
-    def shutdown(self, first: list[str], timeout: float = 120) -> int | None:
-        """Stop the ``first`` programs together, then the rest and supervisord (which stops one
-        program at a time); returns supervisord's session id."""
-        if (sid := self.pid()) is None:
-            return None
-        deadline = time.monotonic() + timeout
-        with contextlib.suppress(OSError, xmlrpc.client.Fault):
-            server = self.rpc()
-            for name in first:
-                with contextlib.suppress(xmlrpc.client.Fault):  # one that is not running
-                    server.stopProcess(name, False)
-            while time.monotonic() < deadline and any(
-                    self.processes().get(name, {}).get("statename") == "STOPPING" for name in first):
-                time.sleep(0.2)
-            server.shutdown()
-        while time.monotonic() < deadline and pid_alive(sid):
-            time.sleep(0.2)
-        return sid
+    def start_programs(self, names: list[str]) -> None:
+        """Ask supervisord to start these programs (one that started meanwhile is left as it is)."""
+        groups = {name: info["group"] for name, info in self.processes().items()}
+        for name in names:
+            with contextlib.suppress(xmlrpc.client.Fault):
+                self.rpc().startProcess(f"{groups[name]}:{name}", False)
 
-    def end_leftovers(self) -> None:
-        """What a supervisord that was killed left running: every process of its session (unless
-        its PID now leads another program's session)."""
+    def shutdown(self, timeout: float = 120) -> None:
+        """Stop every program and supervisord, then end what is left of its session: task processes
+        (in process groups of their own, which ``killasgroup`` misses), or all of it when
+        supervisord itself was killed."""
+        if (sid := self.pid()) is not None:
+            with contextlib.suppress(OSError, xmlrpc.client.Fault):
+                self.rpc().shutdown()
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline and pid_alive(sid):
+                time.sleep(0.2)
+        else:
+            sid = self.killed_session()
+        if sid:
+            end_session(sid)
+        (self.home / "supervisord.pid").unlink(missing_ok=True)
+
+    def killed_session(self) -> int | None:
+        """The session a killed supervisord left (its PID, from its pid file), unless that PID now
+        leads another program."""
         pid_file = self.home / "supervisord.pid"
-        if pid_file.exists():
-            sid = int(pid_file.read_text().split()[0])
-            with contextlib.suppress(psutil.Error):
-                if pid_alive(sid) and str(self.config) not in " ".join(psutil.Process(sid).cmdline()):
-                    sid = 0  # another program's now
-            if sid:
-                end_session(sid)
-            pid_file.unlink()
+        if not pid_file.exists():
+            return None
+        sid = int(pid_file.read_text().split()[0])
+        with contextlib.suppress(psutil.Error):
+            if pid_alive(sid) and str(self.config) not in " ".join(psutil.Process(sid).cmdline()):
+                return None
+        return sid
 
 
 def pid_alive(pid: int) -> bool:
@@ -172,7 +181,7 @@ def session_processes(sid: int) -> list[int]:
 
 
 def end_session(sid: int, timeout: float = 10) -> None:
-    """SIGTERM, then SIGKILL, whatever is left in session ``sid`` (e.g. after supervisord was killed)."""
+    """SIGTERM, then SIGKILL, whatever is left in session ``sid``."""
     for sig, wait in ((signal.SIGTERM, timeout), (signal.SIGKILL, 10.0)):
         for pid in session_processes(sid):
             with contextlib.suppress(ProcessLookupError):
@@ -182,26 +191,25 @@ def end_session(sid: int, timeout: float = 10) -> None:
             time.sleep(0.2)
 
 
-def reap(rules: str) -> None:
+def reap(restart_with_database: list[str]) -> None:
     """supervisord event listener: on PROCESS_STATE_EXITED, SIGKILL what is left of the dead
-    program's process group, and SIGKILL the programs ``rules`` ("db:a,b;...") restart with it
+    program's process group; when ``postgres`` died, SIGKILL ``restart_with_database`` too
     (supervisord starts them again, backing off until the database answers)."""
     from supervisor import childutils
 
-    restart = {dead: others.split(",") for dead, _, others in (r.partition(":") for r in rules.split(";") if r)}
     while True:
         _headers, payload = childutils.listener.wait(sys.stdin, sys.stdout)
         fields = dict(token.split(":", 1) for token in payload.split())
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(int(fields["pid"]), signal.SIGKILL)
-        if fields.get("expected") == "0" and fields["processname"] in restart:
+        if fields.get("expected") == "0" and fields["processname"] == "postgres":
             server = childutils.getRPCInterface(os.environ).supervisor
-            for name in restart[fields["processname"]]:
+            for name in restart_with_database:
                 with contextlib.suppress(xmlrpc.client.Fault):  # one that is not running is left alone
-                    server.signalProcess(name, "KILL")  # one stuck on its lost database would not stop on TERM
-                    print(f"{name}: restarted, {fields['processname']} died", file=sys.stderr, flush=True)
+                    server.signalProcess(f"{AIRFLOW_GROUP}:{name}", "KILL")  # one stuck on it ignores TERM
+                    print(f"{name}: restarted, postgres died", file=sys.stderr, flush=True)
         childutils.listener.ok(sys.stdout)
 
 
 if __name__ == "__main__" and sys.argv[1:2] == ["reap"]:
-    reap(sys.argv[2] if len(sys.argv) > 2 else "")
+    reap(sys.argv[2:])

@@ -176,7 +176,7 @@ def ingested_then_refused(paths, month: str, ingested: bool = True) -> None:
     the run the fake names ``scheduled__<month>``."""
     from taxiflow.config import Partition
     from taxiflow.data import ingest, metrics
-    from taxiflow.local.demo import generate_month
+    from taxiflow.demo.trips import generate_month
 
     partition = Partition("green", month)
     generate_month("green", month, trips=200, paths=paths)

@@ -16,7 +16,7 @@ import sys
 import pytest
 
 from taxiflow.config import DATA_DIR_ENV, STORAGE_CONN_ENV
-from taxiflow.local.object_store import free_ports
+from tests.support.seaweedfs import free_ports
 
 pytestmark = pytest.mark.s3
 

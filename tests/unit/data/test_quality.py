@@ -7,7 +7,7 @@ import pytest
 from taxiflow.config import Partition
 from taxiflow.data import ingest, quality
 from taxiflow.data.quality import MonthQuality, previous_months, with_flags
-from taxiflow.local.demo import generate_month
+from taxiflow.demo.trips import generate_month
 
 
 def month(name: str, written: int | None, read: int | None = None, rejected: int = 0, source: str = "green"):

@@ -12,7 +12,7 @@ import pytest
 
 from taxiflow.config import Partition
 from taxiflow.data import ingest, metrics, refusals, warehouse
-from taxiflow.local.demo import generate_month
+from taxiflow.demo.trips import generate_month
 
 GOOD = Partition("green", "2022-09")
 

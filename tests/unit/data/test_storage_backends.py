@@ -190,7 +190,7 @@ def test_a_marker_older_than_a_data_file_does_not_count(any_root):
 def test_a_bad_s3_root_is_named_with_its_connection(seaweedfs, monkeypatch, case, words):
     import uuid
 
-    from taxiflow.local.object_store import free_ports
+    from tests.support.seaweedfs import free_ports
 
     conn_id = f"taxiflow_check_{uuid.uuid4().hex[:8]}"  # a connection of its own: no cached filesystem
     connection = seaweedfs.connection()
@@ -288,39 +288,9 @@ def test_of_two_racing_publishers_of_one_name_exactly_one_wins(any_root):
     )
 
 
-@pytest.mark.s3
-def test_make_run_storage_s3_gets_a_checked_server_that_make_stop_ends(tmp_path):
-    """What ``make run STORAGE=s3`` does before Airflow starts, in a fresh process (as make runs it)."""
-    import os
-    import subprocess
-    import sys
-
-    home = tmp_path / "home"
-    script = (
-        "import json, sys; from pathlib import Path; from taxiflow.local.cli import object_storage_env; "
-        "print(json.dumps(object_storage_env(Path(sys.argv[1]), 's3')))"
-    )
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("TAXIFLOW_", "AIRFLOW_CONN_"))}
-    first = subprocess.run([sys.executable, "-c", script, str(home)], env=env, capture_output=True, text=True,
-                           check=True, timeout=120)
-    assert "taxiflow: data in s3://taxiflow/data (Airflow connection 'taxiflow_storage'" in first.stdout
-    started = json.loads(first.stdout.splitlines()[-1])
-    assert started[DATA_DIR_ENV] == "s3://taxiflow/data"
-    again = subprocess.run([sys.executable, "-c", script, str(home)], env=env, capture_output=True, text=True,
-                           check=True, timeout=120)
-    assert json.loads(again.stdout.splitlines()[-1]) == started  # a second `make run` reuses the live server
-    pid = json.loads((home / "seaweedfs.json").read_text())["pid"]
-    from taxiflow.local.object_store import stop_for_stack, weed_is_running
-
-    assert weed_is_running(pid)
-    assert stop_for_stack(home)
-    assert not weed_is_running(pid)
-    assert not (home / "seaweedfs.json").exists()
-
-
 def test_demo_months_drop_into_the_data_root(any_root):
     """What ``make run [STORAGE=s3] --demo`` drops: a month's file, then ``_SUCCESS``, ready to ingest."""
-    from taxiflow.local import demo
+    from taxiflow.demo import trips as demo
 
     demo.generate_month("green", "2024-01", 50)
     assert landing.drop_is_ready(JANUARY)

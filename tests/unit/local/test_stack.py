@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 EXTERNAL_DB = {"AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": "postgresql+psycopg2://postgres@127.0.0.1/x"}
 
 
@@ -207,7 +209,8 @@ time.sleep(600)
 def test_supervisord_restarts_a_killed_program_ends_what_it_left_and_stop_leaves_nothing(tmp_path):
     """The generated config on a real supervisord: a program killed with SIGKILL is started again
     (and the one configured to restart with it), the child it left behind (as a dead scheduler
-    leaves its workers) is ended by the listener, and a shutdown leaves no process of the session."""
+    leaves its workers) is ended by the listener, and a shutdown stops the ``airflow`` group before
+    the database and leaves no process of the session."""
     import os
     import signal
     import subprocess
@@ -222,14 +225,14 @@ def test_supervisord_restarts_a_killed_program_ends_what_it_left_and_stop_leaves
     (tmp_path / "logs").mkdir()
     script = tmp_path / "program.py"
     script.write_text(SUPERVISED)
-    programs = [Program(name, [sys.executable, str(script)], tmp_path) for name in ("first", "second")]
+    programs = [Program(name, [sys.executable, str(script)], tmp_path) for name in ("postgres", "second")]
     sup = Supervisord(tmp_path)
-    sup.config.write_text(render_config(tmp_path, tmp_path / "logs", programs, {"first": ["second"]}))
+    sup.config.write_text(render_config(tmp_path, tmp_path / "logs", programs, airflow=["second"],
+                                        restart_with_database=["second"]))
     sup.start({**os.environ})
     sid = sup.pid()
-    assert sup.processes()["first"]["statename"] == "STOPPED"  # a program starts when asked, then stays up
-    for name in ("first", "second"):
-        sup.rpc().startProcess(name, False)
+    assert sup.processes()["postgres"]["statename"] == "STOPPED"  # a program starts when asked, then stays up
+    sup.start_programs(["postgres", "second"])
 
     def running() -> dict[str, int]:
         deadline = time.monotonic() + 30
@@ -243,21 +246,60 @@ def test_supervisord_restarts_a_killed_program_ends_what_it_left_and_stop_leaves
     try:
         assert sid is not None and oct(sup.socket.stat().st_mode & 0o777) == "0o700"
         before = running()
-        orphans = [c.pid for c in psutil.Process(before["first"]).children()]
+        orphans = [c.pid for c in psutil.Process(before["postgres"]).children()]
         assert len(orphans) == 1
-        os.kill(before["first"], signal.SIGKILL)
+        os.kill(before["postgres"], signal.SIGKILL)
         time.sleep(5)  # longer than startsecs
         after = running()
-        assert after["first"] != before["first"], "the killed program was not started again"
-        assert after["second"] != before["second"], "the program to restart with it was not"
+        assert after["postgres"] != before["postgres"], "the killed program was not started again"
+        assert after["second"] != before["second"], "the program to restart with the database was not"
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline and pid_alive(orphans[0]):
             time.sleep(0.2)
         assert not pid_alive(orphans[0]), "the dead program's child was left running"
-        assert "started" in (tmp_path / "logs" / "first.log").read_text()  # one log per program
+        assert "started" in (tmp_path / "logs" / "postgres.log").read_text()  # one log per program
         ctl = subprocess.run([str(Path(sys.executable).with_name("supervisorctl")), "-c", str(sup.config), "status"],
                              capture_output=True, text=True, timeout=60)
-        assert "first" in ctl.stdout and "RUNNING" in ctl.stdout, ctl.stdout + ctl.stderr
+        assert "airflow:second" in ctl.stdout and "RUNNING" in ctl.stdout, ctl.stdout + ctl.stderr
     finally:
-        sup.shutdown(first=["first", "second"])
+        sup.shutdown()
     assert not session_processes(sid), "processes of the deployment left after stop"
+    assert not (tmp_path / "supervisord.pid").exists()
+    log = (tmp_path / "logs" / "supervisord.log").read_text()
+    assert log.index("stopped: second") < log.index("stopped: postgres"), "Airflow stops before its database"
+
+
+@pytest.mark.s3
+def test_make_run_storage_s3_runs_seaweedfs_under_supervisord_and_make_stop_ends_it(tmp_path):
+    """``make run STORAGE=s3``'s object store is one more program: started and waited for before
+    Airflow, reused by a second ``make run``, its bucket usable with the env every process gets,
+    and ended by ``make stop`` with everything else."""
+    import os
+    import subprocess
+    import sys
+
+    from taxiflow.local.stack import AirflowStack
+    from taxiflow.local.supervisor import pid_alive, session_processes
+
+    def stack() -> AirflowStack:
+        return AirflowStack(home=tmp_path / "h", project_dir=tmp_path, data_dir=tmp_path / "d",
+                            extra_env=EXTERNAL_DB, components=(), object_store=True)
+
+    first = stack()
+    first.prepare_home()
+    first.start_object_store()
+    try:
+        sid, pid = first.supervisord.pid(), first.status()["seaweedfs"]["pid"]
+        assert first.status()["seaweedfs"]["state"] in ("STARTING", "RUNNING")  # up before startsecs passed
+        env = first.env()
+        assert env["TAXIFLOW_DATA_DIR"] == "s3://taxiflow/data" and "AWS_SECRET_ACCESS_KEY" not in env
+        again = stack()
+        again.start_object_store()
+        assert again.status()["seaweedfs"]["pid"] == pid and again.env() == env  # a second make run reuses it
+        clean = {k: v for k, v in os.environ.items() if not k.startswith(("TAXIFLOW_", "AIRFLOW_CONN_"))}
+        checked = subprocess.run([sys.executable, "-m", "taxiflow.data.check_storage"], env={**clean, **env},
+                                 capture_output=True, text=True, timeout=120)
+        assert checked.returncode == 0 and "data in s3://taxiflow/data" in checked.stdout, checked.stderr
+    finally:
+        first.stop()
+    assert sid is not None and not pid_alive(pid) and not session_processes(sid)

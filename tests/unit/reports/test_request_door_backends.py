@@ -40,7 +40,7 @@ def put_request(paths, name: str, content: bytes | dict) -> None:
 
 
 def test_a_request_file_becomes_a_published_chart_and_csv(any_root):
-    from taxiflow.local.demo import generate_month
+    from taxiflow.demo.trips import generate_month
 
     generate_month("green", "2024-01", 400)  # a drop: data file, then _SUCCESS
     ingest.copy_to_raw(JANUARY)

@@ -11,7 +11,7 @@ per borough from the real zone table, a few percent of rows with null passenger 
 "unknown" rows), a handful of Unknown zones 264/265 and a few pickups from the previous month's
 last day. The same seed gives the same trips, byte for byte.
 
-    python -m taxiflow.local.demo --months 2023-12 2024-01 [--data-dir D] [--trips N]
+    python -m taxiflow.demo --months 2023-12 2024-01 [--data-dir D] [--trips N]
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ from taxiflow.data import files
 from taxiflow.data.storage import data_paths
 from taxiflow.data.tlc import trip_file_name
 from taxiflow.data.warehouse import zone_table_path
-from taxiflow.local.demo_shapes import (
+from taxiflow.demo.shapes import (
     AIRPORTS,
     DROPOFF_SHARES,
     JFK,
@@ -278,7 +278,7 @@ def generate_demo(
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m taxiflow.local.demo", description="Write synthetic TLC months into landing/."
+        prog="python -m taxiflow.demo", description="Write synthetic TLC months into landing/."
     )
     parser.add_argument("--months", nargs="+", default=list(DEFAULT_MONTHS), metavar="YYYY-MM")
     parser.add_argument("--sources", nargs="+", default=list(DEFAULT_SOURCES), choices=list(SOURCES))
@@ -304,7 +304,3 @@ def main(argv: list[str] | None = None) -> int:
                 return 1
             print(f"wrote {path} ({trips:,} trips, {time.perf_counter() - started:.1f}s) + {SUCCESS_MARKER}")
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

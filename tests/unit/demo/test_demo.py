@@ -13,7 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from taxiflow.config import SUCCESS_MARKER, DataPaths, Partition
-from taxiflow.local import demo
+from taxiflow.demo import trips as demo
 
 YELLOW_COLUMNS = [
     "VendorID", "tpep_pickup_datetime", "tpep_dropoff_datetime", "passenger_count",

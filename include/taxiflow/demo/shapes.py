@@ -1,4 +1,4 @@
-"""Where and when the demo's synthetic trips happen: the shapes ``taxiflow.local.demo`` draws from.
+"""Where and when the demo's synthetic trips happen: the shapes ``taxiflow.demo`` draws from.
 
 Hour-of-day and day-of-week profiles after TLC's 2023 records (with holidays and the DST days),
 average speed by hour, and per-borough pickup and dropoff shares over the real zone table.
