@@ -357,6 +357,10 @@ def test_dockerignore_keeps_env_and_data_out_of_the_image():
     assert {"requirements.txt", "pyproject.toml", "include", "docker/ca-certificates", "dags", "plugins"} <= allowed
     assert "include/taxiflow/local/" in patterns  # make run's tooling is not in the image
     assert not allowed & {".env", "data", "logs", ".git", ".venv"}
+    # every file the Dockerfile copies from docker/ is in the build context
+    copied = re.findall(r"^COPY\s.*?(docker/\S+)\s", (ROOT / "Dockerfile").read_text(), flags=re.M)
+    assert {"docker/check_storage.py", "docker/run_notes_user.py"} <= {c.rstrip("/") for c in copied}
+    assert {c.rstrip("/") for c in copied} <= allowed
 
 
 def test_compose_v2_validates_the_file():
