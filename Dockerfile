@@ -36,6 +36,7 @@ COPY --chown=airflow:root docker/healthcheck.py /opt/taxiflow/healthcheck.py
 
 # The start-time check of the bucket that airflow-init runs (docker/check_storage.py).
 COPY --chown=airflow:root docker/check_storage.py /opt/taxiflow/check_storage.py
+COPY --chown=airflow:root docker/run_notes_user.py /opt/taxiflow/run_notes_user.py
 
 # DAG files and plugins last: they change most often, so a change rebuilds only these layers.
 COPY --chown=airflow:root dags/ /opt/airflow/dags/

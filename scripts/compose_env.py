@@ -44,6 +44,8 @@ GENERATORS = {
     # S3 keys go into a JSON connection (AIRFLOW_CONN_TAXIFLOW_STORAGE): hex needs no escaping
     "TAXIFLOW_S3_ACCESS_KEY": lambda: secrets.token_hex(10),
     "TAXIFLOW_S3_SECRET_KEY": lambda: secrets.token_hex(20),
+    # the run-notes user's password, also in a JSON connection (AIRFLOW_CONN_TAXIFLOW_API): hex
+    "TAXIFLOW_RUN_NOTES_PASSWORD": lambda: secrets.token_hex(16),
 }
 
 

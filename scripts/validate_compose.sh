@@ -66,12 +66,13 @@ fake_secrets=(
   AIRFLOW__API_AUTH__JWT_SECRET=validate-only
   TAXIFLOW_S3_ACCESS_KEY=validate-only
   TAXIFLOW_S3_SECRET_KEY=validate-only
+  TAXIFLOW_RUN_NOTES_PASSWORD=validate-only
 )
 compose_args=(--project-directory "$ROOT" -f docker-compose.yaml --env-file .env.example
               --profile flower --profile debug)
 clean_env=(env -u POSTGRES_PASSWORD -u _AIRFLOW_WWW_USER_PASSWORD -u AIRFLOW__CORE__FERNET_KEY
            -u AIRFLOW__API_AUTH__JWT_SECRET -u TAXIFLOW_S3_ACCESS_KEY -u TAXIFLOW_S3_SECRET_KEY
-           -u AIRFLOW_API_HOST -u AIRFLOW_FLOWER_HOST -u TAXIFLOW_S3_HOST)
+           -u TAXIFLOW_RUN_NOTES_PASSWORD -u AIRFLOW_API_HOST -u AIRFLOW_FLOWER_HOST -u TAXIFLOW_S3_HOST)
 
 "${clean_env[@]}" "${fake_secrets[@]}" "${COMPOSE[@]}" "${compose_args[@]}" config --quiet
 echo "validate_compose: docker-compose.yaml is valid" >&2

@@ -13,7 +13,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "scripts" / "compose_env.py"
 SECRETS = ("_AIRFLOW_WWW_USER_PASSWORD", "POSTGRES_PASSWORD", "AIRFLOW__CORE__FERNET_KEY",
-           "AIRFLOW__API_AUTH__JWT_SECRET", "TAXIFLOW_S3_SECRET_KEY")
+           "AIRFLOW__API_AUTH__JWT_SECRET", "TAXIFLOW_S3_SECRET_KEY", "TAXIFLOW_RUN_NOTES_PASSWORD")
 
 
 def run(env_file: Path, *args: str) -> subprocess.CompletedProcess:
@@ -37,6 +37,7 @@ def test_creates_env_with_uid_and_every_secret(tmp_path):
     # the S3 keys go into a JSON connection: nothing to escape
     assert re.fullmatch(r"[0-9a-f]{20}", values["TAXIFLOW_S3_ACCESS_KEY"])
     assert re.fullmatch(r"[0-9a-f]{40}", values["TAXIFLOW_S3_SECRET_KEY"])
+    assert re.fullmatch(r"[0-9a-f]{32}", values["TAXIFLOW_RUN_NOTES_PASSWORD"])  # JSON connection too
     from cryptography.fernet import Fernet
 
     Fernet(values["AIRFLOW__CORE__FERNET_KEY"].encode())  # a valid Fernet key

@@ -37,6 +37,7 @@ SECRETS = (
     "AIRFLOW__API_AUTH__JWT_SECRET",
     "TAXIFLOW_S3_ACCESS_KEY",
     "TAXIFLOW_S3_SECRET_KEY",
+    "TAXIFLOW_RUN_NOTES_PASSWORD",
 )
 # ${VAR}, ${VAR:-default}, ${VAR:?error}; $${VAR} is an escaped literal for the container's shell.
 INTERPOLATION = re.compile(r"(?<!\$)\$\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?[-?])([^}]*))?\}")
@@ -182,8 +183,9 @@ def test_taxiflow_settings(services, common):
 
 
 def render_connection(template: str) -> dict:
-    """AIRFLOW_CONN_TAXIFLOW_STORAGE with every ${VAR...} replaced by a sample value, parsed as JSON."""
-    samples = {"TAXIFLOW_S3_ACCESS_KEY": "0123abcd", "TAXIFLOW_S3_SECRET_KEY": "89efcdab"}
+    """An AIRFLOW_CONN_* JSON template with every ${VAR...} replaced by a sample value, parsed as JSON."""
+    samples = {"TAXIFLOW_S3_ACCESS_KEY": "0123abcd", "TAXIFLOW_S3_SECRET_KEY": "89efcdab",
+               "TAXIFLOW_RUN_NOTES_PASSWORD": "4567cdef"}
 
     def value(match: re.Match) -> str:
         return samples.get(match.group(1), match.group(3) if match.group(2) == ":-" else "")
@@ -202,6 +204,23 @@ def test_every_airflow_service_reaches_the_bucket_through_one_connection(service
     store = services["object-store"]["environment"]
     assert store["AWS_ACCESS_KEY_ID"].startswith("${TAXIFLOW_S3_ACCESS_KEY:?")
     assert store["AWS_SECRET_ACCESS_KEY"].startswith("${TAXIFLOW_S3_SECRET_KEY:?")
+
+
+def test_every_airflow_service_notes_runs_through_its_own_api(services, common):
+    """name_run's connection: the api-server by service name, as the run-notes user whom airflow-init
+    creates from this very connection (after the database is migrated), with a required password."""
+    env = common["environment"]
+    assert env["TAXIFLOW_API_CONN_ID"] == "taxiflow_api"
+    conn = render_connection(env["AIRFLOW_CONN_TAXIFLOW_API"])
+    assert conn == {"conn_type": "http", "host": "http://airflow-apiserver:8080", "login": "taxiflow-run-notes",
+                    "password": "4567cdef"}
+    assert urlparse(conn["host"]).hostname in services
+    assert env["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"].startswith(conn["host"])
+    script = services["airflow-init"]["command"][-1]
+    assert script.index("/entrypoint airflow version || exit 1") < script.index(
+        "python /opt/taxiflow/run_notes_user.py || exit 1")
+    assert "COPY --chown=airflow:root docker/run_notes_user.py /opt/taxiflow/run_notes_user.py" in (
+        ROOT / "Dockerfile").read_text()
 
 
 def test_task_logs_go_to_the_bucket(common):
@@ -338,6 +357,10 @@ def test_dockerignore_keeps_env_and_data_out_of_the_image():
     assert {"requirements.txt", "pyproject.toml", "include", "docker/ca-certificates", "dags", "plugins"} <= allowed
     assert "include/taxiflow/local/" in patterns  # make run's tooling is not in the image
     assert not allowed & {".env", "data", "logs", ".git", ".venv"}
+    # every file the Dockerfile copies from docker/ is in the build context
+    copied = re.findall(r"^COPY\s.*?(docker/\S+)\s", (ROOT / "Dockerfile").read_text(), flags=re.M)
+    assert {"docker/check_storage.py", "docker/run_notes_user.py"} <= {c.rstrip("/") for c in copied}
+    assert {c.rstrip("/") for c in copied} <= allowed
 
 
 def test_compose_v2_validates_the_file():

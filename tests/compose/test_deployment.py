@@ -17,6 +17,7 @@ import io
 import json
 import subprocess
 import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -270,6 +271,45 @@ def test_opted_in_download_lands_in_the_bucket(deployment, bucket, tlc):
     data_written, marker_written = (storage.info(landed / key)["modified"] for key in (name, SUCCESS_MARKER))
     assert data_written <= marker_written
     assert tlc.count("GET", f"/trip-data/{name}") == 1
+
+
+def test_each_backfill_run_names_the_month_it_ingests(ingested, deployment):
+    """Airflow names each backfill run after the moment its month ended; its note (run header, grid,
+    API) says the month. ``name_run`` wrote it on a worker through ``PATCH /api/v2/.../dagRuns``,
+    as the run-notes user airflow-init created from connection ``taxiflow_api``; read back here from
+    the run list the UI's grid reads."""
+    for run in ingested.values():
+        states = {ti["task_id"]: ti["state"] for ti in deployment.task_instances(INGEST_DAG_ID, run["dag_run_id"])}
+        assert states["name_run"] == "success", states
+    status, body = deployment.api("GET", f"/api/v2/dags/{INGEST_DAG_ID}/dagRuns?run_type=backfill"
+                                         f"&order_by=logical_date")
+    assert status == 200, body
+    assert [(r["dag_run_id"], r["note"]) for r in body["dag_runs"]] == [
+        (ingested["2023-12"]["dag_run_id"], "Ingests 2023-12 (December 2023): green"),
+        (ingested["2024-01"]["dag_run_id"], "Ingests 2024-01 (January 2024): green")]
+    assert ingested["2023-12"]["dag_run_id"].startswith("backfill__2024-01-01")
+
+
+def test_the_run_notes_user_may_edit_ingest_runs_only(ingested, deployment):
+    """The password of ``.env`` logs the run-notes user in; it reads the ingest DAG's runs and
+    nothing else, and cannot start or delete a run (least privilege: FAB's edit on a run, which a
+    note needs, also covers its state and clearing it; nothing finer exists)."""
+    status, body = deployment.request("POST", "/auth/token", {
+        "username": "taxiflow-run-notes", "password": deployment.env["TAXIFLOW_RUN_NOTES_PASSWORD"]})
+    assert status in (200, 201), body
+    as_notes_user = {"Authorization": f"Bearer {body['access_token']}"}
+    run_path = f"/api/v2/dags/{INGEST_DAG_ID}/dagRuns/{urllib.parse.quote(ingested['2024-01']['dag_run_id'], safe='')}"
+    status, run = deployment.request("GET", run_path, headers=as_notes_user)
+    assert status == 200 and run["note"] == "Ingests 2024-01 (January 2024): green", run
+    refused = [
+        ("GET", f"/api/v2/dags/{REPORT_DAG_ID}/dagRuns", None),
+        ("GET", "/api/v2/connections", None),
+        ("POST", f"/api/v2/dags/{INGEST_DAG_ID}/dagRuns", {"logical_date": None}),
+        ("DELETE", run_path, None),
+    ]
+    for method, path, payload in refused:
+        assert deployment.request(method, path, payload, headers=as_notes_user)[0] == 403, (method, path)
+    assert deployment.run(INGEST_DAG_ID, ingested["2024-01"]["dag_run_id"])["state"] == "success"
 
 
 def test_report_by_rest_v2(ingested, deployment, bucket):
