@@ -5,8 +5,9 @@ ingest_taxi_trips/dagRuns/{run_id}``) through the HTTP connection ``taxiflow_api
 (``TAXIFLOW_API_CONN_ID``; docs/lineage.md). That connection's login and password are the account's
 one source: this script makes the FAB user of that login, with that password, and a role of its own
 that may read and edit the ingest DAG and its runs, nothing else (FAB adds *can read on Website*
-to every custom role; its ``User`` role could also clear tasks, delete runs and trigger every DAG). Run at every start, it changes only what differs:
-a password changed in ``.env`` is taken over, the role gets back any permission taken from it.
+to every custom role; its ``User`` role could also clear tasks, delete runs and trigger every DAG).
+Run at every start, it changes only what differs: a password changed in ``.env`` is taken over, the
+role gets back any permission taken from it.
 """
 
 from __future__ import annotations
