@@ -41,6 +41,7 @@ REPEATS = 3
 
 _CHILD = """
 import json, resource, sys, time
+import airflow.sdk  # a task runs in Airflow's task runner on either backend: its ~100 MB are no S3 cost
 from taxiflow.config import Partition
 from taxiflow.data import ingest, metrics, storage
 from taxiflow.reports.render import render_report
