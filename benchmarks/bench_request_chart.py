@@ -1,0 +1,105 @@
+"""Benchmark: a request file -> its chart, on a live deployment, with the data on local disk and in S3.
+
+For each backend, one live deployment (``make run``'s settings, ``tests.support.live``; the file
+watcher alone, the safety-net poll an hour away) with one month ingested beforehand; then
+``RUNS`` request files written one at a time into ``requests/`` (a local file, or an object in
+the bucket), each timed from just before it is written until its report is readable through its
+manifest (``reports.outputs.published_report``: manifest, PNG and CSV). Median of the runs. The
+deployment's memory is not compared here: it is the same Airflow processes on both backends.
+``bench_storage`` runs this and puts its row in the same table.
+
+    .venv/bin/python benchmarks/bench_request_chart.py
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Generator
+from contextlib import contextmanager
+from pathlib import Path
+
+MONTH = "2024-01"
+TRIPS = 20_000
+CONF = {"borough": "Manhattan", "start_date": "2024-01-01", "end_date": "2024-02-01", "sources": ["yellow"]}
+RUNS = 5
+TIMEOUT = 180.0
+
+
+@contextmanager
+def _environment(env: dict[str, str]) -> Generator[None, None, None]:
+    """This process reads and writes the backend's data root (``taxiflow.data.storage.root``)."""
+    saved = dict(os.environ)
+    os.environ.update(env)
+    try:
+        yield
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+def _ingest_month() -> None:
+    from taxiflow.config import Partition
+    from taxiflow.data import ingest, metrics
+    from taxiflow.local.demo import generate_month
+
+    partition = Partition("yellow", MONTH)
+    generate_month(partition.source, partition.month, TRIPS)
+    ingest.copy_to_raw(partition)
+    ingest.process_partition(partition)
+    metrics.build_metrics(partition)
+
+
+def _request_to_chart(stem: str) -> float:
+    """Seconds from writing ``requests/<stem>.json`` until its report is published and readable."""
+    from taxiflow.data import storage
+    from taxiflow.reports.outputs import published_report
+    from taxiflow.reports.request import ReportRequest
+
+    paths = storage.data_paths()
+    request = ReportRequest.from_conf({**CONF, "name": stem})
+    storage.make_dirs(paths.requests)
+    started = time.monotonic()
+    storage.write_bytes(paths.requests / f"{stem}.json", json.dumps({**CONF, "name": stem}).encode())
+    while time.monotonic() - started < TIMEOUT:
+        if published_report(request, paths) is not None:
+            return time.monotonic() - started
+        time.sleep(0.05)
+    raise TimeoutError(f"no chart for {stem}.json within {TIMEOUT:.0f} s on {storage.url(paths.root)}")
+
+
+def measure(name: str, env: dict[str, str], local_data: Path, runs: int = RUNS) -> dict:
+    """Median seconds request file -> chart on one live deployment whose data root is ``env``'s."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # tests.support.live
+    from tests.support.live import FAST_WAITS, live_deployment
+
+    with _environment(env), live_deployment(f"bench-door-{name}", data_dir=local_data,
+                                            extra_env={**FAST_WAITS, **env}):
+        _ingest_month()
+        _request_to_chart(f"bench-warm-{name}")  # the first report warms the worker's imports
+        seconds = [_request_to_chart(f"bench-door-{name}-{i}") for i in range(runs)]
+    print(f"bench_request_chart: {name}: {', '.join(f'{s:.2f}' for s in seconds)} s", flush=True)
+    return {"seconds": statistics.median(seconds), "runs": seconds}
+
+
+def main() -> int:
+    from taxiflow.config import DATA_DIR_ENV
+    from taxiflow.local.object_store import start_seaweedfs
+
+    work = Path(tempfile.mkdtemp(prefix="bench-request-chart-"))
+    server = start_seaweedfs(work / "seaweedfs", bucket="bench")
+    try:
+        local = measure("local", {DATA_DIR_ENV: str(work / "data")}, work / "data")
+        s3 = measure("s3", server.env(prefix="data"), work / "unused-local-data")
+    finally:
+        server.stop()
+    print(json.dumps({"local": local, "s3": s3, "ratio": s3["seconds"] / local["seconds"]}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
