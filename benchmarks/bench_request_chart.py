@@ -59,15 +59,19 @@ def _request_to_chart(stem: str) -> float:
     from taxiflow.data import storage
     from taxiflow.reports.outputs import published_report
     from taxiflow.reports.request import ReportRequest
+    from taxiflow.reports.request_files import ERROR_SUFFIX
 
     paths = storage.data_paths()
     request = ReportRequest.from_conf({**CONF, "name": stem})
     storage.make_dirs(paths.requests)
     started = time.monotonic()
-    storage.write_bytes(paths.requests / f"{stem}.json", json.dumps({**CONF, "name": stem}).encode())
+    storage.write_bytes(paths.requests / f"{stem}.json", json.dumps(CONF).encode())  # the file names it
+    refused = paths.outputs / f"{stem}{ERROR_SUFFIX}"
     while time.monotonic() - started < TIMEOUT:
         if published_report(request, paths) is not None:
             return time.monotonic() - started
+        if refused.exists():
+            raise RuntimeError(f"{stem}.json was refused: {refused.read_text()}")
         time.sleep(0.05)
     raise TimeoutError(f"no chart for {stem}.json within {TIMEOUT:.0f} s on {storage.url(paths.root)}")
 
