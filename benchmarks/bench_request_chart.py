@@ -1,7 +1,8 @@
 """Benchmark: a request file -> its chart, on a live deployment, with the data on local disk and in S3.
 
 For each backend, one live deployment (``make run``'s settings, ``tests.support.live``; the file
-watcher alone, the safety-net poll an hour away) with one month ingested beforehand; then
+watcher alone, the safety-net poll an hour away) with one month dropped and ingested by an
+``ingest_taxi_trips`` run; then
 ``RUNS`` request files written one at a time into ``requests/`` (a local file, or an object in
 the bucket), each timed from just before it is written until its report is readable through its
 manifest (``reports.outputs.published_report``: manifest, PNG and CSV). Median of the runs. The
@@ -22,10 +23,15 @@ import time
 from collections.abc import Generator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from tests.support.live import LiveStack
 
 MONTH = "2024-01"
 TRIPS = 20_000
-CONF = {"borough": "Manhattan", "start_date": "2024-01-01", "end_date": "2024-02-01", "sources": ["yellow"]}
+# Two weeks inside MONTH: the report waits for no other month.
+CONF = {"borough": "Manhattan", "start_date": "2024-01-08", "end_date": "2024-01-22", "sources": ["yellow"]}
 RUNS = 5
 TIMEOUT = 180.0
 
@@ -42,16 +48,19 @@ def _environment(env: dict[str, str]) -> Generator[None, None, None]:
         os.environ.update(saved)
 
 
-def _ingest_month() -> None:
-    from taxiflow.config import Partition
-    from taxiflow.data import ingest, metrics
+def _ingest_month(stack: LiveStack) -> None:
+    """Drop the month and ingest it through an ``ingest_taxi_trips`` run: the report's gate waits
+    for that run's ``trigger_create_metrics_*`` tasks (``reports.ingest_status``), not for files."""
+    from taxiflow.config import INGEST_DAG_ID
     from taxiflow.local.demo import generate_month
+    from tests.e2e.test_pipeline import wait_for_run_at
 
-    partition = Partition("yellow", MONTH)
-    generate_month(partition.source, partition.month, TRIPS)
-    ingest.copy_to_raw(partition)
-    ingest.process_partition(partition)
-    metrics.build_metrics(partition)
+    generate_month("yellow", MONTH, TRIPS)  # data first, _SUCCESS last
+    stack.airflow("dags", "trigger", INGEST_DAG_ID, "-l", f"{MONTH}-01T00:00:00+00:00")
+    run = wait_for_run_at(stack, INGEST_DAG_ID, f"{MONTH}-01")
+    if run["state"] != "success":
+        states = stack.task_states(INGEST_DAG_ID, run["dag_run_id"])
+        raise RuntimeError(f"the ingest of {MONTH} ended {run['state']}: {states}")
 
 
 def _request_to_chart(stem: str) -> float:
@@ -82,8 +91,8 @@ def measure(name: str, env: dict[str, str], local_data: Path, runs: int = RUNS) 
     from tests.support.live import FAST_WAITS, live_deployment
 
     with _environment(env), live_deployment(f"bench-door-{name}", data_dir=local_data,
-                                            extra_env={**FAST_WAITS, **env}):
-        _ingest_month()
+                                            extra_env={**FAST_WAITS, **env}) as stack:
+        _ingest_month(stack)
         _request_to_chart(f"bench-warm-{name}")  # the first report warms the worker's imports
         seconds = [_request_to_chart(f"bench-door-{name}-{i}") for i in range(runs)]
     print(f"bench_request_chart: {name}: {', '.join(f'{s:.2f}' for s in seconds)} s", flush=True)
