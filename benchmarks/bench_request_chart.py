@@ -56,6 +56,7 @@ def _ingest_month(stack: LiveStack) -> None:
     from tests.e2e.test_pipeline import wait_for_run_at
 
     generate_month("yellow", MONTH, TRIPS)  # data first, _SUCCESS last
+    generate_month("green", MONTH, TRIPS // 40)  # the ingest run waits for both sources' drops
     stack.airflow("dags", "trigger", INGEST_DAG_ID, "-l", f"{MONTH}-01T00:00:00+00:00")
     run = wait_for_run_at(stack, INGEST_DAG_ID, f"{MONTH}-01")
     if run["state"] != "success":
