@@ -8,9 +8,12 @@ imports, and for S3 the connection, are made before the clock starts):
 * **12-month report**: ``render_report`` (Manhattan, yellow, twelve months of metrics; each month
   ingested beforehand with 100k trips), best of three.
 
-Goal: S3 at most 1.5x local disk in time, peak RSS at most 1.1x. "Request file -> chart" is
-measured on disk only (``bench_burst``/``bench_live``); the door runs on S3 now, but its S3 figure
-is not in this benchmark yet. Figures: docs/benchmarks.md.
+* **request file -> chart** (full runs only): a live deployment per backend, request files
+  written into ``requests/`` one at a time, until the report is readable through its manifest
+  (``bench_request_chart``), median of five.
+
+Goal: S3 at most 1.5x local disk in time, peak RSS at most 1.1x (the child imports ``airflow.sdk``
+on both backends: a task always runs inside Airflow). Figures: docs/benchmarks.md.
 
     .venv/bin/python benchmarks/bench_storage.py [--quick]
 """
@@ -23,10 +26,15 @@ import os
 import subprocess
 import sys
 import tempfile
+import traceback
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from taxiflow.config import DATA_DIR_ENV, Partition
 from taxiflow.data import ingest, metrics
+
+if TYPE_CHECKING:
+    from taxiflow.local.object_store import SeaweedFS
 
 INGEST = Partition("yellow", "2024-01")
 FULL_ROWS, QUICK_ROWS = 3_000_000, 300_000
@@ -41,6 +49,7 @@ REPEATS = 3
 
 _CHILD = """
 import json, resource, sys, time
+import airflow.sdk  # a task runs in Airflow's task runner on either backend: its ~100 MB are no S3 cost
 from taxiflow.config import Partition
 from taxiflow.data import ingest, metrics, storage
 from taxiflow.reports.render import render_report
@@ -122,7 +131,25 @@ def compare(name: str, local: dict, s3: dict, quick: bool) -> list[dict]:
     ]
 
 
-def run(work_dir: Path, quick: bool = False) -> list[dict]:
+def request_to_chart(work_dir: Path, server: SeaweedFS) -> list[dict]:
+    """Request file -> chart on a live deployment per backend (``bench_request_chart``), as rows."""
+    import bench_request_chart
+
+    local = bench_request_chart.measure("local", {DATA_DIR_ENV: str(work_dir / "door-data")}, work_dir / "door-data")
+    s3 = bench_request_chart.measure("s3", server.env(prefix="door"), work_dir / "door-unused")
+    name = f"request file -> chart (live deployment, median of {bench_request_chart.RUNS})"
+    ratio = s3["seconds"] / local["seconds"]
+    return [
+        {"benchmark": name, "metric": "local disk", "value": round(local["seconds"], 2), "unit": "s",
+         "target": None, "ok": None},
+        {"benchmark": name, "metric": "SeaweedFS", "value": round(s3["seconds"], 2), "unit": "s",
+         "target": None, "ok": None},
+        {"benchmark": name, "metric": "time S3 / local", "value": round(ratio, 2), "unit": "x",
+         "target": f"<= {TARGET_TIME_RATIO}", "ok": ratio <= TARGET_TIME_RATIO},
+    ]
+
+
+def run(work_dir: Path, quick: bool = False, live: bool = True) -> list[dict]:
     """Both backends, same data, same steps; rows comparing them."""
     from tests.support.seaweedfs import start_seaweedfs
 
@@ -144,6 +171,13 @@ def run(work_dir: Path, quick: bool = False) -> list[dict]:
         report_runs = {name: best_of(env, "report", conf) for name, env in backends.items()}
         assert report_runs["local"]["rows"] == report_runs["s3"]["rows"]  # the same numbers on both
         results += compare("12-month report (render_report)", report_runs["local"], report_runs["s3"], quick)
+        if live and not quick:  # two live deployments, a few minutes: full runs only
+            try:
+                results += request_to_chart(work_dir, server)
+            except Exception as err:  # a failed live deployment must not hide the rows above
+                traceback.print_exc()
+                results.append({"benchmark": "request file -> chart", "metric": "error",
+                                "value": f"{type(err).__name__}: {err}", "unit": "", "target": None, "ok": False})
         return results
     finally:
         server.stop()
@@ -152,9 +186,10 @@ def run(work_dir: Path, quick: bool = False) -> list[dict]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--no-live", action="store_true", help="skip request file -> chart (live deployments)")
     parser.add_argument("--work-dir", type=Path, default=Path(tempfile.mkdtemp(prefix="bench-storage-")))
     args = parser.parse_args(argv)
-    for row in run(args.work_dir, args.quick):
+    for row in run(args.work_dir, args.quick, live=not args.no_live):
         print(row)
     return 0
 

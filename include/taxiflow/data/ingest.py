@@ -40,6 +40,7 @@ file's contents.
 from __future__ import annotations
 
 import logging
+from contextlib import ExitStack
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -103,10 +104,13 @@ def process_partition(
     target = folder / version / warehouse.TRIPS_FILE
 
     con = warehouse.duckdb_connection(paths)
+    downloads = ExitStack()
     try:
         warehouse.create_zones_table(con, paths)
+        readable = downloads.enter_context(storage.local_copies(files))  # read three times: fetched once
         try:
-            raws = [readers.inspect_raw_file(con, source, path) for path in files]
+            pairs = zip(files, readable, strict=True)
+            raws = [readers.inspect_raw_file(con, source, path, copy) for path, copy in pairs]
             stats = _file_stats(con, raws, month_start, month_end)
         except ValueError as err:
             raise _refuse(partition, str(err), files, bool(staged), paths, run_id) from None
@@ -136,6 +140,7 @@ def process_partition(
         raise
     finally:
         con.close()
+        downloads.close()
 
     if staged:
         promote_staged(partition, paths)

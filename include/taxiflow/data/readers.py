@@ -28,7 +28,8 @@ if TYPE_CHECKING:
 class RawFile:
     """One raw file, its era, how DuckDB reads it, and which of its columns feeds each trip column.
 
-    ``read_path`` is what DuckDB reads: the file itself, or for a file of a lon/lat era, once
+    ``read_path`` is what DuckDB reads: the file itself, its local copy (a file in an object
+    store, ``storage.local_copies``), or for a file of a lon/lat era, once
     ``place_in_zones`` has placed its points in zones, a local Parquet copy of its trips with zone
     ids (``pickup_present`` then names the column that says whether the row had a pickup value).
     """
@@ -120,15 +121,19 @@ def _reader_for(path: Path) -> str:
     )
 
 
-def inspect_raw_file(con: duckdb.DuckDBPyConnection, source: str, path: Path) -> RawFile:
+def inspect_raw_file(
+    con: duckdb.DuckDBPyConnection, source: str, path: Path, read_path: Path | None = None
+) -> RawFile:
     """Find a file's era and map its columns onto the trip schema.
 
+    ``read_path``: a local copy of ``path`` to read instead (``storage.local_copies``).
     A ``ValueError`` naming the file, what it lacks and the eras tried when its header matches no
     era of ``source`` (a pickup time, and a pickup zone id or longitude/latitude, are required).
     """
     reader = _reader_for(path)
     described = con.execute(
-        f"SELECT column_name, column_type FROM (DESCRIBE SELECT * FROM {reader})", [storage.duckdb_path(path)]
+        f"SELECT column_name, column_type FROM (DESCRIBE SELECT * FROM {reader})",
+        [storage.duckdb_path(read_path or path)],
     ).fetchall()
     types = {name: column_type for name, column_type in described}
     era, mapping = eras.match_era(source, path.name, [name for name, _ in described])
@@ -136,7 +141,7 @@ def inspect_raw_file(con: duckdb.DuckDBPyConnection, source: str, path: Path) ->
         column: (mapping[column], types[mapping[column]]) if column in mapping else None
         for column in COLUMN_TYPES
     }
-    return RawFile(path=path, reader=reader, columns=columns, era=era)
+    return RawFile(path=path, reader=reader, columns=columns, era=era, read_path=read_path)
 
 
 def check_one_era(raws: list[RawFile]) -> None:
@@ -172,7 +177,7 @@ def place_in_zones(con: duckdb.DuckDBPyConnection, raw: RawFile) -> RawFile:
     try:
         target = folder / "trips.parquet"
         counts = geo.write_zoned_parquet(
-            con, f"SELECT {', '.join(expressions)} FROM {raw.reader}", [storage.duckdb_path(raw.path)], target,
+            con, f"SELECT {', '.join(expressions)} FROM {raw.reader}", [storage.duckdb_path(raw.source_path)], target,
             coordinates={
                 "pickup_zone_id": (eras.PICKUP_LON, eras.PICKUP_LAT),
                 "dropoff_zone_id": (eras.DROPOFF_LON, eras.DROPOFF_LAT),

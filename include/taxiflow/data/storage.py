@@ -145,7 +145,22 @@ def register(con: duckdb.DuckDBPyConnection, path: DataPath) -> None:
         fs = path.fs
         protocols = fs.protocol if isinstance(fs.protocol, tuple) else (fs.protocol,)
         if not set(protocols) & set(con.list_filesystems()):  # a cached connection may have it already
-            con.register_filesystem(fs)
+            con.register_filesystem(_exact_reads(fs))
+
+
+def _exact_reads(fs: Any) -> Any:
+    """``fs`` (same endpoint, keys and options) whose files fetch exactly the bytes DuckDB asks for.
+
+    s3fs's default file cache reads 50 MiB ahead of every read. DuckDB reads a parquet file by
+    column chunks, in a few MB at scattered offsets, so each of its reads became a GET of up to
+    50 MiB: a 58 MB trips file came down as 1.4 GB in 40 GETs, and every open file held a 50 MiB
+    buffer (``benchmarks/bench_storage.py``, docs/benchmarks.md). DuckDB plans its own reads, so
+    it gets no cache. The copy shares ``fs``'s listing cache: what ``refresh`` forgets, it
+    forgets too, and a file a listing already found needs no HEAD to be opened.
+    """
+    exact = type(fs)(**{**fs.storage_options, "default_cache_type": "none"})
+    exact.dircache = fs.dircache
+    return exact
 
 
 # --- reading and listing ---------------------------------------------------------------------------
@@ -250,12 +265,42 @@ def upload(local: Path, target: DataPath) -> None:
         shutil.copyfile(local, temp)
 
 
+# Uploads and downloads of whole files go in parts of this size, a few at once: s3fs's defaults
+# read a file under 100 MiB into memory whole for one PUT (a 3M-row month's 58 MB trips file: +60 MB
+# of peak memory), and move larger ones 10 parts of 50 MiB at a time (500 MiB held).
+PART_SIZE = 8 * 2**20
+PARTS_AT_ONCE = 4
+
+
 def _upload_options(local: Path, target: DataPath) -> dict[str, Any]:
-    """s3fs ``put_file`` options: none, unless a drill armed ``during-upload`` here (``faults``)."""
+    """s3fs ``put_file`` options: parts of ``PART_SIZE``, or a drill's (``faults``: ``during-upload``)."""
     progress = faults.UploadProgress(url(target))
     if not faults.armed(progress.point):
-        return {}
+        return {"chunksize": PART_SIZE, "max_concurrency": PARTS_AT_ONCE}
     return {"chunksize": faults.ARMED_PART_SIZE, "callback": progress}
+
+
+@contextmanager
+def local_copies(files: list[DataPath]) -> Generator[list[Path], None, None]:
+    """Local paths to read ``files`` by, for a reader that goes through each file more than once.
+
+    Local files are their own copies. Objects are downloaded once each (in parts, to a temporary
+    folder removed after the block): ingest reads a drop three times (its header, its pickup
+    times, then every column), and over HTTP each pass would fetch the file again.
+    """
+    if not any(is_remote(file) for file in files):
+        yield list(files)
+        return
+    folder = Path(tempfile.mkdtemp(prefix="taxiflow-download-"))
+    try:
+        copies = []
+        for index, file in enumerate(files):
+            copy = folder / f"{index}-{file.name}"  # two drops' files may share a name
+            file.fs.get_file(file.path, str(copy), chunksize=PART_SIZE, max_concurrency=PARTS_AT_ONCE)
+            copies.append(copy)
+        yield copies
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def write_bytes(target: DataPath, data: bytes) -> DataPath:
@@ -356,19 +401,25 @@ def _folder_locked(folder: Path) -> Generator[None, None, None]:
 
 
 def _s3_put_if_match(target: DataPath, data: bytes, expected: str) -> bool:
-    """One PUT with ``If-Match``; False when the server answers 412 (the object changed)."""
+    """One PUT with ``If-Match``; False when the server answers 412 (the object changed).
+
+    Sent through the data root's own s3fs client: a new boto3 client per publish (``S3Hook``)
+    cost 0.2 s of set-up, as much as the rest of a manifest's publish.
+    """
     import botocore.exceptions  # type: ignore[import-untyped]
-    from airflow.providers.amazon.aws.hooks.s3 import S3Hook
 
     bucket, _, key = target.path.partition("/")
-    client = S3Hook(aws_conn_id=target.conn_id).get_conn()
     try:
         with faults.around("write", url(target)):
-            client.put_object(Bucket=bucket, Key=key, Body=data, IfMatch=expected)
-    except botocore.exceptions.ClientError as err:
-        if err.response.get("Error", {}).get("Code") in ("PreconditionFailed", "412", "ConditionalRequestConflict"):
+            target.fs.call_s3("put_object", Bucket=bucket, Key=key, Body=data, IfMatch=expected)
+    except OSError as err:  # s3fs translates the ClientError; the server's code stays on its cause
+        cause = err.__cause__
+        answer = cause.response if isinstance(cause, botocore.exceptions.ClientError) else {}
+        if answer.get("Error", {}).get("Code") in ("PreconditionFailed", "412", "ConditionalRequestConflict"):
             return False
         raise
+    finally:
+        target.fs.invalidate_cache(target.path)  # s3fs's own writes do; this PUT bypasses them
     return True
 
 

@@ -96,6 +96,9 @@ def duckdb_connection(paths: DataPaths | None = None) -> duckdb.DuckDBPyConnecti
     con = duckdb.connect(":memory:", config=settings)
     # DuckDB draws a progress bar on stdout for queries over 2 s, even when stdout is a task log.
     con.execute("SET enable_progress_bar = false")
+    # DuckDB keeps what it read of a non-local file in memory for the next query; a task reads each
+    # file once or twice, and on S3 the cache held ~60 MB more at peak for a 3M-row ingest.
+    con.execute("SET enable_external_file_cache = false")
     storage.register(con, (paths or data_paths()).root)
     return con
 
