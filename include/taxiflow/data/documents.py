@@ -1,7 +1,7 @@
 """Published documents and request files, one file at a time: list, read and delete, never through a link.
 
 Reports are published with one protocol on both backends (``taxiflow.reports.outputs``): files
-under a fresh version prefix, then a manifest written last with ``storage.replace_if_match``.
+under a fresh version prefix, then a manifest written last with ``conditional.replace_if_match``.
 Request files are read, never written. What reports, the request-file door and the request-folder
 watcher read through is here: the same few operations on a local folder and a bucket. Locally they
 never follow a symbolic link and never block on a FIFO, so no name planted in a watched folder can

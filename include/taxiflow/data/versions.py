@@ -29,8 +29,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from taxiflow.data import storage
-from taxiflow.data.storage import DataPath, PreconditionFailed
+from taxiflow.data import conditional, storage
+from taxiflow.data.conditional import PreconditionFailed
+from taxiflow.data.storage import DataPath
 
 VERSION_PREFIX = "v-"
 _VERSION_RE = re.compile(r"v-\d{8}T\d{12}Z-[0-9a-f]{8}")
@@ -67,7 +68,7 @@ class Marker:
 def read_marker(folder: DataPath, name: str) -> Marker | None:
     """The marker ``folder/name`` now, or None if the folder has none (is not published)."""
     path = folder / name
-    tag = storage.etag(path)  # taken first: should the marker change meanwhile, a publish based on it loses
+    tag = conditional.etag(path)  # taken first: should the marker change meanwhile, a publish based on it loses
     if tag is None:
         return None
     try:
@@ -93,7 +94,7 @@ def publish(folder: DataPath, name: str, document: dict[str, Any], replaces: Mar
     if not is_version(str(document.get("version"))):
         raise ValueError(f"a marker must name a version made by new_version(), got {document.get('version')!r}")
     data = (json.dumps(document, indent=2) + "\n").encode("utf-8")
-    storage.replace_if_match(folder / name, data, replaces.tag if replaces else None)
+    conditional.replace_if_match(folder / name, data, replaces.tag if replaces else None)
 
 
 def remove_version(folder: DataPath, version: str) -> None:

@@ -13,7 +13,7 @@ Layout (the one place it is defined; readers such as UI views use the functions 
 
 **One publish protocol, on local disk and in an object store.** Neither has to rename a folder:
 the PNG and CSV go under a fresh version prefix, then ``manifest.json`` is written **last** with a
-conditional write (``storage.replace_if_match``): ``If-None-Match: *`` for a new name, ``If-Match``
+conditional write (``conditional.replace_if_match``): ``If-None-Match: *`` for a new name, ``If-Match``
 on the ETag of the manifest this publish read otherwise (on disk: create with ``O_EXCL``, or
 compare-and-rename under a lock on the folder). Of two publishers racing for one name exactly one
 wins; the other re-reads the manifest, re-checks the name rule and tries again (or is refused).
@@ -51,7 +51,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from taxiflow.config import DataPaths
-from taxiflow.data import documents, storage
+from taxiflow.data import conditional, documents, storage
 from taxiflow.data.storage import DataPath, data_paths
 from taxiflow.reports.request import NAME_ALLOWED, InvalidRequest
 
@@ -270,8 +270,8 @@ def publish_report(
             raise
         manifest = report_manifest(request, version, files, total_trips, run_id, owner, ingest_notes)
         try:
-            storage.replace_if_match(manifest_file, (json.dumps(manifest, indent=2) + "\n").encode(), previous)
-        except storage.PreconditionFailed:
+            conditional.replace_if_match(manifest_file, (json.dumps(manifest, indent=2) + "\n").encode(), previous)
+        except conditional.PreconditionFailed:
             continue  # another publish of this name won in between: check the name rule again, retry
         break
     else:
@@ -285,14 +285,14 @@ def publish_report(
 def _current_manifest(manifest_file: DataPath) -> tuple[str | None, dict[str, Any] | None]:
     """(ETag, document) of the manifest as one version: re-read until the ETag is the same before and after."""
     for _ in range(PUBLISH_ATTEMPTS):
-        before = storage.etag(manifest_file)
+        before = conditional.etag(manifest_file)
         if before is None:
             return None, None
         try:
             document = json.loads(documents.read_bytes(manifest_file))
         except FileNotFoundError:
             continue
-        if storage.etag(manifest_file) == before:
+        if conditional.etag(manifest_file) == before:
             return before, document if isinstance(document, dict) else {}
     raise RuntimeError(f"{storage.url(manifest_file)} kept changing while it was read")
 

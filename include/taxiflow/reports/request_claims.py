@@ -12,7 +12,7 @@ run id, the file, its sha256 and the exact conf) before it asks for the run, and
 * the door, finding a run with its id that it never claimed, writes ``outputs/<stem>.error.json``
   saying so (field ``run_id``); any edit of the file gives a new run id to ask again with.
 
-Claims are created only if absent (``storage.create_exclusive``: ``If-None-Match: *`` in a bucket,
+Claims are created only if absent (``conditional.create_exclusive``: ``If-None-Match: *`` in a bucket,
 ``O_EXCL`` on disk), so of two scans that see one new file at the same moment (two hosts, two
 deployments sharing a bucket) exactly one claims it and asks for its run; the other leaves it to
 that claimer. A claim names its claimer (the scan's run), so a retry of the winning scan still
@@ -33,7 +33,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from taxiflow.config import REPORT_DAG_ID, DataPaths
-from taxiflow.data import documents, storage
+from taxiflow.data import conditional, documents
 from taxiflow.data.files import write_json_atomically
 from taxiflow.data.storage import DataPath, data_paths
 from taxiflow.reports.request import ReportRequest
@@ -90,7 +90,7 @@ def write_claim(
     request: RequestFile, paths: DataPaths, now: Callable[[], str] = utcnow, claimer: str | None = None
 ) -> bool:
     """Claim ``request.run_id`` for ``claimer`` if nobody has (on any host); True if this call did."""
-    return storage.create_exclusive(
+    return conditional.create_exclusive(
         claim_path(request.run_id, paths), _claim_document(request, claimer or _new_claimer(), now)
     )
 
@@ -112,12 +112,12 @@ def _take_over_if_abandoned(
     if datetime.now(UTC) - claimed_at < CLAIM_TAKEOVER_AFTER:
         return False  # its claimer is probably still asking for the run
     target = claim_path(request.run_id, paths)
-    version = storage.etag(target)
+    version = conditional.etag(target)
     if version is None:
         return write_claim(request, paths, now, claimer)
     try:
-        storage.replace_if_match(target, _claim_document(request, claimer, now), version)
-    except storage.PreconditionFailed:
+        conditional.replace_if_match(target, _claim_document(request, claimer, now), version)
+    except conditional.PreconditionFailed:
         return False
     log.warning("Took over the claim of %s from %s (claimed at %s; its run never appeared)",
                 request.run_id, claim.get("claimed_by"), claim.get("claimed_at"))

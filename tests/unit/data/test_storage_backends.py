@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 
 from taxiflow.config import DATA_DIR_ENV, STORAGE_CONN_ENV, SUCCESS_MARKER, DataPaths, Partition
-from taxiflow.data import check_storage, ingest, landing, metrics, storage, warehouse
+from taxiflow.data import check_storage, conditional, ingest, landing, metrics, storage, warehouse
 from tests.support import trip_files
 from tests.support.trip_files import minutes
 
@@ -133,7 +133,7 @@ def test_of_two_claimers_exactly_one_wins(any_root):
 
     def claim(n: int) -> None:
         barrier.wait()
-        results.append(storage.create_exclusive(target, json.dumps({"by": n}).encode()))
+        results.append(conditional.create_exclusive(target, json.dumps({"by": n}).encode()))
 
     threads = [threading.Thread(target=claim, args=(n,)) for n in range(4)]
     for thread in threads:
@@ -147,13 +147,13 @@ def test_of_two_claimers_exactly_one_wins(any_root):
 
 def test_a_replace_with_a_stale_version_loses(any_root):
     manifest = any_root.outputs / "report" / "manifest.json"
-    storage.replace_if_match(manifest, b'{"version": 1}', None)
-    with pytest.raises(storage.PreconditionFailed):
-        storage.replace_if_match(manifest, b'{"version": 0}', None)  # a second "new" manifest loses
-    first = storage.etag(manifest)
-    storage.replace_if_match(manifest, b'{"version": 2}', first)
-    with pytest.raises(storage.PreconditionFailed):
-        storage.replace_if_match(manifest, b'{"version": 3}', first)  # read before version 2: stale
+    conditional.replace_if_match(manifest, b'{"version": 1}', None)
+    with pytest.raises(conditional.PreconditionFailed):
+        conditional.replace_if_match(manifest, b'{"version": 0}', None)  # a second "new" manifest loses
+    first = conditional.etag(manifest)
+    conditional.replace_if_match(manifest, b'{"version": 2}', first)
+    with pytest.raises(conditional.PreconditionFailed):
+        conditional.replace_if_match(manifest, b'{"version": 3}', first)  # read before version 2: stale
     assert json.loads(manifest.read_text()) == {"version": 2}
 
 

@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from taxiflow.data import documents, storage
+from taxiflow.data import conditional, documents, storage
 from taxiflow.reports import outputs
 from taxiflow.reports.request import ReportRequest
 
@@ -75,8 +75,8 @@ def test_a_new_name_is_created_only_if_absent(any_root):
     """The first manifest of a name is a create-if-absent: a stale "new name" publish cannot overwrite."""
     manifest = outputs.manifest_path("fresh")
     outputs.publish_report(request_named("fresh"), b"png", b"csv", 1)
-    with pytest.raises(storage.PreconditionFailed):
-        storage.replace_if_match(manifest, b"{}", None)
+    with pytest.raises(conditional.PreconditionFailed):
+        conditional.replace_if_match(manifest, b"{}", None)
     assert json.loads(documents.read_bytes(manifest))["total_trips"] == 1
 
 
