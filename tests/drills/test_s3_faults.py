@@ -219,23 +219,23 @@ def published_state(drill: Drill) -> dict[str, str]:
 
 def whole_partition(partition: Partition) -> str:
     """The version the partition's ``_summary.json`` names, after reading every row it promises."""
-    from taxiflow.data import storage, warehouse
+    from taxiflow.data import documents, warehouse
 
     published = warehouse.published_trips(partition)
     assert published is not None, f"{partition} lost its published version"
     summary = published.summary
-    table = pq.read_table(io.BytesIO(storage.read_bytes(published.trips_file)))
+    table = pq.read_table(io.BytesIO(documents.read_bytes(published.trips_file)))
     assert table.num_rows == summary["rows_written"] + summary["rows_strays_kept"], partition
     return published.version
 
 
 def whole_metrics(partition: Partition) -> str:
     """Both metrics files of the month are whole, and count the same trips (they come from the same inputs)."""
-    from taxiflow.data import metrics, storage, warehouse
+    from taxiflow.data import documents, metrics, warehouse
 
     totals = {}
     for table in (metrics.HOURLY_ZONE, metrics.HOURLY_BOROUGH):
-        data = pq.read_table(io.BytesIO(storage.read_bytes(warehouse.metrics_file(table, partition))))
+        data = pq.read_table(io.BytesIO(documents.read_bytes(warehouse.metrics_file(table, partition))))
         totals[table] = sum(data.column("trips").to_pylist())
     assert len(set(totals.values())) == 1, totals
     return str(totals[metrics.HOURLY_ZONE])
