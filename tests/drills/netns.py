@@ -9,8 +9,9 @@ interfaces, and this machine has no firewall tool to close them.)
 
 ``IsolatedHost.start`` runs a command there in a private mount namespace and its own hostname: a
 tmpfs over ``/tmp`` and over each hidden folder (the host's deployment, data and relay sockets live
-under ``/tmp``), and ``/etc/hosts`` naming the host. At the end every process started is stopped by
-its process group, and the namespace is deleted (its mounts go with their last process).
+under ``/tmp``; the project stays visible, wherever it is), and ``/etc/hosts`` naming the host.
+At the end every process started is stopped by its process group, and the namespace is deleted
+(its mounts go with their last process).
 """
 
 from __future__ import annotations
@@ -92,14 +93,25 @@ class IsolatedHost:
             raise RuntimeError(f"relay {' '.join(argv)} did not start: {line!r}")
         return process
 
-    def start(self, command: Sequence[str], env: Mapping[str, str], hide: Sequence[Path],
+    def start(self, command: Sequence[str], env: Mapping[str, str], hide: Sequence[Path], keep: Path,
               log: Path) -> subprocess.Popen:
         """Run ``command`` inside: this namespace, a private mount, tmpfs over /tmp and ``hide``, the
-        hostname ``name``. ``env`` is its whole environment (nothing of the test's is passed on)."""
+        hostname ``name``. ``env`` is its whole environment (nothing of the test's is passed on).
+
+        ``keep`` (the project: its interpreter, DAG files and plugins) stays visible even when it is
+        below /tmp, as a fresh clone in CI may be: it is opened before the tmpfs covers /tmp and
+        bind-mounted back from that descriptor. ``hide`` is covered after that, so a folder of the
+        project can still be hidden."""
+        keep = Path(keep)
+        below_tmp = keep.is_relative_to("/tmp")
         hidden = "\n".join(f"mount -t tmpfs -o size=1m,mode=0755 tmpfs {shlex.quote(str(path))}"
-                           for path in hide if not Path(path).is_relative_to("/tmp"))
+                           for path in hide if not Path(path).is_relative_to("/tmp") or
+                           (below_tmp and Path(path).is_relative_to(keep)))
+        kept = shlex.quote(str(keep))
         script = f"""set -e
+{f"exec 3<{kept}" if below_tmp else ""}
 mount -t tmpfs -o mode=1777,size=2g tmpfs /tmp
+{f"mkdir -p {kept} && mount --bind /proc/self/fd/3 {kept} && exec 3<&-" if below_tmp else ""}
 {hidden}
 hostname {shlex.quote(self.name)}
 mkdir -p "$HOME"

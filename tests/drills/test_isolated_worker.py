@@ -101,7 +101,7 @@ def isolated(seaweedfs, tmp_path_factory):
             isolated_host(root, {"api": stack.port, "s3": seaweedfs.ports["s3.port"]}) as host:
         command = [airflow_executable(), "edge", "worker", "--edge-hostname", host.name,
                    "--queues", "default", "--concurrency", "2"]
-        worker = host.start(command, worker_env(stack, storage_env), hide=[PROJECT_DIR / "data"],
+        worker = host.start(command, worker_env(stack, storage_env), hide=[PROJECT_DIR / "data"], keep=PROJECT_DIR,
                             log=root / "edge-worker.log")
         try:
             wait_for_worker(stack, host.name, worker)
