@@ -100,7 +100,8 @@ class IsolatedHost:
 
         ``keep`` (the project: its interpreter, DAG files and plugins) stays visible even when it is
         below /tmp, as a fresh clone in CI may be: it is opened before the tmpfs covers /tmp and
-        bind-mounted back from that descriptor. ``hide`` is covered after that, so a folder of the
+        bind-mounted back from that descriptor (``--no-canonicalize``: resolved, the path would name the
+        empty folder below the tmpfs). ``hide`` is covered after that, so a folder of the
         project can still be hidden."""
         keep = Path(keep)
         below_tmp = keep.is_relative_to("/tmp")
@@ -111,7 +112,7 @@ class IsolatedHost:
         script = f"""set -e
 {f"exec 3<{kept}" if below_tmp else ""}
 mount -t tmpfs -o mode=1777,size=2g tmpfs /tmp
-{f"mkdir -p {kept} && mount --bind /proc/self/fd/3 {kept} && exec 3<&-" if below_tmp else ""}
+{f"mkdir -p {kept} && mount --no-canonicalize --bind /proc/self/fd/3 {kept} && exec 3<&-" if below_tmp else ""}
 {hidden}
 hostname {shlex.quote(self.name)}
 mkdir -p "$HOME"
