@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import socket
 import subprocess
+import sys
 import uuid
 
 import pytest
@@ -69,6 +70,9 @@ def celery_stack():
         for user, role in (("admin", "Admin"), ("viewer", "Viewer")):
             stack.airflow("users", "create", "--username", user, "--password", user, "--role", role,
                           "--email", f"{user}@example.com", "--firstname", user, "--lastname", "taxiflow")
+        # as compose's airflow-init does: the FAB user name_run notes each ingest run's month as
+        subprocess.run([sys.executable, str(PROJECT_DIR / "docker" / "run_notes_user.py")], env=stack.env(),
+                       check=True, capture_output=True, text=True, timeout=300)
 
     try:
         with live_deployment(
