@@ -188,13 +188,19 @@ def test_a_real_month_is_ingested_and_reported_on_the_isolated_worker_with_the_s
     assert len(merged) == 168 and numbers["num_trips"].sum() > 1000
     assert (merged["num_trips_expected"] == merged["num_trips_report"]).all()
 
-    ran = ran_task_instances(stack)
-    assert {ti["dag_id"] for ti in ran} >= {INGEST_DAG_ID, METRICS_DAG_ID, REPORT_DAG_ID}
+    # The runs this test made are finished, so their tasks and Edge jobs are settled. The ingest DAG's
+    # own scheduled run (its latest month, unpaused at creation) is not compared: it may be starting
+    # a task (start date set, host not yet) between the reads.
+    ours = {"isolated_ingest", "isolated_report", Partition(SOURCE, MONTH).metrics_run_id}
+    ran = [ti for ti in ran_task_instances(stack) if ti["dag_run_id"] in ours]
+    assert {ti["dag_id"] for ti in ran} == {INGEST_DAG_ID, METRICS_DAG_ID, REPORT_DAG_ID}
     assert {(ti["hostname"], ti["queue"]) for ti in ran} == {(host.name, "default")}
     status, body = stack.api("GET", "/edge_worker/ui/jobs")
     assert status == 200, body
-    jobs = {(job["dag_id"], job["run_id"], job["task_id"]): job["edge_worker"] for job in body["jobs"]}
+    jobs = {(job["dag_id"], job["run_id"], job["task_id"]): job["edge_worker"] for job in body["jobs"]
+            if job["run_id"] in ours}
     assert jobs == {(ti["dag_id"], ti["dag_run_id"], ti["task_id"]): host.name for ti in ran}
+    assert {ti["dag_run_id"] for ti in ran} == ours
     assert list(isolated["local_data"].rglob("*")) == []  # nothing reached the host's data folder
 
 

@@ -53,6 +53,7 @@ KILLED_MONTH = Partition(SOURCE, "2024-01")
 TRIPS_KEY = f"trips {KILLED_MONTH.month}"  # its entry in published_state
 # Guards against a hang, never a pass condition: each wait ends on an event long before.
 PATIENCE = 300
+PROBE_NAME, PROBE = "drill-probe", b"served"  # an object outside every partition and report
 
 
 def step(kind: str, partition: Partition = KILLED_MONTH) -> str:
@@ -117,7 +118,24 @@ class Drill:
         assert process.wait(PATIENCE) == 0, f"{' '.join(steps)} failed:\n{log.read_text()}"
 
     def restart(self) -> None:
+        """Start the server again on its folder and ports; return once it serves an object again.
+
+        Its S3 port answers, and lists the bucket, a moment before its volume server has registered
+        with the master again: a GET in between gets ``InternalError`` (seen on a loaded machine). So
+        the restart ends on an event, a GET of the probe object the fixture wrote, not on a delay.
+        """
+        from taxiflow.data import documents, storage
+
         self.server = self.server.restart()
+        deadline = time.monotonic() + PATIENCE
+        while True:
+            try:
+                if documents.read_bytes(storage.root() / PROBE_NAME) == PROBE:
+                    return
+            except OSError as err:
+                if time.monotonic() > deadline:
+                    raise AssertionError(f"the restarted server serves no object: {err}") from err
+            time.sleep(0.1)
 
 
 @pytest.fixture(scope="module")
@@ -138,6 +156,7 @@ def drill(tmp_path_factory, tlc_dir):
             for name, value in env.items():
                 patch.setenv(name, value)
             paths = DataPaths(storage.root())
+            storage.write_bytes(storage.root() / PROBE_NAME, PROBE)  # what a restart waits to read back
             files = {"2023-12": [tlc_dir / "green" / "green_tripdata_2023-12.parquet"],
                      "2024-01": [tlc_dir / "green" / "green_tripdata_2024-01.parquet"] * PARTS}
             for month, sources in files.items():  # data first, _SUCCESS last, as an upstream system uploads
