@@ -1,6 +1,6 @@
 """Run taxiflow's benchmarks and record the figures (``make bench``).
 
-    python benchmarks/run.py [--quick] [--only bench_report]
+    python benchmarks/run.py [--quick] [--only bench_report] [--no-live]
 
 Each benchmark module has ``run(work_dir, quick) -> list[dict]`` returning rows with keys
 benchmark, metric, value, unit, target, ok. This prints them as a table and writes
@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import importlib
+import inspect
 import json
 import os
 import platform
@@ -69,12 +70,17 @@ def machine_info() -> dict:
     return info
 
 
-def run_benchmark(name: str, quick: bool) -> list[dict]:
-    """One benchmark's rows; a failure becomes a row saying so, and the others still run."""
+def run_benchmark(name: str, quick: bool, live: bool = True) -> list[dict]:
+    """One benchmark's rows; a failure becomes a row saying so, and the others still run.
+
+    ``live=False`` is passed on to a benchmark whose ``run`` takes ``live`` (its parts that start
+    live deployments are skipped); the others run whole.
+    """
     started = time.perf_counter()
     try:
         module = importlib.import_module(name)
-        rows = module.run(WORK_DIR / name, quick=quick)
+        options = {} if live or "live" not in inspect.signature(module.run).parameters else {"live": False}
+        rows = module.run(WORK_DIR / name, quick=quick, **options)
     except Exception as err:  # a broken benchmark must not hide the others' figures
         traceback.print_exc()
         rows = [{"benchmark": name.removeprefix("bench_"), "metric": "error",
@@ -107,6 +113,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Run taxiflow's benchmarks.")
     parser.add_argument("--quick", action="store_true", help="small volumes (a smoke run, not figures)")
     parser.add_argument("--only", choices=BENCHMARKS, action="append", help="run just these")
+    parser.add_argument("--no-live", action="store_true",
+                        help="skip the parts that start live deployments (bench_storage: request file -> chart)")
     args = parser.parse_args(argv)
 
     shutil.rmtree(WORK_DIR, ignore_errors=True)
@@ -118,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
     rows: list[dict] = []
     for name in args.only or BENCHMARKS:
         print(f"== {name}{' (quick)' if args.quick else ''}", flush=True)
-        rows.extend(run_benchmark(name, args.quick))
+        rows.extend(run_benchmark(name, args.quick, live=not args.no_live))
     finished_at = datetime.now(UTC)
 
     print()
@@ -127,6 +135,7 @@ def main(argv: list[str] | None = None) -> int:
         "started_at": started_at.isoformat(timespec="seconds"),
         "finished_at": finished_at.isoformat(timespec="seconds"),
         "quick": args.quick,
+        "live": not args.no_live,
         "machine": machine_info(),
         "results": rows,
     }

@@ -103,44 +103,46 @@ def process_partition(
     version = versions.new_version()
     target = folder / version / warehouse.TRIPS_FILE
 
-    con = warehouse.duckdb_connection(paths)
-    downloads = ExitStack()
     try:
-        warehouse.create_zones_table(con, paths)
-        readable = downloads.enter_context(storage.local_copies(files))  # read three times: fetched once
-        try:
-            pairs = zip(files, readable, strict=True)
-            raws = [readers.inspect_raw_file(con, source, path, copy) for path, copy in pairs]
-            stats = _file_stats(con, raws, month_start, month_end)
-        except ValueError as err:
-            raise _refuse(partition, str(err), files, bool(staged), paths, run_id) from None
-        except Exception as err:  # DuckDB's own messages may quote the file's bytes: never pass them on
-            raise _refuse(
-                partition, f"cannot read {', '.join(f.name for f in files)} as "
-                f"{'/'.join(DATA_FILE_SUFFIXES)} ({type(err).__name__})", files, bool(staged), paths, run_id,
-            ) from None
-        misplaced = [_misplaced(s, month) for s in stats if _is_misplaced(s)]
-        if misplaced:
-            raise _refuse(partition, "; ".join(misplaced), files, bool(staged), paths, run_id)
-        rows_read = sum(s["rows_read"] for s in stats)
-        rows_rejected = sum(s["rows_rejected"] for s in stats)
-        rows_outside = sum(s["rows_outside_month"] for s in stats)
-        outside_by_month: dict[str, int] = {}
-        for s in stats:
-            for other, count in s["outside_by_month"].items():
-                outside_by_month[other] = outside_by_month.get(other, 0) + count
-        strays_kept = {m: outside_by_month[m] for m in neighbours if outside_by_month.get(m)}
-        trips_sql, trips_params = readers.trips_query(raws, window_start, window_end)
-        stored = warehouse.write_parquet_atomically(
-            con, trips_sql, trips_params, target,
-            expected_rows=rows_read - rows_rejected - rows_outside + sum(strays_kept.values()),
-        )
+        # Unwound in reverse: on S3 the drop's local copies are removed and DuckDB lets go of its
+        # memory before the trips file is uploaded (nothing is uploaded after an error), so the
+        # upload's buffers do not add to DuckDB's peak. Locally the file is renamed into place.
+        with ExitStack() as finish:
+            written = finish.enter_context(storage.replacing(target)) if storage.is_remote(target) else target
+            con = warehouse.duckdb_connection(paths)
+            finish.callback(con.close)
+            warehouse.create_zones_table(con, paths)
+            readable = finish.enter_context(storage.local_copies(files))  # read three times: fetched once
+            try:
+                pairs = zip(files, readable, strict=True)
+                raws = [readers.inspect_raw_file(con, source, path, copy) for path, copy in pairs]
+                stats = _file_stats(con, raws, month_start, month_end)
+            except ValueError as err:
+                raise _refuse(partition, str(err), files, bool(staged), paths, run_id) from None
+            except Exception as err:  # DuckDB's own messages may quote the file's bytes: never pass them on
+                raise _refuse(
+                    partition, f"cannot read {', '.join(f.name for f in files)} as "
+                    f"{'/'.join(DATA_FILE_SUFFIXES)} ({type(err).__name__})", files, bool(staged), paths, run_id,
+                ) from None
+            misplaced = [_misplaced(s, month) for s in stats if _is_misplaced(s)]
+            if misplaced:
+                raise _refuse(partition, "; ".join(misplaced), files, bool(staged), paths, run_id)
+            rows_read = sum(s["rows_read"] for s in stats)
+            rows_rejected = sum(s["rows_rejected"] for s in stats)
+            rows_outside = sum(s["rows_outside_month"] for s in stats)
+            outside_by_month: dict[str, int] = {}
+            for s in stats:
+                for other, count in s["outside_by_month"].items():
+                    outside_by_month[other] = outside_by_month.get(other, 0) + count
+            strays_kept = {m: outside_by_month[m] for m in neighbours if outside_by_month.get(m)}
+            trips_sql, trips_params = readers.trips_query(raws, window_start, window_end)
+            stored = warehouse.write_parquet_atomically(
+                con, trips_sql, trips_params, written,
+                expected_rows=rows_read - rows_rejected - rows_outside + sum(strays_kept.values()),
+            )
     except BaseException:
         versions.remove_version(folder, version)
         raise
-    finally:
-        con.close()
-        downloads.close()
 
     if staged:
         promote_staged(partition, paths)

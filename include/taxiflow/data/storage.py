@@ -260,9 +260,9 @@ def upload(local: Path, target: DataPath) -> None:
         shutil.copyfile(local, temp)
 
 
-# Uploads and downloads of whole files go in parts of this size, a few at once: s3fs's defaults
-# read a file under 100 MiB into memory whole for one PUT (a 3M-row month's 58 MB trips file: +60 MB
-# of peak memory), and move larger ones 10 parts of 50 MiB at a time (500 MiB held).
+# Uploads of whole files go in parts of this size, a few at once: s3fs's defaults read a file under
+# 100 MiB into memory whole for one PUT (a 3M-row month's 58 MB trips file: +60 MB of peak memory),
+# and send larger ones 10 parts of 50 MiB at a time (500 MiB held).
 PART_SIZE = 8 * 2**20
 PARTS_AT_ONCE = 4
 
@@ -279,9 +279,12 @@ def _upload_options(local: Path, target: DataPath) -> dict[str, Any]:
 def local_copies(files: list[DataPath]) -> Generator[list[Path], None, None]:
     """Local paths to read ``files`` by, for a reader that goes through each file more than once.
 
-    Local files are their own copies. Objects are downloaded once each (in parts, to a temporary
-    folder removed after the block): ingest reads a drop three times (its header, its pickup
-    times, then every column), and over HTTP each pass would fetch the file again.
+    Local files are their own copies. Objects are downloaded once each, to a temporary folder
+    removed after the block: ingest reads a drop three times (its header, its pickup times, then
+    every column), and over HTTP each pass would fetch the file again. Each object comes as one
+    GET streamed to disk in 64 KiB reads: s3fs's download in parts (a GET of the whole object
+    dropped, then parts each read whole into memory and joined) took three times as long for a
+    58 MB file on loopback and held ~60 MB more (``benchmarks/bench_storage.py``, 2026-12-05).
     """
     if not any(is_remote(file) for file in files):
         yield list(files)
@@ -291,7 +294,7 @@ def local_copies(files: list[DataPath]) -> Generator[list[Path], None, None]:
         copies = []
         for index, file in enumerate(files):
             copy = folder / f"{index}-{file.name}"  # two drops' files may share a name
-            file.fs.get_file(file.path, str(copy), chunksize=PART_SIZE, max_concurrency=PARTS_AT_ONCE)
+            file.fs.get_file(file.path, str(copy), max_concurrency=1)
             copies.append(copy)
         yield copies
     finally:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import json
+import tempfile
 from datetime import datetime, timedelta
 
 import pyarrow as pa
@@ -139,6 +140,19 @@ def test_strays_count_once_on_both_backends(any_root):
         assert metrics.refresh_metrics(JANUARY)["neighbours_rebuilt"] == ["2023-12"]
         assert metrics.build_metrics(DECEMBER)["trips"] == 11
     assert trips_by_month() == {"2023-12": 11, "2024-01": 200}
+
+
+def test_an_ingest_and_its_metrics_leave_no_local_copy_behind(any_root, tmp_path, monkeypatch):
+    """On S3 the drop, the new trips file and the trips metrics read are local copies: all gone afterwards."""
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    ingest_drop(any_root, JANUARY, green_parquet(minutes(datetime(2024, 1, 5), 30)))
+    assert metrics.build_metrics(JANUARY)["trips"] == 30
+    with pytest.raises(ingest.DropRefused):  # refused after its download: nothing uploaded, nothing left
+        ingest_drop(any_root, JANUARY, green_parquet(minutes(datetime(2024, 3, 5), 30)))
+    assert trips_by_month() == {"2024-01": 30}
+    assert list(scratch.iterdir()) == []
 
 
 def _trips_parquet(paths: DataPaths, rows: int) -> bytes:
