@@ -35,7 +35,7 @@ from taxiflow.data import ingest, metrics
 from taxiflow.data.raw import copy_to_raw
 
 if TYPE_CHECKING:
-    from taxiflow.local.object_store import SeaweedFS
+    from tests.support.seaweedfs import SeaweedFS
 
 INGEST = Partition("yellow", "2024-01")
 FULL_ROWS, QUICK_ROWS = 3_000_000, 300_000
