@@ -27,7 +27,7 @@ import tempfile
 from pathlib import Path
 
 from taxiflow.config import DATA_DIR_ENV, DataPaths, Partition
-from taxiflow.data import ingest
+from taxiflow.data.raw import copy_to_raw
 from taxiflow.data.storage import data_paths
 
 LONLAT_ROWS, LONLAT_QUICK = 14_000_000, 1_400_000
@@ -59,6 +59,7 @@ import json, sys, time
 import duckdb
 from taxiflow.config import Partition
 from taxiflow.data import ingest
+from taxiflow.data.raw import copy_to_raw
 started = time.perf_counter()
 summary = ingest.process_partition(Partition(sys.argv[1], sys.argv[2]))
 json.dump({"seconds": time.perf_counter() - started, "rows_read": summary["rows_read"],
@@ -202,7 +203,7 @@ def _prepare(paths: DataPaths, source: str, month: str, rows: int, writer) -> No
         landing.mkdir(parents=True)
         writer(file, rows)
         (landing / "_SUCCESS").touch()
-    ingest.copy_to_raw(Partition(source, month), paths)
+    copy_to_raw(Partition(source, month), paths)
 
 
 def _ingest_rows(paths: DataPaths, source: str, month: str, label: str, rows_target: int | None) -> list[dict]:

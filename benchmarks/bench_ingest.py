@@ -20,7 +20,7 @@ import tempfile
 from pathlib import Path
 
 from taxiflow.config import DATA_DIR_ENV, DataPaths, Partition
-from taxiflow.data import ingest
+from taxiflow.data.raw import copy_to_raw
 from taxiflow.data.storage import data_paths
 
 SOURCE, MONTH = "yellow", "2024-01"
@@ -36,6 +36,7 @@ import json, resource, sys, time
 import duckdb  # imported up front: a per-process constant, not part of the throughput
 from taxiflow.config import Partition
 from taxiflow.data import ingest
+from taxiflow.data.raw import copy_to_raw
 
 def cpu_seconds():
     usage = resource.getrusage(resource.RUSAGE_SELF)  # every thread of this process
@@ -60,7 +61,7 @@ def prepare_month(paths: DataPaths, rows: int) -> Path:
         from taxiflow.demo.trips import generate_month
 
         generate_month(SOURCE, MONTH, rows, paths=paths)
-    ingest.copy_to_raw(Partition(SOURCE, MONTH), paths)
+    copy_to_raw(Partition(SOURCE, MONTH), paths)
     return paths.raw_dir(Partition(SOURCE, MONTH))
 
 

@@ -1,7 +1,7 @@
 """Benchmark: a borough report from the metrics table vs the seed's scan of every trip.
 
 Setup (not timed): 1, then 6, then 12 months of synthetic full-size yellow volume (~3M trips a
-month; ``quick``: 100k) generated with ``taxiflow.demo``, ingested with ``ingest.copy_to_raw`` and
+month; ``quick``: 100k) generated with ``taxiflow.demo``, ingested with ``copy_to_raw`` and
 ``ingest.process_partition`` and aggregated with ``metrics.build_metrics``; for the baseline, the
 same normalised trips appended to one ``trips`` table in a ``.duckdb`` file, with the zone table.
 
@@ -93,11 +93,12 @@ def baseline_report(db_file: Path, request: reports_request.ReportRequest, paths
 
 def _ingest_month(month: str, trips: int, paths: DataPaths) -> dict[str, float]:
     from taxiflow.data import ingest, metrics
+    from taxiflow.data.raw import copy_to_raw
 
     started = time.perf_counter()
     demo.generate_month("yellow", month, trips, paths=paths)
     generated = time.perf_counter()
-    ingest.copy_to_raw(Partition("yellow", month), paths)
+    copy_to_raw(Partition("yellow", month), paths)
     ingest.process_partition(Partition("yellow", month), paths)
     ingested = time.perf_counter()
     metrics.build_metrics(Partition("yellow", month), paths)

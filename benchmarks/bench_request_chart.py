@@ -52,7 +52,7 @@ def _ingest_month(stack: LiveStack) -> None:
     """Drop the month and ingest it through an ``ingest_taxi_trips`` run: the report's gate waits
     for that run's ``trigger_create_metrics_*`` tasks (``reports.ingest_status``), not for files."""
     from taxiflow.config import INGEST_DAG_ID
-    from taxiflow.local.demo import generate_month
+    from taxiflow.demo.trips import generate_month
     from tests.e2e.test_pipeline import wait_for_run_at
 
     generate_month("yellow", MONTH, TRIPS)  # data first, _SUCCESS last
@@ -102,7 +102,7 @@ def measure(name: str, env: dict[str, str], local_data: Path, runs: int = RUNS) 
 
 def main() -> int:
     from taxiflow.config import DATA_DIR_ENV
-    from taxiflow.local.object_store import start_seaweedfs
+    from tests.support.seaweedfs import start_seaweedfs
 
     work = Path(tempfile.mkdtemp(prefix="bench-request-chart-"))
     server = start_seaweedfs(work / "seaweedfs", bucket="bench")

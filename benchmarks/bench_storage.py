@@ -32,9 +32,10 @@ from typing import TYPE_CHECKING
 
 from taxiflow.config import DATA_DIR_ENV, Partition
 from taxiflow.data import ingest, metrics
+from taxiflow.data.raw import copy_to_raw
 
 if TYPE_CHECKING:
-    from taxiflow.local.object_store import SeaweedFS
+    from tests.support.seaweedfs import SeaweedFS
 
 INGEST = Partition("yellow", "2024-01")
 FULL_ROWS, QUICK_ROWS = 3_000_000, 300_000
@@ -52,6 +53,7 @@ import json, resource, sys, time
 import airflow.sdk  # a task runs in Airflow's task runner on either backend: its ~100 MB are no S3 cost
 from taxiflow.config import Partition
 from taxiflow.data import ingest, metrics, storage
+from taxiflow.data.raw import copy_to_raw
 from taxiflow.reports.render import render_report
 from taxiflow.reports.request import ReportRequest
 
@@ -60,7 +62,7 @@ step, argument = sys.argv[1], sys.argv[2]
 started = time.perf_counter()
 if step == "ingest":
     partition = Partition(*argument.split("/"))
-    ingest.copy_to_raw(partition)
+    copy_to_raw(partition)
     rows = ingest.process_partition(partition)["rows_read"]
     metrics.build_metrics(partition)
 else:
@@ -105,7 +107,7 @@ def prepare(env: dict[str, str], rows: int, report_trips: int) -> None:
         for month in REPORT_MONTHS:
             partition = Partition("yellow", month)
             generate_month(partition.source, month, report_trips)
-            ingest.copy_to_raw(partition)
+            copy_to_raw(partition)
             ingest.process_partition(partition)
             metrics.build_metrics(partition)
     finally:

@@ -111,11 +111,11 @@ def wait_for_drop(source: str, logical_date=None, run_id=None, outlet_events=Non
 @task
 def copy_to_raw(source: str, month: str, run_id=None, outlet_events=None) -> list[str]:
     """Stage the drop beside raw (`raw/<source>/.<month>.staged/`); raw itself is not touched yet."""
-    from taxiflow.data import ingest, refusals
+    from taxiflow.data import landing, raw, refusals
 
     try:
-        copied = ingest.copy_to_raw(Partition(source, month))
-    except ingest.UnsafeDropError as err:
+        copied = raw.copy_to_raw(Partition(source, month))
+    except landing.UnsafeDropError as err:
         refusals.record_refusal(Partition(source, month), str(err), [], new_drop=True, run_id=run_id)
         raise AirflowFailException(str(err)) from None
     lineage.emit_raw(outlet_events, Partition(source, month), copied)

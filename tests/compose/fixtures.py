@@ -26,7 +26,7 @@ from pathlib import Path
 import pytest
 
 from taxiflow.config import DataPaths
-from taxiflow.local.stack import free_port
+from taxiflow.local.ports import free_port
 from tests.compose.deployment import BUCKET_CONN_ID, PROJECT_DIR, Deployment, prepare_project, read_env
 from tests.compose.engine import compose_binary, ensure_engine, unavailable_reason
 from tests.support.tlc_server import TlcServer

@@ -29,10 +29,12 @@ def run(step: str) -> None:
     partition = Partition(source, month)
     if kind == "copy":
         from taxiflow.data import ingest
+        from taxiflow.data.raw import copy_to_raw
 
-        print(f"copy {partition}: {[path.name for path in ingest.copy_to_raw(partition)]}")
+        print(f"copy {partition}: {[path.name for path in copy_to_raw(partition)]}")
     elif kind == "process":
         from taxiflow.data import ingest
+        from taxiflow.data.raw import copy_to_raw
 
         summary = ingest.process_partition(partition, run_id="drill_s3_faults")
         print(f"process {partition}: version {summary['version']}, {summary['rows_written']} rows")

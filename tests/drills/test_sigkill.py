@@ -23,8 +23,8 @@ import pytest
 
 from taxiflow.config import REPORT_DAG_ID, DataPaths
 from taxiflow.local import cli
+from taxiflow.local.leftovers import pid_alive
 from taxiflow.local.stack import DATABASE_COMPONENT
-from taxiflow.local.supervisor import pid_alive
 from taxiflow.reports.outputs import read_manifest
 from tests.drills.tooling import chart_numbers, report_alone, report_conf, run_states
 

@@ -11,7 +11,7 @@ import time
 import psutil
 import pytest
 
-from taxiflow.local.supervisor import pid_alive
+from taxiflow.local.leftovers import pid_alive
 
 pytestmark = pytest.mark.e2e
 

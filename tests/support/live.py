@@ -10,20 +10,24 @@ remain (``TAXIFLOW_KEEP_TEST_HOME=1`` keeps the folder to read its logs).
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import tempfile
 import time
+import urllib.error
 import urllib.parse
-from collections.abc import Callable, Generator
+import urllib.request
+from collections.abc import Callable, Generator, Iterable
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from taxiflow.config import INGEST_DAG_ID, METRICS_DAG_ID, REPORT_DAG_ID
-from taxiflow.local.stack import AirflowStack, free_port
-from taxiflow.local.supervisor import session_processes
+from taxiflow.local.leftovers import session_processes
+from taxiflow.local.ports import free_port
+from taxiflow.local.stack import AirflowStack
 
 PROJECT_DIR = Path(__file__).resolve().parents[2]
 ZONE_TABLE = PROJECT_DIR / "data" / "reference" / "taxi_zone_lookup.csv"
@@ -43,7 +47,46 @@ FAST_WAITS = {
 
 
 class LiveStack(AirflowStack):
-    """A local deployment with what tests and benchmarks ask of it besides ``make run``'s calls."""
+    """A local deployment with what tests and benchmarks ask of it: its REST API as any user, runs,
+    tasks and processes (``make run`` itself needs only a GET or two: ``taxiflow.local.cli``)."""
+
+    def token(self, username: str = "admin", password: str | None = None) -> str:
+        """A JWT from ``POST /auth/token``."""
+        body = json.dumps({"username": username, "password": password or self.users[username]}).encode()
+        request = urllib.request.Request(f"{self.base_url}/auth/token", data=body, method="POST",
+                                         headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=30) as resp:
+            return json.load(resp)["access_token"]
+
+    def api(self, method: str, path: str, body: object | None = None, token: str | None = None) -> tuple[int, Any]:
+        """Call ``/api/v2``; returns (status, decoded JSON body) without raising on HTTP errors."""
+        request = urllib.request.Request(
+            f"{self.base_url}{path}", data=None if body is None else json.dumps(body).encode(), method=method,
+            headers={"Content-Type": "application/json", "Authorization": f"Bearer {token or self.token()}"})
+        try:
+            with urllib.request.urlopen(request, timeout=60) as resp:
+                return resp.status, json.loads(resp.read() or b"null")
+        except urllib.error.HTTPError as err:
+            payload = err.read()
+            try:
+                return err.code, json.loads(payload)
+            except json.JSONDecodeError:
+                return err.code, payload.decode(errors="replace")
+
+    def wait_for_dags(self, dag_ids: Iterable[str], timeout: float = 180) -> None:
+        """Wait until the dag-processor has parsed these DAGs (and report import errors early)."""
+        deadline, wanted = time.monotonic() + timeout, set(dag_ids)
+        token = None
+        while time.monotonic() < deadline:
+            token = token or self.token()
+            status, errors = self.api("GET", "/api/v2/importErrors", token=token)
+            if status == 200 and errors.get("total_entries"):
+                raise RuntimeError(f"DAG import errors: {json.dumps(errors, indent=1)}")
+            status, body = self.api("GET", "/api/v2/dags?limit=100", token=token)
+            if status == 200 and wanted <= {d["dag_id"] for d in body.get("dags", [])}:
+                return
+            time.sleep(2)
+        raise TimeoutError(f"DAGs {sorted(wanted)} not parsed after {timeout}s\n{self.tail_logs('dag-processor')}")
 
     def wait_for_run(self, dag_id: str, run_id: str, timeout: float = 300) -> dict:
         """Poll a DAG run until it leaves queued/running; returns the run as the API shows it."""

@@ -1,6 +1,6 @@
 """From a landing drop to one normalised warehouse partition of trips, validated before it replaces anything.
 
-``copy_to_raw`` copies the drop into a **staged** copy beside raw (``raw/<source>/.<month>.staged/``);
+``raw.copy_to_raw`` copies the drop into a **staged** copy beside raw (``raw/<source>/.<month>.staged/``);
 ``process_partition`` validates the staged files, writes the new partition as a fresh version
 (``warehouse/trips/source=<source>/month=<month>/<version>/trips.parquet``) and only then swaps both
 in: the staged copy becomes ``raw/<source>/<month>/``, and ``_summary.json`` (which lists the raw
@@ -47,8 +47,7 @@ from typing import TYPE_CHECKING, Any
 
 from taxiflow.config import DATA_FILE_SUFFIXES, DataPaths, Partition
 from taxiflow.data import readers, refusals, storage, strays, versions, warehouse
-from taxiflow.data.landing import UnsafeDropError
-from taxiflow.data.raw import copy_to_raw, data_files_in, promote_staged, raw_files, staged_dir
+from taxiflow.data.raw import data_files_in, promote_staged, raw_files, staged_dir
 from taxiflow.data.storage import data_paths
 
 if TYPE_CHECKING:
@@ -62,8 +61,6 @@ REJECT_PICKUP_UNPARSEABLE = "pickup_at_unparseable"
 # A file with more of its (placeable) rows outside its folder's month than this was dropped under
 # the wrong month and is refused whole. Real TLC months stay far below (0.02 % at most here).
 MAX_OUTSIDE_MONTH_SHARE = 0.01
-
-__all__ = ["DropRefused", "UnsafeDropError", "copy_to_raw", "process_partition", "raw_files", "staged_dir"]
 
 
 class DropRefused(ValueError):

@@ -4,17 +4,21 @@
     python -m taxiflow.local.cli up --home .airflow --storage s3            # data in a local SeaweedFS
     python -m taxiflow.local.cli down --home .airflow                       # stop every process of it
 
-supervisord runs the processes (:mod:`taxiflow.local.supervisor`); a component that crashes is
-restarted by it, so ``up`` only has something to do after ``down`` or when supervisord gave up.
-``make status`` is supervisord's own ``supervisorctl status``.
+supervisord restarts a component that crashes, so ``up`` has something to do only after ``down`` or
+when supervisord gave up; ``make status`` is ``supervisorctl status`` (docs/local-stack.md).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
+import time
+import urllib.error
+import urllib.request
 from pathlib import Path
+from typing import Any
 
 from taxiflow.config import DATA_DIR_ENV, INGEST_DAG_ID, METRICS_DAG_ID, REPORT_DAG_ID, SOURCE_NAMES
 from taxiflow.data.storage import StorageError
@@ -24,7 +28,39 @@ from taxiflow.local.stack import AirflowStack
 DEMO_MONTHS = ("2023-12", "2024-01")
 
 
-def bootstrap_demo(stack: AirflowStack) -> None:
+def api_token(stack: AirflowStack) -> str:
+    """A JWT for ``make run``'s user (the first of ``stack.users``) from ``POST /auth/token``."""
+    user, password = next(iter(stack.users.items()))
+    request = urllib.request.Request(f"{stack.base_url}/auth/token", method="POST",
+                                     data=json.dumps({"username": user, "password": password}).encode(),
+                                     headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=30) as resp:
+        return json.load(resp)["access_token"]
+
+
+def api_get(stack: AirflowStack, path: str, token: str) -> Any:
+    """The JSON body of ``GET <path>``, or None when the api-server answers with an HTTP error."""
+    request = urllib.request.Request(stack.base_url + path, headers={"Authorization": f"Bearer {token}"})
+    try:
+        with urllib.request.urlopen(request, timeout=60) as resp:
+            return json.load(resp)
+    except urllib.error.HTTPError:
+        return None
+
+
+def wait_for_dags(stack: AirflowStack, token: str, timeout: float = 180) -> None:
+    """Until the dag-processor has parsed taxiflow's DAGs; an import error stops ``make run`` at once."""
+    deadline, wanted = time.monotonic() + timeout, {INGEST_DAG_ID, METRICS_DAG_ID, REPORT_DAG_ID}
+    while time.monotonic() < deadline:
+        if (errors := api_get(stack, "/api/v2/importErrors", token)) and errors.get("total_entries"):
+            raise RuntimeError(f"DAG import errors: {json.dumps(errors, indent=1)}")
+        if (dags := api_get(stack, "/api/v2/dags?limit=100", token)) and wanted <= {d["dag_id"] for d in dags["dags"]}:
+            return
+        time.sleep(2)
+    raise TimeoutError(f"DAGs {sorted(wanted)} not parsed after {timeout}s\n{stack.tail_logs('dag-processor')}")
+
+
+def bootstrap_demo(stack: AirflowStack, token: str) -> None:
     """Drop the demo months (unless already there) and backfill their ingest."""
     from taxiflow.config import DataPaths
     from taxiflow.data import storage
@@ -35,8 +71,8 @@ def bootstrap_demo(stack: AirflowStack) -> None:
     if missing:
         demo.generate_demo(months=tuple(missing), paths=paths)
         print(f"taxiflow: dropped demo data for {', '.join(missing)} in {paths.landing}", flush=True)
-    status, body = stack.api("GET", f"/api/v2/dags/{INGEST_DAG_ID}/dagRuns?run_type=backfill&limit=1")
-    if status == 200 and isinstance(body, dict) and body.get("total_entries"):
+    backfills = api_get(stack, f"/api/v2/dags/{INGEST_DAG_ID}/dagRuns?run_type=backfill&limit=1", token)
+    if backfills and backfills.get("total_entries"):
         print("taxiflow: demo months were backfilled before; skipping", flush=True)
         return
     stack.airflow("backfill", "create", "--dag-id", INGEST_DAG_ID,
@@ -75,9 +111,9 @@ def up(stack: AirflowStack, demo: bool) -> int:
             stack.migrate()
         stack.start()
         stack.wait_until_healthy()
-        stack.wait_for_dags([INGEST_DAG_ID, METRICS_DAG_ID, REPORT_DAG_ID])
+        wait_for_dags(stack, token := api_token(stack))
         if demo:
-            bootstrap_demo(stack)
+            bootstrap_demo(stack, token)
     except Exception:
         if not status:
             stack.stop()

@@ -1,17 +1,8 @@
-"""The embedded default's metadata database: PostgreSQL from the ``pgserver`` wheel, under ``.airflow/``.
+"""The embedded default's metadata database: PostgreSQL from the pinned ``pgserver`` wheel.
 
-Only the wheel's ``initdb`` and ``postgres`` are used: pgserver's Python API waits 10 s for a start
-(crash recovery can take longer), creates a system user when run as root, and starts the server
-outside our supervision. Here:
-
-* the server is one more supervisord program (``python -m taxiflow.local.metadata_db serve <root>
-  <port>`` execs ``postgres``): ``make status`` shows it, a killed one is restarted, ``make stop`` ends it;
-* readiness is waited for as long as recovery needs (``start_timeout``);
-* as root the server runs as the existing ``nobody`` account (only its data folder is chowned to it);
-* a stale ``postmaster.pid`` (left by a SIGKILL) is removed before each start when it names no server
-  of this data folder;
-* ``dynamic_shared_memory_type=mmap``: a small ``/dev/shm`` (64 MB in containers) cannot fail queries;
-* it listens on 127.0.0.1 only (no Unix socket), with a generated password (scram-sha-256) in a 0600 file.
+Only the wheel's ``initdb`` and ``postgres`` are used, not pgserver's Python API (its traps, and why,
+are in docs/operations.md): the server is one more supervisord program (:meth:`EmbeddedPostgres.serve`
+execs ``postgres``), on 127.0.0.1 only with a generated password, as ``nobody`` when we are root.
 """
 
 from __future__ import annotations
@@ -26,6 +17,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+
+from taxiflow.local.leftovers import cluster_processes
 
 DB_NAME = "airflow"
 DB_USER = "airflow"
@@ -121,36 +114,21 @@ class EmbeddedPostgres:
     def command(self) -> list[str]:
         """The foreground ``postgres`` command line."""
         settings = {**SERVER_SETTINGS, "port": str(self.port)}
-        argv = [str(pg_bin_dir() / "postgres"), "-D", str(self.data_dir)]
-        for key, value in settings.items():
-            argv += ["-c", f"{key}={value}"]
-        return argv
+        return [str(pg_bin_dir() / "postgres"), "-D", str(self.data_dir),
+                *(arg for key, value in settings.items() for arg in ("-c", f"{key}={value}"))]
 
     def server_processes(self) -> list[int]:
-        """Every live process of this cluster: the postmaster and its children all work in its data
-        folder (each child in a session of its own), which is what finds them, never a name."""
-        import psutil
-
-        target = os.path.realpath(self.data_dir)
-        found = []
-        for proc in psutil.process_iter():
-            try:
-                if proc.status() != psutil.STATUS_ZOMBIE and proc.cwd() == target:
-                    found.append(proc.pid)
-            except (psutil.Error, OSError):
-                pass
-        return found
+        """Every live process of this cluster (found by :mod:`taxiflow.local.leftovers`)."""
+        return cluster_processes(self.data_dir)
 
     def remove_stale_pid_file(self) -> bool:
         """Delete ``postmaster.pid`` unless it names a live server of this data folder; True if removed.
-
-        After a SIGKILL the file stays and names a PID that may by now belong to any process;
-        PostgreSQL would then refuse to start ("lock file already exists").
-        """
-        if not self.pid_file.exists():
-            return False
+        After a SIGKILL it names a PID that may by now be any process's, and PostgreSQL would refuse
+        to start ("lock file already exists")."""
         try:
             pid = int(self.pid_file.read_text().split()[0])
+        except FileNotFoundError:
+            return False
         except (OSError, ValueError, IndexError):
             pid = 0
         if pid and pid in self.server_processes():

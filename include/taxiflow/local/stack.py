@@ -1,11 +1,9 @@
-"""A real Airflow 3 deployment on this machine, its processes run by supervisord.
+"""One Airflow deployment on this machine, its processes run by supervisord (docs/local-stack.md).
 
-``make run`` uses it (:mod:`taxiflow.local.cli`) for the embedded default: PostgreSQL from a pip
-wheel (:mod:`taxiflow.local.metadata_db`), LocalExecutor, SimpleAuthManager, everything on
-127.0.0.1; the tests use it with a free port and a temporary home, or with an external database and
-other commands (the production shape). This module knows what is Airflow's and taxiflow's: the
-environment, ports, secrets and command lines, and when the deployment is healthy; supervision
-itself is supervisord's (:mod:`taxiflow.local.supervisor`).
+``make run`` uses it (:mod:`taxiflow.local.cli`) for the embedded default; the tests use it with a
+free port and a temporary home, or with an external database (the production shape). It knows the
+environment, ports, secrets and command lines, and when the deployment is healthy; supervision is
+supervisord's (:mod:`taxiflow.local.supervisor`).
 """
 
 from __future__ import annotations
@@ -24,16 +22,14 @@ import urllib.request
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import taxiflow
 from taxiflow.config import DATA_DIR_ENV
 from taxiflow.local import object_store
+from taxiflow.local.leftovers import cluster_processes
 from taxiflow.local.metadata_db import EmbeddedPostgres
 from taxiflow.local.ports import free_port, listening
 from taxiflow.local.supervisor import RUNNING_STATES, Program, Supervisord, render_config
-
-__all__ = ["AirflowStack", "free_port"]
 
 LOG_SERVER_COMPONENT = "log-server"
 LOCAL_COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer", LOG_SERVER_COMPONENT)
@@ -42,9 +38,9 @@ OBJECT_STORE_COMPONENT = "seaweedfs"  # make run STORAGE=s3
 OBJECT_STORE_BUCKET = "taxiflow"
 PORTS_FILE = "taxiflow-ports.json"
 PORT_SETTINGS = {"postgres": "TAXIFLOW_POSTGRES_PORT", "log": "TAXIFLOW_WORKER_LOG_PORT"}  # kept per home
-# The daemons that do not survive losing their database (they exit some minutes later): restarted with it.
 # The user name_run writes run notes as (docs/lineage.md): may edit DAG runs, nothing more.
 RUN_NOTES_USER, RUN_NOTES_ROLE = "taxiflow-run-notes", "user"
+# The daemons that do not survive losing their database (they exit some minutes later): restarted with it.
 NEED_DATABASE = ("scheduler", "dag-processor", "triggerer")
 
 # Airflow settings that make the embedded default answer in seconds, measured with `make bench`
@@ -86,14 +82,10 @@ def compile_sources(project_dir: Path) -> None:
 
 
 def component_command(component: str, env: Mapping[str, str], own_log_server: bool = False) -> list[str]:
-    """The command line of one component: ``airflow <component>``, except that
-
-    * a LocalExecutor scheduler starts warm (:mod:`taxiflow.local.warm_start`, unless
-      ``TAXIFLOW_WARM_START=0``), so its workers fork with the tasks' libraries already imported;
-    * with ``own_log_server`` (the embedded default), the scheduler and triggerer serve no logs
-      (theirs would listen on every interface) and ``log-server`` is Airflow's log server app on
-      127.0.0.1 at ``[logging] worker_log_server_port``.
-    """
+    """``airflow <component>``, except that a LocalExecutor scheduler starts warm (:mod:`taxiflow.local.
+    warm_start`, unless ``TAXIFLOW_WARM_START=0``) and, with ``own_log_server`` (the embedded default),
+    the scheduler and triggerer serve no logs (theirs would listen on every interface): ``log-server``
+    is Airflow's log server app on 127.0.0.1."""
     if component == LOG_SERVER_COMPONENT:
         return [sys.executable, "-m", "uvicorn", "--factory", "airflow.utils.serve_logs.log_server:get_app",
                 "--host", "127.0.0.1", "--port", env["AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT"],
@@ -112,11 +104,9 @@ def program_name(component: str) -> str:
 
 @dataclass
 class AirflowStack:
-    """One Airflow deployment: its home, port, metadata database, environment and processes.
-
-    The metadata database is PostgreSQL, embedded under ``<home>/postgres``, unless ``extra_env``
-    names another (``AIRFLOW__DATABASE__SQL_ALCHEMY_CONN``).
-    """
+    """One Airflow deployment: its home, port, metadata database, environment and processes. The
+    database is PostgreSQL under ``<home>/postgres``, unless ``extra_env`` names another
+    (``AIRFLOW__DATABASE__SQL_ALCHEMY_CONN``)."""
 
     home: Path
     project_dir: Path
@@ -194,7 +184,6 @@ class AirflowStack:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.logs_dir.mkdir(parents=True, exist_ok=True)
         write_secret(self.passwords_file, json.dumps(self.accounts()))
-        self._home_secret("jwt_secret", 32)
         if self.embedded_db:
             self.embedded_db.init()
         self.write_env_file()
@@ -219,18 +208,14 @@ class AirflowStack:
                 "conn_type": "http", "host": self.base_url, "login": RUN_NOTES_USER,
                 "password": self.accounts()[RUN_NOTES_USER]}),
             "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(self.passwords_file),
-            "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{self.base_url}/execution/",
             "AIRFLOW__API__HOST": "127.0.0.1",
             "AIRFLOW__API__PORT": str(self.port),
-            "AIRFLOW__API__BASE_URL": self.base_url,
+            "AIRFLOW__API__BASE_URL": self.base_url,  # and so the execution API at <base_url>/execution/
             "AIRFLOW__API_AUTH__JWT_SECRET": self._home_secret("jwt_secret", 32),
             "AIRFLOW__API__SECRET_KEY": self._home_secret("api_secret_key", 64),
             "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "10",
-            "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "30",
-            "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "False",
             # a task whose worker was killed is retried after 90 s, not Airflow's 300 s
             "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": "90",
-            "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
             # one log server serves task and trigger logs; with the log-server component, on loopback,
             # where the api-server must then fetch them (127.0.0.1, not a name that may resolve elsewhere)
             "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": log_port,
@@ -245,12 +230,16 @@ class AirflowStack:
         })
         return env
 
+    def _s3(self) -> tuple[str, str]:
+        """The local SeaweedFS's endpoint and secret key."""
+        return f"http://127.0.0.1:{self.ports()['s3.port']}", self._home_secret("seaweedfs_secret", 24)
+
     def object_store_env(self) -> dict[str, str]:
         """What points taxiflow at the local SeaweedFS (none without one): its bucket and connection."""
         if not self.object_store:
             return {}
-        endpoint = f"http://127.0.0.1:{self.ports()['s3.port']}"
-        return object_store.taxiflow_env(endpoint, OBJECT_STORE_BUCKET, self._home_secret("seaweedfs_secret", 24))
+        endpoint, secret = self._s3()
+        return object_store.taxiflow_env(endpoint, OBJECT_STORE_BUCKET, secret)
 
     def airflow(self, *args: str, check: bool = True, timeout: float = 300) -> subprocess.CompletedProcess:
         """Run one ``airflow`` CLI command against this deployment and capture its output."""
@@ -270,15 +259,13 @@ class AirflowStack:
             if (self.home / generated).exists():
                 (self.home / generated).chmod(0o600)
 
-    def write_env_file(self) -> Path:
-        """``<home>/env.sh`` (0600: it holds the JWT secret and the database password)."""
+    def write_env_file(self) -> None:
+        """``<home>/env.sh`` for ``make airflow`` (0600: it holds the JWT secret and the database password)."""
         env = self.env()
         lines = [f"export {k}={shlex.quote(env[k])}" for k in sorted(env) if k.startswith(("AIRFLOW", "TAXIFLOW"))]
         lines.append(f"export PATH={shlex.quote(str(Path(airflow_executable()).parent))}:\"$PATH\"")
-        path = self.home / "env.sh"
         header = "# source this file to use the airflow CLI against taxiflow's local Airflow\n"
-        write_secret(path, header + "\n".join(lines) + "\n")
-        return path
+        write_secret(self.home / "env.sh", header + "\n".join(lines) + "\n")
 
     def _check_ports_free(self, components: Iterable[str]) -> None:
         wanted, ports = set(components), self.ports()
@@ -291,14 +278,13 @@ class AirflowStack:
             raise RuntimeError("cannot start: already in use by another program: " + ", ".join(taken))
 
     def programs(self) -> list[Program]:
-        """The supervisord programs: the embedded database (first) and the components."""
+        """The supervisord programs: the data stores (first) and the components."""
         env, own_log_server = self.env(), LOG_SERVER_COMPONENT in self.components
         programs = [Program(program_name(c), component_command(c, env, own_log_server), self.home)
                     for c in self.components]
         if self.object_store:
             ports = {flag: port for flag, port in self.ports().items() if flag in object_store.PORT_FLAGS}
-            keys = {"AWS_ACCESS_KEY_ID": object_store.ACCESS_KEY,
-                    "AWS_SECRET_ACCESS_KEY": self._home_secret("seaweedfs_secret", 24)}
+            keys = {"AWS_ACCESS_KEY_ID": object_store.ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": self._s3()[1]}
             (directory := self.home / OBJECT_STORE_COMPONENT).mkdir(parents=True, exist_ok=True)
             command = object_store.weed_command(directory, OBJECT_STORE_BUCKET, ports)
             programs.insert(0, Program(OBJECT_STORE_COMPONENT, command, directory, environment=keys))
@@ -339,22 +325,19 @@ class AirflowStack:
 
     def start_object_store(self) -> None:
         """Have supervisord run the local SeaweedFS (``object_store``); wait until its bucket answers."""
-        endpoint = f"http://127.0.0.1:{self.ports()['s3.port']}"
-        secret = self._home_secret("seaweedfs_secret", 24)
+        endpoint, secret = self._s3()
         self._wait_started(OBJECT_STORE_COMPONENT, lambda failed: object_store.wait_for_bucket(
             endpoint, OBJECT_STORE_BUCKET, object_store.ACCESS_KEY, secret, 120, failed))
 
-    def start(self, components: Iterable[str] | None = None) -> None:
-        """Start the database (if embedded) and the components (default: all) under supervisord."""
+    def start(self) -> None:
+        """Start every program under supervisord (those that do not run)."""
         compile_sources(self.project_dir)
-        stores = [c for c in self.all_components() if c in (DATABASE_COMPONENT, OBJECT_STORE_COMPONENT)]
-        self._supervise([*stores, *(program_name(c) for c in components or self.components)])
+        self._supervise(self.all_components())
 
     def wait_until_healthy(self, timeout: float = 180) -> None:
         """Wait for every program to run, the api-server to answer, the daemons to heartbeat and the
         log server to listen."""
-        deadline = time.monotonic() + timeout
-        last = "no answer yet"
+        deadline, last = time.monotonic() + timeout, "no answer yet"
         while time.monotonic() < deadline:
             status = self.status()
             if fatal := [name for name, info in status.items() if info["state"] == "FATAL"]:
@@ -380,8 +363,7 @@ class AirflowStack:
         """The last lines of one component's log (or of every component's)."""
         chunks = []
         for name in [program_name(component)] if component else self.all_components():
-            path = self.logs_dir / f"{name}.log"
-            if path.exists():
+            if (path := self.logs_dir / f"{name}.log").exists():
                 text = path.read_text(errors="replace").splitlines()[-lines:]
                 chunks.append(f"--- {name} ({path}) ---\n" + "\n".join(text))
         return "\n".join(chunks)
@@ -389,54 +371,13 @@ class AirflowStack:
     def status(self) -> dict[str, dict]:
         """Per program, as supervisord sees it: pid, state (RUNNING, BACKOFF, FATAL...), running;
         empty when supervisord does not run."""
-        return {name: {"pid": info["pid"], "state": info["statename"], "running": info["statename"] == "RUNNING",
-                       "description": info["description"]}
+        return {name: {"pid": info["pid"], "state": info["statename"], "running": info["statename"] == "RUNNING"}
                 for name, info in self.supervisord.processes().items()}
 
     def stop(self, timeout: float = 120) -> None:
-        """Stop every program (each as a process group; Airflow before the data stores), supervisord
-        and what is left of its session; wait for the database's processes to leave."""
+        """Stop every program (Airflow before the data stores), supervisord and what is left of its
+        session; wait for the database's processes to leave (a killed postmaster's leave on their own)."""
         self.supervisord.shutdown(timeout)
-        deadline = time.monotonic() + 30  # a killed postmaster's children leave on their own
-        while (db := self.embedded_db) is not None and db.server_processes() and time.monotonic() < deadline:
+        deadline = time.monotonic() + 30
+        while (db := self.embedded_db) and cluster_processes(db.data_dir) and time.monotonic() < deadline:
             time.sleep(0.2)
-
-    # --- the REST calls `make run` (and a user) make ---------------------------------------------
-
-    def token(self, username: str = "admin", password: str | None = None) -> str:
-        """A JWT from ``POST /auth/token``."""
-        body = json.dumps({"username": username, "password": password or self.users[username]}).encode()
-        request = urllib.request.Request(f"{self.base_url}/auth/token", data=body, method="POST",
-                                         headers={"Content-Type": "application/json"})
-        with urllib.request.urlopen(request, timeout=30) as resp:
-            return json.load(resp)["access_token"]
-
-    def api(self, method: str, path: str, body: object | None = None, token: str | None = None) -> tuple[int, Any]:
-        """Call ``/api/v2``; returns (status, decoded JSON body) without raising on HTTP errors."""
-        request = urllib.request.Request(
-            f"{self.base_url}{path}", data=None if body is None else json.dumps(body).encode(), method=method,
-            headers={"Content-Type": "application/json", "Authorization": f"Bearer {token or self.token()}"})
-        try:
-            with urllib.request.urlopen(request, timeout=60) as resp:
-                return resp.status, json.loads(resp.read() or b"null")
-        except urllib.error.HTTPError as err:
-            payload = err.read()
-            try:
-                return err.code, json.loads(payload)
-            except json.JSONDecodeError:
-                return err.code, payload.decode(errors="replace")
-
-    def wait_for_dags(self, dag_ids: Iterable[str], timeout: float = 180) -> None:
-        """Wait until the dag-processor has parsed these DAGs (and report import errors early)."""
-        deadline, wanted = time.monotonic() + timeout, set(dag_ids)
-        token = None
-        while time.monotonic() < deadline:
-            token = token or self.token()
-            status, errors = self.api("GET", "/api/v2/importErrors", token=token)
-            if status == 200 and errors.get("total_entries"):
-                raise RuntimeError(f"DAG import errors: {json.dumps(errors, indent=1)}")
-            status, body = self.api("GET", "/api/v2/dags?limit=100", token=token)
-            if status == 200 and wanted <= {d["dag_id"] for d in body.get("dags", [])}:
-                return
-            time.sleep(2)
-        raise TimeoutError(f"DAGs {sorted(wanted)} not parsed after {timeout}s\n{self.tail_logs('dag-processor')}")

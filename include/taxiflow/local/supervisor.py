@@ -1,13 +1,10 @@
 """The local deployment's processes, run by supervisord (PyPI ``supervisor``) from a generated config.
 
 supervisord starts each program when asked, restarts one that exits (backing off when it keeps
-failing), reports status over a Unix socket in the home (mode 0700: no TCP port), keeps one log per
-program, and at shutdown stops the Airflow programs together (group ``airflow``), then the data
-stores, each program as a process group. What it cannot know is Airflow's, and lives in the event
-listener :func:`reap`: a component that crashed leaves its children behind (a scheduler's
-LocalExecutor workers wait forever on a queue no one fills), so the listener kills the dead
-program's process group; and when the database died, the daemons that cannot survive losing it are
-restarted with it.
+failing), reports status over a Unix socket in the home (0700: no TCP port), keeps one log per
+program, and at shutdown stops the ``airflow`` group, then the data stores, each program as a
+process group. What it cannot know is Airflow's and lives in the event listener :func:`reap`
+(docs/local-stack.md, "Crashes").
 """
 
 from __future__ import annotations
@@ -29,6 +26,8 @@ from typing import Any
 
 import psutil
 
+from taxiflow.local.leftovers import end_session, pid_alive
+
 AIRFLOW_GROUP = "airflow"  # stopped first and together; the other programs (data stores) after it
 RUNNING_STATES = ("STARTING", "RUNNING", "BACKOFF")  # supervisord's own: startProcess refuses these
 LISTENER = "reaper"
@@ -36,14 +35,13 @@ LISTENER = "reaper"
 
 @dataclass
 class Program:
-    """One ``[program:x]`` section: what runs, where, how it is stopped, and what it adds to the
-    environment. It starts when asked (``startProcess``), and again whenever it exits."""
+    """One ``[program:x]``: it starts when asked (``startProcess``), and again whenever it exits."""
 
     name: str
     command: list[str]
     directory: Path
     stopsignal: str = "TERM"
-    environment: Mapping[str, str] = field(default_factory=dict)
+    environment: Mapping[str, str] = field(default_factory=dict)  # added to supervisord's own
 
     def section(self, logs_dir: Path) -> str:
         settings = {
@@ -91,9 +89,7 @@ class Supervisord:
     """The supervisord of one home: started, asked and shut down over its Unix socket."""
 
     def __init__(self, home: Path) -> None:
-        self.home = home
-        self.config = home / "supervisord.conf"
-        self.socket = socket_path(home)
+        self.home, self.config, self.socket = home, home / "supervisord.conf", socket_path(home)
 
     def rpc(self) -> Any:
         from supervisor.xmlrpc import SupervisorTransport
@@ -103,22 +99,16 @@ class Supervisord:
 
     def pid(self) -> int | None:
         """supervisord's PID (also its session id: it daemonizes with setsid), if it answers."""
-        if not self.socket.exists():
-            return None
         try:
-            return int(self.rpc().getPID())
+            return int(self.rpc().getPID()) if self.socket.exists() else None
         except (OSError, xmlrpc.client.Fault, xmlrpc.client.ProtocolError):
             return None
 
     def start(self, env: dict[str, str]) -> None:
-        """Start supervisord (it daemonizes; every program inherits ``env``) and wait for its socket."""
+        """Start supervisord; every program inherits ``env``. It opens its socket before it daemonizes,
+        so it answers once this returns."""
         subprocess.run([str(Path(sys.executable).with_name("supervisord")), "-c", str(self.config)],
                        env=env, cwd=self.home, check=True, stdin=subprocess.DEVNULL)
-        deadline = time.monotonic() + 30
-        while self.pid() is None:
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"supervisord did not answer on {self.socket} within 30 s")
-            time.sleep(0.1)
 
     def processes(self) -> dict[str, dict]:
         """Program -> supervisord's process info (``statename``, ``pid``, ``description``, ...)."""
@@ -134,9 +124,8 @@ class Supervisord:
                 self.rpc().startProcess(f"{groups[name]}:{name}", False)
 
     def shutdown(self, timeout: float = 120) -> None:
-        """Stop every program and supervisord, then end what is left of its session: task processes
-        (in process groups of their own, which ``killasgroup`` misses), or all of it when
-        supervisord itself was killed."""
+        """Stop every program and supervisord, then end what is left of its session (task processes,
+        or all of it when supervisord itself was killed: :mod:`taxiflow.local.leftovers`)."""
         if (sid := self.pid()) is not None:
             with contextlib.suppress(OSError, xmlrpc.client.Fault):
                 self.rpc().shutdown()
@@ -162,39 +151,11 @@ class Supervisord:
         return sid
 
 
-def pid_alive(pid: int) -> bool:
-    """True if ``pid`` runs (a zombie counts as gone)."""
-    try:
-        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return False
-
-
-def session_processes(sid: int) -> list[int]:
-    """Live processes of session ``sid``: what supervisord and its programs left (portable: ``getsid``)."""
-    found = []
-    for pid in psutil.pids():
-        with contextlib.suppress(OSError):
-            if os.getsid(pid) == sid and pid_alive(pid):
-                found.append(pid)
-    return found
-
-
-def end_session(sid: int, timeout: float = 10) -> None:
-    """SIGTERM, then SIGKILL, whatever is left in session ``sid``."""
-    for sig, wait in ((signal.SIGTERM, timeout), (signal.SIGKILL, 10.0)):
-        for pid in session_processes(sid):
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, sig)
-        deadline = time.monotonic() + wait
-        while time.monotonic() < deadline and session_processes(sid):
-            time.sleep(0.2)
-
-
 def reap(restart_with_database: list[str]) -> None:
     """supervisord event listener: on PROCESS_STATE_EXITED, SIGKILL what is left of the dead
-    program's process group; when ``postgres`` died, SIGKILL ``restart_with_database`` too
-    (supervisord starts them again, backing off until the database answers)."""
+    program's process group (a killed scheduler's LocalExecutor workers); when ``postgres`` died,
+    SIGKILL ``restart_with_database`` too (supervisord starts them again, backing off until the
+    database answers)."""
     from supervisor import childutils
 
     while True:

@@ -1,13 +1,10 @@
 """``airflow scheduler`` with the libraries taxiflow's tasks use already imported (warm workers).
 
-LocalExecutor forks its workers from the scheduler, and each worker forks every task process: a module
-the scheduler imported first is one no task imports again. The tasks spent most of their time importing
-pandas, matplotlib, DuckDB and PyArrow, so the embedded default's scheduler is
-``python -m taxiflow.local.warm_start scheduler [options]``: it imports :data:`WARM_MODULES` (never
-taxiflow's own, so an edit takes effect at the next task), then runs Airflow's command line unchanged.
-``TAXIFLOW_WARM_START=0`` starts the plain ``airflow scheduler``. It costs ~1 s per start and ~100 MB
-shared copy-on-write, and saved 48.5 % of a report's run (``benchmarks/bench_warm.py``,
-docs/local-stack.md).
+LocalExecutor forks its workers from the scheduler, and they fork every task process: a module the
+scheduler imported first is one no task imports again. ``python -m taxiflow.local.warm_start scheduler``
+imports :data:`WARM_MODULES` (never taxiflow's own, so an edit takes effect at the next task), then runs
+Airflow's command line unchanged (``TAXIFLOW_WARM_START=0``: plain ``airflow scheduler``). Measured:
+48.5 % of a report's run saved (``benchmarks/bench_warm.py``, docs/local-stack.md).
 """
 
 from __future__ import annotations

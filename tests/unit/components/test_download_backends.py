@@ -17,6 +17,7 @@ import pytest
 from taxiflow.components.operators import TlcDownloadOperator
 from taxiflow.config import SUCCESS_MARKER, Partition
 from taxiflow.data import documents, ingest, landing, storage
+from taxiflow.data.raw import copy_to_raw
 from tests.support.tlc_server import TlcServer, tlc_layout
 
 SAMPLES = Path(__file__).resolve().parents[2] / "data" / "tlc"  # shipped with the repository
@@ -48,7 +49,7 @@ def test_a_downloaded_month_lands_in_the_data_root_marker_last_and_ingests(tlc, 
     assert documents.read_bytes(any_root.zone_table) == (SAMPLES / "taxi_zone_lookup.csv").read_bytes()
 
     assert landing.drop_is_ready(DECEMBER)  # the drop sensor's rules accept it
-    ingest.copy_to_raw(DECEMBER)
+    copy_to_raw(DECEMBER)
     import pandas as pd
 
     assert ingest.process_partition(DECEMBER)["rows_read"] == len(pd.read_parquet(GREEN_DEC))

@@ -176,16 +176,17 @@ def ingested_then_refused(paths, month: str, ingested: bool = True) -> None:
     the run the fake names ``scheduled__<month>``."""
     from taxiflow.config import Partition
     from taxiflow.data import ingest, metrics
+    from taxiflow.data.raw import copy_to_raw
     from taxiflow.demo.trips import generate_month
 
     partition = Partition("green", month)
     generate_month("green", month, trips=200, paths=paths)
     if ingested:
-        ingest.copy_to_raw(partition, paths)
+        copy_to_raw(partition, paths)
         ingest.process_partition(partition, paths)
         metrics.build_metrics(partition, paths)
     (paths.landing_dir(partition) / f"green_tripdata_{month}.parquet").write_bytes(b"corrupt " * 100)
-    ingest.copy_to_raw(partition, paths)
+    copy_to_raw(partition, paths)
     with pytest.raises(ingest.DropRefused):
         ingest.process_partition(partition, paths, run_id=f"scheduled__{month}")
 

@@ -17,6 +17,7 @@ from airflow.sdk.execution_time.context import OutletEventAccessors
 from taxiflow.components import lineage
 from taxiflow.config import Partition
 from taxiflow.data import ingest, metrics, warehouse
+from taxiflow.data.raw import copy_to_raw
 
 GREEN_DEC = Partition("green", "2023-12")
 
@@ -32,7 +33,7 @@ def ingested(data_root, tlc_dir):
     landing.mkdir(parents=True)
     shutil.copy(tlc_dir / "green" / "green_tripdata_2023-12.parquet", landing)
     (landing / "_SUCCESS").touch()
-    copied = ingest.copy_to_raw(GREEN_DEC, data_root)
+    copied = copy_to_raw(GREEN_DEC, data_root)
     raw_events = OutletEventAccessors()
     lineage.emit_raw(raw_events, GREEN_DEC, copied, data_root)  # while the copy is staged, as the task does
     summary = ingest.process_partition(GREEN_DEC, data_root)

@@ -79,6 +79,7 @@ def test_an_fhvhv_month_downloads_under_tlcs_name_and_ingests(monkeypatch, data_
     import pandas as pd
 
     from taxiflow.data import ingest
+    from taxiflow.data.raw import copy_to_raw
 
     head = pd.read_csv(SAMPLES / "eras" / "fhvhv_tripdata_2019-02.csv", dtype=str).iloc[:-1]  # last row is cut
     parquet = tmp_path / "fhvhv_tripdata_2019-02.parquet"
@@ -96,7 +97,7 @@ def test_an_fhvhv_month_downloads_under_tlcs_name_and_ingests(monkeypatch, data_
         landed = Path(TlcDownloadOperator(task_id="download", source="fhvhv", month="2019-02").execute({}))
     assert landed == data_root.landing_dir(Partition("fhvhv", "2019-02")) / "fhvhv_tripdata_2019-02.parquet"
     assert sha256(landed) == sha256(parquet)
-    ingest.copy_to_raw(Partition("fhvhv", "2019-02"))
+    copy_to_raw(Partition("fhvhv", "2019-02"))
     summary = ingest.process_partition(Partition("fhvhv", "2019-02"))
     assert summary["rows_written"] == len(head)
     assert summary["files"][0]["era"] == "fhvhv-2019-csv"

@@ -13,6 +13,7 @@ import pytest
 
 from taxiflow.config import Partition
 from taxiflow.data import ingest, landing, warehouse
+from taxiflow.data.raw import copy_to_raw, promote_staged
 from tests.unit.data.test_ingest import land, written_trips, yellow_parquet
 
 SECRET = "s3cr3t-password-line"
@@ -31,7 +32,7 @@ def snapshot(data_root, source, month):
 
 def ingest_good_january(data_root):
     land(data_root, "yellow", "2024-01", {"good.parquet": lambda p: yellow_parquet(p, january(300), [4] * 300)})
-    ingest.copy_to_raw(Partition("yellow", "2024-01"))
+    copy_to_raw(Partition("yellow", "2024-01"))
     return ingest.process_partition(Partition("yellow", "2024-01"))
 
 
@@ -48,7 +49,7 @@ def test_a_symlinked_drop_file_is_refused_naming_it_and_never_read(data_root, tm
         landing.drop_is_ready(Partition("green", "2024-01"))
     assert "landing/green/2024-01/trips.csv" in str(caught.value) and "symbolic link" in str(caught.value)
     with pytest.raises(landing.UnsafeDropError):
-        ingest.copy_to_raw(Partition("green", "2024-01"))
+        copy_to_raw(Partition("green", "2024-01"))
 
     assert SECRET not in str(caught.value)
     assert not data_root.raw.exists()  # nothing staged, nothing copied
@@ -59,7 +60,7 @@ def test_a_symlink_inside_landing_is_refused_too(data_root):
     folder = land(data_root, "green", "2024-01", {"real.csv": b"lpep_pickup_datetime,PULocationID\n"})
     (folder / "alias.csv").symlink_to(folder / "real.csv")
     with pytest.raises(landing.UnsafeDropError, match=r"alias\.csv: it is a symbolic link"):
-        ingest.copy_to_raw(Partition("green", "2024-01"))
+        copy_to_raw(Partition("green", "2024-01"))
 
 
 def test_a_month_folder_leading_outside_landing_is_refused(data_root, tmp_path):
@@ -82,7 +83,7 @@ def test_a_month_dropped_under_the_wrong_folder_is_refused_with_counts(data_root
     february = january(250, start=datetime(2024, 2, 2, 6))
     land(data_root, "yellow", "2024-01", {"yellow_tripdata_2024-02.parquet":
                                           lambda p: yellow_parquet(p, february + january(2), [4] * 252)})
-    ingest.copy_to_raw(Partition("yellow", "2024-01"))
+    copy_to_raw(Partition("yellow", "2024-01"))
 
     with pytest.raises(ingest.DropRefused) as caught:
         ingest.process_partition(Partition("yellow", "2024-01"))
@@ -100,7 +101,7 @@ def test_stray_rows_of_adjacent_months_are_kept_and_far_ones_dropped(data_root):
     pickups = [*january(400), datetime(2023, 12, 31, 23, 58), datetime(2024, 2, 1, 0, 3),
                datetime(2002, 12, 31, 23, 1), datetime(2088, 1, 1, 0, 40)]
     land(data_root, "yellow", "2024-01", {"y.parquet": lambda p: yellow_parquet(p, pickups, [4] * 404)})
-    ingest.copy_to_raw(Partition("yellow", "2024-01"))
+    copy_to_raw(Partition("yellow", "2024-01"))
     summary = ingest.process_partition(Partition("yellow", "2024-01"))
 
     assert summary["rows_outside_month_by_month"] == {"2002-12": 1, "2023-12": 1, "2024-02": 1, "2088-01": 1}
@@ -134,7 +135,7 @@ def test_a_failed_redrop_keeps_raw_and_partition_and_says_so(data_root, bad_file
     before = snapshot(data_root, "yellow", "2024-01")
     (data_root.landing_dir(Partition("yellow", "2024-01")) / "good.parquet").unlink()
     land(data_root, "yellow", "2024-01", bad_file)
-    ingest.copy_to_raw(Partition("yellow", "2024-01"))
+    copy_to_raw(Partition("yellow", "2024-01"))
 
     with pytest.raises(ingest.DropRefused) as caught:
         ingest.process_partition(Partition("yellow", "2024-01"))
@@ -151,7 +152,7 @@ def test_a_failed_redrop_keeps_raw_and_partition_and_says_so(data_root, bad_file
 
 def test_a_csv_whose_first_line_is_not_a_header_is_not_echoed(data_root):
     land(data_root, "green", "2024-01", {"notes.csv": f"{SECRET}:x:0:0:/root\nmore secret text\n".encode()})
-    ingest.copy_to_raw(Partition("green", "2024-01"))
+    copy_to_raw(Partition("green", "2024-01"))
     with pytest.raises(ingest.DropRefused) as caught:
         ingest.process_partition(Partition("green", "2024-01"))
     assert "notes.csv: its header matches no green era" in str(caught.value)
@@ -164,8 +165,8 @@ def test_a_process_retry_after_the_raw_swap_rebuilds_from_raw(data_root):
     ingest_good_january(data_root)
     (data_root.landing_dir(Partition("yellow", "2024-01")) / "good.parquet").unlink()
     land(data_root, "yellow", "2024-01", {"new.parquet": lambda p: yellow_parquet(p, january(120), [5] * 120)})
-    ingest.copy_to_raw(Partition("yellow", "2024-01"))
-    ingest.promote_staged(Partition("yellow", "2024-01"), data_root)  # the crash: raw swapped, partition not
+    copy_to_raw(Partition("yellow", "2024-01"))
+    promote_staged(Partition("yellow", "2024-01"), data_root)  # the crash: raw swapped, partition not
 
     summary = ingest.process_partition(Partition("yellow", "2024-01"))
 

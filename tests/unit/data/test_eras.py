@@ -19,6 +19,7 @@ import pytest
 
 from taxiflow.config import DAY_NAMES, INGEST_SOURCES_ENV, SUCCESS_MARKER, DataPaths, Partition, parse_month
 from taxiflow.data import ingest, metrics, readers, warehouse
+from taxiflow.data.raw import copy_to_raw
 from taxiflow.reports.render import render_report
 from taxiflow.reports.request import ReportRequest
 
@@ -67,7 +68,7 @@ def land(paths: DataPaths, source: str, month: str, files: list[Path]) -> None:
 def ingest_month(paths: DataPaths, source: str, month: str, files: list[Path]) -> dict:
     land(paths, source, month, files)
     partition = Partition(source, month)
-    ingest.copy_to_raw(partition, paths)
+    copy_to_raw(partition, paths)
     summary = ingest.process_partition(partition, paths)
     metrics.build_metrics(partition, paths)
     return summary

@@ -12,6 +12,7 @@ import pytest
 
 from taxiflow.config import SUCCESS_MARKER, TRIP_SCHEMA, Partition
 from taxiflow.data import ingest, strays, warehouse
+from taxiflow.data.raw import copy_to_raw, staged_dir
 
 YELLOW_CSV_HEADER = (
     "vendor_id,pickup_datetime,dropoff_datetime,passenger_count,trip_distance,"
@@ -55,7 +56,7 @@ def land(data_root, source, month, files, marker=True):
 
 
 def ingest_month(data_root, source, month):
-    ingest.copy_to_raw(Partition(source, month))
+    copy_to_raw(Partition(source, month))
     return ingest.process_partition(Partition(source, month))
 
 
@@ -80,9 +81,9 @@ def test_copy_to_raw_stages_data_files_only_and_leaves_landing_alone(data_root):
     folder = land(data_root, "green", "2024-01", {"a.csv": b"1", "b.parquet": b"2", "notes.txt": b"3"})
     before = sorted((p.name, p.read_bytes()) for p in folder.iterdir())
 
-    copied = ingest.copy_to_raw(Partition("green", "2024-01"))
+    copied = copy_to_raw(Partition("green", "2024-01"))
 
-    staged = ingest.staged_dir(Partition("green", "2024-01"), data_root)
+    staged = staged_dir(Partition("green", "2024-01"), data_root)
     assert copied == [staged / "a.csv", staged / "b.parquet"]
     assert sorted(p.name for p in staged.iterdir()) == ["a.csv", "b.parquet"]
     assert not data_root.raw_dir(Partition("green", "2024-01")).exists()  # raw changes only once validated
@@ -107,7 +108,7 @@ def test_second_drop_replaces_raw_without_leftovers(data_root):
 def test_copy_to_raw_without_data_files_names_the_folder(data_root):
     land(data_root, "yellow", "2024-02", {})
     with pytest.raises(FileNotFoundError, match=r"landing/yellow/2024-02"):
-        ingest.copy_to_raw(Partition("yellow", "2024-02"))
+        copy_to_raw(Partition("yellow", "2024-02"))
 
 
 # --- process_partition -----------------------------------------------------------------------------
@@ -212,7 +213,7 @@ def test_files_of_two_eras_in_one_drop_are_refused_naming_both(data_root):
         "a.csv": b"pickup_datetime,pickup_location_id\n2024-01-02 10:00:00,4\n",
         "b.csv": b"lpep_pickup_datetime,PULocationID\n2024-01-02 10:00:00,4\n",
     })
-    ingest.copy_to_raw(Partition("green", "2024-01"))
+    copy_to_raw(Partition("green", "2024-01"))
     with pytest.raises(ingest.DropRefused) as raised:
         ingest.process_partition(Partition("green", "2024-01"))
     message = str(raised.value)
@@ -244,7 +245,7 @@ def test_rerun_replaces_the_partition(data_root):
 def test_missing_pickup_column_names_file_column_and_candidates(data_root):
     csv_text = "when,pickup_location_id\n2024-01-02 10:00:00,4\n"
     land(data_root, "yellow", "2024-01", {"odd.csv": csv_text.encode()})
-    ingest.copy_to_raw(Partition("yellow", "2024-01"))
+    copy_to_raw(Partition("yellow", "2024-01"))
     with pytest.raises(ValueError) as raised:
         ingest.process_partition(Partition("yellow", "2024-01"))
     message = str(raised.value)
@@ -256,7 +257,7 @@ def test_missing_pickup_column_names_file_column_and_candidates(data_root):
 def test_missing_pickup_zone_column_is_refused(data_root):
     csv_text = b"lpep_pickup_datetime,fare_amount\n2024-01-02 10:00:00,4\n"
     land(data_root, "green", "2024-01", {"nozone.csv": csv_text})
-    ingest.copy_to_raw(Partition("green", "2024-01"))
+    copy_to_raw(Partition("green", "2024-01"))
     expected = r"nozone\.csv.*'pickup_zone_id'.*PULocationID, pickup_location_id"
     with pytest.raises(ValueError, match=expected):
         ingest.process_partition(Partition("green", "2024-01"))
@@ -268,7 +269,7 @@ def test_failed_rerun_keeps_the_previous_partition(data_root):
     ingest_month(data_root, "green", "2024-01")
     (data_root.landing_dir(Partition("green", "2024-01")) / "good.csv").unlink()
     land(data_root, "green", "2024-01", {"bad.csv": b"fare_amount\n4\n"})
-    ingest.copy_to_raw(Partition("green", "2024-01"))
+    copy_to_raw(Partition("green", "2024-01"))
 
     with pytest.raises(ValueError):
         ingest.process_partition(Partition("green", "2024-01"))
@@ -288,5 +289,5 @@ def test_bad_source_or_month_is_refused_before_any_io(data_root, source, month, 
     with pytest.raises(ValueError, match=field):
         ingest.process_partition(Partition(source, month))
     with pytest.raises(ValueError, match=field):
-        ingest.copy_to_raw(Partition(source, month))
+        copy_to_raw(Partition(source, month))
     assert not data_root.raw.exists()

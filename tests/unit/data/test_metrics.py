@@ -12,6 +12,7 @@ import pytest
 
 from taxiflow.config import SUCCESS_MARKER, Partition
 from taxiflow.data import ingest, metrics, warehouse
+from taxiflow.data.raw import copy_to_raw
 
 HOURLY_ZONE_TYPES = [
     ("pickup_date", "DATE"), ("pickup_hour", "TINYINT"), ("pickup_zone_id", "INTEGER"),
@@ -36,7 +37,7 @@ def green_month(data_root, month, trips):
         "total_amount": pa.array(totals, pa.float64()),
     }), folder / f"green_tripdata_{month}.parquet")
     (folder / SUCCESS_MARKER).touch()
-    ingest.copy_to_raw(Partition("green", month))
+    copy_to_raw(Partition("green", month))
     ingest.process_partition(Partition("green", month))
 
 

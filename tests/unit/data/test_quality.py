@@ -7,6 +7,7 @@ import pytest
 from taxiflow.config import Partition
 from taxiflow.data import ingest, quality
 from taxiflow.data.quality import MonthQuality, previous_months, with_flags
+from taxiflow.data.raw import copy_to_raw
 from taxiflow.demo.trips import generate_month
 
 
@@ -59,14 +60,14 @@ def test_more_than_one_percent_rejected_is_flagged(rejected, flagged):
 def test_the_figures_of_real_ingests_and_a_refused_drop(data_root):
     for name, trips in (("2022-06", 400), ("2022-07", 420), ("2022-08", 380), ("2022-09", 150)):
         generate_month("green", name, trips=trips, paths=data_root)
-        ingest.copy_to_raw(Partition("green", name), data_root)
+        copy_to_raw(Partition("green", name), data_root)
         ingest.process_partition(Partition("green", name), data_root)
     refused = Partition("green", "2022-10")
     landing = data_root.landing_dir(refused)
     landing.mkdir(parents=True)
     (landing / "green_tripdata_2022-10.csv").write_text("VendorID\n1\n")  # no pickup time: refused
     (landing / "_SUCCESS").touch()
-    ingest.copy_to_raw(refused, data_root)
+    copy_to_raw(refused, data_root)
     with pytest.raises(ingest.DropRefused):
         ingest.process_partition(refused, data_root, run_id="scheduled__2022-10")
 

@@ -17,6 +17,7 @@ import pytest
 
 from taxiflow.config import SUCCESS_MARKER, DataPaths, Partition
 from taxiflow.data import ingest, metrics, warehouse
+from taxiflow.data.raw import copy_to_raw
 
 pytestmark = pytest.mark.realdata
 
@@ -75,7 +76,7 @@ def ingested(tlc_dir, tmp_path_factory):
             original = tlc_file(tlc_dir, source, month)
             shutil.copyfile(original, landing / original.name)
             (landing / SUCCESS_MARKER).touch()
-            ingest.copy_to_raw(Partition(source, month), paths)
+            copy_to_raw(Partition(source, month), paths)
             summaries[source, month] = ingest.process_partition(Partition(source, month), paths)
             metrics.build_metrics(Partition(source, month), paths)
     return paths, summaries

@@ -12,6 +12,7 @@ import pytest
 
 from taxiflow.config import Partition
 from taxiflow.data import ingest, metrics, refusals, warehouse
+from taxiflow.data.raw import copy_to_raw
 from taxiflow.demo.trips import generate_month
 
 GOOD = Partition("green", "2022-09")
@@ -19,7 +20,7 @@ GOOD = Partition("green", "2022-09")
 
 def ingest_demo(paths, partition: Partition, trips: int = 400, seed: int = 7) -> dict:
     generate_month(partition.source, partition.month, trips=trips, seed=seed, paths=paths)
-    ingest.copy_to_raw(partition, paths)
+    copy_to_raw(partition, paths)
     summary = ingest.process_partition(partition, paths, run_id="scheduled__first")
     metrics.build_metrics(partition, paths)
     return summary
@@ -28,7 +29,7 @@ def ingest_demo(paths, partition: Partition, trips: int = 400, seed: int = 7) ->
 def redrop_corrupt(paths, partition: Partition, run_id: str = "scheduled__redrop") -> ingest.DropRefused:
     landing = paths.landing_dir(partition)
     (landing / f"{partition.source}_tripdata_{partition.month}.parquet").write_bytes(b"not a parquet file " * 40)
-    ingest.copy_to_raw(partition, paths)
+    copy_to_raw(partition, paths)
     with pytest.raises(ingest.DropRefused) as refused:
         ingest.process_partition(partition, paths, run_id=run_id)
     return refused.value
@@ -103,7 +104,7 @@ def test_a_wrong_month_drop_is_recorded_with_its_counts(data_root):
     landing.mkdir(parents=True)
     (data_root.root / "elsewhere/green/2022-12/green_tripdata_2022-12.parquet").rename(landing / "trips.parquet")
     (landing / "_SUCCESS").touch()
-    ingest.copy_to_raw(wrong, data_root)
+    copy_to_raw(wrong, data_root)
     with pytest.raises(ingest.DropRefused):
         ingest.process_partition(wrong, data_root)
     reason = refusals.read_refusal(wrong, data_root).reason

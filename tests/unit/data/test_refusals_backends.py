@@ -14,6 +14,7 @@ import pyarrow.parquet as pq
 
 from taxiflow.config import SUCCESS_MARKER, Partition
 from taxiflow.data import ingest, metrics, quality, refusals, storage
+from taxiflow.data.raw import copy_to_raw
 
 MONTH = Partition("green", "2024-03")
 
@@ -39,13 +40,13 @@ def drop(paths, content: bytes) -> None:
 
 def test_a_refused_redrop_is_recorded_and_the_partition_kept_on_every_backend(any_root):
     drop(any_root, green_parquet(90, datetime(2024, 3, 2, 8, 0)))
-    ingest.copy_to_raw(MONTH)
+    copy_to_raw(MONTH)
     summary = ingest.process_partition(MONTH)
     metrics.build_metrics(MONTH)
     assert refusals.refusal_outcome(MONTH)[1] is None
 
     drop(any_root, b"corrupt" * 100)
-    ingest.copy_to_raw(MONTH)
+    copy_to_raw(MONTH)
     try:
         ingest.process_partition(MONTH, run_id="scheduled__2024-03-01")
     except ingest.DropRefused as err:

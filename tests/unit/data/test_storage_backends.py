@@ -17,6 +17,7 @@ import pytest
 
 from taxiflow.config import DATA_DIR_ENV, STORAGE_CONN_ENV, SUCCESS_MARKER, DataPaths, Partition
 from taxiflow.data import check_storage, conditional, ingest, landing, metrics, storage, warehouse
+from taxiflow.data.raw import copy_to_raw, raw_files
 from tests.support import trip_files
 from tests.support.trip_files import minutes
 
@@ -41,7 +42,7 @@ def test_a_month_goes_from_drop_to_queryable_metrics(any_root):
     data = green_parquet(300, datetime(2024, 1, 3, 8, 0))
     drop(any_root, JANUARY, {"green_tripdata_2024-01.parquet": data})
     assert landing.drop_is_ready(JANUARY)
-    ingest.copy_to_raw(JANUARY)
+    copy_to_raw(JANUARY)
     summary = ingest.process_partition(JANUARY)
     result = metrics.build_metrics(JANUARY)
     weekly = metrics.write_weekly_summary("green")
@@ -76,16 +77,16 @@ def test_a_month_goes_from_drop_to_queryable_metrics(any_root):
 
 def test_a_second_drop_replaces_the_partition(any_root):
     drop(any_root, JANUARY, {"a.parquet": green_parquet(50, datetime(2024, 1, 5))})
-    ingest.copy_to_raw(JANUARY)
+    copy_to_raw(JANUARY)
     ingest.process_partition(JANUARY)
     folder = any_root.landing_dir(JANUARY)
     storage.remove(folder / "a.parquet")
     storage.remove(folder / SUCCESS_MARKER)
     drop(any_root, JANUARY, {"b.parquet": green_parquet(20, datetime(2024, 1, 9))})
-    ingest.copy_to_raw(JANUARY)
+    copy_to_raw(JANUARY)
     summary = ingest.process_partition(JANUARY)
     assert summary["rows_written"] == 20
-    assert [f.name for f in ingest.raw_files(JANUARY)] == ["b.parquet"]
+    assert [f.name for f in raw_files(JANUARY)] == ["b.parquet"]
     con = warehouse.connect()
     try:
         assert con.execute("SELECT count(*) FROM trips").fetchone() == (20,)
@@ -96,7 +97,7 @@ def test_a_second_drop_replaces_the_partition(any_root):
 def test_a_trips_partition_without_its_summary_is_invisible(any_root):
     """``_summary.json`` is written last: until it is there, readers do not see the partition."""
     drop(any_root, JANUARY, {"a.parquet": green_parquet(30, datetime(2024, 1, 5))})
-    ingest.copy_to_raw(JANUARY)
+    copy_to_raw(JANUARY)
     ingest.process_partition(JANUARY)
     summary = any_root.trips_dir(JANUARY) / warehouse.SUMMARY_FILE
     document = summary.read_bytes()
@@ -297,5 +298,5 @@ def test_demo_months_drop_into_the_data_root(any_root):
     assert [f.name for f in landing.data_files(JANUARY)] == ["green_tripdata_2024-01.parquet"]
     demo.generate_month("green", "2024-01", 60)  # regenerated: replaced whole, marker written again last
     assert landing.drop_is_ready(JANUARY)
-    ingest.copy_to_raw(JANUARY)
+    copy_to_raw(JANUARY)
     assert ingest.process_partition(JANUARY)["rows_read"] == 60

@@ -18,6 +18,7 @@ import pytest
 
 from taxiflow.config import DAY_NAMES, SUCCESS_MARKER, DataPaths, Partition
 from taxiflow.data import ingest, metrics, storage, warehouse
+from taxiflow.data.raw import copy_to_raw
 
 pytestmark = pytest.mark.realdata
 
@@ -41,7 +42,7 @@ def ingest_file(paths: DataPaths, partition: Partition, file: Path) -> dict:
     folder.mkdir(parents=True)
     shutil.copyfile(file, folder / f"green_tripdata_{partition.month}.parquet")
     (folder / SUCCESS_MARKER).touch()
-    ingest.copy_to_raw(partition)
+    copy_to_raw(partition)
     summary = ingest.process_partition(partition)
     return {"summary": summary, "metrics": metrics.refresh_metrics(partition)}
 

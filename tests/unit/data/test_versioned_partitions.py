@@ -18,6 +18,7 @@ import pytest
 
 from taxiflow.config import SUCCESS_MARKER, DataPaths, Partition
 from taxiflow.data import ingest, metrics, storage, versions, warehouse
+from taxiflow.data.raw import copy_to_raw
 from tests.support import trip_files
 from tests.support.trip_files import minutes
 
@@ -35,7 +36,7 @@ def ingest_drop(paths: DataPaths, partition: Partition, data: bytes) -> dict:
     storage.remove_tree(folder)
     storage.write_bytes(folder / f"green_tripdata_{partition.month}.parquet", data)
     storage.write_bytes(folder / SUCCESS_MARKER, b"")
-    ingest.copy_to_raw(partition)
+    copy_to_raw(partition)
     return ingest.process_partition(partition)
 
 

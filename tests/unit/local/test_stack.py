@@ -21,7 +21,8 @@ def test_every_process_reaches_the_execution_api_on_the_chosen_port(tmp_path):
     env = AirflowStack(home=tmp_path / "h", project_dir=tmp_path, data_dir=tmp_path / "d", port=18234,
                        extra_env=EXTERNAL_DB).env()
     assert env["AIRFLOW__API__PORT"] == "18234"
-    assert env["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"] == "http://127.0.0.1:18234/execution/"
+    # Airflow's executors send tasks to <[api] base_url>/execution/ (base_executor.get_execution_api_server_url)
+    assert env["AIRFLOW__API__BASE_URL"] == "http://127.0.0.1:18234"
     assert env["AIRFLOW_HOME"] == str(tmp_path / "h")
     assert env["TAXIFLOW_DATA_DIR"] == str(tmp_path / "d")
 
@@ -220,7 +221,8 @@ def test_supervisord_restarts_a_killed_program_ends_what_it_left_and_stop_leaves
 
     import psutil
 
-    from taxiflow.local.supervisor import Program, Supervisord, pid_alive, render_config, session_processes
+    from taxiflow.local.leftovers import pid_alive, session_processes
+    from taxiflow.local.supervisor import Program, Supervisord, render_config
 
     (tmp_path / "logs").mkdir()
     script = tmp_path / "program.py"
@@ -278,8 +280,8 @@ def test_make_run_storage_s3_runs_seaweedfs_under_supervisord_and_make_stop_ends
     import subprocess
     import sys
 
+    from taxiflow.local.leftovers import pid_alive, session_processes
     from taxiflow.local.stack import AirflowStack
-    from taxiflow.local.supervisor import pid_alive, session_processes
 
     def stack() -> AirflowStack:
         return AirflowStack(home=tmp_path / "h", project_dir=tmp_path, data_dir=tmp_path / "d",

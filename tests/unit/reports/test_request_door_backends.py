@@ -18,6 +18,7 @@ import pytest
 from taxiflow.components.triggers import RequestFilesTrigger, folder_fingerprints
 from taxiflow.config import Partition
 from taxiflow.data import documents, ingest, metrics, storage, warehouse
+from taxiflow.data.raw import copy_to_raw
 from taxiflow.reports import outputs
 from taxiflow.reports.render import render_report
 from taxiflow.reports.request_claims import (
@@ -43,7 +44,7 @@ def test_a_request_file_becomes_a_published_chart_and_csv(any_root):
     from taxiflow.demo.trips import generate_month
 
     generate_month("green", "2024-01", 400)  # a drop: data file, then _SUCCESS
-    ingest.copy_to_raw(JANUARY)
+    copy_to_raw(JANUARY)
     ingest.process_partition(JANUARY)
     metrics.build_metrics(JANUARY)
     put_request(any_root, "board.json", REQUEST)
