@@ -4,9 +4,11 @@ The standard provider's file triggers that an ``AssetWatcher`` accepts delete th
 request files are the user's and are only ever read. :class:`RequestFilesTrigger` lists
 ``requests/*.json`` (a local folder, or the ``requests/`` prefix of the bucket when the data root is
 ``s3://``) every ``poll_interval`` seconds and fires one event when files are new or changed (by
-size and modification time; in a bucket by ETag and LastModified), once each file has kept the same
-fingerprint for two polls in a row (so a file still being written does not fire half-written; an
-object appears whole anyway). Its watermark, the
+size and modification time; in a bucket by ETag and LastModified). On disk a file fires once it
+has kept the same fingerprint for two polls in a row, so a file still being written does not fire
+half-written. In a bucket it fires on the first listing that shows it: an object is listed only
+once its upload has completed, whole, so waiting for a second listing (one more poll interval)
+would only add latency. Its watermark, the
 fingerprints it has fired for, lives in the asset's state store when the triggerer provides one
 (Airflow 3.3), so a restart does not fire again for files it already reported; without a store it
 fires once for every file after a restart, which is harmless: the consumer DAG dedupes by run id.
@@ -84,10 +86,11 @@ class RequestFilesTrigger(BaseEventTrigger):
             await self.asset_state_store.aset(WATERMARK_KEY, dict[str, JsonValue](fired))
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
-        from taxiflow.data.storage import url
+        from taxiflow.data.storage import is_remote, url
 
         folder = await asyncio.to_thread(self._folder)
         interval = self._interval(folder)
+        appears_whole = is_remote(folder)  # an object is listed only once its upload completed
         fired = await self._load_watermark()
         previous: dict[str, str] = {}
         while True:
@@ -97,7 +100,8 @@ class RequestFilesTrigger(BaseEventTrigger):
                 self.log.warning("Cannot list %s (%s); trying again in %.1f s", url(folder), err, interval)
                 await asyncio.sleep(interval)
                 continue
-            settled = {name: fp for name, fp in current.items() if previous.get(name) == fp}
+            settled = current if appears_whole else {
+                name: fp for name, fp in current.items() if previous.get(name) == fp}
             new = sorted(name for name, fp in settled.items() if fired.get(name) != fp)
             gone = [name for name in fired if name not in current]
             if new or gone:

@@ -2,7 +2,7 @@
 
 LocalExecutor forks its workers from the scheduler, and they fork every task process: a module the
 scheduler imported first is one no task imports again. ``python -m taxiflow.local.warm_start scheduler``
-imports :data:`WARM_MODULES` (never taxiflow's own, so an edit takes effect at the next task), then runs
+imports :func:`warm_modules` (never taxiflow's own, so an edit takes effect at the next task), then runs
 Airflow's command line unchanged (``TAXIFLOW_WARM_START=0``: plain ``airflow scheduler``). Measured:
 48.5 % of a report's run saved (``benchmarks/bench_warm.py``, docs/local-stack.md).
 """
@@ -10,7 +10,9 @@ Airflow's command line unchanged (``TAXIFLOW_WARM_START=0``: plain ``airflow sch
 from __future__ import annotations
 
 import importlib
+import os
 import sys
+from collections.abc import Mapping
 
 WARM_MODULES: tuple[str, ...] = (
     # what the tasks import lazily (ingest, metrics, render)
@@ -35,13 +37,30 @@ WARM_MODULES: tuple[str, ...] = (
 )
 
 
+# What a task adds when the data root is a bucket (``TAXIFLOW_DATA_DIR=s3://...``): every task that
+# touches data makes its S3 filesystem (``taxiflow.data.storage.location``: the amazon provider's
+# S3Hook and ``get_fs``, s3fs, aiobotocore, botocore): ~0.2 s of each such task's start
+# (docs/benchmarks.md, request file -> chart). Not on a local root: no task there imports them.
+S3_WARM_MODULES: tuple[str, ...] = (
+    "s3fs", "aiobotocore.session", "botocore.session", "airflow.sdk.io",
+    "airflow.providers.amazon.aws.hooks.s3", "airflow.providers.amazon.aws.fs.s3", "upath.implementations.cloud",
+    "airflow.sdk.execution_time.cache",  # the connection look-up
+)
+DATA_DIR_ENV = "TAXIFLOW_DATA_DIR"  # taxiflow.config's, not imported: no taxiflow module is pre-imported
+
+
+def warm_modules(environ: Mapping[str, str] = os.environ) -> tuple[str, ...]:
+    """:data:`WARM_MODULES`, and :data:`S3_WARM_MODULES` when the data root is a URL (``s3://``)."""
+    return WARM_MODULES + (S3_WARM_MODULES if "://" in environ.get(DATA_DIR_ENV, "") else ())
+
+
 def warm_up(modules: tuple[str, ...] | None = None) -> None:
-    """Import ``modules`` (default :data:`WARM_MODULES`); a missing one is skipped with a line on
+    """Import ``modules`` (default :func:`warm_modules`); a missing one is skipped with a line on
     stderr (warming is an optimisation, never a reason not to start). Deprecation warnings that
     Airflow's own modules raise about each other while importing are not ours to show."""
     import warnings
 
-    for name in WARM_MODULES if modules is None else modules:
+    for name in warm_modules() if modules is None else modules:
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", DeprecationWarning)

@@ -197,6 +197,43 @@ print(json.dumps(found))
         assert imported == [], f"{name}: a task parsing it still imports {imported}; add them to WARM_MODULES"
 
 
+def test_a_task_making_an_s3_data_roots_filesystem_in_a_warm_worker_imports_only_taxiflows_own_modules(tmp_path):
+    """With ``TAXIFLOW_DATA_DIR=s3://...`` the warm launcher also imports the S3 client stack, so a
+    task that makes the data root's filesystem (every task that touches data) imports nothing but
+    taxiflow's modules; with a local root it imports none of that stack at all."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from taxiflow.config import DATA_DIR_ENV
+    from taxiflow.local import warm_start
+
+    assert warm_start.DATA_DIR_ENV == DATA_DIR_ENV  # spelled out there: no taxiflow module is pre-imported
+    assert warm_start.warm_modules({DATA_DIR_ENV: str(tmp_path)}) == warm_start.WARM_MODULES
+    probe = """
+import json, os, sys
+from taxiflow.local.warm_start import warm_up
+warm_up()
+import airflow.executors.local_executor, airflow.sdk.execution_time.supervisor, airflow.sdk.execution_time.task_runner
+s3_stack = sorted(m for m in sys.modules if m.split(".")[0] in ("s3fs", "aiobotocore", "boto3"))
+before = set(sys.modules)
+from taxiflow.data import storage
+storage.root().fs  # what the first read, write or listing of a task makes
+print(json.dumps([s3_stack, sorted(m for m in set(sys.modules) - before if not m.startswith("taxiflow"))]))
+"""
+    connection = {"conn_type": "aws", "login": "key", "password": "secret",
+                  "extra": {"endpoint_url": "http://127.0.0.1:9"}}  # nothing is sent: no server needed
+    env = {**os.environ, "AIRFLOW_HOME": str(tmp_path / "home"), DATA_DIR_ENV: "s3://bucket/prefix",
+           "AIRFLOW_CONN_TAXIFLOW_STORAGE": json.dumps(connection)}
+    env.pop("TAXIFLOW_STORAGE_CONN_ID", None)
+    result = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    s3_stack, imported = json.loads(result.stdout.strip().splitlines()[-1])
+    assert "s3fs" in s3_stack and "aiobotocore.session" in s3_stack
+    assert imported == [], f"making an S3 root's filesystem still imports {imported}; add them to S3_WARM_MODULES"
+
+
 SUPERVISED = """
 import os, sys, time
 if os.fork() == 0:  # a child in the program's process group, as a LocalExecutor worker is

@@ -156,6 +156,33 @@ def test_the_watcher_sees_new_and_changed_files_and_nothing_else(any_root):
     assert documents.read_bytes(any_root.requests / "a.json") == json.dumps({**REQUEST, "borough": "Queens"}).encode()
 
 
+def test_the_watcher_fires_an_object_on_its_first_listing_and_a_local_file_once_settled(any_root, monkeypatch):
+    """An object is listed only once its upload is complete, so one listing that shows it is enough
+    (a second would cost one more poll interval of latency); a local file may still be being
+    written, so it fires only after two listings in a row showed it unchanged."""
+    from taxiflow.components import triggers
+
+    put_request(any_root, "a.json", REQUEST)
+    listings: list[dict[str, str]] = []
+
+    def counted(folder):
+        listings.append(folder_fingerprints(folder))
+        return listings[-1]
+
+    monkeypatch.setattr(triggers, "folder_fingerprints", counted)
+
+    async def first_event() -> dict:
+        events = RequestFilesTrigger(folder=storage.url(any_root.requests), poll_interval=0.01).run()
+        try:
+            return (await asyncio.wait_for(anext(events), timeout=30)).payload
+        finally:
+            await events.aclose()
+
+    assert asyncio.run(first_event())["files"] == ["a.json"]
+    expected = 1 if storage.is_remote(any_root.requests) else 2
+    assert len(listings) == expected and all("a.json" in listing for listing in listings)
+
+
 @pytest.mark.parametrize("any_root", ["local"], indirect=True)
 def test_a_link_in_requests_is_ignored(any_root, tmp_path):
     secret = tmp_path / "secret.json"
