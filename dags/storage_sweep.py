@@ -27,7 +27,7 @@ from airflow.sdk import dag, task
 from taxiflow.config import SWEEP_DAG_ID
 
 
-@task
+@task(multiple_outputs=False)
 def sweep_storage() -> dict:
     """Remove abandoned partition and report versions and stale multipart uploads; return what went."""
     from taxiflow.reports import housekeeping

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Generator, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from datetime import datetime, timedelta
 from email.utils import parsedate_to_datetime
 from pathlib import Path
@@ -52,7 +52,7 @@ def aborting(target: DataPath) -> Generator[None, None, None]:
                 for upload in _uploads(target.fs, bucket, key):
                     if upload["Key"] == key:
                         _abort(target.fs, bucket, upload)
-            except Exception as err:  # noqa: BLE001 - the upload's own failure is the one to raise
+            except Exception as err:
                 log.warning("could not abort the unfinished upload to s3://%s (left for the sweep): %s",
                             target.path, err)
         raise
@@ -94,10 +94,8 @@ def _uploads(fs: Any, bucket: str, prefix: str) -> Iterator[dict[str, Any]]:
 def _abort(fs: Any, bucket: str, upload: dict[str, Any]) -> None:
     log.info("aborting the unfinished upload %s of s3://%s/%s, started %s",
              upload["UploadId"], bucket, upload["Key"], upload.get("Initiated"))
-    try:
+    with suppress(FileNotFoundError):  # NoSuchUpload: completed or aborted meanwhile
         fs.call_s3("abort_multipart_upload", Bucket=bucket, Key=upload["Key"], UploadId=upload["UploadId"])
-    except FileNotFoundError:  # NoSuchUpload: completed or aborted meanwhile
-        pass
 
 
 def _server_now(fs: Any, bucket: str) -> datetime:

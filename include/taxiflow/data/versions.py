@@ -39,8 +39,8 @@ A folder without a marker does not exist for readers.
 from __future__ import annotations
 
 import json
-import re
 import logging
+import re
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -162,7 +162,7 @@ def remove_version(folder: DataPath, version: str, marker: str | None = None) ->
     if marker is not None:
         try:
             current = read_marker(folder, marker)
-        except Exception as err:  # noqa: BLE001 - cannot tell: keep it, the sweep decides later
+        except Exception as err:
             log.warning("kept %s: cannot read its marker to tell if it was published (%s)",
                         storage.url(folder / version), err)
             return False

@@ -315,7 +315,7 @@ def _discard(folder: DataPath, version: str, unless_named: bool = False) -> None
         if unless_named and read_manifest_version(folder) == version:
             return
         storage.remove_tree(folder / version)
-    except Exception as err:  # noqa: BLE001 - the store is down: the failure being raised matters more
+    except Exception as err:
         log.warning("left %s for the sweep: cannot remove it now (%s)", storage.url(folder / version), err)
 
 
@@ -373,8 +373,11 @@ def sweep_report(name: str, paths: DataPaths | None = None, older_than: timedelt
     removed = []
     for entry in storage.list_dir(folder):
         match = _VERSION_RE.fullmatch(entry.name)
-        if match and entry.name != keep:
-            if datetime.strptime(match.group(1), VERSION_TIME_FORMAT).replace(tzinfo=UTC) < cutoff:
-                storage.remove_tree(entry)
-                removed.append(entry.name)
+        if match and entry.name != keep and _made_at(match.group(1)) < cutoff:
+            storage.remove_tree(entry)
+            removed.append(entry.name)
     return removed
+
+
+def _made_at(version_time: str) -> datetime:
+    return datetime.strptime(version_time, VERSION_TIME_FORMAT).replace(tzinfo=UTC)

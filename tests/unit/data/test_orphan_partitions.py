@@ -12,8 +12,8 @@ import pytest
 
 from taxiflow.config import Partition
 from taxiflow.data import conditional, ingest, storage, versions, warehouse
-from tests.unit.data.test_versioned_partitions import green_parquet, ingest_drop, trips_by_month
 from tests.support.trip_files import minutes
+from tests.unit.data.test_versioned_partitions import green_parquet, ingest_drop, trips_by_month
 
 JANUARY = Partition("green", "2024-01")
 OLD = "v-20240101T000000000000Z-0123abcd"  # made long ago
