@@ -279,9 +279,11 @@ def publish_report(
                                "sha256": hashlib.sha256(content).hexdigest()}
             listed = [entry.name for entry in storage.list_dir(folder)
                       if _VERSION_RE.fullmatch(entry.name) and entry.name != version]
-        except FileNotFoundError:  # locally: a publish that won meanwhile removed our version's folder
+        except FileNotFoundError:
             _discard(folder, version)
-            continue
+            if storage.is_remote(folder):
+                raise
+            continue  # locally: a publish that won meanwhile removed our version's folder under us
         except BaseException:
             _discard(folder, version)
             raise
