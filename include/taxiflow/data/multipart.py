@@ -6,9 +6,10 @@ or aborted. An upload that dies half-way leaves them behind for good, on AWS S3 
 SeaweedFS or MinIO (disk). Two rules clear them (docs/object-storage.md, "Cleaning up"):
 
 * ``aborting(target)``: a failed upload to ``target`` is aborted right away by the process that
-  started it, if that process survives the failure. s3fs aborts on an ``Exception`` only; a task
-  timeout or a kill from the UI reaches it as a ``BaseException`` (``AirflowTaskTimeout``,
-  ``AirflowTaskTerminated``) and would leave the parts.
+  started it, if that process survives the failure. s3fs aborts on an ``Exception`` raised inside
+  the upload only, which runs in fsspec's IO thread; a task timeout or a kill from the UI
+  (``AirflowTaskTimeout``, ``AirflowTaskTerminated``: ``BaseException``) is raised in the task's
+  main thread while it waits, so s3fs never sees it and the task exits leaving the parts.
 * ``sweep(root)``: every upload below the data root started more than ``STALE_UPLOAD_AGE`` ago
   is aborted (the maintenance step). A process killed outright, or a server that died mid-upload,
   leaves its upload for this. The age is measured by the server's own clock (its ``Date`` header

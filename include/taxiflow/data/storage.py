@@ -203,7 +203,8 @@ def files_below(folder: DataPath) -> list[str]:
     if not is_remote(folder):
         return sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file())
     refresh(folder)
-    return sorted(name[len(folder.path) + 1:] for name in folder.fs.find(folder.path))
+    below = folder.path.rstrip("/") + "/"  # not the folder itself (SeaweedFS may list an emptied one)
+    return sorted(name[len(below):] for name in folder.fs.find(folder.path) if name.startswith(below))
 
 
 def info(path: DataPath) -> dict[str, Any]:

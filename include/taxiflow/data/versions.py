@@ -199,6 +199,8 @@ def sweep(folder: DataPath, name: str, older_than: timedelta | None = None) -> l
     removed = []
     for entry in storage.list_dir(folder):
         if is_version(entry.name) and entry.name != keep and version_time(entry.name) < cutoff:
+            if storage.is_remote(entry) and not storage.files_below(entry):
+                continue  # a prefix whose objects are gone (SeaweedFS lists an emptied folder a while)
             storage.remove_tree(entry)
             removed.append(entry.name)
     return removed

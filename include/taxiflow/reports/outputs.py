@@ -376,6 +376,8 @@ def sweep_report(name: str, paths: DataPaths | None = None, older_than: timedelt
     for entry in storage.list_dir(folder):
         match = _VERSION_RE.fullmatch(entry.name)
         if match and entry.name != keep and _made_at(match.group(1)) < cutoff:
+            if storage.is_remote(entry) and not storage.files_below(entry):
+                continue  # a prefix whose objects are gone (SeaweedFS lists an emptied folder a while)
             storage.remove_tree(entry)
             removed.append(entry.name)
     return removed

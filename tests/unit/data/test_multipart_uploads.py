@@ -25,19 +25,6 @@ class Killed(BaseException):
     """What a task timeout or a kill from the UI raises in a task: not an ``Exception``."""
 
 
-class KillAfterFirstPart:
-    """An upload callback that stops the upload once its first part reached the server."""
-
-    def set_size(self, size: int) -> None:
-        pass
-
-    def relative_update(self, inc: int = 1) -> None:
-        raise Killed("task timed out")
-
-    def branched(self, *args: object, **kwargs: object) -> None:
-        return None
-
-
 @pytest.fixture
 def s3_root(seaweedfs, monkeypatch):
     for name, value in seaweedfs.env(prefix=f"t-{uuid.uuid4().hex[:12]}").items():
@@ -54,14 +41,22 @@ def _started_upload(root, key: str) -> None:
 
 
 def test_an_upload_killed_between_parts_is_aborted_by_its_own_process(s3_root, tmp_path, monkeypatch):
+    """A task timeout (or a kill from the UI) is raised in the task's main thread while s3fs sends the
+    parts from fsspec's IO thread, so s3fs's own abort (on an ``Exception`` inside the upload) never
+    runs and the process exits leaving the parts. ``storage.upload`` aborts them itself."""
     local = tmp_path / "big.parquet"
-    local.write_bytes(b"y" * (3 * PART))
+    local.write_bytes(b"y")
     target = s3_root / "warehouse" / "big.parquet"
-    monkeypatch.setattr(storage, "_upload_options", lambda *_: {"chunksize": PART, "callback": KillAfterFirstPart()})
+
+    def put_file_killed_after_its_first_part(lpath, rpath, **options):
+        _started_upload(s3_root, "warehouse/big.parquet")  # what the upload had sent when the timeout struck
+        raise Killed("task timed out")
+
+    monkeypatch.setattr(target.fs, "put_file", put_file_killed_after_its_first_part)
     with pytest.raises(Killed):
         storage.upload(local, target)
     assert not target.exists()
-    assert multipart.unfinished(s3_root) == []  # s3fs alone aborts on an Exception only: its parts would stay
+    assert multipart.unfinished(s3_root) == []
 
 
 def test_the_sweep_aborts_stale_uploads_below_the_root_only(s3_root, seaweedfs, monkeypatch):
