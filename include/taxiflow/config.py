@@ -24,6 +24,7 @@ METRICS_DAG_ID = "create_metrics"
 REPORT_DAG_ID = "borough_report"
 REQUESTS_DAG_ID = "report_requests"
 DOWNLOAD_DAG_ID = "download_tlc_trips"
+SWEEP_DAG_ID = "storage_sweep"
 
 
 def wait_task_id(source: str) -> str:

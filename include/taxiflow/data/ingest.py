@@ -176,7 +176,7 @@ def process_partition(
     try:
         versions.publish(folder, warehouse.SUMMARY_FILE, summary, replaces=previous)
     except BaseException:
-        versions.remove_version(folder, version)
+        versions.remove_version(folder, version, marker=warehouse.SUMMARY_FILE)  # kept if it was published
         raise
     versions.remove_superseded(folder, version, legacy_files=(warehouse.TRIPS_FILE,))
     by_reason = summary["rows_rejected_by_reason"]

@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from taxiflow.config import DATA_DIR_ENV, STORAGE_CONN_ENV, STORAGE_CONN_ID_DEFAULT, DataPaths
-from taxiflow.data import faults
+from taxiflow.data import faults, multipart
 
 if TYPE_CHECKING:
     import duckdb
@@ -203,7 +203,8 @@ def files_below(folder: DataPath) -> list[str]:
     if not is_remote(folder):
         return sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file())
     refresh(folder)
-    return sorted(name[len(folder.path) + 1:] for name in folder.fs.find(folder.path))
+    below = folder.path.rstrip("/") + "/"  # not the folder itself (SeaweedFS may list an emptied one)
+    return sorted(name[len(below):] for name in folder.fs.find(folder.path) if name.startswith(below))
 
 
 def info(path: DataPath) -> dict[str, Any]:
@@ -253,7 +254,7 @@ def replacing(target: DataPath, suffix: str = TEMP_SUFFIX) -> Generator[Path, No
 def upload(local: Path, target: DataPath) -> None:
     """Put a complete local file at ``target`` (one object on S3; a copy and rename locally)."""
     if is_remote(target):
-        with faults.around("write", url(target)):
+        with faults.around("write", url(target)), multipart.aborting(target):  # no parts left if it fails
             target.fs.put_file(str(local), target.path, **_upload_options(local, target))
         return
     with replacing(target) as temp:

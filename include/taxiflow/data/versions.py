@@ -7,26 +7,43 @@ trips partition) is published the same way on local disk and on S3::
     <folder>/<marker>          written last: names the current version (the done marker)
 
 1. ``read_marker``: the marker now there (its document and version tag), or None;
-2. stage: write the new version's files below ``<folder>/<new_version()>/``;
+2. stage: write the new version's files below ``<folder>/<new_version()>/`` (named after step 1);
 3. validate what was staged (the caller's checks: row counts, refusals);
-4. ``publish``: write the marker naming the new version, **conditionally**: only if the marker is
-   still the one read in step 1 (S3 ``If-Match`` on its ETag, ``If-None-Match: *`` for a folder
-   that had none; locally the same check before an atomic rename). A writer that lost the race
-   gets ``PreconditionFailed`` and its staged version is removed: the winner's stays whole;
-5. ``remove_superseded``: delete versions older than the published one.
+4. ``publish``: list the versions there, then write the marker naming the new version,
+   **conditionally**: only if the marker is still the one read in step 1 (S3 ``If-Match`` on its
+   ETag, ``If-None-Match: *`` for a folder that had none; locally the same check before an atomic
+   rename). A writer that lost the race gets ``PreconditionFailed`` and removes its staged version
+   (``remove_version``): the winner's stays whole. Once the marker is written, every version that
+   was listed before it is deleted (see below);
+5. ``remove_superseded``: delete files of the layout before versions.
 
 A reader reads the marker, then exactly the files of the version it names (``current_version``).
-A folder without a marker does not exist for readers. Version names sort by creation time, so
-cleaning never touches a newer version another writer may still be staging.
+A folder without a marker does not exist for readers.
+
+**Which versions may go, and when** (docs/object-storage.md, "Cleaning up"):
+
+* *At publish, safe by construction.* A version listed before a successful conditional marker write
+  belongs to a writer that read the marker before that write (it reads the marker before it
+  stages anything). Its own conditional write is now bound to fail, so nobody can ever name that
+  version: it is deleted, whatever its age. That is the superseded version, a version whose writer
+  died before its marker (a crashed try: its retry's publish removes it), and a concurrent writer's
+  version that has just lost the race (that writer fails and its task retries).
+* *Never*: the version the marker names (``remove_version`` checks), nor one that appeared after
+  the listing.
+* *Later, by age* (``sweep``, the maintenance step, for folders nobody publishes again): a version
+  the marker does not name, written more than ``ORPHAN_AGE`` ago. Safe because ``publish`` refuses
+  to name a version older than ``PUBLISH_DEADLINE`` (it removes it and raises ``VersionTooOld``):
+  the gap between the two allows for clocks of different hosts that disagree.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import re
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from taxiflow.data import conditional, storage
@@ -34,12 +51,24 @@ from taxiflow.data.conditional import PreconditionFailed
 from taxiflow.data.storage import DataPath
 
 VERSION_PREFIX = "v-"
+VERSION_TIME_FORMAT = "%Y%m%dT%H%M%S%fZ"
 _VERSION_RE = re.compile(r"v-\d{8}T\d{12}Z-[0-9a-f]{8}")
+# A writer names its version only this soon after making it (ingest: execution_timeout is 1 hour) ...
+PUBLISH_DEADLINE = timedelta(hours=2)
+# ... so a version nobody names, this old, is abandoned: ``sweep`` deletes it. The 4 hours between
+# the two cover clocks of two hosts that disagree (the version's name carries its writer's clock).
+ORPHAN_AGE = timedelta(hours=6)
+
+log = logging.getLogger(__name__)
 
 __all__ = [
-    "Marker", "PreconditionFailed", "is_version", "new_version", "publish", "read_marker", "remove_superseded",
-    "remove_version",
+    "Marker", "PreconditionFailed", "VersionTooOld", "is_version", "new_version", "publish", "read_marker",
+    "remove_superseded", "remove_version", "sweep", "version_time",
 ]
+
+
+class VersionTooOld(PreconditionFailed):
+    """A version made more than ``PUBLISH_DEADLINE`` ago is never named: ``sweep`` may delete it any time."""
 
 
 def new_version() -> str:
@@ -49,6 +78,13 @@ def new_version() -> str:
 
 def is_version(name: str) -> bool:
     return bool(_VERSION_RE.fullmatch(name))
+
+
+def version_time(version: str) -> datetime:
+    """When ``version`` was made, by its writer's clock (from its name)."""
+    return datetime.strptime(version.removeprefix(VERSION_PREFIX).split("-")[0], VERSION_TIME_FORMAT).replace(
+        tzinfo=UTC
+    )
 
 
 @dataclass(frozen=True)
@@ -86,36 +122,85 @@ def current_version(folder: DataPath, name: str) -> tuple[Marker, DataPath] | No
     return marker, (folder / marker.version if marker.version else folder)
 
 
-def publish(folder: DataPath, name: str, document: dict[str, Any], replaces: Marker | None) -> None:
+def publish(
+    folder: DataPath, name: str, document: dict[str, Any], replaces: Marker | None, deadline: timedelta | None = None
+) -> list[str]:
     """Write the marker naming ``document["version"]``, only if the marker is still ``replaces``.
 
-    Raises ``PreconditionFailed`` when another writer published since ``replaces`` was read.
+    Then delete every other version listed just before the write (see the module's docstring), and
+    return their names. Raises ``PreconditionFailed`` when another writer published since
+    ``replaces`` was read, and ``VersionTooOld`` (after removing it) for a version made more than
+    ``deadline`` (``PUBLISH_DEADLINE``) ago.
     """
-    if not is_version(str(document.get("version"))):
+    version = str(document.get("version"))
+    if not is_version(version):
         raise ValueError(f"a marker must name a version made by new_version(), got {document.get('version')!r}")
+    age = datetime.now(UTC) - version_time(version)
+    if age > (deadline or PUBLISH_DEADLINE):
+        remove_version(folder, version)
+        raise VersionTooOld(
+            f"{storage.url(folder / version)} was made {age} ago, more than {deadline or PUBLISH_DEADLINE}: "
+            "it is not published (an abandoned version may be swept by then); run the task again"
+        )
+    listed = [entry.name for entry in storage.list_dir(folder) if is_version(entry.name) and entry.name != version]
     data = (json.dumps(document, indent=2) + "\n").encode("utf-8")
     conditional.replace_if_match(folder / name, data, replaces.tag if replaces else None)
+    for old in listed:  # their writers read the marker before this write: theirs can never be named now
+        storage.remove_tree(folder / old)
+    return listed
 
 
-def remove_version(folder: DataPath, version: str) -> None:
-    """Delete one version's files (a staged version that was refused or lost the race)."""
+def remove_version(folder: DataPath, version: str, marker: str | None = None) -> bool:
+    """Delete one version's files (staged, then refused or lost the race); False if it was kept.
+
+    With ``marker`` (the marker's file name), a version the marker names is kept: a write whose
+    answer was lost (the server died after writing it) may have published it after all. So is a
+    version when the marker cannot be read (the store is down): ``sweep`` removes it later.
+    """
     if not is_version(version):
         raise ValueError(f"not a version name: {version!r}")
+    if marker is not None:
+        try:
+            current = read_marker(folder, marker)
+        except Exception as err:
+            log.warning("kept %s: cannot read its marker to tell if it was published (%s)",
+                        storage.url(folder / version), err)
+            return False
+        if current is not None and current.version == version:
+            return False
     storage.remove_tree(folder / version)
+    return True
 
 
 def remove_superseded(folder: DataPath, current: str, legacy_files: tuple[str, ...] = ()) -> list[str]:
-    """Delete every version older than ``current`` and the pre-version ``legacy_files``; return what went.
+    """Delete the pre-version ``legacy_files`` beside the marker of ``current``; return what went.
 
-    Newer versions are left alone: another writer may be staging one (if it loses, it removes its own).
+    Superseded versions were deleted by ``publish`` already; versions that appeared since (another
+    writer's, still staging) are left alone.
     """
     removed = []
-    for entry in storage.list_dir(folder):
-        if is_version(entry.name) and entry.name < current:
-            storage.remove_tree(entry)
-            removed.append(entry.name)
     for name in legacy_files:
         if (folder / name).exists():
             storage.remove(folder / name)
             removed.append(name)
+    return removed
+
+
+def sweep(folder: DataPath, name: str, older_than: timedelta | None = None) -> list[str]:
+    """Delete the versions in ``folder`` its marker ``name`` does not name, made ``older_than`` ago or more.
+
+    ``older_than`` defaults to ``ORPHAN_AGE``; nothing younger than ``PUBLISH_DEADLINE`` is ever
+    deleted. A folder with no marker loses old versions too (its writers all died). Returns what went.
+    """
+    age = max(older_than if older_than is not None else ORPHAN_AGE, PUBLISH_DEADLINE)
+    marker = read_marker(folder, name)
+    keep = marker.version if marker else None
+    cutoff = datetime.now(UTC) - age
+    removed = []
+    for entry in storage.list_dir(folder):
+        if is_version(entry.name) and entry.name != keep and version_time(entry.name) < cutoff:
+            if storage.is_remote(entry) and not storage.files_below(entry):
+                continue  # a prefix whose objects are gone (SeaweedFS lists an emptied folder a while)
+            storage.remove_tree(entry)
+            removed.append(entry.name)
     return removed

@@ -17,8 +17,13 @@ conditional write (``conditional.replace_if_match``): ``If-None-Match: *`` for a
 on the ETag of the manifest this publish read otherwise (on disk: create with ``O_EXCL``, or
 compare-and-rename under a lock on the folder). Of two publishers racing for one name exactly one
 wins; the other re-reads the manifest, re-checks the name rule and tries again (or is refused).
-The superseded version is deleted once the new manifest is in place, and versions no manifest
-ever named (a publisher that died before its manifest) after ``ORPHAN_AGE``.
+Once the new manifest is in place, every version listed before it was written is deleted: the
+superseded one, and any a publisher left behind (it died before its manifest, or lost the race).
+Safe by construction: a publisher reads the manifest before it uploads anything and a lost
+conditional write makes it start over under a fresh version, so a version listed before a
+successful manifest write can never be named afterwards. A version of a report nobody publishes
+again is removed by ``sweep_report`` (the maintenance step) once ``ORPHAN_AGE`` old: a publisher
+never names a version older than ``PUBLISH_DEADLINE``. docs/object-storage.md has the rules.
 
 **Readers follow the manifest** (``read_report``): read it, then the two files it names. A version
 is never changed, so that is one version's PNG and CSV; a reader that finds its version deleted
@@ -44,7 +49,9 @@ import csv
 import hashlib
 import io
 import json
+import logging
 import re
+import time
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -58,12 +65,16 @@ from taxiflow.reports.request import NAME_ALLOWED, InvalidRequest
 if TYPE_CHECKING:
     from taxiflow.reports.request import ReportRequest
 
+log = logging.getLogger(__name__)
+
 MANIFEST_FILE = "manifest.json"
 VERSION_PREFIX = "v-"
 VERSION_TIME_FORMAT = "%Y%m%dT%H%M%S"
 _VERSION_RE = re.compile(r"v-([0-9]{8}T[0-9]{6})-[0-9a-f]{8,32}")
-# A version no manifest names, this old, belongs to a publisher that died before its manifest
-# (a live publisher writes its manifest seconds after its files): it is deleted by the next publish.
+# A publisher names its version within PUBLISH_DEADLINE of making it (seconds, normally), or starts
+# over; so a version no manifest names, ORPHAN_AGE old, is abandoned (``sweep_report`` deletes it).
+# The 50 minutes between them cover clocks of two hosts that disagree.
+PUBLISH_DEADLINE = timedelta(minutes=10)
 ORPHAN_AGE = timedelta(hours=1)
 # How often a reader starts over when the version it read was cleaned up under it.
 READ_ATTEMPTS = 20
@@ -247,39 +258,77 @@ def publish_report(
     """Publish the PNG and CSV of ``request`` as one new version of ``outputs/<name>/``, manifest last.
 
     ``ingest_notes``: ``KeptPartition.to_json()`` of each kept partition the numbers come from.
+    The manifest is read before anything is uploaded; if another publish replaced it meanwhile,
+    this one removes its version, checks the name rule again and starts over with a fresh version.
     """
     paths = paths or data_paths()
     name = str(request.name)
     folder = report_dir(name, paths)
     manifest_file = folder / MANIFEST_FILE
-    _check_not_taken(request, folder, _current_manifest(manifest_file)[1], owner)  # before writing anything
-
-    version = new_version()
-    files = {}
-    for kind, content in (("png", png), ("csv", csv)):
-        file = f"{name}.{kind}"
-        storage.write_bytes(folder / version / file, content)
-        files[kind] = {"name": file, "key": f"{version}/{file}", "bytes": len(content),
-                       "sha256": hashlib.sha256(content).hexdigest()}
     for _ in range(PUBLISH_ATTEMPTS):
         previous, existing = _current_manifest(manifest_file)
+        _check_not_taken(request, folder, existing, owner)  # before writing anything
+        version = new_version()
+        started = time.monotonic()
+        files = {}
         try:
-            _check_not_taken(request, folder, existing, owner)
-        except InvalidRequest:
-            storage.remove_tree(folder / version)  # never published: leave nothing behind
+            for kind, content in (("png", png), ("csv", csv)):
+                file = f"{name}.{kind}"
+                storage.write_bytes(folder / version / file, content)
+                files[kind] = {"name": file, "key": f"{version}/{file}", "bytes": len(content),
+                               "sha256": hashlib.sha256(content).hexdigest()}
+            listed = [entry.name for entry in storage.list_dir(folder)
+                      if _VERSION_RE.fullmatch(entry.name) and entry.name != version]
+        except FileNotFoundError:
+            _discard(folder, version)
+            if storage.is_remote(folder):
+                raise
+            continue  # locally: a publish that won meanwhile removed our version's folder under us
+        except BaseException:
+            _discard(folder, version)
             raise
+        if time.monotonic() - started > PUBLISH_DEADLINE.total_seconds():
+            _discard(folder, version)  # the sweep may take it any time now: start over with a fresh one
+            continue
         manifest = report_manifest(request, version, files, total_trips, run_id, owner, ingest_notes)
         try:
             conditional.replace_if_match(manifest_file, (json.dumps(manifest, indent=2) + "\n").encode(), previous)
         except conditional.PreconditionFailed:
-            continue  # another publish of this name won in between: check the name rule again, retry
+            _discard(folder, version)  # another publish of this name won in between: never named, and may be
+            continue  # deleted by that publish already; check the name rule again and start over
+        except BaseException:
+            _discard(folder, version, unless_named=True)  # the write's answer was lost: it may have landed
+            raise
         break
     else:
-        storage.remove_tree(folder / version)
         raise RuntimeError(f"could not publish {storage.url(manifest_file)}: it kept changing "
                            f"({PUBLISH_ATTEMPTS} tries)")
-    _clean_up(folder, name, manifest, existing)
+    _clean_up(folder, name, listed, existing)
     return Publication(folder, version, manifest)
+
+
+def _discard(folder: DataPath, version: str, unless_named: bool = False) -> None:
+    """Remove this publish's own version, as well as the store lets us; what stays is swept later.
+
+    ``unless_named``: keep it if the manifest names it (a write whose answer was lost), or if the
+    manifest cannot be read to tell.
+    """
+    try:
+        if unless_named and read_manifest_version(folder) == version:
+            return
+        storage.remove_tree(folder / version)
+    except Exception as err:
+        log.warning("left %s for the sweep: cannot remove it now (%s)", storage.url(folder / version), err)
+
+
+def read_manifest_version(folder: DataPath) -> str | None:
+    """The version the manifest of ``folder`` names now, or None (no manifest, or one from before versions)."""
+    try:
+        document = json.loads(documents.read_bytes(folder / MANIFEST_FILE))
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    version = document.get("version") if isinstance(document, dict) else None
+    return version if isinstance(version, str) and _VERSION_RE.fullmatch(version) else None
 
 
 def _current_manifest(manifest_file: DataPath) -> tuple[str | None, dict[str, Any] | None]:
@@ -297,9 +346,8 @@ def _current_manifest(manifest_file: DataPath) -> tuple[str | None, dict[str, An
     raise RuntimeError(f"{storage.url(manifest_file)} kept changing while it was read")
 
 
-def _clean_up(folder: DataPath, name: str, current: dict[str, Any], superseded: dict[str, Any] | None) -> None:
-    """Delete what the new manifest replaced, and versions of publishers that died before their manifest."""
-    keep = current["version"]
+def _clean_up(folder: DataPath, name: str, listed: list[str], superseded: dict[str, Any] | None) -> None:
+    """Delete the versions listed before the new manifest was written, and a pre-version report's files."""
     if superseded:
         for kind in ("png", "csv"):
             try:
@@ -308,14 +356,32 @@ def _clean_up(folder: DataPath, name: str, current: dict[str, Any], superseded: 
                 continue
             if "/" not in key:  # a report from before versions: its files lie in the folder itself
                 documents.remove_file(folder / key)
-        old = superseded.get("version")
-        if isinstance(old, str) and old != keep and _VERSION_RE.fullmatch(old):
-            storage.remove_tree(folder / old)
-    cutoff = datetime.now(UTC) - ORPHAN_AGE
+    for version in listed:  # their publishers read the manifest before ours was written: never named now
+        storage.remove_tree(folder / version)
+
+
+def sweep_report(name: str, paths: DataPaths | None = None, older_than: timedelta = ORPHAN_AGE) -> list[str]:
+    """Delete the versions of ``outputs/<name>/`` its manifest does not name, made ``older_than`` ago or more.
+
+    For reports nobody publishes again (a publish does this itself, for any age). Never anything
+    younger than ``PUBLISH_DEADLINE``; a folder that is not a report folder (see
+    ``_check_not_taken``) loses only old ``v-...`` prefixes. Returns what went.
+    """
+    folder = report_dir(name, paths)
+    if documents.is_link(folder):
+        return []
+    keep = read_manifest_version(folder)
+    cutoff = datetime.now(UTC) - max(older_than, PUBLISH_DEADLINE)
+    removed = []
     for entry in storage.list_dir(folder):
         match = _VERSION_RE.fullmatch(entry.name)
-        if not match or entry.name == keep:
-            continue
-        written = datetime.strptime(match.group(1), VERSION_TIME_FORMAT).replace(tzinfo=UTC)
-        if written < cutoff:
+        if match and entry.name != keep and _made_at(match.group(1)) < cutoff:
+            if storage.is_remote(entry) and not storage.files_below(entry):
+                continue  # a prefix whose objects are gone (SeaweedFS lists an emptied folder a while)
             storage.remove_tree(entry)
+            removed.append(entry.name)
+    return removed
+
+
+def _made_at(version_time: str) -> datetime:
+    return datetime.strptime(version_time, VERSION_TIME_FORMAT).replace(tzinfo=UTC)

@@ -77,9 +77,9 @@ def test_readers_see_the_old_version_whole_until_the_summary_names_the_new(any_r
     assert metrics.build_metrics(JANUARY)["trips"] == 30
     assert warehouse.published_trips(JANUARY).version == before.version  # type: ignore[union-attr]
 
-    versions.publish(folder, warehouse.SUMMARY_FILE, {**before.document, "version": staged}, replaces=before)
+    removed = versions.publish(folder, warehouse.SUMMARY_FILE, {**before.document, "version": staged}, replaces=before)
     assert trips_by_month() == {"2024-01": 7}
-    assert versions.remove_superseded(folder, staged) == [before.version]
+    assert removed == [before.version]
     assert storage.files_below(folder) == ["_summary.json", f"{staged}/trips.parquet"]
 
 

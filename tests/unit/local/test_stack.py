@@ -191,7 +191,7 @@ print(json.dumps(found))
     result = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     found = json.loads(result.stdout.strip().splitlines()[-1])
-    assert len(found) == 5, found
+    assert len(found) == 6, found
     for name, (dag_count, errors, imported) in found.items():
         assert dag_count == 1 and not errors, (name, errors)
         assert imported == [], f"{name}: a task parsing it still imports {imported}; add them to WARM_MODULES"

@@ -1,0 +1,43 @@
+"""The maintenance sweep (``storage_sweep``) on both backends: abandoned versions go, nothing else.
+
+``any_root``: a local folder, and SeaweedFS on loopback (marked ``s3``: run under the heavy lock).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from taxiflow.config import Partition
+from taxiflow.data import storage, versions, warehouse
+from taxiflow.reports import housekeeping, outputs
+from tests.unit.reports.test_publish import request_named
+
+OLD_PARTITION_VERSION = "v-20240101T000000000000Z-0123abcd"
+
+
+def test_the_sweep_removes_abandoned_versions_and_nothing_else(any_root):
+    published = outputs.publish_report(request_named("jan"), b"png", b"csv", 1)
+    storage.write_bytes(any_root.outputs / "trips_by_week_green.csv", b"week,trips\n")  # a file in outputs/
+    old_report = outputs.new_version(datetime(2024, 1, 1, tzinfo=UTC))
+    young_report = outputs.new_version()
+    for version in (old_report, young_report):
+        storage.write_bytes(outputs.report_dir("jan") / version / "jan.png", b"lost")
+    storage.write_bytes(outputs.report_dir("never") / old_report / "never.csv", b"lost")  # no manifest ever
+    january = any_root.trips_dir(Partition("green", "2024-01"))
+    young_partition = versions.new_version()
+    for version in (OLD_PARTITION_VERSION, young_partition):
+        storage.write_bytes(january / version / warehouse.TRIPS_FILE, b"half")
+
+    swept = housekeeping.sweep_storage()
+
+    assert sorted(swept["report_versions"]) == sorted([
+        storage.url(outputs.report_dir("jan") / old_report), storage.url(outputs.report_dir("never") / old_report),
+    ])
+    assert swept["partition_versions"] == [storage.url(january / OLD_PARTITION_VERSION)]
+    assert swept["multipart_uploads"] == []
+    assert storage.files_below(any_root.outputs) == sorted([
+        f"jan/{outputs.MANIFEST_FILE}", f"jan/{published.version}/jan.csv", f"jan/{published.version}/jan.png",
+        f"jan/{young_report}/jan.png", "trips_by_week_green.csv",
+    ])
+    assert storage.files_below(january) == [f"{young_partition}/{warehouse.TRIPS_FILE}"]
+    assert outputs.read_report("jan") is not None
