@@ -59,7 +59,7 @@ def session_cpu_s(sid: int) -> tuple[float, float]:
                 continue
             times = proc.cpu_times()
             total += times.user + times.system + times.children_user + times.children_system
-            if "api-server" in " ".join(proc.info["cmdline"] or []) and not api:
+            if "api_server" in " ".join(proc.info["cmdline"] or []).replace("-", "_") and not api:  # its title
                 api = sum(sum(p.cpu_times()[:2]) for p in [proc, *proc.children(recursive=True)])
         except (psutil.Error, OSError):
             pass
@@ -69,11 +69,11 @@ def session_cpu_s(sid: int) -> tuple[float, float]:
 def leftovers(tree: Path, sid: int | None) -> list[str]:
     """Processes of the stack still there: in supervisord's session, or naming the tree's home or venv."""
     found = []
-    for proc in psutil.process_iter(["cmdline"]):
+    for proc in psutil.process_iter(["cmdline", "status"]):
         try:
             cmd = " ".join(proc.info["cmdline"] or [])
             if (sid and os.getsid(proc.pid) == sid) or str(tree / ".airflow") in cmd or f"{tree}/.venv/bin" in cmd:
-                found.append(f"{proc.pid} {cmd[:100]}")
+                found.append(f"{proc.pid} {proc.info['status']} {cmd[:100]}")
         except (psutil.Error, OSError):
             pass
     return found
@@ -83,11 +83,14 @@ def one_run(tree: Path, port: int, label: str, kind: str) -> dict:
     logs, seen, done = tree / ".airflow" / "process-logs", {}, threading.Event()
     start, busy, ru = time.monotonic(), machine_busy_s(), resource.getrusage(resource.RUSAGE_CHILDREN)
 
-    def watch() -> None:
+    offsets = {log: (logs / log).stat().st_size if (logs / log).exists() else 0 for log, _ in MARKERS.values()}
+
+    def watch() -> None:  # a warm run appends to the cold run's logs: only what this run wrote counts
         while not done.is_set():
             for key, (log, needle) in MARKERS.items():
                 path = logs / log
-                if key not in seen and path.exists() and needle in path.read_text(errors="replace"):
+                if key not in seen and path.exists() and needle in path.read_bytes()[offsets[log]:].decode(
+                        errors="replace"):
                     seen[key] = round(time.monotonic() - start, 1)
             time.sleep(0.1)
 
@@ -113,7 +116,9 @@ def one_run(tree: Path, port: int, label: str, kind: str) -> dict:
               "make_run_cpu_s": round(ru_end.ru_utime + ru_end.ru_stime - ru.ru_utime - ru.ru_stime, 1),
               "stack_cpu_s": stack_cpu, "api_cpu_s": api_cpu}
     subprocess.run(["make", "-s", "stop"], cwd=tree, capture_output=True)
-    result["left_after_stop"] = leftovers(tree, sid)
+    result["left_when_stop_returned"] = leftovers(tree, sid)
+    time.sleep(2)
+    result["left_2s_after_stop"] = leftovers(tree, sid)
     if rc:
         result["output_tail"] = "".join(output[-5:])
     return result
