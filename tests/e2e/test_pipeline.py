@@ -120,7 +120,7 @@ def wait_for_run_at(stack, dag_id: str, logical: str, timeout: float = 420) -> d
         if status == 200 and body["dag_runs"]:
             run_id = body["dag_runs"][0]["dag_run_id"]
             return stack.wait_for_run(dag_id, run_id, timeout=max(deadline - time.monotonic(), 1))
-        time.sleep(2)
+        time.sleep(1)
     raise TimeoutError(f"no {dag_id} run at {logical}")
 
 
