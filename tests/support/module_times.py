@@ -52,9 +52,9 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
 def pytest_terminal_summary(terminalreporter) -> None:
     if not _spans:
         return
-    walls = sorted(((stop - start, module) for module, (start, stop) in _spans.items()), reverse=True)
+    walls = sorted(((stop - start, module) for module, (start, stop) in _spans.items()), reverse=True)[:SHOWN]
     total = max(stop for _, stop in _spans.values()) - min(start for start, _ in _spans.values())
-    terminalreporter.write_sep("=", f"slowest {min(SHOWN, len(walls))} modules (wall time, setup to teardown)")
-    for wall, module in walls[:SHOWN]:
+    terminalreporter.write_sep("=", f"slowest {len(walls)} modules (wall time, first setup to last teardown)")
+    for wall, module in walls:
         terminalreporter.write_line(f"{wall:8.1f}s {module}")
     terminalreporter.write_line(f"{total:8.1f}s from the first test's setup to the last test's teardown")
