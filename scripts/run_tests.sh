@@ -9,7 +9,9 @@
 # runs in the background (its output in test-results/compose-tier.log, printed when it ends) while
 # a second pytest runs the rest in the foreground: the tier mostly waits on containers, the rest
 # mostly on live Airflow processes. The run fails if either fails; each pytest runs only when its
-# selection holds tests (never pytest's exit 5, "no tests collected").
+# selection holds tests (never pytest's exit 5, "no tests collected"). Each pytest ends its output with
+# the 30 slowest phases (--durations=30: setup, call, teardown) and the slowest modules (wall time, from
+# tests/support/module_times.py), so every CI log shows where the time went.
 set -uo pipefail
 
 PYTHON="$1"; MARKERS="$2"; shift 2
@@ -38,13 +40,13 @@ trap 'stop_tier; exit 130' INT TERM
 
 if selects_tests "$TIER"; then
   echo "run_tests: the compose tier runs in the background; its log: $TIER_LOG"
-  "$PYTHON" -m pytest -m "$TIER" "$@" >"$TIER_LOG" 2>&1 </dev/null &
+  "$PYTHON" -m pytest -m "$TIER" --durations=30 "$@" >"$TIER_LOG" 2>&1 </dev/null &
   TIER_PID=$!
 fi
 
 REST_STATUS=0
 if selects_tests "$REST"; then
-  "$PYTHON" -m pytest -m "$REST" "$@"
+  "$PYTHON" -m pytest -m "$REST" --durations=30 "$@"
   REST_STATUS=$?
 fi
 

@@ -27,8 +27,9 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 SHIPPED_ZONE_TABLE = REPO_ROOT / "data" / "reference" / "taxi_zone_lookup.csv"
 TLC_DIR = REPO_ROOT / "tests" / "data" / "tlc"  # shipped with the repository; see its README
 
-# The compose tier's fixtures (one deployment per session: tests/compose/ and the compose drills).
-pytest_plugins = ["tests.compose.fixtures"]
+# The compose tier's fixtures (one deployment per session: tests/compose/ and the compose drills), and
+# the module order and per-module times of every run (one live deployment up at a time).
+pytest_plugins = ["tests.compose.fixtures", "tests.support.module_times"]
 
 
 @pytest.fixture

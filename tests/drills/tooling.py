@@ -247,6 +247,6 @@ def run_states(stack: LiveStack, run_ids: list[str], timeout: float = 900) -> di
             states = {r["dag_run_id"]: r["state"] for r in body["dag_runs"] if r["dag_run_id"] in run_ids}
             if len(states) == len(run_ids) and all(s in ("success", "failed") for s in states.values()):
                 return states
-        time.sleep(3)
+        time.sleep(1)
     raise TimeoutError(f"runs not finished after {timeout}s: "
                        f"{ {r: s for r, s in states.items() if s not in ('success', 'failed')} }")

@@ -62,7 +62,7 @@ def wait_for_log_line(stack, text: str, timeout: float = 120) -> str:
         log = stack.tail_logs("triggerer", lines=100_000)
         if text in log or time.monotonic() > end:
             return log
-        time.sleep(2)
+        time.sleep(1)
 
 
 def test_a_missing_drop_is_announced_naming_run_month_source_and_folder(alerted):

@@ -101,8 +101,9 @@ def pipeline(airflow_stack, tmp_path_factory, tlc_dir):
     # February's green files arrive without their _SUCCESS marker: that must not be ingested.
     drop(landing, "green", "2024-02", [green["2024-01"]], success=False)
 
-    stack.backfill(INGEST_DAG_ID, "2023-12-01", "2024-01-01")  # once any earlier backfill has completed
+    # February first: its green branch waits the whole TAXIFLOW_DROP_TIMEOUT, the longest of the three.
     stack.airflow("dags", "trigger", INGEST_DAG_ID, "-l", "2024-02-01T00:00:00+00:00", "-r", "ingest_feb")
+    stack.backfill(INGEST_DAG_ID, "2023-12-01", "2024-01-01")  # once any earlier backfill has completed
 
     runs = {}
     for logical in ("2023-12-01", "2024-01-01", "2024-02-01"):
@@ -120,7 +121,7 @@ def wait_for_run_at(stack, dag_id: str, logical: str, timeout: float = 420) -> d
         if status == 200 and body["dag_runs"]:
             run_id = body["dag_runs"][0]["dag_run_id"]
             return stack.wait_for_run(dag_id, run_id, timeout=max(deadline - time.monotonic(), 1))
-        time.sleep(2)
+        time.sleep(1)
     raise TimeoutError(f"no {dag_id} run at {logical}")
 
 

@@ -58,7 +58,7 @@ def wait_for_text(stack, path: str, text: str, token: str, timeout: float = 120)
         page = body.decode()
         if status == 200 and text in page:
             return page
-        time.sleep(2)
+        time.sleep(1)
     raise AssertionError(f"{text!r} not on {path} within {timeout}s:\n{page[-2000:]}")
 
 

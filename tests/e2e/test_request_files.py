@@ -59,7 +59,7 @@ def trigger_tasks(stack, stem: str = STEM) -> dict[str, str]:
             if ti["map_index"] >= 0 and ti["rendered_map_index"].startswith(f"request__{stem}__")}
 
 
-def wait_until(condition, timeout: float, what: str, stack, interval: float = 2):
+def wait_until(condition, timeout: float, what: str, stack, interval: float = 1):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = condition()

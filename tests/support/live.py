@@ -100,7 +100,7 @@ class LiveStack(AirflowStack):
                 run = body
                 if run["state"] in ("success", "failed"):
                     return run
-            time.sleep(2)
+            time.sleep(0.5)  # one GET of the run: cheap next to the seconds a poll interval adds to every wait
         raise TimeoutError(f"{dag_id} run {run_id} still {run.get('state')} after {timeout}s")
 
     def backfill(self, dag_id: str, first: str, last: str, timeout: float = 300) -> None:

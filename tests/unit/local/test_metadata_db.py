@@ -62,7 +62,9 @@ def server(db_root):
 
     db.start_and_wait = start_and_wait  # type: ignore[attr-defined]
     yield db
-    for proc in procs:
+    # The live server first (the last one started): ending an earlier, killed one first would wait
+    # out its timeout for the live server's processes, then SIGKILL them.
+    for proc in reversed(procs):
         end(db, proc, timeout=10)
 
 
