@@ -4,8 +4,8 @@
     python -m taxiflow.local.cli up --home .airflow --storage s3            # data in a local SeaweedFS
     python -m taxiflow.local.cli down --home .airflow                       # stop every process of it
 
-supervisord restarts a component that crashes, so ``up`` has something to do only after ``down`` or
-when supervisord gave up; ``make status`` is ``supervisorctl status`` (docs/local-stack.md).
+supervisord restarts what crashes: ``up`` has work only after ``down`` or when supervisord gave up.
+``make status`` is ``supervisorctl status`` (docs/local-stack.md).
 """
 
 from __future__ import annotations
@@ -82,8 +82,7 @@ def bootstrap_demo(stack: AirflowStack, token: str) -> None:
 
 
 def check_data_root() -> None:
-    """With the data in S3, that it answers a write: wrong keys, a missing bucket or an unreachable
-    endpoint stop ``make run`` with a ``StorageError`` naming the URL and the connection."""
+    """With the data in S3, check it answers a write (else a ``StorageError`` naming URL and connection)."""
     from taxiflow.data import check_storage
 
     if "://" in os.environ.get(DATA_DIR_ENV, ""):  # checked before Airflow is imported here

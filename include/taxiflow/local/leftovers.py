@@ -1,10 +1,8 @@
-"""The only place that hunts processes by hand: what supervisord's process groups do not reach.
+"""The only place that hunts processes by hand (``psutil``, ``os.getsid``: POSIX, no ``/proc``).
 
-Airflow puts each task process in a process group of its own (supervisord's ``killasgroup`` misses
-it) but never in a session of its own, so what is left in supervisord's session (``setsid``: its
-PID) after a shutdown is the deployment's. PostgreSQL's server processes each run in a session of
-their own; all of them work in the cluster's data folder, which is what finds them. Through
-``psutil`` and ``os.getsid`` (POSIX: Linux and macOS); no ``/proc``, no ``prctl``.
+Airflow puts each task process in a process group of its own (``killasgroup`` misses it) but never in
+a session of its own: what is left in supervisord's session (its PID) after a shutdown is ours.
+PostgreSQL's processes have sessions of their own; they all work in the cluster's data folder.
 """
 
 from __future__ import annotations

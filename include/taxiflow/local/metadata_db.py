@@ -7,6 +7,7 @@ execs ``postgres``), on 127.0.0.1 only with a generated password, as ``nobody`` 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pwd
 import secrets
@@ -64,8 +65,7 @@ class EmbeddedPostgres:
     def password(self) -> str:
         return self.password_file.read_text().strip()
 
-    def url(self, driver: str = "postgresql+psycopg2") -> str:
-        """The SQLAlchemy URL Airflow connects with."""
+    def url(self, driver: str = "postgresql+psycopg2") -> str:  # the SQLAlchemy URL Airflow connects with
         return f"{driver}://{DB_USER}:{self.password()}@127.0.0.1:{self.port}/{DB_NAME}"
 
     def demote(self) -> None:
@@ -79,13 +79,9 @@ class EmbeddedPostgres:
         if (account := server_account()) is not None:
             os.chown(path, account.pw_uid, account.pw_gid)
 
-    @property
-    def initialised(self) -> bool:
-        return (self.data_dir / "PG_VERSION").exists()
-
     def init(self) -> None:
         """``initdb`` once: superuser ``airflow`` with a generated password, database ``airflow``."""
-        if self.initialised:
+        if (self.data_dir / "PG_VERSION").exists():
             return
         self.root.mkdir(parents=True, exist_ok=True)
         self.root.chmod(0o711)  # the server's account may enter, not list
@@ -111,14 +107,12 @@ class EmbeddedPostgres:
         finally:
             pwfile.unlink(missing_ok=True)
 
-    def command(self) -> list[str]:
-        """The foreground ``postgres`` command line."""
+    def command(self) -> list[str]:  # the foreground ``postgres`` command line
         settings = {**SERVER_SETTINGS, "port": str(self.port)}
         return [str(pg_bin_dir() / "postgres"), "-D", str(self.data_dir),
                 *(arg for key, value in settings.items() for arg in ("-c", f"{key}={value}"))]
 
-    def server_processes(self) -> list[int]:
-        """Every live process of this cluster (found by :mod:`taxiflow.local.leftovers`)."""
+    def server_processes(self) -> list[int]:  # every live process of this cluster
         return cluster_processes(self.data_dir)
 
     def remove_stale_pid_file(self) -> bool:
@@ -144,8 +138,7 @@ class EmbeddedPostgres:
         self.demote()
         os.execv(command[0], command)
 
-    def serve_command(self) -> list[str]:
-        """The command line supervisord runs: :meth:`serve` in a fresh interpreter."""
+    def serve_command(self) -> list[str]:  # what supervisord runs: serve() in a fresh interpreter
         return [sys.executable, "-m", "taxiflow.local.metadata_db", "serve", str(self.root), str(self.port)]
 
     def wait_ready(self, failed: Callable[[], str | None] = lambda: None) -> None:
@@ -165,13 +158,10 @@ class EmbeddedPostgres:
                 time.sleep(0.5)
                 continue
             conn.autocommit = True
-            try:
-                with conn.cursor() as cur:
-                    cur.execute("SELECT 1 FROM pg_database WHERE datname = %s", (DB_NAME,))
-                    if cur.fetchone() is None:
-                        cur.execute(f'CREATE DATABASE "{DB_NAME}"')  # fixed identifier, not user input
-            finally:
-                conn.close()
+            with contextlib.closing(conn), conn.cursor() as cur:
+                cur.execute("SELECT 1 FROM pg_database WHERE datname = %s", (DB_NAME,))
+                if cur.fetchone() is None:
+                    cur.execute(f'CREATE DATABASE "{DB_NAME}"')  # fixed identifier, not user input
             return
         raise RuntimeError(f"postgres on 127.0.0.1:{self.port} did not start: {why}")
 

@@ -6,9 +6,8 @@ import socket
 
 
 def loopback_hostname() -> str:
-    """``[core] hostname_callable`` of the embedded default: every component and log server listens
-    on 127.0.0.1, so that is the address other components reach them at (the machine's own name
-    may resolve to a LAN address, or to Debian's 127.0.1.1, where nothing listens)."""
+    """``[core] hostname_callable`` of the embedded default: everything listens on 127.0.0.1 (the
+    machine's own name may resolve to a LAN address, or to Debian's 127.0.1.1, where nothing listens)."""
     return "127.0.0.1"
 
 

@@ -1,10 +1,6 @@
-"""One Airflow deployment on this machine, its processes run by supervisord (docs/local-stack.md).
-
-``make run`` uses it (:mod:`taxiflow.local.cli`) for the embedded default; the tests use it with a
-free port and a temporary home, or with an external database (the production shape). It knows the
-environment, ports, secrets and command lines, and when the deployment is healthy; supervision is
-supervisord's (:mod:`taxiflow.local.supervisor`).
-"""
+"""One Airflow deployment on this machine: its environment, ports, secrets, command lines and health;
+supervisord runs its processes (:mod:`taxiflow.local.supervisor`, docs/local-stack.md). ``make run``
+and the tests (free port, temporary home, or an external database) use it."""
 
 from __future__ import annotations
 
@@ -98,8 +94,7 @@ def component_command(component: str, env: Mapping[str, str], own_log_server: bo
 
 
 def program_name(component: str) -> str:
-    """supervisord's name for a component (``celery worker`` -> ``celery-worker``)."""
-    return component.replace(" ", "-")
+    return component.replace(" ", "-")  # supervisord's name: celery worker -> celery-worker
 
 
 @dataclass
@@ -118,27 +113,17 @@ class AirflowStack:
     components: tuple[str, ...] = LOCAL_COMPONENTS
     object_store: bool = False  # a local SeaweedFS holds the data (make run STORAGE=s3)
 
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def logs_dir(self) -> Path:
-        return self.home / "process-logs"
-
-    @property
-    def passwords_file(self) -> Path:
-        return self.home / "simple_auth_manager_passwords.json"
+    def __post_init__(self) -> None:
+        self.base_url = f"http://127.0.0.1:{self.port}"
+        self.logs_dir = self.home / "process-logs"
+        self.passwords_file = self.home / "simple_auth_manager_passwords.json"
+        self.supervisord = Supervisord(self.home)
 
     @property
     def embedded_db(self) -> EmbeddedPostgres | None:
         if "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN" in self.extra_env:
             return None
         return EmbeddedPostgres(self.home / "postgres", port=self.ports()["postgres"])
-
-    @property
-    def supervisord(self) -> Supervisord:
-        return Supervisord(self.home)
 
     def all_components(self) -> tuple[str, ...]:
         """Every program of the deployment (supervisord's names), the data stores first."""
@@ -235,7 +220,7 @@ class AirflowStack:
         return f"http://127.0.0.1:{self.ports()['s3.port']}", self._home_secret("seaweedfs_secret", 24)
 
     def object_store_env(self) -> dict[str, str]:
-        """What points taxiflow at the local SeaweedFS (none without one): its bucket and connection."""
+        """What points taxiflow at the local SeaweedFS's bucket (none without one)."""
         if not self.object_store:
             return {}
         endpoint, secret = self._s3()
@@ -268,12 +253,12 @@ class AirflowStack:
         write_secret(self.home / "env.sh", header + "\n".join(lines) + "\n")
 
     def _check_ports_free(self, components: Iterable[str]) -> None:
-        wanted, ports = set(components), self.ports()
-        needed = [(self.port, "api-server", "PORT (make run PORT=...)"),
-                  (ports["log"], LOG_SERVER_COMPONENT, PORT_SETTINGS["log"]),
-                  (ports["postgres"], DATABASE_COMPONENT, f"{PORT_SETTINGS['postgres']} (kept in {PORTS_FILE})")]
-        taken = [f"port {port} ({component}; set {how})" for port, component, how in needed
-                 if component in wanted and (component != DATABASE_COMPONENT or self.embedded_db) and listening(port)]
+        ports = self.ports()  # `components` only has postgres when the database is embedded
+        needed = {"api-server": (self.port, "PORT (make run PORT=...)"),
+                  LOG_SERVER_COMPONENT: (ports["log"], PORT_SETTINGS["log"]),
+                  DATABASE_COMPONENT: (ports["postgres"], f"{PORT_SETTINGS['postgres']} (kept in {PORTS_FILE})")}
+        taken = [f"port {needed[c][0]} ({c}; set {needed[c][1]})" for c in components
+                 if c in needed and listening(needed[c][0])]
         if taken:
             raise RuntimeError("cannot start: already in use by another program: " + ", ".join(taken))
 
@@ -311,12 +296,8 @@ class AirflowStack:
     def _wait_started(self, program: str, ready: Callable[[Callable[[], str | None]], None]) -> None:
         """Start one program and wait until ``ready`` returns; ``ready`` is told when supervisord gave up."""
         self._supervise([program])
-
-        def failed() -> str | None:
-            info = self.supervisord.processes().get(program, {})
-            return (info.get("statename") == "FATAL" and f"FATAL\n{self.tail_logs(program)}") or None
-
-        ready(failed)
+        ready(lambda: f"FATAL\n{self.tail_logs(program)}" if self.status().get(program, {}).get("state") == "FATAL"
+              else None)
 
     def start_database(self) -> None:
         """Have supervisord run the embedded PostgreSQL; wait as long as its crash recovery takes."""
@@ -330,7 +311,7 @@ class AirflowStack:
             endpoint, OBJECT_STORE_BUCKET, object_store.ACCESS_KEY, secret, 120, failed))
 
     def start(self) -> None:
-        """Start every program under supervisord (those that do not run)."""
+        """Have supervisord run every program (start those that do not run)."""
         compile_sources(self.project_dir)
         self._supervise(self.all_components())
 
@@ -369,8 +350,7 @@ class AirflowStack:
         return "\n".join(chunks)
 
     def status(self) -> dict[str, dict]:
-        """Per program, as supervisord sees it: pid, state (RUNNING, BACKOFF, FATAL...), running;
-        empty when supervisord does not run."""
+        """Per program, supervisord's pid, state (RUNNING, BACKOFF, FATAL...), running (empty: not running)."""
         return {name: {"pid": info["pid"], "state": info["statename"], "running": info["statename"] == "RUNNING"}
                 for name, info in self.supervisord.processes().items()}
 

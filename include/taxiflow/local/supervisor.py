@@ -1,10 +1,9 @@
 """The local deployment's processes, run by supervisord (PyPI ``supervisor``) from a generated config.
 
-supervisord starts each program when asked, restarts one that exits (backing off when it keeps
-failing), reports status over a Unix socket in the home (0700: no TCP port), keeps one log per
-program, and at shutdown stops the ``airflow`` group, then the data stores, each program as a
-process group. What it cannot know is Airflow's and lives in the event listener :func:`reap`
-(docs/local-stack.md, "Crashes").
+supervisord starts each program when asked, restarts one that exits (with backoff), answers over a
+Unix socket in the home (0700: no TCP port), keeps a log per program, and stops the ``airflow`` group
+before the data stores, each as a process group. What it cannot know of Airflow is in the event
+listener :func:`reap` (docs/local-stack.md, "Crashes").
 """
 
 from __future__ import annotations
@@ -43,7 +42,7 @@ class Program:
     stopsignal: str = "TERM"
     environment: Mapping[str, str] = field(default_factory=dict)  # added to supervisord's own
 
-    def section(self, logs_dir: Path) -> str:
+    def settings(self, logs_dir: Path) -> dict[str, str]:
         settings = {
             # 10: a program outside the ``airflow`` group (priority 100) is stopped after it
             "command": shlex.join(self.command), "directory": str(self.directory), "priority": "10",
@@ -54,7 +53,7 @@ class Program:
         }
         if self.environment:
             settings["environment"] = ",".join(f'{k}="{v}"' for k, v in self.environment.items())
-        return f"[program:{self.name}]\n" + "".join(f"{k} = {v.replace('%', '%%')}\n" for k, v in settings.items())
+        return settings
 
 
 def socket_path(home: Path) -> Path:
@@ -70,19 +69,22 @@ def render_config(home: Path, logs_dir: Path, programs: list[Program], airflow: 
                   restart_with_database: list[str]) -> str:
     """supervisord.conf: the daemon, its socket, the programs (``airflow`` ones in a group) and the
     listener (:func:`reap`), which restarts ``restart_with_database`` when ``postgres`` dies."""
-    listener = shlex.join([sys.executable, "-m", "taxiflow.local.supervisor", "reap", *restart_with_database])
-    return (
-        f"[supervisord]\nlogfile = {logs_dir / 'supervisord.log'}\npidfile = {home / 'supervisord.pid'}\n"
-        f"directory = {home}\nchildlogdir = {logs_dir}\nidentifier = taxiflow\n\n"
-        f"[unix_http_server]\nfile = {socket_path(home)}\nchmod = 0700\n\n"
-        f"[supervisorctl]\nserverurl = unix://{socket_path(home)}\n\n"
-        "[rpcinterface:supervisor]\n"
-        "supervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface\n\n"
-        + "\n".join(p.section(logs_dir) for p in programs)
-        + (f"\n[group:{AIRFLOW_GROUP}]\nprograms = {','.join(airflow)}\npriority = 100\n" if airflow else "")
-        + f"\n[eventlistener:{LISTENER}]\ncommand = {listener.replace('%', '%%')}\nevents = PROCESS_STATE_EXITED\n"
-        f"autorestart = true\npriority = 1\nstdout_logfile = NONE\nstderr_logfile = {logs_dir / f'{LISTENER}.log'}\n"
-    )
+    sections: dict[str, dict[str, str]] = {
+        "supervisord": {"logfile": str(logs_dir / "supervisord.log"), "pidfile": str(home / "supervisord.pid"),
+                        "directory": str(home), "childlogdir": str(logs_dir), "identifier": "taxiflow"},
+        "unix_http_server": {"file": str(socket_path(home)), "chmod": "0700"},
+        "supervisorctl": {"serverurl": f"unix://{socket_path(home)}"},
+        "rpcinterface:supervisor": {
+            "supervisor.rpcinterface_factory": "supervisor.rpcinterface:make_main_rpcinterface"},
+        **{f"program:{p.name}": p.settings(logs_dir) for p in programs},
+        **({f"group:{AIRFLOW_GROUP}": {"programs": ",".join(airflow), "priority": "100"}} if airflow else {}),
+        f"eventlistener:{LISTENER}": {
+            "command": shlex.join([sys.executable, "-m", "taxiflow.local.supervisor", "reap", *restart_with_database]),
+            "events": "PROCESS_STATE_EXITED", "autorestart": "true", "priority": "1", "stdout_logfile": "NONE",
+            "stderr_logfile": str(logs_dir / f"{LISTENER}.log")},
+    }  # values escape "%": supervisord expands %(name)s in them
+    return "\n".join(f"[{name}]\n" + "".join(f"{k} = {v.replace('%', '%%')}\n" for k, v in settings.items())
+                     for name, settings in sections.items())
 
 
 class Supervisord:
