@@ -264,30 +264,39 @@ def report_lineage(sources: Iterable[str]) -> dict[str, list[Asset]]:
 
 def emit_drop(outlet_events: Any, partition: Partition, paths: DataPaths | None = None) -> dict[str, Any]:
     """The drop event of a complete month (its data files' bytes and sha256)."""
-    from taxiflow.data import landing
-
-    extra = drop_extra(partition, file_facts(landing.data_files(partition, paths)))
+    extra = drop_event(partition, paths)
     emit(outlet_events, drop_asset(partition.source, paths), partition.month, extra)
     return extra
+
+
+def drop_event(partition: Partition, paths: DataPaths | None = None) -> dict[str, Any]:
+    """``emit_drop``'s extra (also what ``benchmarks/bench_storage.py`` counts as the sensor's work)."""
+    from taxiflow.data import landing
+
+    return drop_extra(partition, file_facts(landing.data_files(partition, paths)))
 
 
 def emit_raw(outlet_events: Any, partition: Partition, copied: Sequence[DataPath],
              paths: DataPaths | None = None) -> dict[str, Any]:
     """The raw event of a drop just copied into raw (``copied``: the staged files)."""
-    from taxiflow.data.raw import staged_dir
-
     paths = paths or storage.data_paths()
-    staged = staged_dir(partition, paths)
-    extra = raw_extra(partition, file_facts(copied), storage.url(staged))
+    extra = raw_event(partition, copied, paths)
     emit(outlet_events, raw_asset(partition.source, paths), partition.month, extra)
     return extra
+
+
+def raw_event(partition: Partition, copied: Sequence[DataPath], paths: DataPaths | None = None) -> dict[str, Any]:
+    """``emit_raw``'s extra."""
+    from taxiflow.data.raw import staged_dir
+
+    return raw_extra(partition, file_facts(copied), storage.url(staged_dir(partition, paths)))
 
 
 def emit_partition(outlet_events: Any, partition: Partition, summary: Mapping[str, Any],
                    paths: DataPaths | None = None) -> dict[str, Any]:
     """The trips event of a partition just published (``summary``: its ``_summary.json``)."""
     paths = paths or storage.data_paths()
-    extra = partition_extra(summary, file_facts([warehouse.trips_file(partition, paths)])[0])
+    extra = partition_event(partition, summary, paths)
     emit(outlet_events, trips_asset(partition.source, paths), partition.month, extra)
     return extra
 
@@ -295,9 +304,19 @@ def emit_partition(outlet_events: Any, partition: Partition, summary: Mapping[st
 def emit_metrics(outlet_events: Any, partition: Partition, result: Mapping[str, Any],
                  paths: DataPaths | None = None) -> dict[str, Any]:
     """The metrics event of a month whose metrics were just rebuilt (``result``: ``build_metrics``'s)."""
-    extra = metrics_extra(result, metrics_files(partition, paths))
+    extra = metrics_event(partition, result, paths)
     emit(outlet_events, metrics_asset(partition.source, paths), partition.month, extra)
     return extra
+
+
+def partition_event(partition: Partition, summary: Mapping[str, Any], paths: DataPaths | None = None) -> dict[str, Any]:
+    """``emit_partition``'s extra."""
+    return partition_extra(summary, file_facts([warehouse.trips_file(partition, paths)])[0])
+
+
+def metrics_event(partition: Partition, result: Mapping[str, Any], paths: DataPaths | None = None) -> dict[str, Any]:
+    """``emit_metrics``'s extra."""
+    return metrics_extra(result, metrics_files(partition, paths))
 
 
 def emit_report(outlet_events: Any, request: Mapping[str, Any], manifest: Mapping[str, Any],
