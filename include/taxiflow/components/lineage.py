@@ -202,12 +202,11 @@ def partition_used(summary: Mapping[str, Any]) -> dict[str, Any]:
 # --- collecting the facts on a worker --------------------------------------------------------------
 
 
-def metrics_files(partition: Partition, paths: DataPaths | None = None) -> list[dict[str, Any]]:
-    """File facts of a month's two metrics files (``hourly_zone``, ``hourly_borough``)."""
-    paths = paths or storage.data_paths()
+def metrics_files(result: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """File facts of a month's two metrics files (``hourly_zone``, ``hourly_borough``), named by table,
+    as ``build_metrics`` took them from its local files before upload."""
     tables = (warehouse.HOURLY_ZONE, warehouse.HOURLY_BOROUGH)
-    facts = file_facts([warehouse.metrics_file(table, partition, paths) for table in tables])
-    return [{**fact, "name": f"{table}/{fact['name']}"} for table, fact in zip(tables, facts, strict=True)]
+    return [{**result["files"][table], "name": f"{table}/{result['files'][table]['name']}"} for table in tables]
 
 
 def partitions_used(sources: Iterable[str], months: Iterable[str],
@@ -310,13 +309,14 @@ def emit_metrics(outlet_events: Any, partition: Partition, result: Mapping[str, 
 
 
 def partition_event(partition: Partition, summary: Mapping[str, Any], paths: DataPaths | None = None) -> dict[str, Any]:
-    """``emit_partition``'s extra."""
-    return partition_extra(summary, file_facts([warehouse.trips_file(partition, paths)])[0])
+    """``emit_partition``'s extra: the trips file's facts are those ``process_partition`` took from its
+    local file before upload (``summary["trips_file"]``), not read back from the store."""
+    return partition_extra(summary, summary["trips_file"])
 
 
 def metrics_event(partition: Partition, result: Mapping[str, Any], paths: DataPaths | None = None) -> dict[str, Any]:
-    """``emit_metrics``'s extra."""
-    return metrics_extra(result, metrics_files(partition, paths))
+    """``emit_metrics``'s extra (the files' facts from ``result``: taken before upload)."""
+    return metrics_extra(result, metrics_files(result))
 
 
 def emit_report(outlet_events: Any, request: Mapping[str, Any], manifest: Mapping[str, Any],
