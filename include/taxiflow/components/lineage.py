@@ -28,7 +28,10 @@ they say where to look. The events are recorded only when the task succeeds: a r
 ``<source>_trips``'s last event, like the data, as it was (docs/lineage.md).
 
 ``*_extra`` builders are plain functions of summaries and file facts (unit-tested without Airflow);
-``emit`` records one event on a task's ``outlet_events``.
+``*_event`` collect one task's extra, ``emit`` records it on the task's ``outlet_events``. Files
+taxiflow writes (trips, metrics) carry facts taken from the local file before upload
+(``warehouse.write_parquet_atomically``): never read back from the store. A drop and its staged copy
+are hashed by reading them (``file_facts``): no task holds them locally.
 """
 
 from __future__ import annotations
