@@ -28,7 +28,10 @@ they say where to look. The events are recorded only when the task succeeds: a r
 ``<source>_trips``'s last event, like the data, as it was (docs/lineage.md).
 
 ``*_extra`` builders are plain functions of summaries and file facts (unit-tested without Airflow);
-``emit`` records one event on a task's ``outlet_events``.
+``*_event`` collect one task's extra, ``emit`` records it on the task's ``outlet_events``. Files
+taxiflow writes (trips, metrics) carry facts taken from the local file before upload
+(``warehouse.write_parquet_atomically``): never read back from the store. A drop and its staged copy
+are hashed by reading them (``file_facts``): no task holds them locally.
 """
 
 from __future__ import annotations
@@ -202,12 +205,11 @@ def partition_used(summary: Mapping[str, Any]) -> dict[str, Any]:
 # --- collecting the facts on a worker --------------------------------------------------------------
 
 
-def metrics_files(partition: Partition, paths: DataPaths | None = None) -> list[dict[str, Any]]:
-    """File facts of a month's two metrics files (``hourly_zone``, ``hourly_borough``)."""
-    paths = paths or storage.data_paths()
+def metrics_files(result: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """File facts of a month's two metrics files (``hourly_zone``, ``hourly_borough``), named by table,
+    as ``build_metrics`` took them from its local files before upload."""
     tables = (warehouse.HOURLY_ZONE, warehouse.HOURLY_BOROUGH)
-    facts = file_facts([warehouse.metrics_file(table, partition, paths) for table in tables])
-    return [{**fact, "name": f"{table}/{fact['name']}"} for table, fact in zip(tables, facts, strict=True)]
+    return [{**result["files"][table], "name": f"{table}/{result['files'][table]['name']}"} for table in tables]
 
 
 def partitions_used(sources: Iterable[str], months: Iterable[str],
@@ -264,30 +266,39 @@ def report_lineage(sources: Iterable[str]) -> dict[str, list[Asset]]:
 
 def emit_drop(outlet_events: Any, partition: Partition, paths: DataPaths | None = None) -> dict[str, Any]:
     """The drop event of a complete month (its data files' bytes and sha256)."""
-    from taxiflow.data import landing
-
-    extra = drop_extra(partition, file_facts(landing.data_files(partition, paths)))
+    extra = drop_event(partition, paths)
     emit(outlet_events, drop_asset(partition.source, paths), partition.month, extra)
     return extra
+
+
+def drop_event(partition: Partition, paths: DataPaths | None = None) -> dict[str, Any]:
+    """``emit_drop``'s extra (also what ``benchmarks/bench_storage.py`` counts as the sensor's work)."""
+    from taxiflow.data import landing
+
+    return drop_extra(partition, file_facts(landing.data_files(partition, paths)))
 
 
 def emit_raw(outlet_events: Any, partition: Partition, copied: Sequence[DataPath],
              paths: DataPaths | None = None) -> dict[str, Any]:
     """The raw event of a drop just copied into raw (``copied``: the staged files)."""
-    from taxiflow.data.raw import staged_dir
-
     paths = paths or storage.data_paths()
-    staged = staged_dir(partition, paths)
-    extra = raw_extra(partition, file_facts(copied), storage.url(staged))
+    extra = raw_event(partition, copied, paths)
     emit(outlet_events, raw_asset(partition.source, paths), partition.month, extra)
     return extra
+
+
+def raw_event(partition: Partition, copied: Sequence[DataPath], paths: DataPaths | None = None) -> dict[str, Any]:
+    """``emit_raw``'s extra."""
+    from taxiflow.data.raw import staged_dir
+
+    return raw_extra(partition, file_facts(copied), storage.url(staged_dir(partition, paths)))
 
 
 def emit_partition(outlet_events: Any, partition: Partition, summary: Mapping[str, Any],
                    paths: DataPaths | None = None) -> dict[str, Any]:
     """The trips event of a partition just published (``summary``: its ``_summary.json``)."""
     paths = paths or storage.data_paths()
-    extra = partition_extra(summary, file_facts([warehouse.trips_file(partition, paths)])[0])
+    extra = partition_event(partition, summary, paths)
     emit(outlet_events, trips_asset(partition.source, paths), partition.month, extra)
     return extra
 
@@ -295,9 +306,20 @@ def emit_partition(outlet_events: Any, partition: Partition, summary: Mapping[st
 def emit_metrics(outlet_events: Any, partition: Partition, result: Mapping[str, Any],
                  paths: DataPaths | None = None) -> dict[str, Any]:
     """The metrics event of a month whose metrics were just rebuilt (``result``: ``build_metrics``'s)."""
-    extra = metrics_extra(result, metrics_files(partition, paths))
+    extra = metrics_event(partition, result, paths)
     emit(outlet_events, metrics_asset(partition.source, paths), partition.month, extra)
     return extra
+
+
+def partition_event(partition: Partition, summary: Mapping[str, Any], paths: DataPaths | None = None) -> dict[str, Any]:
+    """``emit_partition``'s extra: the trips file's facts are those ``process_partition`` took from its
+    local file before upload (``summary["trips_file"]``), not read back from the store."""
+    return partition_extra(summary, summary["trips_file"])
+
+
+def metrics_event(partition: Partition, result: Mapping[str, Any], paths: DataPaths | None = None) -> dict[str, Any]:
+    """``emit_metrics``'s extra (the files' facts from ``result``: taken before upload)."""
+    return metrics_extra(result, metrics_files(result))
 
 
 def emit_report(outlet_events: Any, request: Mapping[str, Any], manifest: Mapping[str, Any],

@@ -6,18 +6,24 @@ uploaded once complete (an object appears whole or not at all). A reader sees th
 new one, never a mix. On any error the temporary file is removed and the target is left untouched.
 A link planted at a local target is replaced, not followed. Local temporary names start with ``.``
 and end in ``.tmp`` (or ``.part`` for downloads), which no landing watcher or partition glob picks up.
+
+``local_facts`` gives a written file's name, bytes and sha256 from its local temporary file, before
+it is uploaded: on S3 the lineage figures of what a task wrote cost no read back from the store.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import IO, Any
 
 from taxiflow.data.storage import FILE_MODE, TEMP_SUFFIX, DataPath, replacing
 
 __all__ = [
-    "FILE_MODE", "TEMP_SUFFIX", "replacing", "write_atomically", "write_json_atomically", "write_text_atomically",
+    "FILE_MODE", "TEMP_SUFFIX", "local_facts", "replacing", "sha256_of_local", "write_atomically",
+    "write_json_atomically", "write_text_atomically",
 ]
 
 
@@ -36,3 +42,17 @@ def write_text_atomically(target: DataPath, text: str) -> DataPath:
 def write_json_atomically(target: DataPath, document: Mapping[str, Any]) -> DataPath:
     """Replace ``target`` with ``document`` as indented JSON and a final newline; returns ``target``."""
     return write_text_atomically(target, json.dumps(document, indent=2, ensure_ascii=False) + "\n")
+
+
+def sha256_of_local(path: Path) -> str:
+    """The hex sha256 of a local file, read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as reader:
+        while block := reader.read(1024 * 1024):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def local_facts(local: Path, name: str) -> dict[str, Any]:
+    """``{"name", "bytes", "sha256"}`` of a local file about to become the file ``name``."""
+    return {"name": name, "bytes": local.stat().st_size, "sha256": sha256_of_local(local)}

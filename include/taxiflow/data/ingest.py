@@ -133,7 +133,7 @@ def process_partition(
                     outside_by_month[other] = outside_by_month.get(other, 0) + count
             strays_kept = {m: outside_by_month[m] for m in neighbours if outside_by_month.get(m)}
             trips_sql, trips_params = readers.trips_query(raws, window_start, window_end)
-            stored = warehouse.write_parquet_atomically(
+            stored, trips_file = warehouse.write_parquet_atomically(
                 con, trips_sql, trips_params, written,
                 expected_rows=rows_read - rows_rejected - rows_outside + sum(strays_kept.values()),
             )
@@ -171,6 +171,7 @@ def process_partition(
         "pickup_min": _iso(min((s["pickup_min"] for s in stats if s["pickup_min"]), default=None)),
         "pickup_max": _iso(max((s["pickup_max"] for s in stats if s["pickup_max"]), default=None)),
         "path": storage.url(target),
+        "trips_file": trips_file,  # name, bytes, sha256: of the local file, before upload (lineage)
         "written_at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
     try:

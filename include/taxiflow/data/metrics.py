@@ -127,10 +127,10 @@ def _build(partition: Partition, inputs: warehouse.MonthInputs, paths: DataPaths
                 _HOURLY_ZONE_SQL.format(counted=counted),
                 params=[UNKNOWN_BOROUGH, UNKNOWN_BOROUGH, *counted_params],
             ).to_table(HOURLY_ZONE)
-        zone_rows = warehouse.write_parquet_atomically(
+        zone_rows, zone_file = warehouse.write_parquet_atomically(
             con, _HOURLY_ZONE_OUT_SQL, [], warehouse.metrics_file(HOURLY_ZONE, partition, paths), metadata=recorded
         )
-        borough_rows = warehouse.write_parquet_atomically(
+        borough_rows, borough_file = warehouse.write_parquet_atomically(
             con, _HOURLY_BOROUGH_OUT_SQL, [],
             warehouse.metrics_file(HOURLY_BOROUGH, partition, paths), metadata=recorded,
         )
@@ -147,6 +147,8 @@ def _build(partition: Partition, inputs: warehouse.MonthInputs, paths: DataPaths
         "trips": sum(n for _, n in by_borough),
         "boroughs": dict(by_borough),
         "inputs": inputs.fingerprint,
+        # name, bytes, sha256 of each file, from the local file before upload (lineage: no read back)
+        "files": {HOURLY_ZONE: zone_file, HOURLY_BOROUGH: borough_file},
     }
     log.info(
         "Metrics for %s %s from %s: %d trips, %d hourly_zone rows, %d hourly_borough rows; by borough: %s",

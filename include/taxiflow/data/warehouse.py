@@ -32,7 +32,7 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from taxiflow.config import (
     MONTH_PATTERN,
@@ -334,6 +334,13 @@ def _create_parquet_view(con: duckdb.DuckDBPyConnection, name: str, glob: storag
     con.sql(_HIVE_PARQUET_SQL, params=[storage.duckdb_path(glob)]).create_view(name, replace=True)
 
 
+class WrittenFile(NamedTuple):
+    """What ``write_parquet_atomically`` wrote: its rows, and ``{"name", "bytes", "sha256"}``."""
+
+    rows: int
+    facts: dict[str, Any]
+
+
 def write_parquet_atomically(
     con: duckdb.DuckDBPyConnection,
     query: str,
@@ -341,13 +348,14 @@ def write_parquet_atomically(
     target: Path,
     expected_rows: int | None = None,
     metadata: Mapping[str, str] | None = None,
-) -> int:
+) -> WrittenFile:
     """Write the result of ``query`` to ``target``; readers see the old file or the new, never half.
 
     Streams through DuckDB's ``COPY`` into ``files.replacing``'s local temporary file (renamed over
     ``target`` locally, uploaded once complete to S3: a failed ``COPY`` never leaves a partial object). With
     ``expected_rows``, a different row count leaves ``target`` untouched and raises. Returns the
-    number of rows written. ``metadata`` goes into the file's key-value metadata (``read_metadata``).
+    number of rows written and the file's facts (name, bytes, sha256: of the local file, before it
+    is uploaded). ``metadata`` goes into the file's key-value metadata (``read_metadata``).
     """
     options = PARQUET_OPTIONS
     if metadata:
@@ -364,7 +372,8 @@ def write_parquet_atomically(
                 f"{target}: wrote {written} rows where {expected_rows} were expected (did the "
                 f"input files change while they were read?); the previous file was kept"
             )
-    return int(written)
+        facts = files.local_facts(temp, target.name)
+    return WrittenFile(int(written), facts)
 
 
 # What key-value metadata may hold: our own names (months, versions, timestamps), never input.
