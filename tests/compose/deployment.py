@@ -227,7 +227,21 @@ class Deployment:
         def finished():
             run = self.run(dag_id, run_id)
             return run if run and run["state"] in ("success", "failed") else None
-        return self.wait_for(finished, f"{dag_id} run {run_id}", timeout)
+        try:
+            return self.wait_for(finished, f"{dag_id} run {run_id}", timeout)
+        except TimeoutError as err:  # say where the run stands: which task waits, and the scheduler's view
+            raise TimeoutError(f"{err}\n{self.where_run_stands(dag_id, run_id)}") from None
+
+    def where_run_stands(self, dag_id: str, run_id: str) -> str:
+        """Each task instance of a run (state, try, host, times) and the scheduler's last log lines."""
+        try:
+            rows = [f"  {ti['task_id']}: {ti['state']} try {ti['try_number']} on {ti.get('hostname') or '-'}"
+                    f" (queued {ti.get('queued_when')}, started {ti.get('start_date')}, ended {ti.get('end_date')})"
+                    for ti in self.task_instances(dag_id, run_id)]
+        except (OSError, RuntimeError) as err:
+            rows = [f"  task instances unavailable: {err}"]
+        scheduler = self.compose("logs", "--no-color", "--tail", "80", "airflow-scheduler", check=False, timeout=120)
+        return "\n".join([f"task instances of {dag_id} {run_id}:", *rows, "scheduler:", scheduler.stdout[-8000:]])
 
     def task_instances(self, dag_id: str, run_id: str) -> list[dict]:
         quoted = urllib.parse.quote(run_id, safe="")
