@@ -61,9 +61,6 @@ TRIP_SCHEMA: dict[str, str] = {
     "payment_type": "INTEGER",
 }
 
-# A row without these cannot be placed in time or space: it is counted as rejected, never guessed.
-REQUIRED_COLUMNS = ("pickup_at",)
-
 
 @dataclass(frozen=True)
 class Source:
