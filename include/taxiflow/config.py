@@ -300,6 +300,16 @@ class DataPaths:
         return self.outputs / f"trips_by_week_{source}.csv"
 
 
+# A request file is ``requests/<stem>.json``: the folder's watcher (``taxiflow.components.triggers``)
+# and its reader (``taxiflow.doors.request_files``) go by this one rule.
+REQUEST_SUFFIX = ".json"
+
+
+def is_request_file_name(name: str) -> bool:
+    """True for ``<stem>.json`` with a stem that is not hidden (``.x.json``) or empty (``.json``)."""
+    return name.endswith(REQUEST_SUFFIX) and not name.startswith(".")
+
+
 # --- Tunables (environment, read at call time) ----------------------------------------------------
 
 

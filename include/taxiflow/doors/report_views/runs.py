@@ -15,13 +15,11 @@ from typing import Any
 
 from sqlalchemy import func, select
 
-from taxiflow.config import INGEST_DAG_ID, REPORT_DAG_ID
+from taxiflow.config import INGEST_DAG_ID, REPORT_DAG_ID, REQUEST_SUFFIX
 from taxiflow.data.refusals import refusal_outcome
+from taxiflow.doors.request_files import request_file_stem
 from taxiflow.reports.ingest_status import IngestStatus, ingest_statuses, month_logical_date, status_task_ids
 from taxiflow.reports.request import InvalidRequest, ReportRequest
-from taxiflow.reports.request_files import RUN_ID_PREFIX
-
-REQUEST_FILE_RUN_PREFIX = f"{RUN_ID_PREFIX}__"
 
 
 @dataclass
@@ -50,9 +48,9 @@ class ReportRun:
     @property
     def trigger_source(self) -> str:
         """Who or what asked: ``request file requests/x.json``, ``form (UI) by admin``, ..."""
-        if self.run_id.startswith(REQUEST_FILE_RUN_PREFIX) and self.triggered_by == "operator":
-            stem = self.run_id[len(REQUEST_FILE_RUN_PREFIX):].rsplit("__", 1)[0]
-            return f"request file requests/{stem}.json"
+        stem = request_file_stem(self.run_id)
+        if stem is not None and self.triggered_by == "operator":
+            return f"request file requests/{stem}{REQUEST_SUFFIX}"
         door = {
             "ui": "trigger form (UI)", "cli": "CLI", "rest_api": "REST API", "operator": "another DAG",
             "asset": "asset event", "timetable": "schedule", "backfill": "backfill", "test": "dag.test()",
