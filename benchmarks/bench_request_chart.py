@@ -168,9 +168,9 @@ class RssSampler(threading.Thread):
 def _request_to_chart(stem: str) -> tuple[float, float]:
     """Write ``requests/<stem>.json``; the epoch seconds it was written and its report was readable."""
     from taxiflow.data import storage
+    from taxiflow.doors.request_files import ERROR_SUFFIX
     from taxiflow.reports.outputs import published_report
     from taxiflow.reports.request import ReportRequest
-    from taxiflow.reports.request_files import ERROR_SUFFIX
 
     paths = storage.data_paths()
     request = ReportRequest.from_conf({**CONF, "name": stem})

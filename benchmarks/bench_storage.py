@@ -71,9 +71,9 @@ if step == "ingest":  # what the DAG's tasks do for one month, their lineage fac
     copied = copy_to_raw(partition)  # copy_to_raw_<source>
     lineage.raw_event(partition, copied)
     summary = ingest.process_partition(partition)  # process_<source>
-    lineage.partition_event(partition, summary)
+    lineage.partition_event(summary)
     rows = summary["rows_read"]
-    lineage.metrics_event(partition, metrics.refresh_metrics(partition))  # create_metrics' build_metrics_<source>
+    lineage.metrics_event(metrics.refresh_metrics(partition))  # create_metrics' build_metrics_<source>
 else:
     rows = render_report(ReportRequest.from_conf(json.loads(argument))).total_trips
 json.dump({"seconds": time.perf_counter() - started, "rows": rows}, sys.stdout)

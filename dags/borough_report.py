@@ -57,8 +57,8 @@ from taxiflow.reports.params import report_param_schemas
 def validate_request(params=None, run_id=None) -> dict:
     """Re-check what JSON schema cannot: start before end, not after this month, at most 1096 days,
     run id length; and that a ``request__`` run id was started by its request file."""
+    from taxiflow.doors.request_claims import RequestRunRefused, check_request_run
     from taxiflow.reports.request import InvalidRequest, ReportRequest, check_limits
-    from taxiflow.reports.request_claims import RequestRunRefused, check_request_run
     from taxiflow.reports.run_ids import run_id_problem
 
     if run_id and run_id_problem(run_id):  # the CLI writes runs straight to the database: no door
@@ -78,6 +78,7 @@ def validate_request(params=None, run_id=None) -> dict:
 def render_report(request: dict, run_id=None, ti=None, outlet_events=None) -> dict:
     """Count the trips and publish a new version of `outputs/<name>/` (PNG + CSV, then the manifest)."""
     from taxiflow.data.storage import url
+    from taxiflow.doors.request_files import request_file_owner
     from taxiflow.reports.outputs import read_manifest
     from taxiflow.reports.render import render_report
     from taxiflow.reports.request import InvalidRequest, ReportRequest
@@ -96,15 +97,6 @@ def render_report(request: dict, run_id=None, ti=None, outlet_events=None) -> di
           f"{outputs.csv.name} ({outputs.total_trips} trips)")
     lineage.emit_report(outlet_events, request, read_manifest(str(report.name)) or {}, report.months)
     return {**shown, "version": outputs.version, "total_trips": outputs.total_trips}
-
-
-def request_file_owner(run_id: str | None, name: str | None) -> str | None:
-    """``requests/<name>.json`` when the run came from that request file (so edits replace it)."""
-    from taxiflow.reports.request_files import RUN_ID_PREFIX
-
-    if run_id and name and run_id.startswith(f"{RUN_ID_PREFIX}__{name}__"):
-        return f"requests/{name}.json"
-    return None
 
 
 @dag(

@@ -38,7 +38,7 @@ case the triggerer was down when a file landed. `max_active_runs=1` keeps scans 
 an event during a scan queues one more run.
 
 **Run ids cannot be pre-claimed, nor claimed twice.** Before it asks for a run the scan creates a
-claim (`state/request-claims/`, see `taxiflow.reports.request_claims`) only if none exists
+claim (`state/request-claims/`, see `taxiflow.doors.request_claims`) only if none exists
 (`If-None-Match: *` in a bucket, `O_EXCL` on disk), so of two scans on two hosts exactly one asks
 for the run; `borough_report` refuses a `request__` run without a matching claim, and a file whose
 run id someone else already used gets an `outputs/<file stem>.error.json` saying so.
@@ -71,8 +71,8 @@ REQUEST_FILES = Asset(
 @task
 def scan_request_files(ti=None, run_id=None) -> list[dict]:
     """Validate every request file; claim and return trigger kwargs for those whose run is new."""
-    from taxiflow.reports.request_claims import claim_new_requests
-    from taxiflow.reports.request_files import scan_requests
+    from taxiflow.doors.request_claims import claim_new_requests
+    from taxiflow.doors.request_files import scan_requests
 
     def existing(run_ids: list[str]) -> set[str]:
         if not ti.get_dr_count(dag_id=REPORT_DAG_ID, run_ids=run_ids):

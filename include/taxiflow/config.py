@@ -61,9 +61,6 @@ TRIP_SCHEMA: dict[str, str] = {
     "payment_type": "INTEGER",
 }
 
-# A row without these cannot be placed in time or space: it is counted as rejected, never guessed.
-REQUIRED_COLUMNS = ("pickup_at",)
-
 
 @dataclass(frozen=True)
 class Source:
@@ -301,6 +298,16 @@ class DataPaths:
 
     def weekly_summary(self, source: str) -> Path:
         return self.outputs / f"trips_by_week_{source}.csv"
+
+
+# A request file is ``requests/<stem>.json``: the folder's watcher (``taxiflow.components.triggers``)
+# and its reader (``taxiflow.doors.request_files``) go by this one rule.
+REQUEST_SUFFIX = ".json"
+
+
+def is_request_file_name(name: str) -> bool:
+    """True for ``<stem>.json`` with a stem that is not hidden (``.x.json``) or empty (``.json``)."""
+    return name.endswith(REQUEST_SUFFIX) and not name.startswith(".")
 
 
 # --- Tunables (environment, read at call time) ----------------------------------------------------

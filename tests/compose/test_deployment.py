@@ -343,7 +343,7 @@ def test_report_by_request_file_in_the_bucket(ingested, deployment, bucket):
     """A request file uploaded to the bucket's requests/ gives one run, started by the triggerer's
     watcher (the safety-net poll is an hour away), and its report under the file's stem."""
     from taxiflow.data import storage
-    from taxiflow.reports.request_files import request_run_id
+    from taxiflow.doors.request_files import request_run_id
 
     content = json.dumps({"borough": "Bronx", "start_date": "2024-01-15", "end_date": "2024-02-01",
                           "sources": ["green"]}).encode()

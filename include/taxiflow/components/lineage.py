@@ -298,7 +298,7 @@ def emit_partition(outlet_events: Any, partition: Partition, summary: Mapping[st
                    paths: DataPaths | None = None) -> dict[str, Any]:
     """The trips event of a partition just published (``summary``: its ``_summary.json``)."""
     paths = paths or storage.data_paths()
-    extra = partition_event(partition, summary, paths)
+    extra = partition_event(summary)
     emit(outlet_events, trips_asset(partition.source, paths), partition.month, extra)
     return extra
 
@@ -306,18 +306,18 @@ def emit_partition(outlet_events: Any, partition: Partition, summary: Mapping[st
 def emit_metrics(outlet_events: Any, partition: Partition, result: Mapping[str, Any],
                  paths: DataPaths | None = None) -> dict[str, Any]:
     """The metrics event of a month whose metrics were just rebuilt (``result``: ``build_metrics``'s)."""
-    extra = metrics_event(partition, result, paths)
+    extra = metrics_event(result)
     emit(outlet_events, metrics_asset(partition.source, paths), partition.month, extra)
     return extra
 
 
-def partition_event(partition: Partition, summary: Mapping[str, Any], paths: DataPaths | None = None) -> dict[str, Any]:
+def partition_event(summary: Mapping[str, Any]) -> dict[str, Any]:
     """``emit_partition``'s extra: the trips file's facts are those ``process_partition`` took from its
     local file before upload (``summary["trips_file"]``), not read back from the store."""
     return partition_extra(summary, summary["trips_file"])
 
 
-def metrics_event(partition: Partition, result: Mapping[str, Any], paths: DataPaths | None = None) -> dict[str, Any]:
+def metrics_event(result: Mapping[str, Any]) -> dict[str, Any]:
     """``emit_metrics``'s extra (the files' facts from ``result``: taken before upload)."""
     return metrics_extra(result, metrics_files(result))
 

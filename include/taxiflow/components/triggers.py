@@ -26,7 +26,7 @@ from typing import Any
 from airflow.triggers.base import BaseEventTrigger, TriggerEvent
 from pydantic import JsonValue
 
-from taxiflow.config import env_seconds
+from taxiflow.config import env_seconds, is_request_file_name
 
 WATERMARK_KEY = "fired_fingerprints"
 # Seconds between listings: a local listing is free; every bucket listing is a billed LIST request
@@ -39,11 +39,9 @@ BUCKET_POLL_SECONDS = 2.0
 def folder_fingerprints(folder: Any) -> dict[str, str]:
     """``{file name: fingerprint}`` for the request files in ``folder`` (links and hidden ignored)."""
     from taxiflow.data.documents import list_files
-    from taxiflow.reports.request_files import REQUEST_SUFFIX
 
     files, _others = list_files(folder)
-    return {entry.name: entry.stamp for entry in files
-            if not entry.name.startswith(".") and entry.name.endswith(REQUEST_SUFFIX) and entry.name != REQUEST_SUFFIX}
+    return {entry.name: entry.stamp for entry in files if is_request_file_name(entry.name)}
 
 
 class RequestFilesTrigger(BaseEventTrigger):

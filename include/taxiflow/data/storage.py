@@ -313,17 +313,6 @@ def write_bytes(target: DataPath, data: bytes) -> DataPath:
     return target
 
 
-def move(source: DataPath, target: DataPath) -> None:
-    """Replace ``target`` with ``source`` (a rename locally; a server-side copy, then delete, on S3)."""
-    if is_remote(target):
-        with faults.around("write", url(target)):
-            target.fs.copy(source.path, target.path)
-        with faults.around("delete", url(source)):
-            source.fs.rm_file(source.path)
-        return
-    os.replace(source, target)
-
-
 def copy_file(source: DataPath, target: DataPath) -> None:
     """Copy one file within the data root (server-side on S3)."""
     if is_remote(target):

@@ -69,12 +69,6 @@ class InvalidRequest(ValueError):
         self.message = f"{field}: {problem}; {allowed_label}: {allowed_text}"
         super().__init__(self.message)
 
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-safe form for REST error bodies."""
-        allowed = self.allowed if isinstance(self.allowed, str) else list(self.allowed)
-        value = self.value if isinstance(self.value, (str, int, float, bool, type(None))) else repr(self.value)
-        return {"field": self.field, "value": value, "allowed": allowed, "message": self.message}
-
 
 def _slug(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")

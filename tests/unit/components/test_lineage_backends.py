@@ -39,9 +39,9 @@ def test_every_event_names_the_bytes_and_sha256_of_the_stored_objects(any_root):
     copied = copy_to_raw(JANUARY, any_root)
     raw = lineage.raw_event(JANUARY, copied, any_root)
     summary = ingest.process_partition(JANUARY, any_root)
-    trips = lineage.partition_event(JANUARY, summary, any_root)
+    trips = lineage.partition_event(summary)
     result = metrics.refresh_metrics(JANUARY, any_root)
-    built = lineage.metrics_event(JANUARY, result, any_root)
+    built = lineage.metrics_event(result)
 
     expected_drop = {"name": "green_tripdata_2024-01.parquet", "bytes": len(dropped),
                      "sha256": hashlib.sha256(dropped).hexdigest()}
@@ -69,6 +69,6 @@ def test_a_re_ingest_names_the_new_trips_file_not_the_old(any_root):
         storage.write_bytes(landing / SUCCESS_MARKER, b"")
         copy_to_raw(JANUARY, any_root)
         summary = ingest.process_partition(JANUARY, any_root)
-        trips = lineage.partition_event(JANUARY, summary, any_root)
+        trips = lineage.partition_event(summary)
         assert trips["rows_written"] == rows
         assert trips["sha256"] == stored(warehouse.trips_file(JANUARY, any_root))["sha256"]

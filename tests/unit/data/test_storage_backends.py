@@ -68,8 +68,11 @@ def test_a_month_goes_from_drop_to_queryable_metrics(any_root):
     assert ingest.read_summary(JANUARY)["raw_files"][0]["bytes"] == len(data)
 
     from taxiflow.reports import outputs, render  # the report reads the same metrics, twice (cached connection)
+    from taxiflow.reports.request import ReportRequest
+
+    january = {"borough": "Manhattan", "start_date": "2024-01-01", "end_date": "2024-02-01", "sources": ["green"]}
     for name in ("manhattan_jan", "manhattan_jan_again"):
-        published = render.render_report(_report_request(name))
+        published = render.render_report(ReportRequest.from_conf({**january, "name": name}))
         assert published.total_trips == expected_by_borough["Manhattan"]
         report = outputs.read_report(name)
         assert report is not None and pd.read_csv(io.BytesIO(report.csv))["num_trips"].sum() == published.total_trips
@@ -218,85 +221,3 @@ def test_a_data_root_that_is_no_s3_url_is_refused(monkeypatch):
     monkeypatch.setenv(DATA_DIR_ENV, "gs://bucket/data")
     with pytest.raises(ValueError, match=r"TAXIFLOW_DATA_DIR must be a local folder or s3://<bucket>/<prefix>"):
         storage.root()
-
-
-# --- reports: published as one version, read through the manifest ------------------------------------
-
-
-def _report_request(name: str, borough: str = "Manhattan"):
-    from taxiflow.reports.request import ReportRequest
-
-    return ReportRequest.from_conf({
-        "borough": borough, "start_date": "2024-01-01", "end_date": "2024-02-01",
-        "sources": ["green"], "name": name,
-    })
-
-
-def test_a_report_is_read_as_one_version_of_png_and_csv(any_root):
-    from taxiflow.reports import outputs
-
-    request = _report_request("jan")
-    outputs.publish_report(request, b"png-1", b"csv-1", 1, run_id="r1")
-    outputs.publish_report(request, b"png-2", b"csv-2", 2, run_id="r2")
-    report = outputs.published_report(request)
-    assert report is not None
-    assert (report.png, report.csv, report.manifest["run_id"]) == (b"png-2", b"csv-2", "r2")
-    version = report.manifest["version"]  # the superseded version is gone; only the manifest and one version stay
-    assert storage.files_below(outputs.report_dir("jan")) == sorted(
-        [outputs.MANIFEST_FILE, f"{version}/jan.csv", f"{version}/jan.png"]
-    )
-
-
-def test_a_name_taken_by_another_request_is_not_overwritten(any_root):
-    from taxiflow.reports import outputs
-    from taxiflow.reports.request import InvalidRequest
-
-    outputs.publish_report(_report_request("mine"), b"png", b"csv", 1)
-    with pytest.raises(InvalidRequest, match="already holds the report for a different request"):
-        outputs.publish_report(_report_request("mine", borough="Queens"), b"other", b"other", 2)
-    report = outputs.read_report("mine")
-    assert report is not None and report.png == b"png"
-
-
-def test_of_two_racing_publishers_of_one_name_exactly_one_wins(any_root):
-    """Two requests race for one new name: the conditional manifest write lets exactly one publish."""
-    from taxiflow.reports import outputs
-    from taxiflow.reports.request import InvalidRequest
-
-    barrier = threading.Barrier(2)
-    results: dict[str, str] = {}
-
-    def publish(borough: str) -> None:
-        barrier.wait()
-        try:
-            outputs.publish_report(_report_request("race", borough), borough.encode(), borough.encode(), 1)
-            results[borough] = "published"
-        except InvalidRequest:
-            results[borough] = "refused"
-
-    threads = [threading.Thread(target=publish, args=(b,)) for b in ("Queens", "Bronx")]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert sorted(results.values()) == ["published", "refused"]
-    winner = next(b for b, r in results.items() if r == "published")
-    report = outputs.read_report("race")
-    assert report is not None and report.png == report.csv == winner.encode()
-    version = report.manifest["version"]
-    assert storage.files_below(outputs.report_dir("race")) == sorted(  # the loser left nothing behind
-        [outputs.MANIFEST_FILE, f"{version}/race.csv", f"{version}/race.png"]
-    )
-
-
-def test_demo_months_drop_into_the_data_root(any_root):
-    """What ``make run [STORAGE=s3] --demo`` drops: a month's file, then ``_SUCCESS``, ready to ingest."""
-    from taxiflow.demo import trips as demo
-
-    demo.generate_month("green", "2024-01", 50)
-    assert landing.drop_is_ready(JANUARY)
-    assert [f.name for f in landing.data_files(JANUARY)] == ["green_tripdata_2024-01.parquet"]
-    demo.generate_month("green", "2024-01", 60)  # regenerated: replaced whole, marker written again last
-    assert landing.drop_is_ready(JANUARY)
-    copy_to_raw(JANUARY)
-    assert ingest.process_partition(JANUARY)["rows_read"] == 60

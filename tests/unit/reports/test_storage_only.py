@@ -1,4 +1,4 @@
-"""reports/ and the request-file watcher touch data only through ``taxiflow.data.storage``.
+"""reports/ and the request-file door (watcher, reader, claims) touch data only through ``taxiflow.data.storage``.
 
 So they work the same on a local folder and in a bucket: no ``pathlib``, no file-system calls of
 ``os``, no ``fcntl`` locks (which hold on one host only), no ``shutil``.
@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parents[3] / "include" / "taxiflow"
-MODULES = [*sorted((PACKAGE / "reports").glob("*.py")), PACKAGE / "components" / "triggers.py"]
+MODULES = [*sorted((PACKAGE / "reports").glob("*.py")), PACKAGE / "components" / "triggers.py",
+           PACKAGE / "doors" / "request_files.py", PACKAGE / "doors" / "request_claims.py"]
 FORBIDDEN_MODULES = {"pathlib", "fcntl", "shutil", "tempfile"}
 FILE_SYSTEM_CALLS = {"open", "scandir", "listdir", "lstat", "stat", "replace", "rename", "unlink", "remove",
                      "mkdir", "makedirs", "link", "symlink", "walk", "path", "fdopen", "chmod"}

@@ -14,12 +14,11 @@ from datetime import UTC, datetime
 from html import escape
 from typing import Any
 
-from sqlalchemy import select
-
-from taxiflow.config import INGEST_DAG_ID, SOURCE_NAMES, format_month
+from taxiflow.config import INGEST_DAG_ID, SOURCE_NAMES
 from taxiflow.data.quality import RULES, MonthQuality, month_figures
 from taxiflow.data.refusals import refusal_outcome, shown
-from taxiflow.reports.ingest_status import IngestStatus, ingest_statuses, status_task_ids
+from taxiflow.doors.report_views.runs import read_ingest_states
+from taxiflow.reports.ingest_status import IngestStatus, ingest_statuses
 
 # status -> what the page says
 STATUS_TEXT = {
@@ -59,29 +58,11 @@ def _status(figures: MonthQuality, ingest: IngestStatus | None) -> tuple[str, st
 
 def quality_rows(session: Any, paths: Any = None) -> list[QualityRow]:
     """Every source × month with data, a refusal or an ingest run: newest month first."""
-    from airflow.models.dagrun import DagRun
-    from airflow.models.taskinstance import TaskInstance
-
     from taxiflow.config import ingest_sources
 
     figures = {(m.source, m.month): m for m in month_figures(paths)}
     sources = [s for s in SOURCE_NAMES if s in set(ingest_sources()) | {source for source, _ in figures}]
-    task_ids = status_task_ids(sources)
-    rows = session.execute(
-        select(DagRun.logical_date, DagRun.run_id, DagRun.state, TaskInstance.task_id, TaskInstance.state)
-        .outerjoin(TaskInstance, (TaskInstance.dag_id == DagRun.dag_id) & (TaskInstance.run_id == DagRun.run_id)
-                   & TaskInstance.task_id.in_(task_ids))
-        .where(DagRun.dag_id == INGEST_DAG_ID, DagRun.logical_date.is_not(None))
-    ).all()
-    run_states: dict[str, str | None] = {}
-    run_ids: dict[str, str] = {}
-    task_states: dict[tuple[str, str], str | None] = {}
-    for logical_date, run_id, run_state, task_id, ti_state in rows:
-        month = format_month(logical_date.astimezone(UTC) if logical_date.tzinfo else logical_date)
-        run_states[month] = _value(run_state)
-        run_ids[month] = run_id
-        if task_id:
-            task_states[month, task_id] = _value(ti_state)
+    task_states, run_states, run_ids = read_ingest_states(session, sources)
     months = sorted(run_states)
     statuses = {(s.source, s.month): s for s in ingest_statuses(
         months, sources, task_states, run_states,
@@ -96,10 +77,6 @@ def quality_rows(session: Any, paths: Any = None) -> list[QualityRow]:
             continue  # before TLC published the source: not one of its months
         result.append(QualityRow(item, status, detail))
     return result
-
-
-def _value(state: Any) -> str | None:
-    return None if state is None else str(getattr(state, "value", state))
 
 
 def select_rows(rows: Sequence[QualityRow], source: str | None, flagged: bool) -> list[QualityRow]:

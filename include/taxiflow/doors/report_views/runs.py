@@ -10,18 +10,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import func, select
 
-from taxiflow.config import INGEST_DAG_ID, REPORT_DAG_ID
+from taxiflow.config import INGEST_DAG_ID, REPORT_DAG_ID, REQUEST_SUFFIX, format_month
 from taxiflow.data.refusals import refusal_outcome
+from taxiflow.doors.request_files import request_file_stem
 from taxiflow.reports.ingest_status import IngestStatus, ingest_statuses, month_logical_date, status_task_ids
 from taxiflow.reports.request import InvalidRequest, ReportRequest
-from taxiflow.reports.request_files import RUN_ID_PREFIX
-
-REQUEST_FILE_RUN_PREFIX = f"{RUN_ID_PREFIX}__"
 
 
 @dataclass
@@ -50,9 +48,9 @@ class ReportRun:
     @property
     def trigger_source(self) -> str:
         """Who or what asked: ``request file requests/x.json``, ``form (UI) by admin``, ..."""
-        if self.run_id.startswith(REQUEST_FILE_RUN_PREFIX) and self.triggered_by == "operator":
-            stem = self.run_id[len(REQUEST_FILE_RUN_PREFIX):].rsplit("__", 1)[0]
-            return f"request file requests/{stem}.json"
+        stem = request_file_stem(self.run_id)
+        if stem is not None and self.triggered_by == "operator":
+            return f"request file requests/{stem}{REQUEST_SUFFIX}"
         door = {
             "ui": "trigger form (UI)", "cli": "CLI", "rest_api": "REST API", "operator": "another DAG",
             "asset": "asset event", "timetable": "schedule", "backfill": "backfill", "test": "dag.test()",
@@ -72,34 +70,43 @@ def _enum_value(value: Any) -> str | None:
     return None if value is None else str(getattr(value, "value", value))
 
 
-def ingest_status(session: Any, months: Sequence[str], sources: Sequence[str]) -> list[IngestStatus]:
-    """The state of each (month, source) ingest a report needs, as the ingest gate sees it."""
+def read_ingest_states(
+    session: Any, sources: Sequence[str], months: Sequence[str] | None = None
+) -> tuple[dict[tuple[str, str], str | None], dict[str, str | None], dict[str, str]]:
+    """What ``ingest_statuses`` reads, from the metadata database: ``(task_states, run_states, run_ids)``.
+
+    For the ingest runs of ``months`` (their logical dates, ``month_logical_date``), or of every
+    month an ingest run covers when ``months`` is None; ``status_task_ids(sources)``' states only.
+    """
     from airflow.models.dagrun import DagRun
     from airflow.models.taskinstance import TaskInstance
 
-    dates = {month_logical_date(month): month for month in months}
-    task_ids = status_task_ids(sources)
+    covered = (DagRun.logical_date.is_not(None) if months is None
+               else DagRun.logical_date.in_([month_logical_date(month) for month in months]))
     rows = session.execute(
         select(DagRun.logical_date, DagRun.run_id, DagRun.state, TaskInstance.task_id, TaskInstance.state)
         .outerjoin(TaskInstance, (TaskInstance.dag_id == DagRun.dag_id) & (TaskInstance.run_id == DagRun.run_id)
-                   & TaskInstance.task_id.in_(task_ids))
-        .where(DagRun.dag_id == INGEST_DAG_ID, DagRun.logical_date.in_(list(dates)))
+                   & TaskInstance.task_id.in_(status_task_ids(sources)))
+        .where(DagRun.dag_id == INGEST_DAG_ID, covered)
     ).all()
-    runs: dict[str, str | None] = {}
+    run_states: dict[str, str | None] = {}
     run_ids: dict[str, str] = {}
-    states: dict[tuple[str, str], str | None] = {}
+    task_states: dict[tuple[str, str], str | None] = {}
     for logical_date, run_id, run_state, task_id, ti_state in rows:
-        month = dates.get(logical_date) or dates.get(logical_date.replace(tzinfo=None))
-        if month is None:
-            month = next((m for d, m in dates.items() if d.timestamp() == logical_date.timestamp()), None)
-        if month is None:
-            continue
-        runs[month] = _enum_value(run_state) or "queued"
+        # A database without time zones (SQLite) gives back a naive datetime: it is UTC.
+        month = format_month(logical_date.astimezone(UTC) if logical_date.tzinfo else logical_date)
+        run_states[month] = _enum_value(run_state) or "queued"
         run_ids[month] = run_id
         if task_id:
-            states[month, task_id] = _enum_value(ti_state)
-    return ingest_statuses(months, sources, states, runs, refusal_lookup=lambda p, r: refusal_outcome(p, run_id=r),
-                           run_ids=run_ids)
+            task_states[month, task_id] = _enum_value(ti_state)
+    return task_states, run_states, run_ids
+
+
+def ingest_status(session: Any, months: Sequence[str], sources: Sequence[str]) -> list[IngestStatus]:
+    """The state of each (month, source) ingest a report needs, as the ingest gate sees it."""
+    task_states, run_states, run_ids = read_ingest_states(session, sources, months)
+    return ingest_statuses(months, sources, task_states, run_states,
+                           refusal_lookup=lambda p, r: refusal_outcome(p, run_id=r), run_ids=run_ids)
 
 
 def _from_row(session: Any, run: Any, with_ingest: bool) -> ReportRun:

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any
 
-from taxiflow.config import BOROUGHS, DataPaths
+from taxiflow.config import BOROUGHS, REQUEST_SUFFIX, DataPaths, is_request_file_name
 from taxiflow.data import documents
 from taxiflow.data.files import write_json_atomically
 from taxiflow.data.storage import DataPath, data_paths
@@ -44,7 +44,6 @@ from taxiflow.reports.request import (
 
 log = logging.getLogger(__name__)
 
-REQUEST_SUFFIX = ".json"
 ERROR_SUFFIX = ".error.json"
 RUN_ID_PREFIX = "request"
 HASH_CHARS = 16  # of the sha256 in the run id: 64 bits, plenty for one file's edit history
@@ -119,6 +118,20 @@ class ScanResult:
 def request_run_id(stem: str, sha256: str) -> str:
     """``request__<stem>__<first 16 hex digits of the content's sha256>``."""
     return f"{RUN_ID_PREFIX}__{stem}__{sha256[:HASH_CHARS]}"
+
+
+def request_file_stem(run_id: str | None) -> str | None:
+    """The file stem a ``request_run_id`` was made from; None for a run id of another shape."""
+    if not run_id or not run_id.startswith(f"{RUN_ID_PREFIX}__"):
+        return None
+    stem, _, digest = run_id[len(RUN_ID_PREFIX) + 2:].rpartition("__")
+    return stem if stem and len(digest) == HASH_CHARS else None
+
+
+def request_file_owner(run_id: str | None, name: str | None) -> str | None:
+    """``requests/<name>.json`` when the run came from that request file (so its edits replace the report)."""
+    stem = request_file_stem(run_id)
+    return f"requests/{stem}{REQUEST_SUFFIX}" if stem is not None and stem == name else None
 
 
 def error_file_for(stem: str, outputs: DataPath) -> DataPath:
@@ -226,7 +239,7 @@ def request_files(requests_dir: DataPath) -> tuple[list[DataPath], list[str]]:
     files, others = documents.list_files(requests_dir)
     found, ignored = [], list(others)
     for entry in files:
-        if entry.name.startswith(".") or not entry.name.endswith(REQUEST_SUFFIX) or entry.name == REQUEST_SUFFIX:
+        if not is_request_file_name(entry.name):
             ignored.append(entry.name)
             continue
         found.append(entry.path)

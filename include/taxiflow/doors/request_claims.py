@@ -36,8 +36,7 @@ from taxiflow.config import REPORT_DAG_ID, DataPaths
 from taxiflow.data import conditional, documents
 from taxiflow.data.files import write_json_atomically
 from taxiflow.data.storage import DataPath, data_paths
-from taxiflow.reports.request import ReportRequest
-from taxiflow.reports.request_files import (
+from taxiflow.doors.request_files import (
     RUN_ID_PREFIX,
     RejectedFile,
     RequestFile,
@@ -47,6 +46,7 @@ from taxiflow.reports.request_files import (
     records_clash,
     utcnow,
 )
+from taxiflow.reports.request import ReportRequest
 
 log = logging.getLogger(__name__)
 

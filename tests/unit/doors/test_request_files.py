@@ -10,9 +10,11 @@ from pathlib import Path
 import pytest
 
 from taxiflow.config import DataPaths
-from taxiflow.reports.request_files import (
+from taxiflow.doors.request_files import (
     MAX_REQUEST_BYTES,
     error_file_for,
+    request_file_owner,
+    request_file_stem,
     request_run_id,
     scan_requests,
 )
@@ -69,6 +71,16 @@ def test_run_id_is_stable_and_changes_only_with_content(paths):
     drop(paths, "req.json", VALID)  # changed back: the original run id, which Airflow already has
     assert scan_requests(paths).valid[0].run_id == first
     assert request_run_id("req", "ab" * 32) == "request__req__" + "ab" * 8
+
+
+def test_a_run_id_names_its_request_file_only_if_request_run_id_made_it():
+    run_id = request_run_id("jan__staten", "ab" * 32)
+    assert request_file_stem(run_id) == "jan__staten"
+    assert request_file_owner(run_id, "jan__staten") == "requests/jan__staten.json"
+    assert request_file_owner(run_id, "jan") is None  # the report of another name is not this file's
+    for other in ("manual__2024-01-01T00:00:00+00:00", "request__jan", "request__jan__short", "", None):
+        assert request_file_stem(other) is None
+        assert request_file_owner(other, "jan") is None
 
 
 def test_example_request_shipped_with_the_project_is_valid(tmp_path):

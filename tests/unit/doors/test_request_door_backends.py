@@ -19,16 +19,16 @@ from taxiflow.components.triggers import RequestFilesTrigger, folder_fingerprint
 from taxiflow.config import Partition
 from taxiflow.data import documents, ingest, metrics, storage, warehouse
 from taxiflow.data.raw import copy_to_raw
-from taxiflow.reports import outputs
-from taxiflow.reports.render import render_report
-from taxiflow.reports.request_claims import (
+from taxiflow.doors.request_claims import (
     CLAIM_TAKEOVER_AFTER,
     check_request_run,
     claim_new_requests,
     claim_path,
     read_claim,
 )
-from taxiflow.reports.request_files import scan_requests
+from taxiflow.doors.request_files import scan_requests
+from taxiflow.reports import outputs
+from taxiflow.reports.render import render_report
 
 JANUARY = Partition("green", "2024-01")
 REQUEST = {"borough": "Manhattan", "start_date": "2024-01-01", "end_date": "2024-02-01", "sources": ["green"]}

@@ -10,13 +10,13 @@ import pytest
 
 from taxiflow.components.triggers import RequestFilesTrigger, folder_fingerprints
 from taxiflow.config import DataPaths
-from taxiflow.reports.request_claims import (
+from taxiflow.doors.request_claims import (
     RequestRunRefused,
     check_request_run,
     claim_new_requests,
     read_claim,
 )
-from taxiflow.reports.request_files import scan_requests
+from taxiflow.doors.request_files import scan_requests
 
 VALID = {"borough": "Queens", "start_date": "2024-01-01", "end_date": "2024-01-08"}
 
