@@ -218,6 +218,31 @@ def info(path: DataPath) -> dict[str, Any]:
     return {"size": found["size"], "modified": found.get("LastModified"), "etag": found.get("ETag")}
 
 
+@contextmanager
+def fetched_small_files(files: list[DataPath]) -> Generator[list[Path], None, None]:
+    """Local paths to read many small files by (metrics partitions), in the order given.
+
+    Local files are their own copies. Objects are fetched all at once (one GET each, streamed to
+    a temporary folder removed after the block): a reader that went through them over HTTP one by
+    one paid several round trips per file (DuckDB: the footer, then each column chunk), one file
+    after another. Each copy is one object as it was at its GET: never the footer of one version
+    and the rows of another. For files of a few hundred KB at most: they are all on disk at once.
+    """
+    remote = [file for file in files if is_remote(file)]
+    if not remote:
+        yield list(files)
+        return
+    if len(remote) != len(files) or any(file.fs is not remote[0].fs for file in remote):
+        raise ValueError("fetched_small_files: every file must be below one data root")
+    folder = Path(tempfile.mkdtemp(prefix="taxiflow-download-"))
+    try:
+        copies = [folder / f"{index}-{file.name}" for index, file in enumerate(files)]
+        remote[0].fs.get([file.path for file in files], [str(copy) for copy in copies], max_concurrency=1)
+        yield copies
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 # --- writing ----------------------------------------------------------------------------------------
 
 
