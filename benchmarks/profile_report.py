@@ -27,6 +27,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # tests.support, run as a script
 import bench_storage
 
 from taxiflow.config import DATA_DIR_ENV
