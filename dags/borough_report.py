@@ -79,7 +79,6 @@ def render_report(request: dict, run_id=None, ti=None, outlet_events=None) -> di
     """Count the trips and publish a new version of `outputs/<name>/` (PNG + CSV, then the manifest)."""
     from taxiflow.data.storage import url
     from taxiflow.doors.request_files import request_file_owner
-    from taxiflow.reports.outputs import read_manifest
     from taxiflow.reports.render import render_report
     from taxiflow.reports.request import InvalidRequest, ReportRequest
 
@@ -95,7 +94,7 @@ def render_report(request: dict, run_id=None, ti=None, outlet_events=None) -> di
     shown = {key: url(getattr(outputs, key)) for key in ("folder", "manifest", "png", "csv")}
     print(f"Published {shown['manifest']} -> version {outputs.version}: {outputs.png.name}, "
           f"{outputs.csv.name} ({outputs.total_trips} trips)")
-    lineage.emit_report(outlet_events, request, read_manifest(str(report.name)) or {}, report.months)
+    lineage.emit_report(outlet_events, request, outputs.manifest_document, report.months)
     return {**shown, "version": outputs.version, "total_trips": outputs.total_trips}
 
 

@@ -63,6 +63,50 @@ def etag(target: DataPath) -> str | None:
     return f"{stat.st_mtime_ns}-{stat.st_size}-{stat.st_ino}"
 
 
+def read_tagged(target: DataPath, attempts: int = 10) -> tuple[str, bytes] | None:
+    """``(version tag, bytes)`` of ``target`` as one version, for a later ``replace_if_match``; None if absent.
+
+    S3: one GET answers both (its ETag is the one of the bytes it returns). Local: the tag before
+    and after the read must agree (re-read up to ``attempts`` times while a writer replaces it);
+    the file is read without following a link.
+    """
+    if storage.is_remote(target):
+        return _s3_get_tagged(target)
+    from taxiflow.data import documents
+
+    for _ in range(attempts):
+        before = etag(target)
+        if before is None:
+            return None
+        try:
+            data = documents.read_bytes(target)
+        except FileNotFoundError:
+            continue
+        if etag(target) == before:
+            return before, data
+    raise RuntimeError(f"{storage.url(target)} kept changing while it was read")
+
+
+def _s3_get_tagged(target: DataPath) -> tuple[str, bytes] | None:
+    """One GET of ``target``: its ETag and body (a HEAD, a GET and a HEAD to be sure they match were three)."""
+    from fsspec.asyn import sync  # type: ignore[import-untyped]
+
+    fs = target.fs
+    bucket, _, key = target.path.partition("/")
+
+    async def get() -> tuple[str, bytes]:
+        answer = await fs._call_s3("get_object", Bucket=bucket, Key=key)
+        try:
+            return str(answer["ETag"]), bytes(await answer["Body"].read())
+        finally:
+            answer["Body"].close()
+
+    try:
+        return sync(fs.loop, get)
+    except FileNotFoundError:
+        return None
+
+
 def replace_if_match(target: DataPath, data: bytes, expected: str | None) -> None:
     """Write ``target`` only if it is still at version ``expected`` (None: only if it does not exist).
 

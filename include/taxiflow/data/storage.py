@@ -92,22 +92,58 @@ def _follow_connection(conn: str) -> None:
     from the connection as it was at first use. A process that outlives a change of the connection
     (a rotated key, a moved endpoint; a test session that starts a second server) would go on
     talking to the old endpoint with the old keys. So the connection is read with every root, and a
-    changed one gets a new filesystem; an unchanged one keeps its filesystem and listing cache.
+    changed one gets a new filesystem (``filesystem``); an unchanged one keeps its filesystem and
+    listing cache.
     """
-    from airflow.providers.amazon.aws.hooks.s3 import S3Hook
-    from airflow.sdk.io import attach, get_fs
+    from airflow.sdk import BaseHook
+    from airflow.sdk.io import attach
 
     try:
-        connection = S3Hook.get_connection(conn)
+        connection = BaseHook.get_connection(conn)
     except Exception:  # not defined: the first use fails, and check_root says why
         return
     digest = hashlib.sha256(connection.get_uri().encode()).hexdigest()
     if _attached.get(conn) == digest:
         return
-    store = attach("s3", conn)
-    if "fs" in vars(store):  # made (lazily, once) from the connection as it was then; attach never remakes it
-        store.fs = get_fs("s3", conn)
+    attach("s3", conn).fs = filesystem(conn, connection)  # what ObjectStoragePath(s3://<conn>@...) uses
     _attached[conn] = digest
+
+
+def filesystem(conn: str, connection: Any) -> Any:
+    """The s3fs filesystem for an Airflow ``aws`` connection, as the Amazon provider's ``get_fs`` makes it.
+
+    The provider builds it through its ``S3Hook``, which imports boto3 and the provider's hooks
+    (7 MB of every task process that touches data, docs/benchmarks.md) for a session that is
+    aiobotocore's all the same. This makes the same filesystem from the same parsed connection
+    (the provider's ``AwsConnectionWrapper``: keys, session token, region, profile, ``endpoint_url``,
+    ``config_kwargs``), and leaves to the provider what only its hook does: assuming a role
+    (``role_arn``), a request signer, a proxy.
+    """
+    import asyncio
+
+    from airflow.providers.amazon.aws.utils.connection_wrapper import AwsConnectionWrapper
+
+    wrapper = AwsConnectionWrapper(conn=connection)
+    service = wrapper.get_service_config("s3")
+    if wrapper.role_arn or service.get("signer") or service.get("proxy-uri"):
+        from airflow.sdk.io import get_fs
+
+        return get_fs("s3", conn)
+    from aiobotocore.session import get_session  # type: ignore[import-untyped]
+    from s3fs import S3FileSystem  # type: ignore[import-untyped]
+
+    session = get_session()
+    options = wrapper.session_kwargs  # as the provider's SessionFactory applies them to its session
+    if options.get("profile_name"):
+        session.set_config_variable("profile", options["profile_name"])
+    if any(options.get(key) for key in ("aws_access_key_id", "aws_secret_access_key", "aws_session_token")):
+        session.set_credentials(access_key=options.get("aws_access_key_id"),
+                                secret_key=options.get("aws_secret_access_key"), token=options.get("aws_session_token"))
+    if options.get("region_name"):
+        session.set_config_variable("region", options["region_name"])
+    anonymous = asyncio.run(session.get_credentials()) is None  # no keys anywhere botocore looks, as get_fs
+    return S3FileSystem(session=session, config_kwargs=dict(wrapper.extra_config.get("config_kwargs", {})),
+                        endpoint_url=wrapper.get_service_endpoint_url("s3"), anon=anonymous)
 
 
 def data_paths() -> DataPaths:
@@ -216,6 +252,31 @@ def info(path: DataPath) -> dict[str, Any]:
         return {"size": stat.st_size, "modified": datetime.fromtimestamp(stat.st_mtime, UTC), "etag": None}
     found = path.fs.info(path.path)
     return {"size": found["size"], "modified": found.get("LastModified"), "etag": found.get("ETag")}
+
+
+@contextmanager
+def fetched_small_files(files: list[DataPath]) -> Generator[list[Path], None, None]:
+    """Local paths to read many small files by (metrics partitions), in the order given.
+
+    Local files are their own copies. Objects are fetched all at once (one GET each, streamed to
+    a temporary folder removed after the block): a reader that went through them over HTTP one by
+    one paid several round trips per file (DuckDB: the footer, then each column chunk), one file
+    after another. Each copy is one object as it was at its GET: never the footer of one version
+    and the rows of another. For files of a few hundred KB at most: they are all on disk at once.
+    """
+    remote = [file for file in files if is_remote(file)]
+    if not remote:
+        yield list(files)
+        return
+    if len(remote) != len(files) or any(file.fs is not remote[0].fs for file in remote):
+        raise ValueError("fetched_small_files: every file must be below one data root")
+    folder = Path(tempfile.mkdtemp(prefix="taxiflow-download-"))
+    try:
+        copies = [folder / f"{index}-{file.name}" for index, file in enumerate(files)]
+        remote[0].fs.get([file.path for file in files], [str(copy) for copy in copies], max_concurrency=1)
+        yield copies
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 # --- writing ----------------------------------------------------------------------------------------

@@ -104,6 +104,9 @@ class Marker:
 def read_marker(folder: DataPath, name: str) -> Marker | None:
     """The marker ``folder/name`` now, or None if the folder has none (is not published)."""
     path = folder / name
+    if storage.is_remote(path):  # one GET: the bytes and the ETag they have
+        found = conditional.read_tagged(path)
+        return Marker(json.loads(found[1]), found[0]) if found else None
     tag = conditional.etag(path)  # taken first: should the marker change meanwhile, a publish based on it loses
     if tag is None:
         return None

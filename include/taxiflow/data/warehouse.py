@@ -60,8 +60,6 @@ METRICS_TABLES = (HOURLY_ZONE, HOURLY_BOROUGH)
 # DuckDB's default row groups (~123k rows) keep the writer's buffers small and readers parallel.
 PARQUET_OPTIONS = "(FORMAT parquet, COMPRESSION snappy)"
 
-_MONTH_DIR_RE = re.compile(MONTH_PATTERN)
-
 # The zone table as TLC publishes it (header "LocationID","Borough","Zone","service_zone"). Read as
 # text so the zones literally named "NA" or "N/A" stay strings; TLC marks "no borough" with "N/A"
 # (2024 edition) or leaves it empty, and both become "Unknown". Should an id ever appear twice, only
@@ -258,20 +256,23 @@ def metrics_file(table: str, partition: Partition, paths: DataPaths | None = Non
 def metrics_partitions(table: str, source: str, paths: DataPaths | None = None) -> list[Path]:
     """Every existing ``part.parquet`` of one source's metrics ``table``, oldest month first.
 
-    Only ``month=YYYY-MM`` folders count (a stray ``month=latest`` or a hidden temp folder does
-    not); paths are built by ``DataPaths.metrics_dir``, never from what a user typed.
+    Only ``month=YYYY-MM/part.parquet`` counts (a stray ``month=latest`` or a hidden temporary file
+    does not); paths are built by ``DataPaths.metrics_dir``, never from what a user typed. Found
+    by one listing of every file below the source's folder: in a bucket, one request for any
+    number of months (a listing of the month folders, then a check of each file, was one request
+    per month), and it leaves each file's size cached, so opening one needs no request either.
     """
     if table not in METRICS_TABLES:
         raise ValueError(f"table must be one of {', '.join(METRICS_TABLES)}, got {table!r}")
     paths = paths or data_paths()
     source_dir = paths.metrics_source_dir(table, check_source(source))
     months = sorted(
-        entry.name.removeprefix("month=")
-        for entry in storage.list_dir(source_dir)
-        if entry.name.startswith("month=") and _MONTH_DIR_RE.fullmatch(entry.name.removeprefix("month="))
+        found.group(1) for found in map(_METRICS_FILE_RE.fullmatch, storage.files_below(source_dir)) if found
     )
-    found = (paths.metrics_dir(table, Partition(source, month)) / METRICS_FILE for month in months)
-    return [file for file in found if file.is_file()]
+    return [paths.metrics_dir(table, Partition(source, month)) / METRICS_FILE for month in months]
+
+
+_METRICS_FILE_RE = re.compile(f"month=({MONTH_PATTERN.strip('^$')})/{re.escape(METRICS_FILE)}")
 
 
 def published_partitions(paths: DataPaths | None = None) -> list[Partition]:

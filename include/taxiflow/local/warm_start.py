@@ -38,13 +38,15 @@ WARM_MODULES: tuple[str, ...] = (
 
 
 # What a task adds when the data root is a bucket (``TAXIFLOW_DATA_DIR=s3://...``): every task that
-# touches data makes its S3 filesystem (``taxiflow.data.storage.location``: the amazon provider's
-# S3Hook and ``get_fs``, s3fs, aiobotocore, botocore): ~0.2 s of each such task's start
+# touches data makes its S3 filesystem (``taxiflow.data.storage.filesystem``: the amazon provider's
+# connection parser, s3fs, aiobotocore, botocore): ~0.2 s of each such task's start
 # (docs/benchmarks.md, request file -> chart). Not on a local root: no task there imports them.
+# Not boto3 nor the provider's S3Hook: a task does not use them, and every page the scheduler holds
+# counts in the RSS of each task forked from it.
 S3_WARM_MODULES: tuple[str, ...] = (
     "s3fs", "aiobotocore.session", "botocore.session", "airflow.sdk.io",
-    "airflow.providers.amazon.aws.hooks.s3", "airflow.providers.amazon.aws.fs.s3", "upath.implementations.cloud",
-    "airflow.sdk.execution_time.cache",  # the connection look-up
+    "airflow.providers.amazon.aws.utils.connection_wrapper", "upath.implementations.cloud",
+    "airflow.sdk.execution_time.cache", "airflow.sdk.definitions.connection",  # the connection look-up
 )
 DATA_DIR_ENV = "TAXIFLOW_DATA_DIR"  # taxiflow.config's, not imported: no taxiflow module is pre-imported
 

@@ -332,18 +332,13 @@ def read_manifest_version(folder: DataPath) -> str | None:
 
 
 def _current_manifest(manifest_file: DataPath) -> tuple[str | None, dict[str, Any] | None]:
-    """(ETag, document) of the manifest as one version: re-read until the ETag is the same before and after."""
-    for _ in range(PUBLISH_ATTEMPTS):
-        before = conditional.etag(manifest_file)
-        if before is None:
-            return None, None
-        try:
-            document = json.loads(documents.read_bytes(manifest_file))
-        except FileNotFoundError:
-            continue
-        if conditional.etag(manifest_file) == before:
-            return before, document if isinstance(document, dict) else {}
-    raise RuntimeError(f"{storage.url(manifest_file)} kept changing while it was read")
+    """(ETag, document) of the manifest as one version (``conditional.read_tagged``); (None, None) if absent."""
+    found = conditional.read_tagged(manifest_file, attempts=PUBLISH_ATTEMPTS)
+    if found is None:
+        return None, None
+    tag, data = found
+    document = json.loads(data)
+    return tag, document if isinstance(document, dict) else {}
 
 
 def _clean_up(folder: DataPath, name: str, listed: list[str], superseded: dict[str, Any] | None) -> None:

@@ -87,21 +87,26 @@ _COUNT_SQL = """
 def report_counts(request: ReportRequest, paths: DataPaths | None = None) -> pd.DataFrame:
     """Trips per hour of day and day of week: 168 rows, zeros included, hour then Sunday..Saturday.
 
-    Reads every ``hourly_borough`` partition of the requested sources (a month's partition may hold
-    late or early pickups of other days) and keeps pickup dates in ``[start_date, end_date)``.
+    Reads every ``hourly_borough`` partition of the requested sources (one written before strays
+    were counted in their own month may hold pickups of other days) and keeps pickup dates in
+    ``[start_date, end_date)``.
     Missing partitions count as zero trips.
     """
     paths = paths or data_paths()
-    files = [storage.duckdb_path(file) for source in request.sources for file in metrics_partitions(source, paths)]
+    files = [file for source in request.sources for file in metrics_partitions(source, paths)]
     if not files:
         return empty_counts()
-    cursor = _cursor(paths)
-    try:
-        rows = cursor.execute(
-            _COUNT_SQL, [files, request.borough, request.start_date, request.end_date]
-        ).fetchall()
-    finally:
-        cursor.close()
+    # In a bucket the (small) files are fetched at once and read locally: DuckDB reading each one
+    # through fsspec made several round trips per file, one file after another.
+    with storage.fetched_small_files(files) as local:
+        cursor = _cursor(paths)
+        try:
+            rows = cursor.execute(
+                _COUNT_SQL,
+                [[storage.duckdb_path(file) for file in local], request.borough, request.start_date, request.end_date],
+            ).fetchall()
+        finally:
+            cursor.close()
     num_trips = [0] * (len(HOURS) * len(DAY_NAMES))
     for hour, day, trips in rows:
         num_trips[hour * len(DAY_NAMES) + day] = int(trips)

@@ -46,6 +46,7 @@ class ReportOutputs:
     folder: DataPath
     manifest: DataPath
     version: str
+    manifest_document: dict[str, Any]  # what ``manifest`` says: what was published, as it was written
 
 
 def _day_words(day: date) -> str:
@@ -181,6 +182,7 @@ def write_report_files(
     return ReportOutputs(
         png=published.file("png"), csv=published.file("csv"), total_trips=total,
         folder=published.folder, manifest=published.folder / MANIFEST_FILE, version=published.version,
+        manifest_document=published.manifest,
     )
 
 

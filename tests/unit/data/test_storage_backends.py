@@ -221,3 +221,18 @@ def test_a_data_root_that_is_no_s3_url_is_refused(monkeypatch):
     monkeypatch.setenv(DATA_DIR_ENV, "gs://bucket/data")
     with pytest.raises(ValueError, match=r"TAXIFLOW_DATA_DIR must be a local folder or s3://<bucket>/<prefix>"):
         storage.root()
+
+
+def test_the_metrics_partitions_are_found_by_one_listing_and_fetched_together(any_root):
+    """Only ``month=YYYY-MM/part.parquet`` counts, oldest month first; the copies hold each file's bytes, in order."""
+    table_dir = any_root.metrics_source_dir(warehouse.HOURLY_BOROUGH, "green")
+    for name in ("month=2024-02/part.parquet", "month=2023-12/part.parquet", "month=latest/part.parquet",
+                 "month=2024-01/other.parquet", "month=2024-03/nested/part.parquet"):
+        storage.write_bytes(table_dir / name, name.encode())
+    found = warehouse.metrics_partitions(warehouse.HOURLY_BOROUGH, "green", any_root)
+    assert [file.parent.name for file in found] == ["month=2023-12", "month=2024-02"]
+    with storage.fetched_small_files(found) as copies:
+        assert [copy.read_bytes() for copy in copies] == [b"month=2023-12/part.parquet", b"month=2024-02/part.parquet"]
+    if storage.is_remote(found[0]):  # the copies were temporary: gone after the block
+        assert not any(copy.exists() for copy in copies)
+    assert warehouse.metrics_partitions(warehouse.HOURLY_BOROUGH, "yellow", any_root) == []  # nothing there

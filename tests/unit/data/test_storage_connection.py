@@ -75,3 +75,56 @@ def test_the_report_query_reads_through_the_changed_connection(point_at):
     point_at("http://127.0.0.1:1006")
     query._cursor(storage.data_paths()).close()
     assert query._database is not first and query._database_fs.endpoint_url == "http://127.0.0.1:1006"
+
+
+# What the filesystem is made from, for connections as the docs (docs/object-storage.md) show them.
+CONNECTIONS = {
+    "keys and endpoint": {"conn_type": "aws", "login": "key", "password": "secret",
+                          "extra": {"endpoint_url": "http://127.0.0.1:1007", "region_name": "us-east-1"}},
+    "path-style store": {"conn_type": "aws", "login": "key", "password": "secret",
+                         "extra": {"endpoint_url": "http://127.0.0.1:1008",
+                                   "config_kwargs": {"s3": {"addressing_style": "path"}}}},
+    "AWS, session token": {"conn_type": "aws", "login": "AKIA", "password": "secret",
+                           "extra": {"region_name": "eu-west-1", "aws_session_token": "token"}},
+    "S3 endpoint of its own": {"conn_type": "aws", "login": "key", "password": "secret",
+                               "extra": {"endpoint_url": "http://127.0.0.1:1009",
+                                         "service_config": {"s3": {"endpoint_url": "http://127.0.0.1:1010"}}}},
+}
+
+
+def made_from(fs) -> dict:
+    """What a filesystem talks to and as whom: endpoint, client options, keys, region, anonymity."""
+    credentials = asyncio.run(fs.session.get_credentials())
+    return {"endpoint_url": fs.endpoint_url, "config_kwargs": fs.config_kwargs, "anon": fs.anon,
+            "keys": (credentials.access_key, credentials.secret_key, credentials.token) if credentials else None,
+            "region": fs.session.get_config_variable("region")}
+
+
+@pytest.mark.parametrize("name", sorted(CONNECTIONS))
+def test_the_filesystem_is_the_one_the_amazon_provider_makes(name, monkeypatch):
+    """``storage.filesystem`` makes what the provider's ``get_fs`` makes from the same connection
+    (without boto3 or the provider's hooks: tests/unit/local/test_stack.py checks a task's imports)."""
+    from airflow.providers.amazon.aws.fs.s3 import get_fs
+    from airflow.sdk import BaseHook
+
+    conn_id = f"taxiflow_filesystem_{sorted(CONNECTIONS).index(name)}"
+    monkeypatch.setenv(f"AIRFLOW_CONN_{conn_id.upper()}", json.dumps(CONNECTIONS[name]))
+    ours = storage.filesystem(conn_id, BaseHook.get_connection(conn_id))
+    assert made_from(ours) == made_from(get_fs(conn_id))
+
+
+def test_a_connection_that_assumes_a_role_is_left_to_the_amazon_provider(monkeypatch):
+    """Assuming a role (``role_arn``) is the provider's S3Hook's own work: its filesystem is used.
+
+    Only which maker is called is checked (``get_fs`` replaced): a real one would call AWS STS.
+    """
+    from airflow.sdk import BaseHook
+
+    conn_id = "taxiflow_filesystem_role"
+    monkeypatch.setenv(f"AIRFLOW_CONN_{conn_id.upper()}", json.dumps({
+        "conn_type": "aws", "extra": {"role_arn": "arn:aws:iam::123456789012:role/taxiflow",
+                                      "region_name": "us-east-1", "endpoint_url": "http://127.0.0.1:1011"}}))
+    calls = []
+    monkeypatch.setattr("airflow.sdk.io.get_fs", lambda protocol, conn: calls.append((protocol, conn)) or "theirs")
+    assert storage.filesystem(conn_id, BaseHook.get_connection(conn_id)) == "theirs"
+    assert calls == [("s3", conn_id)]

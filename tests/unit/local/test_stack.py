@@ -200,7 +200,8 @@ print(json.dumps(found))
 def test_a_task_making_an_s3_data_roots_filesystem_in_a_warm_worker_imports_only_taxiflows_own_modules(tmp_path):
     """With ``TAXIFLOW_DATA_DIR=s3://...`` the warm launcher also imports the S3 client stack, so a
     task that makes the data root's filesystem (every task that touches data) imports nothing but
-    taxiflow's modules; with a local root it imports none of that stack at all."""
+    taxiflow's modules; with a local root it imports none of that stack at all. Neither loads
+    boto3 or the Amazon provider's hooks (7 MB in every task process): the filesystem needs neither."""
     import json
     import os
     import subprocess
@@ -220,7 +221,9 @@ s3_stack = sorted(m for m in sys.modules if m.split(".")[0] in ("s3fs", "aioboto
 before = set(sys.modules)
 from taxiflow.data import storage
 storage.root().fs  # what the first read, write or listing of a task makes
-print(json.dumps([s3_stack, sorted(m for m in set(sys.modules) - before if not m.startswith("taxiflow"))]))
+hooks = "airflow.providers.amazon.aws.hooks"
+unused = sorted(m for m in sys.modules if m.split(".")[0] == "boto3" or m.startswith(hooks))
+print(json.dumps([s3_stack, sorted(m for m in set(sys.modules) - before if not m.startswith("taxiflow")), unused]))
 """
     connection = {"conn_type": "aws", "login": "key", "password": "secret",
                   "extra": {"endpoint_url": "http://127.0.0.1:9"}}  # nothing is sent: no server needed
@@ -229,9 +232,10 @@ print(json.dumps([s3_stack, sorted(m for m in set(sys.modules) - before if not m
     env.pop("TAXIFLOW_STORAGE_CONN_ID", None)
     result = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
-    s3_stack, imported = json.loads(result.stdout.strip().splitlines()[-1])
+    s3_stack, imported, unused = json.loads(result.stdout.strip().splitlines()[-1])
     assert "s3fs" in s3_stack and "aiobotocore.session" in s3_stack
     assert imported == [], f"making an S3 root's filesystem still imports {imported}; add them to S3_WARM_MODULES"
+    assert unused == [], f"boto3 and the provider's hooks are not needed for the filesystem, yet loaded: {unused}"
 
 
 SUPERVISED = """
