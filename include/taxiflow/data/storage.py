@@ -119,9 +119,8 @@ def filesystem(conn: str, connection: Any) -> Any:
     ``config_kwargs``), and leaves to the provider what only its hook does: assuming a role
     (``role_arn``), a request signer, a proxy.
     """
-    import asyncio
-
     from airflow.providers.amazon.aws.utils.connection_wrapper import AwsConnectionWrapper
+    from fsspec.asyn import get_loop, sync  # type: ignore[import-untyped]
 
     wrapper = AwsConnectionWrapper(conn=connection)
     service = wrapper.get_service_config("s3")
@@ -141,7 +140,9 @@ def filesystem(conn: str, connection: Any) -> Any:
                                 secret_key=options.get("aws_secret_access_key"), token=options.get("aws_session_token"))
     if options.get("region_name"):
         session.set_config_variable("region", options["region_name"])
-    anonymous = asyncio.run(session.get_credentials()) is None  # no keys anywhere botocore looks, as get_fs
+    # no keys anywhere botocore looks: anonymous, as get_fs. Asked on fsspec's own I/O loop (as s3fs
+    # does), so this works also in a thread that runs an event loop (the triggerer, the api-server).
+    anonymous = sync(get_loop(), session.get_credentials) is None
     return S3FileSystem(session=session, config_kwargs=dict(wrapper.extra_config.get("config_kwargs", {})),
                         endpoint_url=wrapper.get_service_endpoint_url("s3"), anon=anonymous)
 
