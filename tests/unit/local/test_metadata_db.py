@@ -16,6 +16,7 @@ from pathlib import Path
 import psycopg2
 import pytest
 
+from taxiflow.local.leftovers import cluster_processes
 from taxiflow.local.metadata_db import EmbeddedPostgres
 from taxiflow.local.ports import free_port
 
@@ -33,9 +34,9 @@ def end(db: EmbeddedPostgres, proc: subprocess.Popen | None = None, timeout: flo
         proc.send_signal(signal.SIGINT)
         proc.wait(timeout=timeout)
     deadline = time.monotonic() + timeout
-    while db.server_processes() and time.monotonic() < deadline:
+    while cluster_processes(db.data_dir) and time.monotonic() < deadline:
         time.sleep(0.2)
-    for pid in db.server_processes():
+    for pid in cluster_processes(db.data_dir):
         os.kill(pid, signal.SIGKILL)
 
 
@@ -93,7 +94,7 @@ def test_as_root_the_server_runs_as_nobody_and_no_user_is_created(server):
     users_before = Path("/etc/passwd").read_text()
     server.start_and_wait()
     nobody = pwd.getpwnam("nobody")
-    assert {os.stat(f"/proc/{pid}").st_uid for pid in server.server_processes()} == {nobody.pw_uid}
+    assert {os.stat(f"/proc/{pid}").st_uid for pid in cluster_processes(server.data_dir)} == {nobody.pw_uid}
     assert server.data_dir.stat().st_uid == nobody.pw_uid
     assert server.password_file.stat().st_uid == 0  # the password stays root's
     assert Path("/etc/passwd").read_text() == users_before
