@@ -21,15 +21,8 @@ from taxiflow.local.leftovers import cluster_processes
 DB_NAME = "airflow"
 DB_USER = "airflow"
 UNPRIVILEGED_USER = "nobody"
-SERVER_SETTINGS = {
-    "listen_addresses": "127.0.0.1",
-    "unix_socket_directories": "",
-    "dynamic_shared_memory_type": "mmap",
-    "max_connections": "200",
-    "shared_buffers": "64MB",
-    "fsync": "on",
-    "logging_collector": "off",
-}
+SERVER_SETTINGS = {"listen_addresses": "127.0.0.1", "unix_socket_directories": "", "dynamic_shared_memory_type": "mmap",
+                   "max_connections": "200", "shared_buffers": "64MB", "fsync": "on", "logging_collector": "off"}
 
 
 def pg_bin_dir() -> Path:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pwd
 import shutil
@@ -13,6 +14,7 @@ import threading
 import time
 from pathlib import Path
 
+import psutil
 import psycopg2
 import pytest
 
@@ -94,7 +96,11 @@ def test_as_root_the_server_runs_as_nobody_and_no_user_is_created(server):
     users_before = Path("/etc/passwd").read_text()
     server.start_and_wait()
     nobody = pwd.getpwnam("nobody")
-    assert {os.stat(f"/proc/{pid}").st_uid for pid in cluster_processes(server.data_dir)} == {nobody.pw_uid}
+    uids = set()
+    for pid in cluster_processes(server.data_dir):
+        with contextlib.suppress(psutil.NoSuchProcess):  # a backend may exit between the listing and this
+            uids.add(psutil.Process(pid).uids().effective)
+    assert uids == {nobody.pw_uid}
     assert server.data_dir.stat().st_uid == nobody.pw_uid
     assert server.password_file.stat().st_uid == 0  # the password stays root's
     assert Path("/etc/passwd").read_text() == users_before
