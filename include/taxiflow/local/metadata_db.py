@@ -54,8 +54,8 @@ class EmbeddedPostgres:
     def password(self) -> str:
         return self.password_file.read_text().strip()
 
-    def url(self, driver: str = "postgresql+psycopg2") -> str:  # the SQLAlchemy URL Airflow connects with
-        return f"{driver}://{DB_USER}:{self.password()}@127.0.0.1:{self.port}/{DB_NAME}"
+    def url(self) -> str:  # the SQLAlchemy URL Airflow connects with
+        return f"postgresql+psycopg2://{DB_USER}:{self.password()}@127.0.0.1:{self.port}/{DB_NAME}"
 
     def demote(self) -> None:  # preexec_fn: become the server's account
         if account := server_account():
