@@ -149,10 +149,11 @@ def api_time(value: str | None) -> float | None:
     return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp() if value else None
 
 
-def new_stack(root: Path, data_dir: Path | None = None, project_dir: Path = PROJECT_DIR, **settings: Any) -> LiveStack:
+def new_stack(root: Path, data_dir: Path | None = None, project_dir: Path = PROJECT_DIR,
+              kind: type[LiveStack] = LiveStack, **settings: Any) -> LiveStack:
     """A deployment in ``root`` (home ``root/home``, data root ``root/data`` unless given), not started."""
-    return LiveStack(home=root / "home", project_dir=project_dir,
-                        data_dir=data_dir or make_data_root(root / "data"), port=free_port(), **settings)
+    return kind(home=root / "home", project_dir=project_dir,
+                data_dir=data_dir or make_data_root(root / "data"), port=free_port(), **settings)
 
 
 def stop_and_list_leftovers(stack: LiveStack) -> list[int]:
@@ -168,8 +169,9 @@ def live_deployment(name: str, before_start: Callable[[LiveStack], None] | None 
                     data_dir: Path | None = None, timeout: float = 300, **settings: Any) -> Generator[LiveStack]:
     """A healthy deployment with the DAGs parsed, in a fresh ``taxiflow-<name>-*`` folder.
 
-    ``settings`` go to :class:`AirflowStack` (``users``, ``roles``, ``extra_env``, ``components``);
-    ``before_start(stack)`` runs after the migration, before any process starts.
+    ``settings`` go to :class:`AirflowStack` (``users``, ``roles``, ``extra_env``), or to ``kind``, a
+    :class:`LiveStack` with other programs; ``before_start(stack)`` runs after the migration, before any
+    process starts.
     """
     root = Path(tempfile.mkdtemp(prefix=f"taxiflow-{name}-"))
     root.chmod(0o711)  # as root, the embedded database runs as nobody and must enter its folder

@@ -73,24 +73,18 @@ def compile_sources(project_dir: Path) -> None:
             compileall.compile_dir(folder, quiet=2, workers=1)
 
 
-def component_command(component: str, env: Mapping[str, str], own_log_server: bool = False) -> list[str]:
-    """``airflow <component>``, except that a LocalExecutor scheduler starts warm (:mod:`taxiflow.local.
-    warm_start`, unless ``TAXIFLOW_WARM_START=0``) and, with ``own_log_server`` (the embedded default),
-    the scheduler and triggerer serve no logs (theirs would listen on every interface): ``log-server``
-    is Airflow's log server app on 127.0.0.1."""
+def component_command(component: str, env: Mapping[str, str]) -> list[str]:
+    """``airflow <component>``, except that the scheduler starts warm (:mod:`taxiflow.local.warm_start`,
+    unless ``TAXIFLOW_WARM_START=0``) and it and the triggerer serve no logs (theirs would listen on
+    every interface): ``log-server`` is Airflow's log server app on 127.0.0.1."""
     if component == LOG_SERVER_COMPONENT:
         return [sys.executable, "-m", "uvicorn", "--factory", "airflow.utils.serve_logs.log_server:get_app",
                 "--host", "127.0.0.1", "--port", env["AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT"],
                 "--no-access-log", "--log-level", "warning"]
-    skip = ["--skip-serve-logs"] if own_log_server and component in ("scheduler", "triggerer") else []
-    if (component == "scheduler" and env.get("AIRFLOW__CORE__EXECUTOR") == "LocalExecutor"
-            and env.get("TAXIFLOW_WARM_START", "1") != "0"):
+    skip = ["--skip-serve-logs"] if component in ("scheduler", "triggerer") else []
+    if component == "scheduler" and env.get("TAXIFLOW_WARM_START", "1") != "0":
         return [sys.executable, "-m", "taxiflow.local.warm_start", "scheduler", *skip]
-    return [airflow_executable(), *component.split(), *skip]
-
-
-def program_name(component: str) -> str:
-    return component.replace(" ", "-")  # supervisord's name: celery worker -> celery-worker
+    return [airflow_executable(), component, *skip]
 
 
 @dataclass
@@ -105,7 +99,6 @@ class AirflowStack:
     users: Mapping[str, str] = field(default_factory=lambda: {"admin": "admin"})  # name -> password
     roles: Mapping[str, str] = field(default_factory=dict)  # name -> SimpleAuthManager role (default admin)
     extra_env: Mapping[str, str] = field(default_factory=dict)
-    components: tuple[str, ...] = LOCAL_COMPONENTS
     object_store: bool = False  # a local SeaweedFS holds the data (make run STORAGE=s3)
 
     def __post_init__(self) -> None:
@@ -113,7 +106,6 @@ class AirflowStack:
         self.logs_dir = self.home / "process-logs"
         self.passwords_file = self.home / "simple_auth_manager_passwords.json"
         self.supervisord = Supervisord(self.home)
-        self.own_log_server = LOG_SERVER_COMPONENT in self.components
 
     @property
     def embedded_db(self) -> EmbeddedPostgres | None:
@@ -122,9 +114,9 @@ class AirflowStack:
         return EmbeddedPostgres(self.home / "postgres", port=self.ports()["postgres"])
 
     def all_components(self) -> tuple[str, ...]:
-        """Every program of the deployment (supervisord's names), the data stores first."""
+        """Every program of the deployment, the data stores first."""
         stores = [DATABASE_COMPONENT] * bool(self.embedded_db) + [OBJECT_STORE_COMPONENT] * self.object_store
-        return (*stores, *map(program_name, self.components))
+        return (*stores, *LOCAL_COMPONENTS)
 
     def ports(self) -> dict[str, int]:
         """The database's, log server's (and SeaweedFS's) ports: from the environment, or chosen free
@@ -199,12 +191,11 @@ class AirflowStack:
             "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "10",
             # a task whose worker was killed is retried after 90 s, not Airflow's 300 s
             "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": "90",
-            # one log server serves task and trigger logs; with the log-server component, on loopback,
-            # where the api-server must then fetch them (127.0.0.1, not a name that may resolve elsewhere)
+            # one log server serves task and trigger logs, the log-server program on loopback, where the
+            # api-server must then fetch them (127.0.0.1, not a name that may resolve elsewhere)
             "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": log_port,
             "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": log_port,
-            **({"AIRFLOW__CORE__HOSTNAME_CALLABLE": "taxiflow.local.ports.loopback_hostname"}
-               if self.own_log_server else {}),
+            "AIRFLOW__CORE__HOSTNAME_CALLABLE": "taxiflow.local.ports.loopback_hostname",
             "PYTHONUNBUFFERED": "1",
             **({"AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": self.embedded_db.url()} if self.embedded_db else {}),
             **LOCAL_AIRFLOW_SETTINGS,
@@ -242,10 +233,9 @@ class AirflowStack:
                 (self.home / generated).chmod(0o600)
 
     def programs(self) -> list[Program]:
-        """The supervisord programs: the data stores (first) and the components."""
+        """The supervisord programs: the data stores (first) and Airflow's."""
         env = self.env()
-        programs = [Program(program_name(c), component_command(c, env, self.own_log_server), self.home)
-                    for c in self.components]
+        programs = [Program(c, component_command(c, env), self.home) for c in LOCAL_COMPONENTS]
         if self.object_store:
             ports = {flag: port for flag, port in self.ports().items() if flag in object_store.PORT_FLAGS}
             keys = {"AWS_ACCESS_KEY_ID": object_store.ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": self._s3_secret()}
@@ -271,10 +261,9 @@ class AirflowStack:
             raise RuntimeError("cannot start: already in use by another program: " + ", ".join(taken))
         if not running:
             self.logs_dir.mkdir(parents=True, exist_ok=True)
-            airflow = [program_name(c) for c in self.components]
-            restart = [c for c in NEED_DATABASE if c in self.components] if self.embedded_db else []
+            airflow = [c for c in self.all_components() if c not in (DATABASE_COMPONENT, OBJECT_STORE_COMPONENT)]
             self.supervisord.config.write_text(render_config(self.home, self.logs_dir, self.programs(), airflow,
-                                                             restart))
+                                                             list(NEED_DATABASE)))
             self.supervisord.shutdown()  # what a supervisord that was killed left running
             self.supervisord.start(self.env())
         self.supervisord.start_programs(todo)
@@ -317,7 +306,7 @@ class AirflowStack:
                 expected = ("metadatabase", "scheduler", "triggerer", "dag_processor")
                 unhealthy = [k for k in expected if health.get(k, {}).get("status") != "healthy"]
                 unhealthy += [f"{name} {info['state']}" for name, info in status.items() if not info["running"]]
-                if self.own_log_server and not listening(self.ports()["log"]):
+                if LOG_SERVER_COMPONENT in status and not listening(self.ports()["log"]):
                     unhealthy.append(f"log server on :{self.ports()['log']}")
                 if not unhealthy:
                     return
@@ -358,7 +347,7 @@ class AirflowStack:
     def tail_logs(self, component: str | None = None, lines: int = 60) -> str:
         """The last lines of one component's log (or of every component's)."""
         chunks = []
-        for name in [program_name(component)] if component else self.all_components():
+        for name in [component] if component else self.all_components():
             if (path := self.logs_dir / f"{name}.log").exists():
                 text = path.read_text(errors="replace").splitlines()[-lines:]
                 chunks.append(f"--- {name} ({path}) ---\n" + "\n".join(text))
