@@ -47,6 +47,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # tests.support.live, run as a script
+from taxiflow.local.leftovers import cluster_processes
 from tests.support.live import api_time
 
 if TYPE_CHECKING:
@@ -129,7 +130,7 @@ class RssSampler(threading.Thread):
             return EXECUTOR_ROLE
         if title.startswith(TASK_TITLE):
             return "ti:" + title.removeprefix(TASK_TITLE).split()[0]
-        if self.stack.embedded_db and pid in self.stack.embedded_db.server_processes():
+        if self.stack.embedded_db and pid in cluster_processes(self.stack.embedded_db.data_dir):
             return "postgres"
         return programs.get(os.getpgid(pid), "supervisord")
 

@@ -23,7 +23,7 @@ import pytest
 
 from taxiflow.config import REPORT_DAG_ID, DataPaths
 from taxiflow.local import cli
-from taxiflow.local.leftovers import pid_alive
+from taxiflow.local.leftovers import cluster_processes, pid_alive
 from taxiflow.local.stack import DATABASE_COMPONENT
 from taxiflow.reports.outputs import read_manifest
 from tests.drills.tooling import chart_numbers, report_alone, report_conf, run_states
@@ -98,7 +98,7 @@ def test_each_component_killed_is_started_again_by_supervisord_and_leaves_nothin
                 time.sleep(0.5)
             assert group_members(pid) == [], f"{component}'s process group outlived it: {group_members(pid)}"
         else:
-            assert all(p != pid for p in stack.embedded_db.server_processes())
+            assert all(p != pid for p in cluster_processes(stack.embedded_db.data_dir))
 
     states = run_states(stack, in_flight, timeout=600)
     tries = {run_id: max(ti["try_number"] for ti in stack.api(

@@ -16,7 +16,9 @@ import pytest
 import yaml
 
 from taxiflow.local.ports import free_port
-from tests.support.live import PROJECT_DIR, live_deployment
+from taxiflow.local.stack import airflow_executable
+from taxiflow.local.supervisor import Program
+from tests.support.live import PROJECT_DIR, LiveStack, live_deployment
 
 COMPOSE_FILE = PROJECT_DIR / "docker-compose.yaml"
 AIRFLOW_SERVICES = (
@@ -44,6 +46,20 @@ def compose_commands() -> tuple[str, ...]:
         command = services[name]["command"]
         commands.append(command if isinstance(command, str) else " ".join(command))
     return tuple(commands)
+
+
+class ComposeShape(LiveStack):
+    """The compose services' commands as they are, instead of ``make run``'s programs."""
+
+    def all_components(self) -> tuple[str, ...]:
+        return tuple(command.replace(" ", "-") for command in compose_commands())  # celery worker -> celery-worker
+
+    def programs(self) -> list[Program]:
+        return [Program(command.replace(" ", "-"), [airflow_executable(), *command.split()], self.home)
+                for command in compose_commands()]
+
+    def env(self) -> dict[str, str]:  # as in compose, each component is reached at its own host name
+        return {k: v for k, v in super().env().items() if k != "AIRFLOW__CORE__HOSTNAME_CALLABLE"}
 
 
 def psql(sql: str) -> None:
@@ -79,7 +95,7 @@ def celery_stack():
             "production",
             before_start=create_users,
             users={"admin": "admin", "viewer": "viewer"},
-            components=compose_commands(),
+            kind=ComposeShape,
             extra_env={
                 # as compose sets them; only the hosts differ (127.0.0.1 instead of service names)
                 "AIRFLOW__CORE__EXECUTOR": shared["AIRFLOW__CORE__EXECUTOR"],

@@ -18,14 +18,14 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Callable, Generator, Iterable
+from collections.abc import Callable, Generator
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from taxiflow.config import INGEST_DAG_ID, METRICS_DAG_ID, REPORT_DAG_ID
-from taxiflow.local.leftovers import session_processes
+from taxiflow.local.leftovers import cluster_processes, session_processes
 from taxiflow.local.ports import free_port
 from taxiflow.local.stack import AirflowStack
 
@@ -47,16 +47,8 @@ FAST_WAITS = {
 
 
 class LiveStack(AirflowStack):
-    """A local deployment with what tests and benchmarks ask of it: its REST API as any user, runs,
-    tasks and processes (``make run`` itself needs only a GET or two: ``taxiflow.local.cli``)."""
-
-    def token(self, username: str = "admin", password: str | None = None) -> str:
-        """A JWT from ``POST /auth/token``."""
-        body = json.dumps({"username": username, "password": password or self.users[username]}).encode()
-        request = urllib.request.Request(f"{self.base_url}/auth/token", data=body, method="POST",
-                                         headers={"Content-Type": "application/json"})
-        with urllib.request.urlopen(request, timeout=30) as resp:
-            return json.load(resp)["access_token"]
+    """A local deployment with what tests and benchmarks ask of it: its REST API (any method), runs,
+    tasks and processes (``make run`` needs only a token, GETs and the wait for the DAGs: ``AirflowStack``)."""
 
     def api(self, method: str, path: str, body: object | None = None, token: str | None = None) -> tuple[int, Any]:
         """Call ``/api/v2``; returns (status, decoded JSON body) without raising on HTTP errors."""
@@ -72,21 +64,6 @@ class LiveStack(AirflowStack):
                 return err.code, json.loads(payload)
             except json.JSONDecodeError:
                 return err.code, payload.decode(errors="replace")
-
-    def wait_for_dags(self, dag_ids: Iterable[str], timeout: float = 180) -> None:
-        """Wait until the dag-processor has parsed these DAGs (and report import errors early)."""
-        deadline, wanted = time.monotonic() + timeout, set(dag_ids)
-        token = None
-        while time.monotonic() < deadline:
-            token = token or self.token()
-            status, errors = self.api("GET", "/api/v2/importErrors", token=token)
-            if status == 200 and errors.get("total_entries"):
-                raise RuntimeError(f"DAG import errors: {json.dumps(errors, indent=1)}")
-            status, body = self.api("GET", "/api/v2/dags?limit=100", token=token)
-            if status == 200 and wanted <= {d["dag_id"] for d in body.get("dags", [])}:
-                return
-            time.sleep(2)
-        raise TimeoutError(f"DAGs {sorted(wanted)} not parsed after {timeout}s\n{self.tail_logs('dag-processor')}")
 
     def wait_for_run(self, dag_id: str, run_id: str, timeout: float = 300) -> dict:
         """Poll a DAG run until it leaves queued/running; returns the run as the API shows it."""
@@ -146,7 +123,7 @@ class LiveStack(AirflowStack):
         children and task processes) and the embedded database's server processes."""
         sid = self.supervisord.pid()
         pids = session_processes(sid) if sid else []
-        return sorted(set(pids) | set(self.embedded_db.server_processes() if self.embedded_db else []))
+        return sorted(set(pids) | set(cluster_processes(self.embedded_db.data_dir) if self.embedded_db else []))
 
 
 def make_data_root(root: Path) -> Path:
@@ -172,10 +149,11 @@ def api_time(value: str | None) -> float | None:
     return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp() if value else None
 
 
-def new_stack(root: Path, data_dir: Path | None = None, project_dir: Path = PROJECT_DIR, **settings: Any) -> LiveStack:
+def new_stack(root: Path, data_dir: Path | None = None, project_dir: Path = PROJECT_DIR,
+              kind: type[LiveStack] = LiveStack, **settings: Any) -> LiveStack:
     """A deployment in ``root`` (home ``root/home``, data root ``root/data`` unless given), not started."""
-    return LiveStack(home=root / "home", project_dir=project_dir,
-                        data_dir=data_dir or make_data_root(root / "data"), port=free_port(), **settings)
+    return kind(home=root / "home", project_dir=project_dir,
+                data_dir=data_dir or make_data_root(root / "data"), port=free_port(), **settings)
 
 
 def stop_and_list_leftovers(stack: LiveStack) -> list[int]:
@@ -183,7 +161,7 @@ def stop_and_list_leftovers(stack: LiveStack) -> list[int]:
     sid = stack.supervisord.pid()
     stack.stop()
     left = session_processes(sid) if sid else []
-    return left + (stack.embedded_db.server_processes() if stack.embedded_db else [])
+    return left + (cluster_processes(stack.embedded_db.data_dir) if stack.embedded_db else [])
 
 
 @contextmanager
@@ -191,8 +169,9 @@ def live_deployment(name: str, before_start: Callable[[LiveStack], None] | None 
                     data_dir: Path | None = None, timeout: float = 300, **settings: Any) -> Generator[LiveStack]:
     """A healthy deployment with the DAGs parsed, in a fresh ``taxiflow-<name>-*`` folder.
 
-    ``settings`` go to :class:`AirflowStack` (``users``, ``roles``, ``extra_env``, ``components``);
-    ``before_start(stack)`` runs after the migration, before any process starts.
+    ``settings`` go to :class:`AirflowStack` (``users``, ``roles``, ``extra_env``), or to ``kind``, a
+    :class:`LiveStack` with other programs; ``before_start(stack)`` runs after the migration, before any
+    process starts.
     """
     root = Path(tempfile.mkdtemp(prefix=f"taxiflow-{name}-"))
     root.chmod(0o711)  # as root, the embedded database runs as nobody and must enter its folder

@@ -11,16 +11,11 @@ supervisord restarts what crashes: ``up`` has work only after ``down`` or when s
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
-import time
-import urllib.error
-import urllib.request
 from pathlib import Path
-from typing import Any
 
-from taxiflow.config import DATA_DIR_ENV, INGEST_DAG_ID, METRICS_DAG_ID, REPORT_DAG_ID, SOURCE_NAMES
+from taxiflow.config import DATA_DIR_ENV, INGEST_DAG_ID, REPORT_DAG_ID, SOURCE_NAMES
 from taxiflow.data.storage import StorageError
 from taxiflow.data.tlc import TLC_PUBLIC_BASE_URL
 from taxiflow.local.stack import AirflowStack
@@ -28,39 +23,7 @@ from taxiflow.local.stack import AirflowStack
 DEMO_MONTHS = ("2023-12", "2024-01")
 
 
-def api_token(stack: AirflowStack) -> str:
-    """A JWT for ``make run``'s user (the first of ``stack.users``) from ``POST /auth/token``."""
-    user, password = next(iter(stack.users.items()))
-    request = urllib.request.Request(f"{stack.base_url}/auth/token", method="POST",
-                                     data=json.dumps({"username": user, "password": password}).encode(),
-                                     headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(request, timeout=30) as resp:
-        return json.load(resp)["access_token"]
-
-
-def api_get(stack: AirflowStack, path: str, token: str) -> Any:
-    """The JSON body of ``GET <path>``, or None when the api-server answers with an HTTP error."""
-    request = urllib.request.Request(stack.base_url + path, headers={"Authorization": f"Bearer {token}"})
-    try:
-        with urllib.request.urlopen(request, timeout=60) as resp:
-            return json.load(resp)
-    except urllib.error.HTTPError:
-        return None
-
-
-def wait_for_dags(stack: AirflowStack, token: str, timeout: float = 180) -> None:
-    """Until the dag-processor has parsed taxiflow's DAGs; an import error stops ``make run`` at once."""
-    deadline, wanted = time.monotonic() + timeout, {INGEST_DAG_ID, METRICS_DAG_ID, REPORT_DAG_ID}
-    while time.monotonic() < deadline:
-        if (errors := api_get(stack, "/api/v2/importErrors", token)) and errors.get("total_entries"):
-            raise RuntimeError(f"DAG import errors: {json.dumps(errors, indent=1)}")
-        if (dags := api_get(stack, "/api/v2/dags?limit=100", token)) and wanted <= {d["dag_id"] for d in dags["dags"]}:
-            return
-        time.sleep(2)
-    raise TimeoutError(f"DAGs {sorted(wanted)} not parsed after {timeout}s\n{stack.tail_logs('dag-processor')}")
-
-
-def bootstrap_demo(stack: AirflowStack, token: str) -> None:
+def bootstrap_demo(stack: AirflowStack) -> None:
     """Drop the demo months (unless already there) and backfill their ingest."""
     from taxiflow.config import DataPaths
     from taxiflow.data import storage
@@ -71,7 +34,7 @@ def bootstrap_demo(stack: AirflowStack, token: str) -> None:
     if missing:
         demo.generate_demo(months=tuple(missing), paths=paths)
         print(f"taxiflow: dropped demo data for {', '.join(missing)} in {paths.landing}", flush=True)
-    backfills = api_get(stack, f"/api/v2/dags/{INGEST_DAG_ID}/dagRuns?run_type=backfill&limit=1", token)
+    backfills = stack.api_get(f"/api/v2/dags/{INGEST_DAG_ID}/dagRuns?run_type=backfill&limit=1", stack.token())
     if backfills and backfills.get("total_entries"):
         print("taxiflow: demo months were backfilled before; skipping", flush=True)
         return
@@ -110,26 +73,23 @@ def up(stack: AirflowStack, demo: bool) -> int:
             stack.migrate()
         stack.start()
         stack.wait_until_healthy()
-        wait_for_dags(stack, token := api_token(stack))
+        stack.wait_for_dags()
         if demo:
-            bootstrap_demo(stack, token)
+            bootstrap_demo(stack)
     except Exception:
         if not status:
             stack.stop()
         raise
-    user, password, data_root = *next(iter(stack.users.items())), stack.env()[DATA_DIR_ENV]
+    (user, password), data_root = next(iter(stack.users.items())), stack.env()[DATA_DIR_ENV]
     example = '{"borough": "Manhattan", "start_date": "2023-12-18", "end_date": "2024-01-08"}'
-    print(
-        f"""
+    print(f"""
 taxiflow is running.
   UI:      {stack.base_url}   (login: {user} / {password})
   Data:    {data_root}
   Trigger: airflow dags trigger {REPORT_DAG_ID} --conf '{example}'
            (run it as: make airflow ARGS="dags trigger ..."; outputs land in {data_root}/outputs)
   Status:  make status        Stop: make stop        Logs: {stack.logs_dir}
-""",
-        flush=True,
-    )
+""", flush=True)
     return 0
 
 

@@ -36,11 +36,11 @@ def session_processes(sid: int) -> list[int]:
 
 def end_session(sid: int, timeout: float = 10) -> None:
     """SIGTERM, then SIGKILL, whatever is left in session ``sid``."""
-    for sig, wait in ((signal.SIGTERM, timeout), (signal.SIGKILL, 10.0)):
+    for sig in (signal.SIGTERM, signal.SIGKILL):
         for pid in session_processes(sid):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, sig)
-        deadline = time.monotonic() + wait
+        deadline = time.monotonic() + timeout
         while time.monotonic() < deadline and session_processes(sid):
             time.sleep(0.2)
 

@@ -1,9 +1,6 @@
-"""The embedded default's metadata database: PostgreSQL from the pinned ``pgserver`` wheel.
-
-Only the wheel's ``initdb`` and ``postgres`` are used, not pgserver's Python API (its traps, and why,
-are in docs/operations.md): the server is one more supervisord program (:meth:`EmbeddedPostgres.serve`
-execs ``postgres``), on 127.0.0.1 only with a generated password, as ``nobody`` when we are root.
-"""
+"""The embedded metadata database: the ``initdb`` and ``postgres`` of the pinned ``pgserver`` wheel, not
+its Python API (its traps: docs/operations.md). A supervisord program on 127.0.0.1 with a generated
+password, as ``nobody`` when we are root."""
 
 from __future__ import annotations
 
@@ -24,15 +21,8 @@ from taxiflow.local.leftovers import cluster_processes
 DB_NAME = "airflow"
 DB_USER = "airflow"
 UNPRIVILEGED_USER = "nobody"
-SERVER_SETTINGS = {
-    "listen_addresses": "127.0.0.1",
-    "unix_socket_directories": "",
-    "dynamic_shared_memory_type": "mmap",
-    "max_connections": "200",
-    "shared_buffers": "64MB",
-    "fsync": "on",
-    "logging_collector": "off",
-}
+SERVER_SETTINGS = {"listen_addresses": "127.0.0.1", "unix_socket_directories": "", "dynamic_shared_memory_type": "mmap",
+                   "max_connections": "200", "shared_buffers": "64MB", "fsync": "on", "logging_collector": "off"}
 
 
 def pg_bin_dir() -> Path:
@@ -45,8 +35,7 @@ def pg_bin_dir() -> Path:
     return Path(next(iter(spec.submodule_search_locations))) / "pginstall" / "bin"
 
 
-def server_account() -> pwd.struct_passwd | None:
-    """The account the server runs as: ourselves (None), or ``nobody`` when we are root."""
+def server_account() -> pwd.struct_passwd | None:  # as root, the server runs as nobody
     return pwd.getpwnam(UNPRIVILEGED_USER) if os.geteuid() == 0 else None
 
 
@@ -65,18 +54,17 @@ class EmbeddedPostgres:
     def password(self) -> str:
         return self.password_file.read_text().strip()
 
-    def url(self, driver: str = "postgresql+psycopg2") -> str:  # the SQLAlchemy URL Airflow connects with
-        return f"{driver}://{DB_USER}:{self.password()}@127.0.0.1:{self.port}/{DB_NAME}"
+    def url(self) -> str:  # the SQLAlchemy URL Airflow connects with
+        return f"postgresql+psycopg2://{DB_USER}:{self.password()}@127.0.0.1:{self.port}/{DB_NAME}"
 
-    def demote(self) -> None:
-        """preexec_fn: become the server's account (``nobody`` when we are root)."""
-        if (account := server_account()) is not None:
+    def demote(self) -> None:  # preexec_fn: become the server's account
+        if account := server_account():
             os.setgroups([])
             os.setgid(account.pw_gid)
             os.setuid(account.pw_uid)
 
     def _give_to_server(self, path: Path) -> None:
-        if (account := server_account()) is not None:
+        if account := server_account():
             os.chown(path, account.pw_uid, account.pw_gid)
 
     def init(self) -> None:
@@ -112,9 +100,6 @@ class EmbeddedPostgres:
         return [str(pg_bin_dir() / "postgres"), "-D", str(self.data_dir),
                 *(arg for key, value in settings.items() for arg in ("-c", f"{key}={value}"))]
 
-    def server_processes(self) -> list[int]:  # every live process of this cluster
-        return cluster_processes(self.data_dir)
-
     def remove_stale_pid_file(self) -> bool:
         """Delete ``postmaster.pid`` unless it names a live server of this data folder; True if removed.
         After a SIGKILL it names a PID that may by now be any process's, and PostgreSQL would refuse
@@ -125,7 +110,7 @@ class EmbeddedPostgres:
             return False
         except (OSError, ValueError, IndexError):
             pid = 0
-        if pid and pid in self.server_processes():
+        if pid and pid in cluster_processes(self.data_dir):
             return False
         self.pid_file.unlink(missing_ok=True)
         return True

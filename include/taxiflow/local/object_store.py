@@ -1,7 +1,5 @@
-"""SeaweedFS's ``weed mini``, a local S3 server: for ``make run STORAGE=s3`` one more supervisord
-program (:meth:`taxiflow.local.stack.AirflowStack.programs`), for the tests a process of their own
-(``tests/support/seaweedfs.py``). Both use the command line, environment and readiness check here.
-"""
+"""SeaweedFS's ``weed mini``, a local S3 server: its command line, environment and readiness check, for
+``make run STORAGE=s3``'s supervisord program and the tests' own server (``tests/support/seaweedfs.py``)."""
 
 from __future__ import annotations
 

@@ -1,6 +1,5 @@
-"""One Airflow deployment on this machine: its environment, ports, secrets, command lines and health;
-supervisord runs its processes (:mod:`taxiflow.local.supervisor`, docs/local-stack.md). ``make run``
-and the tests (free port, temporary home, or an external database) use it."""
+"""One Airflow deployment on this machine (``make run``'s, or a test's on a free port and temporary
+home): its environment, ports, secrets, supervisord programs, health and the REST reads it needs."""
 
 from __future__ import annotations
 
@@ -18,9 +17,10 @@ import urllib.request
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import taxiflow
-from taxiflow.config import DATA_DIR_ENV
+from taxiflow.config import DATA_DIR_ENV, INGEST_DAG_ID, METRICS_DAG_ID, REPORT_DAG_ID
 from taxiflow.local import object_store
 from taxiflow.local.leftovers import cluster_processes
 from taxiflow.local.metadata_db import EmbeddedPostgres
@@ -30,35 +30,31 @@ from taxiflow.local.supervisor import RUNNING_STATES, Program, Supervisord, rend
 LOG_SERVER_COMPONENT = "log-server"
 LOCAL_COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer", LOG_SERVER_COMPONENT)
 DATABASE_COMPONENT = "postgres"
-OBJECT_STORE_COMPONENT = "seaweedfs"  # make run STORAGE=s3
-OBJECT_STORE_BUCKET = "taxiflow"
+OBJECT_STORE_COMPONENT, OBJECT_STORE_BUCKET = "seaweedfs", "taxiflow"  # make run STORAGE=s3
 PORTS_FILE = "taxiflow-ports.json"
 PORT_SETTINGS = {"postgres": "TAXIFLOW_POSTGRES_PORT", "log": "TAXIFLOW_WORKER_LOG_PORT"}  # kept per home
 # The user name_run writes run notes as (docs/lineage.md): may edit DAG runs, nothing more.
 RUN_NOTES_USER, RUN_NOTES_ROLE = "taxiflow-run-notes", "user"
 # The daemons that do not survive losing their database (they exit some minutes later): restarted with it.
 NEED_DATABASE = ("scheduler", "dag-processor", "triggerer")
+TAXIFLOW_DAGS = (INGEST_DAG_ID, METRICS_DAG_ID, REPORT_DAG_ID)
 
-# Airflow settings that make the embedded default answer in seconds, measured with `make bench`
-# (benchmarks/bench_live.py, which can also run with Airflow's defaults); an AIRFLOW__* in a stack's
-# extra_env still wins.
+# Settings that make the embedded default answer in seconds, measured with `make bench`
+# (benchmarks/bench_live.py, which can also run with Airflow's defaults); a stack's extra_env wins.
 LOCAL_AIRFLOW_SETTINGS: dict[str, str] = {
     # An idle scheduler loops again after 0.1 s instead of 1 s: each scheduling step of a run costs
     # ~0.05 s instead of ~0.5 s, for 19 % of a core when idle instead of 5 % (0.05 s: 33 %, for little more).
     "AIRFLOW__SCHEDULER__SCHEDULER_IDLE_SLEEP_TIME": "0.1",
-    # LocalExecutor forks `parallelism` workers at start (default 32, ~150 MB each): 8 are more than
-    # two cores can use.
+    # LocalExecutor forks `parallelism` workers at start (default 32, ~150 MB each): 8 are more than 2 cores use.
     "AIRFLOW__CORE__PARALLELISM": "8",
-    # A task queued by a scheduler that crashed is reset by the next one's orphan check: every 30 s
-    # instead of 300 s, so it waits under a minute.
+    # A task queued by a scheduler that crashed is reset by the next one's orphan check: every 30 s, not 300 s.
     "AIRFLOW__SCHEDULER__ORPHANED_TASKS_CHECK_INTERVAL": "30",
 }
 
 
 def write_secret(path: Path, text: str) -> None:
     """Write a file only its owner can read (0600), also when it existed with wider permissions."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as handle:
+    with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as handle:
         os.fchmod(handle.fileno(), 0o600)
         handle.write(text)
 
@@ -77,31 +73,24 @@ def compile_sources(project_dir: Path) -> None:
             compileall.compile_dir(folder, quiet=2, workers=1)
 
 
-def component_command(component: str, env: Mapping[str, str], own_log_server: bool = False) -> list[str]:
-    """``airflow <component>``, except that a LocalExecutor scheduler starts warm (:mod:`taxiflow.local.
-    warm_start`, unless ``TAXIFLOW_WARM_START=0``) and, with ``own_log_server`` (the embedded default),
-    the scheduler and triggerer serve no logs (theirs would listen on every interface): ``log-server``
-    is Airflow's log server app on 127.0.0.1."""
+def component_command(component: str, env: Mapping[str, str]) -> list[str]:
+    """``airflow <component>``, except that the scheduler starts warm (:mod:`taxiflow.local.warm_start`,
+    unless ``TAXIFLOW_WARM_START=0``) and it and the triggerer serve no logs (theirs would listen on
+    every interface): ``log-server`` is Airflow's log server app on 127.0.0.1."""
     if component == LOG_SERVER_COMPONENT:
         return [sys.executable, "-m", "uvicorn", "--factory", "airflow.utils.serve_logs.log_server:get_app",
                 "--host", "127.0.0.1", "--port", env["AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT"],
                 "--no-access-log", "--log-level", "warning"]
-    skip = ["--skip-serve-logs"] if own_log_server and component in ("scheduler", "triggerer") else []
-    if (component == "scheduler" and env.get("AIRFLOW__CORE__EXECUTOR") == "LocalExecutor"
-            and env.get("TAXIFLOW_WARM_START", "1") != "0"):
+    skip = ["--skip-serve-logs"] if component in ("scheduler", "triggerer") else []
+    if component == "scheduler" and env.get("TAXIFLOW_WARM_START", "1") != "0":
         return [sys.executable, "-m", "taxiflow.local.warm_start", "scheduler", *skip]
-    return [airflow_executable(), *component.split(), *skip]
-
-
-def program_name(component: str) -> str:
-    return component.replace(" ", "-")  # supervisord's name: celery worker -> celery-worker
+    return [airflow_executable(), component, *skip]
 
 
 @dataclass
 class AirflowStack:
-    """One Airflow deployment: its home, port, metadata database, environment and processes. The
-    database is PostgreSQL under ``<home>/postgres``, unless ``extra_env`` names another
-    (``AIRFLOW__DATABASE__SQL_ALCHEMY_CONN``)."""
+    """One deployment: its home, port, metadata database (PostgreSQL under ``<home>/postgres``, unless
+    ``extra_env`` names another in ``AIRFLOW__DATABASE__SQL_ALCHEMY_CONN``), environment and programs."""
 
     home: Path
     project_dir: Path
@@ -110,7 +99,6 @@ class AirflowStack:
     users: Mapping[str, str] = field(default_factory=lambda: {"admin": "admin"})  # name -> password
     roles: Mapping[str, str] = field(default_factory=dict)  # name -> SimpleAuthManager role (default admin)
     extra_env: Mapping[str, str] = field(default_factory=dict)
-    components: tuple[str, ...] = LOCAL_COMPONENTS
     object_store: bool = False  # a local SeaweedFS holds the data (make run STORAGE=s3)
 
     def __post_init__(self) -> None:
@@ -126,17 +114,17 @@ class AirflowStack:
         return EmbeddedPostgres(self.home / "postgres", port=self.ports()["postgres"])
 
     def all_components(self) -> tuple[str, ...]:
-        """Every program of the deployment (supervisord's names), the data stores first."""
+        """Every program of the deployment, the data stores first."""
         stores = [DATABASE_COMPONENT] * bool(self.embedded_db) + [OBJECT_STORE_COMPONENT] * self.object_store
-        return (*stores, *map(program_name, self.components))
+        return (*stores, *LOCAL_COMPONENTS)
 
     def ports(self) -> dict[str, int]:
         """The database's, log server's (and SeaweedFS's) ports: from the environment, or chosen free
-        once per home and kept."""
+        once per home and kept (SeaweedFS's also through runs without it: its files remember them)."""
         path = self.home / PORTS_FILE
         kept = json.loads(path.read_text()) if path.exists() else {}
-        wanted = {**PORT_SETTINGS, **({flag: "" for flag in object_store.PORT_FLAGS} if self.object_store else {})}
-        ports = dict(kept)  # SeaweedFS's stay kept through runs without it: its files remember them
+        ports = dict(kept)
+        wanted = {**PORT_SETTINGS, **dict.fromkeys(object_store.PORT_FLAGS * self.object_store, "")}
         for key, name in wanted.items():
             if configured := name and (self.extra_env.get(name) or os.environ.get(name)):
                 ports[key] = int(configured)
@@ -148,35 +136,39 @@ class AirflowStack:
             path.write_text(json.dumps(ports))
         return ports
 
-    def accounts(self) -> dict[str, str]:
-        """Every API user's password: ``users`` and the one ``name_run`` writes run notes as."""
-        return {**self.users, RUN_NOTES_USER: self._home_secret("run_notes_password", 16)}
-
     def _home_secret(self, name: str, nbytes: int) -> str:
         """``<home>/<name>``: a secret made once per home (0600) and shared by every process; each
         making its own would break what it signs. ``jwt_secret`` signs task tokens, ``api_secret_key``
         the api-server's requests to the log server (64 bytes: HS512 wants that many)."""
-        secret_file = self.home / name
-        if not secret_file.exists():
+        if not (secret_file := self.home / name).exists():
             self.home.mkdir(parents=True, exist_ok=True)
             write_secret(secret_file, secrets.token_urlsafe(nbytes))
         return secret_file.read_text()
 
+    def accounts(self) -> dict[str, str]:
+        """Every API user's password: ``users`` and the one ``name_run`` writes run notes as."""
+        return {**self.users, RUN_NOTES_USER: self._home_secret("run_notes_password", 16)}
+
     def prepare_home(self) -> None:
-        """Create the home (enterable, not listable, by others) and write its files, secrets 0600."""
-        self.home.mkdir(parents=True, exist_ok=True)
+        """Create the home (enterable, not listable, by others) and write its files, secrets 0600 (``env.sh``,
+        for ``make airflow``, holds the JWT secret and the database password)."""
+        for folder in (self.home, self.data_dir, self.logs_dir):
+            folder.mkdir(parents=True, exist_ok=True)
         self.home.chmod(0o711)
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        self.logs_dir.mkdir(parents=True, exist_ok=True)
         write_secret(self.passwords_file, json.dumps(self.accounts()))
         if self.embedded_db:
             self.embedded_db.init()
-        self.write_env_file()
+        env = self.env()
+        lines = [f"export {k}={shlex.quote(env[k])}" for k in sorted(env) if k.startswith(("AIRFLOW", "TAXIFLOW"))]
+        lines.append(f"export PATH={shlex.quote(str(Path(airflow_executable()).parent))}:\"$PATH\"")
+        write_secret(self.home / "env.sh", "# source it to use the airflow CLI against this deployment\n"
+                     + "\n".join(lines) + "\n")
 
     def env(self) -> dict[str, str]:
         """The environment every Airflow process and one-off command runs with."""
         env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW__")}
         log_port = str(self.ports()["log"])
+        roles = {**{user: self.roles.get(user, "admin") for user in self.users}, RUN_NOTES_USER: RUN_NOTES_ROLE}
         env.update({
             "AIRFLOW_HOME": str(self.home),
             DATA_DIR_ENV: str(self.data_dir),
@@ -185,14 +177,12 @@ class AirflowStack:
             "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
             "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
             "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
-            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": ",".join(
-                f"{user}:{self.roles.get(user, 'admin')}" for user in self.users)
-                + f",{RUN_NOTES_USER}:{RUN_NOTES_ROLE}",
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": ",".join(f"{u}:{role}" for u, role in roles.items()),
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(self.passwords_file),
             # name_run notes each ingest run's month through /api/v2, as this least-privileged user
             "AIRFLOW_CONN_TAXIFLOW_API": json.dumps({
                 "conn_type": "http", "host": self.base_url, "login": RUN_NOTES_USER,
                 "password": self.accounts()[RUN_NOTES_USER]}),
-            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(self.passwords_file),
             "AIRFLOW__API__HOST": "127.0.0.1",
             "AIRFLOW__API__PORT": str(self.port),
             "AIRFLOW__API__BASE_URL": self.base_url,  # and so the execution API at <base_url>/execution/
@@ -201,12 +191,11 @@ class AirflowStack:
             "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "10",
             # a task whose worker was killed is retried after 90 s, not Airflow's 300 s
             "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": "90",
-            # one log server serves task and trigger logs; with the log-server component, on loopback,
-            # where the api-server must then fetch them (127.0.0.1, not a name that may resolve elsewhere)
+            # one log server serves task and trigger logs, the log-server program on loopback, where the
+            # api-server must then fetch them (127.0.0.1, not a name that may resolve elsewhere)
             "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": log_port,
             "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": log_port,
-            **({"AIRFLOW__CORE__HOSTNAME_CALLABLE": "taxiflow.local.ports.loopback_hostname"}
-               if LOG_SERVER_COMPONENT in self.components else {}),
+            "AIRFLOW__CORE__HOSTNAME_CALLABLE": "taxiflow.local.ports.loopback_hostname",
             "PYTHONUNBUFFERED": "1",
             **({"AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": self.embedded_db.url()} if self.embedded_db else {}),
             **LOCAL_AIRFLOW_SETTINGS,
@@ -215,16 +204,15 @@ class AirflowStack:
         })
         return env
 
-    def _s3(self) -> tuple[str, str]:
-        """The local SeaweedFS's endpoint and secret key."""
-        return f"http://127.0.0.1:{self.ports()['s3.port']}", self._home_secret("seaweedfs_secret", 24)
+    def _s3_secret(self) -> str:
+        return self._home_secret("seaweedfs_secret", 24)
 
     def object_store_env(self) -> dict[str, str]:
         """What points taxiflow at the local SeaweedFS's bucket (none without one)."""
         if not self.object_store:
             return {}
-        endpoint, secret = self._s3()
-        return object_store.taxiflow_env(endpoint, OBJECT_STORE_BUCKET, secret)
+        endpoint = f"http://127.0.0.1:{self.ports()['s3.port']}"
+        return object_store.taxiflow_env(endpoint, OBJECT_STORE_BUCKET, self._s3_secret())
 
     def airflow(self, *args: str, check: bool = True, timeout: float = 300) -> subprocess.CompletedProcess:
         """Run one ``airflow`` CLI command against this deployment and capture its output."""
@@ -244,32 +232,13 @@ class AirflowStack:
             if (self.home / generated).exists():
                 (self.home / generated).chmod(0o600)
 
-    def write_env_file(self) -> None:
-        """``<home>/env.sh`` for ``make airflow`` (0600: it holds the JWT secret and the database password)."""
-        env = self.env()
-        lines = [f"export {k}={shlex.quote(env[k])}" for k in sorted(env) if k.startswith(("AIRFLOW", "TAXIFLOW"))]
-        lines.append(f"export PATH={shlex.quote(str(Path(airflow_executable()).parent))}:\"$PATH\"")
-        header = "# source this file to use the airflow CLI against taxiflow's local Airflow\n"
-        write_secret(self.home / "env.sh", header + "\n".join(lines) + "\n")
-
-    def _check_ports_free(self, components: Iterable[str]) -> None:
-        ports = self.ports()  # `components` only has postgres when the database is embedded
-        needed = {"api-server": (self.port, "PORT (make run PORT=...)"),
-                  LOG_SERVER_COMPONENT: (ports["log"], PORT_SETTINGS["log"]),
-                  DATABASE_COMPONENT: (ports["postgres"], f"{PORT_SETTINGS['postgres']} (kept in {PORTS_FILE})")}
-        taken = [f"port {needed[c][0]} ({c}; set {needed[c][1]})" for c in components
-                 if c in needed and listening(needed[c][0])]
-        if taken:
-            raise RuntimeError("cannot start: already in use by another program: " + ", ".join(taken))
-
     def programs(self) -> list[Program]:
-        """The supervisord programs: the data stores (first) and the components."""
-        env, own_log_server = self.env(), LOG_SERVER_COMPONENT in self.components
-        programs = [Program(program_name(c), component_command(c, env, own_log_server), self.home)
-                    for c in self.components]
+        """The supervisord programs: the data stores (first) and Airflow's."""
+        env = self.env()
+        programs = [Program(c, component_command(c, env), self.home) for c in LOCAL_COMPONENTS]
         if self.object_store:
             ports = {flag: port for flag, port in self.ports().items() if flag in object_store.PORT_FLAGS}
-            keys = {"AWS_ACCESS_KEY_ID": object_store.ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": self._s3()[1]}
+            keys = {"AWS_ACCESS_KEY_ID": object_store.ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": self._s3_secret()}
             (directory := self.home / OBJECT_STORE_COMPONENT).mkdir(parents=True, exist_ok=True)
             command = object_store.weed_command(directory, OBJECT_STORE_BUCKET, ports)
             programs.insert(0, Program(OBJECT_STORE_COMPONENT, command, directory, environment=keys))
@@ -277,38 +246,42 @@ class AirflowStack:
             programs.insert(0, Program(DATABASE_COMPONENT, db.serve_command(), db.root, stopsignal="INT"))
         return programs
 
-    def _supervise(self, programs: Iterable[str]) -> None:
+    def _supervise(self, programs: Iterable[str]) -> Callable[[], str | None]:
         """Have supervisord run these programs: start it with the deployment's config if it does not
-        run (a program starts only when asked), then start those of them that do not run."""
-        sup = self.supervisord
-        running = sup.processes()
+        run (a program starts only when asked), then start those that do not run, after checking their
+        ports are free. Returns what says why the first one will never start (supervisord gave up)."""
+        running = self.supervisord.processes()
         todo = [name for name in programs if running.get(name, {}).get("statename") not in RUNNING_STATES]
-        self._check_ports_free(todo)
+        ports = self.ports()  # todo only has postgres when the database is embedded
+        needed = {"api-server": (self.port, "PORT (make run PORT=...)"),
+                  LOG_SERVER_COMPONENT: (ports["log"], PORT_SETTINGS["log"]),
+                  DATABASE_COMPONENT: (ports["postgres"], f"{PORT_SETTINGS['postgres']} (kept in {PORTS_FILE})")}
+        if taken := [f"port {needed[c][0]} ({c}; set {needed[c][1]})" for c in todo
+                     if c in needed and listening(needed[c][0])]:
+            raise RuntimeError("cannot start: already in use by another program: " + ", ".join(taken))
         if not running:
             self.logs_dir.mkdir(parents=True, exist_ok=True)
-            airflow = [program_name(c) for c in self.components]
-            restart = [c for c in NEED_DATABASE if c in self.components] if self.embedded_db else []
-            sup.config.write_text(render_config(self.home, self.logs_dir, self.programs(), airflow, restart))
-            sup.shutdown()  # what a supervisord that was killed left running
-            sup.start(self.env())
-        sup.start_programs(todo)
-
-    def _wait_started(self, program: str, ready: Callable[[Callable[[], str | None]], None]) -> None:
-        """Start one program and wait until ``ready`` returns; ``ready`` is told when supervisord gave up."""
-        self._supervise([program])
-        ready(lambda: f"FATAL\n{self.tail_logs(program)}" if self.status().get(program, {}).get("state") == "FATAL"
-              else None)
+            airflow = [c for c in self.all_components() if c not in (DATABASE_COMPONENT, OBJECT_STORE_COMPONENT)]
+            self.supervisord.config.write_text(render_config(self.home, self.logs_dir, self.programs(), airflow,
+                                                             list(NEED_DATABASE)))
+            self.supervisord.shutdown()  # what a supervisord that was killed left running
+            self.supervisord.start(self.env())
+        self.supervisord.start_programs(todo)
+        first = next(iter(todo), "")
+        return lambda: f"FATAL\n{self.tail_logs(first)}" if self.status().get(first, {}).get("state") == "FATAL" \
+            else None
 
     def start_database(self) -> None:
         """Have supervisord run the embedded PostgreSQL; wait as long as its crash recovery takes."""
         if db := self.embedded_db:
-            self._wait_started(DATABASE_COMPONENT, db.wait_ready)
+            db.wait_ready(self._supervise([DATABASE_COMPONENT]))
 
     def start_object_store(self) -> None:
         """Have supervisord run the local SeaweedFS (``object_store``); wait until its bucket answers."""
-        endpoint, secret = self._s3()
-        self._wait_started(OBJECT_STORE_COMPONENT, lambda failed: object_store.wait_for_bucket(
-            endpoint, OBJECT_STORE_BUCKET, object_store.ACCESS_KEY, secret, 120, failed))
+        failed = self._supervise([OBJECT_STORE_COMPONENT])
+        endpoint = f"http://127.0.0.1:{self.ports()['s3.port']}"
+        object_store.wait_for_bucket(endpoint, OBJECT_STORE_BUCKET, object_store.ACCESS_KEY, self._s3_secret(),
+                                     120, failed)
 
     def start(self) -> None:
         """Have supervisord run every program (start those that do not run)."""
@@ -327,23 +300,54 @@ class AirflowStack:
             try:
                 with urllib.request.urlopen(f"{self.base_url}/api/v2/monitor/health", timeout=5) as resp:
                     health = json.load(resp)
+            except (urllib.error.URLError, ConnectionError, TimeoutError, json.JSONDecodeError) as err:
+                last = repr(err)
+            else:
                 expected = ("metadatabase", "scheduler", "triggerer", "dag_processor")
                 unhealthy = [k for k in expected if health.get(k, {}).get("status") != "healthy"]
                 unhealthy += [f"{name} {info['state']}" for name, info in status.items() if not info["running"]]
-                if LOG_SERVER_COMPONENT in self.components and not listening(self.ports()["log"]):
+                if LOG_SERVER_COMPONENT in status and not listening(self.ports()["log"]):
                     unhealthy.append(f"log server on :{self.ports()['log']}")
                 if not unhealthy:
                     return
                 last = f"not healthy yet: {unhealthy}"
-            except (urllib.error.URLError, ConnectionError, TimeoutError, json.JSONDecodeError) as err:
-                last = repr(err)
             time.sleep(1)
         raise TimeoutError(f"Airflow at {self.base_url} not healthy after {timeout}s: {last}\n{self.tail_logs()}")
+
+    def token(self, username: str | None = None) -> str:
+        """A JWT from ``POST /auth/token`` for one of ``users`` (default: the first, ``make run``'s)."""
+        username = username or next(iter(self.users))
+        body = json.dumps({"username": username, "password": self.users[username]}).encode()
+        request = urllib.request.Request(f"{self.base_url}/auth/token", data=body, method="POST",
+                                         headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=30) as resp:
+            return json.load(resp)["access_token"]
+
+    def api_get(self, path: str, token: str) -> Any:
+        """The JSON body of ``GET <path>``, or None when the api-server answers with an HTTP error."""
+        request = urllib.request.Request(self.base_url + path, headers={"Authorization": f"Bearer {token}"})
+        try:
+            with urllib.request.urlopen(request, timeout=60) as resp:
+                return json.load(resp)
+        except urllib.error.HTTPError:
+            return None
+
+    def wait_for_dags(self, dag_ids: Iterable[str] = TAXIFLOW_DAGS, timeout: float = 180) -> None:
+        """Until the dag-processor has parsed these DAGs; an import error raises at once."""
+        deadline, wanted, token = time.monotonic() + timeout, set(dag_ids), self.token()
+        while time.monotonic() < deadline:
+            if (errors := self.api_get("/api/v2/importErrors", token)) and errors.get("total_entries"):
+                raise RuntimeError(f"DAG import errors: {json.dumps(errors, indent=1)}")
+            dags = self.api_get("/api/v2/dags?limit=100", token) or {"dags": []}
+            if wanted <= {dag["dag_id"] for dag in dags["dags"]}:
+                return
+            time.sleep(2)
+        raise TimeoutError(f"DAGs {sorted(wanted)} not parsed after {timeout}s\n{self.tail_logs('dag-processor')}")
 
     def tail_logs(self, component: str | None = None, lines: int = 60) -> str:
         """The last lines of one component's log (or of every component's)."""
         chunks = []
-        for name in [program_name(component)] if component else self.all_components():
+        for name in [component] if component else self.all_components():
             if (path := self.logs_dir / f"{name}.log").exists():
                 text = path.read_text(errors="replace").splitlines()[-lines:]
                 chunks.append(f"--- {name} ({path}) ---\n" + "\n".join(text))

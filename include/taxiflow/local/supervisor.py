@@ -43,24 +43,22 @@ class Program:
     environment: Mapping[str, str] = field(default_factory=dict)  # added to supervisord's own
 
     def settings(self, logs_dir: Path) -> dict[str, str]:
-        settings = {
+        environment = ",".join(f'{k}="{v}"' for k, v in self.environment.items())
+        return {
             # 10: a program outside the ``airflow`` group (priority 100) is stopped after it
             "command": shlex.join(self.command), "directory": str(self.directory), "priority": "10",
             "autostart": "false", "autorestart": "true", "startsecs": "3", "startretries": "10",
             "stopsignal": self.stopsignal, "stopwaitsecs": "30", "stopasgroup": "true", "killasgroup": "true",
             "redirect_stderr": "true", "stdout_logfile": str(logs_dir / f"{self.name}.log"),
             "stdout_logfile_maxbytes": "50MB", "stdout_logfile_backups": "2",
+            **({"environment": environment} if environment else {}),
         }
-        if self.environment:
-            settings["environment"] = ",".join(f'{k}="{v}"' for k, v in self.environment.items())
-        return settings
 
 
 def socket_path(home: Path) -> Path:
     """``<home>/supervisor.sock``, or one named after the home in the temp folder when that path
     would pass the ~100 bytes a Unix socket's path may have."""
-    path = home / "supervisor.sock"
-    if len(str(path)) <= 100:
+    if len(str(path := home / "supervisor.sock")) <= 100:
         return path
     return Path(tempfile.gettempdir()) / f"taxiflow-{hashlib.sha256(str(home).encode()).hexdigest()[:16]}.sock"
 
@@ -92,12 +90,12 @@ class Supervisord:
 
     def __init__(self, home: Path) -> None:
         self.home, self.config, self.socket = home, home / "supervisord.conf", socket_path(home)
+        self.pid_file = home / "supervisord.pid"
 
     def rpc(self) -> Any:
-        from supervisor.xmlrpc import SupervisorTransport
+        from supervisor import childutils
 
-        transport = SupervisorTransport(None, None, f"unix://{self.socket}")
-        return xmlrpc.client.ServerProxy("http://127.0.0.1", transport=transport).supervisor
+        return childutils.getRPCInterface({"SUPERVISOR_SERVER_URL": f"unix://{self.socket}"}).supervisor
 
     def pid(self) -> int | None:
         """supervisord's PID (also its session id: it daemonizes with setsid), if it answers."""
@@ -113,17 +111,17 @@ class Supervisord:
                        env=env, cwd=self.home, check=True, stdin=subprocess.DEVNULL)
 
     def processes(self) -> dict[str, dict]:
-        """Program -> supervisord's process info (``statename``, ``pid``, ``description``, ...)."""
+        """Program -> supervisord's process info (``statename``, ``pid``, ``group``, ...)."""
         if self.pid() is None:
             return {}
         return {info["name"]: info for info in self.rpc().getAllProcessInfo() if info["group"] != LISTENER}
 
     def start_programs(self, names: list[str]) -> None:
         """Ask supervisord to start these programs (one that started meanwhile is left as it is)."""
-        groups = {name: info["group"] for name, info in self.processes().items()}
+        processes = self.processes()
         for name in names:
             with contextlib.suppress(xmlrpc.client.Fault):
-                self.rpc().startProcess(f"{groups[name]}:{name}", False)
+                self.rpc().startProcess(f"{processes[name]['group']}:{name}", False)
 
     def shutdown(self, timeout: float = 120) -> None:
         """Stop every program and supervisord, then end what is left of its session (task processes,
@@ -134,23 +132,14 @@ class Supervisord:
             deadline = time.monotonic() + timeout
             while time.monotonic() < deadline and pid_alive(sid):
                 time.sleep(0.2)
-        else:
-            sid = self.killed_session()
+        elif self.pid_file.exists():  # killed: its session, unless its PID now leads another program
+            sid = int(self.pid_file.read_text().split()[0])
+            with contextlib.suppress(psutil.Error):
+                if pid_alive(sid) and str(self.config) not in " ".join(psutil.Process(sid).cmdline()):
+                    sid = None
         if sid:
             end_session(sid)
-        (self.home / "supervisord.pid").unlink(missing_ok=True)
-
-    def killed_session(self) -> int | None:
-        """The session a killed supervisord left (its PID, from its pid file), unless that PID now
-        leads another program."""
-        pid_file = self.home / "supervisord.pid"
-        if not pid_file.exists():
-            return None
-        sid = int(pid_file.read_text().split()[0])
-        with contextlib.suppress(psutil.Error):
-            if pid_alive(sid) and str(self.config) not in " ".join(psutil.Process(sid).cmdline()):
-                return None
-        return sid
+        self.pid_file.unlink(missing_ok=True)
 
 
 def reap(restart_with_database: list[str]) -> None:

@@ -1,10 +1,8 @@
-"""``airflow scheduler`` with the libraries taxiflow's tasks use already imported (warm workers).
-
-LocalExecutor forks its workers from the scheduler, and they fork every task process: a module the
-scheduler imported first is one no task imports again. ``python -m taxiflow.local.warm_start scheduler``
-imports :func:`warm_modules` (never taxiflow's own, so an edit takes effect at the next task), then runs
-Airflow's command line unchanged (``TAXIFLOW_WARM_START=0``: plain ``airflow scheduler``). Measured:
-48.5 % of a report's run saved (``benchmarks/bench_warm.py``, docs/local-stack.md).
+"""``python -m taxiflow.local.warm_start scheduler``: ``airflow scheduler`` with the libraries taxiflow's
+tasks use already imported. LocalExecutor forks its workers from the scheduler, and they fork every task
+process: what the scheduler imported first, no task imports again. Never taxiflow's own modules (an edit
+takes effect at the next task). Saves 48.5 % of a report's run (``benchmarks/bench_warm.py``,
+docs/local-stack.md); ``TAXIFLOW_WARM_START=0`` starts the plain ``airflow scheduler``.
 """
 
 from __future__ import annotations
@@ -12,6 +10,7 @@ from __future__ import annotations
 import importlib
 import os
 import sys
+import warnings
 from collections.abc import Mapping
 
 WARM_MODULES: tuple[str, ...] = (
@@ -35,8 +34,6 @@ WARM_MODULES: tuple[str, ...] = (
     "airflow.utils.operator_helpers",
     "airflow.version",
 )
-
-
 # What a task adds when the data root is a bucket (``TAXIFLOW_DATA_DIR=s3://...``): every task that
 # touches data makes its S3 filesystem (``taxiflow.data.storage.filesystem``: the amazon provider's
 # connection parser, s3fs, aiobotocore, botocore): ~0.2 s of each such task's start
@@ -52,17 +49,13 @@ DATA_DIR_ENV = "TAXIFLOW_DATA_DIR"  # taxiflow.config's, not imported: no taxifl
 
 
 def warm_modules(environ: Mapping[str, str] = os.environ) -> tuple[str, ...]:
-    """:data:`WARM_MODULES`, and :data:`S3_WARM_MODULES` when the data root is a URL (``s3://``)."""
     return WARM_MODULES + (S3_WARM_MODULES if "://" in environ.get(DATA_DIR_ENV, "") else ())
 
 
-def warm_up(modules: tuple[str, ...] | None = None) -> None:
-    """Import ``modules`` (default :func:`warm_modules`); a missing one is skipped with a line on
-    stderr (warming is an optimisation, never a reason not to start). Deprecation warnings that
-    Airflow's own modules raise about each other while importing are not ours to show."""
-    import warnings
-
-    for name in warm_modules() if modules is None else modules:
+def warm_up() -> None:
+    """Import :func:`warm_modules`; a missing one is a line on stderr (warming is an optimisation,
+    never a reason not to start). Airflow's deprecation warnings about its own modules are not ours."""
+    for name in warm_modules():
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", DeprecationWarning)
@@ -72,13 +65,12 @@ def warm_up(modules: tuple[str, ...] | None = None) -> None:
             print(f"taxiflow.local.warm_start: not pre-imported {name}: {err}", file=sys.stderr)
 
 
-def main(argv: list[str] | None = None) -> None:
-    """Warm up, then run ``airflow <argv>`` (``argv`` defaults to this process's arguments)."""
-    args = sys.argv[1:] if argv is None else argv
+def main() -> None:
+    """Warm up, then run Airflow's own command line with this process's arguments."""
     warm_up()
     from airflow.__main__ import main as airflow_main
 
-    sys.argv = ["airflow", *args]
+    sys.argv = ["airflow", *sys.argv[1:]]
     airflow_main()
 
 

@@ -14,9 +14,11 @@ import threading
 import time
 from pathlib import Path
 
+import psutil
 import psycopg2
 import pytest
 
+from taxiflow.local.leftovers import cluster_processes
 from taxiflow.local.metadata_db import EmbeddedPostgres
 from taxiflow.local.ports import free_port
 
@@ -34,9 +36,9 @@ def end(db: EmbeddedPostgres, proc: subprocess.Popen | None = None, timeout: flo
         proc.send_signal(signal.SIGINT)
         proc.wait(timeout=timeout)
     deadline = time.monotonic() + timeout
-    while db.server_processes() and time.monotonic() < deadline:
+    while cluster_processes(db.data_dir) and time.monotonic() < deadline:
         time.sleep(0.2)
-    for pid in db.server_processes():
+    for pid in cluster_processes(db.data_dir):
         with contextlib.suppress(ProcessLookupError):  # it may leave between the listing and the kill
             os.kill(pid, signal.SIGKILL)
 
@@ -95,13 +97,12 @@ def test_as_root_the_server_runs_as_nobody_and_no_user_is_created(server):
     users_before = Path("/etc/passwd").read_text()
     postmaster = server.start_and_wait()
     nobody = pwd.getpwnam("nobody")
-    owners = set()
-    for pid in server.server_processes():
-        # a short-lived child (a backend, the startup process) may leave between the listing and the stat
-        with contextlib.suppress(FileNotFoundError):
-            owners.add(os.stat(f"/proc/{pid}").st_uid)
-    assert os.stat(f"/proc/{postmaster.pid}").st_uid == nobody.pw_uid  # serve exec'd the postmaster
-    assert owners == {nobody.pw_uid}
+    uids = set()
+    for pid in cluster_processes(server.data_dir):
+        with contextlib.suppress(psutil.NoSuchProcess):  # a backend may exit between the listing and this
+            uids.add(psutil.Process(pid).uids().effective)
+    assert psutil.Process(postmaster.pid).uids().effective == nobody.pw_uid  # serve exec'd the postmaster
+    assert uids == {nobody.pw_uid}
     assert server.data_dir.stat().st_uid == nobody.pw_uid
     assert server.password_file.stat().st_uid == 0  # the password stays root's
     assert Path("/etc/passwd").read_text() == users_before

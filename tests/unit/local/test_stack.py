@@ -114,23 +114,19 @@ def test_a_taken_log_server_port_is_a_clear_error_before_anything_starts(tmp_pat
         assert stack.supervisord.pid() is None and not stack.status()  # nothing was started
 
 
-def test_a_local_executor_scheduler_starts_warm_and_others_start_as_airflow():
+def test_the_scheduler_starts_warm_and_only_the_log_server_serves_logs():
     import sys
 
     from taxiflow.local.stack import component_command
 
-    local = {"AIRFLOW__CORE__EXECUTOR": "LocalExecutor", "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": "8901"}
-    assert component_command("scheduler", local) == [sys.executable, "-m", "taxiflow.local.warm_start", "scheduler"]
-    assert component_command("scheduler", {**local, "TAXIFLOW_WARM_START": "0"})[1:] == ["scheduler"]
-    assert component_command("scheduler", {"AIRFLOW__CORE__EXECUTOR": "CeleryExecutor"})[1:] == ["scheduler"]
-    assert component_command("celery worker", local)[1:] == ["celery", "worker"]
-    assert component_command("dag-processor", local)[1:] == ["dag-processor"]
-    # the embedded default: Airflow's log server app on loopback instead of one per component on every interface
-    own = {"own_log_server": True}
-    assert component_command("scheduler", local, **own)[-2:] == ["scheduler", "--skip-serve-logs"]
-    assert component_command("triggerer", local, **own)[1:] == ["triggerer", "--skip-serve-logs"]
-    assert component_command("dag-processor", local, **own)[1:] == ["dag-processor"]
-    server = component_command("log-server", local, **own)
+    env = {"AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": "8901"}
+    assert component_command("scheduler", env) == [
+        sys.executable, "-m", "taxiflow.local.warm_start", "scheduler", "--skip-serve-logs"]
+    assert component_command("scheduler", {**env, "TAXIFLOW_WARM_START": "0"})[1:] == ["scheduler", "--skip-serve-logs"]
+    # Airflow's log server app on loopback instead of one per component on every interface
+    assert component_command("triggerer", env)[1:] == ["triggerer", "--skip-serve-logs"]
+    assert component_command("dag-processor", env)[1:] == ["dag-processor"]
+    server = component_command("log-server", env)
     assert server[server.index("--host") + 1] == "127.0.0.1" and server[server.index("--port") + 1] == "8901"
     assert "airflow.utils.serve_logs.log_server:get_app" in server
 
@@ -326,7 +322,7 @@ def test_make_run_storage_s3_runs_seaweedfs_under_supervisord_and_make_stop_ends
 
     def stack() -> AirflowStack:
         return AirflowStack(home=tmp_path / "h", project_dir=tmp_path, data_dir=tmp_path / "d",
-                            extra_env=EXTERNAL_DB, components=(), object_store=True)
+                            extra_env=EXTERNAL_DB, object_store=True)
 
     first = stack()
     first.prepare_home()
