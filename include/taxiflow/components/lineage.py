@@ -36,7 +36,6 @@ are hashed by reading them (``file_facts``): no task holds them locally.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
@@ -125,18 +124,13 @@ def reports_asset(paths: DataPaths | None = None) -> Asset:
 # --- file facts ------------------------------------------------------------------------------------
 
 
-def sha256_of(path: DataPath) -> str:
-    """The hex sha256 of one file, read in 1 MiB blocks (local or object store)."""
-    digest = hashlib.sha256()
-    with path.open("rb") as reader:
-        while block := reader.read(1024 * 1024):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def file_facts(files: Iterable[DataPath]) -> list[dict[str, Any]]:
-    """``[{"name", "bytes", "sha256"}]`` of each file, in the order given."""
-    return [{"name": file.name, "bytes": storage.info(file)["size"], "sha256": sha256_of(file)} for file in files]
+    """``[{"name", "bytes", "sha256"}]`` of each file, in the order given: size and hash from one read."""
+    facts = []
+    for file in files:
+        size, digest = storage.sha256(file)
+        facts.append({"name": file.name, "bytes": size, "sha256": digest})
+    return facts
 
 
 # --- extras ----------------------------------------------------------------------------------------
