@@ -317,7 +317,7 @@ def sha256(path: DataPath) -> tuple[int, str]:
                 digest.update(block)
                 size += len(block)
         return size, digest.hexdigest()
-    from fsspec.asyn import sync
+    from fsspec.asyn import sync  # type: ignore[import-untyped]
 
     fs = path.fs
     bucket, key, version = fs.split_path(path.path)
