@@ -74,7 +74,7 @@ class DropRefused(ValueError):
 def process_partition(
     partition: Partition, paths: DataPaths | None = None, run_id: str | None = None
 ) -> dict[str, Any]:
-    """Validate the staged drop (or the current raw copy), then swap in raw and partition; return the summary.
+    """Validate the staged drop (or the current raw copy), then publish it with the partition; return the summary.
 
     Raises ``DropRefused`` (nothing replaced, the message says what was kept) when a file lacks a
     column, cannot be read, or belongs mostly to another month. Re-running replaces the partition
@@ -200,7 +200,7 @@ def process_partition(
         "Ingested %s %s%s as version %s: %d file(s), %d rows read, %d written, %d rejected (%d without "
         "pickup time, %d unparseable), %d outside the month (%s): %d stored to count in the month they "
         "started (%s), %d further away and not stored; %d with an unknown pickup zone",
-        source, month, " (new drop validated and swapped in)" if staged else " (rebuilt from raw)", version,
+        source, month, " (new drop validated and published)" if staged else " (rebuilt from raw)", version,
         len(files), rows_read, summary["rows_written"], rows_rejected,
         by_reason[REJECT_PICKUP_MISSING], by_reason[REJECT_PICKUP_UNPARSEABLE], rows_outside,
         ", ".join(f"{n} in {m}" for m, n in summary["rows_outside_month_by_month"].items()) or "none",
