@@ -6,13 +6,15 @@ warehouse still holds afterwards (byte for byte), never that a function was call
 
 from __future__ import annotations
 
+import json
+import shutil
 from datetime import datetime, timedelta
 
 import pandas as pd
 import pytest
 
 from taxiflow.config import Partition
-from taxiflow.data import ingest, landing, warehouse
+from taxiflow.data import ingest, landing, versions, warehouse
 from taxiflow.data.raw import STAGED_FILE, copy_to_raw, raw_files
 from tests.unit.data.test_ingest import land, written_trips, yellow_parquet
 
@@ -184,3 +186,33 @@ def test_a_staged_drop_is_published_with_its_partition_and_the_old_raw_copy_goes
     assert sorted(p.name for p in raw_dir.iterdir()) == [STAGED_FILE, summary["raw_version"]]
     again = ingest.process_partition(Partition("yellow", "2024-01"))  # nothing staged: rebuilt from raw
     assert again["raw_version"] == summary["raw_version"] and again["rows_written"] == 120
+
+
+def test_a_drop_staged_too_long_ago_is_not_published_and_says_copy_again(data_root):
+    """The sweep may delete a raw version nobody names once it is 6 h old: one staged more than
+    ``PUBLISH_DEADLINE`` ago is never published, and nothing is replaced."""
+    first = ingest_good_january(data_root)
+    land(data_root, "yellow", "2024-01", {"late.parquet": lambda p: yellow_parquet(p, january(50), [6] * 50)})
+    copy_to_raw(Partition("yellow", "2024-01"))
+    raw_dir = data_root.raw_dir(Partition("yellow", "2024-01"))
+    staged = json.loads((raw_dir / STAGED_FILE).read_text())
+    old = "v-20240101T000000000000Z-0123abcd"  # made by a writer long ago
+    shutil.move(raw_dir / staged["version"], raw_dir / old)
+    (raw_dir / STAGED_FILE).write_text(json.dumps({**staged, "version": old}))
+    before = snapshot(data_root, "yellow", "2024-01")
+
+    with pytest.raises(versions.VersionTooOld, match="run copy_to_raw again"):
+        ingest.process_partition(Partition("yellow", "2024-01"))
+
+    assert snapshot(data_root, "yellow", "2024-01") == before
+    assert ingest.read_summary(Partition("yellow", "2024-01"))["raw_version"] == first["raw_version"]
+
+
+def test_a_staged_drop_whose_files_are_gone_is_not_mistaken_for_a_rebuild(data_root):
+    ingest_good_january(data_root)
+    copy_to_raw(Partition("yellow", "2024-01"))
+    raw_dir = data_root.raw_dir(Partition("yellow", "2024-01"))
+    shutil.rmtree(raw_dir / json.loads((raw_dir / STAGED_FILE).read_text())["version"])  # swept, or another publish
+
+    with pytest.raises(FileNotFoundError, match="has no files any more: run copy_to_raw again"):
+        ingest.process_partition(Partition("yellow", "2024-01"))
