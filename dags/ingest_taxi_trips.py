@@ -20,12 +20,13 @@ without it (docs/lineage.md).
   the connection `taxiflow_alerts` (a webhook; see docs/alerts.md).
   A drop file that is a symbolic link, or reached through a folder leading outside `landing/`,
   fails the source's branch at once, naming the file; nothing of it is read or copied.
-* **copy** stages the drop beside raw (`raw/<source>/.<YYYY-MM>.staged/`).
+* **copy** copies the drop into a new raw version (`raw/<source>/<YYYY-MM>/<version>/`, named in
+  `_staged.json` once complete); the month's raw copy is not replaced yet.
 * **process** validates the staged files (columns, readable, at most 1 % of rows outside the month)
-  and only then swaps them in as `raw/<source>/<YYYY-MM>/` together with a new version of the
-  warehouse partition `warehouse/trips/source=<source>/month=<YYYY-MM>/`, published by writing its
-  `_summary.json` last (re-running replaces it, never duplicates; readers never see old and new
-  mixed). A refused re-drop fails the task, saying that the last good raw copy and partition were
+  and only then publishes them as the month's raw copy together with a new version of the
+  warehouse partition `warehouse/trips/source=<source>/month=<YYYY-MM>/`: its `_summary.json`,
+  naming both versions, is written last (re-running replaces it, never duplicates; readers never
+  see old and new mixed). A refused re-drop fails the task, saying that the last good raw copy and partition were
   kept, and is recorded (`warehouse/refusals/`): reports keep using a good partition that has its
   metrics, and say so (the run stays failed, for the operator). Trips that started in the month
   before or after (a few per TLC file) are stored too and count in the month they started, once;
@@ -110,7 +111,7 @@ def wait_for_drop(source: str, logical_date=None, run_id=None, outlet_events=Non
 
 @task
 def copy_to_raw(source: str, month: str, run_id=None, outlet_events=None) -> list[str]:
-    """Stage the drop beside raw (`raw/<source>/.<month>.staged/`); raw itself is not touched yet."""
+    """Copy the drop into a new raw version (`raw/<source>/<month>/<version>/`); the month's raw copy stays as it is."""
     from taxiflow.data import landing, raw, refusals
 
     try:
@@ -139,7 +140,7 @@ def name_run(run_id=None, logical_date=None) -> None:
 # One heavy normalisation per source at a time bounds memory; the summary is one XCom, not one per key.
 @task(max_active_tis_per_dag=1, multiple_outputs=False)
 def process(source: str, month: str, raw_files: list[str], run_id=None, outlet_events=None) -> dict:
-    """Validate the staged drop; only if it passes, swap in raw and the warehouse partition.
+    """Validate the staged drop; only if it passes, publish it with a new version of the warehouse partition.
 
     A refused drop is recorded (`warehouse/refusals/`): reports keep using the good partition.
     """

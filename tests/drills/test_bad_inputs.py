@@ -220,7 +220,7 @@ def test_a_corrupt_redrop_keeps_raw_and_partition_and_the_run_says_so(drills):
     def files() -> dict:
         return {p: p.read_bytes() for folder in (raw, partition) for p in sorted(folder.rglob("*")) if p.is_file()}
 
-    before = files()  # raw's files, the partition's _summary.json and the version it names
+    before = files()  # raw's version and _staged.json, the partition's _summary.json and the version it names
     landing_file = stack.data_dir / f"landing/green/{REDROP}/green_tripdata_{REDROP}.parquet"
     landing_file.write_bytes(SECRET.encode() * 50)  # a broken re-drop, same name
 
@@ -232,7 +232,13 @@ def test_a_corrupt_redrop_keeps_raw_and_partition_and_the_run_says_so(drills):
     assert "the new drop is refused: cannot read" in log
     assert f"the last good raw copy (raw/green/{REDROP}/: green_tripdata_{REDROP}.parquet)" in log
     assert "are kept as they were" in log
-    assert files() == before
+    after = files()
+    staged = raw / "_staged.json"  # names the refused copy now: a raw version no summary names
+    assert {p: data for p, data in after.items() if p in before and p != staged} == {
+        p: data for p, data in before.items() if p != staged}
+    refused = [p for p in after if p not in before]
+    assert [p.relative_to(raw).parts[1:] for p in refused] == [(f"green_tripdata_{REDROP}.parquet",)]
+    assert refused[0].read_bytes() == SECRET.encode() * 50
     assert SECRET not in all_logs(stack)
     for month in WAITING:
         assert state(stack, INGEST_DAG_ID, runs[month]) == "running"

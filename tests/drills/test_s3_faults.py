@@ -12,6 +12,11 @@ PNG and a CSV that are both there, are the pair it recorded, and hold the exact 
 task is run again, as Airflow's retry does, with what the DAG runs after it: it succeeds, the
 partition holds one version again, and the report's numbers are still exact.
 
+Raw is killed too: mid-copy of a re-drop into its new raw version (nothing changes for readers;
+the retry copies again and publishes), and after the summary naming a new raw version was written,
+before the superseded raw copy is deleted (the retry deletes it): either way one raw version is
+left, the one the partition's ``_summary.json`` names.
+
 Expected numbers are an independent pandas count of the same TLC rows (``expected_counts``): a
 month counts its own rows plus the strays its neighbour keeps for it (issue 22 item 7).
 
@@ -74,6 +79,7 @@ class Point:
     task: str
     then: tuple[str, ...]  # run after the retried task, as the DAGs would
     shows_new: bool  # the crash came after the new version was published (its marker or manifest written)
+    before: tuple[str, ...] = ()  # run (unarmed) first: a re-drop copied into raw, for process to publish
 
 
 REPORT_FOLDER = f"*/outputs/{REPORT['name']}"
@@ -81,6 +87,11 @@ POINTS = [
     Point("trips-upload", "during-upload:*/month=2024-01/v-*/trips.parquet", step("process"), INGEST_AFTER, False),
     Point("summary-write", "before-write:*/month=2024-01/_summary.json", step("process"), INGEST_AFTER, False),
     Point("superseded-trips-delete", "before-delete:*/month=2024-01/v-*", step("process"), INGEST_AFTER, True),
+    # raw: a drop is copied once, into a version of its own that the partition's _summary.json names
+    Point("raw-copy", "after-write:*/raw/green/2024-01/v-*/*part03.parquet", step("copy"),
+          (step("process"), *INGEST_AFTER), False),
+    Point("superseded-raw-delete", "before-delete:*/raw/green/2024-01/v-*", step("process"), INGEST_AFTER, True,
+          before=(step("copy"),)),
     Point("metrics-write", "before-write:*/hourly_borough/*/month=2024-01/part.parquet", step("metrics"),
           (REPORT_STEP,), False),
     Point("report-csv-write", f"before-write:{REPORT_FOLDER}/v-*/{REPORT['name']}.csv", REPORT_STEP, (), False),
@@ -186,6 +197,8 @@ def test_the_killed_upload_is_one_over_two_parts(drill):
 
 @pytest.mark.parametrize("point", POINTS, ids=[point.id for point in POINTS])
 def test_the_server_killed_there_leaves_nothing_partial_and_the_retry_mends_it(drill, point):
+    if point.before:
+        drill.run_ok(*point.before)
     before = published_state(drill)
     process, log, signals = drill.tasks(point.task, pause_at=point.pattern)
     wait_for_pause(process, log, signals)
@@ -219,6 +232,12 @@ def test_the_server_killed_there_leaves_nothing_partial_and_the_retry_mends_it(d
         assert partition_files(KILLED_MONTH) == ["_summary.json", f"{version}/trips.parquet"]
     if point.task.startswith("report") or point.then:
         assert retried["report"] != after_crash["report"]
+    if point.task.startswith(("copy", "process")):  # one raw copy left, the one the summary names, whole
+        from taxiflow.data import ingest
+
+        raw_version = ingest.read_summary(KILLED_MONTH)["raw_version"]
+        copies = [f"{raw_version}/{SOURCE}_tripdata_2024-01-part{n:02d}.parquet" for n in range(1, PARTS + 1)]
+        assert raw_files_below(KILLED_MONTH) == sorted(["_staged.json", *copies])
 
 
 # --- what a reader sees ----------------------------------------------------------------------------
@@ -293,3 +312,9 @@ def partition_files(partition: Partition) -> list[str]:
     from taxiflow.data import storage
 
     return storage.files_below(storage.data_paths().trips_dir(partition))
+
+
+def raw_files_below(partition: Partition) -> list[str]:
+    from taxiflow.data import storage
+
+    return storage.files_below(storage.data_paths().raw_dir(partition))

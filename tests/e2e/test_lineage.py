@@ -113,12 +113,13 @@ def test_the_ingest_run_records_drop_raw_and_trips_per_source(lineage_run):
         assert (trips["extra"]["bytes"], trips["extra"]["sha256"]) == (trips_file.stat().st_size, sha256(trips_file))
 
         dropped = paths.landing_dir(partition) / f"{source}_tripdata_{MONTH}.parquet"
-        raw_copy = paths.raw_dir(partition) / dropped.name
+        raw_copy = paths.raw_dir(partition) / summary["raw_version"] / dropped.name  # the version the summary names
         expected_files = [{"name": dropped.name, "bytes": dropped.stat().st_size, "sha256": sha256(dropped)}]
         assert ingest_events[f"{source}_drop"]["extra"]["files"] == expected_files
         assert ingest_events[f"{source}_drop"]["source_task_id"] == f"wait_for_{source}"
         assert ingest_events[f"{source}_raw"]["extra"]["files"] == expected_files
         assert ingest_events[f"{source}_raw"]["source_task_id"] == f"copy_to_raw_{source}"
+        assert ingest_events[f"{source}_raw"]["extra"]["staged_in"] == str(raw_copy.parent)
         assert trips["extra"]["raw_files"] == [dropped.name]
         assert sha256(raw_copy) == expected_files[0]["sha256"]
         assert summary["raw_files"] == [{"name": dropped.name, "bytes": dropped.stat().st_size}]

@@ -230,8 +230,9 @@ def test_a_second_drop_replaces_the_partition(pipeline):
     assert run["state"] == "success"
     summary = json.loads(summary_path.read_text())
     assert summary["rows_written"] + summary["rows_rejected"] + summary["rows_outside_month"] == 1000
-    raw = stack.data_dir / "raw/green/2024-01"
-    assert sorted(p.name for p in raw.iterdir()) == ["green_tripdata_2024-01_v2.parquet"]
+    raw = stack.data_dir / "raw/green/2024-01"  # one raw version, the one the summary names: the old copy is gone
+    assert sorted(p.name for p in raw.iterdir()) == ["_staged.json", summary["raw_version"]]
+    assert sorted(p.name for p in (raw / summary["raw_version"]).iterdir()) == ["green_tripdata_2024-01_v2.parquet"]
     folder = stack.data_dir / "warehouse/trips/source=green/month=2024-01"
     assert sorted(p.name for p in folder.iterdir()) == ["_summary.json", summary["version"]]  # the old one is gone
     trips = pd.read_parquet(folder / summary["version"] / "trips.parquet")

@@ -13,10 +13,11 @@ returns it as ``partition_key``), and the figures of that month in its ``extra``
 
 * ``<source>_drop`` (``wait_for_<source>`` when it sees the drop complete, and ``download_<source>`` of
   ``download_tlc_trips`` when it lands one): the drop's files, bytes, sha256;
-* ``<source>_raw`` (``copy_to_raw_<source>``, when the drop was copied into raw for validation): the
-  copied files, bytes, sha256. ``process_<source>`` then validates that copy and swaps it in with
-  the partition, or refuses it and keeps the last good one: the month's ``<source>_trips`` event
-  is the one that says a copy was published, and names its raw files;
+* ``<source>_raw`` (``copy_to_raw_<source>``, when the drop was copied into a new raw version for
+  validation): the copied files, bytes, sha256, and the version's folder (``staged_in``).
+  ``process_<source>`` then validates that copy and publishes it with the partition, or refuses it
+  and keeps the last good one: the month's ``<source>_trips`` event is the one that says a copy
+  was published, and names its raw files;
 * ``<source>_trips`` (``process_<source>``): rows read, written, rejected (by reason), outside the
   month, with an unknown zone, and the partition file's bytes and sha256, as in its ``_summary.json``;
 * ``<source>_metrics`` (``create_metrics``): rows and trips of the month's metrics, their files;
@@ -36,7 +37,6 @@ are hashed by reading them (``file_facts``): no task holds them locally.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
@@ -125,18 +125,13 @@ def reports_asset(paths: DataPaths | None = None) -> Asset:
 # --- file facts ------------------------------------------------------------------------------------
 
 
-def sha256_of(path: DataPath) -> str:
-    """The hex sha256 of one file, read in 1 MiB blocks (local or object store)."""
-    digest = hashlib.sha256()
-    with path.open("rb") as reader:
-        while block := reader.read(1024 * 1024):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def file_facts(files: Iterable[DataPath]) -> list[dict[str, Any]]:
-    """``[{"name", "bytes", "sha256"}]`` of each file, in the order given."""
-    return [{"name": file.name, "bytes": storage.info(file)["size"], "sha256": sha256_of(file)} for file in files]
+    """``[{"name", "bytes", "sha256"}]`` of each file, in the order given: size and hash from one read."""
+    facts = []
+    for file in files:
+        size, digest = storage.sha256(file)
+        facts.append({"name": file.name, "bytes": size, "sha256": digest})
+    return facts
 
 
 # --- extras ----------------------------------------------------------------------------------------
@@ -288,10 +283,10 @@ def emit_raw(outlet_events: Any, partition: Partition, copied: Sequence[DataPath
 
 
 def raw_event(partition: Partition, copied: Sequence[DataPath], paths: DataPaths | None = None) -> dict[str, Any]:
-    """``emit_raw``'s extra."""
-    from taxiflow.data.raw import staged_dir
-
-    return raw_extra(partition, file_facts(copied), storage.url(staged_dir(partition, paths)))
+    """``emit_raw``'s extra; ``staged_in``: the raw version the drop was copied into."""
+    paths = paths or storage.data_paths()
+    staged_in = copied[0].parent if copied else paths.raw_dir(partition)
+    return raw_extra(partition, file_facts(copied), storage.url(staged_in))
 
 
 def emit_partition(outlet_events: Any, partition: Partition, summary: Mapping[str, Any],

@@ -1,14 +1,10 @@
-"""Folders replaced whole: stage copies of some files as a folder, then publish the staged folder.
+"""Copies of a drop's files into a fresh folder: what ``raw`` needs of both backends, in one operation.
 
-What ``raw`` needs of both backends, in one operation each, so it has one code path:
-
-* ``stage_copies``: ``folder`` ends up holding copies of the given files and nothing else. Locally
-  they are copied into a hidden sibling folder that is then swapped in by rename, so a reader
-  never sees part of a new set; each file is opened without following a link planted since it
-  was listed (``NotARegularFile`` otherwise, before the folder changes). In a bucket the old
-  objects are removed and each file is copied server-side.
-* ``publish``: the staged folder becomes the target folder (a rename locally; copies, then the
-  staged objects removed, in a bucket).
+``copy_into(files, folder)``: ``folder`` (a new raw version, named by nobody yet) gets a copy of
+each file. Locally each file is opened without following a link planted since it was listed
+(``NotARegularFile`` otherwise) and copied with its times; in a bucket each object is copied
+server-side. Nothing needs swapping in: the copy is named (``raw._staged.json``, then the
+partition's ``_summary.json``) only once it is complete.
 """
 
 from __future__ import annotations
@@ -16,7 +12,6 @@ from __future__ import annotations
 import os
 import shutil
 import stat
-import uuid
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -35,27 +30,17 @@ class NotARegularFile(ValueError):
         self.reason = reason
 
 
-def stage_copies(files: Sequence[DataPath], folder: DataPath) -> None:
-    """Replace ``folder`` with one holding copies of ``files`` (same names); sources are only read."""
+def copy_into(files: Sequence[DataPath], folder: DataPath) -> list[DataPath]:
+    """Copy ``files`` into ``folder`` (same names); return the copies. Sources are only read."""
+    copies = [folder / file.name for file in files]
     if storage.is_remote(folder):
-        storage.remove_tree(folder)
-        for file in files:
-            storage.copy_file(file, folder / file.name)
-        return
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    hidden = f".{folder.name.lstrip('.')}.{uuid.uuid4().hex}"  # no watcher or glob picks up a hidden name
-    incoming = folder.with_name(f"{hidden}.incoming")
-    retired = folder.with_name(f"{hidden}.retired")
-    incoming.mkdir()
-    try:
-        for file in files:
-            _copy_regular_file(file, incoming / file.name)
-        if folder.exists():
-            os.rename(folder, retired)
-        os.rename(incoming, folder)
-    finally:
-        shutil.rmtree(incoming, ignore_errors=True)
-        shutil.rmtree(retired, ignore_errors=True)
+        for file, copy in zip(files, copies, strict=True):
+            storage.copy_file(file, copy)
+        return copies
+    folder.mkdir(parents=True, exist_ok=True)
+    for file, copy in zip(files, copies, strict=True):
+        _copy_regular_file(file, copy)
+    return copies
 
 
 def _copy_regular_file(source: Path, target: Path) -> None:
@@ -73,18 +58,3 @@ def _copy_regular_file(source: Path, target: Path) -> None:
         with open(target, "xb") as writer:
             shutil.copyfileobj(reader, writer, COPY_BUFFER_BYTES)
     os.utime(target, ns=(info.st_atime_ns, info.st_mtime_ns))
-
-
-def publish(staged: DataPath, target: DataPath) -> None:
-    """Make the staged folder ``target``, replacing what was there; ``staged`` is gone afterwards."""
-    if storage.is_remote(target):
-        storage.remove_tree(target)
-        for name in storage.files_below(staged):
-            storage.copy_file(staged / name, target / name)
-        storage.remove_tree(staged)
-        return
-    retired = target.with_name(f".{target.name.lstrip('.')}.{uuid.uuid4().hex}.retired")
-    if target.exists():
-        os.rename(target, retired)
-    os.rename(staged, target)
-    shutil.rmtree(retired, ignore_errors=True)

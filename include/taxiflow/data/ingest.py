@@ -1,15 +1,16 @@
 """From a landing drop to one normalised warehouse partition of trips, validated before it replaces anything.
 
-``raw.copy_to_raw`` copies the drop into a **staged** copy beside raw (``raw/<source>/.<month>.staged/``);
-``process_partition`` validates the staged files, writes the new partition as a fresh version
-(``warehouse/trips/source=<source>/month=<month>/<version>/trips.parquet``) and only then swaps both
-in: the staged copy becomes ``raw/<source>/<month>/``, and ``_summary.json`` (which lists the raw
-files it was built from) is written last, naming the new version, with a conditional write
-(``taxiflow.data.versions``); the superseded version is then deleted. Readers follow
-``_summary.json``, so a re-ingest never shows old and new mixed, on local disk or S3. A refused
-drop (``DropRefused``) leaves the previous raw copy and partition exactly as they were, and its
-message says so. With nothing staged, ``process_partition`` rebuilds the partition from the current
-raw copy.
+``raw.copy_to_raw`` copies the drop into a fresh raw version (``raw/<source>/<month>/<version>/``)
+and names it in ``raw/<source>/<month>/_staged.json``; ``process_partition`` validates that
+version's files, writes the new partition as a fresh version
+(``warehouse/trips/source=<source>/month=<month>/<version>/trips.parquet``) and only then publishes
+both at once: ``_summary.json``, which names the trips version and the raw version it was built
+from (``raw_version``, and lists its files), is written last with a conditional write
+(``taxiflow.data.versions``); the superseded trips and raw versions are then deleted. Readers
+follow ``_summary.json``, so a re-ingest never shows old and new mixed, on local disk or S3. A
+refused drop (``DropRefused``) leaves the previous raw copy and partition exactly as they were, and
+its message says so. With nothing staged (``_staged.json`` names the published raw version),
+``process_partition`` rebuilds the partition from the current raw copy.
 
 Each file's header is matched to one of its source's column eras and its trips are read through
 ``taxiflow.data.readers`` (trips of a longitude/latitude era are placed in their taxi zones there).
@@ -46,8 +47,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from taxiflow.config import DATA_FILE_SUFFIXES, DataPaths, Partition
+from taxiflow.data import raw as raw_store
 from taxiflow.data import readers, refusals, storage, strays, versions, warehouse
-from taxiflow.data.raw import data_files_in, promote_staged, raw_files, staged_dir
 from taxiflow.data.storage import data_paths
 
 if TYPE_CHECKING:
@@ -73,7 +74,7 @@ class DropRefused(ValueError):
 def process_partition(
     partition: Partition, paths: DataPaths | None = None, run_id: str | None = None
 ) -> dict[str, Any]:
-    """Validate the staged drop (or the current raw copy), then swap in raw and partition; return the summary.
+    """Validate the staged drop (or the current raw copy), then publish it with the partition; return the summary.
 
     Raises ``DropRefused`` (nothing replaced, the message says what was kept) when a file lacks a
     column, cannot be read, or belongs mostly to another month. Re-running replaces the partition
@@ -84,8 +85,20 @@ def process_partition(
     """
     source, month = partition.source, partition.month
     paths = paths or data_paths()
-    staged = data_files_in(staged_dir(partition, paths))
-    files = staged or raw_files(partition, paths)
+    folder = paths.trips_dir(partition)
+    previous = versions.read_marker(folder, warehouse.SUMMARY_FILE)  # first: a publish based on it may lose
+    current_raw = raw_store.raw_version(previous.document if previous else None)
+    staged_raw = raw_store.staged_version(partition, paths, current_raw)
+    if staged_raw:
+        files = raw_store.data_files_in(paths.raw_dir(partition) / staged_raw)
+        if not files:
+            raise FileNotFoundError(
+                f"the drop staged for source {source!r}, month {month!r} "
+                f"({storage.url(paths.raw_dir(partition) / staged_raw)}) has no files any more: run copy_to_raw again"
+            )
+    else:
+        files = raw_store.raw_files(partition, paths, previous.document) if previous else []
+    staged = bool(staged_raw)
     if not files:
         raise FileNotFoundError(
             f"no raw files for source {source!r}, month {month!r} in {paths.raw_dir(partition)}: "
@@ -95,8 +108,6 @@ def process_partition(
     neighbours = strays.adjacent_months(month)
     window_start = min(strays.month_bounds(m)[0] for m in [month, *neighbours])
     window_end = max(strays.month_bounds(m)[1] for m in [month, *neighbours])
-    folder = paths.trips_dir(partition)
-    previous = versions.read_marker(folder, warehouse.SUMMARY_FILE)
     version = versions.new_version()
     target = folder / version / warehouse.TRIPS_FILE
 
@@ -110,6 +121,7 @@ def process_partition(
             finish.callback(con.close)
             warehouse.create_zones_table(con, paths)
             readable = finish.enter_context(storage.local_copies(files))  # read three times: fetched once
+            raw_sizes = [copy.stat().st_size for copy in readable]  # the summary's raw_files: no HEAD each
             try:
                 pairs = zip(files, readable, strict=True)
                 raws = [readers.inspect_raw_file(con, source, path, copy) for path, copy in pairs]
@@ -141,9 +153,7 @@ def process_partition(
         versions.remove_version(folder, version)
         raise
 
-    if staged:
-        promote_staged(partition, paths)
-        files = raw_files(partition, paths)
+    raw_version = staged_raw or current_raw
     rows_strays_kept = sum(strays_kept.values())
     summary: dict[str, Any] = {
         "source": source,
@@ -154,7 +164,8 @@ def process_partition(
              "rows_outside_month": s["rows_outside_month"], **_file_details(s)}
             for s in stats
         ],
-        "raw_files": [{"name": f.name, "bytes": storage.info(f)["size"]} for f in files],
+        "raw_version": raw_version,  # the raw copy published with this partition (None: raw before versions)
+        "raw_files": [{"name": f.name, "bytes": size} for f, size in zip(files, raw_sizes, strict=True)],
         "rows_read": rows_read,
         "rows_written": stored - rows_strays_kept,
         "rows_rejected": rows_rejected,
@@ -174,18 +185,22 @@ def process_partition(
         "trips_file": trips_file,  # name, bytes, sha256: of the local file, before upload (lineage)
         "written_at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
+    # Listed before the publish, as versions.publish lists the trips versions: a drop staged after
+    # this listing is not touched. Without a raw version (raw before versions) nothing goes.
+    raw_superseded = raw_store.superseded(partition, paths, keep=raw_version) if raw_version else []
     try:
         versions.publish(folder, warehouse.SUMMARY_FILE, summary, replaces=previous)
     except BaseException:
         versions.remove_version(folder, version, marker=warehouse.SUMMARY_FILE)  # kept if it was published
         raise
+    raw_store.remove(partition, paths, raw_superseded)
     versions.remove_superseded(folder, version, legacy_files=(warehouse.TRIPS_FILE,))
     by_reason = summary["rows_rejected_by_reason"]
     log.info(
         "Ingested %s %s%s as version %s: %d file(s), %d rows read, %d written, %d rejected (%d without "
         "pickup time, %d unparseable), %d outside the month (%s): %d stored to count in the month they "
         "started (%s), %d further away and not stored; %d with an unknown pickup zone",
-        source, month, " (new drop validated and swapped in)" if staged else " (rebuilt from raw)", version,
+        source, month, " (new drop validated and published)" if staged else " (rebuilt from raw)", version,
         len(files), rows_read, summary["rows_written"], rows_rejected,
         by_reason[REJECT_PICKUP_MISSING], by_reason[REJECT_PICKUP_UNPARSEABLE], rows_outside,
         ", ".join(f"{n} in {m}" for m, n in summary["rows_outside_month_by_month"].items()) or "none",
@@ -224,8 +239,9 @@ def _refusal(partition: Partition, problem: str, staged: bool, paths: DataPaths)
     source, month = partition.source, partition.month
     if not staged:
         return f"{source} {month}: {problem}. Nothing was replaced."
-    kept_raw = raw_files(partition, paths)
-    published = warehouse.published_trips(partition, paths) is not None
+    published_trips = warehouse.published_trips(partition, paths)
+    published = published_trips is not None
+    kept_raw = raw_store.raw_files(partition, paths, published_trips.summary) if published_trips else []
     if kept_raw or published:
         kept = (
             f"the last good raw copy (raw/{source}/{month}/: {', '.join(f.name for f in kept_raw) or 'empty'}) "

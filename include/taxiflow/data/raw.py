@@ -1,37 +1,47 @@
-"""Raw storage: the last validated copy of each drop, and the staged copy of a new one.
+"""Raw storage: every drop copied once into a version of its own; the partition names the one it was built from.
 
-    raw/<source>/<YYYY-MM>/            the drop the warehouse partition was built from
-    raw/<source>/.<YYYY-MM>.staged/    a new drop, copied from landing, not yet validated
+    raw/<source>/<YYYY-MM>/<version>/    one drop's data files, copied whole by ``copy_to_raw``
+    raw/<source>/<YYYY-MM>/_staged.json  the version ``copy_to_raw`` completed last (written last)
 
-``copy_to_raw`` stages; ``taxiflow.data.ingest.process_partition`` validates the staged copy and
-only then calls ``promote_staged`` (and replaces the partition). Landing is only ever read. Both
-steps are one call each into ``folders`` on either backend: on local disk files are opened without
-following links and folders are swapped in by rename; in an object store objects are copied
-server-side (raw is read only by ``process_partition``, never by a report, so it needs no swap).
+The month's raw copy (the last validated drop) is the version its warehouse partition's
+``_summary.json`` names (``raw_version``). ``copy_to_raw`` copies the drop straight into a fresh
+version and then names it in ``_staged.json``; ``taxiflow.data.ingest.process_partition`` validates
+that version and publishes it *with* the partition, by the one conditional write of the summary
+(``taxiflow.data.versions``): raw and partition change together or not at all, and a refused
+drop leaves both as they were. The superseded raw versions are deleted after that write, as the
+partition's are; ``sweep`` removes, by age, versions nobody published (a refused drop, a killed
+copy). So raw and warehouse share one publish protocol, and a drop is copied once on either
+backend (on S3 a server-side copy; before, a second copy promoted the staged folder, since a
+bucket has no rename). Landing is only ever read; local files are opened without following links.
+
+Raw written before versions (files directly in ``raw/<source>/<month>/``, a summary without
+``raw_version``) is still read, and its files are removed once a new version is published.
 """
 
 from __future__ import annotations
 
+import json
+import logging
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from taxiflow.config import DATA_FILE_SUFFIXES, DataPaths, Partition
-from taxiflow.data import folders, storage
+from taxiflow.data import folders, storage, versions
 from taxiflow.data.landing import UnsafeDropError, data_files, has_data_file_name, is_data_file
-from taxiflow.data.storage import data_paths
+from taxiflow.data.storage import DataPath, data_paths
 
+STAGED_FILE = "_staged.json"
 
-def staged_dir(partition: Partition, paths: DataPaths | None = None) -> Path:
-    """``raw/<source>/.<month>.staged/``: a new drop's copy, waiting to be validated."""
-    raw_dir = (paths or data_paths()).raw_dir(partition)
-    return raw_dir.with_name(f".{partition.month}.staged")
+log = logging.getLogger(__name__)
 
 
 def copy_to_raw(partition: Partition, paths: DataPaths | None = None) -> list[Path]:
-    """Stage the drop: copy its data files to ``raw/<source>/.<month>.staged/``; return them.
+    """Copy the drop's data files into a fresh raw version, then name it in ``_staged.json``; return the copies.
 
-    ``raw/<source>/<month>/`` itself is replaced only by ``process_partition``, once the staged copy
-    validated. Files are opened without following links (``UnsafeDropError`` otherwise, before
-    anything is copied) and copied into a hidden folder swapped in whole. Landing is only read.
+    The month's raw copy changes only when ``process_partition`` publishes the partition built from
+    this version. Local files are opened without following links (``UnsafeDropError`` otherwise,
+    before anything is named). Landing is only read.
     """
     paths = paths or data_paths()
     files = data_files(partition, paths)  # refuses links and paths outside landing/
@@ -40,15 +50,31 @@ def copy_to_raw(partition: Partition, paths: DataPaths | None = None) -> list[Pa
             f"no data files ({', '.join(DATA_FILE_SUFFIXES)}) in {paths.landing_dir(partition)} "
             f"for source {partition.source!r}, month {partition.month!r}"
         )
-    staged = staged_dir(partition, paths)
+    raw_dir = paths.raw_dir(partition)
+    version = versions.new_version()
     try:
-        folders.stage_copies(files, staged)
+        copies = folders.copy_into(files, raw_dir / version)
     except folders.NotARegularFile as err:
+        _remove_unnamed(raw_dir / version)
         raise UnsafeDropError(f"refused {err.name}: {err.reason}. Nothing of it was copied.") from None
-    return data_files_in(staged)
+    except BaseException:
+        _remove_unnamed(raw_dir / version)
+        raise
+    document = {"version": version, "files": [copy.name for copy in copies],
+                "staged_at": datetime.now(UTC).isoformat(timespec="seconds")}
+    storage.write_bytes(raw_dir / STAGED_FILE, (json.dumps(document, indent=2) + "\n").encode("utf-8"))
+    return copies
 
 
-def data_files_in(folder: Path) -> list[Path]:
+def _remove_unnamed(folder: DataPath) -> None:
+    """Remove a copy nobody names, if the store lets us (else the next publish or the sweep does)."""
+    try:
+        storage.remove_tree(folder)
+    except Exception as err:
+        log.warning("left %s for the next publish or the sweep: %s", storage.url(folder), err)
+
+
+def data_files_in(folder: DataPath) -> list[Path]:
     if storage.is_remote(folder):
         return [path for path in storage.list_dir(folder) if has_data_file_name(path.name) and path.is_file()]
     if not folder.is_dir():
@@ -56,11 +82,85 @@ def data_files_in(folder: Path) -> list[Path]:
     return sorted(path for path in folder.iterdir() if is_data_file(path))
 
 
-def raw_files(partition: Partition, paths: DataPaths | None = None) -> list[Path]:
-    """The data files in ``raw/<source>/<month>/`` (the last validated drop), sorted by name."""
-    return data_files_in((paths or data_paths()).raw_dir(partition))
+def raw_version(summary: dict[str, Any] | None) -> str | None:
+    """The raw version a partition's summary names; None for none or raw written before versions."""
+    version = (summary or {}).get("raw_version")
+    return version if isinstance(version, str) and versions.is_version(version) else None
 
 
-def promote_staged(partition: Partition, paths: DataPaths) -> None:
-    """Swap the validated staged copy in as ``raw/<source>/<month>/``."""
-    folders.publish(staged_dir(partition, paths), paths.raw_dir(partition))
+def raw_files(
+    partition: Partition, paths: DataPaths | None = None, summary: dict[str, Any] | None = None
+) -> list[Path]:
+    """The data files of the month's raw copy (the version its published partition names), sorted by name.
+
+    ``summary``: the partition's ``_summary.json`` if the caller read it already.
+    """
+    paths = paths or data_paths()
+    if summary is None:
+        from taxiflow.data import warehouse
+
+        published = warehouse.published_trips(partition, paths)
+        if published is None:
+            return []
+        summary = published.summary
+    version = raw_version(summary)
+    return data_files_in(paths.raw_dir(partition) / version if version else paths.raw_dir(partition))
+
+
+def staged_version(partition: Partition, paths: DataPaths, current: str | None) -> str | None:
+    """The version ``_staged.json`` names if it is a new drop (not ``current``, the published raw version).
+
+    Raises ``FileNotFoundError`` if it names a version whose files are gone (swept, or deleted by a
+    concurrent publish), and ``versions.VersionTooOld`` for one copied more than
+    ``versions.PUBLISH_DEADLINE`` ago (the sweep may delete it any time): copy the drop again.
+    """
+    marker = versions.read_marker(paths.raw_dir(partition), STAGED_FILE)
+    version = marker.version if marker else None
+    if version is None or version == current:
+        return None
+    age = datetime.now(UTC) - versions.version_time(version)
+    if age > versions.PUBLISH_DEADLINE:
+        raise versions.VersionTooOld(
+            f"the drop staged as {storage.url(paths.raw_dir(partition) / version)} was copied {age} ago, "
+            f"more than {versions.PUBLISH_DEADLINE}: run copy_to_raw again"
+        )
+    return version
+
+
+def superseded(partition: Partition, paths: DataPaths, keep: str) -> list[str]:
+    """What a publish naming raw version ``keep`` supersedes: the other versions there now, and
+    files of the layout before versions. Listed before the publish, removed after it (``remove``)."""
+    names = []
+    for entry in storage.list_dir(paths.raw_dir(partition)):
+        if (versions.is_version(entry.name) and entry.name != keep) or has_data_file_name(entry.name):
+            names.append(entry.name)
+    return names
+
+
+def remove(partition: Partition, paths: DataPaths, names: list[str]) -> None:
+    """Delete raw versions (and pre-version files) named by ``superseded``."""
+    raw_dir = paths.raw_dir(partition)
+    for name in names:
+        if versions.is_version(name):
+            storage.remove_tree(raw_dir / name)
+        else:
+            storage.remove(raw_dir / name)
+
+
+def sweep(partition_dir: DataPath, keep: str | None, older_than: timedelta | None = None) -> list[str]:
+    """Delete the raw versions of one month other than ``keep`` made ``older_than`` ago or more.
+
+    ``keep`` is the version the partition's summary names. ``older_than`` defaults to
+    ``versions.ORPHAN_AGE``, never less than ``versions.PUBLISH_DEADLINE``: ``process_partition``
+    refuses to publish a staged version older than that. Returns what went.
+    """
+    age = max(older_than if older_than is not None else versions.ORPHAN_AGE, versions.PUBLISH_DEADLINE)
+    cutoff = datetime.now(UTC) - age
+    removed = []
+    for entry in storage.list_dir(partition_dir):
+        if versions.is_version(entry.name) and entry.name != keep and versions.version_time(entry.name) < cutoff:
+            if storage.is_remote(entry) and not storage.files_below(entry):
+                continue  # a prefix whose objects are gone (SeaweedFS lists an emptied folder a while)
+            storage.remove_tree(entry)
+            removed.append(entry.name)
+    return removed

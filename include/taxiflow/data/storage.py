@@ -364,6 +364,45 @@ def local_copies(files: list[DataPath]) -> Generator[list[Path], None, None]:
         shutil.rmtree(folder, ignore_errors=True)
 
 
+def sha256(path: DataPath) -> tuple[int, str]:
+    """The size (bytes) and hex sha256 of one file, read once from start to end.
+
+    An object is read as one GET streamed through the hash in 1 MiB reads: through ``open`` its
+    reads went through s3fs's read-ahead cache (a HEAD, then GETs of 50 MiB blocks, each held in
+    memory whole), twice as long as the stream for a 58 MB drop on loopback
+    (``benchmarks/bench_storage.py``, docs/benchmarks.md), and the size took a HEAD of its own.
+    """
+    if not is_remote(path):
+        digest, size = hashlib.sha256(), 0
+        with open(path, "rb") as reader:
+            while block := reader.read(HASH_BLOCK):
+                digest.update(block)
+                size += len(block)
+        return size, digest.hexdigest()
+    from fsspec.asyn import sync  # type: ignore[import-untyped]
+
+    fs = path.fs
+    bucket, key, version = fs.split_path(path.path)
+
+    async def stream() -> tuple[int, str]:
+        response = await fs._call_s3(
+            "get_object", Bucket=bucket, Key=key, **({"VersionId": version} if version else {}), **fs.req_kw
+        )
+        body, digest, size = response["Body"], hashlib.sha256(), 0
+        try:
+            while block := await body.read(HASH_BLOCK):
+                digest.update(block)
+                size += len(block)
+        finally:
+            body.close()
+        return size, digest.hexdigest()
+
+    return sync(fs.loop, stream)  # s3fs raises a missing key as FileNotFoundError, as ``open`` would
+
+
+HASH_BLOCK = 1024 * 1024
+
+
 def write_bytes(target: DataPath, data: bytes) -> DataPath:
     """Replace ``target`` with ``data``; readers see the old content or the new, never a mix."""
     if is_remote(target):

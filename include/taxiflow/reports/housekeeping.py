@@ -7,6 +7,8 @@ died (its task failed for good, or a request was never asked again), and the par
 uploads a killed process or a dying server left on the server. This sweep removes them, by age:
 
 * trips partition versions no ``_summary.json`` names, ``versions.ORPHAN_AGE`` old;
+* raw versions (``raw/<source>/<month>/<version>/``) no partition's ``_summary.json`` names, as old
+  (a refused drop, a copy whose task was killed);
 * report versions no ``manifest.json`` names, ``outputs.ORPHAN_AGE`` old;
 * multipart uploads below the data root started ``multipart.STALE_UPLOAD_AGE`` ago.
 
@@ -22,8 +24,8 @@ import json
 import logging
 from typing import Any
 
-from taxiflow.config import DataPaths
-from taxiflow.data import multipart, storage, versions, warehouse
+from taxiflow.config import DataPaths, Partition
+from taxiflow.data import multipart, raw, storage, versions, warehouse
 from taxiflow.data.storage import data_paths
 from taxiflow.reports import outputs
 
@@ -43,6 +45,24 @@ def sweep_partitions(paths: DataPaths | None = None) -> list[str]:
     return removed
 
 
+def sweep_raw(paths: DataPaths | None = None) -> list[str]:
+    """Delete raw versions no partition names (``raw/<source>/<month>/v-*``); return their URLs."""
+    paths = paths or data_paths()
+    removed = []
+    for source in storage.list_dir(paths.raw):
+        for month in storage.list_dir(source):
+            if versions.is_version(month.name) or not (storage.is_remote(month) or month.is_dir()):
+                continue
+            try:
+                partition = Partition(source.name, month.name)
+            except ValueError:  # not a source/month folder (a staged folder of the layout before versions)
+                continue
+            published = warehouse.published_trips(partition, paths)
+            keep = raw.raw_version(published.summary) if published else None
+            removed += [storage.url(month / version) for version in raw.sweep(month, keep)]
+    return removed
+
+
 def sweep_reports(paths: DataPaths | None = None) -> list[str]:
     """Delete abandoned versions of every report folder in ``outputs/``; return their URLs."""
     paths = paths or data_paths()
@@ -54,10 +74,11 @@ def sweep_reports(paths: DataPaths | None = None) -> list[str]:
 
 
 def sweep_storage(paths: DataPaths | None = None) -> dict[str, list[str]]:
-    """All three sweeps; what each removed (URLs of versions, keys of aborted uploads)."""
+    """All four sweeps; what each removed (URLs of versions, keys of aborted uploads)."""
     paths = paths or data_paths()
     swept: dict[str, Any] = {
         "partition_versions": sweep_partitions(paths),
+        "raw_versions": sweep_raw(paths),
         "report_versions": sweep_reports(paths),
         "multipart_uploads": multipart.sweep(paths.root),
     }

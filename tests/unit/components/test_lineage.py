@@ -17,7 +17,7 @@ from airflow.sdk.execution_time.context import OutletEventAccessors
 from taxiflow.components import lineage
 from taxiflow.config import Partition
 from taxiflow.data import ingest, metrics, warehouse
-from taxiflow.data.raw import copy_to_raw
+from taxiflow.data.raw import copy_to_raw, raw_files
 
 GREEN_DEC = Partition("green", "2023-12")
 
@@ -80,11 +80,11 @@ def test_trips_event_carries_the_summary_figures(ingested):
 def test_raw_event_names_the_copied_files(ingested):
     paths, summary, _, raw_events = ingested
     raw, keys = event(raw_events, lineage.raw_asset("green", paths))
-    raw_file = paths.raw_dir(GREEN_DEC) / "green_tripdata_2023-12.parquet"  # the staged copy, now published
+    raw_file = raw_files(GREEN_DEC, paths)[0]  # the staged copy, now published
     assert keys == {"2023-12"}
     assert raw["files"] == [{"name": raw_file.name, "bytes": raw_file.stat().st_size, "sha256": sha256(raw_file)}]
     assert raw["bytes"] == summary["raw_files"][0]["bytes"]
-    assert raw["staged_in"] == str(paths.raw / "green" / ".2023-12.staged")
+    assert raw["staged_in"] == str(paths.raw_dir(GREEN_DEC) / summary["raw_version"])  # the version published
 
 
 def test_metrics_event_counts_every_written_trip(ingested):

@@ -46,7 +46,9 @@ def test_every_event_names_the_bytes_and_sha256_of_the_stored_objects(any_root):
     expected_drop = {"name": "green_tripdata_2024-01.parquet", "bytes": len(dropped),
                      "sha256": hashlib.sha256(dropped).hexdigest()}
     assert drop["files"] == [expected_drop]
-    assert raw["files"] == [stored(any_root.raw_dir(JANUARY) / "green_tripdata_2024-01.parquet")] == [expected_drop]
+    published_raw = any_root.raw_dir(JANUARY) / summary["raw_version"]  # the version the partition names
+    assert raw["staged_in"] == storage.url(published_raw)
+    assert raw["files"] == [stored(published_raw / "green_tripdata_2024-01.parquet")] == [expected_drop]
     trips_file = stored(warehouse.trips_file(JANUARY, any_root))
     assert (trips["file"], trips["bytes"], trips["sha256"]) == (
         trips_file["name"], trips_file["bytes"], trips_file["sha256"])

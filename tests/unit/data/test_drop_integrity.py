@@ -6,14 +6,16 @@ warehouse still holds afterwards (byte for byte), never that a function was call
 
 from __future__ import annotations
 
+import json
+import shutil
 from datetime import datetime, timedelta
 
 import pandas as pd
 import pytest
 
 from taxiflow.config import Partition
-from taxiflow.data import ingest, landing, warehouse
-from taxiflow.data.raw import copy_to_raw, promote_staged
+from taxiflow.data import ingest, landing, versions, warehouse
+from taxiflow.data.raw import STAGED_FILE, copy_to_raw, raw_files
 from tests.unit.data.test_ingest import land, written_trips, yellow_parquet
 
 SECRET = "s3cr3t-password-line"
@@ -93,7 +95,7 @@ def test_a_month_dropped_under_the_wrong_folder_is_refused_with_counts(data_root
     assert "(250 in 2024-02)" in message and "wrong month" in message
     assert "nothing had been ingested for this month before" in message
     assert not warehouse.trips_file(Partition("yellow", "2024-01"), data_root).exists()
-    assert not data_root.raw_dir(Partition("yellow", "2024-01")).exists()
+    assert raw_files(Partition("yellow", "2024-01"), data_root) == []  # no raw copy: only the refused version
 
 
 def test_stray_rows_of_adjacent_months_are_kept_and_far_ones_dropped(data_root):
@@ -146,7 +148,13 @@ def test_a_failed_redrop_keeps_raw_and_partition_and_says_so(data_root, bad_file
     kept = "last good raw copy (raw/yellow/2024-01/: good.parquet) and warehouse partition (present) are kept"
     assert kept in message
     assert SECRET not in message
-    assert snapshot(data_root, "yellow", "2024-01") == before
+    after = snapshot(data_root, "yellow", "2024-01")
+    kept = {path: data for path, data in after.items() if path in before and path.name != STAGED_FILE}
+    assert kept == {path: data for path, data in before.items() if path.name != STAGED_FILE}  # byte for byte
+    new = sorted(path.name for path in set(after) - set(before))
+    assert new == ["good.parquet"]  # the refused copy, in a raw version nobody names (swept by age)
+    assert [p.read_bytes() for p in raw_files(Partition("yellow", "2024-01"))] == [
+        before[path] for path in before if path.name == "good.parquet"]
     assert len(written_trips(data_root, "yellow", "2024-01")) == 300
 
 
@@ -160,15 +168,51 @@ def test_a_csv_whose_first_line_is_not_a_header_is_not_echoed(data_root):
     assert "not shown" in str(caught.value) and SECRET not in str(caught.value)
 
 
-def test_a_process_retry_after_the_raw_swap_rebuilds_from_raw(data_root):
-    """A crash between swapping raw and the partition heals on retry: raw is then the truth."""
-    ingest_good_january(data_root)
+def test_a_staged_drop_is_published_with_its_partition_and_the_old_raw_copy_goes(data_root):
+    """Until ``_summary.json`` names it, a staged drop is not the month's raw copy (raw and partition
+    are published by that one write); then the superseded raw copy goes, and a rebuild reads the new one."""
+    first = ingest_good_january(data_root)
     (data_root.landing_dir(Partition("yellow", "2024-01")) / "good.parquet").unlink()
     land(data_root, "yellow", "2024-01", {"new.parquet": lambda p: yellow_parquet(p, january(120), [5] * 120)})
     copy_to_raw(Partition("yellow", "2024-01"))
-    promote_staged(Partition("yellow", "2024-01"), data_root)  # the crash: raw swapped, partition not
+    assert [f.name for f in raw_files(Partition("yellow", "2024-01"))] == ["good.parquet"]  # still the old copy
 
     summary = ingest.process_partition(Partition("yellow", "2024-01"))
 
     assert summary["rows_written"] == 120 and [f["name"] for f in summary["raw_files"]] == ["new.parquet"]
+    assert summary["raw_version"] != first["raw_version"]
     assert set(written_trips(data_root, "yellow", "2024-01")["pickup_zone_id"]) == {5}
+    raw_dir = data_root.raw_dir(Partition("yellow", "2024-01"))
+    assert sorted(p.name for p in raw_dir.iterdir()) == [STAGED_FILE, summary["raw_version"]]
+    again = ingest.process_partition(Partition("yellow", "2024-01"))  # nothing staged: rebuilt from raw
+    assert again["raw_version"] == summary["raw_version"] and again["rows_written"] == 120
+
+
+def test_a_drop_staged_too_long_ago_is_not_published_and_says_copy_again(data_root):
+    """The sweep may delete a raw version nobody names once it is 6 h old: one staged more than
+    ``PUBLISH_DEADLINE`` ago is never published, and nothing is replaced."""
+    first = ingest_good_january(data_root)
+    land(data_root, "yellow", "2024-01", {"late.parquet": lambda p: yellow_parquet(p, january(50), [6] * 50)})
+    copy_to_raw(Partition("yellow", "2024-01"))
+    raw_dir = data_root.raw_dir(Partition("yellow", "2024-01"))
+    staged = json.loads((raw_dir / STAGED_FILE).read_text())
+    old = "v-20240101T000000000000Z-0123abcd"  # made by a writer long ago
+    shutil.move(raw_dir / staged["version"], raw_dir / old)
+    (raw_dir / STAGED_FILE).write_text(json.dumps({**staged, "version": old}))
+    before = snapshot(data_root, "yellow", "2024-01")
+
+    with pytest.raises(versions.VersionTooOld, match="run copy_to_raw again"):
+        ingest.process_partition(Partition("yellow", "2024-01"))
+
+    assert snapshot(data_root, "yellow", "2024-01") == before
+    assert ingest.read_summary(Partition("yellow", "2024-01"))["raw_version"] == first["raw_version"]
+
+
+def test_a_staged_drop_whose_files_are_gone_is_not_mistaken_for_a_rebuild(data_root):
+    ingest_good_january(data_root)
+    copy_to_raw(Partition("yellow", "2024-01"))
+    raw_dir = data_root.raw_dir(Partition("yellow", "2024-01"))
+    shutil.rmtree(raw_dir / json.loads((raw_dir / STAGED_FILE).read_text())["version"])  # swept, or another publish
+
+    with pytest.raises(FileNotFoundError, match="has no files any more: run copy_to_raw again"):
+        ingest.process_partition(Partition("yellow", "2024-01"))

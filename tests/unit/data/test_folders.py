@@ -1,4 +1,4 @@
-"""Folders replaced whole on local disk: staged copies, a link planted after listing, publishing."""
+"""Copies of a drop into a fresh raw version on local disk: times kept, a link planted after listing refused."""
 
 from __future__ import annotations
 
@@ -11,36 +11,33 @@ from taxiflow.data import folders, landing, raw
 from tests.unit.data.test_ingest import land
 
 
-def test_stage_copies_replaces_the_folder_with_copies_that_keep_their_times(tmp_path):
+def test_copy_into_copies_the_files_keeping_their_times(tmp_path):
     first, second = tmp_path / "a.csv", tmp_path / "b.csv"
     first.write_text("a\n")
     second.write_text("b\n")
     os.utime(first, ns=(1_700_000_000_000_000_000, 1_700_000_000_000_000_000))
-    folder = tmp_path / "out" / ".2024-01.staged"
-    folder.mkdir(parents=True)
-    (folder / "old.csv").write_text("old\n")
+    folder = tmp_path / "out" / "v-version"
 
-    folders.stage_copies([first, second], folder)
+    copies = folders.copy_into([first, second], folder)
 
+    assert copies == [folder / "a.csv", folder / "b.csv"]
     assert sorted(p.name for p in folder.iterdir()) == ["a.csv", "b.csv"]
     assert (folder / "a.csv").read_text() == "a\n" and first.read_text() == "a\n"
     assert (folder / "a.csv").stat().st_mtime_ns == 1_700_000_000_000_000_000
-    assert [p.name for p in folder.parent.iterdir()] == [".2024-01.staged"]  # no temporary left
+    assert [p.name for p in folder.parent.iterdir()] == ["v-version"]  # no temporary left
 
 
-def test_a_link_planted_after_listing_is_refused_and_the_folder_is_kept(tmp_path):
+def test_a_link_planted_after_listing_is_refused_and_never_followed(tmp_path):
     secret = tmp_path / "secret.txt"
     secret.write_text("s3cr3t\n")
     planted = tmp_path / "trips.csv"
     planted.symlink_to(secret)
     folder = tmp_path / "out"
-    folder.mkdir()
-    (folder / "kept.csv").write_text("kept\n")
 
     with pytest.raises(folders.NotARegularFile, match=r"trips\.csv: cannot open it as a regular file without"):
-        folders.stage_copies([planted], folder)
+        folders.copy_into([planted], folder)
 
-    assert [p.name for p in tmp_path.joinpath("out").iterdir()] == ["kept.csv"]
+    assert list(folder.iterdir()) == []
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out", "secret.txt", "trips.csv"]
 
 
@@ -55,17 +52,5 @@ def test_copy_to_raw_names_a_file_swapped_for_a_link_after_the_drop_was_checked(
     with pytest.raises(landing.UnsafeDropError, match=r"^refused trips\.csv: cannot open .*Nothing of it was copied"):
         raw.copy_to_raw(partition, data_root)
 
-    assert not raw.staged_dir(partition, data_root).exists()
-
-
-def test_publish_swaps_the_staged_folder_in(tmp_path):
-    staged, target = tmp_path / ".2024-01.staged", tmp_path / "2024-01"
-    staged.mkdir()
-    (staged / "new.csv").write_text("new\n")
-    target.mkdir()
-    (target / "old.csv").write_text("old\n")
-
-    folders.publish(staged, target)
-
-    assert [p.name for p in target.iterdir()] == ["new.csv"]
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["2024-01"]
+    raw_dir = data_root.raw_dir(partition)
+    assert not raw_dir.exists() or list(raw_dir.iterdir()) == []  # nothing copied, nothing staged

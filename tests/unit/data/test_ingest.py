@@ -12,7 +12,7 @@ import pytest
 
 from taxiflow.config import SUCCESS_MARKER, TRIP_SCHEMA, Partition
 from taxiflow.data import ingest, strays, warehouse
-from taxiflow.data.raw import copy_to_raw, staged_dir
+from taxiflow.data.raw import STAGED_FILE, copy_to_raw, raw_files
 
 YELLOW_CSV_HEADER = (
     "vendor_id,pickup_datetime,dropoff_datetime,passenger_count,trip_distance,"
@@ -83,10 +83,13 @@ def test_copy_to_raw_stages_data_files_only_and_leaves_landing_alone(data_root):
 
     copied = copy_to_raw(Partition("green", "2024-01"))
 
-    staged = staged_dir(Partition("green", "2024-01"), data_root)
+    raw_dir = data_root.raw_dir(Partition("green", "2024-01"))
+    version = json.loads((raw_dir / STAGED_FILE).read_text())["version"]  # named once the copy is complete
+    staged = raw_dir / version
     assert copied == [staged / "a.csv", staged / "b.parquet"]
     assert sorted(p.name for p in staged.iterdir()) == ["a.csv", "b.parquet"]
-    assert not data_root.raw_dir(Partition("green", "2024-01")).exists()  # raw changes only once validated
+    assert sorted(p.name for p in raw_dir.iterdir()) == [STAGED_FILE, version]
+    assert raw_files(Partition("green", "2024-01"), data_root) == []  # the month's raw changes only once validated
     assert sorted((p.name, p.read_bytes()) for p in folder.iterdir()) == before
 
 
@@ -100,8 +103,11 @@ def test_second_drop_replaces_raw_without_leftovers(data_root):
 
     ingest_month(data_root, "green", "2024-01")
 
+    summary = json.loads((data_root.trips_dir(Partition("green", "2024-01")) / "_summary.json").read_text())
     raw = data_root.raw_dir(Partition("green", "2024-01"))
-    assert [p.name for p in raw.iterdir()] == ["new.csv"]
+    assert [p.name for p in raw_files(Partition("green", "2024-01"))] == ["new.csv"]
+    assert sorted(p.name for p in raw.iterdir()) == [STAGED_FILE, summary["raw_version"]]  # the old copy is gone
+    assert [p.name for p in (raw / summary["raw_version"]).iterdir()] == ["new.csv"]
     assert [p.name for p in raw.parent.iterdir()] == ["2024-01"]  # no staged, temp or retired folders
 
 
@@ -151,8 +157,7 @@ def test_parquet_month_is_normalised_with_counts_in_summary(data_root):
     ]
     assert summary["raw_files"] == [
         {"name": "yellow_tripdata_2024-01.parquet",
-         "bytes": (data_root.raw_dir(Partition("yellow", "2024-01")) / "yellow_tripdata_2024-01.parquet")
-         .stat().st_size},
+         "bytes": raw_files(Partition("yellow", "2024-01"))[0].stat().st_size},
     ]
     on_disk = json.loads((data_root.trips_dir(Partition("yellow", "2024-01")) / "_summary.json").read_text())
     assert on_disk == summary

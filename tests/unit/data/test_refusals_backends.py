@@ -14,7 +14,7 @@ import pyarrow.parquet as pq
 
 from taxiflow.config import SUCCESS_MARKER, Partition
 from taxiflow.data import ingest, metrics, quality, refusals, storage
-from taxiflow.data.raw import copy_to_raw
+from taxiflow.data.raw import copy_to_raw, raw_files
 
 MONTH = Partition("green", "2024-03")
 
@@ -45,6 +45,7 @@ def test_a_refused_redrop_is_recorded_and_the_partition_kept_on_every_backend(an
     metrics.build_metrics(MONTH)
     assert refusals.refusal_outcome(MONTH)[1] is None
 
+    raw_before = storage.files_below(any_root.raw_dir(MONTH))
     drop(any_root, b"corrupt" * 100)
     copy_to_raw(MONTH)
     try:
@@ -54,6 +55,11 @@ def test_a_refused_redrop_is_recorded_and_the_partition_kept_on_every_backend(an
     else:
         raise AssertionError("the corrupt re-drop was not refused")
 
+    # the raw copy the partition names is kept; the refused drop stays in a version nobody names
+    assert ingest.read_summary(MONTH)["raw_version"] == summary["raw_version"]
+    assert [f.name for f in raw_files(MONTH)] == ["green_tripdata_2024-03.parquet"]
+    raw_after = storage.files_below(any_root.raw_dir(MONTH))
+    assert set(raw_before) - {"_staged.json"} <= set(raw_after) and len(raw_after) == len(raw_before) + 1
     kept = refusals.refusal_outcome(MONTH, run_id="scheduled__2024-03-01")[1]
     assert kept is not None and refusals.iso(kept.ingested_at) == summary["written_at"]
     assert kept.refusal.reason.startswith("cannot read green_tripdata_2024-03.parquet")

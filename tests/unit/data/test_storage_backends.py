@@ -90,6 +90,9 @@ def test_a_second_drop_replaces_the_partition(any_root):
     summary = ingest.process_partition(JANUARY)
     assert summary["rows_written"] == 20
     assert [f.name for f in raw_files(JANUARY)] == ["b.parquet"]
+    # one copy of the drop, in the raw version the partition names; the superseded one is gone
+    expected = sorted([f"{summary['raw_version']}/b.parquet", "_staged.json"])
+    assert storage.files_below(any_root.raw_dir(JANUARY)) == expected
     con = warehouse.connect()
     try:
         assert con.execute("SELECT count(*) FROM trips").fetchone() == (20,)

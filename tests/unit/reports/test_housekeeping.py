@@ -1,5 +1,7 @@
 """The maintenance sweep (``storage_sweep``) on both backends: abandoned versions go, nothing else.
 
+Versions of trips partitions, of raw copies and of reports.
+
 ``any_root``: a local folder, and SeaweedFS on loopback (marked ``s3``: run under the heavy lock).
 """
 
@@ -28,12 +30,19 @@ def test_the_sweep_removes_abandoned_versions_and_nothing_else(any_root):
     for version in (OLD_PARTITION_VERSION, young_partition):
         storage.write_bytes(january / version / warehouse.TRIPS_FILE, b"half")
 
+    raw_month = any_root.raw_dir(Partition("green", "2024-01"))  # no partition names any of these
+    young_raw = versions.new_version()
+    for version in (OLD_PARTITION_VERSION, young_raw):
+        storage.write_bytes(raw_month / version / "green.parquet", b"refused")
+
     swept = housekeeping.sweep_storage()
 
     assert sorted(swept["report_versions"]) == sorted([
         storage.url(outputs.report_dir("jan") / old_report), storage.url(outputs.report_dir("never") / old_report),
     ])
     assert swept["partition_versions"] == [storage.url(january / OLD_PARTITION_VERSION)]
+    assert swept["raw_versions"] == [storage.url(raw_month / OLD_PARTITION_VERSION)]
+    assert storage.files_below(raw_month) == [f"{young_raw}/green.parquet"]
     assert swept["multipart_uploads"] == []
     assert storage.files_below(any_root.outputs) == sorted([
         f"jan/{outputs.MANIFEST_FILE}", f"jan/{published.version}/jan.csv", f"jan/{published.version}/jan.png",
