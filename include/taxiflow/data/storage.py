@@ -379,7 +379,7 @@ def sha256(path: DataPath) -> tuple[int, str]:
                 digest.update(block)
                 size += len(block)
         return size, digest.hexdigest()
-    from fsspec.asyn import sync  # type: ignore[import-untyped]
+    from fsspec.asyn import sync
 
     fs = path.fs
     bucket, key, version = fs.split_path(path.path)
