@@ -1,6 +1,6 @@
 """Multipart uploads nobody will complete: abort our own when an upload fails, sweep the rest.
 
-An S3 upload of a large file goes in parts (``storage.PART_SIZE``): the server keeps every part it
+An S3 upload of a large file (over ``storage.SINGLE_PUT_LIMIT``) goes in parts: the server keeps every part it
 received, invisible to readers and outside any listing of objects, until the upload is completed
 or aborted. An upload that dies half-way leaves them behind for good, on AWS S3 (billed) as on
 SeaweedFS or MinIO (disk). Two rules clear them (docs/object-storage.md, "Cleaning up"):

@@ -23,6 +23,7 @@ replace-if-unchanged, which hold across hosts, are ``conditional``.
 from __future__ import annotations
 
 import hashlib
+import mimetypes
 import os
 import shutil
 import tempfile
@@ -316,26 +317,41 @@ def replacing(target: DataPath, suffix: str = TEMP_SUFFIX) -> Generator[Path, No
 def upload(local: Path, target: DataPath) -> None:
     """Put a complete local file at ``target`` (one object on S3; a copy and rename locally)."""
     if is_remote(target):
-        with faults.around("write", url(target)), multipart.aborting(target):  # no parts left if it fails
-            target.fs.put_file(str(local), target.path, **_upload_options(local, target))
+        with faults.around("write", url(target)):
+            _put(local, target)
         return
     with replacing(target) as temp:
         shutil.copyfile(local, temp)
 
 
-# Uploads of whole files go in parts of this size, a few at once: s3fs's defaults read a file under
-# 100 MiB into memory whole for one PUT (a 3M-row month's 58 MB trips file: +60 MB of peak memory),
-# and send larger ones 10 parts of 50 MiB at a time (500 MiB held).
+# A file up to this size goes in one PUT that streams it from disk (64 KiB reads): a 3M-row month's
+# 58 MB trips file took as long as in parts of 8 MiB, 4 at once, and held ~1 MB instead of ~64 MB
+# (``benchmarks/bench_upload.py``, docs/benchmarks.md, "Sixth pass"). A larger file goes in parts of
+# ``PART_SIZE``, a few at once (a single PUT is at most 5 GiB, and a remote store's one connection
+# is slower than a few), rather than s3fs's default of 10 parts of 50 MiB at a time (500 MiB held).
+SINGLE_PUT_LIMIT = 128 * 2**20
 PART_SIZE = 8 * 2**20
 PARTS_AT_ONCE = 4
 
 
-def _upload_options(local: Path, target: DataPath) -> dict[str, Any]:
-    """s3fs ``put_file`` options: parts of ``PART_SIZE``, or a drill's (``faults``: ``during-upload``)."""
+def _put(local: Path, target: DataPath) -> None:
+    """One PUT streaming ``local`` to ``target``, or a multipart upload aborted if it fails."""
+    fs = target.fs
     progress = faults.UploadProgress(url(target))
-    if not faults.armed(progress.point):
-        return {"chunksize": PART_SIZE, "max_concurrency": PARTS_AT_ONCE}
-    return {"chunksize": faults.ARMED_PART_SIZE, "callback": progress}
+    if faults.armed(progress.point):  # a drill (``faults``: ``during-upload``): small parts, to cut between
+        with multipart.aborting(target):
+            fs.put_file(str(local), target.path, chunksize=faults.ARMED_PART_SIZE, callback=progress)
+        return
+    if local.stat().st_size > SINGLE_PUT_LIMIT:
+        with multipart.aborting(target):  # no parts left if it fails
+            fs.put_file(str(local), target.path, chunksize=PART_SIZE, max_concurrency=PARTS_AT_ONCE)
+        return
+    bucket, _, key = target.path.partition("/")
+    content_type, _ = mimetypes.guess_type(target.name)  # as s3fs's put_file sets it
+    with open(local, "rb") as body:  # botocore sends its x-amz-checksum-crc32, which the server checks
+        fs.call_s3("put_object", Bucket=bucket, Key=key, Body=body,
+                   **({"ContentType": content_type} if content_type else {}))
+    fs.invalidate_cache(target.path)  # the key and its parents' listings, as put_file does
 
 
 @contextmanager

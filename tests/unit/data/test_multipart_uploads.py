@@ -45,7 +45,8 @@ def test_an_upload_killed_between_parts_is_aborted_by_its_own_process(s3_root, t
     parts from fsspec's IO thread, so s3fs's own abort (on an ``Exception`` inside the upload) never
     runs and the process exits leaving the parts. ``storage.upload`` aborts them itself."""
     local = tmp_path / "big.parquet"
-    local.write_bytes(b"y")
+    with local.open("wb") as sparse:  # larger than one PUT takes: it goes in parts (no disk used)
+        sparse.truncate(storage.SINGLE_PUT_LIMIT + 1)
     target = s3_root / "warehouse" / "big.parquet"
 
     def put_file_killed_after_its_first_part(lpath, rpath, **options):
