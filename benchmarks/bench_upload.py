@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -166,6 +167,7 @@ def main(argv: list[str] | None = None) -> int:
                       flush=True)
     finally:
         server.stop()
+        shutil.rmtree(work, ignore_errors=True)  # the file and every upload: GBs after a full run
     summary = {
         name: {"median_s": round(statistics.median(r["seconds"] for r in rs), 3),
                "min_s": round(min(r["seconds"] for r in rs), 3), "max_s": round(max(r["seconds"] for r in rs), 3),
