@@ -256,31 +256,6 @@ def info(path: DataPath) -> dict[str, Any]:
     return {"size": found["size"], "modified": found.get("LastModified"), "etag": found.get("ETag")}
 
 
-@contextmanager
-def fetched_small_files(files: list[DataPath]) -> Generator[list[Path], None, None]:
-    """Local paths to read many small files by (metrics partitions), in the order given.
-
-    Local files are their own copies. Objects are fetched all at once (one GET each, streamed to
-    a temporary folder removed after the block): a reader that went through them over HTTP one by
-    one paid several round trips per file (DuckDB: the footer, then each column chunk), one file
-    after another. Each copy is one object as it was at its GET: never the footer of one version
-    and the rows of another. For files of a few hundred KB at most: they are all on disk at once.
-    """
-    remote = [file for file in files if is_remote(file)]
-    if not remote:
-        yield list(files)
-        return
-    if len(remote) != len(files) or any(file.fs is not remote[0].fs for file in remote):
-        raise ValueError("fetched_small_files: every file must be below one data root")
-    folder = Path(tempfile.mkdtemp(prefix="taxiflow-download-"))
-    try:
-        copies = [folder / f"{index}-{file.name}" for index, file in enumerate(files)]
-        remote[0].fs.get([file.path for file in files], [str(copy) for copy in copies], max_concurrency=1)
-        yield copies
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
-
-
 # --- writing ----------------------------------------------------------------------------------------
 
 
@@ -358,25 +333,30 @@ def _put(local: Path, target: DataPath) -> None:
 
 @contextmanager
 def local_copies(files: list[DataPath]) -> Generator[list[Path], None, None]:
-    """Local paths to read ``files`` by, for a reader that goes through each file more than once.
+    """Local paths to read ``files`` by, in the order given, for a reader that goes through each
+    file more than once or reads many small ones.
 
-    Local files are their own copies. Objects are downloaded once each, to a temporary folder
-    removed after the block: ingest reads a drop three times (its header, its pickup times, then
-    every column), and over HTTP each pass would fetch the file again. Each object comes as one
-    GET streamed to disk in 64 KiB reads: s3fs's download in parts (a GET of the whole object
-    dropped, then parts each read whole into memory and joined) took three times as long for a
-    58 MB file on loopback and held ~60 MB more (``benchmarks/bench_storage.py``, 2026-12-05).
+    Local files are their own copies. Objects are fetched at once, each as one GET streamed to a
+    temporary folder removed after the block:
+    - ingest reads a drop three times (its header, its pickup times, then every column), and over
+      HTTP each pass would fetch the file again. s3fs's download in parts (a GET of the whole object
+      dropped, then parts each read whole into memory and joined) took three times as long for a
+      58 MB file on loopback and held ~60 MB more (``benchmarks/bench_storage.py``, 2026-12-05);
+    - a report reads many small metrics partitions: through HTTP one by one, DuckDB paid several
+      round trips per file (the footer, then each column chunk), one file after another.
+    Each copy is one object as it was at its GET: never the footer of one version and the rows of
+    another.
     """
-    if not any(is_remote(file) for file in files):
+    remote = [file for file in files if is_remote(file)]
+    if not remote:
         yield list(files)
         return
+    if len(remote) != len(files) or any(file.fs is not remote[0].fs for file in remote):
+        raise ValueError("local_copies: every file must be below one data root")
     folder = Path(tempfile.mkdtemp(prefix="taxiflow-download-"))
     try:
-        copies = []
-        for index, file in enumerate(files):
-            copy = folder / f"{index}-{file.name}"  # two drops' files may share a name
-            file.fs.get_file(file.path, str(copy), max_concurrency=1)
-            copies.append(copy)
+        copies = [folder / f"{index}-{file.name}" for index, file in enumerate(files)]  # names may repeat
+        remote[0].fs.get([file.path for file in files], [str(copy) for copy in copies], max_concurrency=1)
         yield copies
     finally:
         shutil.rmtree(folder, ignore_errors=True)

@@ -98,7 +98,7 @@ def report_counts(request: ReportRequest, paths: DataPaths | None = None) -> pd.
         return empty_counts()
     # In a bucket the (small) files are fetched at once and read locally: DuckDB reading each one
     # through fsspec made several round trips per file, one file after another.
-    with storage.fetched_small_files(files) as local:
+    with storage.local_copies(files) as local:
         cursor = _cursor(paths)
         try:
             rows = cursor.execute(

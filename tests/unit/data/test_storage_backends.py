@@ -234,7 +234,7 @@ def test_the_metrics_partitions_are_found_by_one_listing_and_fetched_together(an
         storage.write_bytes(table_dir / name, name.encode())
     found = warehouse.metrics_partitions(warehouse.HOURLY_BOROUGH, "green", any_root)
     assert [file.parent.name for file in found] == ["month=2023-12", "month=2024-02"]
-    with storage.fetched_small_files(found) as copies:
+    with storage.local_copies(found) as copies:
         assert [copy.read_bytes() for copy in copies] == [b"month=2023-12/part.parquet", b"month=2024-02/part.parquet"]
     if storage.is_remote(found[0]):  # the copies were temporary: gone after the block
         assert not any(copy.exists() for copy in copies)
