@@ -145,11 +145,6 @@ def zone_index() -> ZoneIndex:
     )
 
 
-def zones_for(lon: np.ndarray, lat: np.ndarray) -> np.ndarray:
-    """``zone_index().lookup``: zone ids, ``NO_ZONE`` where a point lies in no zone."""
-    return zone_index().lookup(lon, lat)
-
-
 def write_zoned_parquet(
     con: duckdb.DuckDBPyConnection,
     query: str,

@@ -167,7 +167,7 @@ def month_figures(paths: DataPaths | None = None) -> list[MonthQuality]:
     from concurrent.futures import ThreadPoolExecutor
 
     paths = paths or data_paths()
-    partitions = sorted(set(warehouse.summarised_partitions(paths)) | set(refusals.refused_partitions(paths)))
+    partitions = sorted(set(warehouse.published_partitions(paths)) | set(refusals.refused_partitions(paths)))
 
     def read(partition: Partition) -> MonthQuality:
         return from_summary(partition, warehouse.partition_summary(partition, paths),

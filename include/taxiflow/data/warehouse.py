@@ -236,19 +236,6 @@ def partition_summary(partition: Partition, paths: DataPaths | None = None) -> d
         return None
 
 
-def summarised_partitions(paths: DataPaths | None = None) -> list[Partition]:
-    """Every trips partition with its ``_summary.json`` (complete), by source then month."""
-    root = (paths or data_paths()).warehouse / "trips"
-    found = []
-    for path in storage.glob(root, f"source=*/month=*/{SUMMARY_FILE}"):
-        source, month = path.parent.parent.name.removeprefix("source="), path.parent.name.removeprefix("month=")
-        try:
-            found.append(Partition(source, month))
-        except ValueError:
-            continue  # not a partition taxiflow wrote
-    return sorted(found)
-
-
 def metrics_file(table: str, partition: Partition, paths: DataPaths | None = None) -> Path:
     return (paths or data_paths()).metrics_dir(table, partition) / METRICS_FILE
 
@@ -277,12 +264,10 @@ _METRICS_FILE_RE = re.compile(f"month=({MONTH_PATTERN.strip('^$')})/{re.escape(M
 
 def published_partitions(paths: DataPaths | None = None) -> list[Partition]:
     """Every trips partition with its ``_summary.json`` (written last: the done marker), sorted."""
-    paths = paths or data_paths()
+    root = (paths or data_paths()).warehouse / "trips"
     found = []
-    for summary in storage.glob(paths.warehouse / "trips", f"*/*/{SUMMARY_FILE}"):
+    for summary in storage.glob(root, f"source=*/month=*/{SUMMARY_FILE}"):
         source, month = summary.parent.parent.name, summary.parent.name
-        if not (source.startswith("source=") and month.startswith("month=")):
-            continue
         try:
             found.append(Partition(source.removeprefix("source="), month.removeprefix("month=")))
         except ValueError:  # a folder nobody of ours wrote ("month=latest"): not a partition
