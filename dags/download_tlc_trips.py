@@ -38,6 +38,7 @@ or pass it as conf (a manual run without a logical date needs this):
 from __future__ import annotations
 
 from datetime import timedelta
+from functools import partial
 
 # Named here, though only taxiflow.components uses it, so the dag-processor imports the HTTP provider
 # (requests, aiohttp) once in its parent process instead of in every parse ([dag_processor]
@@ -52,10 +53,10 @@ from taxiflow.components import lineage
 from taxiflow.components.operators import TlcDownloadOperator
 from taxiflow.components.params import download_param_schemas
 from taxiflow.components.sensors import TlcPublishedSensor
-from taxiflow.config import DOWNLOAD_DAG_ID, ingest_sources
+from taxiflow.config import DOWNLOAD_DAG_ID, ingest_sources, month_of_logical_date
 
-# conf "month" wins; otherwise the month the run's data interval starts in.
-MONTH = "{{ params.month or logical_date.strftime('%Y-%m') }}"
+# conf "month" wins; otherwise the month of the run's logical date, worked out as the ingest DAG does.
+MONTH = "{{ params.month or run_month(logical_date) }}"
 
 
 @dag(
@@ -70,6 +71,7 @@ MONTH = "{{ params.month or logical_date.strftime('%Y-%m') }}"
     tags=["taxiflow", "download", "tlc"],
     params={name: Param(**schema) for name, schema in download_param_schemas().items()},
     default_args={"retries": 3, "retry_delay": timedelta(minutes=10), "retry_exponential_backoff": True},
+    user_defined_macros={"run_month": partial(month_of_logical_date, dag_id=DOWNLOAD_DAG_ID)},
 )
 def download_tlc_trips():
     for source in ingest_sources():

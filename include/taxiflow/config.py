@@ -332,21 +332,21 @@ def duckdb_settings() -> dict[str, str]:
     }
 
 
-def month_of_logical_date(logical_date: object) -> str:
-    """The month an ``ingest_taxi_trips`` run ingests: its logical date must be a month's first day.
+def month_of_logical_date(logical_date: object, dag_id: str = INGEST_DAG_ID) -> str:
+    """The month a monthly run of ``dag_id`` (ingest, download) covers: its logical date must be a month's first day.
 
     Manual runs without a logical date cannot say which month they mean, so they fail here with
     the command that does the right thing.
     """
     if logical_date is None:
         raise ValueError(
-            f"{INGEST_DAG_ID} needs a logical date (the first day of the month to ingest); this run "
-            f"has none. Trigger it as: airflow dags trigger {INGEST_DAG_ID} -l 2024-01-01T00:00:00+00:00"
+            f"{dag_id} needs a logical date (the first day of the month its run covers); this run "
+            f"has none. Trigger it as: airflow dags trigger {dag_id} -l 2024-01-01T00:00:00+00:00"
         )
     day = getattr(logical_date, "day", None)
     if day != 1 or (getattr(logical_date, "hour", 0), getattr(logical_date, "minute", 0)) != (0, 0):
         raise ValueError(
-            f"{INGEST_DAG_ID} runs ingest whole months: the logical date must be the first day of a "
+            f"{dag_id} runs cover whole months: the logical date must be the first day of a "
             f"month at 00:00 UTC (e.g. 2024-01-01T00:00:00+00:00), got {logical_date}"
         )
     return format_month(logical_date)  # type: ignore[arg-type]

@@ -88,6 +88,13 @@ def test_month_comes_from_conf_or_logical_date(dag, params, context, month):
     assert task.render_template(task.month, {"params": params, **context}) == month
 
 
+def test_a_logical_date_inside_a_month_names_no_month(dag):
+    task = dag.get_task(f"download_{SOURCE_NAMES[0]}")
+    mid_month = {"params": {"month": None}, "logical_date": pendulum.datetime(2024, 1, 15, tz="UTC")}
+    with pytest.raises(ValueError, match="download_tlc_trips runs cover whole months"):
+        task.render_template(task.month, mid_month)
+
+
 def test_parsing_loads_no_data_stack_and_looks_up_no_connection(tmp_path):
     """The DAG processor parses this file every 30 s: no connection look-up, no data libraries.
 
