@@ -278,15 +278,29 @@ class DataPaths:
     def zone_table(self) -> Path:
         return self.reference / "taxi_zone_lookup.csv"
 
+    @property
+    def request_claims(self) -> Path:
+        """The request-file door's claims on the run ids it starts (``taxiflow.doors.request_claims``)."""
+        return self.root / "state" / "request-claims"
+
+    @property
+    def trips(self) -> Path:
+        """The warehouse's normalised trips: ``source=<source>/month=<YYYY-MM>/`` partitions."""
+        return self.warehouse / "trips"
+
     def landing_dir(self, partition: Partition) -> Path:
         return self.landing / partition.source / partition.month
 
     def raw_dir(self, partition: Partition) -> Path:
         return self.raw / partition.source / partition.month
 
+    def trips_source_dir(self, source: str) -> Path:
+        """The folder of one source's trips partitions."""
+        return self.trips / f"source={source}"
+
     def trips_dir(self, partition: Partition) -> Path:
         """One partition of normalised trips: ``trips.parquet`` plus ``_summary.json``."""
-        return self.warehouse / "trips" / f"source={partition.source}" / f"month={partition.month}"
+        return self.trips_source_dir(partition.source) / f"month={partition.month}"
 
     def metrics_source_dir(self, table: str, source: str) -> Path:
         """The folder of one source's partitions of a metrics table."""

@@ -105,7 +105,7 @@ def raw_asset(source: str, paths: DataPaths | None = None) -> Asset:
 def trips_asset(source: str, paths: DataPaths | None = None) -> Asset:
     """``warehouse/trips/source=<source>/``: the normalised trips, one partition per month."""
     paths = paths or storage.data_paths()
-    return _asset(trips_asset_name(source), paths.warehouse / "trips" / f"source={source}",
+    return _asset(trips_asset_name(source), paths.trips_source_dir(source),
                   f"{SOURCES[source].label} normalised trips (warehouse partitions), by month")
 
 

@@ -264,7 +264,7 @@ _METRICS_FILE_RE = re.compile(f"month=({MONTH_PATTERN.strip('^$')})/{re.escape(M
 
 def published_partitions(paths: DataPaths | None = None) -> list[Partition]:
     """Every trips partition with its ``_summary.json`` (written last: the done marker), sorted."""
-    root = (paths or data_paths()).warehouse / "trips"
+    root = (paths or data_paths()).trips
     found = []
     for summary in storage.glob(root, f"source=*/month=*/{SUMMARY_FILE}"):
         source, month = summary.parent.parent.name, summary.parent.name

@@ -50,7 +50,6 @@ from taxiflow.reports.request import ReportRequest
 
 log = logging.getLogger(__name__)
 
-CLAIMS_FOLDER = ("state", "request-claims")
 CLASH_ALLOWED = "a run id that no other door has used: edit the file (any change gives a new run id)"
 # A claim whose run does not exist this long after it was made lost its claimer (a scan that died
 # between claiming and asking for the run, and whose retries failed): a later scan takes it over.
@@ -61,14 +60,9 @@ class RequestRunRefused(ValueError):
     """A ``request__`` run that the request-file door did not start with this conf."""
 
 
-def claims_dir(paths: DataPaths) -> DataPath:
-    folder, inner = CLAIMS_FOLDER
-    return paths.root / folder / inner
-
-
 def claim_path(run_id: str, paths: DataPaths) -> DataPath:
     """Where the claim for ``run_id`` lives (named by a digest: no run id text reaches a path)."""
-    return claims_dir(paths) / f"{hashlib.sha256(run_id.encode()).hexdigest()[:32]}.json"
+    return paths.request_claims / f"{hashlib.sha256(run_id.encode()).hexdigest()[:32]}.json"
 
 
 def read_claim(run_id: str, paths: DataPaths) -> dict[str, Any] | None:

@@ -36,7 +36,7 @@ def sweep_partitions(paths: DataPaths | None = None) -> list[str]:
     """Delete abandoned versions of every trips partition (``source=*/month=*``); return their URLs."""
     paths = paths or data_paths()
     removed = []
-    for source in storage.list_dir(paths.warehouse / "trips"):
+    for source in storage.list_dir(paths.trips):
         if not source.name.startswith("source="):
             continue
         for month in storage.list_dir(source):
