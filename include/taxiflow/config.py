@@ -14,7 +14,6 @@ import os
 import re
 from dataclasses import dataclass
 from datetime import date
-from pathlib import Path
 from typing import Any
 
 # --- DAG and task ids shared between DAGs -------------------------------------------------------
@@ -239,6 +238,11 @@ DATA_DIR_ENV = "TAXIFLOW_DATA_DIR"
 STORAGE_CONN_ENV = "TAXIFLOW_STORAGE_CONN_ID"
 STORAGE_CONN_ID_DEFAULT = "taxiflow_storage"
 
+# A ``pathlib.Path`` or an ``airflow.sdk.ObjectStoragePath``. Typed loosely on purpose: the two share
+# the pathlib methods the data layer calls, and what they do not share is dispatched on
+# ``taxiflow.data.storage.is_remote``.
+DataPath = Any
+
 
 @dataclass(frozen=True)
 class DataPaths:
@@ -248,69 +252,69 @@ class DataPaths:
     join and name paths the same way, and ``taxiflow.data.storage`` does what differs.
     """
 
-    root: Any
+    root: DataPath
 
     @property
-    def landing(self) -> Path:
+    def landing(self) -> DataPath:
         return self.root / "landing"
 
     @property
-    def raw(self) -> Path:
+    def raw(self) -> DataPath:
         return self.root / "raw"
 
     @property
-    def warehouse(self) -> Path:
+    def warehouse(self) -> DataPath:
         return self.root / "warehouse"
 
     @property
-    def reference(self) -> Path:
+    def reference(self) -> DataPath:
         return self.root / "reference"
 
     @property
-    def requests(self) -> Path:
+    def requests(self) -> DataPath:
         return self.root / "requests"
 
     @property
-    def outputs(self) -> Path:
+    def outputs(self) -> DataPath:
         return self.root / "outputs"
 
     @property
-    def zone_table(self) -> Path:
+    def zone_table(self) -> DataPath:
         return self.reference / "taxi_zone_lookup.csv"
 
     @property
-    def request_claims(self) -> Path:
+    def request_claims(self) -> DataPath:
         """The request-file door's claims on the run ids it starts (``taxiflow.doors.request_claims``)."""
         return self.root / "state" / "request-claims"
 
     @property
-    def trips(self) -> Path:
+    def trips(self) -> DataPath:
         """The warehouse's normalised trips: ``source=<source>/month=<YYYY-MM>/`` partitions."""
         return self.warehouse / "trips"
 
-    def landing_dir(self, partition: Partition) -> Path:
+    def landing_dir(self, partition: Partition) -> DataPath:
         return self.landing / partition.source / partition.month
 
-    def raw_dir(self, partition: Partition) -> Path:
+    def raw_dir(self, partition: Partition) -> DataPath:
         return self.raw / partition.source / partition.month
 
-    def trips_source_dir(self, source: str) -> Path:
+    def trips_source_dir(self, source: str) -> DataPath:
         """The folder of one source's trips partitions."""
         return self.trips / f"source={source}"
 
-    def trips_dir(self, partition: Partition) -> Path:
+    def trips_dir(self, partition: Partition) -> DataPath:
         """One partition of normalised trips: ``trips.parquet`` plus ``_summary.json``."""
         return self.trips_source_dir(partition.source) / f"month={partition.month}"
 
-    def metrics_source_dir(self, table: str, source: str) -> Path:
+    def metrics_source_dir(self, table: str, source: str) -> DataPath:
         """The folder of one source's partitions of a metrics table."""
         return self.warehouse / "metrics" / table / f"source={source}"
 
-    def metrics_dir(self, table: str, partition: Partition) -> Path:
+    def metrics_dir(self, table: str, partition: Partition) -> DataPath:
         """One partition of a metrics table (``hourly_zone`` or ``hourly_borough``)."""
         return self.metrics_source_dir(table, partition.source) / f"month={partition.month}"
 
-    def weekly_summary(self, source: str) -> Path:
+    def weekly_summary(self, source: str) -> DataPath:
         return self.outputs / f"trips_by_week_{source}.csv"
 
 

@@ -1,9 +1,10 @@
 """``TlcHook``: download NYC TLC's files safely (``TlcPublishedSensor`` asks whether a month is out).
 
 The base URL comes from the Airflow connection ``nyc_tlc`` (``AIRFLOW_CONN_NYC_TLC=http://host:port``,
-TLC's public host in production); a missing connection is an error naming it. A download streams into a hidden
-``.<name>.part`` file next to its destination, is checked against ``Content-Length``, and is renamed
-to its final name only when complete, so readers never see half a file.
+TLC's public host in production); a missing connection is an error naming it. A download streams into a local file
+(``files.replacing``: a hidden ``.<name>.<random>.part`` beside its destination on disk, a temporary
+folder's file for a bucket), is checked against ``Content-Length``, and only when complete is it
+renamed to its final name on disk or uploaded as one object to the bucket: readers never see half a file.
 """
 
 from __future__ import annotations

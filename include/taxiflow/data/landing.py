@@ -53,7 +53,7 @@ def is_data_file(path: Path) -> bool:
     return has_data_file_name(path.name) and stat.S_ISREG(mode)
 
 
-def data_files(partition: Partition, paths: DataPaths | None = None) -> list[Path]:
+def data_files(partition: Partition, paths: DataPaths | None = None) -> list[storage.DataPath]:
     """The data files of one drop, sorted by name; empty if the folder does not exist.
 
     Raises ``UnsafeDropError`` naming the file when a data file name is a symbolic link or is not

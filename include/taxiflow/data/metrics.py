@@ -192,12 +192,12 @@ def refresh_metrics(partition: Partition, paths: DataPaths | None = None) -> dic
     return result
 
 
-def hourly_borough_files(source: str, paths: DataPaths | None = None) -> list[Path]:
+def hourly_borough_files(source: str, paths: DataPaths | None = None) -> list[storage.DataPath]:
     """Every ``hourly_borough`` partition file of one source, oldest month first."""
     return warehouse.metrics_partitions(HOURLY_BOROUGH, source, paths)
 
 
-def write_weekly_summary(source: str, paths: DataPaths | None = None) -> Path:
+def write_weekly_summary(source: str, paths: DataPaths | None = None) -> storage.DataPath:
     """Recompute ``outputs/trips_by_week_<source>.csv`` from every ``hourly_borough`` partition.
 
     Weeks are ISO weeks, named by their Monday. The file is replaced whole, so concurrent writers

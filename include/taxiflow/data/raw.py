@@ -23,7 +23,6 @@ from __future__ import annotations
 import json
 import logging
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 from taxiflow.config import DATA_FILE_SUFFIXES, DataPaths, Partition
@@ -36,7 +35,7 @@ STAGED_FILE = "_staged.json"
 log = logging.getLogger(__name__)
 
 
-def copy_to_raw(partition: Partition, paths: DataPaths | None = None) -> list[Path]:
+def copy_to_raw(partition: Partition, paths: DataPaths | None = None) -> list[DataPath]:
     """Copy the drop's data files into a fresh raw version, then name it in ``_staged.json``; return the copies.
 
     The month's raw copy changes only when ``process_partition`` publishes the partition built from
@@ -74,7 +73,7 @@ def _remove_unnamed(folder: DataPath) -> None:
         log.warning("left %s for the next publish or the sweep: %s", storage.url(folder), err)
 
 
-def data_files_in(folder: DataPath) -> list[Path]:
+def data_files_in(folder: DataPath) -> list[DataPath]:
     if storage.is_remote(folder):
         return [path for path in storage.list_dir(folder) if has_data_file_name(path.name) and path.is_file()]
     if not folder.is_dir():
@@ -90,7 +89,7 @@ def raw_version(summary: dict[str, Any] | None) -> str | None:
 
 def raw_files(
     partition: Partition, paths: DataPaths | None = None, summary: dict[str, Any] | None = None
-) -> list[Path]:
+) -> list[DataPath]:
     """The data files of the month's raw copy (the version its published partition names), sorted by name.
 
     ``summary``: the partition's ``_summary.json`` if the caller read it already.

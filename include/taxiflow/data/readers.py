@@ -34,7 +34,7 @@ class RawFile:
     ids (``pickup_present`` then names the column that says whether the row had a pickup value).
     """
 
-    path: Path
+    path: storage.DataPath  # the raw file: on disk or in the bucket
     reader: str  # a table function with one ``?`` for the path
     columns: dict[str, tuple[str, str] | None]  # trip column -> (file column, its DuckDB type)
     era: eras.Era | None = None
@@ -43,7 +43,7 @@ class RawFile:
     zone_counts: dict[str, int] | None = None  # rows placed by coordinates, and those in no zone
 
     @property
-    def source_path(self) -> Path:
+    def source_path(self) -> storage.DataPath:
         return self.read_path or self.path
 
     @property
@@ -106,7 +106,7 @@ def _quote(identifier: str) -> str:
     return '"' + identifier.replace('"', '""') + '"'
 
 
-def _reader_for(path: Path) -> str:
+def _reader_for(path: storage.DataPath) -> str:
     name = path.name.lower()
     if name.endswith(".parquet"):
         return "read_parquet(?, hive_partitioning = false)"
@@ -122,7 +122,7 @@ def _reader_for(path: Path) -> str:
 
 
 def inspect_raw_file(
-    con: duckdb.DuckDBPyConnection, source: str, path: Path, read_path: Path | None = None
+    con: duckdb.DuckDBPyConnection, source: str, path: storage.DataPath, read_path: Path | None = None
 ) -> RawFile:
     """Find a file's era and map its columns onto the trip schema.
 

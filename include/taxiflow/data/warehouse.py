@@ -218,7 +218,7 @@ def month_inputs(
     return MonthInputs(own, tuple(neighbours))
 
 
-def summary_file(partition: Partition, paths: DataPaths | None = None) -> Path:
+def summary_file(partition: Partition, paths: DataPaths | None = None) -> storage.DataPath:
     """``_summary.json`` of one trips partition: written last, it says the partition is complete."""
     return (paths or data_paths()).trips_dir(partition) / SUMMARY_FILE
 
@@ -236,11 +236,11 @@ def partition_summary(partition: Partition, paths: DataPaths | None = None) -> d
         return None
 
 
-def metrics_file(table: str, partition: Partition, paths: DataPaths | None = None) -> Path:
+def metrics_file(table: str, partition: Partition, paths: DataPaths | None = None) -> storage.DataPath:
     return (paths or data_paths()).metrics_dir(table, partition) / METRICS_FILE
 
 
-def metrics_partitions(table: str, source: str, paths: DataPaths | None = None) -> list[Path]:
+def metrics_partitions(table: str, source: str, paths: DataPaths | None = None) -> list[storage.DataPath]:
     """Every existing ``part.parquet`` of one source's metrics ``table``, oldest month first.
 
     Only ``month=YYYY-MM/part.parquet`` counts (a stray ``month=latest`` or a hidden temporary file
@@ -331,7 +331,7 @@ def write_parquet_atomically(
     con: duckdb.DuckDBPyConnection,
     query: str,
     params: Sequence[Any],
-    target: Path,
+    target: storage.DataPath,
     expected_rows: int | None = None,
     metadata: Mapping[str, str] | None = None,
 ) -> WrittenFile:
