@@ -52,6 +52,8 @@ def _parse_in_fork(path: Path) -> float:
     if pid == 0:  # child: parse as the dag-processor's child does, report seconds, exit without cleanup
         os.close(read)
         try:
+            # _parse_file is private on purpose: no public API parses one file as the dag-processor does
+            # (stability check, BundleDagBag, serialization); those steps copied from public parts would drift.
             import structlog
             from airflow.dag_processing.processor import DagFileParseRequest, _parse_file
 

@@ -2,6 +2,13 @@
 
 One per package (``airflow_stack``), shared by the modules in alphabetical order, on the same
 default as ``make run`` (the embedded PostgreSQL, LocalExecutor): ``tests.support.live``.
+
+Two modules build a deployment of their own, because what they test is set in every process's
+environment when it starts: tests/e2e/test_pipeline_s3.py gives every process an ``s3://`` data root
+and its storage connection (SeaweedFS on loopback), and checks that the local data folder stays
+empty; tests/e2e/test_late_drop_alert.py gives them a 60 s drop alert, a 30-minute drop timeout and an
+alerts connection pointing at its own webhook receiver, and leaves ingest runs waiting on purpose
+for drops that never come.
 """
 
 from __future__ import annotations

@@ -67,24 +67,31 @@ def test_every_process_of_the_deployment_listens_on_loopback_only(airflow_stack)
 
 
 def test_the_loopback_log_server_serves_the_deployments_logs_to_a_signed_request(airflow_stack):
-    """What the api-server does for a running or deferred task's log: a request signed with the
-    deployment's key, to the address the task's hostname names (127.0.0.1) on the log port."""
-    import subprocess
-    import sys
+    """What the api-server does for a running or deferred task's log: a GET to the address the task's
+    hostname names (``[core] hostname_callable``: 127.0.0.1) on the log port, carrying the JWT the log
+    server checks: signed with the deployment's ``[api] secret_key`` (HS512), audience
+    ``task-instance-logs``, the log's path below the log folder as ``filename``."""
+    import time
     import uuid
+
+    import jwt
+
+    from taxiflow.local.ports import loopback_hostname
 
     stack = airflow_stack
     relative = f"taxiflow-probe/{uuid.uuid4().hex}.log"
     text = "a line only this test wrote\n"
     (stack.home / "logs" / relative).parent.mkdir(parents=True, exist_ok=True)
     (stack.home / "logs" / relative).write_text(text)
-    log_port = stack.ports()["log"]
-    fetch = ("import sys; from airflow.utils.log.file_task_handler import _fetch_logs_from_service as f; "
-             "from airflow.utils.net import get_hostname; "
-             f"r = f('http://' + get_hostname() + ':{log_port}/log/{relative}', '{relative}'); "
-             "print('\\nSTATUS', r.status_code, repr(r.text))")
-    result = subprocess.run([sys.executable, "-c", fetch], env=stack.env(), capture_output=True, text=True,
-                            timeout=120, check=False)
-    assert result.returncode == 0, result.stderr
-    answer = result.stdout.rsplit("\nSTATUS ", 1)[1].strip()
-    assert answer == f"200 {text!r}", result.stdout
+    now = int(time.time())
+    token = jwt.encode({"aud": "task-instance-logs", "filename": relative, "iat": now, "nbf": now, "exp": now + 30},
+                       stack.env()["AIRFLOW__API__SECRET_KEY"], algorithm="HS512")
+    url = f"http://{loopback_hostname()}:{stack.ports()['log']}/log/{relative}"
+
+    with urllib.request.urlopen(urllib.request.Request(url, headers={"Authorization": token}), timeout=30) as answer:
+        assert (answer.status, answer.read().decode()) == (200, text)
+    # the same token for another file is refused: it names the one file it may read
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(urllib.request.Request(url.replace(".log", "-other.log"),
+                                                      headers={"Authorization": token}), timeout=30)
+    assert refused.value.code == 403
