@@ -200,20 +200,18 @@ class AirflowStack:
         })
         return env
 
-    def _s3_secret(self) -> str:
-        return self._home_secret("seaweedfs_secret", 24)
-
     def object_store_env(self) -> dict[str, str]:
         """What points taxiflow at the local SeaweedFS's bucket (none without one)."""
         if not self.object_store:
             return {}
         endpoint = f"http://127.0.0.1:{self.ports()['s3.port']}"
-        return object_store.taxiflow_env(endpoint, OBJECT_STORE_BUCKET, self._s3_secret())
+        return object_store.taxiflow_env(endpoint, OBJECT_STORE_BUCKET, self._home_secret("seaweedfs_secret", 24))
 
     def airflow(self, *args: str, check: bool = True, timeout: float = 300) -> subprocess.CompletedProcess:
-        """Run one ``airflow`` CLI command against this deployment and capture its output."""
+        """Run one ``airflow`` CLI command against this deployment and capture its output. What it
+        writes is its owner's alone (umask 077): ``db migrate`` writes ``airflow.cfg`` with the secrets."""
         result = subprocess.run([airflow_executable(), *args], env=self.env(), cwd=self.home,
-                                capture_output=True, text=True, timeout=timeout)
+                                capture_output=True, text=True, timeout=timeout, umask=0o077)
         if check and result.returncode != 0:
             raise RuntimeError(
                 f"airflow {' '.join(args)} exited {result.returncode}:\n{result.stdout}\n{result.stderr}")
@@ -224,9 +222,6 @@ class AirflowStack:
         self.prepare_home()
         self.start_database()
         self.airflow("db", "migrate", timeout=600)
-        for generated in ("airflow.cfg", "webserver_config.py"):
-            if (self.home / generated).exists():
-                (self.home / generated).chmod(0o600)
 
     def programs(self) -> list[Program]:
         """The supervisord programs: the data stores (first) and Airflow's."""
@@ -234,7 +229,8 @@ class AirflowStack:
         programs = [Program(c, component_command(c, env), self.home) for c in LOCAL_COMPONENTS]
         if self.object_store:
             ports = {flag: port for flag, port in self.ports().items() if flag in object_store.PORT_FLAGS}
-            keys = {"AWS_ACCESS_KEY_ID": object_store.ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": self._s3_secret()}
+            secret = self._home_secret("seaweedfs_secret", 24)
+            keys = {"AWS_ACCESS_KEY_ID": object_store.ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": secret}
             (directory := self.home / OBJECT_STORE_COMPONENT).mkdir(parents=True, exist_ok=True)
             command = object_store.weed_command(directory, OBJECT_STORE_BUCKET, ports)
             programs.insert(0, Program(OBJECT_STORE_COMPONENT, command, directory, environment=keys))
