@@ -79,8 +79,7 @@ def run(work_dir: Path, quick: bool = False) -> list[dict]:
     stack.migrate()
     stack.start()
     try:
-        stack.wait_until_healthy()
-        stack.wait_for_dags([INGEST_DAG_ID, METRICS_DAG_ID])
+        stack.wait_until_healthy([INGEST_DAG_ID, METRICS_DAG_ID])
         created = time.time()
         stack.airflow("backfill", "create", "--dag-id", INGEST_DAG_ID,
                       "--from-date", f"{MONTHS[0]}-01", "--to-date", f"{MONTHS[-1]}-01")

@@ -74,8 +74,7 @@ def run(work_dir: Path, quick: bool = False) -> list[dict]:
     stack.migrate()
     stack.start()
     try:
-        stack.wait_until_healthy()
-        stack.wait_for_dags([INGEST_DAG_ID, REPORT_DAG_ID])
+        stack.wait_until_healthy([INGEST_DAG_ID, REPORT_DAG_ID])
         for month in (*WAITING, READY):
             stack.airflow("dags", "trigger", INGEST_DAG_ID, "-l", f"{month}-01T00:00:00+00:00", "-r", f"bench_{month}")
         if stack.wait_for_run(INGEST_DAG_ID, f"bench_{READY}", timeout=900)["state"] != "success":

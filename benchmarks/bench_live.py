@@ -213,9 +213,8 @@ def run(work_dir: Path, quick: bool = False, tuned: bool = True, request_files: 
     stack.migrate()
     stack.start()
     try:
-        stack.wait_until_healthy()
-        stack.wait_for_dags([INGEST_DAG_ID, METRICS_DAG_ID, REPORT_DAG_ID, REQUESTS_DAG_ID, EMPTY_DAG_ID,
-                          ONE_TASK_DAG_ID])
+        stack.wait_until_healthy([INGEST_DAG_ID, METRICS_DAG_ID, REPORT_DAG_ID, REQUESTS_DAG_ID, EMPTY_DAG_ID,
+                                  ONE_TASK_DAG_ID])
         demo.generate_month("yellow", "2024-01", trips=2000, paths=paths)
         demo.generate_month("green", "2024-01", trips=500, paths=paths)
         stack.airflow("dags", "trigger", INGEST_DAG_ID, "-l", "2024-01-01T00:00:00+00:00")

@@ -113,8 +113,7 @@ def live_rows(work_dir: Path, seconds: float) -> list[dict]:
     stack.migrate()
     stack.start()
     try:
-        stack.wait_until_healthy()
-        stack.wait_for_dags([EMPTY_DAG_ID])
+        stack.wait_until_healthy([EMPTY_DAG_ID])
         samples: dict[str, set[float]] = {}
         deadline = time.monotonic() + seconds
         while time.monotonic() < deadline:

@@ -218,8 +218,7 @@ def bring_up(stack: LiveStack) -> None:
     """Migrate and start a drill deployment, wait until it is healthy and parsed, ingest its month."""
     stack.migrate()
     stack.start()
-    stack.wait_until_healthy(timeout=300)
-    stack.wait_for_dags(list(ALL_DAGS), timeout=300)
+    stack.wait_until_healthy(ALL_DAGS, timeout=300)
     ingest_drill_month(stack)
 
 

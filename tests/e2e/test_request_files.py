@@ -84,7 +84,7 @@ def test_request_files_trigger_one_report_run_per_content(airflow_stack):
     bad.write_text(json.dumps(BAD))
     before = {good: fingerprint(good), bad: fingerprint(bad)}
     first_id = expected_run_id(good)
-    stack.wait_for_dags([REQUESTS_DAG_ID])
+    stack.wait_until_healthy([REQUESTS_DAG_ID])
 
     # Picked up by the watcher (no poll runs in this deployment), however long parsing takes first.
     runs = wait_until(lambda: request_runs(stack, STEM), 90, "a borough_report run for the request", stack)

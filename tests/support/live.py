@@ -181,8 +181,7 @@ def live_deployment(name: str, before_start: Callable[[LiveStack], None] | None 
         if before_start:
             before_start(stack)
         stack.start()
-        stack.wait_until_healthy(timeout=timeout)
-        stack.wait_for_dags(list(ALL_DAGS), timeout=timeout)
+        stack.wait_until_healthy(ALL_DAGS, timeout=timeout)
         yield stack
     finally:
         left = stop_and_list_leftovers(stack)

@@ -10,6 +10,8 @@ import os
 import signal
 import socket
 import subprocess
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -97,10 +99,35 @@ def start_seaweedfs(directory: Path, bucket: str = "taxiflow", access_key: str =
                        access_key=access_key, secret_key=secret_key, directory=directory, log_file=log_file,
                        ports=ports)
     try:
-        object_store.wait_for_bucket(
+        wait_for_bucket(
             server.endpoint, bucket, access_key, secret_key, timeout,
             lambda: None if process.poll() is None else f"weed mini exited with {process.returncode}; see {log_file}")
     except BaseException:
         server.stop()
         raise
     return server
+
+
+def wait_for_bucket(endpoint: str, bucket: str, access_key: str, secret_key: str, timeout: float,
+                    failed: Callable[[], str | None]) -> None:
+    """Until the bucket answers to the keys (``weed mini`` creates it after its S3 port opens);
+    ``failed()`` says why the server will never answer (it exited), or None."""
+    import boto3  # type: ignore[import-untyped]
+    import botocore.config  # type: ignore[import-untyped]
+    import botocore.exceptions  # type: ignore[import-untyped]
+
+    client = boto3.client("s3", endpoint_url=endpoint, aws_access_key_id=access_key,
+                          aws_secret_access_key=secret_key, region_name="us-east-1",
+                          config=botocore.config.Config(retries={"total_max_attempts": 1}, connect_timeout=2))
+    deadline = time.monotonic() + timeout
+    while True:
+        if why := failed():
+            raise RuntimeError(f"SeaweedFS did not start: {why}")
+        try:
+            client.head_bucket(Bucket=bucket)
+            return
+        except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError):  # not up yet
+            pass
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"SeaweedFS S3 at {endpoint}, bucket {bucket!r}: no answer within {timeout:.0f} s")
+        time.sleep(0.2)

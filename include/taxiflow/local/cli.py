@@ -13,6 +13,8 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 from taxiflow.config import DATA_DIR_ENV, INGEST_DAG_ID, REPORT_DAG_ID, SOURCE_NAMES
@@ -44,12 +46,23 @@ def bootstrap_demo(stack: AirflowStack) -> None:
           flush=True)
 
 
-def check_data_root() -> None:
-    """With the data in S3, check it answers a write (else a ``StorageError`` naming URL and connection)."""
+def check_data_root(failed: Callable[[], str | None] | None = None, timeout: float = 120) -> None:
+    """With the data in S3, check it answers a write (else a ``StorageError`` naming URL and connection).
+    With ``failed`` (the local SeaweedFS just started: it makes its bucket a moment after its S3 port
+    opens), try again until it answers or ``failed()`` says why it never will."""
     from taxiflow.data import check_storage
 
-    if "://" in os.environ.get(DATA_DIR_ENV, ""):  # checked before Airflow is imported here
-        print(f"taxiflow: data in {check_storage.check()}", flush=True)
+    deadline = time.monotonic() + timeout
+    while "://" in os.environ.get(DATA_DIR_ENV, ""):  # checked before Airflow is imported here
+        try:
+            print(f"taxiflow: data in {check_storage.check()}", flush=True)
+            return
+        except StorageError:
+            if failed is None or time.monotonic() > deadline:
+                raise
+            if why := failed():
+                raise RuntimeError(f"SeaweedFS did not start: {why}") from None
+            time.sleep(0.5)
 
 
 def up(stack: AirflowStack, demo: bool) -> int:
@@ -66,14 +79,13 @@ def up(stack: AirflowStack, demo: bool) -> int:
     try:
         stack.prepare_home()
         if stack.object_store:
-            stack.start_object_store()
+            failed = stack.start_object_store()
             os.environ.update(stack.object_store_env())  # this process (the check, the demo drop) uses it too
-            check_data_root()
+            check_data_root(failed)
         if not status:
             stack.migrate()
         stack.start()
         stack.wait_until_healthy()
-        stack.wait_for_dags()
         if demo:
             bootstrap_demo(stack)
     except Exception:

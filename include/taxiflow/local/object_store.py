@@ -1,4 +1,4 @@
-"""SeaweedFS's ``weed mini``, a local S3 server: its command line, environment and readiness check, for
+"""SeaweedFS's ``weed mini``, a local S3 server: its command line and environment, for
 ``make run STORAGE=s3``'s supervisord program and the tests' own server (``tests/support/seaweedfs.py``)."""
 
 from __future__ import annotations
@@ -6,8 +6,7 @@ from __future__ import annotations
 import json
 import shutil
 import sys
-import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 
 from taxiflow.config import DATA_DIR_ENV, STORAGE_CONN_ENV, STORAGE_CONN_ID_DEFAULT
@@ -46,28 +45,3 @@ def taxiflow_env(endpoint: str, bucket: str, secret_key: str, prefix: str = "dat
     """The environment that makes taxiflow keep its data in the server's bucket, under ``prefix``."""
     return {DATA_DIR_ENV: f"s3://{bucket}/{prefix}", STORAGE_CONN_ENV: conn_id,
             f"AIRFLOW_CONN_{conn_id.upper()}": json.dumps(connection(endpoint, access_key, secret_key))}
-
-
-def wait_for_bucket(endpoint: str, bucket: str, access_key: str, secret_key: str, timeout: float,
-                    failed: Callable[[], str | None]) -> None:
-    """Until the bucket answers to the keys (``weed mini`` creates it after its S3 port opens);
-    ``failed()`` says why the server will never answer (it exited), or None."""
-    import boto3  # type: ignore[import-untyped]
-    import botocore.config  # type: ignore[import-untyped]
-    import botocore.exceptions  # type: ignore[import-untyped]
-
-    client = boto3.client("s3", endpoint_url=endpoint, aws_access_key_id=access_key,
-                          aws_secret_access_key=secret_key, region_name="us-east-1",
-                          config=botocore.config.Config(retries={"total_max_attempts": 1}, connect_timeout=2))
-    deadline = time.monotonic() + timeout
-    while True:
-        if why := failed():
-            raise RuntimeError(f"SeaweedFS did not start: {why}")
-        try:
-            client.head_bucket(Bucket=bucket)
-            return
-        except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError):  # not up yet
-            pass
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"SeaweedFS S3 at {endpoint}, bucket {bucket!r}: no answer within {timeout:.0f} s")
-        time.sleep(0.2)

@@ -32,7 +32,6 @@ LOCAL_COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer", LOG
 DATABASE_COMPONENT = "postgres"
 OBJECT_STORE_COMPONENT, OBJECT_STORE_BUCKET = "seaweedfs", "taxiflow"  # make run STORAGE=s3
 PORTS_FILE = "taxiflow-ports.json"
-PORT_SETTINGS = {"postgres": "TAXIFLOW_POSTGRES_PORT", "log": "TAXIFLOW_WORKER_LOG_PORT"}  # kept per home
 # The user name_run writes run notes as (docs/lineage.md): may edit DAG runs, nothing more.
 RUN_NOTES_USER, RUN_NOTES_ROLE = "taxiflow-run-notes", "user"
 # The daemons that do not survive losing their database (they exit some minutes later): restarted with it.
@@ -119,15 +118,12 @@ class AirflowStack:
         return (*stores, *LOCAL_COMPONENTS)
 
     def ports(self) -> dict[str, int]:
-        """The database's, log server's (and SeaweedFS's) ports: from the environment, or chosen free
-        once per home and kept (SeaweedFS's also through runs without it: its files remember them)."""
+        """The database's, log server's (and SeaweedFS's) ports: chosen free once per home and kept in
+        ``<home>/taxiflow-ports.json`` (SeaweedFS's also through runs without it: its files remember them)."""
         path = self.home / PORTS_FILE
         kept = json.loads(path.read_text()) if path.exists() else {}
         ports = dict(kept)
-        wanted = {**PORT_SETTINGS, **dict.fromkeys(object_store.PORT_FLAGS * self.object_store, "")}
-        for key, name in wanted.items():
-            if configured := name and (self.extra_env.get(name) or os.environ.get(name)):
-                ports[key] = int(configured)
+        for key in ("postgres", "log", *object_store.PORT_FLAGS * self.object_store):
             while key not in ports:
                 if (port := free_port()) not in ports.values():  # not one chosen a moment ago
                     ports[key] = port
@@ -204,20 +200,18 @@ class AirflowStack:
         })
         return env
 
-    def _s3_secret(self) -> str:
-        return self._home_secret("seaweedfs_secret", 24)
-
     def object_store_env(self) -> dict[str, str]:
         """What points taxiflow at the local SeaweedFS's bucket (none without one)."""
         if not self.object_store:
             return {}
         endpoint = f"http://127.0.0.1:{self.ports()['s3.port']}"
-        return object_store.taxiflow_env(endpoint, OBJECT_STORE_BUCKET, self._s3_secret())
+        return object_store.taxiflow_env(endpoint, OBJECT_STORE_BUCKET, self._home_secret("seaweedfs_secret", 24))
 
     def airflow(self, *args: str, check: bool = True, timeout: float = 300) -> subprocess.CompletedProcess:
-        """Run one ``airflow`` CLI command against this deployment and capture its output."""
+        """Run one ``airflow`` CLI command against this deployment and capture its output. What it
+        writes is its owner's alone (umask 077): ``db migrate`` writes ``airflow.cfg`` with the secrets."""
         result = subprocess.run([airflow_executable(), *args], env=self.env(), cwd=self.home,
-                                capture_output=True, text=True, timeout=timeout)
+                                capture_output=True, text=True, timeout=timeout, umask=0o077)
         if check and result.returncode != 0:
             raise RuntimeError(
                 f"airflow {' '.join(args)} exited {result.returncode}:\n{result.stdout}\n{result.stderr}")
@@ -228,9 +222,6 @@ class AirflowStack:
         self.prepare_home()
         self.start_database()
         self.airflow("db", "migrate", timeout=600)
-        for generated in ("airflow.cfg", "webserver_config.py"):
-            if (self.home / generated).exists():
-                (self.home / generated).chmod(0o600)
 
     def programs(self) -> list[Program]:
         """The supervisord programs: the data stores (first) and Airflow's."""
@@ -238,7 +229,8 @@ class AirflowStack:
         programs = [Program(c, component_command(c, env), self.home) for c in LOCAL_COMPONENTS]
         if self.object_store:
             ports = {flag: port for flag, port in self.ports().items() if flag in object_store.PORT_FLAGS}
-            keys = {"AWS_ACCESS_KEY_ID": object_store.ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": self._s3_secret()}
+            secret = self._home_secret("seaweedfs_secret", 24)
+            keys = {"AWS_ACCESS_KEY_ID": object_store.ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": secret}
             (directory := self.home / OBJECT_STORE_COMPONENT).mkdir(parents=True, exist_ok=True)
             command = object_store.weed_command(directory, OBJECT_STORE_BUCKET, ports)
             programs.insert(0, Program(OBJECT_STORE_COMPONENT, command, directory, environment=keys))
@@ -253,10 +245,10 @@ class AirflowStack:
         running = self.supervisord.processes()
         todo = [name for name in programs if running.get(name, {}).get("statename") not in RUNNING_STATES]
         ports = self.ports()  # todo only has postgres when the database is embedded
-        needed = {"api-server": (self.port, "PORT (make run PORT=...)"),
-                  LOG_SERVER_COMPONENT: (ports["log"], PORT_SETTINGS["log"]),
-                  DATABASE_COMPONENT: (ports["postgres"], f"{PORT_SETTINGS['postgres']} (kept in {PORTS_FILE})")}
-        if taken := [f"port {needed[c][0]} ({c}; set {needed[c][1]})" for c in todo
+        kept = f"kept in {self.home / PORTS_FILE}: delete the file to choose new ones"
+        needed = {"api-server": (self.port, "make run PORT=..."), LOG_SERVER_COMPONENT: (ports["log"], kept),
+                  DATABASE_COMPONENT: (ports["postgres"], kept)}
+        if taken := [f"port {needed[c][0]} ({c}; {needed[c][1]})" for c in todo
                      if c in needed and listening(needed[c][0])]:
             raise RuntimeError("cannot start: already in use by another program: " + ", ".join(taken))
         if not running:
@@ -276,41 +268,42 @@ class AirflowStack:
         if db := self.embedded_db:
             db.wait_ready(self._supervise([DATABASE_COMPONENT]))
 
-    def start_object_store(self) -> None:
-        """Have supervisord run the local SeaweedFS (``object_store``); wait until its bucket answers."""
-        failed = self._supervise([OBJECT_STORE_COMPONENT])
-        endpoint = f"http://127.0.0.1:{self.ports()['s3.port']}"
-        object_store.wait_for_bucket(endpoint, OBJECT_STORE_BUCKET, object_store.ACCESS_KEY, self._s3_secret(),
-                                     120, failed)
+    def start_object_store(self) -> Callable[[], str | None]:
+        """Have supervisord run the local SeaweedFS (``object_store``); see :meth:`_supervise` for what
+        it returns (``make run`` then waits with its check of the data root)."""
+        return self._supervise([OBJECT_STORE_COMPONENT])
 
     def start(self) -> None:
         """Have supervisord run every program (start those that do not run)."""
         compile_sources(self.project_dir)
         self._supervise(self.all_components())
 
-    def wait_until_healthy(self, timeout: float = 180) -> None:
-        """Wait for every program to run, the api-server to answer, the daemons to heartbeat and the
-        log server to listen."""
-        deadline, last = time.monotonic() + timeout, "no answer yet"
+    def wait_until_healthy(self, dag_ids: Iterable[str] = TAXIFLOW_DAGS, timeout: float = 180) -> None:
+        """Wait for every program to run, the api-server to answer, the daemons to heartbeat, the log
+        server to listen and the dag-processor to have parsed ``dag_ids``. A program supervisord gave
+        up on, or a DAG import error, raises at once."""
+        deadline, last, wanted, token = time.monotonic() + timeout, "no answer yet", set(dag_ids), None
         while time.monotonic() < deadline:
             status = self.status()
             if fatal := [name for name, info in status.items() if info["state"] == "FATAL"]:
                 raise RuntimeError(f"{', '.join(fatal)} kept exiting; supervisord gave up\n"
                                    + "\n".join(self.tail_logs(name) for name in fatal))
-            try:
-                with urllib.request.urlopen(f"{self.base_url}/api/v2/monitor/health", timeout=5) as resp:
-                    health = json.load(resp)
-            except (urllib.error.URLError, ConnectionError, TimeoutError, json.JSONDecodeError) as err:
-                last = repr(err)
-            else:
-                expected = ("metadatabase", "scheduler", "triggerer", "dag_processor")
-                unhealthy = [k for k in expected if health.get(k, {}).get("status") != "healthy"]
-                unhealthy += [f"{name} {info['state']}" for name, info in status.items() if not info["running"]]
-                if LOG_SERVER_COMPONENT in status and not listening(self.ports()["log"]):
-                    unhealthy.append(f"log server on :{self.ports()['log']}")
-                if not unhealthy:
-                    return
-                last = f"not healthy yet: {unhealthy}"
+            health = self.api_get("/api/v2/monitor/health") or {}
+            expected = ("metadatabase", "scheduler", "triggerer", "dag_processor")
+            unhealthy = [k for k in expected if health.get(k, {}).get("status") != "healthy"]
+            unhealthy += [f"{name} {info['state']}" for name, info in status.items() if not info["running"]]
+            if LOG_SERVER_COMPONENT in status and not listening(self.ports()["log"]):
+                unhealthy.append(f"log server on :{self.ports()['log']}")
+            if not unhealthy and wanted:
+                token = token or self.token()
+                if (errors := self.api_get("/api/v2/importErrors", token)) and errors.get("total_entries"):
+                    raise RuntimeError(f"DAG import errors: {json.dumps(errors, indent=1)}")
+                dags = self.api_get("/api/v2/dags?limit=100", token) or {"dags": []}
+                missing = wanted - {dag["dag_id"] for dag in dags["dags"]}
+                unhealthy = [f"DAGs not parsed: {sorted(missing)}"] if missing else []
+            if not unhealthy:
+                return
+            last = f"not healthy yet: {unhealthy}"
             time.sleep(1)
         raise TimeoutError(f"Airflow at {self.base_url} not healthy after {timeout}s: {last}\n{self.tail_logs()}")
 
@@ -323,26 +316,15 @@ class AirflowStack:
         with urllib.request.urlopen(request, timeout=30) as resp:
             return json.load(resp)["access_token"]
 
-    def api_get(self, path: str, token: str) -> Any:
-        """The JSON body of ``GET <path>``, or None when the api-server answers with an HTTP error."""
-        request = urllib.request.Request(self.base_url + path, headers={"Authorization": f"Bearer {token}"})
+    def api_get(self, path: str, token: str | None = None) -> Any:
+        """The JSON body of ``GET <path>``, or None when the api-server does not answer it (yet)."""
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
         try:
-            with urllib.request.urlopen(request, timeout=60) as resp:
+            with urllib.request.urlopen(urllib.request.Request(self.base_url + path, headers=headers),
+                                        timeout=60) as resp:
                 return json.load(resp)
-        except urllib.error.HTTPError:
+        except (urllib.error.URLError, ConnectionError, TimeoutError, json.JSONDecodeError):
             return None
-
-    def wait_for_dags(self, dag_ids: Iterable[str] = TAXIFLOW_DAGS, timeout: float = 180) -> None:
-        """Until the dag-processor has parsed these DAGs; an import error raises at once."""
-        deadline, wanted, token = time.monotonic() + timeout, set(dag_ids), self.token()
-        while time.monotonic() < deadline:
-            if (errors := self.api_get("/api/v2/importErrors", token)) and errors.get("total_entries"):
-                raise RuntimeError(f"DAG import errors: {json.dumps(errors, indent=1)}")
-            dags = self.api_get("/api/v2/dags?limit=100", token) or {"dags": []}
-            if wanted <= {dag["dag_id"] for dag in dags["dags"]}:
-                return
-            time.sleep(2)
-        raise TimeoutError(f"DAGs {sorted(wanted)} not parsed after {timeout}s\n{self.tail_logs('dag-processor')}")
 
     def tail_logs(self, component: str | None = None, lines: int = 60) -> str:
         """The last lines of one component's log (or of every component's)."""

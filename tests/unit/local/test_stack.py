@@ -97,6 +97,8 @@ def test_every_file_holding_a_secret_is_0600_and_ports_are_kept(tmp_path):
 
 
 def test_a_taken_log_server_port_is_a_clear_error_before_anything_starts(tmp_path):
+    import json
+    import re
     import socket
 
     import pytest
@@ -107,9 +109,10 @@ def test_a_taken_log_server_port_is_a_clear_error_before_anything_starts(tmp_pat
         squatter.bind(("127.0.0.1", 0))
         squatter.listen()
         taken = squatter.getsockname()[1]
-        stack = AirflowStack(home=tmp_path / "h", project_dir=tmp_path, data_dir=tmp_path / "d",
-                             extra_env={**EXTERNAL_DB, "TAXIFLOW_WORKER_LOG_PORT": str(taken)})
-        with pytest.raises(RuntimeError, match=f"port {taken} \\(log-server; set TAXIFLOW_WORKER_LOG_PORT\\)"):
+        stack = AirflowStack(home=tmp_path / "h", project_dir=tmp_path, data_dir=tmp_path / "d", extra_env=EXTERNAL_DB)
+        kept = stack.home / "taxiflow-ports.json"
+        kept.write_text(json.dumps({**stack.ports(), "log": taken}))  # kept from a run when it was free
+        with pytest.raises(RuntimeError, match=re.escape(f"port {taken} (log-server; kept in {kept}: delete")):
             stack.start()
         assert stack.supervisord.pid() is None and not stack.status()  # nothing was started
 
@@ -313,12 +316,14 @@ def test_make_run_storage_s3_runs_seaweedfs_under_supervisord_and_make_stop_ends
     """``make run STORAGE=s3``'s object store is one more program: started and waited for before
     Airflow, reused by a second ``make run``, its bucket usable with the env every process gets,
     and ended by ``make stop`` with everything else."""
+    import json
     import os
     import subprocess
     import sys
 
     from taxiflow.local.leftovers import pid_alive, session_processes
     from taxiflow.local.stack import AirflowStack
+    from tests.support.seaweedfs import wait_for_bucket
 
     def stack() -> AirflowStack:
         return AirflowStack(home=tmp_path / "h", project_dir=tmp_path, data_dir=tmp_path / "d",
@@ -326,8 +331,10 @@ def test_make_run_storage_s3_runs_seaweedfs_under_supervisord_and_make_stop_ends
 
     first = stack()
     first.prepare_home()
-    first.start_object_store()
+    failed = first.start_object_store()
     try:
+        conn = json.loads(first.env()["AIRFLOW_CONN_TAXIFLOW_STORAGE"])  # what make run's check of the root uses
+        wait_for_bucket(conn["extra"]["endpoint_url"], "taxiflow", conn["login"], conn["password"], 120, failed)
         sid, pid = first.supervisord.pid(), first.status()["seaweedfs"]["pid"]
         assert first.status()["seaweedfs"]["state"] in ("STARTING", "RUNNING")  # up before startsecs passed
         env = first.env()
