@@ -93,7 +93,10 @@ def filesystem(conn: str, connection: Any) -> Any:
     from aiobotocore.session import get_session  # type: ignore[import-untyped]
     from s3fs import S3FileSystem  # type: ignore[import-untyped]
 
+    from taxiflow.data import botocore_data
+
     session = get_session()
+    session.register_component("data_loader", botocore_data.loader(session.get_config_variable("data_path")))
     options = wrapper.session_kwargs  # as the provider's SessionFactory applies them to its session
     if options.get("profile_name"):
         session.set_config_variable("profile", options["profile_name"])
