@@ -30,17 +30,22 @@ def location(configured: str) -> Path | ObjectStoragePath:
     """A local folder, or ``s3://<bucket>/<prefix>`` reached through the storage connection, as a path."""
     if "://" not in configured:
         return Path(configured).expanduser().resolve()
+    from airflow.sdk import ObjectStoragePath  # only for an S3 root: DAG files import this module
+
+    bucket_and_prefix = url_path(configured)
+    _follow_connection(conn_id())  # before the path is made: it takes its filesystem from the store
+    return ObjectStoragePath(f"s3://{conn_id()}@{bucket_and_prefix}")
+
+
+def url_path(configured: str) -> str:
+    """``bucket/prefix`` of an ``s3://<bucket>/<prefix>`` data root (no connection id in it)."""
     parts = urlsplit(configured)
     if parts.scheme != "s3" or not parts.netloc or "@" in parts.netloc:
         raise ValueError(
             f"{DATA_DIR_ENV} must be a local folder or s3://<bucket>/<prefix>, got {configured!r} "
             f"(the S3 endpoint and keys go in the Airflow connection {conn_id()!r}, not in the URL)"
         )
-    from airflow.sdk import ObjectStoragePath  # only for an S3 root: DAG files import this module
-
-    prefix = parts.path.strip("/")
-    _follow_connection(conn_id())  # before the path is made: it takes its filesystem from the store
-    return ObjectStoragePath(f"s3://{conn_id()}@{parts.netloc}/{prefix}".rstrip("/"))
+    return f"{parts.netloc}/{parts.path.strip('/')}".rstrip("/")
 
 
 # What each connection id's filesystem in this process was made from (a digest of the connection).

@@ -29,12 +29,12 @@ import tempfile
 from collections.abc import Generator
 from contextlib import contextmanager
 from datetime import datetime
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
 from taxiflow.config import DATA_DIR_ENV, DataPaths
 from taxiflow.data import faults, multipart
-from taxiflow.data.locations import location
+from taxiflow.data.locations import location, url_path
 
 if TYPE_CHECKING:
     import duckdb
@@ -65,6 +65,21 @@ def data_paths() -> DataPaths:
     return DataPaths(root())
 
 
+def names() -> DataPaths:
+    """Every place below the data root, as names only: for what a DAG file declares (asset URIs).
+
+    A local root gives its paths. An ``s3://`` root gives ``PurePosixPath`` names of
+    ``bucket/prefix/...``: no connection is read and no filesystem made, which ``data_paths`` does.
+    The DAG processor parses each DAG file every 30 seconds, and every task process parses its DAG
+    file before its task: with ``data_paths`` each parse read the storage connection and imported
+    the S3 stack, 16 MB of a task that may never touch data (``benchmarks/profile_task_memory.py``).
+    """
+    configured = os.environ.get(DATA_DIR_ENV, "")
+    if "://" not in configured:
+        return data_paths()
+    return DataPaths(PurePosixPath(url_path(configured)))
+
+
 def _default_root() -> Path:
     """No ``TAXIFLOW_DATA_DIR`` (``make run``, the tests and compose always set it): ``~/taxiflow-data``."""
     return (Path.home() / "taxiflow-data").resolve()
@@ -76,7 +91,9 @@ def is_remote(path: DataPath) -> bool:
 
 def url(path: DataPath) -> str:
     """How a path is shown to people: a local path, or ``s3://bucket/key`` (no connection id)."""
-    return str(path) if not is_remote(path) else f"s3://{path.path}"
+    if not is_remote(path):
+        return str(path)
+    return f"s3://{path}" if isinstance(path, PurePosixPath) else f"s3://{path.path}"  # a name from ``names``
 
 
 def duckdb_path(path: DataPath) -> str:

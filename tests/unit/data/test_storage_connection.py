@@ -128,3 +128,18 @@ def test_a_connection_that_assumes_a_role_is_left_to_the_amazon_provider(monkeyp
     monkeypatch.setattr("airflow.sdk.io.get_fs", lambda protocol, conn: calls.append((protocol, conn)) or "theirs")
     assert locations.filesystem(conn_id, BaseHook.get_connection(conn_id)) == "theirs"
     assert calls == [("s3", conn_id)]
+
+
+@pytest.mark.parametrize("configured", ["s3://bucket/data", "s3://bucket", "s3://bucket/a/b/"])
+def test_names_without_a_connection_are_the_urls_of_the_paths(point_at, monkeypatch, configured):
+    """What DAG files declare (asset URIs, from ``names``) is where the tasks read and write."""
+    point_at("http://127.0.0.1:1005")
+    monkeypatch.setenv(DATA_DIR_ENV, configured)
+    named, reached = storage.names(), storage.data_paths()
+    for paths in (named, reached):
+        assert storage.is_remote(paths.root)
+    for place in ("landing", "raw", "outputs", "requests"):
+        assert storage.url(getattr(named, place) / "green") == storage.url(getattr(reached, place) / "green")
+    assert storage.url(named.metrics_source_dir("hourly_zone", "yellow")) == \
+        storage.url(reached.metrics_source_dir("hourly_zone", "yellow"))
+    assert storage.url(named.root) == configured.rstrip("/")
