@@ -90,35 +90,35 @@ def _asset(name: str, location: DataPath, description: str) -> Asset:
 
 def drop_asset(source: str, paths: DataPaths | None = None) -> Asset:
     """``landing/<source>/``: the drops of one source, one event per complete month."""
-    paths = paths or storage.data_paths()
+    paths = paths or storage.names()
     return _asset(drop_asset_name(source), paths.landing / source,
                   f"{SOURCES[source].label} drops in landing/ (data files and _SUCCESS), by month")
 
 
 def raw_asset(source: str, paths: DataPaths | None = None) -> Asset:
     """``raw/<source>/``: the last validated copy of each month's drop."""
-    paths = paths or storage.data_paths()
+    paths = paths or storage.names()
     return _asset(raw_asset_name(source), paths.raw / source,
                   f"{SOURCES[source].label} raw copies of validated drops, by month")
 
 
 def trips_asset(source: str, paths: DataPaths | None = None) -> Asset:
     """``warehouse/trips/source=<source>/``: the normalised trips, one partition per month."""
-    paths = paths or storage.data_paths()
+    paths = paths or storage.names()
     return _asset(trips_asset_name(source), paths.trips_source_dir(source),
                   f"{SOURCES[source].label} normalised trips (warehouse partitions), by month")
 
 
 def metrics_asset(source: str, paths: DataPaths | None = None) -> Asset:
     """``warehouse/metrics/hourly_borough/source=<source>/`` (and ``hourly_zone``): what reports read."""
-    paths = paths or storage.data_paths()
+    paths = paths or storage.names()
     return _asset(metrics_asset_name(source), paths.metrics_source_dir(warehouse.HOURLY_BOROUGH, source),
                   f"{SOURCES[source].label} hourly metrics by zone and borough, by month")
 
 
 def reports_asset(paths: DataPaths | None = None) -> Asset:
     """``outputs/``: every published borough report, one event per publish (partition key: its name)."""
-    paths = paths or storage.data_paths()
+    paths = paths or storage.names()
     return _asset(REPORTS_ASSET_NAME, paths.outputs, "Borough reports (PNG, CSV, manifest), by report name")
 
 

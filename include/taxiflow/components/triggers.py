@@ -58,7 +58,8 @@ class RequestFilesTrigger(BaseEventTrigger):
         }
 
     def _folder(self) -> Any:
-        from taxiflow.data.storage import data_paths, location
+        from taxiflow.data.locations import location
+        from taxiflow.data.storage import data_paths
 
         return location(self.folder) if self.folder else data_paths().requests
 

@@ -1,9 +1,8 @@
 """Where taxiflow's data lives: one local folder or one S3 prefix, behind one small set of operations.
 
 ``TAXIFLOW_DATA_DIR`` is either a local path (the default: the ``data/`` folder ``make run`` sets)
-or ``s3://<bucket>/<prefix>``. An S3 root is an Airflow ``ObjectStoragePath`` whose endpoint and
-keys come from the Airflow connection named by ``TAXIFLOW_STORAGE_CONN_ID`` (default
-``taxiflow_storage``; conn type ``aws``, ``endpoint_url`` in its extra for S3-compatible servers).
+or ``s3://<bucket>/<prefix>``; ``locations`` makes the root's path from it (for S3 an Airflow
+``ObjectStoragePath`` whose filesystem follows the storage connection).
 
 Every path below the root is a ``pathlib.Path`` (local) or an ``ObjectStoragePath`` (S3); both have
 the pathlib methods the data layer uses (``/``, ``name``, ``exists``, ``is_file``, ``iterdir``,
@@ -30,12 +29,12 @@ import tempfile
 from collections.abc import Generator
 from contextlib import contextmanager
 from datetime import datetime
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
 
-from taxiflow.config import DATA_DIR_ENV, STORAGE_CONN_ENV, STORAGE_CONN_ID_DEFAULT, DataPaths
+from taxiflow.config import DATA_DIR_ENV, DataPaths
 from taxiflow.data import faults, multipart
+from taxiflow.data.locations import location, url_path
 
 if TYPE_CHECKING:
     import duckdb
@@ -53,10 +52,6 @@ class StorageError(RuntimeError):
     """The data root cannot be reached or used; the message names the URL and the connection."""
 
 
-def conn_id() -> str:
-    return os.environ.get(STORAGE_CONN_ENV) or STORAGE_CONN_ID_DEFAULT
-
-
 def root() -> DataPath:
     """The data root from ``TAXIFLOW_DATA_DIR``, read on every call so tests can point it elsewhere."""
     configured = os.environ.get(DATA_DIR_ENV, "")
@@ -65,92 +60,24 @@ def root() -> DataPath:
     return location(configured)
 
 
-def location(configured: str) -> DataPath:
-    """A local folder, or ``s3://<bucket>/<prefix>`` reached through the storage connection, as a path."""
-    if "://" not in configured:
-        return Path(configured).expanduser().resolve()
-    parts = urlsplit(configured)
-    if parts.scheme != "s3" or not parts.netloc or "@" in parts.netloc:
-        raise ValueError(
-            f"{DATA_DIR_ENV} must be a local folder or s3://<bucket>/<prefix>, got {configured!r} "
-            f"(the S3 endpoint and keys go in the Airflow connection {conn_id()!r}, not in the URL)"
-        )
-    from airflow.sdk import ObjectStoragePath  # only for an S3 root: DAG files import this module
-
-    prefix = parts.path.strip("/")
-    _follow_connection(conn_id())  # before the path is made: it takes its filesystem from the store
-    return ObjectStoragePath(f"s3://{conn_id()}@{parts.netloc}/{prefix}".rstrip("/"))
-
-
-# What each connection id's filesystem in this process was made from (a digest of the connection).
-_attached: dict[str, str] = {}
-
-
-def _follow_connection(conn: str) -> None:
-    """Make Airflow's filesystem for ``conn`` the one its connection describes now.
-
-    Airflow's ``attach`` keeps one filesystem per connection id for the life of the process, made
-    from the connection as it was at first use. A process that outlives a change of the connection
-    (a rotated key, a moved endpoint; a test session that starts a second server) would go on
-    talking to the old endpoint with the old keys. So the connection is read with every root, and a
-    changed one gets a new filesystem (``filesystem``); an unchanged one keeps its filesystem and
-    listing cache.
-    """
-    from airflow.sdk import BaseHook
-    from airflow.sdk.io import attach
-
-    try:
-        connection = BaseHook.get_connection(conn)
-    except Exception:  # not defined: the first use fails, and check_root says why
-        return
-    digest = hashlib.sha256(connection.get_uri().encode()).hexdigest()
-    if _attached.get(conn) == digest:
-        return
-    attach("s3", conn).fs = filesystem(conn, connection)  # what ObjectStoragePath(s3://<conn>@...) uses
-    _attached[conn] = digest
-
-
-def filesystem(conn: str, connection: Any) -> Any:
-    """The s3fs filesystem for an Airflow ``aws`` connection, as the Amazon provider's ``get_fs`` makes it.
-
-    The provider builds it through its ``S3Hook``, which imports boto3 and the provider's hooks
-    (7 MB of every task process that touches data, docs/benchmarks.md) for a session that is
-    aiobotocore's all the same. This makes the same filesystem from the same parsed connection
-    (the provider's ``AwsConnectionWrapper``: keys, session token, region, profile, ``endpoint_url``,
-    ``config_kwargs``), and leaves to the provider what only its hook does: assuming a role
-    (``role_arn``), a request signer, a proxy.
-    """
-    from airflow.providers.amazon.aws.utils.connection_wrapper import AwsConnectionWrapper
-    from fsspec.asyn import get_loop, sync  # type: ignore[import-untyped]
-
-    wrapper = AwsConnectionWrapper(conn=connection)
-    service = wrapper.get_service_config("s3")
-    if wrapper.role_arn or service.get("signer") or service.get("proxy-uri"):
-        from airflow.sdk.io import get_fs
-
-        return get_fs("s3", conn)
-    from aiobotocore.session import get_session  # type: ignore[import-untyped]
-    from s3fs import S3FileSystem  # type: ignore[import-untyped]
-
-    session = get_session()
-    options = wrapper.session_kwargs  # as the provider's SessionFactory applies them to its session
-    if options.get("profile_name"):
-        session.set_config_variable("profile", options["profile_name"])
-    if any(options.get(key) for key in ("aws_access_key_id", "aws_secret_access_key", "aws_session_token")):
-        session.set_credentials(access_key=options.get("aws_access_key_id"),
-                                secret_key=options.get("aws_secret_access_key"), token=options.get("aws_session_token"))
-    if options.get("region_name"):
-        session.set_config_variable("region", options["region_name"])
-    # no keys anywhere botocore looks: anonymous, as get_fs. Asked on fsspec's own I/O loop (as s3fs
-    # does), so this works also in a thread that runs an event loop (the triggerer, the api-server).
-    anonymous = sync(get_loop(), session.get_credentials) is None
-    return S3FileSystem(session=session, config_kwargs=dict(wrapper.extra_config.get("config_kwargs", {})),
-                        endpoint_url=wrapper.get_service_endpoint_url("s3"), anon=anonymous)
-
-
 def data_paths() -> DataPaths:
     """Every path below the data root of ``TAXIFLOW_DATA_DIR`` (see ``root``), read on every call."""
     return DataPaths(root())
+
+
+def names() -> DataPaths:
+    """Every place below the data root, as names only: for what a DAG file declares (asset URIs).
+
+    A local root gives its paths. An ``s3://`` root gives ``PurePosixPath`` names of
+    ``bucket/prefix/...``: no connection is read and no filesystem made, which ``data_paths`` does.
+    The DAG processor parses each DAG file every 30 seconds, and every task process parses its DAG
+    file before its task: with ``data_paths`` each parse read the storage connection and imported
+    the S3 stack, 16 MB of a task that may never touch data (``benchmarks/profile_task_memory.py``).
+    """
+    configured = os.environ.get(DATA_DIR_ENV, "")
+    if "://" not in configured:
+        return data_paths()
+    return DataPaths(PurePosixPath(url_path(configured)))
 
 
 def _default_root() -> Path:
@@ -164,7 +91,9 @@ def is_remote(path: DataPath) -> bool:
 
 def url(path: DataPath) -> str:
     """How a path is shown to people: a local path, or ``s3://bucket/key`` (no connection id)."""
-    return str(path) if not is_remote(path) else f"s3://{path.path}"
+    if not is_remote(path):
+        return str(path)
+    return f"s3://{path}" if isinstance(path, PurePosixPath) else f"s3://{path.path}"  # a name from ``names``
 
 
 def duckdb_path(path: DataPath) -> str:
@@ -377,7 +306,7 @@ def sha256(path: DataPath) -> tuple[int, str]:
                 digest.update(block)
                 size += len(block)
         return size, digest.hexdigest()
-    from fsspec.asyn import sync
+    from fsspec.asyn import sync  # type: ignore[import-untyped]
 
     fs = path.fs
     bucket, key, version = fs.split_path(path.path)

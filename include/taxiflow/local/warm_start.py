@@ -35,7 +35,7 @@ WARM_MODULES: tuple[str, ...] = (
     "airflow.version",
 )
 # What a task adds when the data root is a bucket (``TAXIFLOW_DATA_DIR=s3://...``): every task that
-# touches data makes its S3 filesystem (``taxiflow.data.storage.filesystem``: the amazon provider's
+# touches data makes its S3 filesystem (``taxiflow.data.locations.filesystem``: the amazon provider's
 # connection parser, s3fs, aiobotocore, botocore): ~0.2 s of each such task's start
 # (docs/benchmarks.md, request file -> chart). Not on a local root: no task there imports them.
 # Not boto3 nor the provider's S3Hook: a task does not use them, and every page the scheduler holds

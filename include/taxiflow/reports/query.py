@@ -55,7 +55,7 @@ def _counts_frame(num_trips) -> pd.DataFrame:
 # report's whole query, and a process that renders several reports (the request DAG, tests, the
 # benchmark) should pay it once. Each query gets its own cursor (a connection of its own); a fork
 # gets a fresh database, since a DuckDB instance must not cross fork(). So does an S3 root whose
-# filesystem changed (its connection did: ``storage.location``): DuckDB keeps the one registered.
+# filesystem changed (its connection did: ``locations.location``): DuckDB keeps the one registered.
 _database: Any = None
 _database_pid: int | None = None
 _database_fs: Any = None  # the filesystem DuckDB reads s3:// through; None for a local root

@@ -1,7 +1,7 @@
 """An S3 data root, and the report query's DuckDB, follow the Airflow connection when it changes.
 
 Airflow's ``attach`` keeps one filesystem per connection id for the life of a process: without
-``storage._follow_connection`` a process that outlived a change of the connection (a rotated key,
+``locations._follow_connection`` a process that outlived a change of the connection (a rotated key,
 a moved endpoint, or a test session that starts a second server) kept the first endpoint and keys.
 No server is needed: the filesystem is made, never used.
 """
@@ -14,7 +14,7 @@ import json
 import pytest
 
 from taxiflow.config import DATA_DIR_ENV, STORAGE_CONN_ENV
-from taxiflow.data import storage
+from taxiflow.data import locations, storage
 
 CONN_ID = "taxiflow_follow_test"  # its own id: Airflow's store cache is per process, shared by every test
 
@@ -102,14 +102,14 @@ def made_from(fs) -> dict:
 
 @pytest.mark.parametrize("name", sorted(CONNECTIONS))
 def test_the_filesystem_is_the_one_the_amazon_provider_makes(name, monkeypatch):
-    """``storage.filesystem`` makes what the provider's ``get_fs`` makes from the same connection
+    """``locations.filesystem`` makes what the provider's ``get_fs`` makes from the same connection
     (without boto3 or the provider's hooks: tests/unit/local/test_stack.py checks a task's imports)."""
     from airflow.providers.amazon.aws.fs.s3 import get_fs
     from airflow.sdk import BaseHook
 
     conn_id = f"taxiflow_filesystem_{sorted(CONNECTIONS).index(name)}"
     monkeypatch.setenv(f"AIRFLOW_CONN_{conn_id.upper()}", json.dumps(CONNECTIONS[name]))
-    ours = storage.filesystem(conn_id, BaseHook.get_connection(conn_id))
+    ours = locations.filesystem(conn_id, BaseHook.get_connection(conn_id))
     assert made_from(ours) == made_from(get_fs(conn_id))
 
 
@@ -126,5 +126,20 @@ def test_a_connection_that_assumes_a_role_is_left_to_the_amazon_provider(monkeyp
                                       "region_name": "us-east-1", "endpoint_url": "http://127.0.0.1:1011"}}))
     calls = []
     monkeypatch.setattr("airflow.sdk.io.get_fs", lambda protocol, conn: calls.append((protocol, conn)) or "theirs")
-    assert storage.filesystem(conn_id, BaseHook.get_connection(conn_id)) == "theirs"
+    assert locations.filesystem(conn_id, BaseHook.get_connection(conn_id)) == "theirs"
     assert calls == [("s3", conn_id)]
+
+
+@pytest.mark.parametrize("configured", ["s3://bucket/data", "s3://bucket", "s3://bucket/a/b/"])
+def test_names_without_a_connection_are_the_urls_of_the_paths(point_at, monkeypatch, configured):
+    """What DAG files declare (asset URIs, from ``names``) is where the tasks read and write."""
+    point_at("http://127.0.0.1:1005")
+    monkeypatch.setenv(DATA_DIR_ENV, configured)
+    named, reached = storage.names(), storage.data_paths()
+    for paths in (named, reached):
+        assert storage.is_remote(paths.root)
+    for place in ("landing", "raw", "outputs", "requests"):
+        assert storage.url(getattr(named, place) / "green") == storage.url(getattr(reached, place) / "green")
+    assert storage.url(named.metrics_source_dir("hourly_zone", "yellow")) == \
+        storage.url(reached.metrics_source_dir("hourly_zone", "yellow"))
+    assert storage.url(named.root) == configured.rstrip("/")
