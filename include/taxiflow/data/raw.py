@@ -1,7 +1,8 @@
 """Raw storage: every drop copied once into a version of its own; the partition names the one it was built from.
 
     raw/<source>/<YYYY-MM>/<version>/    one drop's data files, copied whole by ``copy_to_raw``
-    raw/<source>/<YYYY-MM>/_staged.json  the version ``copy_to_raw`` completed last (written last)
+    raw/<source>/<YYYY-MM>/_staged.json  the version ``copy_to_raw`` completed last (written last),
+                                         with each copy's bytes and sha256 (``copied_facts``)
 
 The month's raw copy (the last validated drop) is the version its warehouse partition's
 ``_summary.json`` names (``raw_version``). ``copy_to_raw`` copies the drop straight into a fresh
@@ -53,17 +54,34 @@ def copy_to_raw(partition: Partition, paths: DataPaths | None = None) -> list[Pa
     raw_dir = paths.raw_dir(partition)
     version = versions.new_version()
     try:
-        copies = folders.copy_into(files, raw_dir / version)
+        copies, facts = folders.copy_into(files, raw_dir / version)
     except folders.NotARegularFile as err:
         _remove_unnamed(raw_dir / version)
         raise UnsafeDropError(f"refused {err.name}: {err.reason}. Nothing of it was copied.") from None
     except BaseException:
         _remove_unnamed(raw_dir / version)
         raise
-    document = {"version": version, "files": [copy.name for copy in copies],
+    document = {"version": version, "files": [copy.name for copy in copies], "copied": facts,
                 "staged_at": datetime.now(UTC).isoformat(timespec="seconds")}
     storage.write_bytes(raw_dir / STAGED_FILE, (json.dumps(document, indent=2) + "\n").encode("utf-8"))
     return copies
+
+
+def copied_facts(
+    partition: Partition, copies: list[DataPath], paths: DataPaths | None = None
+) -> list[dict[str, Any]] | None:
+    """``{"name", "bytes", "sha256"}`` of ``copies`` as ``copy_to_raw`` took them from the bytes it copied.
+
+    None if ``_staged.json`` names another version now (a later copy) or holds no facts (written
+    before they were recorded): then the copies are to be read for them.
+    """
+    marker = versions.read_marker((paths or data_paths()).raw_dir(partition), STAGED_FILE)
+    if marker is None or not copies or marker.version != copies[0].parent.name:
+        return None
+    recorded = {facts.get("name"): facts for facts in marker.document.get("copied", [])}
+    if not all(copy.name in recorded for copy in copies):
+        return None
+    return [recorded[copy.name] for copy in copies]
 
 
 def _remove_unnamed(folder: DataPath) -> None:
