@@ -380,12 +380,18 @@ def remove(path: DataPath) -> None:
 
 
 def remove_tree(folder: DataPath) -> None:
-    """Delete a folder and everything below it, if it is there."""
+    """Delete a folder and everything below it, if it is there.
+
+    On S3 one listing finds every object below the folder and they go in bulk deletes (an
+    existence check first cost a HEAD and a listing of its own).
+    """
     if is_remote(folder):
         refresh(folder)
-        if folder.exists():
+        below = folder.path.rstrip("/") + "/"  # not the folder itself (SeaweedFS may list an emptied one)
+        found = [name for name in folder.fs.find(folder.path) if name.startswith(below)]
+        if found:
             with faults.around("delete", url(folder)):
-                folder.fs.rm(folder.path, recursive=True)
+                folder.fs.rm(found)
         return
     shutil.rmtree(folder, ignore_errors=True)
 
