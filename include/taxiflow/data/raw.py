@@ -16,13 +16,16 @@ backend (on S3 a server-side copy; before, a second copy promoted the staged fol
 bucket has no rename). Landing is only ever read; local files are opened without following links.
 
 Raw written before versions (files directly in ``raw/<source>/<month>/``, a summary without
-``raw_version``) is still read, and its files are removed once a new version is published.
+``raw_version``) is still read, and its files are removed once a new version is published. Its
+staged copies (``raw/<source>/.<month>.staged/``, left by a refused drop) are read by nobody and
+written by nothing any more: ``sweep_legacy_staged`` removes them by age.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -33,6 +36,7 @@ from taxiflow.data.landing import UnsafeDropError, data_files, has_data_file_nam
 from taxiflow.data.storage import DataPath, data_paths
 
 STAGED_FILE = "_staged.json"
+LEGACY_STAGED_NAME = re.compile(r"\.\d{4}-\d{2}\.staged")  # raw/<source>/.<YYYY-MM>.staged/, before versions
 
 log = logging.getLogger(__name__)
 
@@ -181,4 +185,24 @@ def sweep(partition_dir: DataPath, keep: str | None, older_than: timedelta | Non
                 continue  # a prefix whose objects are gone (SeaweedFS lists an emptied folder a while)
             storage.remove_tree(entry)
             removed.append(entry.name)
+    return removed
+
+
+def sweep_legacy_staged(source_dir: DataPath, older_than: timedelta | None = None) -> list[str]:
+    """Delete the ``.<YYYY-MM>.staged/`` folders of one source whose newest file was written
+    ``older_than`` ago or more (default ``versions.ORPHAN_AGE``); return their names.
+
+    The layout before versions staged each drop there and left a refused one; nothing writes or
+    reads them now, so the age only spares a folder an old worker might still be writing.
+    """
+    cutoff = datetime.now(UTC) - (older_than if older_than is not None else versions.ORPHAN_AGE)
+    removed = []
+    for entry in storage.list_dir(source_dir):
+        if not LEGACY_STAGED_NAME.fullmatch(entry.name):
+            continue
+        names = storage.files_below(entry)
+        if names and max(storage.info(entry / name)["modified"] for name in names) >= cutoff:
+            continue
+        storage.remove_tree(entry)
+        removed.append(entry.name)
     return removed
