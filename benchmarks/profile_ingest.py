@@ -77,6 +77,7 @@ def timed_entry(module, name, label):
     setattr(module, name, wrapper)
 
 timed_entry(storage, "local_copies", "download (local_copies)")
+timed_entry(readers, "zones_and_copies", "duckdb opened + download (zones_and_copies)")
 marked(readers, "inspect_raw_file", "process: inspect")
 marked(warehouse, "write_parquet_atomically", "process/metrics: write parquet")
 original_put = storage._put
