@@ -59,6 +59,6 @@ def _copy_regular_file(source: Path, target: Path) -> tuple[int, str]:
         if not stat.S_ISREG(info.st_mode):
             raise NotARegularFile(source.name, "not a regular file")
         with open(target, "xb") as writer:
-            facts = storage.hashed_copy(reader, writer)
+            facts = storage.read_hashed(reader, writer)
     os.utime(target, ns=(info.st_atime_ns, info.st_mtime_ns))
     return facts

@@ -284,7 +284,7 @@ def sha256(path: DataPath) -> tuple[int, str]:
     """
     if not is_remote(path):
         with open(path, "rb") as reader:
-            return hashed_copy(reader)
+            return read_hashed(reader)
     from fsspec.asyn import sync  # type: ignore[import-untyped]
 
     fs = path.fs
@@ -293,7 +293,7 @@ def sha256(path: DataPath) -> tuple[int, str]:
     return sync(fs.loop, _hash_object, fs, bucket, key, {"VersionId": version} if version else {})
 
 
-def hashed_copy(reader: BinaryIO, writer: BinaryIO | None = None) -> tuple[int, str]:
+def read_hashed(reader: BinaryIO, writer: BinaryIO | None = None) -> tuple[int, str]:
     """The size and hex sha256 of what ``reader`` holds, read once; each block also goes to ``writer``."""
     digest, size = hashlib.sha256(), 0
     while block := reader.read(HASH_BLOCK):
@@ -345,7 +345,7 @@ def copy_file(source: DataPath, target: DataPath) -> tuple[int, str]:
         with faults.around("write", url(target)):
             return _copy_hashed(source, target)
     with replacing(target) as temp, open(source, "rb") as reader, open(temp, "wb") as writer:
-        return hashed_copy(reader, writer)
+        return read_hashed(reader, writer)
 
 
 def _copy_hashed(source: DataPath, target: DataPath) -> tuple[int, str]:
