@@ -21,6 +21,7 @@ replace-if-unchanged, which hold across hosts, are ``conditional``.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import mimetypes
 import os
@@ -245,8 +246,7 @@ def _put(local: Path, target: DataPath) -> None:
 
 @contextmanager
 def local_copies(files: list[DataPath]) -> Generator[list[Path], None, None]:
-    """Local paths to read ``files`` by, in the order given, for a reader that goes through each
-    file more than once or reads many small ones.
+    """Local paths to read ``files`` by, in order, for a reader that reads each more than once or many small ones.
 
     Local files are their own copies. Objects are fetched at once, each as one GET streamed to a
     temporary folder removed after the block:
@@ -256,8 +256,7 @@ def local_copies(files: list[DataPath]) -> Generator[list[Path], None, None]:
       58 MB file on loopback and held ~60 MB more (``benchmarks/bench_storage.py``, 2026-12-05);
     - a report reads many small metrics partitions: through HTTP one by one, DuckDB paid several
       round trips per file (the footer, then each column chunk), one file after another.
-    Each copy is one object as it was at its GET: never the footer of one version and the rows of
-    another.
+    Each copy is one object as at its GET: never the footer of one version and the rows of another.
     """
     remote = [file for file in files if is_remote(file)]
     if not remote:
@@ -277,10 +276,9 @@ def local_copies(files: list[DataPath]) -> Generator[list[Path], None, None]:
 def sha256(path: DataPath) -> tuple[int, str]:
     """The size (bytes) and hex sha256 of one file, read once from start to end.
 
-    An object is read as one GET streamed through the hash in 1 MiB reads: through ``open`` its
-    reads went through s3fs's read-ahead cache (a HEAD, then GETs of 50 MiB blocks, each held in
-    memory whole), twice as long as the stream for a 58 MB drop on loopback
-    (``benchmarks/bench_storage.py``, docs/benchmarks.md), and the size took a HEAD of its own.
+    An object is one GET streamed through the hash in 1 MiB reads: through ``open`` (s3fs's
+    read-ahead cache: a HEAD, then 50 MiB GETs each held whole) it took twice as long for a 58 MB
+    drop on loopback (``benchmarks/bench_storage.py``, docs/benchmarks.md).
     """
     if not is_remote(path):
         with open(path, "rb") as reader:
@@ -338,8 +336,8 @@ def copy_file(source: DataPath, target: DataPath) -> tuple[int, str]:
     (lineage). On S3 the server-side copy and a GET of the source streamed through the hash run at
     once, both only if the source still has the ETag it was listed with (``CopySourceIfMatch``,
     ``IfMatch``): what was hashed is what was copied, and a source replaced meanwhile fails the
-    copy (``OSError``) instead of being copied unhashed. For a 58 MB drop on loopback the copy and
-    a later read of it took 0.35-0.38 s, the two at once 0.23-0.29 s (``benchmarks/profile_ingest.py``).
+    copy (``OSError``). A 58 MB drop's copy and a later read of it took 0.35-0.38 s on loopback,
+    the two at once 0.23-0.29 s (``benchmarks/profile_ingest.py``).
     """
     if is_remote(target):
         with faults.around("write", url(target)):
@@ -349,8 +347,6 @@ def copy_file(source: DataPath, target: DataPath) -> tuple[int, str]:
 
 
 def _copy_hashed(source: DataPath, target: DataPath) -> tuple[int, str]:
-    import asyncio
-
     from fsspec.asyn import sync
 
     fs = target.fs
