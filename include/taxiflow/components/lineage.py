@@ -31,8 +31,9 @@ they say where to look. The events are recorded only when the task succeeds: a r
 ``*_extra`` builders are plain functions of summaries and file facts (unit-tested without Airflow);
 ``*_event`` collect one task's extra, ``emit`` records it on the task's ``outlet_events``. Files
 taxiflow writes (trips, metrics) carry facts taken from the local file before upload
-(``warehouse.write_parquet_atomically``): never read back from the store. A drop and its staged copy
-are hashed by reading them (``file_facts``): no task holds them locally.
+(``warehouse.write_parquet_atomically``): never read back from the store. A drop is hashed by
+reading it (``file_facts``); its staged copy carries the facts of the bytes ``copy_to_raw`` copied
+(``raw.copied_facts``).
 """
 
 from __future__ import annotations
@@ -285,8 +286,11 @@ def emit_raw(outlet_events: Any, partition: Partition, copied: Sequence[DataPath
 def raw_event(partition: Partition, copied: Sequence[DataPath], paths: DataPaths | None = None) -> dict[str, Any]:
     """``emit_raw``'s extra; ``staged_in``: the raw version the drop was copied into."""
     paths = paths or storage.data_paths()
+    from taxiflow.data import raw
+
     staged_in = copied[0].parent if copied else paths.raw_dir(partition)
-    return raw_extra(partition, file_facts(copied), storage.url(staged_in))
+    facts = raw.copied_facts(partition, list(copied), paths)  # taken while copying: no copy read again
+    return raw_extra(partition, facts if facts is not None else file_facts(copied), storage.url(staged_in))
 
 
 def emit_partition(outlet_events: Any, partition: Partition, summary: Mapping[str, Any],

@@ -10,15 +10,13 @@ partition's ``_summary.json``) only once it is complete.
 from __future__ import annotations
 
 import os
-import shutil
 import stat
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from taxiflow.data import storage
 from taxiflow.data.storage import DataPath
-
-COPY_BUFFER_BYTES = 1024 * 1024
 
 
 class NotARegularFile(ValueError):
@@ -30,21 +28,26 @@ class NotARegularFile(ValueError):
         self.reason = reason
 
 
-def copy_into(files: Sequence[DataPath], folder: DataPath) -> list[DataPath]:
-    """Copy ``files`` into ``folder`` (same names); return the copies. Sources are only read."""
+def copy_into(files: Sequence[DataPath], folder: DataPath) -> tuple[list[DataPath], list[dict[str, Any]]]:
+    """Copy ``files`` into ``folder`` (same names); return the copies and their facts.
+
+    Facts: ``{"name", "bytes", "sha256"}`` of each copy, taken from the bytes copied (lineage reads
+    no copy again). Sources are only read.
+    """
     copies = [folder / file.name for file in files]
     if storage.is_remote(folder):
-        for file, copy in zip(files, copies, strict=True):
-            storage.copy_file(file, copy)
-        return copies
-    folder.mkdir(parents=True, exist_ok=True)
-    for file, copy in zip(files, copies, strict=True):
-        _copy_regular_file(file, copy)
-    return copies
+        hashes = [storage.copy_file(file, copy) for file, copy in zip(files, copies, strict=True)]
+    else:
+        folder.mkdir(parents=True, exist_ok=True)
+        hashes = [_copy_regular_file(file, copy) for file, copy in zip(files, copies, strict=True)]
+    pairs = zip(copies, hashes, strict=True)
+    return copies, [{"name": copy.name, "bytes": size, "sha256": digest} for copy, (size, digest) in pairs]
 
 
-def _copy_regular_file(source: Path, target: Path) -> None:
-    """Copy one local file without following a link planted since it was listed; keeps its times."""
+def _copy_regular_file(source: Path, target: Path) -> tuple[int, str]:
+    """Copy one local file without following a link planted since it was listed; keeps its times.
+
+    Returns the size and sha256 of the bytes copied."""
     try:
         fd = os.open(source, os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0))
     except OSError as err:
@@ -56,5 +59,6 @@ def _copy_regular_file(source: Path, target: Path) -> None:
         if not stat.S_ISREG(info.st_mode):
             raise NotARegularFile(source.name, "not a regular file")
         with open(target, "xb") as writer:
-            shutil.copyfileobj(reader, writer, COPY_BUFFER_BYTES)
+            facts = storage.read_hashed(reader, writer)
     os.utime(target, ns=(info.st_atime_ns, info.st_mtime_ns))
+    return facts

@@ -117,10 +117,8 @@ def process_partition(
         # upload's buffers do not add to DuckDB's peak. Locally the file is renamed into place.
         with ExitStack() as finish:
             written = finish.enter_context(storage.replacing(target)) if storage.is_remote(target) else target
-            con = warehouse.duckdb_connection(paths)
-            finish.callback(con.close)
-            warehouse.create_zones_table(con, paths)
-            readable = finish.enter_context(storage.local_copies(files))  # read three times: fetched once
+            # the drop is read three times: fetched once
+            con, readable = finish.enter_context(readers.zones_and_copies(files, paths))
             raw_sizes = [copy.stat().st_size for copy in readable]  # the summary's raw_files: no HEAD each
             try:
                 pairs = zip(files, readable, strict=True)

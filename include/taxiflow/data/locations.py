@@ -5,7 +5,8 @@
 and keys come from the connection named by ``TAXIFLOW_STORAGE_CONN_ID`` (default
 ``taxiflow_storage``; conn type ``aws``, ``endpoint_url`` in its extra for S3-compatible servers).
 Its filesystem follows that connection when it changes, and is made without the Amazon provider's
-hooks. Airflow, fsspec and s3fs are imported only for an S3 location: DAG files import ``storage``.
+hooks, and DuckDB reads through it (``register``). Airflow, fsspec and s3fs are imported only for an
+S3 location: DAG files import ``storage``.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from urllib.parse import urlsplit
 from taxiflow.config import DATA_DIR_ENV, STORAGE_CONN_ENV, STORAGE_CONN_ID_DEFAULT
 
 if TYPE_CHECKING:
+    import duckdb
     from airflow.sdk import ObjectStoragePath
 
 
@@ -115,3 +117,27 @@ def filesystem(conn: str, connection: Any) -> Any:
     anonymous = sync(get_loop(), session.get_credentials) is None
     return S3FileSystem(session=session, config_kwargs=dict(wrapper.extra_config.get("config_kwargs", {})),
                         endpoint_url=wrapper.get_service_endpoint_url("s3"), anon=anonymous)
+
+
+def register(con: duckdb.DuckDBPyConnection, path: Path | ObjectStoragePath) -> None:
+    """Let DuckDB read ``s3://`` through the same filesystem (keys, endpoint) as ``path``; no-op locally."""
+    if not isinstance(path, Path):  # an S3 path
+        fs = path.fs
+        protocols = fs.protocol if isinstance(fs.protocol, tuple) else (fs.protocol,)
+        if not set(protocols) & set(con.list_filesystems()):  # a cached connection may have it already
+            con.register_filesystem(_exact_reads(fs))
+
+
+def _exact_reads(fs: Any) -> Any:
+    """``fs`` (same endpoint, keys and options) whose files fetch exactly the bytes DuckDB asks for.
+
+    s3fs's default file cache reads 50 MiB ahead of every read. DuckDB reads a parquet file by
+    column chunks, in a few MB at scattered offsets, so each of its reads became a GET of up to
+    50 MiB: a 58 MB trips file came down as 1.4 GB in 40 GETs, and every open file held a 50 MiB
+    buffer (``benchmarks/bench_storage.py``, docs/benchmarks.md). DuckDB plans its own reads, so
+    it gets no cache. The copy shares ``fs``'s listing cache: what ``refresh`` forgets, it
+    forgets too, and a file a listing already found needs no HEAD to be opened.
+    """
+    exact = type(fs)(**{**fs.storage_options, "default_cache_type": "none"})
+    exact.dircache = fs.dircache
+    return exact

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from taxiflow.config import UNKNOWN_BOROUGH, DataPaths, Partition, check_source
-from taxiflow.data import files, storage, strays, warehouse
+from taxiflow.data import files, readers, storage, strays, warehouse
 from taxiflow.data.storage import data_paths
 
 log = logging.getLogger(__name__)
@@ -113,20 +113,17 @@ def build_metrics(partition: Partition, paths: DataPaths | None = None) -> dict[
 def _build(partition: Partition, inputs: warehouse.MonthInputs, paths: DataPaths) -> dict[str, Any]:
     source, month = partition.source, partition.month
     recorded = {INPUTS_KEY: inputs.fingerprint}
-    con = warehouse.duckdb_connection(paths)
-    try:
-        warehouse.create_zones_table(con, paths)
-        # The month's own trips file is read almost whole: on S3 it is fetched once, in parallel
-        # parts, and DuckDB reads the local copy (its ranged reads through fsspec took twice as long:
-        # 79 GETs for a 3M-row month). The neighbours' files give only their few strays: read in place.
-        with storage.local_copies([inputs.own.trips_file]) as (own,):
-            counted, counted_params = strays.counted_trips_sql(
-                month, own, [neighbour.trips_file for neighbour in inputs.neighbours]
-            )
-            con.sql(
-                _HOURLY_ZONE_SQL.format(counted=counted),
-                params=[UNKNOWN_BOROUGH, UNKNOWN_BOROUGH, *counted_params],
-            ).to_table(HOURLY_ZONE)
+    # The month's own trips file is read almost whole: on S3 it is fetched once (while DuckDB opens),
+    # and DuckDB reads the local copy (its ranged reads through fsspec took twice as long: 79 GETs
+    # for a 3M-row month). The neighbours' files give only their few strays: read in place.
+    with readers.zones_and_copies([inputs.own.trips_file], paths) as (con, (own,)):
+        counted, counted_params = strays.counted_trips_sql(
+            month, own, [neighbour.trips_file for neighbour in inputs.neighbours]
+        )
+        con.sql(
+            _HOURLY_ZONE_SQL.format(counted=counted),
+            params=[UNKNOWN_BOROUGH, UNKNOWN_BOROUGH, *counted_params],
+        ).to_table(HOURLY_ZONE)
         zone_rows, zone_file = warehouse.write_parquet_atomically(
             con, _HOURLY_ZONE_OUT_SQL, [], warehouse.metrics_file(HOURLY_ZONE, partition, paths), metadata=recorded
         )
@@ -137,8 +134,6 @@ def _build(partition: Partition, inputs: warehouse.MonthInputs, paths: DataPaths
         by_borough = con.execute(
             "SELECT borough, CAST(sum(trips) AS BIGINT) FROM hourly_zone GROUP BY ALL ORDER BY 2 DESC"
         ).fetchall()
-    finally:
-        con.close()
     result = {
         "source": source,
         "month": month,

@@ -1,7 +1,8 @@
 """Raw storage: every drop copied once into a version of its own; the partition names the one it was built from.
 
     raw/<source>/<YYYY-MM>/<version>/    one drop's data files, copied whole by ``copy_to_raw``
-    raw/<source>/<YYYY-MM>/_staged.json  the version ``copy_to_raw`` completed last (written last)
+    raw/<source>/<YYYY-MM>/_staged.json  the version ``copy_to_raw`` completed last (written last),
+                                         with each copy's bytes and sha256 (``copied_facts``)
 
 The month's raw copy (the last validated drop) is the version its warehouse partition's
 ``_summary.json`` names (``raw_version``). ``copy_to_raw`` copies the drop straight into a fresh
@@ -15,13 +16,16 @@ backend (on S3 a server-side copy; before, a second copy promoted the staged fol
 bucket has no rename). Landing is only ever read; local files are opened without following links.
 
 Raw written before versions (files directly in ``raw/<source>/<month>/``, a summary without
-``raw_version``) is still read, and its files are removed once a new version is published.
+``raw_version``) is still read, and its files are removed once a new version is published. Its
+staged copies (``raw/<source>/.<month>.staged/``, left by a refused drop) are read by nobody and
+written by nothing any more: ``sweep_legacy_staged`` removes them by age.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -31,6 +35,7 @@ from taxiflow.data.landing import UnsafeDropError, data_files, has_data_file_nam
 from taxiflow.data.storage import DataPath, data_paths
 
 STAGED_FILE = "_staged.json"
+LEGACY_STAGED_NAME = re.compile(r"\.\d{4}-\d{2}\.staged")  # raw/<source>/.<YYYY-MM>.staged/, before versions
 
 log = logging.getLogger(__name__)
 
@@ -52,17 +57,34 @@ def copy_to_raw(partition: Partition, paths: DataPaths | None = None) -> list[Da
     raw_dir = paths.raw_dir(partition)
     version = versions.new_version()
     try:
-        copies = folders.copy_into(files, raw_dir / version)
+        copies, facts = folders.copy_into(files, raw_dir / version)
     except folders.NotARegularFile as err:
         _remove_unnamed(raw_dir / version)
         raise UnsafeDropError(f"refused {err.name}: {err.reason}. Nothing of it was copied.") from None
     except BaseException:
         _remove_unnamed(raw_dir / version)
         raise
-    document = {"version": version, "files": [copy.name for copy in copies],
+    document = {"version": version, "files": [copy.name for copy in copies], "copied": facts,
                 "staged_at": datetime.now(UTC).isoformat(timespec="seconds")}
     storage.write_bytes(raw_dir / STAGED_FILE, (json.dumps(document, indent=2) + "\n").encode("utf-8"))
     return copies
+
+
+def copied_facts(
+    partition: Partition, copies: list[DataPath], paths: DataPaths | None = None
+) -> list[dict[str, Any]] | None:
+    """``{"name", "bytes", "sha256"}`` of ``copies`` as ``copy_to_raw`` took them from the bytes it copied.
+
+    None if ``_staged.json`` names another version now (a later copy) or holds no facts (written
+    before they were recorded): then the copies are to be read for them.
+    """
+    marker = versions.read_marker((paths or data_paths()).raw_dir(partition), STAGED_FILE)
+    if marker is None or not copies or marker.version != copies[0].parent.name:
+        return None
+    recorded = {facts.get("name"): facts for facts in marker.document.get("copied", [])}
+    if not all(copy.name in recorded for copy in copies):
+        return None
+    return [recorded[copy.name] for copy in copies]
 
 
 def _remove_unnamed(folder: DataPath) -> None:
@@ -162,4 +184,24 @@ def sweep(partition_dir: DataPath, keep: str | None, older_than: timedelta | Non
                 continue  # a prefix whose objects are gone (SeaweedFS lists an emptied folder a while)
             storage.remove_tree(entry)
             removed.append(entry.name)
+    return removed
+
+
+def sweep_legacy_staged(source_dir: DataPath, older_than: timedelta | None = None) -> list[str]:
+    """Delete the ``.<YYYY-MM>.staged/`` folders of one source whose newest file was written
+    ``older_than`` ago or more (default ``versions.ORPHAN_AGE``); return their names.
+
+    The layout before versions staged each drop there and left a refused one; nothing writes or
+    reads them now, so the age only spares a folder an old worker might still be writing.
+    """
+    cutoff = datetime.now(UTC) - (older_than if older_than is not None else versions.ORPHAN_AGE)
+    removed = []
+    for entry in storage.list_dir(source_dir):
+        if not LEGACY_STAGED_NAME.fullmatch(entry.name):
+            continue
+        names = storage.files_below(entry)
+        if names and max(storage.info(entry / name)["modified"] for name in names) >= cutoff:
+            continue
+        storage.remove_tree(entry)
+        removed.append(entry.name)
     return removed

@@ -10,7 +10,7 @@ the pathlib methods the data layer uses (``/``, ``name``, ``exists``, ``is_file`
 
 * writes readers must never see half done (``replacing``): a local temporary file, then a rename
   (local) or one upload of the complete file (S3: an object appears whole or not at all);
-* how DuckDB reaches a path (``duckdb_path``, ``register``: the same fsspec filesystem).
+* how DuckDB names a path (``duckdb_path``; ``locations.register`` gives it the same filesystem).
 
 Local-disk safety rules (no symbolic links, ``O_NOFOLLOW``) stay with the local backend, in
 ``landing``/``folders``. Airflow and fsspec are imported only when an S3 root is used. Reading one
@@ -21,6 +21,7 @@ replace-if-unchanged, which hold across hosts, are ``conditional``.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import mimetypes
 import os
@@ -30,18 +31,11 @@ from collections.abc import Generator
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path, PurePosixPath
-from typing import TYPE_CHECKING, Any
+from typing import Any, BinaryIO
 
-from taxiflow.config import DATA_DIR_ENV, DataPaths
+from taxiflow.config import DATA_DIR_ENV, DataPath, DataPaths
 from taxiflow.data import faults, multipart
 from taxiflow.data.locations import location, url_path
-
-if TYPE_CHECKING:
-    import duckdb
-
-# A ``pathlib.Path`` or an ``airflow.sdk.ObjectStoragePath``. Typed loosely on purpose: the two share
-# the pathlib methods the data layer calls, and what they do not share is dispatched on ``is_remote``.
-DataPath = Any
 
 # mkstemp creates files readable by their owner only; what we write is for whoever reads the data root.
 FILE_MODE = 0o644
@@ -99,30 +93,6 @@ def url(path: DataPath) -> str:
 def duckdb_path(path: DataPath) -> str:
     """The string DuckDB reads ``path`` (or a glob below it) by, once ``register`` ran on the connection."""
     return url(path)
-
-
-def register(con: duckdb.DuckDBPyConnection, path: DataPath) -> None:
-    """Let DuckDB read ``s3://`` through the same filesystem (keys, endpoint) as ``path``; no-op locally."""
-    if is_remote(path):
-        fs = path.fs
-        protocols = fs.protocol if isinstance(fs.protocol, tuple) else (fs.protocol,)
-        if not set(protocols) & set(con.list_filesystems()):  # a cached connection may have it already
-            con.register_filesystem(_exact_reads(fs))
-
-
-def _exact_reads(fs: Any) -> Any:
-    """``fs`` (same endpoint, keys and options) whose files fetch exactly the bytes DuckDB asks for.
-
-    s3fs's default file cache reads 50 MiB ahead of every read. DuckDB reads a parquet file by
-    column chunks, in a few MB at scattered offsets, so each of its reads became a GET of up to
-    50 MiB: a 58 MB trips file came down as 1.4 GB in 40 GETs, and every open file held a 50 MiB
-    buffer (``benchmarks/bench_storage.py``, docs/benchmarks.md). DuckDB plans its own reads, so
-    it gets no cache. The copy shares ``fs``'s listing cache: what ``refresh`` forgets, it
-    forgets too, and a file a listing already found needs no HEAD to be opened.
-    """
-    exact = type(fs)(**{**fs.storage_options, "default_cache_type": "none"})
-    exact.dircache = fs.dircache
-    return exact
 
 
 # --- reading and listing ---------------------------------------------------------------------------
@@ -262,8 +232,7 @@ def _put(local: Path, target: DataPath) -> None:
 
 @contextmanager
 def local_copies(files: list[DataPath]) -> Generator[list[Path], None, None]:
-    """Local paths to read ``files`` by, in the order given, for a reader that goes through each
-    file more than once or reads many small ones.
+    """Local paths to read ``files`` by, in order, for a reader that reads each more than once or many small ones.
 
     Local files are their own copies. Objects are fetched at once, each as one GET streamed to a
     temporary folder removed after the block:
@@ -273,8 +242,7 @@ def local_copies(files: list[DataPath]) -> Generator[list[Path], None, None]:
       58 MB file on loopback and held ~60 MB more (``benchmarks/bench_storage.py``, 2026-12-05);
     - a report reads many small metrics partitions: through HTTP one by one, DuckDB paid several
       round trips per file (the footer, then each column chunk), one file after another.
-    Each copy is one object as it was at its GET: never the footer of one version and the rows of
-    another.
+    Each copy is one object as at its GET: never the footer of one version and the rows of another.
     """
     remote = [file for file in files if is_remote(file)]
     if not remote:
@@ -294,37 +262,43 @@ def local_copies(files: list[DataPath]) -> Generator[list[Path], None, None]:
 def sha256(path: DataPath) -> tuple[int, str]:
     """The size (bytes) and hex sha256 of one file, read once from start to end.
 
-    An object is read as one GET streamed through the hash in 1 MiB reads: through ``open`` its
-    reads went through s3fs's read-ahead cache (a HEAD, then GETs of 50 MiB blocks, each held in
-    memory whole), twice as long as the stream for a 58 MB drop on loopback
-    (``benchmarks/bench_storage.py``, docs/benchmarks.md), and the size took a HEAD of its own.
+    An object is one GET streamed through the hash in 1 MiB reads: through ``open`` (s3fs's
+    read-ahead cache: a HEAD, then 50 MiB GETs each held whole) it took twice as long for a 58 MB
+    drop on loopback (``benchmarks/bench_storage.py``, docs/benchmarks.md).
     """
     if not is_remote(path):
-        digest, size = hashlib.sha256(), 0
         with open(path, "rb") as reader:
-            while block := reader.read(HASH_BLOCK):
-                digest.update(block)
-                size += len(block)
-        return size, digest.hexdigest()
+            return read_hashed(reader)
     from fsspec.asyn import sync  # type: ignore[import-untyped]
 
     fs = path.fs
     bucket, key, version = fs.split_path(path.path)
+    # s3fs raises a missing key as FileNotFoundError, as ``open`` would
+    return sync(fs.loop, _hash_object, fs, bucket, key, {"VersionId": version} if version else {})
 
-    async def stream() -> tuple[int, str]:
-        response = await fs._call_s3(
-            "get_object", Bucket=bucket, Key=key, **({"VersionId": version} if version else {}), **fs.req_kw
-        )
-        body, digest, size = response["Body"], hashlib.sha256(), 0
-        try:
-            while block := await body.read(HASH_BLOCK):
-                digest.update(block)
-                size += len(block)
-        finally:
-            body.close()
-        return size, digest.hexdigest()
 
-    return sync(fs.loop, stream)  # s3fs raises a missing key as FileNotFoundError, as ``open`` would
+def read_hashed(reader: BinaryIO, writer: BinaryIO | None = None) -> tuple[int, str]:
+    """The size and hex sha256 of what ``reader`` holds, read once; each block also goes to ``writer``."""
+    digest, size = hashlib.sha256(), 0
+    while block := reader.read(HASH_BLOCK):
+        digest.update(block)
+        size += len(block)
+        if writer is not None:
+            writer.write(block)
+    return size, digest.hexdigest()
+
+
+async def _hash_object(fs: Any, bucket: str, key: str, conditions: dict[str, str]) -> tuple[int, str]:
+    """The size and hex sha256 of one object, one GET (with ``conditions``: ``IfMatch``, ``VersionId``)."""
+    response = await fs._call_s3("get_object", Bucket=bucket, Key=key, **conditions, **fs.req_kw)
+    body, digest, size = response["Body"], hashlib.sha256(), 0
+    try:
+        while block := await body.read(HASH_BLOCK):
+            digest.update(block)
+            size += len(block)
+    finally:
+        body.close()
+    return size, digest.hexdigest()
 
 
 HASH_BLOCK = 1024 * 1024
@@ -341,14 +315,40 @@ def write_bytes(target: DataPath, data: bytes) -> DataPath:
     return target
 
 
-def copy_file(source: DataPath, target: DataPath) -> None:
-    """Copy one file within the data root (server-side on S3)."""
+def copy_file(source: DataPath, target: DataPath) -> tuple[int, str]:
+    """Copy one file within the data root (server-side on S3); return the size and sha256 of what was copied.
+
+    The hash is taken from the bytes copied, so the copy need not be read again for its facts
+    (lineage). On S3 the server-side copy and a GET of the source streamed through the hash run at
+    once, both only if the source still has the ETag it was listed with (``CopySourceIfMatch``,
+    ``IfMatch``): what was hashed is what was copied, and a source replaced meanwhile fails the
+    copy (``OSError``). A 58 MB drop's copy and a later read of it took 0.35-0.38 s on loopback,
+    the two at once 0.23-0.29 s (``benchmarks/profile_ingest.py``).
+    """
     if is_remote(target):
         with faults.around("write", url(target)):
-            target.fs.copy(source.path, target.path)
-        return
-    with replacing(target) as temp:
-        shutil.copyfile(source, temp)
+            return _copy_hashed(source, target)
+    with replacing(target) as temp, open(source, "rb") as reader, open(temp, "wb") as writer:
+        return read_hashed(reader, writer)
+
+
+def _copy_hashed(source: DataPath, target: DataPath) -> tuple[int, str]:
+    from fsspec.asyn import sync
+
+    fs = target.fs
+    etag = info(source)["etag"]  # from the listing that found the source, if it is cached
+    source_bucket, source_key, _ = fs.split_path(source.path)
+    bucket, key, _ = fs.split_path(target.path)
+
+    async def copy_and_hash() -> tuple[int, str]:
+        copied = fs._call_s3("copy_object", Bucket=bucket, Key=key, **fs.req_kw,
+                             CopySource={"Bucket": source_bucket, "Key": source_key}, CopySourceIfMatch=etag)
+        _, facts = await asyncio.gather(copied, _hash_object(fs, source_bucket, source_key, {"IfMatch": etag}))
+        return facts
+
+    facts = sync(fs.loop, copy_and_hash)
+    fs.invalidate_cache(target.path)  # the key and its parents' listings, as s3fs's copy does
+    return facts
 
 
 def remove(path: DataPath) -> None:
@@ -362,12 +362,18 @@ def remove(path: DataPath) -> None:
 
 
 def remove_tree(folder: DataPath) -> None:
-    """Delete a folder and everything below it, if it is there."""
+    """Delete a folder and everything below it, if it is there.
+
+    On S3 one listing finds every object below the folder and they go in bulk deletes (an
+    existence check first cost a HEAD and a listing of its own).
+    """
     if is_remote(folder):
         refresh(folder)
-        if folder.exists():
+        below = folder.path.rstrip("/") + "/"  # not the folder itself (SeaweedFS may list an emptied one)
+        found = [name for name in folder.fs.find(folder.path) if name.startswith(below)]
+        if found:
             with faults.around("delete", url(folder)):
-                folder.fs.rm(folder.path, recursive=True)
+                folder.fs.rm(found)
         return
     shutil.rmtree(folder, ignore_errors=True)
 

@@ -42,7 +42,7 @@ from taxiflow.config import (
     check_source,
     duckdb_settings,
 )
-from taxiflow.data import files, storage, strays, versions
+from taxiflow.data import files, locations, storage, strays, versions
 from taxiflow.data.storage import data_paths
 
 if TYPE_CHECKING:
@@ -97,7 +97,7 @@ def duckdb_connection(paths: DataPaths | None = None) -> duckdb.DuckDBPyConnecti
     # DuckDB keeps what it read of a non-local file in memory for the next query; a task reads each
     # file once or twice, and on S3 the cache held ~60 MB more at peak for a 3M-row ingest.
     con.execute("SET enable_external_file_cache = false")
-    storage.register(con, (paths or data_paths()).root)
+    locations.register(con, (paths or data_paths()).root)
     return con
 
 

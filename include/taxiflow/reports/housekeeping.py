@@ -8,7 +8,8 @@ uploads a killed process or a dying server left on the server. This sweep remove
 
 * trips partition versions no ``_summary.json`` names, ``versions.ORPHAN_AGE`` old;
 * raw versions (``raw/<source>/<month>/<version>/``) no partition's ``_summary.json`` names, as old
-  (a refused drop, a copy whose task was killed);
+  (a refused drop, a copy whose task was killed), and staged copies of the layout before versions
+  (``raw/<source>/.<month>.staged/``) whose files are as old;
 * report versions no ``manifest.json`` names, ``outputs.ORPHAN_AGE`` old;
 * multipart uploads below the data root started ``multipart.STALE_UPLOAD_AGE`` ago.
 
@@ -46,16 +47,18 @@ def sweep_partitions(paths: DataPaths | None = None) -> list[str]:
 
 
 def sweep_raw(paths: DataPaths | None = None) -> list[str]:
-    """Delete raw versions no partition names (``raw/<source>/<month>/v-*``); return their URLs."""
+    """Delete raw versions no partition names (``raw/<source>/<month>/v-*``) and staged copies of the
+    layout before versions (``raw/<source>/.<month>.staged/``); return their URLs."""
     paths = paths or data_paths()
     removed = []
     for source in storage.list_dir(paths.raw):
+        removed += [storage.url(source / name) for name in raw.sweep_legacy_staged(source)]
         for month in storage.list_dir(source):
             if versions.is_version(month.name) or not (storage.is_remote(month) or month.is_dir()):
                 continue
             try:
                 partition = Partition(source.name, month.name)
-            except ValueError:  # not a source/month folder (a staged folder of the layout before versions)
+            except ValueError:  # not a source/month folder
                 continue
             published = warehouse.published_trips(partition, paths)
             keep = raw.raw_version(published.summary) if published else None

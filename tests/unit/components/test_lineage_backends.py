@@ -1,8 +1,9 @@
 """The lineage facts of one month's tasks on both backends (``any_root``: a local folder and a real
 SeaweedFS on loopback), against an independent sha256 of each object's bytes as the store serves them.
 
-The trips and metrics files' facts are taken from the task's local file before upload, never read
-back from the store; these tests prove they are still the bytes and sha256 of what was stored. The
+The trips and metrics files' facts are taken from the task's local file before upload, and the raw
+copy's from the bytes ``copy_to_raw`` copied, never read back from the store; these tests prove they
+are still the bytes and sha256 of what was stored. The
 ``s3`` runs start SeaweedFS: run them under the heavy lock
 (``flock /tmp/taxiflow-heavy.lock .venv/bin/python -m pytest tests/unit/components/test_lineage_backends.py``).
 """
@@ -13,10 +14,12 @@ import hashlib
 import json
 from datetime import datetime
 
+import pytest
+
 from taxiflow.components import lineage
 from taxiflow.config import SUCCESS_MARKER, Partition
 from taxiflow.data import ingest, metrics, storage, warehouse
-from taxiflow.data.raw import copy_to_raw
+from taxiflow.data.raw import STAGED_FILE, copy_to_raw
 from tests.support import trip_files
 from tests.support.trip_files import minutes
 
@@ -74,3 +77,27 @@ def test_a_re_ingest_names_the_new_trips_file_not_the_old(any_root):
         trips = lineage.partition_event(summary)
         assert trips["rows_written"] == rows
         assert trips["sha256"] == stored(warehouse.trips_file(JANUARY, any_root))["sha256"]
+
+
+@pytest.mark.s3
+def test_a_drop_replaced_after_it_was_listed_is_not_copied(seaweedfs, monkeypatch):
+    """On S3 the copy and the hash of its bytes hold only for the object as listed (its ETag): a drop
+    another host replaced meanwhile fails the copy, and nothing is staged with the wrong facts."""
+    for name, value in seaweedfs.env(prefix="replaced-after-listing").items():
+        monkeypatch.setenv(name, value)
+    paths = storage.data_paths()
+    landing = paths.landing_dir(JANUARY)
+    dropped = landing / "green_tripdata_2024-01.parquet"
+    storage.write_bytes(dropped, trip_files.green_parquet(minutes(datetime(2024, 1, 2, 7, 0), 50), (236,)))
+    storage.write_bytes(landing / SUCCESS_MARKER, b"")
+    listed = storage.list_dir(landing)  # what copy_to_raw's listing finds, cached with each ETag
+    fs = dropped.fs
+    bucket, _, key = dropped.path.partition("/")
+    fs.call_s3("put_object", Bucket=bucket, Key=key, Body=b"another host's bytes")  # leaves the listing cached
+    monkeypatch.setattr(storage, "list_dir", lambda folder: listed if folder == landing else [])
+
+    with pytest.raises(OSError):
+        copy_to_raw(JANUARY, paths)
+
+    assert storage.files_below(paths.raw_dir(JANUARY)) == []
+    assert not (paths.raw_dir(JANUARY) / STAGED_FILE).exists()

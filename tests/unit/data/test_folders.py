@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 
 import pytest
@@ -18,9 +19,11 @@ def test_copy_into_copies_the_files_keeping_their_times(tmp_path):
     os.utime(first, ns=(1_700_000_000_000_000_000, 1_700_000_000_000_000_000))
     folder = tmp_path / "out" / "v-version"
 
-    copies = folders.copy_into([first, second], folder)
+    copies, facts = folders.copy_into([first, second], folder)
 
     assert copies == [folder / "a.csv", folder / "b.csv"]
+    assert facts == [{"name": name, "bytes": 2, "sha256": hashlib.sha256(data).hexdigest()}
+                     for name, data in (("a.csv", b"a\n"), ("b.csv", b"b\n"))]
     assert sorted(p.name for p in folder.iterdir()) == ["a.csv", "b.csv"]
     assert (folder / "a.csv").read_text() == "a\n" and first.read_text() == "a\n"
     assert (folder / "a.csv").stat().st_mtime_ns == 1_700_000_000_000_000_000

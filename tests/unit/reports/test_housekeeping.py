@@ -7,10 +7,10 @@ Versions of trips partitions, of raw copies and of reports.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from taxiflow.config import Partition
-from taxiflow.data import storage, versions, warehouse
+from taxiflow.data import raw, storage, versions, warehouse
 from taxiflow.reports import housekeeping, outputs
 from tests.unit.reports.test_publish import request_named
 
@@ -50,3 +50,17 @@ def test_the_sweep_removes_abandoned_versions_and_nothing_else(any_root):
     ])
     assert storage.files_below(january) == [f"{young_partition}/{warehouse.TRIPS_FILE}"]
     assert outputs.read_report("jan") is not None
+
+
+def test_staged_copies_of_the_layout_before_versions_go_by_age(any_root):
+    """``raw/<source>/.<month>.staged/`` (a refused drop, before raw was versioned): nothing reads it."""
+    source_dir = any_root.raw / "green"
+    staged = source_dir / ".2024-01.staged"
+    storage.write_bytes(staged / "green_tripdata_2024-01.parquet", b"refused")
+    storage.write_bytes(source_dir / "2024-01" / "green_tripdata_2024-01.parquet", b"raw before versions")
+
+    assert raw.sweep_legacy_staged(source_dir) == []  # written just now: kept
+    assert housekeeping.sweep_raw() == []
+    assert raw.sweep_legacy_staged(source_dir, older_than=timedelta(0)) == [".2024-01.staged"]
+
+    assert storage.files_below(source_dir) == ["2024-01/green_tripdata_2024-01.parquet"]
