@@ -28,7 +28,7 @@ from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Any
 
-DataPath = Any  # as in ``storage`` (which imports this module): a ``pathlib.Path`` or an ``ObjectStoragePath``
+from taxiflow.config import DataPath
 
 # Longer than any upload of ours takes (ingest's tasks time out after 1 hour): an upload this old
 # was abandoned. Aborting one still running would fail that upload (its task retries), never lose data.
