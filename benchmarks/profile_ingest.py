@@ -28,15 +28,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # tests.support, run as a script
 import bench_storage
+import profiling
 
 from taxiflow.config import DATA_DIR_ENV
 
-_CHILD = r"""
+_CHILD = profiling.CHILD_HELPERS + r"""
 import contextlib, json, sys, threading, time
-
-def memory():
-    fields = dict(line.split(":", 1) for line in open("/proc/self/status"))
-    return {key: int(fields[key].split()[0]) / 1024 for key in ("VmRSS", "VmHWM")}
 
 import airflow.sdk
 from taxiflow.components import lineage
@@ -48,22 +45,6 @@ from taxiflow.data.raw import copy_to_raw
 fs = getattr(storage.root(), "fs", None)
 storage.list_dir(storage.root())
 steps = [("before the clock", memory())]
-phase = ["other"]
-times = {}
-calls = {}
-
-def marked(module, name, label):
-    function = getattr(module, name)
-    def wrapper(*args, **kwargs):
-        outer = phase[0]
-        phase[0] = label
-        started = time.perf_counter()
-        try:
-            return function(*args, **kwargs)
-        finally:
-            times[label] = times.get(label, 0.0) + time.perf_counter() - started
-            phase[0] = outer
-    setattr(module, name, wrapper)
 
 marked(folders, "copy_into", "copy_to_raw: copy")
 def timed_entry(module, name, label):
@@ -94,20 +75,7 @@ marked(raw_store, "remove", "process: remove superseded raw")
 marked(versions, "remove_superseded", "process: remove superseded trips")
 marked(metrics, "build_metrics", "metrics: build")
 
-if fs is not None:
-    import s3fs.core
-    original = s3fs.core.S3FileSystem._call_s3
-    lock = threading.Lock()
-    async def counted(self, method, *args, **kwargs):
-        started = time.perf_counter()
-        try:
-            return await original(self, method, *args, **kwargs)
-        finally:
-            with lock:
-                entry = calls.setdefault(phase[0], {}).setdefault(method, [0, 0.0])
-                entry[0] += 1
-                entry[1] += time.perf_counter() - started
-    s3fs.core.S3FileSystem._call_s3 = counted
+count_s3_calls(fs)
 
 def step(label, function, *args):
     phase[0] = label

@@ -29,15 +29,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # tests.support, run as a script
 import bench_storage
+import profiling
 
 from taxiflow.config import DATA_DIR_ENV
 
-_CHILD = r"""
+_CHILD = profiling.CHILD_HELPERS + r"""
 import cProfile, io, json, os, pstats, sys, threading, time
-
-def memory():
-    fields = dict(line.split(":", 1) for line in open("/proc/self/status"))
-    return {key: int(fields[key].split()[0]) / 1024 for key in ("VmRSS", "VmHWM")}
 
 steps = [("start", memory())]
 import airflow.sdk
@@ -60,22 +57,6 @@ loaded = sorted(name for name in sys.modules if name.split(".")[0] in ("boto3", 
 from taxiflow.data import conditional, warehouse
 from taxiflow.reports import outputs, query, render
 
-phase = ["other"]
-times = {}
-calls = {}
-
-def marked(module, name, label):
-    function = getattr(module, name)
-    def wrapper(*args, **kwargs):
-        outer = phase[0]
-        phase[0] = label
-        started = time.perf_counter()
-        try:
-            return function(*args, **kwargs)
-        finally:
-            times[label] = times.get(label, 0.0) + time.perf_counter() - started
-            phase[0] = outer
-    setattr(module, name, wrapper)
 
 marked(render, "report_counts", "query")
 marked(query, "metrics_partitions", "query: list metrics partitions")
@@ -86,20 +67,7 @@ marked(outputs, "_check_not_taken", "publish: check name")
 marked(conditional, "replace_if_match", "publish: manifest write")
 marked(outputs, "_clean_up", "publish: clean up superseded")
 
-if fs is not None:
-    import s3fs.core
-    original = s3fs.core.S3FileSystem._call_s3
-    lock = threading.Lock()
-    async def counted(self, method, *args, **kwargs):
-        started = time.perf_counter()
-        try:
-            return await original(self, method, *args, **kwargs)
-        finally:
-            with lock:
-                entry = calls.setdefault(phase[0], {}).setdefault(method, [0, 0.0])
-                entry[0] += 1
-                entry[1] += time.perf_counter() - started
-    s3fs.core.S3FileSystem._call_s3 = counted
+count_s3_calls(fs)
 
 request = ReportRequest.from_conf(json.loads(sys.argv[1]))
 profiler = cProfile.Profile() if sys.argv[2] == "cprofile" else None
