@@ -67,8 +67,9 @@ started = time.perf_counter()
 if step == "ingest":  # what the DAG's tasks do for one month, their lineage facts included
     partition = Partition(*argument.split("/"))
     assert landing.drop_is_ready(partition)  # wait_for_<source>'s last poke
-    lineage.drop_event(partition)
-    copied = copy_to_raw(partition)  # copy_to_raw_<source>
+    seen = lineage.drop_facts(partition)  # its event's facts, handed on through XCom
+    lineage.drop_event(partition, seen)
+    copied = copy_to_raw(partition, seen=seen)  # copy_to_raw_<source>
     lineage.raw_event(partition, copied)
     summary = ingest.process_partition(partition)  # process_<source>
     lineage.partition_event(summary)

@@ -83,8 +83,9 @@ else:
     from taxiflow.data.raw import copy_to_raw
     partition = Partition(*argument.split("/"))
     assert landing.drop_is_ready(partition)
-    lineage.drop_event(partition)
-    lineage.raw_event(partition, copy_to_raw(partition))
+    seen = lineage.drop_facts(partition)
+    lineage.drop_event(partition, seen)
+    lineage.raw_event(partition, copy_to_raw(partition, seen=seen))
     lineage.partition_event(ingest.process_partition(partition))
     lineage.metrics_event(metrics.refresh_metrics(partition))
 step("task done")

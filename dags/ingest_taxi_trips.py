@@ -85,7 +85,7 @@ from taxiflow.config import (
 
 
 @task.sensor(mode="reschedule", **wait_settings("DROP", poke_interval=60, timeout=6 * 3600))
-def wait_for_drop(source: str, logical_date=None, run_id=None, outlet_events=None) -> PokeReturnValue:
+def wait_for_drop(source: str, logical_date=None, run_id=None, outlet_events=None, ti=None) -> PokeReturnValue:
     """True once the month's drop has a data file and its `_SUCCESS` marker (then its asset event)."""
     from taxiflow.data import landing, refusals
 
@@ -104,18 +104,19 @@ def wait_for_drop(source: str, logical_date=None, run_id=None, outlet_events=Non
     except landing.UnsafeDropError as err:  # a link stays a link: fail this source's branch now
         refusals.record_refusal(partition, str(err), [], new_drop=True, run_id=run_id)
         raise AirflowFailException(str(err)) from None
-    if ready:
-        lineage.emit_drop(outlet_events, partition)
+    if ready:  # the facts hashed go to copy_to_raw, which then need not read the drop again (S3)
+        ti.xcom_push(lineage.DROP_FACTS_KEY, lineage.emit_drop(outlet_events, partition))
     return PokeReturnValue(is_done=ready, xcom_value=partition.month if ready else None)
 
 
 @task
-def copy_to_raw(source: str, month: str, run_id=None, outlet_events=None) -> list[str]:
+def copy_to_raw(source: str, month: str, run_id=None, outlet_events=None, ti=None) -> list[str]:
     """Copy the drop into a new raw version (`raw/<source>/<month>/<version>/`); the month's raw copy stays as it is."""
     from taxiflow.data import landing, raw, refusals
 
+    seen = ti.xcom_pull(task_ids=wait_task_id(source), key=lineage.DROP_FACTS_KEY) if ti else None
     try:
-        copied = raw.copy_to_raw(Partition(source, month))
+        copied = raw.copy_to_raw(Partition(source, month), seen=seen)
     except landing.UnsafeDropError as err:
         refusals.record_refusal(Partition(source, month), str(err), [], new_drop=True, run_id=run_id)
         raise AirflowFailException(str(err)) from None

@@ -32,8 +32,9 @@ they say where to look. The events are recorded only when the task succeeds: a r
 ``*_event`` collect one task's extra, ``emit`` records it on the task's ``outlet_events``. Files
 taxiflow writes (trips, metrics) carry facts taken from the local file before upload
 (``warehouse.write_parquet_atomically``): never read back from the store. A drop is hashed by
-reading it (``file_facts``); its staged copy carries the facts of the bytes ``copy_to_raw`` copied
-(``raw.copied_facts``).
+reading it (``drop_facts``, each with the ETag served with the bytes hashed); its staged copy carries
+the facts of the bytes ``copy_to_raw`` copied (``raw.copied_facts``): on S3 the sensor's, passed on
+through XCom (``DROP_FACTS_KEY``), for an object that still has that ETag.
 """
 
 from __future__ import annotations
@@ -53,6 +54,8 @@ if TYPE_CHECKING:
 # Asset group shown on the Assets page, so taxiflow's assets sort together and read as one family.
 ASSET_GROUP = "taxiflow"
 REPORTS_ASSET_NAME = "borough_reports"
+# The XCom key under which ``wait_for_<source>`` hands ``drop_facts`` to ``copy_to_raw_<source>``.
+DROP_FACTS_KEY = "drop_facts"
 
 # The figures of a trips partition's ``_summary.json`` an event repeats, in this order.
 PARTITION_COUNTS = (
@@ -128,10 +131,15 @@ def reports_asset(paths: DataPaths | None = None) -> Asset:
 
 def file_facts(files: Iterable[DataPath]) -> list[dict[str, Any]]:
     """``[{"name", "bytes", "sha256"}]`` of each file, in the order given: size and hash from one read."""
+    return [{key: facts[key] for key in ("name", "bytes", "sha256")} for facts in tagged_facts(files)]
+
+
+def tagged_facts(files: Iterable[DataPath]) -> list[dict[str, Any]]:
+    """``file_facts`` with ``etag``: the ETag served with the bytes hashed (None on local disk)."""
     facts = []
     for file in files:
-        size, digest = storage.sha256(file)
-        facts.append({"name": file.name, "bytes": size, "sha256": digest})
+        size, digest, etag = storage.sha256(file)
+        facts.append({"name": file.name, "bytes": size, "sha256": digest, "etag": etag})
     return facts
 
 
@@ -260,18 +268,24 @@ def report_lineage(sources: Iterable[str]) -> dict[str, list[Asset]]:
     return {"inlets": [metrics_asset(source) for source in sources], "outlets": [reports_asset()]}
 
 
-def emit_drop(outlet_events: Any, partition: Partition, paths: DataPaths | None = None) -> dict[str, Any]:
-    """The drop event of a complete month (its data files' bytes and sha256)."""
-    extra = drop_event(partition, paths)
-    emit(outlet_events, drop_asset(partition.source, paths), partition.month, extra)
-    return extra
+def emit_drop(outlet_events: Any, partition: Partition, paths: DataPaths | None = None) -> list[dict[str, Any]]:
+    """The drop event of a complete month (its data files' bytes and sha256); returns ``drop_facts``."""
+    facts = drop_facts(partition, paths)
+    emit(outlet_events, drop_asset(partition.source, paths), partition.month, drop_event(partition, facts))
+    return facts
 
 
-def drop_event(partition: Partition, paths: DataPaths | None = None) -> dict[str, Any]:
-    """``emit_drop``'s extra (also what ``benchmarks/bench_storage.py`` counts as the sensor's work)."""
+def drop_facts(partition: Partition, paths: DataPaths | None = None) -> list[dict[str, Any]]:
+    """The drop's data files as the sensor hashed them (``tagged_facts``): ``copy_to_raw`` copies an
+    object that still has the ETag hashed without reading it again (``raw.copy_to_raw``'s ``seen``)."""
     from taxiflow.data import landing
 
-    return drop_extra(partition, file_facts(landing.data_files(partition, paths)))
+    return tagged_facts(landing.data_files(partition, paths))
+
+
+def drop_event(partition: Partition, facts: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """``emit_drop``'s extra, from ``drop_facts`` (what ``benchmarks/bench_storage.py`` counts as the sensor's work)."""
+    return drop_extra(partition, [{key: f[key] for key in ("name", "bytes", "sha256")} for f in facts])
 
 
 def emit_raw(outlet_events: Any, partition: Partition, copied: Sequence[DataPath],

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import stat
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -28,15 +28,20 @@ class NotARegularFile(ValueError):
         self.reason = reason
 
 
-def copy_into(files: Sequence[DataPath], folder: DataPath) -> tuple[list[DataPath], list[dict[str, Any]]]:
+def copy_into(
+    files: Sequence[DataPath], folder: DataPath, seen: Sequence[Mapping[str, Any]] | None = None
+) -> tuple[list[DataPath], list[dict[str, Any]]]:
     """Copy ``files`` into ``folder`` (same names); return the copies and their facts.
 
     Facts: ``{"name", "bytes", "sha256"}`` of each copy, taken from the bytes copied (lineage reads
-    no copy again). Sources are only read.
+    no copy again), or on S3 from ``seen`` (facts with the ETag of the object hashed, by name) for
+    an object that still has that ETag (``storage.copy_file``). Sources are only read.
     """
     copies = [folder / file.name for file in files]
     if storage.is_remote(folder):
-        hashes = [storage.copy_file(file, copy) for file, copy in zip(files, copies, strict=True)]
+        by_name = {facts.get("name"): facts for facts in seen or []}
+        pairs = zip(files, copies, strict=True)
+        hashes = [storage.copy_file(file, copy, by_name.get(file.name)) for file, copy in pairs]
     else:
         folder.mkdir(parents=True, exist_ok=True)
         hashes = [_copy_regular_file(file, copy) for file, copy in zip(files, copies, strict=True)]

@@ -26,6 +26,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -40,12 +41,15 @@ LEGACY_STAGED_NAME = re.compile(r"\.\d{4}-\d{2}\.staged")  # raw/<source>/.<YYYY
 log = logging.getLogger(__name__)
 
 
-def copy_to_raw(partition: Partition, paths: DataPaths | None = None) -> list[DataPath]:
+def copy_to_raw(
+    partition: Partition, paths: DataPaths | None = None, seen: Sequence[Mapping[str, Any]] | None = None
+) -> list[DataPath]:
     """Copy the drop's data files into a fresh raw version, then name it in ``_staged.json``; return the copies.
 
     The month's raw copy changes only when ``process_partition`` publishes the partition built from
     this version. Local files are opened without following links (``UnsafeDropError`` otherwise,
-    before anything is named). Landing is only read.
+    before anything is named). Landing is only read. ``seen``: the drop sensor's facts of the files
+    (``lineage.drop_facts``); on S3 an object still as it hashed it is copied without a read.
     """
     paths = paths or data_paths()
     files = data_files(partition, paths)  # refuses links and paths outside landing/
@@ -57,7 +61,7 @@ def copy_to_raw(partition: Partition, paths: DataPaths | None = None) -> list[Da
     raw_dir = paths.raw_dir(partition)
     version = versions.new_version()
     try:
-        copies, facts = folders.copy_into(files, raw_dir / version)
+        copies, facts = folders.copy_into(files, raw_dir / version, seen)
     except folders.NotARegularFile as err:
         _remove_unnamed(raw_dir / version)
         raise UnsafeDropError(f"refused {err.name}: {err.reason}. Nothing of it was copied.") from None

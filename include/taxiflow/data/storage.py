@@ -27,7 +27,7 @@ import mimetypes
 import os
 import shutil
 import tempfile
-from collections.abc import Generator
+from collections.abc import Generator, Mapping
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path, PurePosixPath
@@ -259,16 +259,18 @@ def local_copies(files: list[DataPath]) -> Generator[list[Path], None, None]:
         shutil.rmtree(folder, ignore_errors=True)
 
 
-def sha256(path: DataPath) -> tuple[int, str]:
-    """The size (bytes) and hex sha256 of one file, read once from start to end.
+def sha256(path: DataPath) -> tuple[int, str, str | None]:
+    """The size (bytes), hex sha256 and ETag (S3; None locally) of one file, read once from start to end.
 
-    An object is one GET streamed through the hash in 1 MiB reads: through ``open`` (s3fs's
-    read-ahead cache: a HEAD, then 50 MiB GETs each held whole) it took twice as long for a 58 MB
-    drop on loopback (``benchmarks/bench_storage.py``, docs/benchmarks.md).
+    The ETag is the one the server sent with the bytes hashed, so a later copy made only if the
+    object still has it (``copy_file``'s ``seen``) copies exactly these bytes. An object is one GET
+    streamed through the hash in 1 MiB reads: through ``open`` (s3fs's read-ahead cache: a HEAD,
+    then 50 MiB GETs each held whole) it took twice as long for a 58 MB drop on loopback
+    (``benchmarks/bench_storage.py``, docs/benchmarks.md).
     """
     if not is_remote(path):
         with open(path, "rb") as reader:
-            return read_hashed(reader)
+            return *read_hashed(reader), None
     from fsspec.asyn import sync  # type: ignore[import-untyped]
 
     fs = path.fs
@@ -288,8 +290,8 @@ def read_hashed(reader: BinaryIO, writer: BinaryIO | None = None) -> tuple[int, 
     return size, digest.hexdigest()
 
 
-async def _hash_object(fs: Any, bucket: str, key: str, conditions: dict[str, str]) -> tuple[int, str]:
-    """The size and hex sha256 of one object, one GET (with ``conditions``: ``IfMatch``, ``VersionId``)."""
+async def _hash_object(fs: Any, bucket: str, key: str, conditions: dict[str, str]) -> tuple[int, str, str | None]:
+    """The size, hex sha256 and ETag of one object, one GET (with ``conditions``: ``IfMatch``, ``VersionId``)."""
     response = await fs._call_s3("get_object", Bucket=bucket, Key=key, **conditions, **fs.req_kw)
     body, digest, size = response["Body"], hashlib.sha256(), 0
     try:
@@ -298,7 +300,7 @@ async def _hash_object(fs: Any, bucket: str, key: str, conditions: dict[str, str
             size += len(block)
     finally:
         body.close()
-    return size, digest.hexdigest()
+    return size, digest.hexdigest(), response.get("ETag")
 
 
 HASH_BLOCK = 1024 * 1024
@@ -315,36 +317,45 @@ def write_bytes(target: DataPath, data: bytes) -> DataPath:
     return target
 
 
-def copy_file(source: DataPath, target: DataPath) -> tuple[int, str]:
+def copy_file(source: DataPath, target: DataPath, seen: Mapping[str, Any] | None = None) -> tuple[int, str]:
     """Copy one file within the data root (server-side on S3); return the size and sha256 of what was copied.
 
     The hash is taken from the bytes copied, so the copy need not be read again for its facts
-    (lineage). On S3 the server-side copy and a GET of the source streamed through the hash run at
-    once, both only if the source still has the ETag it was listed with (``CopySourceIfMatch``,
-    ``IfMatch``): what was hashed is what was copied, and a source replaced meanwhile fails the
-    copy (``OSError``). A 58 MB drop's copy and a later read of it took 0.35-0.38 s on loopback,
-    the two at once 0.23-0.29 s (``benchmarks/profile_ingest.py``).
+    (lineage). On S3 the copy is made only if the source still has the ETag it was listed with
+    (``CopySourceIfMatch``): a source replaced meanwhile fails the copy (``OSError``). Its facts
+    are ``seen``'s (``{"bytes", "sha256", "etag"}``, from ``sha256``: the drop sensor hashed the
+    drop) when that ETag and size are the listed ones, so the source is not read again; otherwise
+    a GET streamed through the hash runs while the server copies, conditional on the same ETag
+    (``IfMatch``). Either way what was hashed is what was copied.
     """
     if is_remote(target):
         with faults.around("write", url(target)):
-            return _copy_hashed(source, target)
+            return _copy_hashed(source, target, seen)
     with replacing(target) as temp, open(source, "rb") as reader, open(temp, "wb") as writer:
         return read_hashed(reader, writer)
 
 
-def _copy_hashed(source: DataPath, target: DataPath) -> tuple[int, str]:
+def _copy_hashed(source: DataPath, target: DataPath, seen: Mapping[str, Any] | None) -> tuple[int, str]:
     from fsspec.asyn import sync
 
     fs = target.fs
-    etag = info(source)["etag"]  # from the listing that found the source, if it is cached
+    listed = info(source)  # from the listing that found the source, if it is cached
+    etag = listed["etag"]
     source_bucket, source_key, _ = fs.split_path(source.path)
     bucket, key, _ = fs.split_path(target.path)
+    hashed = None
+    if seen and etag and seen.get("etag") == etag and seen.get("bytes") == listed["size"]:
+        hashed = int(seen["bytes"]), str(seen["sha256"])  # the bytes of this ETag were hashed already
 
     async def copy_and_hash() -> tuple[int, str]:
         copied = fs._call_s3("copy_object", Bucket=bucket, Key=key, **fs.req_kw,
                              CopySource={"Bucket": source_bucket, "Key": source_key}, CopySourceIfMatch=etag)
-        _, facts = await asyncio.gather(copied, _hash_object(fs, source_bucket, source_key, {"IfMatch": etag}))
-        return facts
+        if hashed:
+            await copied
+            return hashed
+        _, (size, digest, _) = await asyncio.gather(copied, _hash_object(fs, source_bucket, source_key,
+                                                                         {"IfMatch": etag}))
+        return size, digest
 
     facts = sync(fs.loop, copy_and_hash)
     fs.invalidate_cache(target.path)  # the key and its parents' listings, as s3fs's copy does

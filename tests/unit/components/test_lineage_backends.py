@@ -38,8 +38,9 @@ def test_every_event_names_the_bytes_and_sha256_of_the_stored_objects(any_root):
     storage.write_bytes(landing / "green_tripdata_2024-01.parquet", dropped)
     storage.write_bytes(landing / SUCCESS_MARKER, b"")
 
-    drop = lineage.drop_event(JANUARY, any_root)
-    copied = copy_to_raw(JANUARY, any_root)
+    seen = lineage.drop_facts(JANUARY, any_root)
+    drop = lineage.drop_event(JANUARY, seen)
+    copied = copy_to_raw(JANUARY, any_root, seen)  # as the DAG's copy task, with the sensor's facts
     raw = lineage.raw_event(JANUARY, copied, any_root)
     summary = ingest.process_partition(JANUARY, any_root)
     trips = lineage.partition_event(summary)
@@ -79,10 +80,30 @@ def test_a_re_ingest_names_the_new_trips_file_not_the_old(any_root):
         assert trips["sha256"] == stored(warehouse.trips_file(JANUARY, any_root))["sha256"]
 
 
+def test_a_drop_replaced_after_the_sensor_hashed_it_is_staged_with_its_own_facts(any_root):
+    """The sensor's facts are reused only for the object it hashed: a drop replaced between the
+    sensor and the copy (another ETag on S3) is hashed again, from the bytes copied."""
+    landing = any_root.landing_dir(JANUARY)
+    dropped = landing / "green_tripdata_2024-01.parquet"
+    storage.write_bytes(dropped, trip_files.green_parquet(minutes(datetime(2024, 1, 2, 7, 0), 50), (236,)))
+    storage.write_bytes(landing / SUCCESS_MARKER, b"")
+    seen = lineage.drop_facts(JANUARY, any_root)
+    storage.write_bytes(dropped, trip_files.green_parquet(minutes(datetime(2024, 1, 3, 7, 0), 80), (161,)))
+
+    copied = copy_to_raw(JANUARY, any_root, seen)
+
+    raw = lineage.raw_event(JANUARY, copied, any_root)
+    assert raw["files"] == [stored(copied[0])] == [stored(dropped)] != [
+        {key: seen[0][key] for key in ("name", "bytes", "sha256")}]
+    assert ingest.process_partition(JANUARY, any_root)["rows_written"] == 80
+
+
 @pytest.mark.s3
-def test_a_drop_replaced_after_it_was_listed_is_not_copied(seaweedfs, monkeypatch):
+@pytest.mark.parametrize("with_sensor_facts", [False, True])
+def test_a_drop_replaced_after_it_was_listed_is_not_copied(seaweedfs, monkeypatch, with_sensor_facts):
     """On S3 the copy and the hash of its bytes hold only for the object as listed (its ETag): a drop
-    another host replaced meanwhile fails the copy, and nothing is staged with the wrong facts."""
+    another host replaced meanwhile fails the copy, and nothing is staged with the wrong facts, even
+    with the sensor's facts of the object as listed."""
     for name, value in seaweedfs.env(prefix="replaced-after-listing").items():
         monkeypatch.setenv(name, value)
     paths = storage.data_paths()
@@ -90,6 +111,7 @@ def test_a_drop_replaced_after_it_was_listed_is_not_copied(seaweedfs, monkeypatc
     dropped = landing / "green_tripdata_2024-01.parquet"
     storage.write_bytes(dropped, trip_files.green_parquet(minutes(datetime(2024, 1, 2, 7, 0), 50), (236,)))
     storage.write_bytes(landing / SUCCESS_MARKER, b"")
+    seen = lineage.drop_facts(JANUARY, paths) if with_sensor_facts else None
     listed = storage.list_dir(landing)  # what copy_to_raw's listing finds, cached with each ETag
     fs = dropped.fs
     bucket, _, key = dropped.path.partition("/")
@@ -97,7 +119,7 @@ def test_a_drop_replaced_after_it_was_listed_is_not_copied(seaweedfs, monkeypatc
     monkeypatch.setattr(storage, "list_dir", lambda folder: listed if folder == landing else [])
 
     with pytest.raises(OSError):
-        copy_to_raw(JANUARY, paths)
+        copy_to_raw(JANUARY, paths, seen)
 
     assert storage.files_below(paths.raw_dir(JANUARY)) == []
     assert not (paths.raw_dir(JANUARY) / STAGED_FILE).exists()
