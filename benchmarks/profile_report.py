@@ -21,8 +21,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -90,24 +88,12 @@ print(json.dumps({"seconds": seconds, "total": total, "phases": times, "calls": 
 
 
 def profile_once(env: dict[str, str], cprofile: bool) -> dict:
-    result = subprocess.run(
-        [sys.executable, "-c", _CHILD, json.dumps(bench_storage.REPORT_CONF), "cprofile" if cprofile else "-"],
-        env={**os.environ, **env, "TAXIFLOW_DUCKDB_THREADS": str(bench_storage.CORES)},
-        preexec_fn=bench_storage._pin_to_cores, capture_output=True, text=True, check=False,
-    )
-    if result.returncode != 0:
-        raise RuntimeError(f"profile on {env[DATA_DIR_ENV]} failed:\n{result.stderr[-3000:]}")
-    return json.loads(result.stdout.strip().splitlines()[-1])
+    return profiling.run_child(_CHILD, [json.dumps(bench_storage.REPORT_CONF), "cprofile" if cprofile else "-"], env)
 
 
 def show(name: str, run: dict) -> None:
     print(f"--- {name}: {run['seconds']:.3f} s, {run['total']:,} trips")
-    for label, seconds in sorted(run["phases"].items()):
-        print(f"    {label:34} {seconds:.3f} s")
-    for label, operations in sorted(run["calls"].items()):
-        listed = ", ".join(f"{op} {n} ({s:.3f} s)" for op, (n, s) in sorted(operations.items()))
-        print(f"    s3 calls in {label}: {listed}")
-    print("    RSS / peak MB: " + "; ".join(f"{step} {m['VmRSS']:.0f} / {m['VmHWM']:.0f}" for step, m in run["steps"]))
+    profiling.show_phases(run, 34)
     if run["modules"]:
         print(f"    loaded: {len(run['modules'])} boto3/s3transfer/amazon-provider modules, e.g. {run['modules'][:6]}")
     if run["cprofile"]:

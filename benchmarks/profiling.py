@@ -1,6 +1,18 @@
-"""What the profilers' child processes share (``profile_ingest``, ``profile_report``): put before
-their own code, it gives them ``memory()``, step timers (``marked``) and a count of every s3fs
-request by the phase it ran in (``count_s3_calls``), in ``times`` and ``calls``."""
+"""What the profilers share (``profile_ingest``, ``profile_report``): the helpers their child
+processes put before their own code (``memory()``, step timers ``marked`` and a count of every s3fs
+request by the phase it ran in, ``count_s3_calls``, in ``times`` and ``calls``), the run of one child
+pinned like ``bench_storage``'s, and the printing of what it measured."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import bench_storage
+
+from taxiflow.config import DATA_DIR_ENV
 
 CHILD_HELPERS = r"""
 import threading, time
@@ -43,3 +55,25 @@ def count_s3_calls(fs):
                 entry[1] += time.perf_counter() - started
     s3fs.core.S3FileSystem._call_s3 = counted
 """
+
+
+def run_child(child: str, args: list[str], env: dict[str, str]) -> dict:
+    """Run one profiler child (``CHILD_HELPERS`` + its code) on the data root of ``env``; its JSON."""
+    result = subprocess.run(
+        [sys.executable, "-c", child, *args],
+        env={**os.environ, **env, "TAXIFLOW_DUCKDB_THREADS": str(bench_storage.CORES)},
+        preexec_fn=bench_storage._pin_to_cores, capture_output=True, text=True, check=False,
+    )
+    if result.returncode != 0:
+        raise RuntimeError(f"profile on {env[DATA_DIR_ENV]} failed:\n{result.stderr[-3000:]}")
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def show_phases(run: dict, width: int) -> None:
+    """Print a child's time per phase, its s3fs calls per phase, and its RSS and peak per step."""
+    for label, seconds in sorted(run["phases"].items()):
+        print(f"    {label:{width}} {seconds:.3f} s")
+    for label, operations in sorted(run["calls"].items()):
+        listed = ", ".join(f"{op} {n} ({s:.3f} s)" for op, (n, s) in sorted(operations.items()))
+        print(f"    s3 calls in {label}: {listed}")
+    print("    RSS / peak MB: " + "; ".join(f"{step} {m['VmRSS']:.0f} / {m['VmHWM']:.0f}" for step, m in run["steps"]))
