@@ -3,12 +3,13 @@
 For each backend, in a fresh subprocess pinned to two cores (its peak RSS is the step's alone; the
 imports, and for S3 the connection, are made before the clock starts):
 
-* **ingest** one 3M-row yellow month as the DAG's tasks do it (quick: 300k rows), best of three:
+* **ingest** one 3M-row yellow month as the DAG's tasks do it (quick: 300k rows), best of five
+  (the backends taking turns):
   the sensor's last poke (``drop_is_ready``, the drop's lineage facts), ``copy_to_raw`` (and the
   raw copy's facts), ``process_partition`` (and the trips file's facts), ``refresh_metrics`` (and
   the metrics files' facts): each task's ``lineage`` event is part of its work;
 * **12-month report**: ``render_report`` (Manhattan, yellow, twelve months of metrics; each month
-  ingested beforehand with 100k trips), best of three.
+  ingested beforehand with 100k trips), best of five, in turns.
 
 * **request file -> chart** (full runs only): a live deployment per backend, request files
   written into ``requests/`` one at a time, until the report is readable through its manifest
@@ -49,7 +50,7 @@ REPORT_CONF = {"borough": "Manhattan", "start_date": "2023-01-01", "end_date": "
 TARGET_TIME_RATIO = 1.5
 TARGET_RSS_RATIO = 1.1
 CORES = 2
-REPEATS = 3
+REPEATS = 5
 
 _CHILD = """
 import json, resource, sys, time
@@ -100,10 +101,19 @@ def measure(env: dict[str, str], step: str, argument: str) -> dict:
     return result
 
 
-def best_of(env: dict[str, str], step: str, argument: str) -> dict:
-    runs = [measure(env, step, argument) for _ in range(REPEATS)]
-    best = min(runs, key=lambda run: run["seconds"])
-    return {**best, "peak_rss_mb": max(run["peak_rss_mb"] for run in runs)}
+def best_of(backends: dict[str, dict[str, str]], step: str, argument: str) -> dict[str, dict]:
+    """Each backend's fastest of ``REPEATS`` runs (its peak RSS the highest), the backends taking turns.
+
+    In turns, not one backend's runs and then the other's: this machine's speed drifts by up to 2x
+    within minutes (one CPU loop timed every second, 2026-12-05), so a backend's runs in a row
+    could all fall in a slow spell the other missed.
+    """
+    runs: dict[str, list[dict]] = {name: [] for name in backends}
+    for _ in range(REPEATS):
+        for name, env in backends.items():
+            runs[name].append(measure(env, step, argument))
+    return {name: {**min(done, key=lambda run: run["seconds"]),
+                   "peak_rss_mb": max(run["peak_rss_mb"] for run in done)} for name, done in runs.items()}
 
 
 def prepare(env: dict[str, str], rows: int, report_trips: int) -> None:
@@ -198,12 +208,12 @@ def run(work_dir: Path, quick: bool = False, live: bool = True) -> list[dict]:
             prepare(env, rows, report_trips)
         results: list[dict] = []
         month = f"{INGEST.source}/{INGEST.month}"
-        ingest_runs = {name: best_of(env, "ingest", month) for name, env in backends.items()}
+        ingest_runs = best_of(backends, "ingest", month)
         assert ingest_runs["local"]["rows"] == ingest_runs["s3"]["rows"]
         name = f"ingest one month as its tasks do, lineage facts included ({ingest_runs['local']['rows']:,} rows)"
         results += compare(name, ingest_runs["local"], ingest_runs["s3"], quick)
         conf = json.dumps(REPORT_CONF)
-        report_runs = {name: best_of(env, "report", conf) for name, env in backends.items()}
+        report_runs = best_of(backends, "report", conf)
         assert report_runs["local"]["rows"] == report_runs["s3"]["rows"]  # the same numbers on both
         results += compare("12-month report (render_report)", report_runs["local"], report_runs["s3"], quick)
         if live and not quick:  # two live deployments, a few minutes: full runs only

@@ -163,6 +163,26 @@ def test_parquet_month_is_normalised_with_counts_in_summary(data_root):
     assert on_disk == summary
 
 
+def test_trips_file_is_parquet_v2_with_zstd_and_other_readers_read_it(data_root):
+    """The warehouse's files are Parquet V2 pages (delta-encoded timestamps) compressed with zstd:
+    smaller to store and move; pyarrow, pandas' reader, reads what DuckDB reads."""
+    pickups = [datetime(2024, 1, 1) + (datetime(2024, 1, 2) - datetime(2024, 1, 1)) * i / 500 for i in range(500)]
+    land(data_root, "yellow", "2024-01", {
+        "yellow_tripdata_2024-01.parquet": lambda path: yellow_parquet(path, pickups, [236] * 500),
+    })
+    ingest_month(data_root, "yellow", "2024-01")
+
+    path = warehouse.trips_file(Partition("yellow", "2024-01"), data_root)
+    column = pq.ParquetFile(path).metadata.row_group(0).column(list(TRIP_SCHEMA).index("pickup_at"))
+    assert column.compression == "ZSTD"
+    assert "DELTA_BINARY_PACKED" in column.encodings
+    from_pyarrow = pq.read_table(path).to_pandas().sort_values("pickup_at", ignore_index=True)
+    from_duckdb = written_trips(data_root, "yellow", "2024-01")
+    assert list(from_pyarrow.columns) == list(TRIP_SCHEMA)
+    assert from_pyarrow["pickup_at"].tolist() == from_duckdb["pickup_at"].tolist()
+    assert from_pyarrow["pickup_zone_id"].tolist() == from_duckdb["pickup_zone_id"].tolist()
+
+
 def test_csv_with_mixed_line_endings_bad_values_and_renamed_columns(data_root):
     lines = [
         YELLOW_CSV_HEADER,
