@@ -87,8 +87,8 @@ def step(label, function, *args):
 
 partition = Partition(*sys.argv[1].split("/"))
 started = time.perf_counter()
-step("sensor", landing.drop_is_ready, partition)
-seen = step("sensor: drop facts", lineage.drop_facts, partition)
+drop = step("sensor", landing.list_drop, partition)
+seen = step("sensor: drop facts", lineage.tagged_facts, drop.files)
 lineage.drop_event(partition, seen)
 copied = step("copy_to_raw", copy_to_raw, partition, None, seen)
 step("copy_to_raw: raw facts", lineage.raw_event, partition, copied)
