@@ -9,7 +9,6 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import json
-from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -55,22 +54,6 @@ def load_ingest_dag() -> Any:
 @pytest.fixture
 def ingest_dag(data_root):
     return load_ingest_dag()
-
-
-@pytest.fixture
-def s3_requests(monkeypatch) -> Counter:
-    """Every request s3fs sends from now on, by operation (as ``benchmarks/profiling.py``'s ``count_s3_calls``)."""
-    import s3fs.core
-
-    sent: Counter = Counter()
-    original = s3fs.core.S3FileSystem._call_s3
-
-    async def counted(self, method, *args, **kwargs):
-        sent[method] += 1
-        return await original(self, method, *args, **kwargs)
-
-    monkeypatch.setattr(s3fs.core.S3FileSystem, "_call_s3", counted)
-    return sent
 
 
 def test_the_copy_is_staged_with_the_facts_of_the_drop_the_sensor_saw(ingest_dag, data_root):
