@@ -5,7 +5,7 @@ imports, and for S3 the connection, are made before the clock starts):
 
 * **ingest** one 3M-row yellow month as the DAG's tasks do it (quick: 300k rows), best of five
   (the backends taking turns):
-  the sensor's last poke (``drop_is_ready``, the drop's lineage facts), ``copy_to_raw`` (and the
+  the sensor's last poke (``list_drop``, the drop's lineage facts), ``copy_to_raw`` (and the
   raw copy's facts), ``process_partition`` (and the trips file's facts), ``refresh_metrics`` (and
   the metrics files' facts): each task's ``lineage`` event is part of its work;
 * **12-month report**: ``render_report`` (Manhattan, yellow, twelve months of metrics; each month
@@ -67,8 +67,9 @@ step, argument = sys.argv[1], sys.argv[2]
 started = time.perf_counter()
 if step == "ingest":  # what the DAG's tasks do for one month, their lineage facts included
     partition = Partition(*argument.split("/"))
-    assert landing.drop_is_ready(partition)  # wait_for_<source>'s last poke
-    seen = lineage.drop_facts(partition)  # its event's facts, handed on through XCom
+    drop = landing.list_drop(partition)  # wait_for_<source>'s last poke: one listing
+    assert drop.ready
+    seen = lineage.tagged_facts(drop.files)  # its event's facts, handed on through XCom
     lineage.drop_event(partition, seen)
     copied = copy_to_raw(partition, seen=seen)  # copy_to_raw_<source>
     lineage.raw_event(partition, copied)

@@ -19,7 +19,6 @@ is started on it and stopped at the end. It starts a server: run it under the he
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import tempfile
@@ -28,8 +27,6 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # tests.support, run as a script
 import bench_storage
 import profiling
-
-from taxiflow.config import DATA_DIR_ENV
 
 _CHILD = profiling.CHILD_HELPERS + r"""
 import contextlib, json, sys, threading, time
@@ -87,8 +84,8 @@ def step(label, function, *args):
 
 partition = Partition(*sys.argv[1].split("/"))
 started = time.perf_counter()
-step("sensor", landing.drop_is_ready, partition)
-seen = step("sensor: drop facts", lineage.drop_facts, partition)
+drop = step("sensor", landing.list_drop, partition)
+seen = step("sensor: drop facts", lineage.tagged_facts, drop.files)
 lineage.drop_event(partition, seen)
 copied = step("copy_to_raw", copy_to_raw, partition, None, seen)
 step("copy_to_raw: raw facts", lineage.raw_event, partition, copied)
@@ -110,7 +107,6 @@ def show(name: str, run: dict) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     from taxiflow.demo.trips import generate_month
-    from tests.support.seaweedfs import start_seaweedfs
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=bench_storage.FULL_ROWS)
@@ -118,13 +114,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--work-dir", type=Path, default=Path(tempfile.gettempdir()) / "taxiflow-profile-ingest")
     args = parser.parse_args(argv)
     work = args.work_dir.resolve()
-    work.mkdir(parents=True, exist_ok=True)
-    ports_file = work / "ports.json"
-    ports = json.loads(ports_file.read_text()) if ports_file.exists() else None
-    server = start_seaweedfs(work / "seaweedfs", bucket="bench", ports=ports)
-    try:
-        ports_file.write_text(json.dumps(server.ports))
-        backends = {"local": {DATA_DIR_ENV: str(work / "data")}, "s3": server.env(prefix="data")}
+    with profiling.backends(work) as backends:
         prepared = work / f"prepared-{args.rows}"
         if not prepared.exists():
             for env in backends.values():
@@ -146,8 +136,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"best of {args.runs}: local {best['local']:.3f} s, S3 {best['s3']:.3f} s, "
               f"S3/local {best['s3'] / best['local']:.2f}x")
         return 0
-    finally:
-        server.stop()
 
 
 if __name__ == "__main__":

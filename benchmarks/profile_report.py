@@ -29,8 +29,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # tests.support
 import bench_storage
 import profiling
 
-from taxiflow.config import DATA_DIR_ENV
-
 _CHILD = profiling.CHILD_HELPERS + r"""
 import cProfile, io, json, os, pstats, sys, threading, time
 
@@ -101,8 +99,6 @@ def show(name: str, run: dict) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from tests.support.seaweedfs import start_seaweedfs
-
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--cprofile", action="store_true")
@@ -110,12 +106,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, help="also write every run here")
     args = parser.parse_args(argv)
     work = args.work_dir.resolve()
-    ports_file = work / "ports.json"
-    ports = json.loads(ports_file.read_text()) if ports_file.exists() else None
-    server = start_seaweedfs(work / "seaweedfs", bucket="bench", ports=ports)
-    try:
-        ports_file.write_text(json.dumps(server.ports))
-        backends = {"local": {DATA_DIR_ENV: str(work / "data")}, "s3": server.env(prefix="data")}
+    with profiling.backends(work) as backends:
         if not (work / "prepared").exists():
             for env in backends.values():
                 bench_storage.prepare(env, 1000, bench_storage.REPORT_TRIPS)
@@ -132,8 +123,6 @@ def main(argv: list[str] | None = None) -> int:
         if args.json:
             args.json.write_text(json.dumps(runs, indent=1))
         return 0
-    finally:
-        server.stop()
 
 
 if __name__ == "__main__":

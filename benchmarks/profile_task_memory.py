@@ -82,8 +82,9 @@ else:
     from taxiflow.data import ingest, landing, metrics
     from taxiflow.data.raw import copy_to_raw
     partition = Partition(*argument.split("/"))
-    assert landing.drop_is_ready(partition)
-    seen = lineage.drop_facts(partition)
+    drop = landing.list_drop(partition)
+    assert drop.ready
+    seen = lineage.tagged_facts(drop.files)
     lineage.drop_event(partition, seen)
     lineage.raw_event(partition, copy_to_raw(partition, seen=seen))
     lineage.partition_event(ingest.process_partition(partition))

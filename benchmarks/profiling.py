@@ -1,4 +1,5 @@
-"""What the profilers share (``profile_ingest``, ``profile_report``): the helpers their child
+"""What the profilers share (``profile_ingest``, ``profile_report``): the two backends on a work
+folder (``backends``: SeaweedFS on the ports it had there before), the helpers their child
 processes put before their own code (``memory()``, step timers ``marked`` and a count of every s3fs
 request by the phase it ran in, ``count_s3_calls``, in ``times`` and ``calls``), the run of one child
 pinned like ``bench_storage``'s, and the printing of what it measured."""
@@ -9,6 +10,9 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Generator
+from contextlib import contextmanager
+from pathlib import Path
 
 import bench_storage
 
@@ -55,6 +59,26 @@ def count_s3_calls(fs):
                 entry[1] += time.perf_counter() - started
     s3fs.core.S3FileSystem._call_s3 = counted
 """
+
+
+@contextmanager
+def backends(work: Path) -> Generator[dict[str, dict[str, str]], None, None]:
+    """Each backend's environment, ``{"local": ..., "s3": ...}``, with its data below ``work``.
+
+    SeaweedFS runs on ``work/seaweedfs`` for the block, on the ports it had last time (kept in
+    ``work/ports.json``): the bucket's data prepared by an earlier run is found again.
+    """
+    from tests.support.seaweedfs import start_seaweedfs
+
+    work.mkdir(parents=True, exist_ok=True)
+    ports_file = work / "ports.json"
+    ports = json.loads(ports_file.read_text()) if ports_file.exists() else None
+    server = start_seaweedfs(work / "seaweedfs", bucket="bench", ports=ports)
+    try:
+        ports_file.write_text(json.dumps(server.ports))
+        yield {"local": {DATA_DIR_ENV: str(work / "data")}, "s3": server.env(prefix="data")}
+    finally:
+        server.stop()
 
 
 def run_child(child: str, args: list[str], env: dict[str, str]) -> dict:

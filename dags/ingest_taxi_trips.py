@@ -99,14 +99,15 @@ def wait_for_drop(source: str, logical_date=None, run_id=None, outlet_events=Non
             f"{partition.month}"
         )
     try:
-        ready = landing.drop_is_ready(partition)
-        print(landing.describe_drop(partition))
+        drop = landing.list_drop(partition)  # one listing for readiness, the log line and the facts
     except landing.UnsafeDropError as err:  # a link stays a link: fail this source's branch now
         refusals.record_refusal(partition, str(err), [], new_drop=True, run_id=run_id)
         raise AirflowFailException(str(err)) from None
-    if ready:  # the facts hashed go to copy_to_raw, which then need not read the drop again (S3)
-        ti.xcom_push(lineage.DROP_FACTS_KEY, lineage.emit_drop(outlet_events, partition))
-    return PokeReturnValue(is_done=ready, xcom_value=partition.month if ready else None)
+    print(drop.describe())
+    if drop.ready:  # the facts hashed go to copy_to_raw, which then need not read the drop again (S3)
+        facts = lineage.tagged_facts(drop.files)
+        ti.xcom_push(lineage.DROP_FACTS_KEY, lineage.emit_drop(outlet_events, partition, facts))
+    return PokeReturnValue(is_done=drop.ready, xcom_value=partition.month if drop.ready else None)
 
 
 @task

@@ -11,6 +11,7 @@ import atexit
 import os
 import shutil
 import tempfile
+from collections import Counter
 from pathlib import Path
 
 _AIRFLOW_HOME = tempfile.mkdtemp(prefix="taxiflow-tests-airflow-home-")
@@ -77,3 +78,19 @@ def any_root(request, tmp_path, monkeypatch) -> DataPaths:
     from taxiflow.data.storage import data_paths
 
     return data_paths()
+
+
+@pytest.fixture
+def s3_requests(monkeypatch) -> Counter:
+    """Every request s3fs sends from now on, by operation (as ``benchmarks/profiling.py``'s ``count_s3_calls``)."""
+    import s3fs.core
+
+    sent: Counter = Counter()
+    original = s3fs.core.S3FileSystem._call_s3
+
+    async def counted(self, method, *args, **kwargs):
+        sent[method] += 1
+        return await original(self, method, *args, **kwargs)
+
+    monkeypatch.setattr(s3fs.core.S3FileSystem, "_call_s3", counted)
+    return sent

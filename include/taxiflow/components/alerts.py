@@ -162,12 +162,11 @@ def missing_drops(sources: list[str], month: str, paths: DataPaths | None = None
         partition = Partition(source, month)
         folder = storage.url(paths.landing_dir(partition))
         try:
-            if landing.drop_is_ready(partition, paths):
-                continue
-            detail = landing.describe_drop(partition, paths).removeprefix(f"{folder}: ")
+            drop = landing.list_drop(partition, paths)
         except landing.UnsafeDropError:
             continue
-        missing.append(MissingDrop(source, folder, detail))
+        if not drop.ready:
+            missing.append(MissingDrop(source, folder, drop.describe().removeprefix(f"{folder}: ")))
     return missing
 
 

@@ -50,6 +50,14 @@ class Fetched:
     size: int
     sha256: str
 
+    def facts(self) -> dict[str, Any]:
+        """The file's facts as ``lineage.tagged_facts`` gives them, taken while it streamed in.
+
+        ``etag`` is None: the upload inside ``files.replacing`` does not hand its ETag back, so
+        ``storage.copy_file`` given these facts still hashes what it copies.
+        """
+        return {"name": self.path.name, "bytes": self.size, "sha256": self.sha256, "etag": None}
+
 
 class TlcError(Exception):
     """TLC answered in a way the hook cannot use."""

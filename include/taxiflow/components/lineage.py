@@ -268,9 +268,9 @@ def report_lineage(sources: Iterable[str]) -> dict[str, list[Asset]]:
     return {"inlets": [metrics_asset(source) for source in sources], "outlets": [reports_asset()]}
 
 
-def emit_drop(outlet_events: Any, partition: Partition, paths: DataPaths | None = None) -> list[dict[str, Any]]:
-    """The drop event of a complete month (its data files' bytes and sha256); returns ``drop_facts``."""
-    facts = drop_facts(partition, paths)
+def emit_drop(outlet_events: Any, partition: Partition, facts: Sequence[Mapping[str, Any]],
+              paths: DataPaths | None = None) -> Sequence[Mapping[str, Any]]:
+    """The drop event of a complete month from its data files' ``tagged_facts``; returns ``facts``."""
     emit(outlet_events, drop_asset(partition.source, paths), partition.month, drop_event(partition, facts))
     return facts
 

@@ -87,7 +87,8 @@ class TlcDownloadOperator(BaseOperator):
         if "outlet_events" in context:  # the <source>_drop asset event (a bare execute({}) has no context)
             from taxiflow.components import lineage
 
-            lineage.emit_drop(context["outlet_events"], Partition(self.source, self.month), paths)
+            # the facts taken while the file streamed in: the landed file is not read again
+            lineage.emit_drop(context["outlet_events"], Partition(self.source, self.month), [fetched.facts()], paths)
         return storage.url(fetched.path)
 
     def _refresh_zone_table(self, hook: Any, zone_table: DataPath) -> None:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import stat
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -124,24 +125,51 @@ def _marker_state(folder: storage.DataPath, files: list[Any]) -> tuple[bool, str
     return True, None
 
 
-def drop_is_ready(partition: Partition, paths: DataPaths | None = None) -> bool:
-    """True once the drop has at least one data file and its ``_SUCCESS`` marker (written after them)."""
-    paths = paths or data_paths()
-    files = data_files(partition, paths)
-    return bool(files) and _marker_state(paths.landing_dir(partition), files)[0]
+@dataclass(frozen=True)
+class Drop:
+    """What one listing of a drop's folder found: its data files and whether its ``_SUCCESS`` counts."""
+
+    folder: storage.DataPath
+    files: list[Any]
+    has_marker: bool
+    stale: str | None = None  # why a ``_SUCCESS`` that is there does not count
+
+    @property
+    def ready(self) -> bool:
+        """At least one data file and its ``_SUCCESS`` marker (written after them)."""
+        return bool(self.files) and self.has_marker
+
+    def describe(self) -> str:
+        """One line for a waiting sensor's log: where it looks and what is still missing."""
+        where = storage.url(self.folder)
+        if self.stale:
+            return f"{where}: waiting: {self.stale}"
+        found = f"{len(self.files)} data file(s)" + (f" and {SUCCESS_MARKER}" if self.has_marker else "")
+        if self.ready:
+            return f"{where}: ready ({found})"
+        missing = [what for what, there in (("data files", bool(self.files)), (SUCCESS_MARKER, self.has_marker))
+                   if not there]
+        found = found if self.files or self.has_marker else "nothing"
+        return f"{where}: waiting for {' and '.join(missing)} (found {found})"
 
 
-def describe_drop(partition: Partition, paths: DataPaths | None = None) -> str:
-    """One line for a waiting sensor's log: where it looks and what is still missing."""
+def list_drop(partition: Partition, paths: DataPaths | None = None) -> Drop:
+    """The drop as one listing of its folder shows it (on S3 one request), with ``data_files``' refusals.
+
+    A sensor's poke takes readiness, its log line and the files to hash from this one ``Drop``.
+    """
     paths = paths or data_paths()
     folder = paths.landing_dir(partition)
     files = data_files(partition, paths)
     has_marker, stale = _marker_state(folder, files)
-    if stale:
-        return f"{storage.url(folder)}: waiting: {stale}"
-    missing = [what for what, there in (("data files", bool(files)), (SUCCESS_MARKER, has_marker)) if not there]
-    found = f"{len(files)} data file(s)" + (f" and {SUCCESS_MARKER}" if has_marker else "")
-    if not missing:
-        return f"{storage.url(folder)}: ready ({found})"
-    found = found if files or has_marker else "nothing"
-    return f"{storage.url(folder)}: waiting for {' and '.join(missing)} (found {found})"
+    return Drop(folder, files, has_marker, stale)
+
+
+def drop_is_ready(partition: Partition, paths: DataPaths | None = None) -> bool:
+    """True once the drop has at least one data file and its ``_SUCCESS`` marker (written after them)."""
+    return list_drop(partition, paths).ready
+
+
+def describe_drop(partition: Partition, paths: DataPaths | None = None) -> str:
+    """One line for a waiting sensor's log: where it looks and what is still missing."""
+    return list_drop(partition, paths).describe()

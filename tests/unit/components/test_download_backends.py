@@ -62,3 +62,25 @@ def test_a_failed_download_leaves_no_object_and_no_marker(tlc, any_root):
     with pytest.raises(Exception, match="500"):
         operator.execute({})
     assert documents.list_files(any_root.landing_dir(DECEMBER))[0] == []
+
+
+def test_the_drop_event_takes_the_facts_of_the_download_without_reading_the_file_again(
+        tlc, any_root, s3_requests, monkeypatch):
+    from airflow.sdk.execution_time.context import OutletEventAccessors
+
+    from taxiflow.components import lineage
+
+    def read_again(path):
+        raise AssertionError(f"{path} was read again for its facts")
+
+    monkeypatch.setattr(storage, "sha256", read_again)
+    events = OutletEventAccessors()  # what a running task's context holds
+    TlcDownloadOperator(task_id="download", source="green", month="2023-12").execute({"outlet_events": events})
+    requests = dict(s3_requests)
+
+    content = documents.read_bytes(any_root.landing_dir(DECEMBER) / GREEN_DEC.name)
+    drop = events[lineage.drop_asset("green", any_root)]
+    assert drop.partition_keys == {"2023-12"}
+    assert drop.extra["files"] == [{"name": GREEN_DEC.name, "bytes": len(content),
+                                    "sha256": hashlib.sha256(content).hexdigest()}]
+    assert "get_object" not in requests  # on S3: the upload was its only transfer (nothing on local disk)

@@ -49,7 +49,7 @@ def event(events: OutletEventAccessors, asset) -> tuple[dict, set[str]]:
 def test_drop_event_names_the_files_bytes_and_checksums(ingested):
     paths, *_ = ingested
     events = OutletEventAccessors()
-    lineage.emit_drop(events, GREEN_DEC, paths)
+    lineage.emit_drop(events, GREEN_DEC, lineage.drop_facts(GREEN_DEC, paths), paths)
     extra, keys = event(events, lineage.drop_asset("green", paths))
     dropped = paths.landing_dir(GREEN_DEC) / "green_tripdata_2023-12.parquet"
     assert keys == {"2023-12"}
