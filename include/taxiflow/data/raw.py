@@ -155,11 +155,8 @@ def staged_version(partition: Partition, paths: DataPaths, current: str | None) 
 def superseded(partition: Partition, paths: DataPaths, keep: str) -> list[str]:
     """What a publish naming raw version ``keep`` supersedes: the other versions there now, and
     files of the layout before versions. Listed before the publish, removed after it (``remove``)."""
-    names = []
-    for entry in storage.list_dir(paths.raw_dir(partition)):
-        if (versions.is_version(entry.name) and entry.name != keep) or has_data_file_name(entry.name):
-            names.append(entry.name)
-    return names
+    return [name for name in storage.names_in(paths.raw_dir(partition))
+            if (versions.is_version(name) and name != keep) or has_data_file_name(name)]
 
 
 def remove(partition: Partition, paths: DataPaths, names: list[str]) -> None:
@@ -182,12 +179,10 @@ def sweep(partition_dir: DataPath, keep: str | None, older_than: timedelta | Non
     age = max(older_than if older_than is not None else versions.ORPHAN_AGE, versions.PUBLISH_DEADLINE)
     cutoff = datetime.now(UTC) - age
     removed = []
-    for entry in storage.list_dir(partition_dir):
-        if versions.is_version(entry.name) and entry.name != keep and versions.version_time(entry.name) < cutoff:
-            if storage.is_remote(entry) and not storage.files_below(entry):
-                continue  # a prefix whose objects are gone (SeaweedFS lists an emptied folder a while)
-            storage.remove_tree(entry)
-            removed.append(entry.name)
+    for name in storage.names_in(partition_dir):
+        if versions.is_version(name) and name != keep and versions.version_time(name) < cutoff:
+            storage.remove_tree(partition_dir / name)
+            removed.append(name)
     return removed
 
 

@@ -144,6 +144,19 @@ def files_below(folder: DataPath) -> list[str]:
     return sorted(name[len(below):] for name in folder.fs.find(folder.path) if name.startswith(below))
 
 
+def names_in(folder: DataPath) -> list[str]:
+    """The names directly in ``folder`` that hold data, sorted: its files, and its folders (on S3,
+    those with an object below). For walking versions (``v-...`` folders), which come and go.
+
+    On S3 one listing of the objects below, not of ``folder``'s prefixes: SeaweedFS keeps listing a
+    folder whose objects were all deleted (45 emptied version folders were still listed 45 minutes
+    on, 2026-12-05), and a walk of those paid a listing and a HEAD each, more with every re-ingest.
+    """
+    if not is_remote(folder):
+        return sorted(entry.name for entry in folder.iterdir()) if folder.is_dir() else []
+    return sorted({name.split("/", 1)[0] for name in files_below(folder)})
+
+
 def info(path: DataPath) -> dict[str, Any]:
     """``size`` (bytes), ``modified`` (aware datetime) and ``etag`` (S3; None locally) of one file."""
     if not is_remote(path):

@@ -145,7 +145,7 @@ def publish(
             f"{storage.url(folder / version)} was made {age} ago, more than {deadline or PUBLISH_DEADLINE}: "
             "it is not published (an abandoned version may be swept by then); run the task again"
         )
-    listed = [entry.name for entry in storage.list_dir(folder) if is_version(entry.name) and entry.name != version]
+    listed = [old for old in storage.names_in(folder) if is_version(old) and old != version]
     data = (json.dumps(document, indent=2) + "\n").encode("utf-8")
     conditional.replace_if_match(folder / name, data, replaces.tag if replaces else None)
     for old in listed:  # their writers read the marker before this write: theirs can never be named now
@@ -200,10 +200,8 @@ def sweep(folder: DataPath, name: str, older_than: timedelta | None = None) -> l
     keep = marker.version if marker else None
     cutoff = datetime.now(UTC) - age
     removed = []
-    for entry in storage.list_dir(folder):
-        if is_version(entry.name) and entry.name != keep and version_time(entry.name) < cutoff:
-            if storage.is_remote(entry) and not storage.files_below(entry):
-                continue  # a prefix whose objects are gone (SeaweedFS lists an emptied folder a while)
-            storage.remove_tree(entry)
-            removed.append(entry.name)
+    for old in storage.names_in(folder):
+        if is_version(old) and old != keep and version_time(old) < cutoff:
+            storage.remove_tree(folder / old)
+            removed.append(old)
     return removed

@@ -277,8 +277,7 @@ def publish_report(
                 storage.write_bytes(folder / version / file, content)
                 files[kind] = {"name": file, "key": f"{version}/{file}", "bytes": len(content),
                                "sha256": hashlib.sha256(content).hexdigest()}
-            listed = [entry.name for entry in storage.list_dir(folder)
-                      if _VERSION_RE.fullmatch(entry.name) and entry.name != version]
+            listed = [old for old in storage.names_in(folder) if _VERSION_RE.fullmatch(old) and old != version]
         except FileNotFoundError:
             _discard(folder, version)
             if storage.is_remote(folder):
@@ -368,13 +367,11 @@ def sweep_report(name: str, paths: DataPaths | None = None, older_than: timedelt
     keep = read_manifest_version(folder)
     cutoff = datetime.now(UTC) - max(older_than, PUBLISH_DEADLINE)
     removed = []
-    for entry in storage.list_dir(folder):
-        match = _VERSION_RE.fullmatch(entry.name)
-        if match and entry.name != keep and _made_at(match.group(1)) < cutoff:
-            if storage.is_remote(entry) and not storage.files_below(entry):
-                continue  # a prefix whose objects are gone (SeaweedFS lists an emptied folder a while)
-            storage.remove_tree(entry)
-            removed.append(entry.name)
+    for old in storage.names_in(folder):
+        match = _VERSION_RE.fullmatch(old)
+        if match and old != keep and _made_at(match.group(1)) < cutoff:
+            storage.remove_tree(folder / old)
+            removed.append(old)
     return removed
 
 

@@ -172,3 +172,19 @@ def _trips_parquet(paths: DataPaths, rows: int) -> bytes:
     buffer = io.BytesIO()
     pq.write_table(pa.Table.from_pandas(table, preserve_index=False), buffer)
     return buffer.getvalue()
+
+
+def test_every_reingest_costs_the_same_requests_however_many_came_before(any_root, s3_requests):
+    """SeaweedFS keeps listing a version folder whose objects were deleted: a re-ingest must not walk
+    those (a listing and a HEAD each, more every time); on both backends only the current versions stay."""
+    sent_by_ingest = []
+    for day in range(1, 6):
+        before = s3_requests.copy()
+        summary = ingest_drop(any_root, JANUARY, green_parquet(minutes(datetime(2024, 1, day), 10)))
+        sent_by_ingest.append(s3_requests - before)
+
+    assert sent_by_ingest[1] == sent_by_ingest[-1]  # the first has nothing to supersede
+    raw_dir = any_root.raw_dir(JANUARY)
+    assert [name for name in storage.names_in(raw_dir) if versions.is_version(name)] == [summary["raw_version"]]
+    assert [name for name in storage.names_in(any_root.trips_dir(JANUARY)) if versions.is_version(name)] == [
+        summary["version"]]
