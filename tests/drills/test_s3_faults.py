@@ -52,7 +52,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.drills, pytest.mark.s3]  # e2e: `make
 
 SOURCE = "green"
 MONTHS = ("2023-12", "2024-01")
-PARTS = 12  # copies of green 2024-01 in its drop: a trips.parquet over two armed upload parts
+PARTS = 16  # copies of green 2024-01 in its drop: a trips.parquet over two armed upload parts (~14 MB)
 REPORT = {"borough": "Manhattan", "start_date": "2023-12-18", "end_date": "2024-01-15",
           "name": "drill_s3_kill", "sources": [SOURCE]}
 KILLED_MONTH = Partition(SOURCE, "2024-01")
